@@ -1,0 +1,250 @@
+#include "config.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include <cjson/cJSON.h>
+
+#include "log.h"
+#include "util.h"
+
+static enum log_level log_threshold = LOG_LEVEL_INFO;
+
+static const char *const level_names[] = {"debug", "info", "warn", "error"};
+
+int
+log_level_parse(const char *s, enum log_level *out)
+{
+    size_t i;
+
+    for (i = 0; i < sizeof(level_names) / sizeof(level_names[0]); i++) {
+        if (strcasecmp(s, level_names[i]) == 0) {
+            *out = (enum log_level)i;
+            return 0;
+        }
+    }
+    if (strcasecmp(s, "warning") == 0) {
+        *out = LOG_LEVEL_WARN;
+        return 0;
+    }
+    return -1;
+}
+
+const char *
+log_level_name(enum log_level level)
+{
+    return level_names[level];
+}
+
+void
+log_set_level(enum log_level level)
+{
+    log_threshold = level;
+}
+
+/* One write(2) per line, so that lines from threads never interleave. */
+static void
+write_line(char *text)
+{
+    size_t len = strlen(text), off = 0;
+
+    text[len++] = '\n';
+    while (off < len) {
+        ssize_t n = write(STDERR_FILENO, text + off, len - off);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break;
+        off += (size_t)n;
+    }
+}
+
+/* Print the object, reserving a byte for the newline; frees obj. */
+static void
+emit(cJSON *obj)
+{
+    char *text = cJSON_PrintBuffered(obj, 512, 0);
+    char *line;
+    size_t len;
+
+    cJSON_Delete(obj);
+    if (text == NULL)
+        return;
+    len = strlen(text);
+    if ((line = realloc(text, len + 2)) == NULL) {
+        free(text);
+        return;
+    }
+    write_line(line);
+    free(line);
+}
+
+static cJSON *
+new_line(enum log_level level)
+{
+    char ts[32];
+    cJSON *obj = cJSON_CreateObject();
+
+    if (obj == NULL)
+        return NULL;
+    util_rfc3339_ms(util_wall_ms(), ts, sizeof(ts));
+    cJSON_AddStringToObject(obj, "ts", ts);
+    cJSON_AddStringToObject(obj, "level", level_names[level]);
+    return obj;
+}
+
+static void
+vlog(enum log_level level, int with_errno, const char *fmt, va_list ap)
+{
+    char msg[1024];
+    int saved = errno;
+    cJSON *obj;
+
+    if (level < log_threshold)
+        return;
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    if (with_errno) {
+        size_t len = strlen(msg);
+        snprintf(msg + len, sizeof(msg) - len, ": %s", strerror(saved));
+    }
+    if ((obj = new_line(level)) == NULL)
+        return;
+    cJSON_AddStringToObject(obj, "msg", msg);
+    emit(obj);
+    errno = saved;
+}
+
+#define LOG_FN(name, level, with_errno)                                      \
+    void name(const char *fmt, ...)                                          \
+    {                                                                        \
+        va_list ap;                                                          \
+        va_start(ap, fmt);                                                   \
+        vlog(level, with_errno, fmt, ap);                                    \
+        va_end(ap);                                                          \
+    }
+
+LOG_FN(log_debug, LOG_LEVEL_DEBUG, 0)
+LOG_FN(log_info, LOG_LEVEL_INFO, 0)
+LOG_FN(log_warn, LOG_LEVEL_WARN, 1)
+LOG_FN(log_warnx, LOG_LEVEL_WARN, 0)
+LOG_FN(log_error, LOG_LEVEL_ERROR, 0)
+
+void
+fatal(const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    vlog(LOG_LEVEL_ERROR, 1, fmt, ap);
+    va_end(ap);
+    exit(1);
+}
+
+void
+fatalx(const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    vlog(LOG_LEVEL_ERROR, 0, fmt, ap);
+    va_end(ap);
+    exit(1);
+}
+
+void
+log_event(enum log_level level, const char *event, cJSON *fields)
+{
+    cJSON *obj;
+
+    if (level < log_threshold || (obj = new_line(level)) == NULL) {
+        cJSON_Delete(fields);
+        return;
+    }
+    cJSON_AddStringToObject(obj, "event", event);
+    if (fields != NULL) {
+        cJSON *item = fields->child;
+        while (item != NULL) {
+            cJSON *next = item->next;
+            cJSON_DetachItemViaPointer(fields, item);
+            cJSON_AddItemToObject(obj, item->string, item);
+            item = next;
+        }
+        cJSON_Delete(fields);
+    }
+    emit(obj);
+}
+
+static void
+add_str(cJSON *obj, const char *name, const char *value)
+{
+    if (value != NULL)
+        cJSON_AddStringToObject(obj, name, value);
+}
+
+/* Milliseconds rounded to microseconds, so lines stay short. */
+static double
+round_ms(double ms)
+{
+    return (double)(long long)(ms * 1000.0 + 0.5) / 1000.0;
+}
+
+static cJSON *
+access_object(const struct access_record *rec)
+{
+    char ts[32];
+    cJSON *obj = cJSON_CreateObject();
+
+    if (obj == NULL)
+        return NULL;
+    util_rfc3339_ms(rec->wall_ms, ts, sizeof(ts));
+    cJSON_AddStringToObject(obj, "ts", ts);
+    cJSON_AddStringToObject(obj, "level", "info");
+    cJSON_AddStringToObject(obj, "event", "access");
+    add_str(obj, "request_id", rec->request_id);
+    add_str(obj, "remote_addr", rec->remote_addr);
+    add_str(obj, "method", rec->method);
+    add_str(obj, "path", rec->path);
+    add_str(obj, "indice", rec->indice);
+    add_str(obj, "cache_status", rec->cache_status);
+    cJSON_AddNumberToObject(obj, "status", rec->status);
+    cJSON_AddNumberToObject(obj, "latency_ms", round_ms(rec->latency_ms));
+    cJSON_AddNumberToObject(obj, "bytes", (double)rec->bytes);
+    if (rec->upstream) {
+        cJSON_AddNumberToObject(obj, "upstream_status", rec->upstream_status);
+        cJSON_AddNumberToObject(obj, "upstream_ms",
+            round_ms(rec->upstream_ms));
+        add_str(obj, "upstream_http", rec->upstream_http);
+        add_str(obj, "correlation_id", rec->correlation_id);
+    }
+    add_str(obj, "error", rec->error);
+    return obj;
+}
+
+char *
+log_access_render(const struct access_record *rec)
+{
+    cJSON *obj = access_object(rec);
+    char *text;
+
+    if (obj == NULL)
+        return NULL;
+    text = cJSON_PrintUnformatted(obj);
+    cJSON_Delete(obj);
+    return text;
+}
+
+void
+log_access(const struct access_record *rec)
+{
+    cJSON *obj;
+
+    if (LOG_LEVEL_INFO < log_threshold)
+        return;
+    if ((obj = access_object(rec)) != NULL)
+        emit(obj);
+}

@@ -1,0 +1,71 @@
+#ifndef HEREPROXY_LOG_H
+#define HEREPROXY_LOG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cjson/cJSON.h>
+
+enum log_level {
+    LOG_LEVEL_DEBUG,
+    LOG_LEVEL_INFO,
+    LOG_LEVEL_WARN,
+    LOG_LEVEL_ERROR
+};
+
+/* Parse DEBUG|INFO|WARN|ERROR (any case); returns 0 or -1. */
+int log_level_parse(const char *s, enum log_level *out);
+const char *log_level_name(enum log_level level);
+
+void log_set_level(enum log_level level);
+
+/*
+ * Diagnostics: each is one JSON line on stderr {"ts","level","msg"}.
+ * log_warn appends strerror(errno). fatal and fatalx exit(1): startup only.
+ */
+void log_debug(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void log_info(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void log_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void log_warnx(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void log_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void fatal(const char *fmt, ...)
+    __attribute__((format(printf, 1, 2), noreturn));
+void fatalx(const char *fmt, ...)
+    __attribute__((format(printf, 1, 2), noreturn));
+
+/*
+ * A lifecycle event ("start", "stop", "memcached_lost", ...): adds "ts",
+ * "level" and "event" to fields (which may be NULL) and writes one line.
+ * Takes ownership of fields.
+ */
+void log_event(enum log_level level, const char *event, cJSON *fields);
+
+/* What one request did; strings may be NULL. Logged at INFO. */
+struct access_record {
+    int64_t wall_ms;
+    const char *method;
+    const char *path;        /* without the query: no key can be in it */
+    const char *indice;
+    const char *cache_status;
+    const char *request_id;
+    const char *remote_addr;
+    int status;
+    double latency_ms;
+    size_t bytes;
+    int upstream;            /* 1 when it went upstream */
+    int upstream_status;     /* HTTP status, 0 when none came */
+    double upstream_ms;
+    const char *upstream_http;
+    const char *correlation_id;
+    const char *error;
+};
+
+void log_access(const struct access_record *rec);
+
+/*
+ * Render an access record as one JSON line, without the newline.
+ * Returns a malloc'd string the caller frees, or NULL. For tests.
+ */
+char *log_access_render(const struct access_record *rec);
+
+#endif

@@ -1,0 +1,544 @@
+#include "config.h"
+
+#include <ctype.h>
+#include <stddef.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "settings.h"
+#include "log.h"
+#include "util.h"
+
+
+struct setting {
+    const char *name;
+    size_t offset;
+    enum setting_kind kind;
+    const char *def;
+    long min;
+    long max;
+};
+
+#define SETTING_ROW(name, member, kind, def, min, max)                       \
+    {#name, offsetof(struct settings, member), kind, def, min, max},
+
+static const struct setting settings[] = {SETTINGS_LIST(SETTING_ROW)};
+
+#define NSETTINGS (sizeof(settings) / sizeof(settings[0]))
+
+#define MAX_TEXT_LEN 4096
+
+static const struct setting *
+find_setting(const char *name)
+{
+    size_t i;
+
+    for (i = 0; i < NSETTINGS; i++)
+        if (strcmp(settings[i].name, name) == 0)
+            return &settings[i];
+    return NULL;
+}
+
+static int
+parse_bool(const char *v, long *out)
+{
+    static const char *const yes[] = {"1", "true", "yes", "on"};
+    static const char *const no[] = {"0", "false", "no", "off"};
+    size_t i;
+
+    for (i = 0; i < 4; i++) {
+        if (strcasecmp(v, yes[i]) == 0) {
+            *out = 1;
+            return 0;
+        }
+        if (strcasecmp(v, no[i]) == 0) {
+            *out = 0;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+static int
+is_http_url(const char *v)
+{
+    return strncmp(v, "http://", 7) == 0 || strncmp(v, "https://", 8) == 0;
+}
+
+/* "*" or origins such as https://maps.example.com, comma separated. */
+static int
+valid_origins(const char *v)
+{
+    const char *p = v;
+
+    if (strcmp(v, "*") == 0)
+        return 1;
+    while (*p != '\0') {
+        const char *end = strchr(p, ',');
+        size_t len = end ? (size_t)(end - p) : strlen(p);
+        size_t i;
+
+        while (len > 0 && *p == ' ') {
+            p++;
+            len--;
+        }
+        if (len == 0 || !is_http_url(p))
+            return 0;
+        for (i = 0; i < len; i++)
+            if ((unsigned char)p[i] <= ' ' || (unsigned char)p[i] >= 0x7f)
+                return 0;
+        p += len;
+        if (*p == ',')
+            p++;
+    }
+    return 1;
+}
+
+/* host[:port] items, comma separated; host is a name or IPv4 address. */
+static int
+valid_servers(const char *v)
+{
+    const char *p = v;
+
+    while (*p != '\0') {
+        size_t hostlen = 0;
+        long port;
+
+        while (isalnum((unsigned char)p[hostlen]) || p[hostlen] == '.' ||
+            p[hostlen] == '-' || p[hostlen] == '_')
+            hostlen++;
+        if (hostlen == 0)
+            return 0;
+        p += hostlen;
+        if (*p == ':') {
+            char digits[8];
+            size_t n = strcspn(p + 1, ",");
+            if (n == 0 || n >= sizeof(digits))
+                return 0;
+            memcpy(digits, p + 1, n);
+            digits[n] = '\0';
+            if (util_parse_long(digits, 1, 65535, &port) != 0)
+                return 0;
+            p += 1 + n;
+        }
+        if (*p == ',') {
+            p++;
+            if (*p == '\0')
+                return 0;
+        } else if (*p != '\0') {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* The key goes into a query string as it is: allow only unreserved bytes. */
+static int
+valid_key(const char *v)
+{
+    size_t len = strlen(v), i;
+
+    if (len > 512)
+        return 0;
+    for (i = 0; i < len; i++)
+        if (!isalnum((unsigned char)v[i]) && strchr("-._~", v[i]) == NULL)
+            return 0;
+    return 1;
+}
+
+static int
+set_text(char **slot, const char *value)
+{
+    char *copy = strdup(value);
+
+    if (copy == NULL)
+        return -1;
+    free(*slot);
+    *slot = copy;
+    return 0;
+}
+
+int
+settings_set(struct settings *cfg, const char *name, const char *value,
+    char *err, size_t errlen)
+{
+    const struct setting *s = find_setting(name);
+    char *base = (char *)cfg;
+    long num;
+    uint64_t size;
+    enum log_level level;
+
+    if (s == NULL)
+        return 1;
+    if (strlen(value) > MAX_TEXT_LEN) {
+        snprintf(err, errlen, "%s: value too long", s->name);
+        return -1;
+    }
+    switch (s->kind) {
+    case CFG_STR:
+    case CFG_SECRET:
+        if (s->kind == CFG_SECRET && *value != '\0' && !valid_key(value)) {
+            snprintf(err, errlen, "%s: only letters, digits and -._~ "
+                "are allowed, at most 512", s->name);
+            return -1;
+        }
+        break;
+    case CFG_URL:
+        if (!is_http_url(value) || strpbrk(value, " ?#\t\r\n") != NULL) {
+            snprintf(err, errlen, "%s: must be an http:// or https:// URL "
+                "without query: '%s'", s->name, value);
+            return -1;
+        }
+        break;
+    case CFG_ORIGINS:
+        if (!valid_origins(value)) {
+            snprintf(err, errlen, "%s: must be * or a comma list of "
+                "http(s) origins", s->name);
+            return -1;
+        }
+        break;
+    case CFG_SERVERS:
+        if (*value != '\0' && !valid_servers(value)) {
+            snprintf(err, errlen, "%s: must be host:port[,host:port...]: "
+                "'%s'", s->name, value);
+            return -1;
+        }
+        break;
+    case CFG_LONG:
+        if (util_parse_long(value, s->min, s->max, &num) != 0) {
+            snprintf(err, errlen, "%s: must be a whole number from %ld to "
+                "%ld: '%s'", s->name, s->min, s->max, value);
+            return -1;
+        }
+        *(long *)(base + s->offset) = num;
+        return 0;
+    case CFG_BOOL:
+        if (parse_bool(value, &num) != 0) {
+            snprintf(err, errlen, "%s: must be 0 or 1: '%s'", s->name,
+                value);
+            return -1;
+        }
+        *(long *)(base + s->offset) = num;
+        return 0;
+    case CFG_SIZE:
+        if (util_parse_size(value, &size) != 0 ||
+            size < (uint64_t)s->min) {
+            snprintf(err, errlen, "%s: must be a byte count (K, M, G "
+                "suffixes allowed) of at least %ld: '%s'", s->name, s->min,
+                value);
+            return -1;
+        }
+        *(uint64_t *)(base + s->offset) = size;
+        return 0;
+    case CFG_LEVEL:
+        if (log_level_parse(value, &level) != 0) {
+            snprintf(err, errlen, "%s: must be DEBUG, INFO, WARN or ERROR: "
+                "'%s'", s->name, value);
+            return -1;
+        }
+        *(long *)(base + s->offset) = (long)level;
+        return 0;
+    }
+    if (set_text((char **)(base + s->offset), value) != 0) {
+        snprintf(err, errlen, "%s: out of memory", s->name);
+        return -1;
+    }
+    if (s->kind == CFG_URL) {
+        char *url = *(char **)(base + s->offset);
+        size_t len = strlen(url);
+        while (len > 0 && url[len - 1] == '/')
+            url[--len] = '\0';
+    }
+    return 0;
+}
+
+int
+settings_init(struct settings *cfg)
+{
+    char err[256];
+    size_t i;
+
+    memset(cfg, 0, sizeof(*cfg));
+    for (i = 0; i < NSETTINGS; i++)
+        if (settings_set(cfg, settings[i].name, settings[i].def, err,
+                sizeof(err)) != 0)
+            return -1;
+    return 0;
+}
+
+void
+settings_cleanup(struct settings *cfg)
+{
+    size_t i;
+
+    for (i = 0; i < NSETTINGS; i++) {
+        switch (settings[i].kind) {
+        case CFG_STR:
+        case CFG_SECRET:
+        case CFG_URL:
+        case CFG_ORIGINS:
+        case CFG_SERVERS: {
+            char **slot = (char **)((char *)cfg + settings[i].offset);
+            free(*slot);
+            *slot = NULL;
+            break;
+        }
+        default:
+            break;
+        }
+    }
+}
+
+static char *
+trim(char *s)
+{
+    char *end;
+
+    while (*s == ' ' || *s == '\t')
+        s++;
+    end = s + strlen(s);
+    while (end > s && (end[-1] == ' ' || end[-1] == '\t' ||
+               end[-1] == '\r' || end[-1] == '\n'))
+        *--end = '\0';
+    return s;
+}
+
+int
+settings_apply_text(struct settings *cfg, const char *text, const char *origin,
+    char *err, size_t errlen)
+{
+    char *copy = strdup(text), *line, *save = NULL;
+    int lineno = 0, rc = -1;
+
+    if (copy == NULL) {
+        snprintf(err, errlen, "%s: out of memory", origin);
+        return -1;
+    }
+    for (line = strtok_r(copy, "\n", &save); line != NULL;
+         line = strtok_r(NULL, "\n", &save)) {
+        char *name, *value, *eq, msg[512];
+        int r;
+
+        lineno++;
+        name = trim(line);
+        if (*name == '\0' || *name == '#')
+            continue;
+        if ((eq = strchr(name, '=')) == NULL) {
+            snprintf(err, errlen, "%s:%d: expected KEY=value", origin,
+                lineno);
+            goto done;
+        }
+        *eq = '\0';
+        name = trim(name);
+        value = trim(eq + 1);
+        /* Allow the value in matching quotes, as shells write it. */
+        if (strlen(value) >= 2 && (value[0] == '"' || value[0] == '\'') &&
+            value[strlen(value) - 1] == value[0]) {
+            value[strlen(value) - 1] = '\0';
+            value++;
+        }
+        r = settings_set(cfg, name, value, msg, sizeof(msg));
+        if (r == 1) {
+            snprintf(err, errlen, "%s:%d: unknown setting %s", origin,
+                lineno, name);
+            goto done;
+        }
+        if (r != 0) {
+            snprintf(err, errlen, "%s:%d: %s", origin, lineno, msg);
+            goto done;
+        }
+    }
+    rc = 0;
+done:
+    free(copy);
+    return rc;
+}
+
+static const char *
+env_get(char *const *envp, const char *name)
+{
+    size_t len = strlen(name);
+
+    for (; envp != NULL && *envp != NULL; envp++)
+        if (strncmp(*envp, name, len) == 0 && (*envp)[len] == '=')
+            return *envp + len + 1;
+    return NULL;
+}
+
+/* Read a small text file whole; returns malloc'd text or NULL. */
+static char *
+read_small_file(const char *path, size_t max, char *err, size_t errlen,
+    const char *setting)
+{
+    FILE *fp = fopen(path, "r");
+    char *buf = NULL;
+    size_t n;
+
+    if (fp == NULL) {
+        snprintf(err, errlen, "%s: cannot open %s: %s", setting, path,
+            strerror(errno));
+        return NULL;
+    }
+    if ((buf = malloc(max + 1)) == NULL) {
+        snprintf(err, errlen, "%s: out of memory", setting);
+        goto fail;
+    }
+    n = fread(buf, 1, max + 1, fp);
+    if (ferror(fp) || n > max) {
+        snprintf(err, errlen, "%s: cannot read %s (or larger than %zu "
+            "bytes)", setting, path, max);
+        goto fail;
+    }
+    buf[n] = '\0';
+    if (strlen(buf) != n) {
+        snprintf(err, errlen, "%s: %s contains a NUL byte", setting, path);
+        goto fail;
+    }
+    fclose(fp);
+    return buf;
+fail:
+    free(buf);
+    fclose(fp);
+    return NULL;
+}
+
+int
+settings_load(struct settings *cfg, char *const *envp, char *err, size_t errlen)
+{
+    const char *path, *keyfile;
+    size_t i;
+
+    if (settings_init(cfg) != 0) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    if ((path = env_get(envp, "HEREPROXY_CONFIG")) != NULL && *path) {
+        char *text = read_small_file(path, 1 << 20, err, errlen,
+            "HEREPROXY_CONFIG");
+        int rc;
+
+        if (text == NULL)
+            return -1;
+        rc = settings_apply_text(cfg, text, path, err, errlen);
+        free(text);
+        if (rc != 0)
+            return -1;
+    }
+    for (i = 0; i < NSETTINGS; i++) {
+        const char *v = env_get(envp, settings[i].name);
+        if (v != NULL &&
+            settings_set(cfg, settings[i].name, v, err, errlen) != 0)
+            return -1;
+    }
+    keyfile = env_get(envp, "HERE_API_KEY_FILE");
+    if (*cfg->here_api_key == '\0' && keyfile != NULL && *keyfile) {
+        char *text = read_small_file(keyfile, 4096, err, errlen,
+            "HERE_API_KEY_FILE");
+        char msg[256];
+        int rc;
+
+        if (text == NULL)
+            return -1;
+        rc = settings_set(cfg, "HERE_API_KEY", trim(text), msg, sizeof(msg));
+        free(text);
+        if (rc != 0) {
+            snprintf(err, errlen, "HERE_API_KEY_FILE: %s", msg);
+            return -1;
+        }
+    }
+    return settings_validate(cfg, err, errlen);
+}
+
+int
+settings_validate(const struct settings *cfg, char *err, size_t errlen)
+{
+    if (*cfg->here_api_key == '\0') {
+        snprintf(err, errlen, "HERE_API_KEY is not set (or set "
+            "HERE_API_KEY_FILE to a file holding it)");
+        return -1;
+    }
+    if (cfg->cache_ttl_default_s > cfg->cache_ttl_cap_s) {
+        snprintf(err, errlen, "CACHE_TTL_DEFAULT (%ld) is larger than "
+            "CACHE_TTL_CAP (%ld)", cfg->cache_ttl_default_s,
+            cfg->cache_ttl_cap_s);
+        return -1;
+    }
+    if (*cfg->here_ca_file != '\0') {
+        FILE *fp = fopen(cfg->here_ca_file, "r");
+        if (fp == NULL) {
+            snprintf(err, errlen, "HERE_CA_FILE: cannot open %s: %s",
+                cfg->here_ca_file, strerror(errno));
+            return -1;
+        }
+        fclose(fp);
+    }
+    return 0;
+}
+
+void
+settings_dump(const struct settings *cfg, FILE *fp)
+{
+    const char *base = (const char *)cfg;
+    size_t i;
+
+    for (i = 0; i < NSETTINGS; i++) {
+        const struct setting *s = &settings[i];
+        const void *slot = base + s->offset;
+
+        switch (s->kind) {
+        case CFG_SECRET:
+            fprintf(fp, "%s=%s\n", s->name,
+                **(char *const *)slot ? "<redacted>" : "");
+            break;
+        case CFG_STR:
+        case CFG_URL:
+        case CFG_ORIGINS:
+        case CFG_SERVERS:
+            fprintf(fp, "%s=%s\n", s->name, *(char *const *)slot);
+            break;
+        case CFG_LONG:
+        case CFG_BOOL:
+            fprintf(fp, "%s=%ld\n", s->name, *(const long *)slot);
+            break;
+        case CFG_SIZE:
+            fprintf(fp, "%s=%llu\n", s->name,
+                (unsigned long long)*(const uint64_t *)slot);
+            break;
+        case CFG_LEVEL:
+            fprintf(fp, "%s=%s\n", s->name,
+                log_level_name((enum log_level) * (const long *)slot));
+            break;
+        }
+    }
+}
+
+int
+settings_origin_allowed(const struct settings *cfg, const char *origin)
+{
+    const char *p = cfg->cors_origins;
+    size_t olen;
+
+    if (strcmp(p, "*") == 0)
+        return 1;
+    if (origin == NULL || *origin == '\0')
+        return 0;
+    olen = strlen(origin);
+    while (*p != '\0') {
+        size_t len = strcspn(p, ",");
+        const char *item = p;
+
+        while (len > 0 && *item == ' ') {
+            item++;
+            len--;
+        }
+        if (len == olen && memcmp(item, origin, len) == 0)
+            return 1;
+        p += strcspn(p, ",");
+        if (*p == ',')
+            p++;
+    }
+    return 0;
+}

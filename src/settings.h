@@ -1,0 +1,106 @@
+#ifndef HEREPROXY_SETTINGS_H
+#define HEREPROXY_SETTINGS_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "log.h"
+
+/*
+ * Every setting, once: name, member, kind, default, lower and upper bound
+ * (for numbers). The table drives defaults, parsing, validation and the
+ * --check-config dump. Secret settings are never printed.
+ */
+#define SETTINGS_LIST(X)                                                   \
+    X(HERE_API_KEY, here_api_key, CFG_SECRET, "", 0, 0)                       \
+    X(HERE_BASE_URL, here_base_url, CFG_URL, "https://maps.hereapi.com/v3",  \
+        0, 0)                                                                \
+    X(HERE_CA_FILE, here_ca_file, CFG_STR, "", 0, 0)                          \
+    X(HERE_CONNECT_TIMEOUT_MS, here_connect_timeout_ms, CFG_LONG, "5000", 1, \
+        600000)                                                              \
+    X(HERE_TIMEOUT_MS, here_timeout_ms, CFG_LONG, "30000", 1, 3600000)        \
+    X(HERE_ALLOW_LOGISTICS, here_allow_logistics, CFG_BOOL, "0", 0, 1)        \
+    X(HEREPROXY_THREADS, threads, CFG_LONG, "64", 1, 4096)                    \
+    X(HEREPROXY_LISTEN, listen, CFG_STR, "", 0, 0)                            \
+    X(HEREPROXY_CORS_ORIGINS, cors_origins, CFG_ORIGINS, "*", 0, 0)           \
+    X(HEREPROXY_ZMAX, zmax, CFG_LONG, "20", 0, 22)                            \
+    X(CACHE_MAXSIZE, cache_maxsize, CFG_LONG, "50000", 0, 100000000)          \
+    X(CACHE_MAXBYTES, cache_maxbytes, CFG_SIZE, "268435456", 0, 0)            \
+    X(CACHE_TTL_DEFAULT, cache_ttl_default_s, CFG_LONG, "3600", 0, 31536000)  \
+    X(CACHE_TTL_CAP, cache_ttl_cap_s, CFG_LONG, "86400", 0, 31536000)         \
+    X(CACHE_META_TTL, cache_meta_ttl_s, CFG_LONG, "3600", 0, 31536000)        \
+    X(MEMCACHED_SERVERS, memcached_servers, CFG_SERVERS, "", 0, 0)            \
+    X(UPSTREAM_MAX_BYTES, upstream_max_bytes, CFG_SIZE, "8388608", 1024, 0)   \
+    X(LOG_LEVEL, log_level, CFG_LEVEL, "INFO", 0, 0)
+
+enum setting_kind {
+    CFG_STR,      /* any text */
+    CFG_SECRET,   /* text never printed */
+    CFG_URL,      /* http:// or https:// URL, trailing slash removed */
+    CFG_ORIGINS,  /* "*" or a comma list of http(s) origins */
+    CFG_SERVERS,  /* host[:port][,host[:port]...] */
+    CFG_LONG,     /* decimal within bounds */
+    CFG_BOOL,     /* 0/1, true/false, yes/no, on/off */
+    CFG_SIZE,     /* bytes with optional K, M, G */
+    CFG_LEVEL     /* log level */
+};
+
+struct settings {
+    char *here_api_key;
+    char *here_base_url;
+    char *here_ca_file;
+    long here_connect_timeout_ms;
+    long here_timeout_ms;
+    long here_allow_logistics;
+    long threads;
+    char *listen;
+    char *cors_origins;
+    long zmax;
+    long cache_maxsize;
+    uint64_t cache_maxbytes;
+    long cache_ttl_default_s;
+    long cache_ttl_cap_s;
+    long cache_meta_ttl_s;
+    char *memcached_servers;
+    uint64_t upstream_max_bytes;
+    long log_level;           /* enum log_level */
+};
+
+/* Fill every member with its default. Call settings_cleanup later. */
+int settings_init(struct settings *cfg);
+void settings_cleanup(struct settings *cfg);
+
+/*
+ * Set one setting by name from text. Returns 0; -1 with a message in err
+ * naming the setting when the value is bad; 1 when the name is unknown.
+ */
+int settings_set(struct settings *cfg, const char *name, const char *value,
+    char *err, size_t errlen);
+
+/*
+ * Apply KEY=value lines (blank lines and # comments allowed); origin names
+ * the source in messages. Returns 0 or -1 with err set.
+ */
+int settings_apply_text(struct settings *cfg, const char *text,
+    const char *origin, char *err, size_t errlen);
+
+/*
+ * Load the whole configuration: defaults, then the file named by
+ * HEREPROXY_CONFIG, then the environment (which wins), then
+ * HERE_API_KEY_FILE when HERE_API_KEY is still unset; then validate.
+ * envp is a NULL-terminated environment. Returns 0 or -1 with err set.
+ */
+int settings_load(struct settings *cfg, char *const *envp, char *err,
+    size_t errlen);
+
+/* Cross-setting checks, and the required key. Returns 0 or -1. */
+int settings_validate(const struct settings *cfg, char *err, size_t errlen);
+
+/* Print every setting as KEY=value, secrets as <redacted>. */
+void settings_dump(const struct settings *cfg, FILE *fp);
+
+/* True when the origin is granted by HEREPROXY_CORS_ORIGINS. */
+int settings_origin_allowed(const struct settings *cfg, const char *origin);
+
+#endif
