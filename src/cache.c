@@ -1,0 +1,175 @@
+#include "config.h"
+
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "cache.h"
+#include "lru.h"
+#include "mc.h"
+#include "util.h"
+
+struct cache {
+    struct lru *memory;
+    struct mc *mc;              /* NULL: in-process only */
+};
+
+struct cache *
+cache_new(const struct settings *cfg, char *err, size_t errlen)
+{
+    struct cache *cache = calloc(1, sizeof(*cache));
+
+    if (cache == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    cache->memory = lru_new((size_t)cfg->cache_maxsize, cfg->cache_maxbytes);
+    if (cache->memory == NULL) {
+        snprintf(err, errlen, "out of memory");
+        goto fail;
+    }
+    if (*cfg->memcached_servers != '\0') {
+        /* One connection per worker at most: a pop never waits long. */
+        cache->mc = mc_new(cfg->memcached_servers, (size_t)cfg->threads, err,
+            errlen);
+        if (cache->mc == NULL)
+            goto fail;
+    }
+    return cache;
+fail:
+    cache_free(cache);
+    return NULL;
+}
+
+void
+cache_free(struct cache *cache)
+{
+    if (cache == NULL)
+        return;
+    lru_free(cache->memory);
+    mc_free(cache->mc);
+    free(cache);
+}
+
+static struct entry *
+tier2_get(struct cache *cache, const char *key, size_t keylen)
+{
+    char *val = NULL;
+    size_t len = 0;
+    struct entry *e;
+
+    if (mc_get(cache->mc, key, keylen, &val, &len) != MC_HIT)
+        return NULL;
+    e = entry_decode(val, len);
+    free(val);
+    if (e == NULL) {
+        /* Corrupt or from another version: a miss, and gone. */
+        mc_delete(cache->mc, key, keylen);
+    }
+    return e;
+}
+
+struct entry *
+cache_get(struct cache *cache, const char *key, size_t keylen, int64_t now,
+    enum cache_source *src)
+{
+    struct entry *e = lru_get(cache->memory, key, keylen, now);
+
+    *src = CACHE_SRC_MEMORY;
+    if (e != NULL && e->fresh_until > now)
+        return e;
+    entry_unref(e);
+    *src = CACHE_SRC_NONE;
+    if (cache->mc == NULL)
+        return NULL;
+    if ((e = tier2_get(cache, key, keylen)) == NULL)
+        return NULL;
+    if (e->fresh_until <= now) {
+        entry_unref(e);
+        return NULL;
+    }
+    lru_put(cache->memory, key, keylen, e);
+    *src = CACHE_SRC_MEMCACHED;
+    return e;
+}
+
+void
+cache_put(struct cache *cache, const char *key, size_t keylen,
+    struct entry *e, int64_t now)
+{
+    if (e->keep_until <= now)
+        return;
+    lru_put(cache->memory, key, keylen, e);
+    if (cache->mc != NULL && e->blob_len <= MC_ITEM_MAX)
+        mc_set(cache->mc, key, keylen, e->blob, e->blob_len,
+            e->keep_until - now);
+}
+
+int
+cache_ready(struct cache *cache, char *reason, size_t len)
+{
+    if (cache->mc == NULL || mc_ping(cache->mc) == 0)
+        return 0;
+    snprintf(reason, len, "memcached unreachable");
+    return -1;
+}
+
+const char *
+cache_backend(const struct cache *cache)
+{
+    return cache->mc != NULL ? "memory+memcached" : "memory";
+}
+
+/* Value of "name=digits" at p (after the name matched), or -1. */
+static long
+directive_seconds(const char *p, size_t len)
+{
+    char digits[16];
+    long v;
+
+    if (len == 0 || len >= sizeof(digits))
+        return -1;
+    memcpy(digits, p, len);
+    digits[len] = '\0';
+    if (digits[0] == '"' && len > 2 && digits[len - 1] == '"') {
+        digits[len - 1] = '\0';
+        memmove(digits, digits + 1, len - 1);
+    }
+    if (util_parse_long(digits, 0, 0x7fffffffL, &v) != 0)
+        return -1;
+    return v;
+}
+
+long
+cache_ttl(const char *cache_control, long default_s, long cap_s)
+{
+    const char *p = cache_control;
+    long max_age = -1, s_maxage = -1, ttl;
+
+    while (p != NULL && *p != '\0') {
+        size_t len, nlen;
+        const char *eq;
+
+        while (*p == ' ' || *p == '\t' || *p == ',')
+            p++;
+        len = strcspn(p, ",");
+        while (len > 0 && (p[len - 1] == ' ' || p[len - 1] == '\t'))
+            len--;
+        eq = memchr(p, '=', len);
+        nlen = eq ? (size_t)(eq - p) : len;
+        if ((nlen == 8 && strncasecmp(p, "no-store", 8) == 0) ||
+            (nlen == 8 && strncasecmp(p, "no-cache", 8) == 0) ||
+            (nlen == 7 && strncasecmp(p, "private", 7) == 0))
+            return 0;
+        if (eq != NULL && nlen == 7 && strncasecmp(p, "max-age", 7) == 0)
+            max_age = directive_seconds(eq + 1, len - nlen - 1);
+        else if (eq != NULL && nlen == 8 &&
+                 strncasecmp(p, "s-maxage", 8) == 0)
+            s_maxage = directive_seconds(eq + 1, len - nlen - 1);
+        p += strcspn(p, ",");
+    }
+    ttl = s_maxage >= 0 ? s_maxage : max_age >= 0 ? max_age : default_s;
+    return ttl > cap_s ? cap_s : ttl;
+}

@@ -1,0 +1,55 @@
+#ifndef HEREPROXY_CACHE_H
+#define HEREPROXY_CACHE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "entry.h"
+#include "settings.h"
+
+/*
+ * The two tiers behind one interface: the in-process LRU first, then
+ * memcached when MEMCACHED_SERVERS is set. A memcached hit fills the
+ * in-process tier. A memcached failure is a miss, never an error.
+ */
+
+struct cache;
+
+enum cache_source {
+    CACHE_SRC_NONE,
+    CACHE_SRC_MEMORY,
+    CACHE_SRC_MEMCACHED
+};
+
+struct cache *cache_new(const struct settings *cfg, char *err,
+    size_t errlen);
+void cache_free(struct cache *cache);
+
+/*
+ * A fresh entry for key at `now` (Unix seconds), referenced (entry_unref
+ * when done), or NULL. *src says which tier answered.
+ */
+struct entry *cache_get(struct cache *cache, const char *key, size_t keylen,
+    int64_t now, enum cache_source *src);
+
+/* Store in both tiers (memcached only when the entry fits an item). */
+void cache_put(struct cache *cache, const char *key, size_t keylen,
+    struct entry *e, int64_t now);
+
+/*
+ * 0 when the configured backend answers; -1 with a reason otherwise.
+ * The in-process tier alone is always ready.
+ */
+int cache_ready(struct cache *cache, char *reason, size_t len);
+
+/* The name of the backend: "memory" or "memory+memcached". */
+const char *cache_backend(const struct cache *cache);
+
+/*
+ * Seconds to keep a response with this Cache-Control value (NULL when
+ * absent): s-maxage, else max-age, else default_s; at most cap_s; 0 for
+ * no-store, no-cache or private.
+ */
+long cache_ttl(const char *cache_control, long default_s, long cap_s);
+
+#endif

@@ -1,0 +1,49 @@
+#ifndef HEREPROXY_LRU_H
+#define HEREPROXY_LRU_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "entry.h"
+
+/*
+ * The in-process tier: a size-bounded LRU split into shards, each with its
+ * own lock, list and hash table, so that lookups from many threads do not
+ * queue on one lock. Bounds (entries and bytes) are split evenly across
+ * shards. Entries are reference counted: a hit hands out a reference and
+ * the caller writes the body after the shard lock is released.
+ */
+
+struct lru;
+
+struct lru_stats {
+    uint64_t entries;
+    uint64_t bytes;
+    uint64_t evictions;
+};
+
+/* max_entries 0 or max_bytes 0 disables the tier (every get misses). */
+struct lru *lru_new(size_t max_entries, uint64_t max_bytes);
+void lru_free(struct lru *lru);
+
+/*
+ * Look up key. Returns a referenced entry (entry_unref when done) or NULL.
+ * Entries past keep_until at `now` (Unix seconds) are dropped and miss.
+ */
+struct entry *lru_get(struct lru *lru, const char *key, size_t keylen,
+    int64_t now);
+
+/*
+ * Insert or replace key, taking a reference of its own to e. Evicts least
+ * recently used entries to stay within bounds. An entry larger than a
+ * shard's byte bound is not stored. Returns 0 when stored, -1 otherwise.
+ */
+int lru_put(struct lru *lru, const char *key, size_t keylen,
+    struct entry *e);
+
+/* Remove key if present. */
+void lru_delete(struct lru *lru, const char *key, size_t keylen);
+
+void lru_stats(struct lru *lru, struct lru_stats *out);
+
+#endif

@@ -1,0 +1,62 @@
+#ifndef HEREPROXY_MC_H
+#define HEREPROXY_MC_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/*
+ * The memcached tier (libmemcached). One pool of connections shared by the
+ * worker threads; behaviours are set once on the master handle, before the
+ * pool clones it. Servers are picked by consistent hashing (ketama).
+ * A server that fails is marked dead for a few seconds so that an outage
+ * costs requests almost nothing; the first failure and the recovery are
+ * logged once each.
+ */
+
+struct mc;
+
+enum mc_result {
+    MC_HIT,
+    MC_MISS,
+    MC_ERROR
+};
+
+/* memcached's default item limit; larger values are not stored. */
+#define MC_ITEM_MAX (1024 * 1024 - 512)
+#define MC_KEY_MAX 250
+
+/*
+ * servers: "host:port,host:port". Returns NULL with err set when the list
+ * cannot be used. Connecting happens lazily.
+ */
+struct mc *mc_new(const char *servers, size_t pool_size, char *err,
+    size_t errlen);
+void mc_free(struct mc *mc);
+
+/*
+ * Get key. On MC_HIT *val is malloc'd (caller frees) and *len set.
+ */
+enum mc_result mc_get(struct mc *mc, const char *key, size_t keylen,
+    char **val, size_t *len);
+
+/* Store with an expiry in seconds from now. Returns 0 or -1. */
+int mc_set(struct mc *mc, const char *key, size_t keylen, const void *val,
+    size_t len, int64_t ttl_s);
+
+/* Delete key (a corrupt entry). Returns 0 or -1. */
+int mc_delete(struct mc *mc, const char *key, size_t keylen);
+
+/* Ask every server for its version. Returns 0 when all answer. */
+int mc_ping(struct mc *mc);
+
+/* 1 while the last operation succeeded, 0 after a failure. */
+int mc_healthy(struct mc *mc);
+
+/*
+ * The memcached key for a cache key: "hp1:" + key when it fits and holds
+ * no space or control byte, else "hp1:#" + 32 hex digits of two hashes.
+ * out must hold MC_KEY_MAX + 1 bytes. Returns the length.
+ */
+size_t mc_key(const char *key, size_t keylen, char *out);
+
+#endif

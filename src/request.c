@@ -1,0 +1,729 @@
+#include "config.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "request.h"
+#include "util.h"
+
+#define PREFIX "/here-proxy/"
+#define PREFIX_LEN (sizeof(PREFIX) - 1)
+#define MAX_PARAMS 32
+#define MAX_COMPONENT 1024
+#define MAX_FEATURES 8
+
+static const char *const resources[] = {"base", "background", "label",
+    "blank", NULL};
+static const char *const formats[] = {"png", "png8", "jpeg", NULL};
+static const char *const endpoints[] = {"info", "copyright", "languages",
+    "features", "politicalViews", NULL};
+static const char *const styles[] = {"explore.day", "explore.night",
+    "explore.satellite.day", "lite.day", "lite.night", "lite.satellite.day",
+    "satellite.day", "topo.day", "topo.night", NULL};
+static const char *const logistics_styles[] = {"logistics.day",
+    "logistics.night", "logistics.satellite.day", NULL};
+/* Parameters a client may send that are dropped, never forwarded. */
+static const char *const dropped[] = {"apiKey", "app_id", "app_code", "lg",
+    "mv", NULL};
+
+/* HERE's feature names with their allowed values. */
+static const struct {
+    const char *name;
+    const char *values[4];
+} feature_table[] = {
+    {"congestion_zones", {"all", "disabled", NULL}},
+    {"environmental_zones", {"all", "disabled", NULL}},
+    {"pois", {"all", "disabled", NULL}},
+    {"vehicle_restrictions",
+        {"active_and_inactive", "permanent_only", "disabled", NULL}},
+};
+#define NFEATURES (sizeof(feature_table) / sizeof(feature_table[0]))
+
+/* Validated parameters; NULL or 0 means absent. */
+struct params {
+    const char *style;
+    long size, ppi, scale;
+    char lang[16], lang2[16], pview[4];
+    const char *feature_value[NFEATURES];
+    int has_features;
+    int seen_indice;
+};
+
+static const char *
+lookup(const char *const *table, const char *s, size_t len)
+{
+    for (; *table != NULL; table++)
+        if (strlen(*table) == len && memcmp(*table, s, len) == 0)
+            return *table;
+    return NULL;
+}
+
+enum req_method
+request_method_parse(const char *method)
+{
+    if (method == NULL)
+        return METHOD_OTHER;
+    if (strcmp(method, "GET") == 0)
+        return METHOD_GET;
+    if (strcmp(method, "HEAD") == 0)
+        return METHOD_HEAD;
+    if (strcmp(method, "OPTIONS") == 0)
+        return METHOD_OPTIONS;
+    return METHOD_OTHER;
+}
+
+const char *
+request_param(char *const *envp, const char *name)
+{
+    size_t len = strlen(name);
+
+    for (; envp != NULL && *envp != NULL; envp++)
+        if (strncmp(*envp, name, len) == 0 && (*envp)[len] == '=')
+            return *envp + len + 1;
+    return NULL;
+}
+
+/* Copy for an error message: printable ASCII only, bounded. */
+static void
+safe_copy(char *dst, size_t size, const char *src, size_t len)
+{
+    size_t i, n = len < size - 1 ? len : size - 1;
+
+    for (i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)src[i];
+        dst[i] = (c >= 0x20 && c < 0x7f) ? (char)c : '?';
+    }
+    dst[n] = '\0';
+    if (len > n && n >= 3)
+        memcpy(dst + n - 3, "...", 3);
+}
+
+static int
+hexval(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+/*
+ * Decode a query component (percent-escapes, '+' as space) into out.
+ * Rejects bad escapes, control bytes and anything outside printable ASCII:
+ * no parameter HERE knows needs them.
+ */
+static int
+decode_component(const char *s, size_t len, char *out, size_t outsize,
+    const char **why)
+{
+    size_t i, o = 0;
+
+    for (i = 0; i < len; i++) {
+        int c = (unsigned char)s[i];
+
+        if (c == '%') {
+            int hi, lo;
+            if (len - i < 3) {
+                *why = "malformed percent-escape";
+                return -1;
+            }
+            hi = hexval(s[i + 1]);
+            lo = hexval(s[i + 2]);
+            if (hi < 0 || lo < 0) {
+                *why = "malformed percent-escape";
+                return -1;
+            }
+            c = hi * 16 + lo;
+            i += 2;
+        } else if (c == '+') {
+            c = ' ';
+        }
+        if (c < 0x20 || c >= 0x7f) {
+            *why = "control or non-ASCII byte";
+            return -1;
+        }
+        if (o + 1 >= outsize) {
+            *why = "too long";
+            return -1;
+        }
+        out[o++] = (char)c;
+    }
+    out[o] = '\0';
+    return 0;
+}
+
+static int
+is_lower(char c)
+{
+    return c >= 'a' && c <= 'z';
+}
+
+static int
+is_alpha(char c)
+{
+    return is_lower(c) || (c >= 'A' && c <= 'Z');
+}
+
+/* ^[a-z]{2}(-[A-Za-z]{1,4})?$ */
+static int
+valid_lang(const char *v)
+{
+    size_t len = strlen(v), i;
+
+    if (len != 2 && (len < 4 || len > 7))
+        return 0;
+    if (!is_lower(v[0]) || !is_lower(v[1]))
+        return 0;
+    if (len == 2)
+        return 1;
+    if (v[2] != '-')
+        return 0;
+    for (i = 3; i < len; i++)
+        if (!is_alpha(v[i]))
+            return 0;
+    return 1;
+}
+
+/* ^[A-Z]{2,3}$ */
+static int
+valid_pview(const char *v)
+{
+    size_t len = strlen(v), i;
+
+    if (len < 2 || len > 3)
+        return 0;
+    for (i = 0; i < len; i++)
+        if (v[i] < 'A' || v[i] > 'Z')
+            return 0;
+    return 1;
+}
+
+/* 1..64 of [A-Za-z0-9_.-] */
+static int
+valid_indice(const char *v)
+{
+    size_t len = strlen(v), i;
+
+    if (len < 1 || len > REQUEST_INDICE_MAX)
+        return 0;
+    for (i = 0; i < len; i++) {
+        char c = v[i];
+        if (!is_alpha(c) && !(c >= '0' && c <= '9') && c != '_' &&
+            c != '.' && c != '-')
+            return 0;
+    }
+    return 1;
+}
+
+static int
+parse_features(const char *v, struct params *p, char *err, size_t errlen)
+{
+    const char *item = v;
+    int count = 0;
+
+    if (*v == '\0') {
+        snprintf(err, errlen, "features: must be name:value pairs");
+        return -1;
+    }
+    while (*item != '\0') {
+        size_t len = strcspn(item, ","), i;
+        const char *colon = memchr(item, ':', len);
+        int found = 0;
+
+        if (++count > MAX_FEATURES || colon == NULL) {
+            snprintf(err, errlen, "features: must be name:value pairs "
+                "separated by commas");
+            return -1;
+        }
+        for (i = 0; i < NFEATURES && !found; i++) {
+            const char *name = feature_table[i].name;
+            const char *value;
+
+            if (strlen(name) != (size_t)(colon - item) ||
+                memcmp(name, item, (size_t)(colon - item)) != 0)
+                continue;
+            found = 1;
+            value = lookup(feature_table[i].values, colon + 1,
+                len - (size_t)(colon - item) - 1);
+            if (value == NULL) {
+                snprintf(err, errlen, "features: unknown value for %s",
+                    name);
+                return -1;
+            }
+            if (p->feature_value[i] != NULL) {
+                snprintf(err, errlen, "features: %s given twice", name);
+                return -1;
+            }
+            p->feature_value[i] = value;
+        }
+        if (!found) {
+            char name[48];
+            safe_copy(name, sizeof(name), item, (size_t)(colon - item));
+            snprintf(err, errlen, "features: unknown feature '%s'", name);
+            return -1;
+        }
+        item += len;
+        if (*item == ',') {
+            item++;
+            if (*item == '\0') {
+                snprintf(err, errlen, "features: trailing comma");
+                return -1;
+            }
+        }
+    }
+    p->has_features = 1;
+    return 0;
+}
+
+static int
+parse_choice_long(const char *name, const char *v, const long *allowed,
+    long *out, char *err, size_t errlen)
+{
+    long n;
+    size_t i;
+
+    if (util_parse_long(v, 0, 100000, &n) == 0 && v[0] != '0') {
+        for (i = 0; allowed[i] != 0; i++) {
+            if (allowed[i] == n) {
+                *out = n;
+                return 0;
+            }
+        }
+    }
+    snprintf(err, errlen, "%s: must be one of", name);
+    for (i = 0; allowed[i] != 0; i++) {
+        size_t l = strlen(err);
+        snprintf(err + l, errlen - l, "%s%ld", i ? ", " : " ", allowed[i]);
+    }
+    return -1;
+}
+
+/* Apply one decoded name=value; returns 0 or -1 with err set. */
+static int
+apply_param(const char *name, const char *value, struct params *p,
+    struct tile_req *req, const struct request_policy *policy, char *err,
+    size_t errlen)
+{
+    static const long sizes[] = {256, 512, 0};
+    static const long ppis[] = {100, 200, 400, 0};
+    static const long scales[] = {1, 2, 0};
+
+    if (strcmp(name, "indice") == 0) {
+        if (p->seen_indice) {
+            snprintf(err, errlen, "indice: given more than once");
+            return -1;
+        }
+        if (!valid_indice(value)) {
+            snprintf(err, errlen, "indice: must be 1 to 64 of "
+                "A-Z a-z 0-9 _ . -");
+            return -1;
+        }
+        p->seen_indice = 1;
+        util_strlcpy(req->indice, value, sizeof(req->indice));
+        return 0;
+    }
+    if (lookup(dropped, name, strlen(name)) != NULL)
+        return 0;
+    if (strcmp(name, "style") == 0) {
+        const char *s = lookup(styles, value, strlen(value));
+        if (p->style != NULL)
+            goto twice;
+        if (s == NULL && policy->allow_logistics)
+            s = lookup(logistics_styles, value, strlen(value));
+        if (s == NULL) {
+            snprintf(err, errlen, "style: unknown or not enabled style");
+            return -1;
+        }
+        p->style = s;
+        return 0;
+    }
+    if (strcmp(name, "size") == 0) {
+        if (p->size != 0)
+            goto twice;
+        return parse_choice_long(name, value, sizes, &p->size, err, errlen);
+    }
+    if (strcmp(name, "ppi") == 0) {
+        if (p->ppi != 0)
+            goto twice;
+        return parse_choice_long(name, value, ppis, &p->ppi, err, errlen);
+    }
+    if (strcmp(name, "scale") == 0) {
+        if (p->scale != 0)
+            goto twice;
+        return parse_choice_long(name, value, scales, &p->scale, err,
+            errlen);
+    }
+    if (strcmp(name, "lang") == 0 || strcmp(name, "lang2") == 0) {
+        char *slot = name[4] == '2' ? p->lang2 : p->lang;
+        if (*slot != '\0')
+            goto twice;
+        if (!valid_lang(value)) {
+            snprintf(err, errlen, "%s: must look like en or pt-BR", name);
+            return -1;
+        }
+        util_strlcpy(slot, value, sizeof(p->lang));
+        return 0;
+    }
+    if (strcmp(name, "pview") == 0) {
+        if (*p->pview != '\0')
+            goto twice;
+        if (!valid_pview(value)) {
+            snprintf(err, errlen, "pview: must be 2 or 3 capital letters");
+            return -1;
+        }
+        util_strlcpy(p->pview, value, sizeof(p->pview));
+        return 0;
+    }
+    if (strcmp(name, "features") == 0) {
+        if (p->has_features)
+            goto twice;
+        return parse_features(value, p, err, errlen);
+    }
+    {
+        char shown[72];
+        safe_copy(shown, sizeof(shown), name, strlen(name));
+        snprintf(err, errlen, "unknown parameter '%s'", shown);
+    }
+    return -1;
+twice:
+    snprintf(err, errlen, "%s: given more than once", name);
+    return -1;
+}
+
+static int
+parse_query(const char *q, size_t qlen, struct params *p,
+    struct tile_req *req, const struct request_policy *policy, char *err,
+    size_t errlen)
+{
+    size_t pos = 0;
+    int count = 0;
+
+    while (pos < qlen) {
+        size_t len = 0, nlen;
+        const char *item = q + pos, *eq;
+        char name[MAX_COMPONENT], value[MAX_COMPONENT];
+        const char *why = NULL;
+
+        while (pos + len < qlen && item[len] != '&')
+            len++;
+        pos += len + 1;
+        if (len == 0)
+            continue;   /* "a=1&&b=2" and a trailing '&' are harmless */
+        if (++count > MAX_PARAMS) {
+            snprintf(err, errlen, "too many query parameters (at most %d)",
+                MAX_PARAMS);
+            return -1;
+        }
+        eq = memchr(item, '=', len);
+        nlen = eq ? (size_t)(eq - item) : len;
+        if (decode_component(item, nlen, name, sizeof(name), &why) != 0) {
+            snprintf(err, errlen, "query parameter name: %s", why);
+            return -1;
+        }
+        if (decode_component(eq ? eq + 1 : item + len,
+                eq ? len - nlen - 1 : 0, value, sizeof(value), &why) != 0) {
+            char shown[72];
+            safe_copy(shown, sizeof(shown), name, strlen(name));
+            snprintf(err, errlen, "%s: %s", shown, why);
+            return -1;
+        }
+        if (apply_param(name, value, p, req, policy, err, errlen) != 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* "0" or [1-9][0-9]{0,6} */
+static int
+parse_coord(const char *s, size_t len, long max, long *out)
+{
+    char buf[8];
+
+    if (len == 0 || len >= sizeof(buf) || (len > 1 && s[0] == '0'))
+        return -1;
+    memcpy(buf, s, len);
+    buf[len] = '\0';
+    return util_parse_long(buf, 0, max, out);
+}
+
+/* Append text to the key; -1 when it would not fit. */
+static int
+key_put(struct tile_req *req, const char *s)
+{
+    size_t len = strlen(s);
+
+    if (len >= sizeof(req->key) - req->key_len)
+        return -1;
+    memcpy(req->key + req->key_len, s, len + 1);
+    req->key_len += len;
+    return 0;
+}
+
+static int
+key_put_long(struct tile_req *req, long n)
+{
+    char buf[24];
+
+    snprintf(buf, sizeof(buf), "%ld", n);
+    return key_put(req, buf);
+}
+
+static void
+key_sep(struct tile_req *req)
+{
+    req->key[req->key_len++] = req->key_has_query ? '&' : '?';
+    req->key[req->key_len] = '\0';
+    req->key_has_query = 1;
+}
+
+static int
+key_param_str(struct tile_req *req, const char *name, const char *value)
+{
+    if (value == NULL || *value == '\0')
+        return 0;
+    if (req->key_len + 2 >= sizeof(req->key))
+        return -1;
+    key_sep(req);
+    if (key_put(req, name) != 0 || key_put(req, "=") != 0)
+        return -1;
+    return key_put(req, value);
+}
+
+static int
+key_param_long(struct tile_req *req, const char *name, long value)
+{
+    char buf[24];
+
+    if (value == 0)
+        return 0;
+    snprintf(buf, sizeof(buf), "%ld", value);
+    return key_param_str(req, name, buf);
+}
+
+/* The canonical query: names in byte order, features sorted by name. */
+static int
+build_key(struct tile_req *req, struct params *p)
+{
+    size_t i;
+
+    if (req->route == ROUTE_TILE) {
+        if (key_put(req, req->resource) != 0 || key_put(req, "/mc/") != 0 ||
+            key_put_long(req, req->z) != 0 || key_put(req, "/") != 0 ||
+            key_put_long(req, req->x) != 0 || key_put(req, "/") != 0 ||
+            key_put_long(req, req->y) != 0 || key_put(req, "/") != 0 ||
+            key_put(req, req->format) != 0)
+            return -1;
+        /* HERE's defaults, so that explicit and implied ones match. */
+        if (p->style == NULL)
+            p->style = "explore.day";
+        if (p->size == 0)
+            p->size = 256;
+        if (p->ppi == 0)
+            p->ppi = 100;
+        if (p->scale == 0)
+            p->scale = 1;
+    } else if (key_put(req, req->endpoint) != 0) {
+        return -1;
+    }
+    if (p->has_features) {
+        if (req->key_len + 2 >= sizeof(req->key))
+            return -1;
+        key_sep(req);
+        if (key_put(req, "features=") != 0)
+            return -1;
+        for (i = 0; i < NFEATURES; i++) {
+            if (p->feature_value[i] == NULL)
+                continue;
+            if (req->key[req->key_len - 1] != '=' && key_put(req, ",") != 0)
+                return -1;
+            if (key_put(req, feature_table[i].name) != 0 ||
+                key_put(req, ":") != 0 ||
+                key_put(req, p->feature_value[i]) != 0)
+                return -1;
+        }
+    }
+    if (key_param_str(req, "lang", p->lang) != 0 ||
+        key_param_str(req, "lang2", p->lang2) != 0 ||
+        key_param_long(req, "ppi", p->ppi) != 0 ||
+        key_param_str(req, "pview", p->pview) != 0 ||
+        key_param_long(req, "scale", p->scale) != 0 ||
+        key_param_long(req, "size", p->size) != 0 ||
+        key_param_str(req, "style", p->style) != 0)
+        return -1;
+    return 0;
+}
+
+/* Split the path after the prefix into at most 6 segments. */
+static int
+split_segments(const char *s, size_t len, const char **seg, size_t *seglen,
+    int max)
+{
+    int n = 0;
+    size_t start = 0, i;
+
+    for (i = 0; i <= len; i++) {
+        if (i == len || s[i] == '/') {
+            if (n == max)
+                return -1;
+            seg[n] = s + start;
+            seglen[n] = i - start;
+            n++;
+            start = i + 1;
+        }
+    }
+    return n;
+}
+
+static int
+route_tile(struct tile_req *req, const char **seg, const size_t *seglen,
+    int n, const struct request_policy *policy, char *err, size_t errlen)
+{
+    int i = 0;
+    long max;
+
+    if (n == 6) {
+        if ((req->resource = lookup(resources, seg[0], seglen[0])) == NULL) {
+            snprintf(err, errlen, "unknown resource: use base, background, "
+                "label or blank");
+            return 400;
+        }
+        i = 1;
+    } else {
+        req->resource = "base";
+    }
+    if (parse_coord(seg[i + 1], seglen[i + 1], policy->zmax, &req->z) != 0) {
+        snprintf(err, errlen, "z: must be 0 to %ld, without leading zeros",
+            policy->zmax);
+        return 400;
+    }
+    max = (1L << req->z) - 1;
+    if (parse_coord(seg[i + 2], seglen[i + 2], max, &req->x) != 0) {
+        snprintf(err, errlen, "x: must be 0 to %ld at zoom %ld, without "
+            "leading zeros", max, req->z);
+        return 400;
+    }
+    if (parse_coord(seg[i + 3], seglen[i + 3], max, &req->y) != 0) {
+        snprintf(err, errlen, "y: must be 0 to %ld at zoom %ld, without "
+            "leading zeros", max, req->z);
+        return 400;
+    }
+    if ((req->format = lookup(formats, seg[i + 4], seglen[i + 4])) == NULL) {
+        snprintf(err, errlen, "format: must be png, png8 or jpeg");
+        return 400;
+    }
+    req->route = ROUTE_TILE;
+    return 0;
+}
+
+/* Empty segments, "." and ".." segments have no place in our paths. */
+static int
+has_bad_segment(const char *path, size_t len)
+{
+    size_t i, start = 1;
+
+    for (i = 1; i <= len; i++) {
+        if (i == len || path[i] == '/') {
+            size_t l = i - start;
+            const char *seg = path + start;
+            if ((l == 0 && i != len) || (l == 1 && seg[0] == '.') ||
+                (l == 2 && seg[0] == '.' && seg[1] == '.'))
+                return 1;
+            start = i + 1;
+        }
+    }
+    return 0;
+}
+
+int
+request_parse(const char *method, const char *uri,
+    const struct request_policy *policy, struct tile_req *req, char *err,
+    size_t errlen)
+{
+    struct params p;
+    const char *q, *seg[6];
+    size_t ulen, plen, seglen[6], i;
+    int n, rc;
+
+    memset(req, 0, sizeof(*req));
+    memset(&p, 0, sizeof(p));
+    util_strlcpy(req->indice, "-", sizeof(req->indice));
+    req->method = request_method_parse(method);
+    if (uri == NULL || *uri != '/') {
+        util_strlcpy(req->path, "-", sizeof(req->path));
+        snprintf(err, errlen, "request target must be an absolute path");
+        return 400;
+    }
+    ulen = strlen(uri);
+    q = strchr(uri, '?');
+    plen = q ? (size_t)(q - uri) : ulen;
+    safe_copy(req->path, sizeof(req->path), uri, plen);
+    if (ulen > REQUEST_URI_MAX) {
+        snprintf(err, errlen, "request URI longer than %d bytes",
+            REQUEST_URI_MAX);
+        return 414;
+    }
+    for (i = 0; i < ulen; i++) {
+        unsigned char c = (unsigned char)uri[i];
+        if (c <= 0x20 || c >= 0x7f || c == '#') {
+            snprintf(err, errlen, "request URI contains a byte that is not "
+                "allowed");
+            return 400;
+        }
+    }
+    if (memchr(uri, '%', plen) != NULL) {
+        snprintf(err, errlen, "percent-escapes are not allowed in the path");
+        return 400;
+    }
+    if (has_bad_segment(uri, plen)) {
+        snprintf(err, errlen, "empty, '.' or '..' path segments are not "
+            "allowed");
+        return 400;
+    }
+    if ((plen == 8 && memcmp(uri, "/healthz", 8) == 0) ||
+        (plen == 7 && memcmp(uri, "/readyz", 7) == 0)) {
+        req->route = plen == 8 ? ROUTE_HEALTHZ : ROUTE_READYZ;
+        if (req->method != METHOD_GET && req->method != METHOD_HEAD) {
+            snprintf(err, errlen, "method not allowed");
+            return 405;
+        }
+        return 0;
+    }
+    if (plen <= PREFIX_LEN || memcmp(uri, PREFIX, PREFIX_LEN) != 0) {
+        snprintf(err, errlen, "no such endpoint");
+        return 404;
+    }
+    if (req->method == METHOD_OPTIONS) {
+        req->route = ROUTE_PREFLIGHT;
+        return 0;
+    }
+    n = split_segments(uri + PREFIX_LEN, plen - PREFIX_LEN, seg, seglen, 6);
+    if (n == 1 && (req->endpoint = lookup(endpoints, seg[0], seglen[0]))) {
+        req->route = ROUTE_META;
+    } else if ((n == 5 && seglen[0] == 2 && memcmp(seg[0], "mc", 2) == 0) ||
+               (n == 6 && seglen[1] == 2 && memcmp(seg[1], "mc", 2) == 0)) {
+        req->route = ROUTE_TILE;
+    } else {
+        snprintf(err, errlen, "no such endpoint");
+        return 404;
+    }
+    if (req->method != METHOD_GET && req->method != METHOD_HEAD) {
+        snprintf(err, errlen, "method not allowed");
+        return 405;
+    }
+    if (req->route == ROUTE_TILE &&
+        (rc = route_tile(req, seg, seglen, n, policy, err, errlen)) != 0)
+        return rc;
+    if (q != NULL &&
+        parse_query(q + 1, ulen - plen - 1, &p, req, policy, err,
+            errlen) != 0)
+        return 400;
+    if (build_key(req, &p) != 0) {
+        snprintf(err, errlen, "request too long");
+        return 414;
+    }
+    return 0;
+}

@@ -1,0 +1,72 @@
+#ifndef HEREPROXY_REQUEST_H
+#define HEREPROXY_REQUEST_H
+
+#include <stddef.h>
+
+/*
+ * Turns a request line (method and REQUEST_URI) into a validated tile or
+ * metadata request with its canonical cache key. Pure: no I/O, no
+ * allocation; everything lives in struct tile_req.
+ */
+
+#define REQUEST_URI_MAX 4096
+#define REQUEST_KEY_MAX 512
+#define REQUEST_INDICE_MAX 64
+#define REQUEST_PATH_LOG_MAX 256
+
+enum req_route {
+    ROUTE_NONE,
+    ROUTE_TILE,      /* /here-proxy/{resource}/mc/{z}/{x}/{y}/{format} */
+    ROUTE_META,      /* /here-proxy/{info|copyright|...} */
+    ROUTE_PREFLIGHT, /* OPTIONS on /here-proxy/... */
+    ROUTE_HEALTHZ,
+    ROUTE_READYZ
+};
+
+enum req_method {
+    METHOD_GET,
+    METHOD_HEAD,
+    METHOD_OPTIONS,
+    METHOD_OTHER
+};
+
+struct request_policy {
+    long zmax;
+    int allow_logistics;
+};
+
+struct tile_req {
+    enum req_route route;
+    enum req_method method;
+    const char *resource;              /* static string, tiles only */
+    const char *format;                /* static string, tiles only */
+    const char *endpoint;              /* static string, metadata only */
+    long z, x, y;
+    char indice[REQUEST_INDICE_MAX + 1]; /* "-" when absent */
+    char path[REQUEST_PATH_LOG_MAX + 1]; /* path part, for logs */
+    /*
+     * The canonical key: upstream path relative to HERE_BASE_URL with the
+     * normalised query (HERE's defaults filled in, names sorted), without
+     * the API key or indice. Equivalent requests have equal keys.
+     */
+    char key[REQUEST_KEY_MAX];
+    size_t key_len;
+    int key_has_query;
+};
+
+enum req_method request_method_parse(const char *method);
+
+/*
+ * Parse and validate. Returns 0 with *req filled, or an HTTP status
+ * (400, 404, 405, 414) with a client-safe message in err. req->path,
+ * req->method and req->indice are set as far as they could be read, so
+ * errors can be logged.
+ */
+int request_parse(const char *method, const char *uri,
+    const struct request_policy *policy, struct tile_req *req, char *err,
+    size_t errlen);
+
+/* Value of an environment-style entry "NAME=value" in envp, or NULL. */
+const char *request_param(char *const *envp, const char *name);
+
+#endif
