@@ -1,0 +1,206 @@
+#include "config.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cjson/cJSON.h>
+#include <fcgiapp.h>
+
+#include "response.h"
+
+#define HEADERS_MAX 2048
+
+/* Headers a browser script may read on a cross-origin tile. */
+#define EXPOSED "X-Cache, X-Index, ETag"
+
+const char *
+response_reason(int status)
+{
+    switch (status) {
+    case 200: return "OK";
+    case 204: return "No Content";
+    case 304: return "Not Modified";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 410: return "Gone";
+    case 413: return "Payload Too Large";
+    case 414: return "URI Too Long";
+    case 429: return "Too Many Requests";
+    case 500: return "Internal Server Error";
+    case 502: return "Bad Gateway";
+    case 503: return "Service Unavailable";
+    case 504: return "Gateway Timeout";
+    default: return status < 400 ? "OK" : "Error";
+    }
+}
+
+/* Append to a header block; silently stops at the cap (never reached). */
+static void
+hdr(char *buf, size_t *len, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void
+hdr(char *buf, size_t *len, const char *fmt, ...)
+{
+    va_list ap;
+    int w;
+
+    if (*len >= HEADERS_MAX)
+        return;
+    va_start(ap, fmt);
+    w = vsnprintf(buf + *len, HEADERS_MAX - *len, fmt, ap);
+    va_end(ap);
+    if (w > 0)
+        *len += (size_t)w < HEADERS_MAX - *len ? (size_t)w
+                                               : HEADERS_MAX - *len - 1;
+}
+
+static void
+common_headers(char *buf, size_t *len, int status,
+    const struct response_meta *meta)
+{
+    hdr(buf, len, "Status: %d %s\r\n", status, response_reason(status));
+    if (meta->indice != NULL)
+        hdr(buf, len, "X-Index: %s\r\n", meta->indice);
+    if (meta->cors_origin != NULL) {
+        hdr(buf, len, "Access-Control-Allow-Origin: %s\r\n",
+            meta->cors_origin);
+        hdr(buf, len, "Access-Control-Expose-Headers: " EXPOSED "\r\n");
+        if (strcmp(meta->cors_origin, "*") != 0)
+            hdr(buf, len, "Vary: Origin\r\n");
+    }
+}
+
+static size_t
+send_all(struct FCGX_Stream *out, const char *headers, size_t hlen,
+    const void *body, size_t blen, int head)
+{
+    FCGX_PutStr(headers, (int)hlen, out);
+    if (head || blen == 0)
+        return 0;
+    FCGX_PutStr(body, (int)blen, out);
+    return blen;
+}
+
+size_t
+response_json(struct FCGX_Stream *out, int status, const char *json,
+    const struct response_meta *meta)
+{
+    char buf[HEADERS_MAX];
+    size_t len = 0, blen = strlen(json);
+
+    common_headers(buf, &len, status, meta);
+    if (meta->allow != NULL)
+        hdr(buf, &len, "Allow: %s\r\n", meta->allow);
+    hdr(buf, &len, "Content-Type: application/json\r\n"
+        "Content-Length: %zu\r\nCache-Control: no-store\r\n\r\n", blen);
+    return send_all(out, buf, len, json, blen, meta->head);
+}
+
+size_t
+response_error(struct FCGX_Stream *out, int status, const char *message,
+    const struct response_meta *meta)
+{
+    cJSON *obj = cJSON_CreateObject();
+    char *text = NULL;
+    size_t n;
+
+    if (obj != NULL) {
+        cJSON_AddStringToObject(obj, "error", message);
+        cJSON_AddNumberToObject(obj, "status", status);
+        text = cJSON_PrintUnformatted(obj);
+        cJSON_Delete(obj);
+    }
+    /* Still a JSON error when memory ran out. */
+    n = response_json(out, status,
+        text ? text : "{\"error\":\"out of memory\",\"status\":500}", meta);
+    free(text);
+    return n;
+}
+
+/* Compare entity tags ignoring W/ (RFC 9110 weak comparison). */
+static int
+tag_equal(const char *a, size_t alen, const char *b)
+{
+    size_t blen;
+
+    if (alen >= 2 && a[0] == 'W' && a[1] == '/') {
+        a += 2;
+        alen -= 2;
+    }
+    if (b[0] == 'W' && b[1] == '/')
+        b += 2;
+    blen = strlen(b);
+    return blen > 0 && alen == blen && memcmp(a, b, alen) == 0;
+}
+
+int
+response_etag_matches(const char *if_none_match, const char *etag)
+{
+    const char *p = if_none_match;
+
+    if (p == NULL || etag == NULL || *etag == '\0')
+        return 0;
+    while (*p != '\0') {
+        size_t len;
+
+        while (*p == ' ' || *p == '\t' || *p == ',')
+            p++;
+        if (*p == '\0')
+            break;
+        if (*p == '*')
+            return 1;
+        len = strcspn(p, ",");
+        while (len > 0 && (p[len - 1] == ' ' || p[len - 1] == '\t'))
+            len--;
+        if (tag_equal(p, len, etag))
+            return 1;
+        p += strcspn(p, ",");
+    }
+    return 0;
+}
+
+size_t
+response_entry(struct FCGX_Stream *out, const struct entry *e,
+    const char *if_none_match, const char *x_cache, long max_age_s,
+    const struct response_meta *meta, int *status_out)
+{
+    char buf[HEADERS_MAX];
+    size_t len = 0;
+    int not_modified = response_etag_matches(if_none_match, e->etag);
+    int status = not_modified ? 304 : e->status;
+
+    common_headers(buf, &len, status, meta);
+    hdr(buf, &len, "X-Cache: %s\r\n", x_cache);
+    hdr(buf, &len, "Cache-Control: public, max-age=%ld\r\n",
+        max_age_s > 0 ? max_age_s : 0);
+    if (*e->etag != '\0')
+        hdr(buf, &len, "ETag: %s\r\n", e->etag);
+    if (!not_modified)
+        hdr(buf, &len, "Content-Type: %s\r\nContent-Length: %zu\r\n",
+            e->content_type, e->body_len);
+    hdr(buf, &len, "\r\n");
+    *status_out = status;
+    return send_all(out, buf, len, e->body, e->body_len,
+        meta->head || not_modified);
+}
+
+void
+response_preflight(struct FCGX_Stream *out, const struct response_meta *meta)
+{
+    char buf[HEADERS_MAX];
+    size_t len = 0;
+
+    common_headers(buf, &len, 204, meta);
+    if (meta->cors_origin != NULL)
+        hdr(buf, &len, "Access-Control-Allow-Methods: GET, HEAD, OPTIONS\r\n"
+            "Access-Control-Allow-Headers: If-None-Match, X-Request-ID\r\n"
+            "Access-Control-Max-Age: 86400\r\n");
+    hdr(buf, &len, "Content-Length: 0\r\n\r\n");
+    send_all(out, buf, len, NULL, 0, 1);
+}

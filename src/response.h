@@ -1,0 +1,50 @@
+#ifndef HEREPROXY_RESPONSE_H
+#define HEREPROXY_RESPONSE_H
+
+#include <stddef.h>
+
+#include "entry.h"
+
+/*
+ * Everything the proxy writes to the web server: status line, headers and
+ * body on the FastCGI stream. Errors become JSON bodies here and nowhere
+ * else. Each function returns the number of body bytes written.
+ */
+
+struct FCGX_Stream;
+
+/* Headers every response from a proxy route carries. */
+struct response_meta {
+    const char *indice;       /* X-Index; NULL to omit */
+    const char *cors_origin;  /* Access-Control-Allow-Origin; NULL: none */
+    const char *allow;        /* Allow, on 405 */
+    int head;                 /* HEAD: headers only */
+};
+
+/* {"error": message, "status": status} with Content-Type JSON. */
+size_t response_error(struct FCGX_Stream *out, int status,
+    const char *message, const struct response_meta *meta);
+
+/* A JSON document given as text. */
+size_t response_json(struct FCGX_Stream *out, int status, const char *json,
+    const struct response_meta *meta);
+
+/*
+ * A cached entry: 200 with its body, or 304 when if_none_match matches its
+ * ETag. x_cache is HIT or MISS; max_age_s the remaining freshness.
+ * *status_out gets the status sent.
+ */
+size_t response_entry(struct FCGX_Stream *out, const struct entry *e,
+    const char *if_none_match, const char *x_cache, long max_age_s,
+    const struct response_meta *meta, int *status_out);
+
+/* 204 for a CORS preflight. */
+void response_preflight(struct FCGX_Stream *out,
+    const struct response_meta *meta);
+
+/* True when an If-None-Match value matches etag (weak comparison). */
+int response_etag_matches(const char *if_none_match, const char *etag);
+
+const char *response_reason(int status);
+
+#endif
