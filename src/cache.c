@@ -75,24 +75,81 @@ struct entry *
 cache_get(struct cache *cache, const char *key, size_t keylen, int64_t now,
     enum cache_source *src)
 {
-    struct entry *e = lru_get(cache->memory, key, keylen, now);
+    struct entry *e = lru_get(cache->memory, key, keylen, now), *shared;
 
-    *src = CACHE_SRC_MEMORY;
-    if (e != NULL && e->fresh_until > now)
+    *src = e != NULL ? CACHE_SRC_MEMORY : CACHE_SRC_NONE;
+    if ((e != NULL && e->fresh_until > now) || cache->mc == NULL)
         return e;
-    entry_unref(e);
-    *src = CACHE_SRC_NONE;
-    if (cache->mc == NULL)
-        return NULL;
-    if ((e = tier2_get(cache, key, keylen)) == NULL)
+    shared = tier2_get(cache, key, keylen);
+    if (shared != NULL && shared->keep_until > now &&
+        (e == NULL || shared->fresh_until > e->fresh_until)) {
+        entry_unref(e);
+        lru_put(cache->memory, key, keylen, shared);
+        *src = CACHE_SRC_MEMCACHED;
+        return shared;
+    }
+    entry_unref(shared);
+    return e;
+}
+
+struct entry *
+cache_get_shared(struct cache *cache, const char *key, size_t keylen,
+    int64_t now)
+{
+    struct entry *e;
+
+    if (cache->mc == NULL || (e = tier2_get(cache, key, keylen)) == NULL)
         return NULL;
     if (e->fresh_until <= now) {
         entry_unref(e);
         return NULL;
     }
     lru_put(cache->memory, key, keylen, e);
-    *src = CACHE_SRC_MEMCACHED;
     return e;
+}
+
+/* The lock lives beside the entry: "L:" + key. */
+static size_t
+lock_key(const char *key, size_t keylen, char *out, size_t outsize)
+{
+    if (keylen + 3 > outsize)
+        keylen = outsize - 3;
+    out[0] = 'L';
+    out[1] = ':';
+    memcpy(out + 2, key, keylen);
+    out[keylen + 2] = '\0';
+    return keylen + 2;
+}
+
+int
+cache_lock(struct cache *cache, const char *key, size_t keylen, long ttl_s)
+{
+    char lkey[600];
+    size_t llen;
+
+    if (cache->mc == NULL)
+        return 1;
+    llen = lock_key(key, keylen, lkey, sizeof(lkey));
+    /* A memcached error must not stop tiles: fetch ourselves. */
+    return mc_add(cache->mc, lkey, llen, "1", 1, ttl_s) != 1;
+}
+
+void
+cache_unlock(struct cache *cache, const char *key, size_t keylen)
+{
+    char lkey[600];
+    size_t llen;
+
+    if (cache->mc == NULL)
+        return;
+    llen = lock_key(key, keylen, lkey, sizeof(lkey));
+    mc_delete(cache->mc, lkey, llen);
+}
+
+int
+cache_shared(const struct cache *cache)
+{
+    return cache->mc != NULL;
 }
 
 void

@@ -26,11 +26,30 @@ struct cache *cache_new(const struct settings *cfg, char *err,
 void cache_free(struct cache *cache);
 
 /*
- * A fresh entry for key at `now` (Unix seconds), referenced (entry_unref
- * when done), or NULL. *src says which tier answered.
+ * An entry for key still within its retention at `now` (Unix seconds),
+ * fresh or stale (check e->fresh_until), referenced (entry_unref when
+ * done), or NULL. A stale in-process entry is checked against memcached,
+ * where another instance may have renewed it. *src says which tier
+ * answered.
  */
 struct entry *cache_get(struct cache *cache, const char *key, size_t keylen,
     int64_t now, enum cache_source *src);
+
+/* A fresh entry from memcached only (waiting on another instance). */
+struct entry *cache_get_shared(struct cache *cache, const char *key,
+    size_t keylen, int64_t now);
+
+/*
+ * Take the short cross-instance fetch lock for key in memcached. Returns 1
+ * when taken (or when there is no memcached to share with: fetch), 0 when
+ * another instance holds it (wait for its result in memcached).
+ */
+int cache_lock(struct cache *cache, const char *key, size_t keylen,
+    long ttl_s);
+void cache_unlock(struct cache *cache, const char *key, size_t keylen);
+
+/* 1 when a memcached tier is configured. */
+int cache_shared(const struct cache *cache);
 
 /* Store in both tiers (memcached only when the entry fits an item). */
 void cache_put(struct cache *cache, const char *key, size_t keylen,

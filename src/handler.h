@@ -1,15 +1,22 @@
 #ifndef HEREPROXY_HANDLER_H
 #define HEREPROXY_HANDLER_H
 
+#include <stddef.h>
+
+#include "breaker.h"
 #include "cache.h"
+#include "entry.h"
+#include "flight.h"
 #include "request.h"
 #include "settings.h"
 #include "upstream.h"
 
 /*
- * One request, start to end: parse, answer from cache or HERE, write the
- * response, log one line. Shared state is read-only here or owned by the
- * cache and upstream modules, so any number of workers may call it.
+ * One request, start to end: parse, answer from cache or from a flight
+ * (one upstream fetch shared by every concurrent request for the key),
+ * write the response, log one line. Shared state is owned by the cache,
+ * flight, upstream and breaker modules, so any number of workers may call
+ * it at once.
  */
 
 struct FCGX_Stream;
@@ -18,11 +25,32 @@ struct handler {
     const struct settings *cfg;
     struct cache *cache;
     struct upstream *upstream;
+    struct flights *flights;
+    struct breaker breaker;
     struct request_policy policy;
 };
 
-/* envp: the request's FastCGI parameters. */
-void handler_serve(struct handler *h, char *const *envp,
-    struct FCGX_Stream *out);
+/*
+ * Work left after the response went out: revalidating a stale entry. The
+ * worker does it after finishing the FastCGI request, so the client does
+ * not wait for it.
+ */
+struct handler_later {
+    struct flight *flight;        /* NULL: nothing to do */
+    struct entry *stale;
+    long meta_ttl;                /* >= 0 for metadata: its fixed TTL */
+    size_t key_len;
+    char key[REQUEST_KEY_MAX];
+};
+
+/*
+ * envp: the request's FastCGI parameters. Returns 0, or -1 when the
+ * response was cut off part way (the caller must then drop the connection
+ * so the client sees it was incomplete).
+ */
+int handler_serve(struct handler *h, char *const *envp,
+    struct FCGX_Stream *out, struct handler_later *later);
+
+void handler_finish_later(struct handler *h, struct handler_later *later);
 
 #endif

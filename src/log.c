@@ -216,6 +216,8 @@ access_object(const struct access_record *rec)
     cJSON_AddNumberToObject(obj, "bytes", (double)rec->bytes);
     if (rec->upstream) {
         cJSON_AddNumberToObject(obj, "upstream_status", rec->upstream_status);
+        cJSON_AddNumberToObject(obj, "upstream_attempts",
+            rec->upstream_attempts);
         cJSON_AddNumberToObject(obj, "upstream_ms",
             round_ms(rec->upstream_ms));
         add_str(obj, "upstream_http", rec->upstream_http);

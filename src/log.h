@@ -54,6 +54,7 @@ struct access_record {
     size_t bytes;
     int upstream;            /* 1 when it went upstream */
     int upstream_status;     /* HTTP status, 0 when none came */
+    int upstream_attempts;
     double upstream_ms;
     const char *upstream_http;
     const char *correlation_id;

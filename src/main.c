@@ -62,6 +62,7 @@ static void *
 worker_main(void *arg)
 {
     struct worker *w = arg;
+    struct handler_later later;
 
     for (;;) {
         int rc;
@@ -77,8 +78,11 @@ worker_main(void *arg)
         pthread_mutex_lock(&w->lock);
         w->busy = 1;
         pthread_mutex_unlock(&w->lock);
-        handler_serve(w->handler, w->req.envp, w->req.out);
+        if (handler_serve(w->handler, w->req.envp, w->req.out, &later) != 0)
+            /* Cut off: drop the connection so the client can tell. */
+            shutdown(w->req.ipcFd, SHUT_RDWR);
         FCGX_Finish_r(&w->req);
+        handler_finish_later(w->handler, &later);
     }
     FCGX_Free(&w->req, 1);
     return NULL;
@@ -249,9 +253,14 @@ main(int argc, char **argv)
     handler.cfg = &cfg;
     handler.policy.zmax = cfg.zmax;
     handler.policy.allow_logistics = (int)cfg.here_allow_logistics;
+    breaker_init(&handler.breaker, cfg.here_breaker_threshold,
+        cfg.here_breaker_cooldown_ms);
     if ((handler.cache = cache_new(&cfg, err, sizeof(err))) == NULL)
         fatalx("cache: %s", err);
-    if ((handler.upstream = upstream_new(&cfg, err, sizeof(err))) == NULL)
+    if ((handler.flights = flights_new()) == NULL)
+        fatalx("out of memory");
+    handler.upstream = upstream_new(&cfg, handler.flights, err, sizeof(err));
+    if (handler.upstream == NULL)
         fatalx("upstream: %s", err);
     if ((workers = calloc((size_t)cfg.threads, sizeof(*workers))) == NULL)
         fatalx("out of memory");
@@ -290,8 +299,10 @@ main(int argc, char **argv)
     }
     log_event(LOG_LEVEL_INFO, "stop", NULL);
     free(workers);
-    cache_free(handler.cache);
     upstream_free(handler.upstream);
+    flights_free(handler.flights);
+    cache_free(handler.cache);
+    breaker_cleanup(&handler.breaker);
     if (listen_fd != 0)
         close(listen_fd);
     settings_cleanup(&cfg);

@@ -209,6 +209,28 @@ mc_set(struct mc *mc, const char *key, size_t keylen, const void *val,
 }
 
 int
+mc_add(struct mc *mc, const char *key, size_t keylen, const void *val,
+    size_t len, int64_t ttl_s)
+{
+    char mkey[MC_KEY_MAX + 1];
+    size_t mlen = mc_key(key, keylen, mkey);
+    memcached_st *m = pool_take(mc);
+    memcached_return_t rc;
+
+    if (m == NULL)
+        return -1;
+    rc = memcached_add(m, mkey, mlen, val, len, (time_t)ttl_s, 0);
+    memcached_pool_push(mc->pool, m);
+    if (rc == MEMCACHED_SUCCESS || rc == MEMCACHED_NOTSTORED ||
+        rc == MEMCACHED_DATA_EXISTS) {
+        note_result(mc, 1, NULL);
+        return rc == MEMCACHED_SUCCESS ? 0 : 1;
+    }
+    note_result(mc, 0, memcached_strerror(NULL, rc));
+    return -1;
+}
+
+int
 mc_delete(struct mc *mc, const char *key, size_t keylen)
 {
     char mkey[MC_KEY_MAX + 1];

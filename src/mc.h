@@ -43,6 +43,13 @@ enum mc_result mc_get(struct mc *mc, const char *key, size_t keylen,
 int mc_set(struct mc *mc, const char *key, size_t keylen, const void *val,
     size_t len, int64_t ttl_s);
 
+/*
+ * Store only if absent (a short lock). Returns 0 when stored, 1 when the
+ * key exists, -1 on error.
+ */
+int mc_add(struct mc *mc, const char *key, size_t keylen, const void *val,
+    size_t len, int64_t ttl_s);
+
 /* Delete key (a corrupt entry). Returns 0 or -1. */
 int mc_delete(struct mc *mc, const char *key, size_t keylen);
 

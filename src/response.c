@@ -67,6 +67,8 @@ common_headers(char *buf, size_t *len, int status,
     hdr(buf, len, "Status: %d %s\r\n", status, response_reason(status));
     if (meta->indice != NULL)
         hdr(buf, len, "X-Index: %s\r\n", meta->indice);
+    if (meta->retry_after_s > 0)
+        hdr(buf, len, "Retry-After: %ld\r\n", meta->retry_after_s);
     if (meta->cors_origin != NULL) {
         hdr(buf, len, "Access-Control-Allow-Origin: %s\r\n",
             meta->cors_origin);
@@ -188,6 +190,40 @@ response_entry(struct FCGX_Stream *out, const struct entry *e,
     *status_out = status;
     return send_all(out, buf, len, e->body, e->body_len,
         meta->head || not_modified);
+}
+
+int
+response_begin(struct FCGX_Stream *out, int status, const char *content_type,
+    const char *etag, int64_t content_length, const char *x_cache,
+    long max_age_s, const struct response_meta *meta)
+{
+    char buf[HEADERS_MAX];
+    size_t len = 0;
+
+    common_headers(buf, &len, status, meta);
+    hdr(buf, &len, "X-Cache: %s\r\nX-Accel-Buffering: no\r\n", x_cache);
+    hdr(buf, &len, "Cache-Control: public, max-age=%ld\r\n",
+        max_age_s > 0 ? max_age_s : 0);
+    if (etag != NULL && *etag != '\0')
+        hdr(buf, &len, "ETag: %s\r\n", etag);
+    if (status != 304) {
+        hdr(buf, &len, "Content-Type: %s\r\n", content_type);
+        if (content_length >= 0)
+            hdr(buf, &len, "Content-Length: %lld\r\n",
+                (long long)content_length);
+    }
+    hdr(buf, &len, "\r\n");
+    if (FCGX_PutStr(buf, (int)len, out) < 0 || FCGX_FFlush(out) < 0)
+        return -1;
+    return 0;
+}
+
+int
+response_chunk(struct FCGX_Stream *out, const void *data, size_t len)
+{
+    if (FCGX_PutStr(data, (int)len, out) < 0 || FCGX_FFlush(out) < 0)
+        return -1;
+    return 0;
 }
 
 void

@@ -2,6 +2,7 @@
 #define HEREPROXY_RESPONSE_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "entry.h"
 
@@ -18,6 +19,7 @@ struct response_meta {
     const char *indice;       /* X-Index; NULL to omit */
     const char *cors_origin;  /* Access-Control-Allow-Origin; NULL: none */
     const char *allow;        /* Allow, on 405 */
+    long retry_after_s;       /* Retry-After when > 0 */
     int head;                 /* HEAD: headers only */
 };
 
@@ -37,6 +39,18 @@ size_t response_json(struct FCGX_Stream *out, int status, const char *json,
 size_t response_entry(struct FCGX_Stream *out, const struct entry *e,
     const char *if_none_match, const char *x_cache, long max_age_s,
     const struct response_meta *meta, int *status_out);
+
+/*
+ * Start a response whose body arrives from HERE in chunks: headers only,
+ * with X-Accel-Buffering: no so that NGINX passes each chunk on at once.
+ * content_length < 0 when unknown. Returns 0, or -1 when the client is gone.
+ */
+int response_begin(struct FCGX_Stream *out, int status,
+    const char *content_type, const char *etag, int64_t content_length,
+    const char *x_cache, long max_age_s, const struct response_meta *meta);
+
+/* One chunk of body, flushed to the web server. Returns 0 or -1. */
+int response_chunk(struct FCGX_Stream *out, const void *data, size_t len);
 
 /* 204 for a CORS preflight. */
 void response_preflight(struct FCGX_Stream *out,

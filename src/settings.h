@@ -21,6 +21,17 @@
         600000)                                                              \
     X(HERE_TIMEOUT_MS, here_timeout_ms, CFG_LONG, "30000", 1, 3600000)        \
     X(HERE_ALLOW_LOGISTICS, here_allow_logistics, CFG_BOOL, "0", 0, 1)        \
+    X(HERE_RETRIES, here_retries, CFG_LONG, "3", 1, 10)                       \
+    X(HERE_RETRY_BASE_MS, here_retry_base_ms, CFG_LONG, "100", 0, 60000)      \
+    X(HERE_RETRY_MAX_MS, here_retry_max_ms, CFG_LONG, "2000", 0, 600000)      \
+    X(HERE_MAX_INFLIGHT, here_max_inflight, CFG_LONG, "64", 1, 100000)        \
+    X(HERE_QUEUE_TIMEOUT_MS, here_queue_timeout_ms, CFG_LONG, "2000", 1,      \
+        600000)                                                              \
+    X(HERE_MAX_CONNECTIONS, here_max_connections, CFG_LONG, "4", 1, 1000)     \
+    X(HERE_BREAKER_THRESHOLD, here_breaker_threshold, CFG_LONG, "5", 0,       \
+        100000)                                                              \
+    X(HERE_BREAKER_COOLDOWN_MS, here_breaker_cooldown_ms, CFG_LONG, "10000",  \
+        1, 3600000)                                                          \
     X(HEREPROXY_THREADS, threads, CFG_LONG, "64", 1, 4096)                    \
     X(HEREPROXY_LISTEN, listen, CFG_STR, "", 0, 0)                            \
     X(HEREPROXY_CORS_ORIGINS, cors_origins, CFG_ORIGINS, "*", 0, 0)           \
@@ -30,6 +41,10 @@
     X(CACHE_TTL_DEFAULT, cache_ttl_default_s, CFG_LONG, "3600", 0, 31536000)  \
     X(CACHE_TTL_CAP, cache_ttl_cap_s, CFG_LONG, "86400", 0, 31536000)         \
     X(CACHE_META_TTL, cache_meta_ttl_s, CFG_LONG, "3600", 0, 31536000)        \
+    X(CACHE_STALE_TTL, cache_stale_ttl_s, CFG_LONG, "86400", 0, 31536000)     \
+    X(CACHE_NEGATIVE_TTL, cache_negative_ttl_s, CFG_LONG, "60", 0, 86400)     \
+    X(CACHE_COALESCE_WAIT_MS, cache_coalesce_wait_ms, CFG_LONG, "5000", 0,    \
+        600000)                                                              \
     X(MEMCACHED_SERVERS, memcached_servers, CFG_SERVERS, "", 0, 0)            \
     X(UPSTREAM_MAX_BYTES, upstream_max_bytes, CFG_SIZE, "8388608", 1024, 0)   \
     X(LOG_LEVEL, log_level, CFG_LEVEL, "INFO", 0, 0)
@@ -53,6 +68,14 @@ struct settings {
     long here_connect_timeout_ms;
     long here_timeout_ms;
     long here_allow_logistics;
+    long here_retries;
+    long here_retry_base_ms;
+    long here_retry_max_ms;
+    long here_max_inflight;
+    long here_queue_timeout_ms;
+    long here_max_connections;
+    long here_breaker_threshold;
+    long here_breaker_cooldown_ms;
     long threads;
     char *listen;
     char *cors_origins;
@@ -62,6 +85,9 @@ struct settings {
     long cache_ttl_default_s;
     long cache_ttl_cap_s;
     long cache_meta_ttl_s;
+    long cache_stale_ttl_s;
+    long cache_negative_ttl_s;
+    long cache_coalesce_wait_ms;
     char *memcached_servers;
     uint64_t upstream_max_bytes;
     long log_level;           /* enum log_level */

@@ -5,116 +5,107 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
+#include <unistd.h>
 
 #include <curl/curl.h>
 
+#include "flight.h"
 #include "log.h"
 #include "upstream.h"
+#include "util.h"
 
 #define URL_MAX 4096
+#define POLL_MAX_MS 1000
+
+struct job {
+    struct job *next;
+    struct upstream *up;
+    struct flight *flight;
+    struct curl_slist *headers;
+    CURL *easy;
+    int attempts;
+    int started;                  /* left the queue at least once */
+    int64_t submitted_ms, deadline_ms, not_before_ms;
+    /* The attempt in progress. */
+    struct flight_head head;
+    int head_published;
+    int discard;                  /* a retryable error's body: dropped */
+    size_t received;
+    int too_big;
+    long retry_after_s;
+    long status;
+    long http_version;
+    char error[CURL_ERROR_SIZE];
+    char url[URL_MAX];            /* holds the key: wiped before free */
+};
 
 struct upstream {
     const struct settings *cfg;
-    CURLSH *share;
-    pthread_mutex_t share_locks[CURL_LOCK_DATA_LAST];
-    pthread_mutex_t pool_lock;
-    CURL **idle;                /* handles ready for reuse */
-    size_t nidle, cap;
+    struct flights *flights;
+    CURLM *multi;
+    pthread_t thread;
+    int thread_started;
+    pthread_mutex_t lock;         /* guards incoming and stopping */
+    struct job *incoming, *incoming_tail;
+    int stopping;
+    /* Engine thread only. */
+    struct job *waiting, *waiting_tail;
+    struct job *running_jobs;     /* linked through next */
+    size_t running;
+    int halting;
+    CURL **idle;
+    size_t nidle, idle_cap;
+    uint32_t rnd;
     char user_agent[64];
-};
-
-struct transfer {
-    struct upstream_response *resp;
-    int too_big;
+    /* Read by other threads: atomics. */
+    uint64_t n_requests, n_retries, n_inflight, n_queued, n_bytes;
 };
 
 static void
-share_lock(CURL *h, curl_lock_data data, curl_lock_access access, void *arg)
+stat_add(uint64_t *counter, int64_t delta)
 {
-    struct upstream *up = arg;
-
-    (void)h;
-    (void)access;
-    pthread_mutex_lock(&up->share_locks[data]);
+    __atomic_add_fetch(counter, (uint64_t)delta, __ATOMIC_RELAXED);
 }
 
-static void
-share_unlock(CURL *h, curl_lock_data data, void *arg)
+int64_t
+upstream_backoff_ms(int attempt, long base_ms, long max_ms, uint32_t rnd)
 {
-    struct upstream *up = arg;
+    int64_t ceiling = base_ms;
+    int i;
 
-    (void)h;
-    pthread_mutex_unlock(&up->share_locks[data]);
+    for (i = 1; i < attempt && ceiling < max_ms; i++)
+        ceiling *= 2;
+    if (ceiling > max_ms)
+        ceiling = max_ms;
+    if (ceiling <= 0)
+        return 0;
+    return (int64_t)(rnd % (uint32_t)(ceiling + 1));
 }
 
-struct upstream *
-upstream_new(const struct settings *cfg, char *err, size_t errlen)
+long
+upstream_parse_retry_after(const char *value)
 {
-    struct upstream *up = calloc(1, sizeof(*up));
-    size_t i;
+    long v;
 
-    if (up == NULL) {
-        snprintf(err, errlen, "out of memory");
-        return NULL;
-    }
-    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
-        snprintf(err, errlen, "curl_global_init failed");
-        free(up);
-        return NULL;
-    }
-    up->cfg = cfg;
-    for (i = 0; i < CURL_LOCK_DATA_LAST; i++)
-        pthread_mutex_init(&up->share_locks[i], NULL);
-    pthread_mutex_init(&up->pool_lock, NULL);
-    snprintf(up->user_agent, sizeof(up->user_agent), "hereproxy/%s",
-        PACKAGE_VERSION);
-    if ((up->share = curl_share_init()) == NULL) {
-        snprintf(err, errlen, "curl_share_init failed");
-        upstream_free(up);
-        return NULL;
-    }
-    curl_share_setopt(up->share, CURLSHOPT_LOCKFUNC, share_lock);
-    curl_share_setopt(up->share, CURLSHOPT_UNLOCKFUNC, share_unlock);
-    curl_share_setopt(up->share, CURLSHOPT_USERDATA, up);
-    curl_share_setopt(up->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS);
-    curl_share_setopt(up->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION);
-    curl_share_setopt(up->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_CONNECT);
-    return up;
+    if (value == NULL || util_parse_long(value, 0, 86400 * 7, &v) != 0)
+        return -1;
+    return v;
 }
 
-void
-upstream_free(struct upstream *up)
+static uint32_t
+next_random(struct upstream *up)
 {
-    size_t i;
+    /* xorshift32: jitter needs spread, not secrecy. */
+    uint32_t x = up->rnd;
 
-    if (up == NULL)
-        return;
-    for (i = 0; i < up->nidle; i++)
-        curl_easy_cleanup(up->idle[i]);
-    free(up->idle);
-    if (up->share != NULL)
-        curl_share_cleanup(up->share);
-    for (i = 0; i < CURL_LOCK_DATA_LAST; i++)
-        pthread_mutex_destroy(&up->share_locks[i]);
-    pthread_mutex_destroy(&up->pool_lock);
-    curl_global_cleanup();
-    free(up);
+    x ^= x << 13;
+    x ^= x >> 17;
+    x ^= x << 5;
+    up->rnd = x;
+    return x;
 }
 
-static size_t
-on_body(char *data, size_t size, size_t nmemb, void *arg)
-{
-    struct transfer *t = arg;
-    size_t n = size * nmemb;
-
-    if (dynbuf_append(&t->resp->body, data, n) != 0) {
-        t->too_big = 1;
-        return 0;   /* makes curl stop with CURLE_WRITE_ERROR */
-    }
-    return n;
-}
-
-/* Copy a header's value (trimmed) when the line names it. */
 static int
 header_value(const char *line, size_t len, const char *name, char *out,
     size_t outsize)
@@ -140,86 +131,88 @@ header_value(const char *line, size_t len, const char *name, char *out,
     return 1;
 }
 
+static int
+retryable_status(long status)
+{
+    return status == 429 || status >= 500;
+}
+
+/* More attempts allowed, and time left for one? */
+static int
+can_retry(const struct job *job, int64_t now)
+{
+    return job->attempts < job->up->cfg->here_retries &&
+        now < job->deadline_ms;
+}
+
+/* End of the head: publish it, unless the status will be retried. */
+static void
+on_head_end(struct job *job)
+{
+    curl_off_t cl = -1;
+
+    curl_easy_getinfo(job->easy, CURLINFO_RESPONSE_CODE, &job->status);
+    if (job->status < 200)
+        return;     /* 100 Continue and friends */
+    if (retryable_status(job->status) && can_retry(job, util_mono_ms())) {
+        job->discard = 1;
+        return;
+    }
+    curl_easy_getinfo(job->easy, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &cl);
+    job->head.status = (int)job->status;
+    job->head.content_length = cl >= 0 ? (int64_t)cl : -1;
+    flight_set_head(job->flight, &job->head);
+    job->head_published = 1;
+}
+
 static size_t
 on_header(char *data, size_t size, size_t nmemb, void *arg)
 {
-    struct transfer *t = arg;
-    struct upstream_response *r = t->resp;
+    struct job *job = arg;
+    struct flight_head *h = &job->head;
     size_t n = size * nmemb;
+    char retry_after[32];
 
-    /* A new status line (after 100 Continue, say) starts over. */
     if (n >= 5 && strncmp(data, "HTTP/", 5) == 0) {
-        r->content_type[0] = r->etag[0] = r->cache_control[0] = '\0';
-        r->correlation_id[0] = '\0';
+        memset(h, 0, sizeof(*h));
+        h->content_length = -1;
+        job->retry_after_s = -1;
         return n;
     }
-    if (!header_value(data, n, "Content-Type", r->content_type,
-            sizeof(r->content_type)) &&
-        !header_value(data, n, "ETag", r->etag, sizeof(r->etag)) &&
-        !header_value(data, n, "Cache-Control", r->cache_control,
-            sizeof(r->cache_control)))
-        header_value(data, n, "X-Correlation-Id", r->correlation_id,
-            sizeof(r->correlation_id));
+    if ((n == 2 && data[0] == '\r') || (n == 1 && data[0] == '\n')) {
+        on_head_end(job);
+        return n;
+    }
+    if (header_value(data, n, "Retry-After", retry_after,
+            sizeof(retry_after)))
+        job->retry_after_s = upstream_parse_retry_after(retry_after);
+    else if (!header_value(data, n, "Content-Type", h->content_type,
+                 sizeof(h->content_type)) &&
+             !header_value(data, n, "ETag", h->etag, sizeof(h->etag)) &&
+             !header_value(data, n, "Cache-Control", h->cache_control,
+                 sizeof(h->cache_control)))
+        header_value(data, n, "X-Correlation-Id", h->correlation_id,
+            sizeof(h->correlation_id));
     return n;
 }
 
-static CURL *
-handle_new(struct upstream *up)
+static size_t
+on_body(char *data, size_t size, size_t nmemb, void *arg)
 {
-    const struct settings *cfg = up->cfg;
-    CURL *h = curl_easy_init();
+    struct job *job = arg;
+    size_t n = size * nmemb;
 
-    if (h == NULL)
-        return NULL;
-    curl_easy_setopt(h, CURLOPT_SHARE, up->share);
-    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(h, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
-    curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
-    curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
-    curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 1L);
-    curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 2L);
-    if (*cfg->here_ca_file != '\0')
-        curl_easy_setopt(h, CURLOPT_CAINFO, cfg->here_ca_file);
-    curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS,
-        cfg->here_connect_timeout_ms);
-    curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, cfg->here_timeout_ms);
-    curl_easy_setopt(h, CURLOPT_TCP_KEEPALIVE, 1L);
-    curl_easy_setopt(h, CURLOPT_TCP_NODELAY, 1L);
-    curl_easy_setopt(h, CURLOPT_USERAGENT, up->user_agent);
-    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
-    curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
-    return h;
-}
-
-static CURL *
-handle_take(struct upstream *up)
-{
-    CURL *h = NULL;
-
-    pthread_mutex_lock(&up->pool_lock);
-    if (up->nidle > 0)
-        h = up->idle[--up->nidle];
-    pthread_mutex_unlock(&up->pool_lock);
-    return h != NULL ? h : handle_new(up);
-}
-
-static void
-handle_give_back(struct upstream *up, CURL *h)
-{
-    pthread_mutex_lock(&up->pool_lock);
-    if (up->nidle == up->cap) {
-        size_t cap = up->cap ? up->cap * 2 : 16;
-        CURL **idle = realloc(up->idle, cap * sizeof(*idle));
-        if (idle == NULL) {
-            pthread_mutex_unlock(&up->pool_lock);
-            curl_easy_cleanup(h);
-            return;
-        }
-        up->idle = idle;
-        up->cap = cap;
+    if (job->discard || !job->head_published)
+        return n;
+    if (n > job->up->cfg->upstream_max_bytes - job->received) {
+        job->too_big = 1;
+        return 0;   /* curl stops with CURLE_WRITE_ERROR */
     }
-    up->idle[up->nidle++] = h;
-    pthread_mutex_unlock(&up->pool_lock);
+    if (flight_append(job->flight, data, n) != 0)
+        return 0;
+    job->received += n;
+    stat_add(&job->up->n_bytes, (int64_t)n);
+    return n;
 }
 
 static enum upstream_outcome
@@ -247,89 +240,449 @@ classify(CURLcode code, int too_big)
     }
 }
 
-int
-upstream_fetch(struct upstream *up, const char *path_and_query,
-    int has_query, struct upstream_response *resp)
+static void
+queue_append(struct job **head, struct job **tail, struct job *job)
 {
-    struct transfer t = {resp, 0};
-    char url[URL_MAX];
-    char errbuf[CURL_ERROR_SIZE] = "";
-    CURL *h;
-    CURLcode code;
-    curl_off_t total_us = 0;
-    int w;
+    job->next = NULL;
+    if (*tail != NULL)
+        (*tail)->next = job;
+    else
+        *head = job;
+    *tail = job;
+}
 
-    memset(resp, 0, sizeof(*resp));
-    dynbuf_init(&resp->body, (size_t)up->cfg->upstream_max_bytes);
-    resp->outcome = UPSTREAM_BROKEN;
-    w = snprintf(url, sizeof(url), "%s/%s%capiKey=%s",
+/* Finish a job: end its flight with what happened, and free it. */
+static void
+job_finish(struct job *job, enum upstream_outcome outcome)
+{
+    struct upstream *up = job->up;
+    struct flight_result r;
+    enum flight_end end;
+
+    memset(&r, 0, sizeof(r));
+    if (outcome == UPSTREAM_OK && job->discard)
+        outcome = UPSTREAM_HTTP_ERROR;  /* retried status, out of tries */
+    if (outcome == UPSTREAM_OK && job->head.content_length >= 0 &&
+        (int64_t)job->received != job->head.content_length &&
+        job->head_published && job->status != 304)
+        outcome = UPSTREAM_BROKEN;      /* the length does not check out */
+    r.outcome = (int)outcome;
+    r.attempts = job->attempts;
+    r.status = (int)job->status;
+    r.http_version = job->http_version;
+    r.upstream_ms = (double)(util_mono_ms() - job->submitted_ms);
+    r.retry_after_s = job->retry_after_s > 0 ? (int)job->retry_after_s : 0;
+    util_strlcpy(r.error, job->error, sizeof(r.error));
+    if (*r.error == '\0' && outcome != UPSTREAM_OK)
+        util_strlcpy(r.error, upstream_outcome_name(outcome),
+            sizeof(r.error));
+    end = outcome == UPSTREAM_OK && job->head_published ? FLIGHT_OK
+                                                        : FLIGHT_FAILED;
+    flight_end(job->flight, end, &r);
+    flight_release(up->flights, job->flight);
+    curl_slist_free_all(job->headers);
+    memset(job->url, 0, sizeof(job->url));
+    free(job);
+}
+
+static CURL *
+easy_take(struct upstream *up)
+{
+    CURL *h = up->nidle > 0 ? up->idle[--up->nidle] : curl_easy_init();
+
+    if (h != NULL)
+        curl_easy_reset(h);
+    return h;
+}
+
+static void
+easy_give_back(struct upstream *up, CURL *h)
+{
+    if (up->nidle == up->idle_cap) {
+        size_t cap = up->idle_cap ? up->idle_cap * 2 : 16;
+        CURL **idle = realloc(up->idle, cap * sizeof(*idle));
+        if (idle == NULL) {
+            curl_easy_cleanup(h);
+            return;
+        }
+        up->idle = idle;
+        up->idle_cap = cap;
+    }
+    up->idle[up->nidle++] = h;
+}
+
+static int
+attempt_start(struct upstream *up, struct job *job, int64_t now)
+{
+    const struct settings *cfg = up->cfg;
+    long remaining = (long)(job->deadline_ms - now);
+    CURL *h = easy_take(up);
+
+    if (h == NULL)
+        return -1;
+    job->easy = h;
+    job->attempts++;
+    job->started = 1;
+    job->discard = 0;
+    job->received = 0;
+    job->too_big = 0;
+    job->status = 0;
+    job->retry_after_s = -1;
+    job->error[0] = '\0';
+    memset(&job->head, 0, sizeof(job->head));
+    job->head.content_length = -1;
+    curl_easy_setopt(h, CURLOPT_URL, job->url);
+    curl_easy_setopt(h, CURLOPT_PRIVATE, job);
+    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(h, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
+    /* Wait for a connection that may multiplex rather than open more. */
+    curl_easy_setopt(h, CURLOPT_PIPEWAIT, 1L);
+    curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
+    curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 1L);
+    curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 2L);
+    if (*cfg->here_ca_file != '\0')
+        curl_easy_setopt(h, CURLOPT_CAINFO, cfg->here_ca_file);
+    curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS,
+        cfg->here_connect_timeout_ms < remaining
+            ? cfg->here_connect_timeout_ms : remaining);
+    curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, remaining);
+    curl_easy_setopt(h, CURLOPT_TCP_KEEPALIVE, 1L);
+    curl_easy_setopt(h, CURLOPT_TCP_NODELAY, 1L);
+    curl_easy_setopt(h, CURLOPT_USERAGENT, up->user_agent);
+    curl_easy_setopt(h, CURLOPT_HTTPHEADER, job->headers);
+    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(h, CURLOPT_WRITEDATA, job);
+    curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
+    curl_easy_setopt(h, CURLOPT_HEADERDATA, job);
+    curl_easy_setopt(h, CURLOPT_ERRORBUFFER, job->error);
+    if (curl_multi_add_handle(up->multi, h) != CURLM_OK) {
+        easy_give_back(up, h);
+        job->easy = NULL;
+        return -1;
+    }
+    job->next = up->running_jobs;
+    up->running_jobs = job;
+    up->running++;
+    stat_add(&up->n_inflight, 1);
+    stat_add(&up->n_requests, 1);
+    return 0;
+}
+
+/* curl's message may quote the URL, and so the key: use its generic text. */
+static void
+scrub_error(struct job *job, CURLcode code)
+{
+    if (*job->error == '\0' || strstr(job->error, "apiKey") != NULL ||
+        strstr(job->error, job->up->cfg->here_api_key) != NULL)
+        util_strlcpy(job->error, curl_easy_strerror(code),
+            sizeof(job->error));
+}
+
+static void
+attempt_done(struct upstream *up, struct job *job, CURLcode code)
+{
+    enum upstream_outcome outcome = classify(code, job->too_big);
+    int64_t now = util_mono_ms(), delay;
+    long version = 0;
+    struct job **link;
+    int retry;
+
+    curl_easy_getinfo(job->easy, CURLINFO_HTTP_VERSION, &version);
+    job->http_version = version == CURL_HTTP_VERSION_2_0 ? 20
+        : version == CURL_HTTP_VERSION_1_1                ? 11
+        : version == CURL_HTTP_VERSION_1_0                ? 10 : 0;
+    for (link = &up->running_jobs; *link != NULL; link = &(*link)->next) {
+        if (*link == job) {
+            *link = job->next;
+            break;
+        }
+    }
+    job->next = NULL;
+    curl_multi_remove_handle(up->multi, job->easy);
+    curl_easy_setopt(job->easy, CURLOPT_ERRORBUFFER, NULL);
+    easy_give_back(up, job->easy);
+    job->easy = NULL;
+    up->running--;
+    stat_add(&up->n_inflight, -1);
+    if (code != CURLE_OK)
+        scrub_error(job, code);
+    retry = !up->halting && !job->head_published && can_retry(job, now) &&
+        ((outcome == UPSTREAM_OK && job->discard) ||
+            outcome == UPSTREAM_CONNECT || outcome == UPSTREAM_TIMEOUT ||
+            outcome == UPSTREAM_BROKEN);
+    if (!retry) {
+        job_finish(job, outcome);
+        return;
+    }
+    delay = upstream_backoff_ms(job->attempts, up->cfg->here_retry_base_ms,
+        up->cfg->here_retry_max_ms, next_random(up));
+    if (job->retry_after_s >= 0) {
+        int64_t ra = (int64_t)job->retry_after_s * 1000;
+        delay = ra < up->cfg->here_retry_max_ms ? ra
+                                                : up->cfg->here_retry_max_ms;
+    }
+    if (now + delay >= job->deadline_ms) {
+        job_finish(job, outcome);
+        return;
+    }
+    job->not_before_ms = now + delay;
+    stat_add(&up->n_retries, 1);
+    queue_append(&up->waiting, &up->waiting_tail, job);
+}
+
+/* Start what may start; end what waited too long. Returns ms to sleep. */
+static long
+start_waiting(struct upstream *up, int64_t now)
+{
+    struct job *job = up->waiting, *keep = NULL, *keep_tail = NULL, *next;
+    int64_t wake = now + POLL_MAX_MS;
+    long max_inflight = up->cfg->here_max_inflight;
+
+    up->waiting = up->waiting_tail = NULL;
+    for (; job != NULL; job = next) {
+        next = job->next;
+        if (now >= job->deadline_ms) {
+            stat_add(&up->n_queued, -1);
+            job_finish(job, job->started ? UPSTREAM_TIMEOUT : UPSTREAM_BUSY);
+            continue;
+        }
+        if (!job->started &&
+            now - job->submitted_ms >= up->cfg->here_queue_timeout_ms) {
+            stat_add(&up->n_queued, -1);
+            job_finish(job, UPSTREAM_BUSY);
+            continue;
+        }
+        if (job->not_before_ms <= now && (long)up->running < max_inflight) {
+            stat_add(&up->n_queued, -1);
+            if (attempt_start(up, job, now) != 0)
+                job_finish(job, UPSTREAM_BROKEN);
+            continue;
+        }
+        if (job->not_before_ms > now && job->not_before_ms < wake)
+            wake = job->not_before_ms;
+        if (job->deadline_ms < wake)
+            wake = job->deadline_ms;
+        queue_append(&keep, &keep_tail, job);
+    }
+    up->waiting = keep;
+    up->waiting_tail = keep_tail;
+    return (long)(wake > now ? wake - now : 0);
+}
+
+static void
+fail_everything(struct upstream *up)
+{
+    struct job *job, *next;
+
+    up->halting = 1;
+    while (up->running_jobs != NULL)
+        attempt_done(up, up->running_jobs, CURLE_ABORTED_BY_CALLBACK);
+    for (job = up->waiting; job != NULL; job = next) {
+        next = job->next;
+        job_finish(job, UPSTREAM_STOPPED);
+    }
+    up->waiting = up->waiting_tail = NULL;
+}
+
+static void
+drain_messages(struct upstream *up)
+{
+    CURLMsg *msg;
+    int left;
+
+    while ((msg = curl_multi_info_read(up->multi, &left)) != NULL) {
+        struct job *job = NULL;
+
+        if (msg->msg != CURLMSG_DONE)
+            continue;
+        curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&job);
+        if (job != NULL)
+            attempt_done(up, job, msg->data.result);
+    }
+}
+
+static void *
+engine_main(void *arg)
+{
+    struct upstream *up = arg;
+
+    for (;;) {
+        struct job *incoming;
+        int stopping, still = 0;
+        long wait_ms;
+
+        pthread_mutex_lock(&up->lock);
+        incoming = up->incoming;
+        up->incoming = up->incoming_tail = NULL;
+        stopping = up->stopping;
+        pthread_mutex_unlock(&up->lock);
+        while (incoming != NULL) {
+            struct job *next = incoming->next;
+            queue_append(&up->waiting, &up->waiting_tail, incoming);
+            incoming = next;
+        }
+        if (stopping)
+            break;
+        wait_ms = start_waiting(up, util_mono_ms());
+        curl_multi_perform(up->multi, &still);
+        drain_messages(up);
+        /* A finished transfer may have freed a slot for a waiting one. */
+        if (up->waiting != NULL) {
+            long again = start_waiting(up, util_mono_ms());
+            if (again < wait_ms)
+                wait_ms = again;
+        }
+        curl_multi_poll(up->multi, NULL, 0, (int)wait_ms, NULL);
+    }
+    fail_everything(up);
+    return NULL;
+}
+
+struct upstream *
+upstream_new(const struct settings *cfg, struct flights *flights, char *err,
+    size_t errlen)
+{
+    struct upstream *up = calloc(1, sizeof(*up));
+
+    if (up == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+        snprintf(err, errlen, "curl_global_init failed");
+        free(up);
+        return NULL;
+    }
+    up->cfg = cfg;
+    up->flights = flights;
+    up->rnd = (uint32_t)util_mono_us() ^ ((uint32_t)getpid() << 16) ^ 1u;
+    pthread_mutex_init(&up->lock, NULL);
+    snprintf(up->user_agent, sizeof(up->user_agent), "hereproxy/%s",
+        PACKAGE_VERSION);
+    if ((up->multi = curl_multi_init()) == NULL) {
+        snprintf(err, errlen, "curl_multi_init failed");
+        upstream_free(up);
+        return NULL;
+    }
+    curl_multi_setopt(up->multi, CURLMOPT_PIPELINING, CURLPIPE_MULTIPLEX);
+    curl_multi_setopt(up->multi, CURLMOPT_MAX_HOST_CONNECTIONS,
+        cfg->here_max_connections);
+    curl_multi_setopt(up->multi, CURLMOPT_MAXCONNECTS,
+        cfg->here_max_connections);
+    if (pthread_create(&up->thread, NULL, engine_main, up) != 0) {
+        snprintf(err, errlen, "cannot start the upstream thread");
+        upstream_free(up);
+        return NULL;
+    }
+    up->thread_started = 1;
+    return up;
+}
+
+void
+upstream_free(struct upstream *up)
+{
+    size_t i;
+
+    if (up == NULL)
+        return;
+    if (up->thread_started) {
+        pthread_mutex_lock(&up->lock);
+        up->stopping = 1;
+        pthread_mutex_unlock(&up->lock);
+        curl_multi_wakeup(up->multi);
+        pthread_join(up->thread, NULL);
+    }
+    for (i = 0; i < up->nidle; i++)
+        curl_easy_cleanup(up->idle[i]);
+    free(up->idle);
+    if (up->multi != NULL)
+        curl_multi_cleanup(up->multi);
+    pthread_mutex_destroy(&up->lock);
+    curl_global_cleanup();
+    free(up);
+}
+
+int
+upstream_submit(struct upstream *up, struct flight *f,
+    const char *path_and_query, int has_query, const char *if_none_match)
+{
+    struct job *job = calloc(1, sizeof(*job));
+    struct flight_result r;
+    int w, stopping;
+
+    memset(&r, 0, sizeof(r));
+    if (job == NULL)
+        goto fail;
+    w = snprintf(job->url, sizeof(job->url), "%s/%s%capiKey=%s",
         up->cfg->here_base_url, path_and_query, has_query ? '&' : '?',
         up->cfg->here_api_key);
-    if (w < 0 || (size_t)w >= sizeof(url)) {
-        snprintf(resp->error, sizeof(resp->error), "upstream URL too long");
-        return -1;
+    if (w < 0 || (size_t)w >= sizeof(job->url))
+        goto fail;
+    if (if_none_match != NULL && *if_none_match != '\0') {
+        char line[300];
+        snprintf(line, sizeof(line), "If-None-Match: %s", if_none_match);
+        if ((job->headers = curl_slist_append(NULL, line)) == NULL)
+            goto fail;
     }
-    if ((h = handle_take(up)) == NULL) {
-        snprintf(resp->error, sizeof(resp->error), "curl_easy_init failed");
-        return -1;
+    job->up = up;
+    job->flight = flight_ref(up->flights, f);
+    job->submitted_ms = util_mono_ms();
+    job->deadline_ms = job->submitted_ms + up->cfg->here_timeout_ms;
+    job->retry_after_s = -1;
+    pthread_mutex_lock(&up->lock);
+    stopping = up->stopping;
+    if (!stopping)
+        queue_append(&up->incoming, &up->incoming_tail, job);
+    pthread_mutex_unlock(&up->lock);
+    if (stopping) {
+        flight_release(up->flights, job->flight);
+        goto fail;
     }
-    curl_easy_setopt(h, CURLOPT_URL, url);
-    curl_easy_setopt(h, CURLOPT_WRITEDATA, &t);
-    curl_easy_setopt(h, CURLOPT_HEADERDATA, &t);
-    curl_easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf);
-    code = curl_easy_perform(h);
-    curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &resp->status);
-    curl_easy_getinfo(h, CURLINFO_HTTP_VERSION, &resp->http_version);
-    curl_easy_getinfo(h, CURLINFO_TOTAL_TIME_T, &total_us);
-    curl_easy_setopt(h, CURLOPT_ERRORBUFFER, NULL);
-    /* The URL holds the key: never leave it where a later use could leak. */
-    curl_easy_setopt(h, CURLOPT_URL, "");
-    handle_give_back(up, h);
-    memset(url, 0, sizeof(url));
-    resp->elapsed_ms = (double)total_us / 1000.0;
-    resp->outcome = classify(code, t.too_big);
-    switch (resp->http_version) {
-    case CURL_HTTP_VERSION_1_0:
-        resp->http_version = 10;
-        break;
-    case CURL_HTTP_VERSION_1_1:
-        resp->http_version = 11;
-        break;
-    case CURL_HTTP_VERSION_2_0:
-        resp->http_version = 20;
-        break;
-    default:
-        resp->http_version = 0;
+    stat_add(&up->n_queued, 1);
+    curl_multi_wakeup(up->multi);
+    return 0;
+fail:
+    if (job != NULL) {
+        curl_slist_free_all(job->headers);
+        memset(job->url, 0, sizeof(job->url));
+        free(job);
     }
-    if (code == CURLE_OK)
-        return 0;
-    /* curl's message may quote the URL; fall back to its generic text. */
-    if (*errbuf == '\0' || strstr(errbuf, up->cfg->here_api_key) != NULL ||
-        strstr(errbuf, "apiKey") != NULL)
-        util_strlcpy(resp->error, curl_easy_strerror(code),
-            sizeof(resp->error));
-    else
-        util_strlcpy(resp->error, errbuf, sizeof(resp->error));
+    r.outcome = UPSTREAM_STOPPED;
+    util_strlcpy(r.error, "cannot start the upstream request",
+        sizeof(r.error));
+    flight_end(f, FLIGHT_FAILED, &r);
     return -1;
 }
 
 void
-upstream_response_cleanup(struct upstream_response *resp)
+upstream_stats(struct upstream *up, struct upstream_stats *out)
 {
-    dynbuf_cleanup(&resp->body);
+    out->requests = __atomic_load_n(&up->n_requests, __ATOMIC_RELAXED);
+    out->retries = __atomic_load_n(&up->n_retries, __ATOMIC_RELAXED);
+    out->inflight = __atomic_load_n(&up->n_inflight, __ATOMIC_RELAXED);
+    out->queued = __atomic_load_n(&up->n_queued, __ATOMIC_RELAXED);
+    out->bytes = __atomic_load_n(&up->n_bytes, __ATOMIC_RELAXED);
 }
 
 const char *
 upstream_http_name(long http_version)
 {
     switch (http_version) {
-    case 10:
-        return "HTTP/1.0";
-    case 11:
-        return "HTTP/1.1";
-    case 20:
-        return "HTTP/2";
-    default:
-        return "-";
+    case 10: return "HTTP/1.0";
+    case 11: return "HTTP/1.1";
+    case 20: return "HTTP/2";
+    default: return "-";
     }
+}
+
+const char *
+upstream_outcome_name(int outcome)
+{
+    static const char *const names[] = {"ok", "connect", "tls", "timeout",
+        "too_big", "broken", "busy", "http_error", "stopped"};
+
+    if (outcome < 0 || (size_t)outcome >= sizeof(names) / sizeof(names[0]))
+        return "unknown";
+    return names[outcome];
 }

@@ -2,56 +2,75 @@
 #define HEREPROXY_UPSTREAM_H
 
 #include <stddef.h>
+#include <stdint.h>
 
+#include "flight.h"
 #include "settings.h"
-#include "util.h"
 
 /*
- * HERE over libcurl. Easy handles are pooled and reused across requests;
- * a share handle spreads DNS, TLS sessions and connections between them.
- * HTTP/2 is negotiated by ALPN over TLS; certificates are always checked.
+ * The upstream engine: one thread drives every transfer to HERE through one
+ * curl multi handle, so concurrent misses share a few HTTP/2 connections
+ * (multiplexed streams, negotiated by ALPN; certificates always checked).
+ * Each transfer fills a flight. The engine retries what can succeed later
+ * (connect errors, timeouts, 5xx, 429 with Retry-After) with capped
+ * exponential backoff and full jitter, only before the response head has
+ * been published and within the HERE_TIMEOUT_MS deadline, and caps the
+ * transfers in progress at HERE_MAX_INFLIGHT (the rest queue, for at most
+ * HERE_QUEUE_TIMEOUT_MS).
  */
 
 struct upstream;
+struct flights;
 
 enum upstream_outcome {
     UPSTREAM_OK,          /* an HTTP response arrived whole */
     UPSTREAM_CONNECT,     /* could not connect (or resolve) */
     UPSTREAM_TLS,         /* TLS handshake or certificate failure */
-    UPSTREAM_TIMEOUT,     /* connect or total timeout */
+    UPSTREAM_TIMEOUT,     /* the deadline passed */
     UPSTREAM_TOO_BIG,     /* body over UPSTREAM_MAX_BYTES */
-    UPSTREAM_BROKEN       /* reset, truncated, protocol error */
+    UPSTREAM_BROKEN,      /* reset, truncated, protocol error */
+    UPSTREAM_BUSY,        /* waited too long for an in-flight slot */
+    UPSTREAM_HTTP_ERROR,  /* 5xx or 429 after the last attempt */
+    UPSTREAM_STOPPED      /* the engine is shutting down */
 };
 
-struct upstream_response {
-    enum upstream_outcome outcome;
-    long status;
-    long http_version;            /* 10, 11, 20, or 0 */
-    char content_type[128];
-    char etag[256];
-    char cache_control[256];
-    char correlation_id[96];
-    struct dynbuf body;
-    double elapsed_ms;
-    char error[256];              /* curl's words, without the URL */
+struct upstream_stats {
+    uint64_t requests;        /* attempts started */
+    uint64_t retries;
+    uint64_t inflight;
+    uint64_t queued;
+    uint64_t bytes;
 };
 
-/* The settings are read at creation; they must outlive the upstream. */
-struct upstream *upstream_new(const struct settings *cfg, char *err,
-    size_t errlen);
+/* Settings are read at creation and must outlive the engine. */
+struct upstream *upstream_new(const struct settings *cfg,
+    struct flights *flights, char *err, size_t errlen);
+/* Ends queued and running transfers (their flights fail), then frees. */
 void upstream_free(struct upstream *up);
 
 /*
- * GET HERE_BASE_URL/path_and_query with the API key appended. Blocks until
- * done. Fills *resp (call upstream_response_cleanup after). Returns 0 when
- * an HTTP response arrived (resp->status says which), -1 otherwise
- * (resp->outcome says why).
+ * Start fetching HERE_BASE_URL/path_and_query (the API key appended) into
+ * flight f, which the engine references until it calls flight_end.
+ * if_none_match, when not NULL, makes it a conditional request. Returns 0,
+ * or -1 when the engine is stopping (the flight is ended as failed).
  */
-int upstream_fetch(struct upstream *up, const char *path_and_query,
-    int has_query, struct upstream_response *resp);
+int upstream_submit(struct upstream *up, struct flight *f,
+    const char *path_and_query, int has_query, const char *if_none_match);
 
-void upstream_response_cleanup(struct upstream_response *resp);
+void upstream_stats(struct upstream *up, struct upstream_stats *out);
 
 const char *upstream_http_name(long http_version);
+const char *upstream_outcome_name(int outcome);
+
+/*
+ * Backoff before attempt number `attempt` (1 = the first retry): a random
+ * time in [0, min(max_ms, base_ms * 2^(attempt-1))]; `rnd` is a random
+ * 32-bit number. Pure, for tests.
+ */
+int64_t upstream_backoff_ms(int attempt, long base_ms, long max_ms,
+    uint32_t rnd);
+
+/* Retry-After in seconds (delta form only), or -1. Pure, for tests. */
+long upstream_parse_retry_after(const char *value);
 
 #endif
