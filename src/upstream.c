@@ -84,13 +84,21 @@ upstream_backoff_ms(int attempt, long base_ms, long max_ms, uint32_t rnd)
 }
 
 long
-upstream_parse_retry_after(const char *value)
+upstream_parse_retry_after(const char *value, time_t now)
 {
     long v;
+    time_t when;
 
-    if (value == NULL || util_parse_long(value, 0, 86400 * 7, &v) != 0)
+    if (value == NULL || *value == '\0')
         return -1;
-    return v;
+    if (util_parse_long(value, 0, 86400 * 7, &v) == 0)
+        return v;
+    /* The other form RFC 9110 allows: an HTTP-date. */
+    if ((when = curl_getdate(value, NULL)) == -1)
+        return -1;
+    if (when <= now)
+        return 0;
+    return when - now > 86400 * 7 ? 86400 * 7 : (long)(when - now);
 }
 
 static uint32_t
@@ -145,24 +153,33 @@ can_retry(const struct job *job, int64_t now)
         now < job->deadline_ms;
 }
 
-/* End of the head: publish it, unless the status will be retried. */
-static void
+/*
+ * End of the head: publish it, unless the status will be retried. Returns
+ * -1 when the announced body is over UPSTREAM_MAX_BYTES: the transfer
+ * stops before anything reached a client, which then gets a clean 502.
+ */
+static int
 on_head_end(struct job *job)
 {
     curl_off_t cl = -1;
 
     curl_easy_getinfo(job->easy, CURLINFO_RESPONSE_CODE, &job->status);
     if (job->status < 200)
-        return;     /* 100 Continue and friends */
+        return 0;   /* 100 Continue and friends */
     if (retryable_status(job->status) && can_retry(job, util_mono_ms())) {
         job->discard = 1;
-        return;
+        return 0;
     }
     curl_easy_getinfo(job->easy, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &cl);
+    if (cl > 0 && (uint64_t)cl > job->up->cfg->upstream_max_bytes) {
+        job->too_big = 1;
+        return -1;
+    }
     job->head.status = (int)job->status;
     job->head.content_length = cl >= 0 ? (int64_t)cl : -1;
     flight_set_head(job->flight, &job->head);
     job->head_published = 1;
+    return 0;
 }
 
 static size_t
@@ -179,13 +196,12 @@ on_header(char *data, size_t size, size_t nmemb, void *arg)
         job->retry_after_s = -1;
         return n;
     }
-    if ((n == 2 && data[0] == '\r') || (n == 1 && data[0] == '\n')) {
-        on_head_end(job);
-        return n;
-    }
+    if ((n == 2 && data[0] == '\r') || (n == 1 && data[0] == '\n'))
+        return on_head_end(job) == 0 ? n : 0;  /* 0: curl stops */
     if (header_value(data, n, "Retry-After", retry_after,
             sizeof(retry_after)))
-        job->retry_after_s = upstream_parse_retry_after(retry_after);
+        job->retry_after_s = upstream_parse_retry_after(retry_after,
+            time(NULL));
     else if (!header_value(data, n, "Content-Type", h->content_type,
                  sizeof(h->content_type)) &&
              !header_value(data, n, "ETag", h->etag, sizeof(h->etag)) &&

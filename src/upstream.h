@@ -3,6 +3,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 #include "flight.h"
 #include "settings.h"
@@ -70,7 +71,10 @@ const char *upstream_outcome_name(int outcome);
 int64_t upstream_backoff_ms(int attempt, long base_ms, long max_ms,
     uint32_t rnd);
 
-/* Retry-After in seconds (delta form only), or -1. Pure, for tests. */
-long upstream_parse_retry_after(const char *value);
+/*
+ * Retry-After (delay-seconds or HTTP-date, judged against now) in seconds,
+ * at most a week, or -1 when unusable. Pure, for tests.
+ */
+long upstream_parse_retry_after(const char *value, time_t now);
 
 #endif
