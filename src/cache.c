@@ -183,20 +183,23 @@ cache_backend(const struct cache *cache)
 static long
 directive_seconds(const char *p, size_t len)
 {
-    char digits[16];
-    long v;
+    long v = 0;
+    size_t i;
 
-    if (len == 0 || len >= sizeof(digits))
-        return -1;
-    memcpy(digits, p, len);
-    digits[len] = '\0';
-    if (digits[0] == '"' && len > 2 && digits[len - 1] == '"') {
-        digits[len - 1] = '\0';
-        memmove(digits, digits + 1, len - 1);
+    if (len > 2 && p[0] == '"' && p[len - 1] == '"') {
+        p++;
+        len -= 2;
     }
-    if (util_parse_long(digits, 0, 0x7fffffffL, &v) != 0)
+    if (len == 0)
         return -1;
-    return v;
+    /* RFC 9111 5.2: a delta larger than 2^31 means 2^31, never an error. */
+    for (i = 0; i < len; i++) {
+        if (p[i] < '0' || p[i] > '9')
+            return -1;
+        if (v < 0x80000000L)
+            v = v * 10 + (p[i] - '0');
+    }
+    return v > 0x80000000L ? 0x80000000L : v;
 }
 
 long

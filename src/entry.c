@@ -48,18 +48,32 @@ get64(const unsigned char *p)
     return (int64_t)((uint64_t)get32(p) | (uint64_t)get32(p + 4) << 32);
 }
 
-static uint32_t
-payload_crc(const unsigned char *payload, size_t len)
+static uLong
+crc_update(uLong crc, const unsigned char *p, size_t len)
 {
-    uLong crc = crc32(0L, Z_NULL, 0);
-
     /* zlib takes uInt lengths; feed large bodies in slices. */
     while (len > 0) {
         uInt n = len > 0x40000000u ? 0x40000000u : (uInt)len;
-        crc = crc32(crc, payload, n);
-        payload += n;
+        crc = crc32(crc, p, n);
+        p += n;
         len -= n;
     }
+    return crc;
+}
+
+/*
+ * CRC-32 of the whole blob with the CRC field read as zero: a flipped bit
+ * in a TTL or a length is caught as surely as one in the body.
+ */
+static uint32_t
+blob_crc(const unsigned char *blob, size_t len)
+{
+    static const unsigned char zero[4];
+    uLong crc = crc32(0L, Z_NULL, 0);
+
+    crc = crc_update(crc, blob, 28);
+    crc = crc_update(crc, zero, sizeof(zero));
+    crc = crc_update(crc, blob + 32, len - 32);
     return (uint32_t)crc;
 }
 
@@ -128,7 +142,7 @@ entry_new(int status, int64_t fresh_until, int64_t keep_until,
     memcpy(h + ENTRY_HEADER_SIZE + clen, etag, elen);
     if (body_len > 0)
         memcpy(h + ENTRY_HEADER_SIZE + clen + elen, body, body_len);
-    put32(h + 28, payload_crc(h + ENTRY_HEADER_SIZE, clen + elen + body_len));
+    put32(h + 28, blob_crc(h, blob_len));
     fill_strings(e, clen, elen);
     e->status = status;
     e->fresh_until = fresh_until;
@@ -147,7 +161,8 @@ entry_decode(const void *blob, size_t len)
     int status;
 
     if (blob == NULL || len < ENTRY_HEADER_SIZE ||
-        memcmp(h, magic, 4) != 0 || h[4] != ENTRY_VERSION)
+        memcmp(h, magic, 4) != 0 || h[4] != ENTRY_VERSION || h[5] != 0 ||
+        get32(h + 36) != 0)
         return NULL;
     status = (int)get16(h + 6);
     body_len = get32(h + 24);
@@ -157,8 +172,7 @@ entry_decode(const void *blob, size_t len)
         elen > ENTRY_ETAG_MAX ||
         len != ENTRY_HEADER_SIZE + clen + elen + body_len)
         return NULL;
-    if (payload_crc(h + ENTRY_HEADER_SIZE, len - ENTRY_HEADER_SIZE) !=
-        get32(h + 28))
+    if (blob_crc(h, len) != get32(h + 28))
         return NULL;
     if ((e = alloc_entry(len, clen, elen)) == NULL)
         return NULL;

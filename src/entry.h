@@ -8,8 +8,8 @@
  * A cached response, in one byte layout for both tiers:
  *
  *   0  magic "HPXE"          24  body length (u32)
- *   4  version (u8)          28  CRC-32 of content type, ETag and body
- *   5  flags (u8)            32  content type length (u16)
+ *   4  version (u8)          28  CRC-32 of the blob, this field as 0
+ *   5  flags (u8, zero)      32  content type length (u16)
  *   6  HTTP status (u16)     34  ETag length (u16)
  *   8  fresh until (i64 s)   36  reserved (u32, zero)
  *  16  keep until (i64 s)    40  content type, ETag, body

@@ -179,11 +179,65 @@ log_event(enum log_level level, const char *event, cJSON *fields)
     emit(obj);
 }
 
+/* Length of the valid UTF-8 sequence at s (RFC 3629), or 0. */
+static size_t
+utf8_sequence(const unsigned char *s)
+{
+    size_t n, i;
+    unsigned cp;
+
+    if (s[0] < 0x80)
+        return 1;
+    if (s[0] >= 0xc2 && s[0] <= 0xdf)
+        n = 2, cp = s[0] & 0x1f;
+    else if (s[0] >= 0xe0 && s[0] <= 0xef)
+        n = 3, cp = s[0] & 0x0f;
+    else if (s[0] >= 0xf0 && s[0] <= 0xf4)
+        n = 4, cp = s[0] & 0x07;
+    else
+        return 0;
+    for (i = 1; i < n; i++) {
+        if ((s[i] & 0xc0) != 0x80)
+            return 0;
+        cp = cp << 6 | (s[i] & 0x3f);
+    }
+    if ((n == 3 && cp < 0x800) || (n == 4 && (cp < 0x10000 ||
+        cp > 0x10ffff)) || (cp >= 0xd800 && cp <= 0xdfff))
+        return 0;               /* overlong, out of range or a surrogate */
+    return n;
+}
+
+/*
+ * Client strings may hold any byte; JSON text must be UTF-8, so each byte
+ * that does not start a valid sequence becomes U+FFFD.
+ */
 static void
 add_str(cJSON *obj, const char *name, const char *value)
 {
-    if (value != NULL)
-        cJSON_AddStringToObject(obj, name, value);
+    const unsigned char *s = (const unsigned char *)value;
+    size_t len, i, o = 0;
+    char *clean;
+
+    if (value == NULL)
+        return;
+    len = strlen(value);
+    if ((clean = malloc(len * 3 + 1)) == NULL)
+        return;
+    for (i = 0; i < len;) {
+        size_t n = utf8_sequence(s + i);
+        if (n == 0) {
+            memcpy(clean + o, "\xef\xbf\xbd", 3);
+            o += 3;
+            i++;
+        } else {
+            memcpy(clean + o, s + i, n);
+            o += n;
+            i += n;
+        }
+    }
+    clean[o] = '\0';
+    cJSON_AddStringToObject(obj, name, clean);
+    free(clean);
 }
 
 /* Milliseconds rounded to microseconds, so lines stay short. */

@@ -31,6 +31,7 @@ struct shard {
 
 struct lru {
     int disabled;
+    size_t nshards;             /* a power of two, at most LRU_SHARDS */
     struct shard shards[LRU_SHARDS];
 };
 
@@ -53,12 +54,22 @@ lru_new(size_t max_entries, uint64_t max_bytes)
     if (lru == NULL)
         return NULL;
     lru->disabled = max_entries == 0 || max_bytes == 0;
+    /*
+     * Fewer shards than entries would leave some unable to hold anything;
+     * the remainder is spread so that the shards add up to the bound exactly.
+     */
+    lru->nshards = LRU_SHARDS;
+    while (lru->nshards > 1 && lru->nshards > max_entries)
+        lru->nshards >>= 1;
     for (i = 0; i < LRU_SHARDS; i++) {
         struct shard *s = &lru->shards[i];
+        size_t n = lru->nshards;
 
         pthread_mutex_init(&s->lock, NULL);
-        s->max_entries = (max_entries + LRU_SHARDS - 1) / LRU_SHARDS;
-        s->max_bytes = max_bytes / LRU_SHARDS;
+        if (i < n) {
+            s->max_entries = max_entries / n + (i < max_entries % n);
+            s->max_bytes = max_bytes / n + (i < max_bytes % n);
+        }
         s->nbuckets = pow2_at_least(s->max_entries);
         if (lru->disabled)
             s->nbuckets = 16;
@@ -156,7 +167,7 @@ lru_free(struct lru *lru)
 static struct shard *
 shard_for(struct lru *lru, uint64_t hash)
 {
-    return &lru->shards[hash & (LRU_SHARDS - 1)];
+    return &lru->shards[hash & (lru->nshards - 1)];
 }
 
 struct entry *

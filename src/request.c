@@ -48,6 +48,7 @@ struct params {
     const char *feature_value[NFEATURES];
     int has_features;
     int seen_indice;
+    unsigned seen_dropped;      /* bit i: dropped[i] was given */
 };
 
 static const char *
@@ -57,6 +58,16 @@ lookup(const char *const *table, const char *s, size_t len)
         if (strlen(*table) == len && memcmp(*table, s, len) == 0)
             return *table;
     return NULL;
+}
+
+static int
+lookup_index(const char *const *table, const char *entry)
+{
+    int i;
+
+    for (i = 0; table[i] != entry; i++)
+        ;
+    return i;
 }
 
 enum req_method
@@ -326,8 +337,17 @@ apply_param(const char *name, const char *value, struct params *p,
         util_strlcpy(req->indice, value, sizeof(req->indice));
         return 0;
     }
-    if (lookup(dropped, name, strlen(name)) != NULL)
-        return 0;
+    {
+        const char *d = lookup(dropped, name, strlen(name));
+        if (d != NULL) {
+            /* Ignored, but still said once: a repeat is a malformed query. */
+            unsigned bit = 1u << (unsigned)(lookup_index(dropped, d));
+            if (p->seen_dropped & bit)
+                goto twice;
+            p->seen_dropped |= bit;
+            return 0;
+        }
+    }
     if (strcmp(name, "style") == 0) {
         const char *s = lookup(styles, value, strlen(value));
         if (p->style != NULL)

@@ -141,6 +141,23 @@ tag_equal(const char *a, size_t alen, const char *b)
     return blen > 0 && alen == blen && memcmp(a, b, alen) == 0;
 }
 
+/* Length of one list element: commas inside a quoted entity-tag are data. */
+static size_t
+list_element_length(const char *p)
+{
+    size_t i = 0;
+
+    while (p[i] != '\0' && p[i] != ',') {
+        if (p[i++] == '"') {
+            while (p[i] != '\0' && p[i] != '"')
+                i++;
+            if (p[i] == '"')
+                i++;
+        }
+    }
+    return i;
+}
+
 int
 response_etag_matches(const char *if_none_match, const char *etag)
 {
@@ -149,7 +166,7 @@ response_etag_matches(const char *if_none_match, const char *etag)
     if (p == NULL || etag == NULL || *etag == '\0')
         return 0;
     while (*p != '\0') {
-        size_t len;
+        size_t len, step;
 
         while (*p == ' ' || *p == '\t' || *p == ',')
             p++;
@@ -157,12 +174,12 @@ response_etag_matches(const char *if_none_match, const char *etag)
             break;
         if (*p == '*')
             return 1;
-        len = strcspn(p, ",");
+        step = len = list_element_length(p);
         while (len > 0 && (p[len - 1] == ' ' || p[len - 1] == '\t'))
             len--;
         if (tag_equal(p, len, etag))
             return 1;
-        p += strcspn(p, ",");
+        p += step;
     }
     return 0;
 }

@@ -65,7 +65,16 @@ parse_bool(const char *v, long *out)
 static int
 is_http_url(const char *v)
 {
-    return strncmp(v, "http://", 7) == 0 || strncmp(v, "https://", 8) == 0;
+    const char *host;
+
+    if (strncmp(v, "http://", 7) == 0)
+        host = v + 7;
+    else if (strncmp(v, "https://", 8) == 0)
+        host = v + 8;
+    else
+        return 0;
+    /* A scheme alone, or an empty host, is not somewhere to connect to. */
+    return *host != '\0' && strchr("/:,@", *host) == NULL;
 }
 
 /* "*" or origins such as https://maps.example.com, comma separated. */
@@ -91,8 +100,8 @@ valid_origins(const char *v)
             if ((unsigned char)p[i] <= ' ' || (unsigned char)p[i] >= 0x7f)
                 return 0;
         p += len;
-        if (*p == ',')
-            p++;
+        if (*p == ',' && *++p == '\0')
+            return 0;           /* a trailing comma names nobody */
     }
     return 1;
 }
@@ -297,7 +306,7 @@ trim(char *s)
 {
     char *end;
 
-    while (*s == ' ' || *s == '\t')
+    while (*s == ' ' || *s == '\t' || *s == '\r' || *s == '\n')
         s++;
     end = s + strlen(s);
     while (end > s && (end[-1] == ' ' || end[-1] == '\t' ||
@@ -310,18 +319,20 @@ int
 settings_apply_text(struct settings *cfg, const char *text, const char *origin,
     char *err, size_t errlen)
 {
-    char *copy = strdup(text), *line, *save = NULL;
+    char *copy = strdup(text), *line, *next;
     int lineno = 0, rc = -1;
 
     if (copy == NULL) {
         snprintf(err, errlen, "%s: out of memory", origin);
         return -1;
     }
-    for (line = strtok_r(copy, "\n", &save); line != NULL;
-         line = strtok_r(NULL, "\n", &save)) {
+    /* Split by hand: strtok_r would skip blank lines and the count with them. */
+    for (line = copy; line != NULL; line = next) {
         char *name, *value, *eq, msg[512];
         int r;
 
+        if ((next = strchr(line, '\n')) != NULL)
+            *next++ = '\0';
         lineno++;
         name = trim(line);
         if (*name == '\0' || *name == '#')

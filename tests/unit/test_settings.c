@@ -180,6 +180,8 @@ static const struct {
     {"HEREPROXY_CORS_ORIGINS", "https://a.example,*", -1},
     {"HEREPROXY_CORS_ORIGINS", "**", -1},
     {"HEREPROXY_CORS_ORIGINS", "https://a.exa mple", -1},
+    {"HEREPROXY_CORS_ORIGINS", "https://a.example,", -1},
+    {"HEREPROXY_CORS_ORIGINS", "https://", -1},
     {"HEREPROXY_CORS_ORIGINS", "https://a.example\r\nX: 1", -1},
     {"HEREPROXY_CORS_ORIGINS", "javascript:alert(1)", -1},
     /* memcached servers */
