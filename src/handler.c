@@ -173,7 +173,9 @@ lead_flight(struct handler *h, const struct tile_req *req, struct flight *f,
     int locked;
 
     *shared_hit = 0;
-    locked = cache_lock(h->cache, req->key, req->key_len, lock_ttl);
+    /* CACHE_COALESCE_WAIT_MS=0: no cross-instance lock, fetch at once. */
+    locked = h->cfg->cache_coalesce_wait_ms > 0 &&
+        cache_lock(h->cache, req->key, req->key_len, lock_ttl);
     if (!locked) {
         wait_until = util_mono_ms() + h->cfg->cache_coalesce_wait_ms;
         while (util_mono_ms() < wait_until) {
