@@ -66,6 +66,10 @@ fail_flight(struct FCGX_Stream *out, struct outcome *o,
         meta->retry_after_s = 1;
         fail(out, o, 503, "shutting down", meta);
         return;
+    case UPSTREAM_SHED:
+        meta->retry_after_s = r->retry_after_s > 0 ? r->retry_after_s : 1;
+        fail(out, o, 503, r->error, meta);
+        return;
     case UPSTREAM_HTTP_ERROR:
         snprintf(msg, sizeof(msg), "HERE answered %d %s", r->status,
             response_reason(r->status));
@@ -197,8 +201,7 @@ lead_flight(struct handler *h, const struct tile_req *req, struct flight *f,
         struct flight_result r;
 
         memset(&r, 0, sizeof(r));
-        r.outcome = UPSTREAM_HTTP_ERROR;
-        r.status = 503;
+        r.outcome = UPSTREAM_SHED;
         r.retry_after_s = (int)((retry_ms + 999) / 1000);
         util_strlcpy(r.error, "HERE is failing: circuit breaker open",
             sizeof(r.error));
@@ -274,9 +277,15 @@ stream_flight(struct handler *h, const struct tile_req *req,
         end = flight_wait_end(f);
         snprintf(msg, sizeof(msg), "HERE answered %d %s", head.status,
             response_reason(head.status));
-        fail(out, o, head.status >= 400 && head.status < 500 ? head.status
-                                                              : 502,
-            msg, meta);
+        if (head.status == 429) {
+            /* Still 429 after the last retry: as fail_flight() does. */
+            flight_result(f, &r);
+            meta->retry_after_s = r.retry_after_s > 0 ? r.retry_after_s : 1;
+            fail(out, o, 503, msg, meta);
+        } else {
+            fail(out, o, head.status >= 400 && head.status < 500
+                    ? head.status : 502, msg, meta);
+        }
         return 0;
     }
     status = response_etag_matches(inm, head.etag) ? 304 : 200;

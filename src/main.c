@@ -58,6 +58,28 @@ usage(FILE *fp)
         "HEREPROXY_CONFIG; see hereproxy.fcgi(8).\n");
 }
 
+/*
+ * The response was cut off after its head went out: the client must not
+ * take what it got for the whole body. Neither an FCGI_END_REQUEST nor a
+ * bare close tells every web server so: Apache ends a chunked body
+ * normally on the former, unbuffered NGINX on the latter (and keeps the
+ * client waiting for the rest of the Content-Length). Both drop the
+ * client's connection on a protocol error: after the last whole record,
+ * send a record header of FastCGI version 0, and close.
+ */
+static void
+abort_request(FCGX_Request *req)
+{
+    static const unsigned char bogus[8];    /* version 0: invalid */
+
+    FCGX_FFlush(req->out);
+    if (write(req->ipcFd, bogus, sizeof(bogus)) < 0) {
+        /* The web server is gone already: nothing left to tell. */
+    }
+    shutdown(req->ipcFd, SHUT_RDWR);
+    req->keepConnection = 0;
+}
+
 static void *
 worker_main(void *arg)
 {
@@ -79,8 +101,7 @@ worker_main(void *arg)
         w->busy = 1;
         pthread_mutex_unlock(&w->lock);
         if (handler_serve(w->handler, w->req.envp, w->req.out, &later) != 0)
-            /* Cut off: drop the connection so the client can tell. */
-            shutdown(w->req.ipcFd, SHUT_RDWR);
+            abort_request(&w->req);
         FCGX_Finish_r(&w->req);
         handler_finish_later(w->handler, &later);
     }

@@ -351,8 +351,13 @@ attempt_start(struct upstream *up, struct job *job, int64_t now)
     curl_easy_setopt(h, CURLOPT_PRIVATE, job);
     curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(h, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
-    /* Wait for a connection that may multiplex rather than open more. */
-    curl_easy_setopt(h, CURLOPT_PIPEWAIT, 1L);
+    /*
+     * Wait for a connection that may multiplex rather than open more. Only
+     * over TLS, where ALPN tells soon: plain http:// is HTTP/1.1 here, and
+     * waiting would hold every new transfer until the first one is done.
+     */
+    curl_easy_setopt(h, CURLOPT_PIPEWAIT,
+        strncmp(cfg->here_base_url, "https://", 8) == 0 ? 1L : 0L);
     curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
     curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
     curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 1L);
@@ -696,7 +701,7 @@ const char *
 upstream_outcome_name(int outcome)
 {
     static const char *const names[] = {"ok", "connect", "tls", "timeout",
-        "too_big", "broken", "busy", "http_error", "stopped"};
+        "too_big", "broken", "busy", "http_error", "stopped", "shed"};
 
     if (outcome < 0 || (size_t)outcome >= sizeof(names) / sizeof(names[0]))
         return "unknown";

@@ -32,7 +32,8 @@ enum upstream_outcome {
     UPSTREAM_BROKEN,      /* reset, truncated, protocol error */
     UPSTREAM_BUSY,        /* waited too long for an in-flight slot */
     UPSTREAM_HTTP_ERROR,  /* 5xx or 429 after the last attempt */
-    UPSTREAM_STOPPED      /* the engine is shutting down */
+    UPSTREAM_STOPPED,     /* the engine is shutting down */
+    UPSTREAM_SHED         /* not asked: the circuit breaker is open */
 };
 
 struct upstream_stats {

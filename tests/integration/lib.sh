@@ -36,7 +36,11 @@ unset HERE_API_KEY HERE_API_KEY_FILE HERE_BASE_URL HERE_CA_FILE \
     HERE_CONNECT_TIMEOUT_MS HERE_TIMEOUT_MS HERE_ALLOW_LOGISTICS \
     HEREPROXY_CONFIG HEREPROXY_THREADS HEREPROXY_LISTEN HEREPROXY_CORS_ORIGINS \
     HEREPROXY_ZMAX CACHE_MAXSIZE CACHE_MAXBYTES CACHE_TTL_DEFAULT CACHE_TTL_CAP \
-    CACHE_META_TTL MEMCACHED_SERVERS UPSTREAM_MAX_BYTES LOG_LEVEL
+    CACHE_META_TTL MEMCACHED_SERVERS UPSTREAM_MAX_BYTES LOG_LEVEL \
+    HERE_RETRIES HERE_RETRY_BASE_MS HERE_RETRY_MAX_MS HERE_MAX_INFLIGHT \
+    HERE_QUEUE_TIMEOUT_MS HERE_MAX_CONNECTIONS HERE_BREAKER_THRESHOLD \
+    HERE_BREAKER_COOLDOWN_MS CACHE_STALE_TTL CACHE_NEGATIVE_TTL \
+    CACHE_COALESCE_WAIT_MS
 # Never send loopback test traffic through a proxy.
 unset http_proxy https_proxy HTTP_PROXY HTTPS_PROXY all_proxy ALL_PROXY
 export no_proxy='*' NO_PROXY='*'
@@ -349,6 +353,21 @@ upstream_requests() {
         python3 -c 'import json,sys; print(json.load(sys.stdin)["requests"])'
 }
 
+# upstream_stat PYEXPR: PYEXPR evaluated on the upstream's stats document s
+# (requests, by_path, inflight, max_inflight; counters since the last reset).
+upstream_stat() {
+    curl -sS --max-time 5 "$UPSTREAM_URL/__control/stats" |
+        python3 -c 'import json,sys
+s = json.load(sys.stdin)
+print(eval(sys.argv[1]))' "$1"
+}
+
+# upstream_path_requests PATH: requests for exactly PATH (/v3/...) since the
+# last reset: the attempts the proxy made for one tile.
+upstream_path_requests() {
+    upstream_stat "s['by_path'].get('$1', 0)"
+}
+
 # ------------------------------------------------------------------------ TLS
 # make_ca: a private CA and a server certificate for 127.0.0.1/localhost in
 # $RUN_DIR/tls.  Sets TLS_CA (the CA certificate), TLS_CERT, TLS_KEY.
@@ -416,7 +435,8 @@ _run_nginx() {
 
 # start_tls_upstream: NGINX with TLS and HTTP/2 on a free port in front of the
 # plain upstream (start_upstream first).  Sets TLS_PORT, TLS_URL, TLS_PID,
-# TLS_ACCESS_LOG (log_format: ... "$request" $server_protocol $status).
+# TLS_ACCESS_LOG (log_format: ... "$request" $server_protocol $status
+# $body_bytes_sent ssl=$ssl_protocol conn=$connection).
 # It also listens on 127.0.0.2:TLS_PORT, an address the certificate does not
 # name.
 start_tls_upstream() {
@@ -430,7 +450,7 @@ start_tls_upstream() {
     {
         _nginx_main_conf "$d"
         cat <<EOF
-    log_format proto '\$remote_addr "\$request" \$server_protocol \$status \$body_bytes_sent ssl=\$ssl_protocol';
+    log_format proto '\$remote_addr "\$request" \$server_protocol \$status \$body_bytes_sent ssl=\$ssl_protocol conn=\$connection';
     upstream here_plain {
         server 127.0.0.1:$UPSTREAM_PORT;
         keepalive 8;
@@ -869,4 +889,94 @@ EOF
         not_ok "$2" "$out"
         return 1
     fi
+}
+
+# ------------------------------------------------------------- concurrency
+# fetch_parallel OUTDIR URL...: GET every URL at once, one thread and one
+# connection each, released together by a barrier.  Writes OUTDIR/I.body
+# and one JSON line per request to OUTDIR/results.jsonl, in URL order:
+#   {"i", "url", "status", "headers": {lower-case name: value}, "length",
+#    "sha1", "error", "t_start", "t_first", "t_end"}
+# Times are time.time() (the upstream's record uses the same clock):
+# t_first when the first body byte arrived.  error is null, or what went
+# wrong (a body shorter than its Content-Length is an error).
+fetch_parallel() {
+    local out=$1
+    shift
+    mkdir -p "$out"
+    python3 - "$out" "$@" <<'PYEOF' || die "fetch_parallel: the client failed"
+import hashlib, http.client, json, sys, threading, time
+from urllib.parse import urlsplit
+out, urls = sys.argv[1], sys.argv[2:]
+barrier = threading.Barrier(len(urls))
+rows = [None] * len(urls)
+
+def fetch(i, url):
+    u = urlsplit(url)
+    row = {"i": i, "url": url, "status": None, "headers": {}, "length": 0,
+           "sha1": None, "error": None, "t_start": None, "t_first": None, "t_end": None}
+    body = b""
+    try:
+        conn = http.client.HTTPConnection(u.hostname, u.port, timeout=30)
+        conn.connect()
+        barrier.wait(timeout=30)
+        row["t_start"] = time.time()
+        conn.request("GET", u.path + ("?" + u.query if u.query else ""))
+        resp = conn.getresponse()
+        row["status"] = resp.status
+        for k, v in resp.getheaders():
+            row["headers"][k.lower()] = v
+        first = resp.read(1)
+        row["t_first"] = time.time() if first else None
+        body = first + resp.read()
+        conn.close()
+    except Exception as e:  # IncompleteRead, reset, timeout
+        row["error"] = "%s: %s" % (type(e).__name__, e)
+        if isinstance(e, http.client.IncompleteRead):
+            body += e.partial
+    row["t_end"] = time.time()
+    row["length"] = len(body)
+    row["sha1"] = hashlib.sha1(body).hexdigest()
+    with open("%s/%d.body" % (out, i), "wb") as f:
+        f.write(body)
+    rows[i] = row
+
+threads = [threading.Thread(target=fetch, args=(i, u)) for i, u in enumerate(urls)]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join()
+with open(out + "/results.jsonl", "w") as f:
+    for r in rows:
+        f.write(json.dumps(r) + "\n")
+PYEOF
+}
+
+# results_eval OUTDIR PYEXPR: PYEXPR evaluated on rs, the rows of
+# OUTDIR/results.jsonl (see fetch_parallel); prints the value.
+results_eval() {
+    python3 - "$1/results.jsonl" "$2" <<'PYEOF'
+import collections, json, sys
+rs = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+Counter = collections.Counter
+v = eval(sys.argv[2])
+if isinstance(v, dict):
+    v = {str(k): x for k, x in v.items()}   # None (no such header) sorts too
+print(json.dumps(v, sort_keys=True) if not isinstance(v, str) else v)
+PYEOF
+}
+
+# log_events LOGFILE EVENT: how many lines of a proxy log have "event": EVENT.
+log_events() {
+    python3 - "$1" "$2" <<'PYEOF'
+import json, sys
+n = 0
+for line in open(sys.argv[1], encoding="utf-8", errors="replace"):
+    try:
+        if json.loads(line).get("event") == sys.argv[2]:
+            n += 1
+    except ValueError:
+        pass
+print(n)
+PYEOF
 }

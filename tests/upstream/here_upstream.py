@@ -405,9 +405,10 @@ TILE_PARAMS = ("style", "size", "ppi", "scale", "lang", "lang2", "pview", "featu
 _tiles, _tiles_lock, TILE_CACHE_MAX = {}, threading.Lock(), 2000
 
 
-def tile_bytes(resource, z, x, y, fmt, params):
-    """Rendered image for a tile request (params: normalised TILE_PARAMS dict)."""
-    key = (resource, z, x, y, fmt) + tuple(params[p] for p in TILE_PARAMS)
+def tile_bytes(resource, z, x, y, fmt, params, revision=0):
+    """Rendered image for a tile request (params: normalised TILE_PARAMS dict;
+    a revision other than 0 stands for a tile HERE has changed since)."""
+    key = (resource, z, x, y, fmt, revision) + tuple(params[p] for p in TILE_PARAMS)
     with _tiles_lock:
         body = _tiles.get(key)
     if body is not None:
@@ -418,6 +419,8 @@ def tile_bytes(resource, z, x, y, fmt, params):
     # The comment makes every distinct request give distinct bytes (and ETag).
     comment = "here_upstream %s/mc/%d/%d/%d/%s %s" % (
         resource, z, x, y, fmt, " ".join("%s=%s" % (p, params[p]) for p in TILE_PARAMS if params[p]))
+    if revision:
+        comment += " rev=%d" % revision
     if fmt == "jpeg":
         body = encode_jpeg(idx, size, palette, comment)
     else:
@@ -466,13 +469,16 @@ class State:
         self.api_key, self.default_max_age, self.delay_ms = api_key, max_age, delay_ms
         self.lock = threading.Lock()
         self.record_file = open(record_path, "a", encoding="utf-8") if record_path else None
+        self.connections = 0  # ids for accepted connections, never reset
         self.reset()
 
     def reset(self):
         with self.lock:
             self.requests, self.by_path = 0, {}
+            self.inflight = self.max_inflight = 0  # /v3 requests being answered
             self.rules = {"fail": [], "delay": [], "slowbody": [], "truncate": []}
             self.max_age = self.default_max_age
+            self.revision = 0
 
     def count(self, path):
         with self.lock:
@@ -481,7 +487,22 @@ class State:
 
     def stats(self):
         with self.lock:
-            return {"requests": self.requests, "by_path": dict(self.by_path)}
+            return {"requests": self.requests, "by_path": dict(self.by_path),
+                    "inflight": self.inflight, "max_inflight": self.max_inflight}
+
+    def enter(self):
+        with self.lock:
+            self.inflight += 1
+            self.max_inflight = max(self.max_inflight, self.inflight)
+
+    def leave(self):
+        with self.lock:
+            self.inflight -= 1
+
+    def next_connection(self):
+        with self.lock:
+            self.connections += 1
+            return self.connections
 
     def add_rule(self, kind, rule, replace=False):
         with self.lock:
@@ -544,6 +565,10 @@ class Handler(BaseHTTPRequestHandler):
     server_version = "here-upstream-imitation/1.0"
     timeout = 300  # idle keep-alive connections eventually go away
 
+    def setup(self):
+        super().setup()
+        self.conn_id = STATE.next_connection()
+
     def handle(self):
         try:
             super().handle()
@@ -577,12 +602,21 @@ class Handler(BaseHTTPRequestHandler):
         if path.startswith("/__control/"):
             return self.control(path[len("/__control/"):], query)
         STATE.record({"ts": time.time(), "method": self.command, "path": path, "query": query,
-                      "headers": self.lowered_headers()})
-        if path.startswith("/v3/") or path == "/v3":
+                      "headers": self.lowered_headers(), "conn": self.conn_id,
+                      "version": self.request_version})
+        counted = path.startswith("/v3/") or path == "/v3"
+        if counted:
             STATE.count(path)
-        self.apply_delay(path)
-        status, headers, body = self.route(path, query, head)
-        self.reply(status, headers, body, head, path)
+            STATE.enter()
+        try:
+            self.apply_delay(path)
+            status, headers, body = self.route(path, query, head)
+            self.reply(status, headers, body, head, path)
+            STATE.record({"event": "response", "ts": time.time(), "path": path,
+                          "status": status, "conn": self.conn_id})
+        finally:
+            if counted:
+                STATE.leave()
 
     def lowered_headers(self):
         out = {}
@@ -644,7 +678,7 @@ class Handler(BaseHTTPRequestHandler):
             problems.append("size must be 256 or 512")
         if problems:
             return self.json_response(400, error_doc(400, problems))
-        body = tile_bytes(resource, z, x, y, fmt, params)
+        body = tile_bytes(resource, z, x, y, fmt, params, STATE.revision)
         return self.cacheable("image/jpeg" if fmt == "jpeg" else "image/png", body)
 
     def cacheable(self, ctype, body):
@@ -690,7 +724,8 @@ class Handler(BaseHTTPRequestHandler):
             time.sleep(slow["after_ms"] / 1000.0)
             self.wfile.write(body[first:])
             self.wfile.flush()
-            STATE.record({"event": "body_done", "ts": time.time(), "path": path})
+            STATE.record({"event": "body_done", "ts": time.time(), "path": path,
+                          "first": first, "total": len(body)})
         else:
             self.wfile.write(body)
 
@@ -720,6 +755,9 @@ class Handler(BaseHTTPRequestHandler):
                 raise ValueError("s must be >= 0")
             STATE.max_age = s
             return {"ok": True, "action": "maxage", "s": s}
+        if action == "revision":
+            STATE.revision = int_arg(query, "n", 0)
+            return {"ok": True, "action": "revision", "n": STATE.revision}
         if action == "fail":
             status = int_arg(query, "status", 500)
             if not 100 <= status <= 599:
