@@ -177,11 +177,19 @@ test_memory_only(void **state)
     got = cache_get(c, key, strlen(key), 1099, &src);
     assert_non_null(got);
     entry_unref(got);
-    /* Stale: a miss, even though it is kept. */
-    src = CACHE_SRC_MEMORY;
-    assert_null(cache_get(c, key, strlen(key), 1100, &src));
+    /* Stale but kept: returned so the miss path can serve it stale. */
+    src = CACHE_SRC_NONE;
+    got = cache_get(c, key, strlen(key), 1100, &src);
+    assert_non_null(got);
+    assert_int_equal(src, CACHE_SRC_MEMORY);
+    assert_true(got->fresh_until <= 1100);
+    entry_unref(got);
+    got = cache_get(c, key, strlen(key), 1999, &src);
+    assert_non_null(got);
+    entry_unref(got);
+    /* Past keep_until: gone. */
+    assert_null(cache_get(c, key, strlen(key), 2000, &src));
     assert_int_equal(src, CACHE_SRC_NONE);
-    assert_null(cache_get(c, key, strlen(key), 1999, &src));
     assert_null(cache_get(c, key, strlen(key), 5000, &src));
 
     /* A new put replaces it. */
