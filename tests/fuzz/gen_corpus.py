@@ -296,6 +296,9 @@ ENTRY = {
     "status_600": entry_blob(status=600),
     "body_len_huge": entry_blob(lens=(9, 8, 0xffffffff)),
     "ctype_len_past_end": entry_blob(lens=(0xffff, 8, len(PNG))),
+    "ctype_crlf": entry_blob(ctype=b"text/plain\r\nSet-Cookie: a=b"),
+    "ctype_nul": entry_blob(ctype=b"image/png\x00.html"),
+    "etag_lf": entry_blob(etag=b'"a"\nX-Injected: 1'),
     "header_only_magic": MAGIC,
     "empty": b"",
 }
