@@ -152,6 +152,22 @@ entry_new(int status, int64_t fresh_until, int64_t keep_until,
     return e;
 }
 
+/*
+ * Content type and ETag are written into response headers: refuse NUL (the
+ * C strings would be cut short) and other control bytes (CR, LF: header
+ * injection from whoever can write to memcached). HTAB is allowed.
+ */
+static int
+valid_field(const unsigned char *p, size_t len)
+{
+    size_t i;
+
+    for (i = 0; i < len; i++)
+        if ((p[i] < 0x20 && p[i] != '\t') || p[i] == 0x7f)
+            return 0;
+    return 1;
+}
+
 struct entry *
 entry_decode(const void *blob, size_t len)
 {
@@ -172,7 +188,8 @@ entry_decode(const void *blob, size_t len)
         elen > ENTRY_ETAG_MAX ||
         len != ENTRY_HEADER_SIZE + clen + elen + body_len)
         return NULL;
-    if (blob_crc(h, len) != get32(h + 28))
+    if (blob_crc(h, len) != get32(h + 28) ||
+        !valid_field(h + ENTRY_HEADER_SIZE, clen + elen))
         return NULL;
     if ((e = alloc_entry(len, clen, elen)) == NULL)
         return NULL;

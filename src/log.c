@@ -98,6 +98,9 @@ new_line(enum log_level level)
     return obj;
 }
 
+static void vlog(enum log_level level, int with_errno, const char *fmt,
+    va_list ap) __attribute__((format(printf, 3, 0)));
+
 static void
 vlog(enum log_level level, int with_errno, const char *fmt, va_list ap)
 {

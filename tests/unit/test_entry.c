@@ -10,6 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <zlib.h>
+
 #include "entry.h"
 
 static const unsigned char png[] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a,
@@ -277,6 +279,69 @@ test_bad_blobs(void **state)
     entry_unref(e);
 }
 
+/* Set the CRC field of a blob to the CRC of its (changed) contents. */
+static void
+fix_crc(unsigned char *blob, size_t len)
+{
+    uLong crc;
+
+    memset(blob + 28, 0, 4);
+    crc = crc32(crc32(0L, Z_NULL, 0), blob, (uInt)len);
+    blob[28] = (unsigned char)crc;
+    blob[29] = (unsigned char)(crc >> 8);
+    blob[30] = (unsigned char)(crc >> 16);
+    blob[31] = (unsigned char)(crc >> 24);
+}
+
+/*
+ * Found by tests/fuzz/fuzz_entry: a blob with a correct CRC and a NUL or
+ * CR/LF in its content type or ETag decoded, cutting the C string short
+ * or injecting response headers.
+ */
+static void
+test_control_bytes(void **state)
+{
+    static const unsigned char bad[] = {'\0', '\r', '\n', 0x01, 0x1f, 0x7f};
+    /* In "image/png", in "\"abc123\"" (right after it) */
+    static const size_t offsets[] = {ENTRY_HEADER_SIZE + 5,
+        ENTRY_HEADER_SIZE + 9 + 4};
+    struct entry *e = sample(), *d;
+    unsigned char *copy = malloc(e->blob_len);
+    size_t i, j;
+
+    (void)state;
+    assert_non_null(copy);
+    for (j = 0; j < 2; j++) {
+        for (i = 0; i < sizeof(bad); i++) {
+            memcpy(copy, e->blob, e->blob_len);
+            copy[offsets[j]] = bad[i];
+            fix_crc(copy, e->blob_len);
+            assert_null(entry_decode(copy, e->blob_len));
+        }
+    }
+    /* The body is data: any byte goes. */
+    memcpy(copy, e->blob, e->blob_len);
+    copy[e->blob_len - 1] = '\0';
+    fix_crc(copy, e->blob_len);
+    d = entry_decode(copy, e->blob_len);
+    assert_non_null(d);
+    entry_unref(d);
+    /* HTAB is a legal field byte. */
+    d = entry_new(200, 1, 2, "text/plain;\tcharset=utf-8", "", "x", 1);
+    assert_non_null(d);
+    entry_unref(e);
+    e = entry_decode(d->blob, d->blob_len);
+    assert_non_null(e);
+    entry_unref(d);
+    /* A header line smuggled in by whoever wrote the blob. */
+    d = entry_new(200, 1, 2, "text/plain\r\nSet-Cookie: a=b", "", "x", 1);
+    assert_non_null(d);
+    assert_null(entry_decode(d->blob, d->blob_len));
+    entry_unref(d);
+    entry_unref(e);
+    free(copy);
+}
+
 static void
 test_refcount(void **state)
 {
@@ -309,6 +374,7 @@ main(void)
         cmocka_unit_test(test_every_bit_flip),
         cmocka_unit_test(test_payload_bit_flips),
         cmocka_unit_test(test_bad_blobs),
+        cmocka_unit_test(test_control_bytes),
         cmocka_unit_test(test_refcount),
     };
 
