@@ -3,8 +3,8 @@
 -- to the upstream.
 --
 -- Tile i (i = 0, 1, 2, ... interleaved across wrk threads) is
---   MISS_PREFIX/MISS_Z/(MISS_X0 + i % MISS_WIDTH)/(MISS_Y0 + i / MISS_WIDTH)/MISS_FORMAT?indice=miss
--- (defaults /here-proxy/base/mc, 19, 0, 0, 4096, png); MISS_THREADS must be
+--   MISS_PREFIX/MISS_Z/(MISS_X0 + i % MISS_WIDTH)/(MISS_Y0 + i / MISS_WIDTH)/MISS_FORMAT?MISS_QUERY
+-- (defaults /here-proxy/base/mc, 19, 0, 0, 4096, png, indice=miss); MISS_THREADS must be
 -- wrk's -t (default 1). contrib/bench/run gives every row its own MISS_Y0
 -- so that no two rows share a tile.
 --
@@ -21,6 +21,7 @@ local Y0 = tonumber(env("MISS_Y0", "0"))
 local W = tonumber(env("MISS_WIDTH", "4096"))
 local PREFIX = env("MISS_PREFIX", "/here-proxy/base/mc")
 local FORMAT = env("MISS_FORMAT", "png")
+local QUERY = env("MISS_QUERY", "indice=miss")
 
 local threads_made = 0
 function setup(thread)
@@ -39,6 +40,6 @@ end
 function request()
    local i = offset + n * step
    n = n + 1
-   return wrk.format("GET", string.format("%s/%d/%d/%d/%s?indice=miss", PREFIX, Z,
-      X0 + i % W, Y0 + math.floor(i / W), FORMAT))
+   return wrk.format("GET", string.format("%s/%d/%d/%d/%s?%s", PREFIX, Z,
+      X0 + i % W, Y0 + math.floor(i / W), FORMAT, QUERY))
 end

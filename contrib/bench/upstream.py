@@ -12,7 +12,10 @@ image with its own text chunk (PNG tEXt, JPEG COM: "here_upstream
 resource/mc/z/x/y/format ...", so every tile has distinct bytes and ETag)
 and, with --tile-bytes N, an ancillary padding chunk (PNG "hpAd", JPEG
 APP15) of incompressible bytes that brings the tile to about N bytes, the
-size of a real HERE tile.  The images stay valid PNG / JPEG.
+size of a real HERE tile.  The images stay valid PNG / JPEG.  It also sets
+TCP_NODELAY on its connections (here_upstream.py's two writes per response
+otherwise wait ~40 ms for a delayed ACK), and /__control/stats also reports
+"connections": connections accepted since the last reset.
 
   python3 contrib/bench/upstream.py [--tile-bytes 16384] [here_upstream.py options]
 """
@@ -103,7 +106,41 @@ def main(argv):
     if not 0 <= TILE_BYTES <= len(_PAD):
         sys.exit("--tile-bytes must be between 0 and %d" % len(_PAD))
     hu.tile_bytes = tile_bytes
+    # here_upstream.py writes the headers and the body with two send()s;
+    # with Nagle on, the body waits for the client's delayed ACK of the
+    # headers (about 40 ms on Linux loopback). HERE's servers do not add
+    # that: send at once.
+    hu.Handler.disable_nagle_algorithm = True
+    count_connections()
     return hu.main(rest)
+
+
+def count_connections():
+    """/__control/stats also says how many connections were accepted since
+    the last reset ("connections"): a client that does not reuse its
+    connections shows there."""
+    lock, accepted = threading.Lock(), [0]
+    setup, stats, reset = hu.Handler.setup, hu.State.stats, hu.State.reset
+
+    def counting_setup(self):
+        with lock:
+            accepted[0] += 1
+        setup(self)
+
+    def stats_with_connections(self):
+        doc = stats(self)
+        with lock:
+            doc["connections"] = accepted[0]
+        return doc
+
+    def reset_connections(self):
+        reset(self)
+        with lock:
+            accepted[0] = 0
+
+    hu.Handler.setup = counting_setup
+    hu.State.stats = stats_with_connections
+    hu.State.reset = reset_connections
 
 
 if __name__ == "__main__":
