@@ -1,0 +1,363 @@
+/*
+ * hitpath: the CPU cost of one cache hit, for a figure that does not drift
+ * with the machine's load. Run it under callgrind (contrib/bench/callgrind):
+ *
+ *   valgrind --tool=callgrind --toggle-collect=hit_once hitpath -n 10000
+ *
+ * counts the instructions of exactly N calls of hit_once(), nothing else.
+ *
+ * Modes (-m):
+ *   handler  (default) handler_serve() itself, as a worker thread calls it:
+ *            the request's FastCGI parameters as NGINX sends them for a wrk
+ *            GET (fastcgi_params, Host), request_parse and the cache key,
+ *            the in-process LRU lookup through the cache module, the
+ *            response headers and the tile written to a FastCGI stream that
+ *            discards its bytes, and the JSON access line (written to
+ *            /dev/null; only the write(2) itself is not counted).
+ *   fcgi     the same plus libfcgi's part: FCGX_Accept_r reading the
+ *            request's records from a kept-alive connection (a Unix socket
+ *            pair), handler_serve, FCGX_Finish_r writing the records out.
+ *
+ * Options: -n hits (default 10000), -b tile bytes (default 16384), -v keep
+ * the access lines on stderr. Prints the mode, the hits and a wall-clock
+ * ns/hit (which does drift: callgrind's count is the stable figure).
+ * Built by `make bench-hitpath` (not by `make`).
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <fastcgi.h>
+#include <fcgiapp.h>
+
+#include "cache.h"
+#include "entry.h"
+#include "handler.h"
+#include "log.h"
+#include "request.h"
+#include "settings.h"
+#include "upstream.h"
+
+#define TILE_PATH "/here-proxy/base/mc/16/34321/22987/png"
+#define TILE_QUERY "indice=hot"
+#define OUT_BUFSIZE 8192    /* libfcgi's stdout buffer */
+
+/* What NGINX's fastcgi_params make of `GET TILE_PATH?TILE_QUERY` from wrk. */
+static char *envp_hot[] = {
+    "QUERY_STRING=" TILE_QUERY,
+    "REQUEST_METHOD=GET",
+    "CONTENT_TYPE=",
+    "CONTENT_LENGTH=",
+    "SCRIPT_NAME=" TILE_PATH,
+    "REQUEST_URI=" TILE_PATH "?" TILE_QUERY,
+    "DOCUMENT_URI=" TILE_PATH,
+    "DOCUMENT_ROOT=/usr/share/nginx/html",
+    "SERVER_PROTOCOL=HTTP/1.1",
+    "REQUEST_SCHEME=http",
+    "GATEWAY_INTERFACE=CGI/1.1",
+    "SERVER_SOFTWARE=nginx/1.22.1",
+    "REMOTE_ADDR=127.0.0.1",
+    "REMOTE_PORT=40000",
+    "SERVER_ADDR=127.0.0.1",
+    "SERVER_PORT=8080",
+    "SERVER_NAME=_",
+    "REDIRECT_STATUS=200",
+    "HTTP_HOST=127.0.0.1:8080",
+    NULL
+};
+
+/* ------------------------------------------------ a discarding stream */
+static unsigned char null_buf[OUT_BUFSIZE];
+
+static void
+null_empty(FCGX_Stream *s, int do_close)
+{
+    (void)do_close;
+    s->wrNext = null_buf;           /* the bytes are "sent": dropped */
+}
+
+static void
+null_fill(FCGX_Stream *s)
+{
+    s->isClosed = 1;
+}
+
+static FCGX_Stream null_out = {
+    null_buf, null_buf, null_buf + sizeof(null_buf), NULL,
+    0, 0, 0, 0, null_fill, null_empty, NULL
+};
+
+/* A stream that keeps what was written (for the one checked response). */
+static unsigned char check_buf[1 << 20];
+
+static void
+check_empty(FCGX_Stream *s, int do_close)
+{
+    (void)do_close;
+    s->isClosed = 1;                /* a response larger than 1 MiB: error */
+}
+
+static FCGX_Stream check_out = {
+    check_buf, check_buf, check_buf + sizeof(check_buf), NULL,
+    0, 0, 0, 0, null_fill, check_empty, NULL
+};
+
+/* ------------------------------------------------ the counted functions */
+static struct handler h;
+
+__attribute__((noinline)) static void
+serve_one(char *const *envp, FCGX_Stream *out)
+{
+    handler_serve(&h, envp, out);
+}
+
+__attribute__((noinline)) void hit_once(char *const *envp, FCGX_Stream *out);
+
+__attribute__((noinline)) void
+hit_once(char *const *envp, FCGX_Stream *out)
+{
+    serve_one(envp, out);
+}
+
+__attribute__((noinline)) static int
+serve_one_fcgi(FCGX_Request *req)
+{
+    if (FCGX_Accept_r(req) < 0)
+        return -1;
+    handler_serve(&h, req->envp, req->out);
+    FCGX_Finish_r(req);
+    return 0;
+}
+
+__attribute__((noinline)) int hit_once_fcgi(FCGX_Request *req);
+
+__attribute__((noinline)) int
+hit_once_fcgi(FCGX_Request *req)
+{
+    return serve_one_fcgi(req);
+}
+
+/* ------------------------------------------------ FastCGI records */
+static size_t
+record(unsigned char *p, int type, const void *content, size_t len)
+{
+    p[0] = FCGI_VERSION_1;
+    p[1] = (unsigned char)type;
+    p[2] = 0;
+    p[3] = 1;                       /* request id 1 */
+    p[4] = (unsigned char)(len >> 8);
+    p[5] = (unsigned char)len;
+    p[6] = 0;                       /* no padding */
+    p[7] = 0;
+    if (len > 0)
+        memcpy(p + 8, content, len);
+    return 8 + len;
+}
+
+/* The records NGINX sends for one request, with keep_conn. */
+static size_t
+build_request(unsigned char *out, size_t cap)
+{
+    unsigned char params[4096], begin[8] = {0, FCGI_RESPONDER, FCGI_KEEP_CONN};
+    size_t n = 0, len = 0;
+    int i;
+
+    for (i = 0; envp_hot[i] != NULL; i++) {
+        const char *eq = strchr(envp_hot[i], '=');
+        size_t nl = (size_t)(eq - envp_hot[i]), vl = strlen(eq + 1);
+
+        params[len++] = (unsigned char)nl;   /* all names and values < 128 */
+        params[len++] = (unsigned char)vl;
+        memcpy(params + len, envp_hot[i], nl);
+        len += nl;
+        memcpy(params + len, eq + 1, vl);
+        len += vl;
+    }
+    if (len + 64 > cap)
+        abort();
+    n += record(out + n, FCGI_BEGIN_REQUEST, begin, sizeof(begin));
+    n += record(out + n, FCGI_PARAMS, params, len);
+    n += record(out + n, FCGI_PARAMS, NULL, 0);
+    n += record(out + n, FCGI_STDIN, NULL, 0);
+    return n;
+}
+
+static void
+drain(int fd)
+{
+    char buf[65536];
+
+    while (recv(fd, buf, sizeof(buf), MSG_DONTWAIT) > 0)
+        ;
+}
+
+static double
+now_ns(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
+}
+
+static void
+die(const char *msg)
+{
+    fprintf(stderr, "hitpath: %s\n", msg);
+    exit(1);
+}
+
+int
+main(int argc, char **argv)
+{
+    static struct settings cfg;
+    struct tile_req req;
+    struct entry *e;
+    unsigned char *tile;
+    char err[512];
+    const char *mode = "handler";
+    long n = 10000, i, bytes = 16384;
+    int ch, verbose = 0, out_fd;
+    double t0, t1;
+
+    while ((ch = getopt(argc, argv, "n:m:b:v")) != -1) {
+        switch (ch) {
+        case 'n': n = atol(optarg); break;
+        case 'm': mode = optarg; break;
+        case 'b': bytes = atol(optarg); break;
+        case 'v': verbose = 1; break;
+        default:
+            fprintf(stderr, "usage: hitpath [-n hits] [-m handler|fcgi] "
+                "[-b tile-bytes] [-v]\n");
+            return 2;
+        }
+    }
+    if (n < 1 || bytes < 1 || bytes > 8 * 1024 * 1024 ||
+        (strcmp(mode, "handler") != 0 && strcmp(mode, "fcgi") != 0))
+        die("bad arguments");
+
+    /* The proxy's defaults, with a key and an upstream never contacted. */
+    if (settings_init(&cfg) != 0 ||
+        settings_set(&cfg, "HERE_API_KEY", "hitpath-key", err, sizeof(err)) ||
+        settings_set(&cfg, "HERE_BASE_URL", "http://127.0.0.1:9/v3", err,
+            sizeof(err)) ||
+        settings_validate(&cfg, err, sizeof(err)) != 0)
+        die(err);
+    log_set_level((enum log_level)cfg.log_level);
+    h.cfg = &cfg;
+    h.policy.zmax = cfg.zmax;
+    h.policy.allow_logistics = (int)cfg.here_allow_logistics;
+    if ((h.cache = cache_new(&cfg, err, sizeof(err))) == NULL)
+        die(err);
+    if ((h.upstream = upstream_new(&cfg, err, sizeof(err))) == NULL)
+        die(err);
+
+    /* The tile in the in-process cache under the key the request makes. */
+    if (request_parse("GET", TILE_PATH "?" TILE_QUERY, &h.policy, &req, err,
+            sizeof(err)) != 0)
+        die(err);
+    if ((tile = malloc((size_t)bytes)) == NULL)
+        die("out of memory");
+    for (i = 0; i < bytes; i++)
+        tile[i] = (unsigned char)(i * 131 + 7);
+    e = entry_new(200, (int64_t)time(NULL) + 86400,
+        (int64_t)time(NULL) + 86400, "image/png", "\"0123456789abcdef\"",
+        tile, (size_t)bytes);
+    if (e == NULL)
+        die("entry_new failed");
+    cache_put(h.cache, req.key, req.key_len, e, (int64_t)time(NULL));
+    entry_unref(e);
+
+    /* Access lines go to /dev/null; messages to the real stderr. */
+    out_fd = dup(STDERR_FILENO);
+    if (!verbose) {
+        int null_fd = open("/dev/null", O_WRONLY);
+
+        if (null_fd < 0 || dup2(null_fd, STDERR_FILENO) < 0)
+            die("cannot open /dev/null");
+        close(null_fd);
+    }
+
+    /* One checked response: a 200 HIT with the whole tile. */
+    serve_one(envp_hot, &check_out);
+    {
+        size_t len = (size_t)(check_out.wrNext - check_buf);
+        const char *hdr_end = memmem(check_buf, len, "\r\n\r\n", 4);
+
+        if (strncmp((char *)check_buf, "Status: 200", 11) != 0 ||
+            memmem(check_buf, len, "X-Cache: HIT", 12) == NULL ||
+            hdr_end == NULL ||
+            len - (size_t)(hdr_end + 4 - (char *)check_buf) != (size_t)bytes) {
+            dprintf(out_fd, "hitpath: the request is not a hit:\n%.*s\n",
+                (int)(len < 600 ? len : 600), check_buf);
+            return 1;
+        }
+    }
+
+    if (strcmp(mode, "handler") == 0) {
+        for (i = 0; i < 100; i++)           /* warm caches, not counted */
+            serve_one(envp_hot, &null_out);
+        t0 = now_ns();
+        for (i = 0; i < n; i++)
+            hit_once(envp_hot, &null_out);
+        t1 = now_ns();
+    } else {
+        unsigned char reqbytes[8192];
+        size_t reqlen = build_request(reqbytes, sizeof(reqbytes));
+        struct sockaddr_un sa;
+        char path[64];
+        FCGX_Request fr;
+        int lfd, cfd;
+
+        snprintf(path, sizeof(path), "/tmp/hitpath.%ld.sock", (long)getpid());
+        unlink(path);
+        if (FCGX_Init() != 0 || (lfd = FCGX_OpenSocket(path, 8)) < 0)
+            die("cannot listen on a Unix socket in /tmp");
+        memset(&sa, 0, sizeof(sa));
+        sa.sun_family = AF_UNIX;
+        snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
+        if ((cfd = socket(AF_UNIX, SOCK_STREAM, 0)) < 0 ||
+            connect(cfd, (struct sockaddr *)&sa, sizeof(sa)) != 0)
+            die("cannot connect to the socket");
+        unlink(path);
+        FCGX_InitRequest(&fr, lfd, 0);
+        for (i = 0; i < 100; i++) {         /* accept, warm caches */
+            if (write(cfd, reqbytes, reqlen) != (ssize_t)reqlen ||
+                serve_one_fcgi(&fr) != 0)
+                die("FastCGI exchange failed");
+            drain(cfd);
+        }
+        t0 = now_ns();
+        t1 = 0;
+        for (i = 0; i < n; i++) {
+            double a;
+
+            if (write(cfd, reqbytes, reqlen) != (ssize_t)reqlen)
+                die("write failed");
+            a = now_ns();
+            if (hit_once_fcgi(&fr) != 0)
+                die("FCGX_Accept_r failed");
+            t1 += now_ns() - a;
+            drain(cfd);
+        }
+        t1 += t0;
+        close(cfd);
+        FCGX_Free(&fr, 1);
+    }
+    dprintf(out_fd, "hitpath: mode %s, %ld hits of a %ld-byte tile, "
+        "%.0f ns/hit wall (drifts; count instructions with callgrind)\n",
+        mode, n, bytes, (t1 - t0) / (double)n);
+    cache_free(h.cache);
+    upstream_free(h.upstream);
+    settings_cleanup(&cfg);
+    free(tile);
+    return 0;
+}
