@@ -68,7 +68,8 @@ void metrics_free(struct metrics *m);
 
 /*
  * Every recording function accepts m == NULL and then does nothing, so that
- * callers need not test whether metrics are on.
+ * callers need not test whether metrics are on. The renders need an m.
+ * All functions but metrics_new and metrics_free are thread-safe.
  */
 
 /*
