@@ -1,0 +1,902 @@
+#include "config.h"
+
+#include <inttypes.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cjson/cJSON.h>
+
+#include "metrics.h"
+#include "util.h"
+
+/* A scrape of 1000 busy indices is a few MB; this only stops runaways. */
+#define RENDER_MAX (256u * 1024 * 1024)
+
+static const char *const cache_names[METRICS_NCACHE] = {
+    "hit", "miss", "stale", "coalesced", "none"
+};
+
+/*
+ * Statuses the proxy sends get a slot each; others fall into their class
+ * so that code=~"5.." still sees every server error.
+ */
+static const int status_codes[] = {
+    200, 204, 304, 400, 401, 403, 404, 405, 413, 429, 500, 502, 503, 504
+};
+#define NCODES (sizeof(status_codes) / sizeof(status_codes[0]))
+#define NSTATUS (NCODES + 6)    /* + 1xx..5xx + other */
+static const char *const status_extra[6] = {
+    "1xx", "2xx", "3xx", "4xx", "5xx", "other"
+};
+
+/* The last entry of each list is the catch-all. */
+static const char *const outcome_names[] = {
+    "ok", "not_modified", "http_error", "connect", "tls", "timeout",
+    "too_big", "broken", "busy", "breaker_open", "other"
+};
+#define NOUTCOME (sizeof(outcome_names) / sizeof(outcome_names[0]))
+
+static const char *const error_kinds[] = {
+    "bad_request", "not_found", "method", "upstream_4xx", "upstream_5xx",
+    "upstream_unreachable", "upstream_timeout", "busy", "breaker_open",
+    "internal", "other"
+};
+#define NKIND (sizeof(error_kinds) / sizeof(error_kinds[0]))
+
+static const char *const version_names[] = { "1.0", "1.1", "2", "3" };
+#define NVERSION (sizeof(version_names) / sizeof(version_names[0]))
+
+/*
+ * Fine enough below 1 ms for L1 hits and up to the 30 s upstream timeout
+ * for misses, so that p50/p95/p99 interpolate within a narrow bucket.
+ * The label strings are kept beside the bounds to print them exactly.
+ */
+static const double bucket_bounds[] = {
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+    0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30
+};
+static const char *const bucket_le[] = {
+    "0.0001", "0.00025", "0.0005", "0.001", "0.0025", "0.005", "0.01",
+    "0.025", "0.05", "0.1", "0.25", "0.5", "1", "2.5", "5", "10", "30"
+};
+#define NBOUNDS (sizeof(bucket_bounds) / sizeof(bucket_bounds[0]))
+
+struct histogram {
+    _Atomic uint64_t counts[NBOUNDS + 1]; /* per bucket; the last is +Inf */
+    _Atomic uint64_t sum_bits;            /* a double, added by CAS */
+};
+
+/*
+ * One indice's counters. Allocated zeroed (an all-zero _Atomic uint64_t is
+ * 0 on every platform we build on) and never freed before metrics_free.
+ */
+struct idx {
+    char name[METRICS_INDICE_MAX + 1];
+    _Atomic uint64_t requests[METRICS_NCACHE][NSTATUS];
+    _Atomic uint64_t response_bytes;
+    _Atomic uint64_t upstream[NOUTCOME];
+    _Atomic uint64_t upstream_bytes;
+    _Atomic uint64_t errors[NKIND];
+    _Atomic uint64_t rate_limited;
+};
+
+struct metrics {
+    size_t max_indices;
+    size_t nslots;              /* a power of two, over 2 * max_indices */
+    uint64_t seed;
+    _Atomic(struct idx *) *slots;
+    struct idx **order;         /* insertion order, `count` valid */
+    _Atomic size_t count;
+    pthread_mutex_t insert_lock;
+    struct idx *other;
+    _Atomic uint64_t overflow;
+    struct histogram request_duration[METRICS_NCACHE];
+    struct histogram upstream_duration;
+    struct histogram memcached_duration;
+    _Atomic uint64_t retries;
+    _Atomic uint64_t http_version[NVERSION];
+    _Atomic uint64_t memcached_errors;
+};
+
+static void
+inc(_Atomic uint64_t *c, uint64_t n)
+{
+    atomic_fetch_add_explicit(c, n, memory_order_relaxed);
+}
+
+static uint64_t
+get(_Atomic uint64_t *c)
+{
+    return atomic_load_explicit(c, memory_order_relaxed);
+}
+
+static double
+bits_to_double(uint64_t bits)
+{
+    double d;
+
+    memcpy(&d, &bits, sizeof(d));
+    return d;
+}
+
+static uint64_t
+double_to_bits(double d)
+{
+    uint64_t bits;
+
+    memcpy(&bits, &d, sizeof(bits));
+    return bits;
+}
+
+static void
+hist_observe(struct histogram *h, double seconds)
+{
+    uint64_t old, new;
+    size_t i;
+
+    /* A clock step must not make the sum go backwards or become NaN. */
+    if (!(seconds >= 0))
+        seconds = 0;
+    for (i = 0; i < NBOUNDS && seconds > bucket_bounds[i]; i++)
+        ;
+    inc(&h->counts[i], 1);
+    old = atomic_load_explicit(&h->sum_bits, memory_order_relaxed);
+    do {
+        new = double_to_bits(bits_to_double(old) + seconds);
+    } while (!atomic_compare_exchange_weak_explicit(&h->sum_bits, &old, new,
+        memory_order_relaxed, memory_order_relaxed));
+}
+
+static size_t
+pick(const char *const *names, size_t n, const char *s)
+{
+    size_t i;
+
+    for (i = 0; s != NULL && i < n - 1; i++)
+        if (strcmp(names[i], s) == 0)
+            return i;
+    return n - 1;
+}
+
+static size_t
+status_slot(int status)
+{
+    size_t i;
+
+    for (i = 0; i < NCODES; i++)
+        if (status_codes[i] == status)
+            return i;
+    if (status >= 100 && status <= 599)
+        return NCODES + (size_t)(status / 100 - 1);
+    return NSTATUS - 1;
+}
+
+static const char *
+status_label(size_t slot, char *buf, size_t size)
+{
+    if (slot >= NCODES)
+        return status_extra[slot - NCODES];
+    snprintf(buf, size, "%d", status_codes[slot]);
+    return buf;
+}
+
+/* Length of a valid indice, or 0. */
+static size_t
+indice_len(const char *s)
+{
+    size_t i;
+
+    for (i = 0; s[i] != '\0'; i++) {
+        char c = s[i];
+        if (i >= METRICS_INDICE_MAX)
+            return 0;
+        if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
+                (c >= '0' && c <= '9') || c == '_' || c == '.' || c == '-'))
+            return 0;
+    }
+    return i;
+}
+
+struct metrics *
+metrics_new(size_t max_indices)
+{
+    struct metrics *m = NULL;
+
+    if (max_indices > METRICS_MAX_INDICES_LIMIT)
+        return NULL;
+    if ((m = calloc(1, sizeof(*m))) == NULL)
+        return NULL;
+    m->max_indices = max_indices;
+    /* Load factor at most 1/2: probes stay short and always end. */
+    m->nslots = 16;
+    while (m->nslots < 2 * max_indices + 1)
+        m->nslots <<= 1;
+    /* Per-process seed: a client cannot precompute colliding labels. */
+    m->seed = (uint64_t)util_mono_us() ^ (uint64_t)(uintptr_t)m;
+    m->slots = calloc(m->nslots, sizeof(*m->slots));
+    m->order = calloc(max_indices + 1, sizeof(*m->order));
+    m->other = calloc(1, sizeof(*m->other));
+    if (m->slots == NULL || m->order == NULL || m->other == NULL)
+        goto fail;
+    util_strlcpy(m->other->name, "_other", sizeof(m->other->name));
+    if (pthread_mutex_init(&m->insert_lock, NULL) != 0)
+        goto fail;
+    return m;
+fail:
+    free(m->slots);
+    free(m->order);
+    free(m->other);
+    free(m);
+    return NULL;
+}
+
+void
+metrics_free(struct metrics *m)
+{
+    size_t i, n;
+
+    if (m == NULL)
+        return;
+    n = atomic_load(&m->count);
+    for (i = 0; i < n; i++)
+        free(m->order[i]);
+    free(m->order);
+    free(m->slots);
+    free(m->other);
+    pthread_mutex_destroy(&m->insert_lock);
+    free(m);
+}
+
+/* The slot holding name, or the empty slot where it would go. */
+static size_t
+probe(struct metrics *m, const char *name, uint64_t hash, struct idx **found)
+{
+    size_t mask = m->nslots - 1, i;
+    struct idx *p;
+
+    for (i = (size_t)hash & mask;; i = (i + 1) & mask) {
+        p = atomic_load_explicit(&m->slots[i], memory_order_acquire);
+        if (p == NULL || strcmp(p->name, name) == 0)
+            break;
+    }
+    *found = p;
+    return i;
+}
+
+/*
+ * The counters of an indice, created on first sight. *overflowed is set
+ * when a table with no room left sent it to "_other".
+ */
+static struct idx *
+idx_get(struct metrics *m, const char *indice, int *overflowed)
+{
+    struct idx *p, *fresh;
+    uint64_t hash;
+    size_t len, slot, n;
+
+    *overflowed = 0;
+    if (indice == NULL || *indice == '\0')
+        indice = "-";
+    if ((len = indice_len(indice)) == 0 || strcmp(indice, "_other") == 0)
+        return m->other;
+    hash = util_hash64(indice, len, m->seed);
+    probe(m, indice, hash, &p);
+    if (p != NULL)
+        return p;
+    /* The table only fills up: once full, no lock is needed to say so. */
+    if (atomic_load_explicit(&m->count, memory_order_acquire) >=
+        m->max_indices) {
+        *overflowed = 1;
+        return m->other;
+    }
+    /* Allocate outside the lock; freed again if another thread won. */
+    if ((fresh = calloc(1, sizeof(*fresh))) == NULL)
+        return m->other;
+    memcpy(fresh->name, indice, len + 1);
+    pthread_mutex_lock(&m->insert_lock);
+    slot = probe(m, indice, hash, &p);
+    n = atomic_load_explicit(&m->count, memory_order_relaxed);
+    if (p == NULL && n >= m->max_indices) {
+        p = m->other;
+        *overflowed = 1;
+    } else if (p == NULL) {
+        p = fresh;
+        fresh = NULL;
+        m->order[n] = p;
+        /* Publish the zeroed counters before the pointer to them. */
+        atomic_store_explicit(&m->slots[slot], p, memory_order_release);
+        atomic_store_explicit(&m->count, n + 1, memory_order_release);
+    }
+    pthread_mutex_unlock(&m->insert_lock);
+    free(fresh);
+    return p;
+}
+
+void
+metrics_request(struct metrics *m, const char *indice,
+    enum metrics_cache cache, int status, double seconds, uint64_t bytes)
+{
+    struct idx *p;
+    int overflowed;
+
+    if (m == NULL)
+        return;
+    if ((unsigned)cache >= METRICS_NCACHE)
+        cache = METRICS_NONE;
+    p = idx_get(m, indice, &overflowed);
+    /* Counted once per request, not once per kind of record. */
+    if (overflowed)
+        inc(&m->overflow, 1);
+    inc(&p->requests[cache][status_slot(status)], 1);
+    inc(&p->response_bytes, bytes);
+    hist_observe(&m->request_duration[cache], seconds);
+}
+
+/* Outcomes where no call was made: busy and breaker_open. */
+static int
+outcome_called(size_t o)
+{
+    return strcmp(outcome_names[o], "busy") != 0 &&
+        strcmp(outcome_names[o], "breaker_open") != 0;
+}
+
+void
+metrics_upstream(struct metrics *m, const char *indice, const char *outcome,
+    int http_version, int attempts, uint64_t bytes, double seconds)
+{
+    struct idx *p;
+    size_t o;
+    int overflowed;
+
+    if (m == NULL)
+        return;
+    p = idx_get(m, indice, &overflowed);
+    o = pick(outcome_names, NOUTCOME, outcome);
+    inc(&p->upstream[o], 1);
+    inc(&p->upstream_bytes, bytes);
+    if (attempts > 1)
+        inc(&m->retries, (uint64_t)(attempts - 1));
+    switch (http_version) {
+    case 10: inc(&m->http_version[0], 1); break;
+    case 11: inc(&m->http_version[1], 1); break;
+    case 20: inc(&m->http_version[2], 1); break;
+    case 30: inc(&m->http_version[3], 1); break;
+    default: break;
+    }
+    /* A refusal takes no time worth a bucket; it would skew the quantiles. */
+    if (outcome_called(o))
+        hist_observe(&m->upstream_duration, seconds);
+}
+
+void
+metrics_error(struct metrics *m, const char *indice, const char *kind)
+{
+    struct idx *p;
+    int overflowed;
+
+    if (m == NULL)
+        return;
+    p = idx_get(m, indice, &overflowed);
+    inc(&p->errors[pick(error_kinds, NKIND, kind)], 1);
+}
+
+void
+metrics_rate_limited(struct metrics *m, const char *indice)
+{
+    struct idx *p;
+    int overflowed;
+
+    if (m == NULL)
+        return;
+    p = idx_get(m, indice, &overflowed);
+    inc(&p->rate_limited, 1);
+}
+
+void
+metrics_memcached(struct metrics *m, double seconds, int ok)
+{
+    if (m == NULL)
+        return;
+    hist_observe(&m->memcached_duration, seconds);
+    if (!ok)
+        inc(&m->memcached_errors, 1);
+}
+
+/* ------------------------------------------------------------ snapshot */
+
+/*
+ * The indices to render, sorted by name so that scrapes are stable, with
+ * "_other" last when it has anything. Free the array, not the entries.
+ */
+static int
+cmp_idx(const void *a, const void *b)
+{
+    const struct idx *const *x = a, *const *y = b;
+
+    return strcmp((*x)->name, (*y)->name);
+}
+
+static int
+idx_used(struct idx *p)
+{
+    size_t c, s;
+
+    if (get(&p->response_bytes) || get(&p->upstream_bytes) ||
+        get(&p->rate_limited))
+        return 1;
+    for (c = 0; c < METRICS_NCACHE; c++)
+        for (s = 0; s < NSTATUS; s++)
+            if (get(&p->requests[c][s]))
+                return 1;
+    for (s = 0; s < NOUTCOME; s++)
+        if (get(&p->upstream[s]))
+            return 1;
+    for (s = 0; s < NKIND; s++)
+        if (get(&p->errors[s]))
+            return 1;
+    return 0;
+}
+
+static struct idx **
+snapshot(struct metrics *m, size_t *np)
+{
+    size_t n = atomic_load_explicit(&m->count, memory_order_acquire);
+    struct idx **v = malloc((n + 1) * sizeof(*v));
+
+    if (v == NULL)
+        return NULL;
+    memcpy(v, m->order, n * sizeof(*v));
+    qsort(v, n, sizeof(*v), cmp_idx);
+    if (idx_used(m->other))
+        v[n++] = m->other;
+    *np = n;
+    return v;
+}
+
+/* ------------------------------------------------------------ prometheus */
+
+struct out {
+    struct dynbuf b;
+    int failed;
+};
+
+static void out_printf(struct out *o, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void
+out_printf(struct out *o, const char *fmt, ...)
+{
+    char small[512], *p = small;
+    va_list ap;
+    int n;
+
+    if (o->failed)
+        return;
+    va_start(ap, fmt);
+    n = vsnprintf(small, sizeof(small), fmt, ap);
+    va_end(ap);
+    if (n < 0) {
+        o->failed = 1;
+        return;
+    }
+    if ((size_t)n >= sizeof(small)) {
+        if ((p = malloc((size_t)n + 1)) == NULL) {
+            o->failed = 1;
+            return;
+        }
+        va_start(ap, fmt);
+        vsnprintf(p, (size_t)n + 1, fmt, ap);
+        va_end(ap);
+    }
+    if (dynbuf_append(&o->b, p, (size_t)n) != 0)
+        o->failed = 1;
+    if (p != small)
+        free(p);
+}
+
+static void
+out_raw(struct out *o, const char *s, size_t n)
+{
+    if (!o->failed && dynbuf_append(&o->b, s, n) != 0)
+        o->failed = 1;
+}
+
+/* A label value: backslash, double quote and newline are escaped. */
+static void
+out_label_value(struct out *o, const char *s)
+{
+    const char *run = s;
+
+    for (; *s != '\0'; s++) {
+        const char *esc = NULL;
+        if (*s == '\\')
+            esc = "\\\\";
+        else if (*s == '"')
+            esc = "\\\"";
+        else if (*s == '\n')
+            esc = "\\n";
+        if (esc != NULL) {
+            out_raw(o, run, (size_t)(s - run));
+            out_raw(o, esc, 2);
+            run = s + 1;
+        }
+    }
+    out_raw(o, run, (size_t)(s - run));
+}
+
+static void
+family(struct out *o, const char *name, const char *type, const char *help)
+{
+    out_printf(o, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+/* Go's strconv formatting of special values, which Prometheus parses. */
+static void
+out_double(struct out *o, double v)
+{
+    if (isnan(v))
+        out_printf(o, "NaN");
+    else if (isinf(v))
+        out_printf(o, v > 0 ? "+Inf" : "-Inf");
+    else
+        out_printf(o, "%.17g", v);
+}
+
+/*
+ * One histogram's series; label/value is its one label or NULL. The
+ * buckets are made cumulative here from one read of each count, so
+ * +Inf and _count agree even while workers record.
+ */
+static void
+out_histogram(struct out *o, const char *name, const char *label,
+    const char *value, struct histogram *h)
+{
+    uint64_t cum = 0;
+    size_t i;
+
+    for (i = 0; i <= NBOUNDS; i++) {
+        cum += get(&h->counts[i]);
+        out_printf(o, "%s_bucket{", name);
+        if (label != NULL) {
+            out_printf(o, "%s=\"", label);
+            out_label_value(o, value);
+            out_printf(o, "\",");
+        }
+        out_printf(o, "le=\"%s\"} %" PRIu64 "\n",
+            i < NBOUNDS ? bucket_le[i] : "+Inf", cum);
+    }
+    out_printf(o, "%s_sum", name);
+    if (label != NULL) {
+        out_printf(o, "{%s=\"", label);
+        out_label_value(o, value);
+        out_printf(o, "\"}");
+    }
+    out_printf(o, " ");
+    out_double(o, bits_to_double(atomic_load_explicit(&h->sum_bits,
+        memory_order_relaxed)));
+    out_printf(o, "\n%s_count", name);
+    if (label != NULL) {
+        out_printf(o, "{%s=\"", label);
+        out_label_value(o, value);
+        out_printf(o, "\"}");
+    }
+    out_printf(o, " %" PRIu64 "\n", cum);
+}
+
+/* name{indice="..."} value, for a per-indice counter. */
+static void
+out_indice_sample(struct out *o, const char *name, const struct idx *p,
+    const char *label, const char *value, uint64_t v)
+{
+    out_printf(o, "%s{indice=\"", name);
+    out_label_value(o, p->name);
+    if (label != NULL) {
+        out_printf(o, "\",%s=\"", label);
+        out_label_value(o, value);
+    }
+    out_printf(o, "\"} %" PRIu64 "\n", v);
+}
+
+static void
+out_single(struct out *o, const char *name, const char *type,
+    const char *help, uint64_t v)
+{
+    family(o, name, type, help);
+    out_printf(o, "%s %" PRIu64 "\n", name, v);
+}
+
+static void
+render_indices(struct out *o, struct idx **v, size_t n)
+{
+    char code[16];
+    size_t i, c, s;
+
+    family(o, "hereproxy_requests_total", "counter",
+        "Requests answered, by indice, cache result and HTTP status.");
+    for (i = 0; i < n; i++)
+        for (c = 0; c < METRICS_NCACHE; c++)
+            for (s = 0; s < NSTATUS; s++) {
+                uint64_t x = get(&v[i]->requests[c][s]);
+                if (x == 0)
+                    continue;
+                out_printf(o, "hereproxy_requests_total{indice=\"");
+                out_label_value(o, v[i]->name);
+                out_printf(o, "\",cache=\"%s\",code=\"%s\"} %" PRIu64 "\n",
+                    cache_names[c], status_label(s, code, sizeof(code)), x);
+            }
+
+    family(o, "hereproxy_response_bytes_total", "counter",
+        "Response body bytes sent to clients, by indice.");
+    for (i = 0; i < n; i++)
+        if (get(&v[i]->response_bytes))
+            out_indice_sample(o, "hereproxy_response_bytes_total", v[i],
+                NULL, NULL, get(&v[i]->response_bytes));
+
+    family(o, "hereproxy_upstream_requests_total", "counter",
+        "Upstream exchanges (after retries), by indice and outcome.");
+    for (i = 0; i < n; i++)
+        for (s = 0; s < NOUTCOME; s++)
+            if (get(&v[i]->upstream[s]))
+                out_indice_sample(o, "hereproxy_upstream_requests_total",
+                    v[i], "outcome", outcome_names[s],
+                    get(&v[i]->upstream[s]));
+
+    family(o, "hereproxy_upstream_bytes_total", "counter",
+        "Body bytes received from the upstream, by indice.");
+    for (i = 0; i < n; i++)
+        if (get(&v[i]->upstream_bytes))
+            out_indice_sample(o, "hereproxy_upstream_bytes_total", v[i],
+                NULL, NULL, get(&v[i]->upstream_bytes));
+
+    family(o, "hereproxy_errors_total", "counter",
+        "Error responses, by indice and kind.");
+    for (i = 0; i < n; i++)
+        for (s = 0; s < NKIND; s++)
+            if (get(&v[i]->errors[s]))
+                out_indice_sample(o, "hereproxy_errors_total", v[i], "kind",
+                    error_kinds[s], get(&v[i]->errors[s]));
+
+    family(o, "hereproxy_rate_limited_total", "counter",
+        "Requests refused by the rate limiter, by indice.");
+    for (i = 0; i < n; i++)
+        if (get(&v[i]->rate_limited))
+            out_indice_sample(o, "hereproxy_rate_limited_total", v[i], NULL,
+                NULL, get(&v[i]->rate_limited));
+}
+
+char *
+metrics_render_prometheus(struct metrics *m, const struct metrics_gauges *g,
+    const char *version)
+{
+    static const struct metrics_gauges zero;
+    struct out o;
+    struct idx **v = NULL;
+    size_t n = 0, i;
+    double now, uptime;
+
+    if (g == NULL)
+        g = &zero;
+    if (version == NULL)
+        version = "unknown";
+    if ((v = snapshot(m, &n)) == NULL)
+        return NULL;
+    dynbuf_init(&o.b, RENDER_MAX);
+    o.failed = 0;
+
+    render_indices(&o, v, n);
+
+    family(&o, "hereproxy_request_duration_seconds", "histogram",
+        "Time to answer a request, by cache result.");
+    for (i = 0; i < METRICS_NCACHE; i++)
+        out_histogram(&o, "hereproxy_request_duration_seconds", "cache",
+            cache_names[i], &m->request_duration[i]);
+
+    family(&o, "hereproxy_upstream_duration_seconds", "histogram",
+        "Time of upstream exchanges that reached the network, retries "
+        "included.");
+    out_histogram(&o, "hereproxy_upstream_duration_seconds", NULL, NULL,
+        &m->upstream_duration);
+
+    out_single(&o, "hereproxy_upstream_retries_total", "counter",
+        "Upstream attempts beyond the first.", get(&m->retries));
+
+    family(&o, "hereproxy_upstream_http_version_total", "counter",
+        "Upstream responses by HTTP version.");
+    for (i = 0; i < NVERSION; i++)
+        out_printf(&o, "hereproxy_upstream_http_version_total{version=\"%s\"} "
+            "%" PRIu64 "\n", version_names[i], get(&m->http_version[i]));
+
+    family(&o, "hereproxy_memcached_duration_seconds", "histogram",
+        "Time of memcached operations.");
+    out_histogram(&o, "hereproxy_memcached_duration_seconds", NULL, NULL,
+        &m->memcached_duration);
+    out_single(&o, "hereproxy_memcached_errors_total", "counter",
+        "Failed memcached operations.", get(&m->memcached_errors));
+
+    out_single(&o, "hereproxy_cache_entries", "gauge",
+        "Entries in the in-process cache.", g->lru_entries);
+    out_single(&o, "hereproxy_cache_bytes", "gauge",
+        "Bytes held by the in-process cache.", g->lru_bytes);
+    out_single(&o, "hereproxy_cache_max_bytes", "gauge",
+        "Byte bound of the in-process cache.", g->lru_max_bytes);
+    out_single(&o, "hereproxy_cache_evictions_total", "counter",
+        "Entries evicted from the in-process cache to make room.",
+        g->lru_evictions);
+    out_single(&o, "hereproxy_memcached_configured", "gauge",
+        "1 when a memcached tier is configured.",
+        g->memcached_configured != 0);
+    out_single(&o, "hereproxy_memcached_up", "gauge",
+        "1 when the memcached tier answers.", g->memcached_up != 0);
+    out_single(&o, "hereproxy_upstream_inflight", "gauge",
+        "Upstream exchanges in progress.", g->upstream_inflight);
+    out_single(&o, "hereproxy_upstream_queued", "gauge",
+        "Upstream exchanges waiting for a slot.", g->upstream_queued);
+    out_single(&o, "hereproxy_breaker_open", "gauge",
+        "1 while the upstream circuit breaker is open.",
+        g->breaker_open != 0);
+    out_single(&o, "hereproxy_threads_busy", "gauge",
+        "Worker threads serving a request.", g->threads_busy);
+    out_single(&o, "hereproxy_threads", "gauge", "Worker threads.",
+        g->threads_total);
+
+    family(&o, "hereproxy_build_info", "gauge",
+        "Always 1; the version label says which build runs.");
+    out_printf(&o, "hereproxy_build_info{version=\"");
+    out_label_value(&o, version);
+    out_printf(&o, "\"} 1\n");
+
+    now = g->now > 0 ? g->now : (double)util_wall_ms() / 1000.0;
+    uptime = g->start_time > 0 && now > g->start_time ? now - g->start_time :
+        0;
+    family(&o, "hereproxy_start_time_seconds", "gauge",
+        "Unix time the process started.");
+    out_printf(&o, "hereproxy_start_time_seconds %.3f\n", g->start_time);
+    family(&o, "hereproxy_uptime_seconds", "gauge",
+        "Seconds since the process started.");
+    out_printf(&o, "hereproxy_uptime_seconds %.3f\n", uptime);
+
+    out_single(&o, "hereproxy_indices_tracked", "gauge",
+        "Indices with series of their own.",
+        (uint64_t)atomic_load(&m->count));
+    out_single(&o, "hereproxy_indices_overflow_total", "counter",
+        "Requests counted under the _other indice because the indice "
+        "table was full.", get(&m->overflow));
+
+    free(v);
+    out_raw(&o, "", 1);
+    if (o.failed) {
+        dynbuf_cleanup(&o.b);
+        return NULL;
+    }
+    return o.b.data;
+}
+
+/* ------------------------------------------------------------ json */
+
+struct summary {
+    uint64_t requests, by_cache[METRICS_NCACHE], bytes;
+    uint64_t upstream_calls, upstream_bytes, errors, rate_limited;
+};
+
+static void
+summarize(struct idx *p, struct summary *s)
+{
+    size_t c, k;
+
+    for (c = 0; c < METRICS_NCACHE; c++)
+        for (k = 0; k < NSTATUS; k++) {
+            uint64_t x = get(&p->requests[c][k]);
+            s->by_cache[c] += x;
+            s->requests += x;
+        }
+    s->bytes += get(&p->response_bytes);
+    for (k = 0; k < NOUTCOME; k++)
+        if (outcome_called(k))
+            s->upstream_calls += get(&p->upstream[k]);
+    s->upstream_bytes += get(&p->upstream_bytes);
+    for (k = 0; k < NKIND; k++)
+        s->errors += get(&p->errors[k]);
+    s->rate_limited += get(&p->rate_limited);
+}
+
+/* Totals add up what the indices show: each counter is read once. */
+static void
+summary_add(struct summary *t, const struct summary *s)
+{
+    size_t c;
+
+    t->requests += s->requests;
+    for (c = 0; c < METRICS_NCACHE; c++)
+        t->by_cache[c] += s->by_cache[c];
+    t->bytes += s->bytes;
+    t->upstream_calls += s->upstream_calls;
+    t->upstream_bytes += s->upstream_bytes;
+    t->errors += s->errors;
+    t->rate_limited += s->rate_limited;
+}
+
+static cJSON *
+summary_json(const struct summary *s)
+{
+    cJSON *o = cJSON_CreateObject();
+    uint64_t served, lookups;
+    int ok;
+
+    if (o == NULL)
+        return NULL;
+    served = s->by_cache[METRICS_HIT] + s->by_cache[METRICS_STALE];
+    lookups = served + s->by_cache[METRICS_MISS] +
+        s->by_cache[METRICS_COALESCED];
+    ok = cJSON_AddNumberToObject(o, "requests", (double)s->requests) &&
+        cJSON_AddNumberToObject(o, "hits",
+            (double)s->by_cache[METRICS_HIT]) &&
+        cJSON_AddNumberToObject(o, "misses",
+            (double)s->by_cache[METRICS_MISS]) &&
+        cJSON_AddNumberToObject(o, "stale",
+            (double)s->by_cache[METRICS_STALE]) &&
+        cJSON_AddNumberToObject(o, "coalesced",
+            (double)s->by_cache[METRICS_COALESCED]) &&
+        cJSON_AddNumberToObject(o, "bytes", (double)s->bytes) &&
+        cJSON_AddNumberToObject(o, "upstream_calls",
+            (double)s->upstream_calls) &&
+        cJSON_AddNumberToObject(o, "upstream_bytes",
+            (double)s->upstream_bytes) &&
+        cJSON_AddNumberToObject(o, "errors", (double)s->errors) &&
+        cJSON_AddNumberToObject(o, "rate_limited",
+            (double)s->rate_limited);
+    /* Served from cache over cache lookups; no lookups, no ratio. */
+    if (ok && lookups > 0)
+        ok = cJSON_AddNumberToObject(o, "hit_ratio",
+            (double)served / (double)lookups) != NULL;
+    else if (ok)
+        ok = cJSON_AddNullToObject(o, "hit_ratio") != NULL;
+    if (!ok) {
+        cJSON_Delete(o);
+        return NULL;
+    }
+    return o;
+}
+
+char *
+metrics_render_json(struct metrics *m)
+{
+    cJSON *root = NULL, *indices, *item;
+    struct summary total, one;
+    struct idx **v = NULL;
+    char *text = NULL;
+    size_t n = 0, i;
+
+    memset(&total, 0, sizeof(total));
+    if ((v = snapshot(m, &n)) == NULL)
+        goto done;
+    if ((root = cJSON_CreateObject()) == NULL ||
+        (indices = cJSON_AddObjectToObject(root, "indices")) == NULL)
+        goto done;
+    for (i = 0; i < n; i++) {
+        memset(&one, 0, sizeof(one));
+        summarize(v[i], &one);
+        summary_add(&total, &one);
+        if ((item = summary_json(&one)) == NULL)
+            goto done;
+        if (!cJSON_AddItemToObject(indices, v[i]->name, item)) {
+            cJSON_Delete(item);
+            goto done;
+        }
+    }
+    if ((item = summary_json(&total)) == NULL)
+        goto done;
+    if (!cJSON_AddItemToObject(root, "totals", item)) {
+        cJSON_Delete(item);
+        goto done;
+    }
+    text = cJSON_PrintUnformatted(root);
+done:
+    cJSON_Delete(root);
+    free(v);
+    return text;
+}

@@ -1,0 +1,134 @@
+#ifndef HEREPROXY_METRICS_H
+#define HEREPROXY_METRICS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/*
+ * Counters and histograms for /metrics: per indice (the client's label)
+ * request, upstream, error and rate-limit counts, global latency
+ * histograms, and gauges the caller reads at scrape time. Rendered as
+ * Prometheus text (format 0.0.4) or as per-indice JSON.
+ *
+ * Every update is a relaxed atomic add: counts are exact however many
+ * workers record at once. The indice table is a fixed-capacity open
+ * addressing table that only grows: finding a known indice is a few
+ * atomic loads and takes no lock; only the first sight of a new indice
+ * takes a mutex. Past max_indices, new indices share one series,
+ * indice="_other", so a client cannot grow memory or the scrape without
+ * bound.
+ *
+ * Indice values: NULL or "" count as "-" (absent). A value that is not 1 to
+ * 64 of [A-Za-z0-9_.-], and the literal "_other", count under "_other".
+ */
+
+#define METRICS_DEFAULT_MAX_INDICES 1000
+#define METRICS_MAX_INDICES_LIMIT 100000
+#define METRICS_INDICE_MAX 64
+
+struct metrics;
+
+/* The cache label of a request: hit|miss|stale|coalesced|none. */
+enum metrics_cache {
+    METRICS_HIT,       /* fresh entry from L1 or L2 */
+    METRICS_MISS,      /* fetched upstream by this request */
+    METRICS_STALE,     /* stale entry served (revalidation elsewhere) */
+    METRICS_COALESCED, /* waited on another request's upstream fetch */
+    METRICS_NONE       /* no cache lookup: errors, health, preflight */
+};
+#define METRICS_NCACHE 5
+
+/*
+ * Values read by the caller when a scrape comes; metrics renders them.
+ * Zero what you do not have.
+ */
+struct metrics_gauges {
+    uint64_t lru_entries;
+    uint64_t lru_bytes;
+    uint64_t lru_max_bytes;
+    uint64_t lru_evictions;     /* a counter owned by the LRU */
+    int memcached_configured;   /* 0 or 1 */
+    int memcached_up;           /* 0 or 1 */
+    uint64_t upstream_inflight;
+    uint64_t upstream_queued;
+    int breaker_open;           /* 0 or 1 */
+    uint64_t threads_busy;
+    uint64_t threads_total;
+    double start_time;          /* Unix seconds the process started */
+    double now;                 /* Unix seconds; 0 reads the clock */
+};
+
+/*
+ * max_indices: how many indices get series of their own (0: all go to
+ * "_other"); at most METRICS_MAX_INDICES_LIMIT. Returns NULL on a bad
+ * bound or no memory. metrics_free(NULL) does nothing.
+ */
+struct metrics *metrics_new(size_t max_indices);
+void metrics_free(struct metrics *m);
+
+/*
+ * Every recording function accepts m == NULL and then does nothing, so that
+ * callers need not test whether metrics are on. The renders need an m.
+ * All functions but metrics_new and metrics_free are thread-safe.
+ */
+
+/*
+ * One answered request: hereproxy_requests_total{indice,cache,code},
+ * hereproxy_response_bytes_total{indice} and
+ * hereproxy_request_duration_seconds{cache}. status is the HTTP status
+ * sent; the statuses the proxy emits have their own code label, any other
+ * 100..599 is counted as its class ("1xx".."5xx", so code=~"5.." still
+ * matches), anything else as "other".
+ */
+void metrics_request(struct metrics *m, const char *indice,
+    enum metrics_cache cache, int status, double seconds, uint64_t bytes);
+
+/*
+ * One upstream exchange, after its retries: outcome is one of ok,
+ * not_modified, http_error, connect, tls, timeout, too_big, broken, busy,
+ * breaker_open (anything else counts as "other"). busy and breaker_open
+ * mean no call was made: they are counted but not timed.
+ * http_version: 10, 11, 20, 30, or 0 when no response came.
+ * attempts: tries made (retries are attempts - 1).
+ */
+void metrics_upstream(struct metrics *m, const char *indice,
+    const char *outcome, int http_version, int attempts, uint64_t bytes,
+    double seconds);
+
+/*
+ * One error answered to a client: kind is one of bad_request, not_found,
+ * method, upstream_4xx, upstream_5xx, upstream_unreachable,
+ * upstream_timeout, busy, breaker_open, internal (else "other").
+ */
+void metrics_error(struct metrics *m, const char *indice, const char *kind);
+
+/* One request refused by the rate limiter. */
+void metrics_rate_limited(struct metrics *m, const char *indice);
+
+/* One memcached operation: its latency and whether it succeeded. */
+void metrics_memcached(struct metrics *m, double seconds, int ok);
+
+/*
+ * Prometheus text exposition format 0.0.4 (Content-Type
+ * "text/plain; version=0.0.4; charset=utf-8"). g may be NULL (all zero);
+ * version is the build_info label (NULL: "unknown"). Returns a
+ * NUL-terminated string the caller frees with free(), or NULL when out of
+ * memory.
+ */
+char *metrics_render_prometheus(struct metrics *m,
+    const struct metrics_gauges *g, const char *version);
+
+/*
+ * Per-indice summary as JSON:
+ * {"indices":{"A":{"requests":N,"hits":N,"misses":N,"stale":N,
+ *  "coalesced":N,"bytes":N,"upstream_calls":N,"upstream_bytes":N,
+ *  "errors":N,"rate_limited":N,"hit_ratio":R},...},"totals":{...}}
+ * hit_ratio = (hits + stale) / (hits + stale + misses + coalesced): the
+ * share of cache lookups answered from the cache; null before any lookup.
+ * upstream_calls counts exchanges that reached the network (all outcomes
+ * but busy and breaker_open). Returns a string the caller frees with
+ * free(), or NULL when out of memory.
+ */
+char *metrics_render_json(struct metrics *m);
+
+#endif
