@@ -167,8 +167,15 @@ cache_put(struct cache *cache, const char *key, size_t keylen,
 int
 cache_ready(struct cache *cache, char *reason, size_t len)
 {
-    if (cache->mc == NULL || mc_ping(cache->mc) == 0)
+    int down;
+
+    if (cache->mc == NULL)
         return 0;
+    down = mc_ping(cache->mc, reason, len);
+    if (down == 0)
+        return 0;
+    if (down < mc_server_count(cache->mc))
+        return 1;
     snprintf(reason, len, "memcached unreachable");
     return -1;
 }

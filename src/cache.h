@@ -56,7 +56,8 @@ void cache_put(struct cache *cache, const char *key, size_t keylen,
     struct entry *e, int64_t now);
 
 /*
- * 0 when the configured backend answers; -1 with a reason otherwise.
+ * 0 when every memcached server answers a round trip; 1 when some do not
+ * (reason: their "host:port" list); -1 with a reason when none answers.
  * The in-process tier alone is always ready.
  */
 int cache_ready(struct cache *cache, char *reason, size_t len);

@@ -180,6 +180,22 @@ lead_flight(struct handler *h, const struct tile_req *req, struct flight *f,
     /* CACHE_COALESCE_WAIT_MS=0: no cross-instance lock, fetch at once. */
     locked = h->cfg->cache_coalesce_wait_ms > 0 &&
         cache_lock(h->cache, req->key, req->key_len, lock_ttl);
+    if (locked && cache_shared(h->cache)) {
+        /*
+         * Another instance may have stored the tile and let go of its
+         * lock between our miss and our lock: look once more, or HERE
+         * is asked twice.
+         */
+        struct entry *e = cache_get_shared(h->cache, req->key, req->key_len,
+            (int64_t)time(NULL));
+
+        if (e != NULL) {
+            flight_fill_from_entry(f, e);
+            entry_unref(e);
+            *shared_hit = 1;
+            return 1;
+        }
+    }
     if (!locked) {
         wait_until = util_mono_ms() + h->cfg->cache_coalesce_wait_ms;
         while (util_mono_ms() < wait_until) {
@@ -495,18 +511,45 @@ static void
 serve_readyz(struct handler *h, struct FCGX_Stream *out,
     const struct response_meta *meta, struct outcome *o)
 {
-    char reason[128], body[200];
+    char reason[512];
+    cJSON *root, *down;
+    char *body;
+    int ready = cache_ready(h->cache, reason, sizeof(reason));
 
-    if (cache_ready(h->cache, reason, sizeof(reason)) != 0) {
+    if (ready < 0) {
         fail(out, o, 503, reason, meta);
         return;
     }
-    snprintf(body, sizeof(body),
-        "{\"status\":\"ready\",\"cache\":\"%s\",\"breaker\":\"%s\"}",
-        cache_backend(h->cache),
+    /*
+     * Some memcached servers down: still ready (their tiles come from
+     * HERE), but say which, so that operators and probes see it.
+     */
+    root = cJSON_CreateObject();
+    if (root == NULL)
+        goto oom;
+    cJSON_AddStringToObject(root, "status", ready > 0 ? "degraded" : "ready");
+    cJSON_AddStringToObject(root, "cache", cache_backend(h->cache));
+    cJSON_AddStringToObject(root, "breaker",
         breaker_state_name(breaker_state(&h->breaker)));
+    if (ready > 0) {
+        char *item, *save = NULL;
+
+        if ((down = cJSON_AddArrayToObject(root, "memcached_down")) == NULL)
+            goto oom;
+        for (item = strtok_r(reason, ",", &save); item != NULL;
+             item = strtok_r(NULL, ",", &save))
+            cJSON_AddItemToArray(down, cJSON_CreateString(item));
+    }
+    if ((body = cJSON_PrintUnformatted(root)) == NULL)
+        goto oom;
+    cJSON_Delete(root);
     o->status = 200;
     o->bytes = response_json(out, 200, body, meta);
+    free(body);
+    return;
+oom:
+    cJSON_Delete(root);
+    fail(out, o, 500, "out of memory", meta);
 }
 
 static const char *

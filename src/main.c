@@ -19,10 +19,12 @@
 #include "log.h"
 #include "settings.h"
 #include "upstream.h"
+#include "util.h"
 
 #define LISTEN_BACKLOG 1024
 #define WORKER_STACK (512 * 1024)
-#define SHUTDOWN_GRACE_S 10
+/* How often a stopping main thread nudges the workers still waiting. */
+#define WAKE_INTERVAL_MS 50
 
 extern char **environ;
 
@@ -31,11 +33,24 @@ struct worker {
     pthread_mutex_t lock;       /* guards busy against the shutdown path */
     int busy;
     int started;
+    int done;                   /* atomic: the thread has returned */
     FCGX_Request req;
     struct handler *handler;
 };
 
 static volatile int stopping;
+
+/*
+ * SIGUSR1 only interrupts a worker's accept(): it has no work to do, and
+ * is installed without SA_RESTART so that the blocked accept() returns
+ * EINTR. Workers keep it blocked except while they wait in FCGX_Accept_r,
+ * so a request in progress never sees EINTR.
+ */
+static void
+on_wake(int sig)
+{
+    (void)sig;
+}
 
 static void
 usage(FILE *fp)
@@ -85,16 +100,27 @@ worker_main(void *arg)
 {
     struct worker *w = arg;
     struct handler_later later;
+    sigset_t wake;
 
+    sigemptyset(&wake);
+    sigaddset(&wake, SIGUSR1);
     for (;;) {
         int rc;
 
         pthread_mutex_lock(&w->lock);
         w->busy = 0;
         pthread_mutex_unlock(&w->lock);
-        if (stopping)
+        /*
+         * A wake-up sent between this check and accept() is lost; the
+         * main thread sends it again until the thread has returned.
+         */
+        pthread_sigmask(SIG_UNBLOCK, &wake, NULL);
+        if (stopping) {
+            pthread_sigmask(SIG_BLOCK, &wake, NULL);
             break;
+        }
         rc = FCGX_Accept_r(&w->req);
+        pthread_sigmask(SIG_BLOCK, &wake, NULL);
         if (rc < 0)
             break;
         pthread_mutex_lock(&w->lock);
@@ -106,6 +132,7 @@ worker_main(void *arg)
         handler_finish_later(w->handler, &later);
     }
     FCGX_Free(&w->req, 1);
+    __atomic_store_n(&w->done, 1, __ATOMIC_RELEASE);
     return NULL;
 }
 
@@ -138,42 +165,72 @@ open_listener(const char *listen_addr, int *unix_path)
 
 /*
  * Stop: no new connections, and wake the workers that wait on a kept-alive
- * FastCGI connection. Busy workers finish the request they have.
+ * FastCGI connection or in accept(). The listening socket may be shared
+ * with other processes (inherited as fd 0 from spawn-fcgi or systemd, or a
+ * new instance started beside this one): shutdown() on it would stop them
+ * all, so it is left alone and the waiting workers are interrupted with
+ * SIGUSR1 instead (libfcgi gives up an interrupted accept() once
+ * FCGX_ShutdownPending was called and the request was initialised with
+ * FCGI_FAIL_ACCEPT_ON_INTR). Busy workers finish the request they have.
+ * Called again until every worker has returned, since a wake-up can come
+ * just before a worker enters accept().
  */
 static void
-wake_workers(struct worker *workers, long n, int listen_fd)
+wake_workers(struct worker *workers, long n)
 {
     long i;
 
     stopping = 1;
     FCGX_ShutdownPending();
-    shutdown(listen_fd, SHUT_RDWR);
     for (i = 0; i < n; i++) {
-        pthread_mutex_lock(&workers[i].lock);
-        if (!workers[i].busy && workers[i].req.ipcFd >= 0)
-            shutdown(workers[i].req.ipcFd, SHUT_RD);
-        pthread_mutex_unlock(&workers[i].lock);
+        struct worker *w = &workers[i];
+
+        if (!w->started || __atomic_load_n(&w->done, __ATOMIC_ACQUIRE))
+            continue;
+        pthread_mutex_lock(&w->lock);
+        /* An idle kept-alive connection is ours alone: end it. */
+        if (!w->busy && w->req.ipcFd >= 0)
+            shutdown(w->req.ipcFd, SHUT_RD);
+        pthread_mutex_unlock(&w->lock);
+        pthread_kill(w->thread, SIGUSR1);
     }
 }
 
+/*
+ * Wait up to grace_ms for every worker, nudging the idle ones. Returns 1
+ * when all have returned.
+ */
 static int
-join_workers(struct worker *workers, long n)
+join_workers(struct worker *workers, long n, long grace_ms)
 {
-    struct timespec deadline;
+    int64_t deadline = util_mono_ms() + grace_ms;
     long i;
-    int all = 1;
 
-    clock_gettime(CLOCK_REALTIME, &deadline);
-    deadline.tv_sec += SHUTDOWN_GRACE_S;
+    for (;;) {
+        int all = 1;
+
+        for (i = 0; i < n; i++)
+            if (workers[i].started &&
+                !__atomic_load_n(&workers[i].done, __ATOMIC_ACQUIRE))
+                all = 0;
+        if (all)
+            break;
+        if (util_mono_ms() >= deadline)
+            return 0;
+        wake_workers(workers, n);
+        {
+            struct timespec ts = {0, WAKE_INTERVAL_MS * 1000000L};
+
+            nanosleep(&ts, NULL);
+        }
+    }
     for (i = 0; i < n; i++) {
         if (!workers[i].started)
             continue;
-        if (pthread_timedjoin_np(workers[i].thread, NULL, &deadline) != 0)
-            all = 0;
-        else
-            pthread_mutex_destroy(&workers[i].lock);
+        pthread_join(workers[i].thread, NULL);
+        pthread_mutex_destroy(&workers[i].lock);
     }
-    return all;
+    return 1;
 }
 
 static void
@@ -264,6 +321,19 @@ main(int argc, char **argv)
     sigaddset(&sigs, SIGTERM);
     sigaddset(&sigs, SIGINT);
     sigaddset(&sigs, SIGHUP);
+    {
+        struct sigaction sa;
+        sigset_t wake;
+
+        memset(&sa, 0, sizeof(sa));
+        sa.sa_handler = on_wake;
+        sigemptyset(&sa.sa_mask);
+        sa.sa_flags = 0;        /* no SA_RESTART: accept() must return */
+        sigaction(SIGUSR1, &sa, NULL);
+        sigemptyset(&wake);
+        sigaddset(&wake, SIGUSR1);
+        pthread_sigmask(SIG_BLOCK, &wake, NULL);
+    }
     pthread_sigmask(SIG_BLOCK, &sigs, NULL);
 
     if (FCGX_Init() != 0)
@@ -294,7 +364,7 @@ main(int argc, char **argv)
 
         pthread_mutex_init(&w->lock, NULL);
         w->handler = &handler;
-        FCGX_InitRequest(&w->req, listen_fd, 0);
+        FCGX_InitRequest(&w->req, listen_fd, FCGI_FAIL_ACCEPT_ON_INTR);
         if (pthread_create(&w->thread, &attr, worker_main, w) != 0)
             fatalx("cannot start worker thread %ld", i);
         w->started = 1;
@@ -308,14 +378,14 @@ main(int argc, char **argv)
             "restart to apply changes");
     }
     log_event(LOG_LEVEL_INFO, "stopping", NULL);
-    wake_workers(workers, cfg.threads, listen_fd);
-    clean = join_workers(workers, cfg.threads);
+    wake_workers(workers, cfg.threads);
+    clean = join_workers(workers, cfg.threads, cfg.shutdown_grace_ms);
     if (unix_path)
         unlink(listen_addr);
     if (!clean) {
         /* A worker still talks to a stuck client: do not wait forever. */
-        log_warnx("workers still busy after %d s; exiting anyway",
-            SHUTDOWN_GRACE_S);
+        log_warnx("workers still busy after %ld ms; exiting anyway",
+            cfg.shutdown_grace_ms);
         _exit(0);
     }
     log_event(LOG_LEVEL_INFO, "stop", NULL);
@@ -324,8 +394,8 @@ main(int argc, char **argv)
     flights_free(handler.flights);
     cache_free(handler.cache);
     breaker_cleanup(&handler.breaker);
-    if (listen_fd != 0)
-        close(listen_fd);
+    /* Our descriptor only: other holders of the socket keep accepting. */
+    close(listen_fd);
     settings_cleanup(&cfg);
     return 0;
 }
