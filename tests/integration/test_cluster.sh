@@ -32,48 +32,7 @@ PYEOF
 # load SECONDS THREADS OUTFILE URLPREFIX: GET tiles in a loop, bounded in
 # time; writes {"ok": n, "failed": n, "errors": [...]}.
 load() {
-    python3 - "$@" <<'PYEOF'
-import http.client, json, random, sys, threading, time
-from urllib.parse import urlsplit
-secs, nthreads, out, prefix = float(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4]
-u = urlsplit(prefix)
-stop = time.time() + secs
-lock = threading.Lock()
-res = {"ok": 0, "failed": 0, "errors": []}
-
-def run(seed):
-    rnd = random.Random(seed)
-    conn = None
-    while time.time() < stop:
-        x, y = rnd.randrange(0, 40), rnd.randrange(0, 10)
-        path = "%s/base/mc/9/%d/%d/png?indice=load" % (u.path, x, y)
-        err = None
-        try:
-            if conn is None:
-                conn = http.client.HTTPConnection(u.hostname, u.port, timeout=20)
-            conn.request("GET", path)
-            r = conn.getresponse()
-            body = r.read()
-            if r.status != 200 or not body.startswith(b"\x89PNG"):
-                err = "%s %d" % (path, r.status)
-        except Exception as e:
-            err = "%s %s: %s" % (path, type(e).__name__, e)
-            conn = None
-        with lock:
-            if err:
-                res["failed"] += 1
-                if len(res["errors"]) < 5:
-                    res["errors"].append(err)
-            else:
-                res["ok"] += 1
-
-ts = [threading.Thread(target=run, args=(i,)) for i in range(nthreads)]
-for t in ts:
-    t.start()
-for t in ts:
-    t.join()
-json.dump(res, open(out, "w"))
-PYEOF
+    python3 "$abs_top_srcdir/tests/integration/load.py" "$@"
 }
 
 start_upstream
