@@ -10,6 +10,13 @@
 #include "response.h"
 #include "util.h"
 
+/* The settings now in force: a reload swaps the pointer (see main.c). */
+static const struct settings *
+handler_cfg(const struct handler *h)
+{
+    return __atomic_load_n(&h->cfg, __ATOMIC_ACQUIRE);
+}
+
 #define FOLLOWER_SLACK_MS 1000
 
 /* What the handler learned along the way, for the access line. */
@@ -92,7 +99,7 @@ static long
 fresh_ttl(const struct handler *h, const struct tile_req *req, int status,
     const char *cache_control)
 {
-    const struct settings *cfg = h->cfg;
+    const struct settings *cfg = handler_cfg(h);
     long cap = cfg->cache_ttl_cap_s;
 
     if (status == 404)
@@ -114,9 +121,9 @@ note_breaker(struct handler *h, enum breaker_change change)
     f = cJSON_CreateObject();
     if (f != NULL) {
         cJSON_AddNumberToObject(f, "threshold",
-            (double)h->cfg->here_breaker_threshold);
+            (double)handler_cfg(h)->here_breaker_threshold);
         cJSON_AddNumberToObject(f, "cooldown_ms",
-            (double)h->cfg->here_breaker_cooldown_ms);
+            (double)handler_cfg(h)->here_breaker_cooldown_ms);
     }
     log_event(change == BREAKER_OPENED ? LOG_LEVEL_WARN : LOG_LEVEL_INFO,
         change == BREAKER_OPENED ? "breaker_open" : "breaker_closed", f);
@@ -173,12 +180,12 @@ lead_flight(struct handler *h, const struct tile_req *req, struct flight *f,
     int *shared_hit)
 {
     int64_t wait_until, retry_ms;
-    long lock_ttl = h->cfg->here_timeout_ms / 1000 + 2;
+    long lock_ttl = handler_cfg(h)->here_timeout_ms / 1000 + 2;
     int locked;
 
     *shared_hit = 0;
     /* CACHE_COALESCE_WAIT_MS=0: no cross-instance lock, fetch at once. */
-    locked = h->cfg->cache_coalesce_wait_ms > 0 &&
+    locked = handler_cfg(h)->cache_coalesce_wait_ms > 0 &&
         cache_lock(h->cache, req->key, req->key_len, lock_ttl);
     if (locked && cache_shared(h->cache)) {
         /*
@@ -197,7 +204,7 @@ lead_flight(struct handler *h, const struct tile_req *req, struct flight *f,
         }
     }
     if (!locked) {
-        wait_until = util_mono_ms() + h->cfg->cache_coalesce_wait_ms;
+        wait_until = util_mono_ms() + handler_cfg(h)->cache_coalesce_wait_ms;
         while (util_mono_ms() < wait_until) {
             struct entry *e;
             struct timespec ts = {0, 10 * 1000000L};
@@ -243,7 +250,7 @@ entry_from_flight(struct handler *h, const struct tile_req *req,
     if (ttl <= 0 || (head->status != 200 && head->status != 404))
         return NULL;
     /* Negative entries are not served stale. */
-    keep = now + ttl + (head->status == 200 ? h->cfg->cache_stale_ttl_s : 0);
+    keep = now + ttl + (head->status == 200 ? handler_cfg(h)->cache_stale_ttl_s : 0);
     if ((body = malloc(len ? len : 1)) == NULL)
         return NULL;
     flight_copy_body(f, body);
@@ -271,8 +278,8 @@ stream_flight(struct handler *h, const struct tile_req *req,
     struct flight *f, const char *inm, const char *x_cache,
     struct FCGX_Stream *out, struct response_meta *meta, struct outcome *o)
 {
-    int64_t deadline = util_mono_ms() + h->cfg->cache_coalesce_wait_ms +
-        h->cfg->here_timeout_ms + h->cfg->here_queue_timeout_ms +
+    int64_t deadline = util_mono_ms() + handler_cfg(h)->cache_coalesce_wait_ms +
+        handler_cfg(h)->here_timeout_ms + handler_cfg(h)->here_queue_timeout_ms +
         FOLLOWER_SLACK_MS;
     struct flight_head head;
     struct flight_result r;
@@ -413,7 +420,7 @@ serve_stale(struct handler *h, const struct tile_req *req,
     }
     later->flight = f;
     later->stale = entry_ref(e);
-    later->meta_ttl = req->route == ROUTE_META ? h->cfg->cache_meta_ttl_s
+    later->meta_ttl = req->route == ROUTE_META ? handler_cfg(h)->cache_meta_ttl_s
                                                : -1;
     memcpy(later->key, req->key, req->key_len);
     later->key_len = req->key_len;
@@ -474,12 +481,12 @@ handler_finish_later(struct handler *h, struct handler_later *later)
         ttl = later->meta_ttl >= 0 ? later->meta_ttl
                                    : fresh_ttl(h, NULL, 200,
                                          head.cache_control);
-        if (ttl > h->cfg->cache_ttl_cap_s)
-            ttl = h->cfg->cache_ttl_cap_s;
+        if (ttl > handler_cfg(h)->cache_ttl_cap_s)
+            ttl = handler_cfg(h)->cache_ttl_cap_s;
         if (head.status == 304 && ttl > 0) {
             /* Not modified: the same bytes, fresh again. */
             e = entry_new(old->status, now + ttl,
-                now + ttl + h->cfg->cache_stale_ttl_s, old->content_type,
+                now + ttl + handler_cfg(h)->cache_stale_ttl_s, old->content_type,
                 *head.etag ? head.etag : old->etag, old->body,
                 old->body_len);
         } else if (head.status == 200 && ttl > 0) {
@@ -488,7 +495,7 @@ handler_finish_later(struct handler *h, struct handler_later *later)
             if (body != NULL) {
                 flight_copy_body(f, body);
                 e = entry_new(200, now + ttl,
-                    now + ttl + h->cfg->cache_stale_ttl_s,
+                    now + ttl + handler_cfg(h)->cache_stale_ttl_s,
                     *head.content_type ? head.content_type
                                        : old->content_type,
                     head.etag, body, len);
@@ -557,9 +564,9 @@ cors_origin(const struct handler *h, char *const *envp)
 {
     const char *origin = request_param(envp, "HTTP_ORIGIN");
 
-    if (strcmp(h->cfg->cors_origins, "*") == 0)
+    if (strcmp(handler_cfg(h)->cors_origins, "*") == 0)
         return "*";
-    return settings_origin_allowed(h->cfg, origin) ? origin : NULL;
+    return settings_origin_allowed(handler_cfg(h), origin) ? origin : NULL;
 }
 
 int

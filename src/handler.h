@@ -22,7 +22,7 @@
 struct FCGX_Stream;
 
 struct handler {
-    const struct settings *cfg;
+    const struct settings *cfg;   /* atomic: swapped by a reload */
     struct cache *cache;
     struct upstream *upstream;
     struct flights *flights;

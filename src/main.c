@@ -233,6 +233,64 @@ join_workers(struct worker *workers, long n, long grace_ms)
     return 1;
 }
 
+/* Configurations a reload replaced: still read by late requests. */
+struct retired {
+    struct settings *cfg;
+    struct retired *next;
+};
+
+/*
+ * SIGHUP: load the configuration again (environment, HEREPROXY_CONFIG,
+ * HERE_API_KEY_FILE) and, when it is valid, swap in the settings that can
+ * change while requests run. The others need a restart: they keep their
+ * values, and the reload says which of them changed. The replaced settings
+ * are kept until exit, as a request may still read them.
+ */
+static void
+reload(struct handler *h, struct retired **retired)
+{
+    const struct settings *cur = __atomic_load_n(&h->cfg, __ATOMIC_ACQUIRE);
+    struct settings *next = calloc(1, sizeof(*next));
+    struct retired *r = calloc(1, sizeof(*r));
+    char err[512], changed[512];
+    cJSON *f = NULL;
+    int n;
+
+    if (next == NULL || r == NULL) {
+        snprintf(err, sizeof(err), "out of memory");
+        goto fail;
+    }
+    if (settings_load(next, environ, err, sizeof(err)) != 0)
+        goto fail;
+    if ((n = settings_keep_restart_only(next, cur, changed,
+             sizeof(changed))) < 0) {
+        snprintf(err, sizeof(err), "out of memory");
+        goto fail;
+    }
+    log_set_level((enum log_level)next->log_level);
+    __atomic_store_n(&h->cfg, next, __ATOMIC_RELEASE);
+    r->cfg = next;
+    r->next = *retired;
+    *retired = r;
+    if ((f = cJSON_CreateObject()) != NULL) {
+        cJSON_AddStringToObject(f, "cors_origins", next->cors_origins);
+        cJSON_AddStringToObject(f, "log_level",
+            log_level_name((enum log_level)next->log_level));
+        if (n > 0)
+            cJSON_AddStringToObject(f, "restart_needed", changed);
+    }
+    log_event(LOG_LEVEL_INFO, "reload", f);
+    return;
+fail:
+    if ((f = cJSON_CreateObject()) != NULL)
+        cJSON_AddStringToObject(f, "error", err);
+    log_event(LOG_LEVEL_ERROR, "reload_failed", f);
+    if (next != NULL)
+        settings_cleanup(next);
+    free(next);
+    free(r);
+}
+
 static void
 log_start(const struct settings *cfg, const char *listen_addr,
     const struct cache *cache)
@@ -271,8 +329,9 @@ main(int argc, char **argv)
     sigset_t sigs;
     const char *listen_addr = NULL;
     char err[512];
+    struct retired *retired = NULL;
     int ch, check_only = 0, listen_fd, unix_path, sig = 0, clean;
-    long i;
+    long i, grace_ms;
 
     while ((ch = getopt_long(argc, argv, "l:chV", longopts, NULL)) != -1) {
         switch (ch) {
@@ -374,18 +433,19 @@ main(int argc, char **argv)
     while (sigwait(&sigs, &sig) == 0) {
         if (sig != SIGHUP)
             break;
-        log_warnx("SIGHUP: configuration reload is not supported; "
-            "restart to apply changes");
+        reload(&handler, &retired);
     }
+    grace_ms = __atomic_load_n(&handler.cfg, __ATOMIC_ACQUIRE)->
+        shutdown_grace_ms;
     log_event(LOG_LEVEL_INFO, "stopping", NULL);
     wake_workers(workers, cfg.threads);
-    clean = join_workers(workers, cfg.threads, cfg.shutdown_grace_ms);
+    clean = join_workers(workers, cfg.threads, grace_ms);
     if (unix_path)
         unlink(listen_addr);
     if (!clean) {
         /* A worker still talks to a stuck client: do not wait forever. */
         log_warnx("workers still busy after %ld ms; exiting anyway",
-            cfg.shutdown_grace_ms);
+            grace_ms);
         _exit(0);
     }
     log_event(LOG_LEVEL_INFO, "stop", NULL);
@@ -396,6 +456,14 @@ main(int argc, char **argv)
     breaker_cleanup(&handler.breaker);
     /* Our descriptor only: other holders of the socket keep accepting. */
     close(listen_fd);
+    while (retired != NULL) {
+        struct retired *r = retired;
+
+        retired = r->next;
+        settings_cleanup(r->cfg);
+        free(r->cfg);
+        free(r);
+    }
     settings_cleanup(&cfg);
     return 0;
 }

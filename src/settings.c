@@ -553,3 +553,77 @@ settings_origin_allowed(const struct settings *cfg, const char *origin)
     }
     return 0;
 }
+
+/* What a reload may change: read per request, owned by no other module. */
+static const char *const reloadable[] = {
+    "HEREPROXY_CORS_ORIGINS", "LOG_LEVEL", "CACHE_TTL_DEFAULT",
+    "CACHE_TTL_CAP", "CACHE_META_TTL", "CACHE_STALE_TTL",
+    "CACHE_NEGATIVE_TTL", "CACHE_COALESCE_WAIT_MS", "SHUTDOWN_GRACE_MS",
+};
+
+int
+settings_reloadable(const char *name)
+{
+    size_t i;
+
+    for (i = 0; i < sizeof(reloadable) / sizeof(reloadable[0]); i++)
+        if (strcmp(reloadable[i], name) == 0)
+            return 1;
+    return 0;
+}
+
+int
+settings_keep_restart_only(struct settings *next,
+    const struct settings *cur, char *changed, size_t len)
+{
+    char *nbase = (char *)next;
+    const char *cbase = (const char *)cur;
+    size_t i, used = 0;
+    int n = 0;
+
+    if (len > 0)
+        *changed = '\0';
+    for (i = 0; i < NSETTINGS; i++) {
+        const struct setting *s = &settings[i];
+        void *nslot = nbase + s->offset;
+        const void *cslot = cbase + s->offset;
+        int differs;
+
+        if (settings_reloadable(s->name))
+            continue;
+        switch (s->kind) {
+        case CFG_SIZE:
+            differs = *(uint64_t *)nslot != *(const uint64_t *)cslot;
+            *(uint64_t *)nslot = *(const uint64_t *)cslot;
+            break;
+        case CFG_LONG:
+        case CFG_BOOL:
+        case CFG_LEVEL:
+            differs = *(long *)nslot != *(const long *)cslot;
+            *(long *)nslot = *(const long *)cslot;
+            break;
+        default: {
+            char *copy = strdup(*(char *const *)cslot);
+
+            if (copy == NULL)
+                return -1;
+            differs = strcmp(*(char **)nslot, copy) != 0;
+            free(*(char **)nslot);
+            *(char **)nslot = copy;
+            break;
+        }
+        }
+        if (differs) {
+            int w;
+
+            n++;
+            if (used < len) {
+                w = snprintf(changed + used, len - used, "%s%s",
+                    used > 0 ? "," : "", s->name);
+                if (w > 0)
+                    used += (size_t)w;
+            }
+        }
+    }
+    return n;
+}

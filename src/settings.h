@@ -128,6 +128,18 @@ int settings_validate(const struct settings *cfg, char *err, size_t errlen);
 /* Print every setting as KEY=value, secrets as <redacted>. */
 void settings_dump(const struct settings *cfg, FILE *fp);
 
+/* True when a reload (SIGHUP) applies the named setting. */
+int settings_reloadable(const char *name);
+
+/*
+ * For a reload: copy every setting that needs a restart from cur into next
+ * (which then differs from cur only in reloadable settings). Writes the
+ * names of the restart-only settings that had changed, comma separated,
+ * into changed. Returns how many, or -1 when out of memory.
+ */
+int settings_keep_restart_only(struct settings *next,
+    const struct settings *cur, char *changed, size_t len);
+
 /* True when the origin is granted by HEREPROXY_CORS_ORIGINS. */
 int settings_origin_allowed(const struct settings *cfg, const char *origin);
 
