@@ -172,11 +172,13 @@ open_listener(const char *listen_addr, int *unix_path)
  * SIGUSR1 instead (libfcgi gives up an interrupted accept() once
  * FCGX_ShutdownPending was called and the request was initialised with
  * FCGI_FAIL_ACCEPT_ON_INTR). Busy workers finish the request they have.
- * Called again until every worker has returned, since a wake-up can come
- * just before a worker enters accept().
+ * Called again (again = 1) until every worker has returned, since a
+ * wake-up can come just before a worker enters accept(); only the signal
+ * is repeated: a descriptor number read again later could by then belong
+ * to a new request or to another module.
  */
 static void
-wake_workers(struct worker *workers, long n)
+wake_workers(struct worker *workers, long n, int again)
 {
     long i;
 
@@ -189,7 +191,7 @@ wake_workers(struct worker *workers, long n)
             continue;
         pthread_mutex_lock(&w->lock);
         /* An idle kept-alive connection is ours alone: end it. */
-        if (!w->busy && w->req.ipcFd >= 0)
+        if (!again && !w->busy && w->req.ipcFd >= 0)
             shutdown(w->req.ipcFd, SHUT_RD);
         pthread_mutex_unlock(&w->lock);
         pthread_kill(w->thread, SIGUSR1);
@@ -217,7 +219,7 @@ join_workers(struct worker *workers, long n, long grace_ms)
             break;
         if (util_mono_ms() >= deadline)
             return 0;
-        wake_workers(workers, n);
+        wake_workers(workers, n, 1);
         {
             struct timespec ts = {0, WAKE_INTERVAL_MS * 1000000L};
 
@@ -438,7 +440,7 @@ main(int argc, char **argv)
     grace_ms = __atomic_load_n(&handler.cfg, __ATOMIC_ACQUIRE)->
         shutdown_grace_ms;
     log_event(LOG_LEVEL_INFO, "stopping", NULL);
-    wake_workers(workers, cfg.threads);
+    wake_workers(workers, cfg.threads, 0);
     clean = join_workers(workers, cfg.threads, grace_ms);
     if (unix_path)
         unlink(listen_addr);
