@@ -173,6 +173,25 @@ cache_ready(struct cache *cache, char *reason, size_t len)
     return -1;
 }
 
+void
+cache_memory_stats(struct cache *cache, struct lru_stats *out)
+{
+    lru_stats(cache->memory, out);
+}
+
+int
+cache_shared_up(struct cache *cache)
+{
+    return cache->mc != NULL && mc_healthy(cache->mc);
+}
+
+void
+cache_set_metrics(struct cache *cache, struct metrics *m)
+{
+    if (cache->mc != NULL)
+        mc_set_metrics(cache->mc, m);
+}
+
 const char *
 cache_backend(const struct cache *cache)
 {

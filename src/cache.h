@@ -5,6 +5,7 @@
 #include <stdint.h>
 
 #include "entry.h"
+#include "lru.h"
 #include "settings.h"
 
 /*
@@ -60,6 +61,19 @@ void cache_put(struct cache *cache, const char *key, size_t keylen,
  * The in-process tier alone is always ready.
  */
 int cache_ready(struct cache *cache, char *reason, size_t len);
+
+/* Counts of the in-process tier, for the metrics. */
+void cache_memory_stats(struct cache *cache, struct lru_stats *out);
+
+/* 1 when memcached is configured and its last operation succeeded. */
+int cache_shared_up(struct cache *cache);
+
+/*
+ * Record every memcached operation's latency and result in m (which must
+ * outlive the cache; NULL stops recording). Call before the workers start.
+ */
+struct metrics;
+void cache_set_metrics(struct cache *cache, struct metrics *m);
 
 /* The name of the backend: "memory" or "memory+memcached". */
 const char *cache_backend(const struct cache *cache);

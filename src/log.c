@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/random.h>
 #include <unistd.h>
 
 #include <cjson/cJSON.h>
@@ -182,6 +183,64 @@ log_event(enum log_level level, const char *event, cJSON *fields)
     emit(obj);
 }
 
+int
+log_request_id_valid(const char *id)
+{
+    size_t i;
+
+    if (id == NULL || *id == '\0')
+        return 0;
+    for (i = 0; id[i] != '\0'; i++) {
+        char c = id[i];
+        if (i >= LOG_REQUEST_ID_MAX)
+            return 0;
+        if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
+                (c >= '0' && c <= '9') || c == '.' || c == '_' || c == ':' ||
+                c == '-'))
+            return 0;
+    }
+    return 1;
+}
+
+/* xorshift64*: unique enough for ids, one state per thread, no lock. */
+static _Thread_local uint64_t id_state;
+
+static uint64_t
+id_next(void)
+{
+    uint64_t x = id_state;
+
+    if (x == 0) {
+        if (getrandom(&x, sizeof(x), GRND_NONBLOCK) != (ssize_t)sizeof(x))
+            x = (uint64_t)util_mono_us() ^ (uint64_t)(uintptr_t)&x;
+        x ^= (uint64_t)util_wall_ms() << 20;
+        if (x == 0)
+            x = 0x9e3779b97f4a7c15ULL;
+    }
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    id_state = x;
+    return x * 0x2545f4914f6cdd1dULL;
+}
+
+char *
+log_request_id_new(char *buf, size_t size)
+{
+    static const char hex[] = "0123456789abcdef";
+    uint64_t v = id_next();
+    size_t i;
+
+    if (size == 0)
+        return buf;
+    for (i = 0; i < LOG_REQUEST_ID_GEN && i + 1 < size; i++) {
+        buf[i] = hex[v & 15];
+        v >>= 4;
+    }
+    buf[i] = '\0';
+    return buf;
+}
+
 /* Length of the valid UTF-8 sequence at s (RFC 3629), or 0. */
 static size_t
 utf8_sequence(const unsigned char *s)
@@ -271,14 +330,23 @@ access_object(const struct access_record *rec)
     cJSON_AddNumberToObject(obj, "status", rec->status);
     cJSON_AddNumberToObject(obj, "latency_ms", round_ms(rec->latency_ms));
     cJSON_AddNumberToObject(obj, "bytes", (double)rec->bytes);
+    /* The same fields on every line, so that log queries need no guard. */
     if (rec->upstream) {
-        cJSON_AddNumberToObject(obj, "upstream_status", rec->upstream_status);
+        if (rec->upstream_status > 0)
+            cJSON_AddNumberToObject(obj, "upstream_status",
+                rec->upstream_status);
+        else
+            cJSON_AddNullToObject(obj, "upstream_status");
         cJSON_AddNumberToObject(obj, "upstream_attempts",
             rec->upstream_attempts);
         cJSON_AddNumberToObject(obj, "upstream_ms",
             round_ms(rec->upstream_ms));
         add_str(obj, "upstream_http", rec->upstream_http);
         add_str(obj, "correlation_id", rec->correlation_id);
+    } else {
+        cJSON_AddNullToObject(obj, "upstream_status");
+        cJSON_AddNumberToObject(obj, "upstream_attempts", 0);
+        cJSON_AddNullToObject(obj, "upstream_http");
     }
     add_str(obj, "error", rec->error);
     return obj;

@@ -56,6 +56,13 @@ int mc_delete(struct mc *mc, const char *key, size_t keylen);
 /* Ask every server for its version. Returns 0 when all answer. */
 int mc_ping(struct mc *mc);
 
+/*
+ * Time every operation into metrics_memcached (m outlives mc; NULL: off).
+ * Call before other threads use mc.
+ */
+struct metrics;
+void mc_set_metrics(struct mc *mc, struct metrics *m);
+
 /* 1 while the last operation succeeded, 0 after a failure. */
 int mc_healthy(struct mc *mc);
 
