@@ -492,8 +492,9 @@ handler_finish_later(struct handler *h, struct handler_later *later)
         upstream_submit(h->upstream, f, later->key,
             strchr(later->key, '?') != NULL, *old->etag ? old->etag : NULL);
     } else {
+        /* Refused by the breaker: counted as such, the stale entry stays. */
         memset(&r, 0, sizeof(r));
-        r.outcome = UPSTREAM_STOPPED;
+        r.outcome = UPSTREAM_SHED;
         flight_end(f, FLIGHT_FAILED, &r);
     }
     flight_wait_end(f);
