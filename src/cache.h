@@ -15,6 +15,7 @@
  */
 
 struct cache;
+struct metrics;
 
 enum cache_source {
     CACHE_SRC_NONE,
@@ -72,7 +73,6 @@ int cache_shared_up(struct cache *cache);
  * Record every memcached operation's latency and result in m (which must
  * outlive the cache; NULL stops recording). Call before the workers start.
  */
-struct metrics;
 void cache_set_metrics(struct cache *cache, struct metrics *m);
 
 /* The name of the backend: "memory" or "memory+memcached". */

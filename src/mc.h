@@ -14,6 +14,7 @@
  */
 
 struct mc;
+struct metrics;
 
 enum mc_result {
     MC_HIT,
@@ -60,7 +61,6 @@ int mc_ping(struct mc *mc);
  * Time every operation into metrics_memcached (m outlives mc; NULL: off).
  * Call before other threads use mc.
  */
-struct metrics;
 void mc_set_metrics(struct mc *mc, struct metrics *m);
 
 /* 1 while the last operation succeeded, 0 after a failure. */
