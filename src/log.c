@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/random.h>
 #include <unistd.h>
 
 #include <cjson/cJSON.h>
@@ -182,6 +183,64 @@ log_event(enum log_level level, const char *event, cJSON *fields)
     emit(obj);
 }
 
+int
+log_request_id_valid(const char *id)
+{
+    size_t i;
+
+    if (id == NULL || *id == '\0')
+        return 0;
+    for (i = 0; id[i] != '\0'; i++) {
+        char c = id[i];
+        if (i >= LOG_REQUEST_ID_MAX)
+            return 0;
+        if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
+                (c >= '0' && c <= '9') || c == '.' || c == '_' || c == ':' ||
+                c == '-'))
+            return 0;
+    }
+    return 1;
+}
+
+/* xorshift64*: unique enough for ids, one state per thread, no lock. */
+static _Thread_local uint64_t id_state;
+
+static uint64_t
+id_next(void)
+{
+    uint64_t x = id_state;
+
+    if (x == 0) {
+        if (getrandom(&x, sizeof(x), GRND_NONBLOCK) != (ssize_t)sizeof(x))
+            x = (uint64_t)util_mono_us() ^ (uint64_t)(uintptr_t)&x;
+        x ^= (uint64_t)util_wall_ms() << 20;
+        if (x == 0)
+            x = 0x9e3779b97f4a7c15ULL;
+    }
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    id_state = x;
+    return x * 0x2545f4914f6cdd1dULL;
+}
+
+char *
+log_request_id_new(char *buf, size_t size)
+{
+    static const char hex[] = "0123456789abcdef";
+    uint64_t v = id_next();
+    size_t i;
+
+    if (size == 0)
+        return buf;
+    for (i = 0; i < LOG_REQUEST_ID_GEN && i + 1 < size; i++) {
+        buf[i] = hex[v & 15];
+        v >>= 4;
+    }
+    buf[i] = '\0';
+    return buf;
+}
+
 /* Length of the valid UTF-8 sequence at s (RFC 3629), or 0. */
 static size_t
 utf8_sequence(const unsigned char *s)
@@ -211,20 +270,34 @@ utf8_sequence(const unsigned char *s)
 }
 
 /*
+ * Access lines are built once per request, on the hit path too: keys are
+ * string literals added without a copy (cJSON_AddItemToObjectCS), short
+ * values are cleaned in a stack buffer, and whole numbers are printed here
+ * rather than by cJSON (whose number printer formats, then parses back).
+ */
+static void
+add_item(cJSON *obj, const char *name, cJSON *item)
+{
+    if (item != NULL && !cJSON_AddItemToObjectCS(obj, name, item))
+        cJSON_Delete(item);
+}
+
+/*
  * Client strings may hold any byte; JSON text must be UTF-8, so each byte
- * that does not start a valid sequence becomes U+FFFD.
+ * that does not start a valid sequence becomes U+FFFD. name must be a
+ * string literal (it is not copied).
  */
 static void
 add_str(cJSON *obj, const char *name, const char *value)
 {
     const unsigned char *s = (const unsigned char *)value;
+    char small[1024], *clean = small;
     size_t len, i, o = 0;
-    char *clean;
 
     if (value == NULL)
         return;
     len = strlen(value);
-    if ((clean = malloc(len * 3 + 1)) == NULL)
+    if (len * 3 + 1 > sizeof(small) && (clean = malloc(len * 3 + 1)) == NULL)
         return;
     for (i = 0; i < len;) {
         size_t n = utf8_sequence(s + i);
@@ -239,8 +312,25 @@ add_str(cJSON *obj, const char *name, const char *value)
         }
     }
     clean[o] = '\0';
-    cJSON_AddStringToObject(obj, name, clean);
-    free(clean);
+    add_item(obj, name, cJSON_CreateString(clean));
+    if (clean != small)
+        free(clean);
+}
+
+/* A whole number, exactly as cJSON would print it. */
+static void
+add_int(cJSON *obj, const char *name, long long v)
+{
+    char buf[24];
+
+    snprintf(buf, sizeof(buf), "%lld", v);
+    add_item(obj, name, cJSON_CreateRaw(buf));
+}
+
+static void
+add_null(cJSON *obj, const char *name)
+{
+    add_item(obj, name, cJSON_CreateNull());
 }
 
 /* Milliseconds rounded to microseconds, so lines stay short. */
@@ -259,26 +349,34 @@ access_object(const struct access_record *rec)
     if (obj == NULL)
         return NULL;
     util_rfc3339_ms(rec->wall_ms, ts, sizeof(ts));
-    cJSON_AddStringToObject(obj, "ts", ts);
-    cJSON_AddStringToObject(obj, "level", "info");
-    cJSON_AddStringToObject(obj, "event", "access");
+    add_item(obj, "ts", cJSON_CreateString(ts));
+    add_item(obj, "level", cJSON_CreateStringReference("info"));
+    add_item(obj, "event", cJSON_CreateStringReference("access"));
     add_str(obj, "request_id", rec->request_id);
     add_str(obj, "remote_addr", rec->remote_addr);
     add_str(obj, "method", rec->method);
     add_str(obj, "path", rec->path);
     add_str(obj, "indice", rec->indice);
     add_str(obj, "cache_status", rec->cache_status);
-    cJSON_AddNumberToObject(obj, "status", rec->status);
-    cJSON_AddNumberToObject(obj, "latency_ms", round_ms(rec->latency_ms));
-    cJSON_AddNumberToObject(obj, "bytes", (double)rec->bytes);
+    add_int(obj, "status", rec->status);
+    add_item(obj, "latency_ms",
+        cJSON_CreateNumber(round_ms(rec->latency_ms)));
+    add_int(obj, "bytes", (long long)rec->bytes);
+    /* The same fields on every line, so that log queries need no guard. */
     if (rec->upstream) {
-        cJSON_AddNumberToObject(obj, "upstream_status", rec->upstream_status);
-        cJSON_AddNumberToObject(obj, "upstream_attempts",
-            rec->upstream_attempts);
-        cJSON_AddNumberToObject(obj, "upstream_ms",
-            round_ms(rec->upstream_ms));
+        if (rec->upstream_status > 0)
+            add_int(obj, "upstream_status", rec->upstream_status);
+        else
+            add_null(obj, "upstream_status");
+        add_int(obj, "upstream_attempts", rec->upstream_attempts);
+        add_item(obj, "upstream_ms",
+            cJSON_CreateNumber(round_ms(rec->upstream_ms)));
         add_str(obj, "upstream_http", rec->upstream_http);
         add_str(obj, "correlation_id", rec->correlation_id);
+    } else {
+        add_null(obj, "upstream_status");
+        add_int(obj, "upstream_attempts", 0);
+        add_null(obj, "upstream_http");
     }
     add_str(obj, "error", rec->error);
     return obj;

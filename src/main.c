@@ -14,9 +14,12 @@
 
 #include <fcgiapp.h>
 
+#include "acl.h"
 #include "cache.h"
 #include "handler.h"
 #include "log.h"
+#include "metrics.h"
+#include "util.h"
 #include "settings.h"
 #include "upstream.h"
 #include "util.h"
@@ -126,10 +129,14 @@ worker_main(void *arg)
         pthread_mutex_lock(&w->lock);
         w->busy = 1;
         pthread_mutex_unlock(&w->lock);
+        atomic_fetch_add_explicit(&w->handler->threads_busy, 1,
+            memory_order_relaxed);
         if (handler_serve(w->handler, w->req.envp, w->req.out, &later) != 0)
             abort_request(&w->req);
         FCGX_Finish_r(&w->req);
         handler_finish_later(w->handler, &later);
+        atomic_fetch_sub_explicit(&w->handler->threads_busy, 1,
+            memory_order_relaxed);
     }
     FCGX_Free(&w->req, 1);
     __atomic_store_n(&w->done, 1, __ATOMIC_RELEASE);
@@ -312,6 +319,9 @@ log_start(const struct settings *cfg, const char *listen_addr,
     cJSON_AddNumberToObject(f, "cache_maxbytes",
         (double)cfg->cache_maxbytes);
     cJSON_AddStringToObject(f, "memcached_servers", cfg->memcached_servers);
+    cJSON_AddNumberToObject(f, "metrics_max_indices",
+        (double)cfg->metrics_max_indices);
+    cJSON_AddStringToObject(f, "metrics_allow", cfg->metrics_allow);
     log_event(LOG_LEVEL_INFO, "start", f);
 }
 
@@ -403,12 +413,20 @@ main(int argc, char **argv)
 
     memset(&handler, 0, sizeof(handler));
     handler.cfg = &cfg;
+    handler.start_time = (double)util_wall_ms() / 1000.0;
+    handler.metrics = metrics_new((size_t)cfg.metrics_max_indices);
+    if (handler.metrics == NULL)
+        fatalx("out of memory");
+    if (acl_parse(&handler.metrics_acl, cfg.metrics_allow, err,
+            sizeof(err)) != 0)
+        fatalx("METRICS_ALLOW: %s", err);
     handler.policy.zmax = cfg.zmax;
     handler.policy.allow_logistics = (int)cfg.here_allow_logistics;
     breaker_init(&handler.breaker, cfg.here_breaker_threshold,
         cfg.here_breaker_cooldown_ms);
     if ((handler.cache = cache_new(&cfg, err, sizeof(err))) == NULL)
         fatalx("cache: %s", err);
+    cache_set_metrics(handler.cache, handler.metrics);
     if ((handler.flights = flights_new()) == NULL)
         fatalx("out of memory");
     handler.upstream = upstream_new(&cfg, handler.flights, err, sizeof(err));
@@ -455,6 +473,8 @@ main(int argc, char **argv)
     upstream_free(handler.upstream);
     flights_free(handler.flights);
     cache_free(handler.cache);
+    metrics_free(handler.metrics);
+    acl_free(handler.metrics_acl);
     breaker_cleanup(&handler.breaker);
     /* Our descriptor only: other holders of the socket keep accepting. */
     close(listen_fd);

@@ -10,6 +10,7 @@
 
 #include "log.h"
 #include "mc.h"
+#include "metrics.h"
 #include "util.h"
 
 #define KEY_PREFIX "hp1:"
@@ -34,6 +35,7 @@ struct mc {
     struct mc_probe *probes;
     uint32_t nprobes;
     int healthy;               /* atomic */
+    struct metrics *metrics;   /* set before the workers start */
 };
 
 size_t
@@ -221,6 +223,20 @@ note_result(struct mc *mc, int ok, const char *what)
     }
 }
 
+void
+mc_set_metrics(struct mc *mc, struct metrics *m)
+{
+    mc->metrics = m;
+}
+
+/* One operation's latency since t0_us (util_mono_us) and result. */
+static void
+observe(struct mc *mc, int64_t t0_us, int ok)
+{
+    metrics_memcached(mc->metrics, (double)(util_mono_us() - t0_us) / 1e6,
+        ok);
+}
+
 static memcached_st *
 pool_take(struct mc *mc)
 {
@@ -236,15 +252,19 @@ mc_get(struct mc *mc, const char *key, size_t keylen, char **val,
 {
     char mkey[MC_KEY_MAX + 1];
     size_t mlen = mc_key(key, keylen, mkey), vlen = 0;
+    int64_t t0 = util_mono_us();
     memcached_st *m = pool_take(mc);
     memcached_return_t rc;
     uint32_t flags = 0;
     char *v;
 
-    if (m == NULL)
+    if (m == NULL) {
+        observe(mc, t0, 0);
         return MC_ERROR;
+    }
     v = memcached_get(m, mkey, mlen, &vlen, &flags, &rc);
     memcached_pool_push(mc->pool, m);
+    observe(mc, t0, rc == MEMCACHED_SUCCESS || rc == MEMCACHED_NOTFOUND);
     if (rc == MEMCACHED_SUCCESS && v != NULL) {
         note_result(mc, 1, NULL);
         *val = v;
@@ -268,16 +288,21 @@ mc_set(struct mc *mc, const char *key, size_t keylen, const void *val,
     size_t mlen = mc_key(key, keylen, mkey);
     memcached_st *m;
     memcached_return_t rc;
+    int64_t t0;
 
     if (len > MC_ITEM_MAX || ttl_s <= 0)
         return -1;
     /* memcached reads expiries over 30 days as absolute times. */
     if (ttl_s > 30 * 24 * 3600)
         ttl_s = 30 * 24 * 3600;
-    if ((m = pool_take(mc)) == NULL)
+    t0 = util_mono_us();
+    if ((m = pool_take(mc)) == NULL) {
+        observe(mc, t0, 0);
         return -1;
+    }
     rc = memcached_set(m, mkey, mlen, val, len, (time_t)ttl_s, 0);
     memcached_pool_push(mc->pool, m);
+    observe(mc, t0, rc == MEMCACHED_SUCCESS);
     note_result(mc, rc == MEMCACHED_SUCCESS, memcached_strerror(NULL, rc));
     return rc == MEMCACHED_SUCCESS ? 0 : -1;
 }
@@ -288,13 +313,18 @@ mc_add(struct mc *mc, const char *key, size_t keylen, const void *val,
 {
     char mkey[MC_KEY_MAX + 1];
     size_t mlen = mc_key(key, keylen, mkey);
+    int64_t t0 = util_mono_us();
     memcached_st *m = pool_take(mc);
     memcached_return_t rc;
 
-    if (m == NULL)
+    if (m == NULL) {
+        observe(mc, t0, 0);
         return -1;
+    }
     rc = memcached_add(m, mkey, mlen, val, len, (time_t)ttl_s, 0);
     memcached_pool_push(mc->pool, m);
+    observe(mc, t0, rc == MEMCACHED_SUCCESS || rc == MEMCACHED_NOTSTORED ||
+        rc == MEMCACHED_DATA_EXISTS);
     if (rc == MEMCACHED_SUCCESS || rc == MEMCACHED_NOTSTORED ||
         rc == MEMCACHED_DATA_EXISTS) {
         note_result(mc, 1, NULL);
@@ -309,13 +339,17 @@ mc_delete(struct mc *mc, const char *key, size_t keylen)
 {
     char mkey[MC_KEY_MAX + 1];
     size_t mlen = mc_key(key, keylen, mkey);
+    int64_t t0 = util_mono_us();
     memcached_st *m = pool_take(mc);
     memcached_return_t rc;
 
-    if (m == NULL)
+    if (m == NULL) {
+        observe(mc, t0, 0);
         return -1;
+    }
     rc = memcached_delete(m, mkey, mlen, 0);
     memcached_pool_push(mc->pool, m);
+    observe(mc, t0, rc == MEMCACHED_SUCCESS || rc == MEMCACHED_NOTFOUND);
     return rc == MEMCACHED_SUCCESS ? 0 : -1;
 }
 

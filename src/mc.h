@@ -14,6 +14,7 @@
  */
 
 struct mc;
+struct metrics;
 
 enum mc_result {
     MC_HIT,
@@ -72,6 +73,12 @@ int mc_server_count(const struct mc *mc);
  */
 int mc_server_for(struct mc *mc, const char *key, size_t keylen, char *out,
     size_t outlen);
+
+/*
+ * Time every operation into metrics_memcached (m outlives mc; NULL: off).
+ * Call before other threads use mc.
+ */
+void mc_set_metrics(struct mc *mc, struct metrics *m);
 
 /* 1 while the last operation succeeded, 0 after a failure. */
 int mc_healthy(struct mc *mc);

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "acl.h"
 #include "settings.h"
 #include "log.h"
 #include "util.h"
@@ -209,6 +210,17 @@ settings_set(struct settings *cfg, const char *name, const char *value,
             return -1;
         }
         break;
+    case CFG_ACL: {
+        struct acl *acl = NULL;
+        char msg[256];
+
+        if (acl_parse(&acl, value, msg, sizeof(msg)) != 0) {
+            snprintf(err, errlen, "%s: %s", s->name, msg);
+            return -1;
+        }
+        acl_free(acl);
+        break;
+    }
     case CFG_SERVERS:
         if (*value != '\0' && !valid_servers(value)) {
             snprintf(err, errlen, "%s: must be host:port[,host:port...]: "
@@ -289,6 +301,7 @@ settings_cleanup(struct settings *cfg)
         case CFG_SECRET:
         case CFG_URL:
         case CFG_ORIGINS:
+        case CFG_ACL:
         case CFG_SERVERS: {
             char **slot = (char **)((char *)cfg + settings[i].offset);
             free(*slot);
@@ -507,6 +520,7 @@ settings_dump(const struct settings *cfg, FILE *fp)
         case CFG_STR:
         case CFG_URL:
         case CFG_ORIGINS:
+        case CFG_ACL:
         case CFG_SERVERS:
             fprintf(fp, "%s=%s\n", s->name, *(char *const *)slot);
             break;

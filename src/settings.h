@@ -48,7 +48,9 @@
         600000)                                                              \
     X(MEMCACHED_SERVERS, memcached_servers, CFG_SERVERS, "", 0, 0)            \
     X(UPSTREAM_MAX_BYTES, upstream_max_bytes, CFG_SIZE, "8388608", 1024, 0)   \
-    X(LOG_LEVEL, log_level, CFG_LEVEL, "INFO", 0, 0)
+    X(LOG_LEVEL, log_level, CFG_LEVEL, "INFO", 0, 0)                         \
+    X(METRICS_MAX_INDICES, metrics_max_indices, CFG_LONG, "1000", 0, 100000) \
+    X(METRICS_ALLOW, metrics_allow, CFG_ACL, "loopback", 0, 0)
 
 enum setting_kind {
     CFG_STR,      /* any text */
@@ -59,7 +61,8 @@ enum setting_kind {
     CFG_LONG,     /* decimal within bounds */
     CFG_BOOL,     /* 0/1, true/false, yes/no, on/off */
     CFG_SIZE,     /* bytes with optional K, M, G */
-    CFG_LEVEL     /* log level */
+    CFG_LEVEL,    /* log level */
+    CFG_ACL       /* address list for acl_parse: loopback, any, CIDRs */
 };
 
 struct settings {
@@ -93,6 +96,8 @@ struct settings {
     char *memcached_servers;
     uint64_t upstream_max_bytes;
     long log_level;           /* enum log_level */
+    long metrics_max_indices; /* METRICS_DEFAULT_MAX_INDICES */
+    char *metrics_allow;      /* checked with acl_parse */
 };
 
 /* Fill every member with its default. Call settings_cleanup later. */

@@ -84,6 +84,10 @@ done
 check_status 200 "one server down: /readyz still 200"
 assert_eq "$(json_field 'd.get("status")')" degraded "one server down: /readyz says degraded"
 assert_eq "$(json_field 'd.get("memcached_down")')" "[\"127.0.0.1:$P2\"]" "one server down: /readyz names 127.0.0.1:$P2"
+req GET "$A/metrics/prometheus"
+check_status 200 "one server down: /metrics/prometheus 200"
+assert_contains "$HTTP_BODY" "hereproxy_memcached_servers 3" "one server down: metrics say 3 servers"
+assert_contains "$HTTP_BODY" "hereproxy_memcached_servers_down 1" "one server down: metrics say 1 down (degraded)"
 wait "$LOAD_PID"
 _unregister "$LOAD_PID"
 diag "load during the kill: $(cat "$RUN_DIR/load1.json")"
@@ -109,6 +113,8 @@ while :; do
     sleep 0.3
 done
 assert_eq "$(json_field 'd.get("status")')" ready "server back: /readyz says ready again within 15 s"
+req GET "$A/metrics/prometheus"
+assert_contains "$HTTP_BODY" "hereproxy_memcached_servers_down 0" "server back: metrics say none down"
 load 4 4 "$RUN_DIR/load2.json" "$A/here-proxy"
 assert_eq "$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["failed"])' "$RUN_DIR/load2.json")" 0 \
     "server back: zero failed requests"
