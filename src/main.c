@@ -18,6 +18,7 @@
 #include "cache.h"
 #include "handler.h"
 #include "log.h"
+#include "nginxlog.h"
 #include "metrics.h"
 #include "util.h"
 #include "settings.h"
@@ -342,6 +343,7 @@ main(int argc, char **argv)
     const char *listen_addr = NULL;
     char err[512];
     struct retired *retired = NULL;
+    struct nginxlog *nginx_log = NULL;
     int ch, check_only = 0, listen_fd, unix_path, sig = 0, clean;
     long i, grace_ms;
 
@@ -427,6 +429,10 @@ main(int argc, char **argv)
     if ((handler.cache = cache_new(&cfg, err, sizeof(err))) == NULL)
         fatalx("cache: %s", err);
     cache_set_metrics(handler.cache, handler.metrics);
+    if (*cfg.nginx_log_socket != '\0' &&
+        (nginx_log = nginxlog_start(cfg.nginx_log_socket, handler.metrics,
+             err, sizeof(err))) == NULL)
+        fatalx("%s", err);
     if ((handler.flights = flights_new()) == NULL)
         fatalx("out of memory");
     handler.upstream = upstream_new(&cfg, handler.flights, err, sizeof(err));
@@ -473,6 +479,7 @@ main(int argc, char **argv)
     upstream_free(handler.upstream);
     flights_free(handler.flights);
     cache_free(handler.cache);
+    nginxlog_stop(nginx_log);
     metrics_free(handler.metrics);
     acl_free(handler.metrics_acl);
     breaker_cleanup(&handler.breaker);
