@@ -167,10 +167,48 @@ cache_put(struct cache *cache, const char *key, size_t keylen,
 int
 cache_ready(struct cache *cache, char *reason, size_t len)
 {
-    if (cache->mc == NULL || mc_ping(cache->mc) == 0)
+    int down;
+
+    if (cache->mc == NULL)
         return 0;
+    down = mc_ping(cache->mc, reason, len);
+    if (down == 0)
+        return 0;
+    if (down < mc_server_count(cache->mc))
+        return 1;
     snprintf(reason, len, "memcached unreachable");
     return -1;
+}
+
+void
+cache_memory_stats(struct cache *cache, struct lru_stats *out)
+{
+    lru_stats(cache->memory, out);
+}
+
+int
+cache_shared_up(struct cache *cache)
+{
+    return cache->mc != NULL && mc_healthy(cache->mc);
+}
+
+int
+cache_shared_servers(struct cache *cache, uint64_t *down)
+{
+    char names[512];
+
+    *down = 0;
+    if (cache->mc == NULL)
+        return 0;
+    *down = (uint64_t)mc_ping(cache->mc, names, sizeof(names));
+    return mc_server_count(cache->mc);
+}
+
+void
+cache_set_metrics(struct cache *cache, struct metrics *m)
+{
+    if (cache->mc != NULL)
+        mc_set_metrics(cache->mc, m);
 }
 
 const char *

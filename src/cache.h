@@ -5,6 +5,7 @@
 #include <stdint.h>
 
 #include "entry.h"
+#include "lru.h"
 #include "settings.h"
 
 /*
@@ -14,6 +15,7 @@
  */
 
 struct cache;
+struct metrics;
 
 enum cache_source {
     CACHE_SRC_NONE,
@@ -56,10 +58,30 @@ void cache_put(struct cache *cache, const char *key, size_t keylen,
     struct entry *e, int64_t now);
 
 /*
- * 0 when the configured backend answers; -1 with a reason otherwise.
+ * 0 when every memcached server answers a round trip; 1 when some do not
+ * (reason: their "host:port" list); -1 with a reason when none answers.
  * The in-process tier alone is always ready.
  */
 int cache_ready(struct cache *cache, char *reason, size_t len);
+
+/*
+ * For the metrics: how many memcached servers are configured (the return)
+ * and how many do not answer a round trip now (*down; each asked within
+ * a short timeout). 0 and 0 without memcached.
+ */
+int cache_shared_servers(struct cache *cache, uint64_t *down);
+
+/* Counts of the in-process tier, for the metrics. */
+void cache_memory_stats(struct cache *cache, struct lru_stats *out);
+
+/* 1 when memcached is configured and its last operation succeeded. */
+int cache_shared_up(struct cache *cache);
+
+/*
+ * Record every memcached operation's latency and result in m (which must
+ * outlive the cache; NULL stops recording). Call before the workers start.
+ */
+void cache_set_metrics(struct cache *cache, struct metrics *m);
 
 /* The name of the backend: "memory" or "memory+memcached". */
 const char *cache_backend(const struct cache *cache);

@@ -5,10 +5,19 @@
 #include <string.h>
 #include <time.h>
 
+#include "acl.h"
 #include "handler.h"
 #include "log.h"
+#include "metrics.h"
 #include "response.h"
 #include "util.h"
+
+/* The settings now in force: a reload swaps the pointer (see main.c). */
+static const struct settings *
+handler_cfg(const struct handler *h)
+{
+    return __atomic_load_n(&h->cfg, __ATOMIC_ACQUIRE);
+}
 
 #define FOLLOWER_SLACK_MS 1000
 
@@ -17,6 +26,7 @@ struct outcome {
     int status;
     size_t bytes;
     const char *cache_status;
+    const char *error_kind;   /* metrics_error kind; NULL: no error */
     char error[320];
     int upstream;
     int upstream_status;
@@ -36,9 +46,10 @@ default_content_type(const struct tile_req *req)
 
 static void
 fail(struct FCGX_Stream *out, struct outcome *o, int status,
-    const char *message, const struct response_meta *meta)
+    const char *kind, const char *message, const struct response_meta *meta)
 {
     o->status = status;
+    o->error_kind = kind;
     util_strlcpy(o->error, message, sizeof(o->error));
     o->bytes = response_error(out, status, message, meta);
 }
@@ -52,23 +63,25 @@ fail_flight(struct FCGX_Stream *out, struct outcome *o,
 
     switch (r->outcome) {
     case UPSTREAM_TIMEOUT:
-        fail(out, o, 504, "HERE did not answer in time", meta);
+        fail(out, o, 504, "upstream_timeout", "HERE did not answer in time",
+            meta);
         return;
     case UPSTREAM_TOO_BIG:
-        fail(out, o, 502, "HERE's response is larger than "
+        fail(out, o, 502, "other", "HERE's response is larger than "
             "UPSTREAM_MAX_BYTES", meta);
         return;
     case UPSTREAM_BUSY:
         meta->retry_after_s = 1;
-        fail(out, o, 503, "too many requests to HERE in flight", meta);
+        fail(out, o, 503, "busy", "too many requests to HERE in flight",
+            meta);
         return;
     case UPSTREAM_STOPPED:
         meta->retry_after_s = 1;
-        fail(out, o, 503, "shutting down", meta);
+        fail(out, o, 503, "other", "shutting down", meta);
         return;
     case UPSTREAM_SHED:
         meta->retry_after_s = r->retry_after_s > 0 ? r->retry_after_s : 1;
-        fail(out, o, 503, r->error, meta);
+        fail(out, o, 503, "breaker_open", r->error, meta);
         return;
     case UPSTREAM_HTTP_ERROR:
         snprintf(msg, sizeof(msg), "HERE answered %d %s", r->status,
@@ -76,14 +89,14 @@ fail_flight(struct FCGX_Stream *out, struct outcome *o,
         if (r->status == 429) {
             meta->retry_after_s = r->retry_after_s > 0 ? r->retry_after_s
                                                       : 1;
-            fail(out, o, 503, msg, meta);
+            fail(out, o, 503, "upstream_4xx", msg, meta);
         } else {
-            fail(out, o, 502, msg, meta);
+            fail(out, o, 502, "upstream_5xx", msg, meta);
         }
         return;
     default:
         snprintf(msg, sizeof(msg), "HERE unreachable: %s", r->error);
-        fail(out, o, 502, msg, meta);
+        fail(out, o, 502, "upstream_unreachable", msg, meta);
         return;
     }
 }
@@ -92,7 +105,7 @@ static long
 fresh_ttl(const struct handler *h, const struct tile_req *req, int status,
     const char *cache_control)
 {
-    const struct settings *cfg = h->cfg;
+    const struct settings *cfg = handler_cfg(h);
     long cap = cfg->cache_ttl_cap_s;
 
     if (status == 404)
@@ -114,9 +127,9 @@ note_breaker(struct handler *h, enum breaker_change change)
     f = cJSON_CreateObject();
     if (f != NULL) {
         cJSON_AddNumberToObject(f, "threshold",
-            (double)h->cfg->here_breaker_threshold);
+            (double)handler_cfg(h)->here_breaker_threshold);
         cJSON_AddNumberToObject(f, "cooldown_ms",
-            (double)h->cfg->here_breaker_cooldown_ms);
+            (double)handler_cfg(h)->here_breaker_cooldown_ms);
     }
     log_event(change == BREAKER_OPENED ? LOG_LEVEL_WARN : LOG_LEVEL_INFO,
         change == BREAKER_OPENED ? "breaker_open" : "breaker_closed", f);
@@ -133,6 +146,41 @@ record_upstream(struct handler *h, const struct flight_result *r)
         return;
     ok = r->outcome == UPSTREAM_OK && r->status < 500 && r->status != 429;
     note_breaker(h, breaker_record(&h->breaker, ok, util_mono_ms()));
+}
+
+/* The outcome label of hereproxy_upstream_requests_total, or NULL. */
+static const char *
+upstream_metric_outcome(const struct flight_result *r)
+{
+    switch (r->outcome) {
+    case UPSTREAM_OK:
+        if (r->status == 304)
+            return "not_modified";
+        return r->status >= 400 ? "http_error" : "ok";
+    case UPSTREAM_CONNECT: return "connect";
+    case UPSTREAM_TLS: return "tls";
+    case UPSTREAM_TIMEOUT: return "timeout";
+    case UPSTREAM_TOO_BIG: return "too_big";
+    case UPSTREAM_BROKEN: return "broken";
+    case UPSTREAM_BUSY: return "busy";
+    case UPSTREAM_HTTP_ERROR: return "http_error";
+    case UPSTREAM_SHED: return "breaker_open";
+    default: return NULL;     /* stopping: not an exchange */
+    }
+}
+
+/* One upstream exchange (or refusal) of a flight this request led. */
+static void
+note_upstream_metrics(struct handler *h, const char *indice,
+    const struct flight_result *r, struct flight *f)
+{
+    const char *outcome = upstream_metric_outcome(r);
+
+    if (outcome == NULL)
+        return;
+    metrics_upstream(h->metrics, indice, outcome, (int)r->http_version,
+        r->attempts, r->attempts > 0 ? (uint64_t)flight_body_len(f) : 0,
+        r->upstream_ms / 1000.0);
 }
 
 /* Publish a cached entry into a flight, as if HERE had sent it. */
@@ -173,15 +221,31 @@ lead_flight(struct handler *h, const struct tile_req *req, struct flight *f,
     int *shared_hit)
 {
     int64_t wait_until, retry_ms;
-    long lock_ttl = h->cfg->here_timeout_ms / 1000 + 2;
+    long lock_ttl = handler_cfg(h)->here_timeout_ms / 1000 + 2;
     int locked;
 
     *shared_hit = 0;
     /* CACHE_COALESCE_WAIT_MS=0: no cross-instance lock, fetch at once. */
-    locked = h->cfg->cache_coalesce_wait_ms > 0 &&
+    locked = handler_cfg(h)->cache_coalesce_wait_ms > 0 &&
         cache_lock(h->cache, req->key, req->key_len, lock_ttl);
+    if (locked && cache_shared(h->cache)) {
+        /*
+         * Another instance may have stored the tile and let go of its
+         * lock between our miss and our lock: look once more, or HERE
+         * is asked twice.
+         */
+        struct entry *e = cache_get_shared(h->cache, req->key, req->key_len,
+            (int64_t)time(NULL));
+
+        if (e != NULL) {
+            flight_fill_from_entry(f, e);
+            entry_unref(e);
+            *shared_hit = 1;
+            return 1;
+        }
+    }
     if (!locked) {
-        wait_until = util_mono_ms() + h->cfg->cache_coalesce_wait_ms;
+        wait_until = util_mono_ms() + handler_cfg(h)->cache_coalesce_wait_ms;
         while (util_mono_ms() < wait_until) {
             struct entry *e;
             struct timespec ts = {0, 10 * 1000000L};
@@ -227,7 +291,7 @@ entry_from_flight(struct handler *h, const struct tile_req *req,
     if (ttl <= 0 || (head->status != 200 && head->status != 404))
         return NULL;
     /* Negative entries are not served stale. */
-    keep = now + ttl + (head->status == 200 ? h->cfg->cache_stale_ttl_s : 0);
+    keep = now + ttl + (head->status == 200 ? handler_cfg(h)->cache_stale_ttl_s : 0);
     if ((body = malloc(len ? len : 1)) == NULL)
         return NULL;
     flight_copy_body(f, body);
@@ -255,8 +319,8 @@ stream_flight(struct handler *h, const struct tile_req *req,
     struct flight *f, const char *inm, const char *x_cache,
     struct FCGX_Stream *out, struct response_meta *meta, struct outcome *o)
 {
-    int64_t deadline = util_mono_ms() + h->cfg->cache_coalesce_wait_ms +
-        h->cfg->here_timeout_ms + h->cfg->here_queue_timeout_ms +
+    int64_t deadline = util_mono_ms() + handler_cfg(h)->cache_coalesce_wait_ms +
+        handler_cfg(h)->here_timeout_ms + handler_cfg(h)->here_queue_timeout_ms +
         FOLLOWER_SLACK_MS;
     struct flight_head head;
     struct flight_result r;
@@ -281,10 +345,11 @@ stream_flight(struct handler *h, const struct tile_req *req,
             /* Still 429 after the last retry: as fail_flight() does. */
             flight_result(f, &r);
             meta->retry_after_s = r.retry_after_s > 0 ? r.retry_after_s : 1;
-            fail(out, o, 503, msg, meta);
+            fail(out, o, 503, "upstream_4xx", msg, meta);
+        } else if (head.status >= 400 && head.status < 500) {
+            fail(out, o, head.status, "upstream_4xx", msg, meta);
         } else {
-            fail(out, o, head.status >= 400 && head.status < 500
-                    ? head.status : 502, msg, meta);
+            fail(out, o, 502, "upstream_5xx", msg, meta);
         }
         return 0;
     }
@@ -335,7 +400,7 @@ serve_miss(struct handler *h, const struct tile_req *req, const char *inm,
 
     if ((f = flight_join(h->flights, req->key, req->key_len, &leader)) ==
         NULL) {
-        fail(out, o, 503, "out of memory", meta);
+        fail(out, o, 503, "internal", "out of memory", meta);
         return 0;
     }
     if (leader)
@@ -352,6 +417,7 @@ serve_miss(struct handler *h, const struct tile_req *req, const char *inm,
         if (!shared_hit) {
             copy_result(o, &r);
             record_upstream(h, &r);
+            note_upstream_metrics(h, req->indice, &r, f);
             if (r.outcome == UPSTREAM_OK &&
                 flight_wait_head(f, 0, &head, NULL) == 0) {
                 struct entry *e = entry_from_flight(h, req, f, &head);
@@ -397,9 +463,10 @@ serve_stale(struct handler *h, const struct tile_req *req,
     }
     later->flight = f;
     later->stale = entry_ref(e);
-    later->meta_ttl = req->route == ROUTE_META ? h->cfg->cache_meta_ttl_s
+    later->meta_ttl = req->route == ROUTE_META ? handler_cfg(h)->cache_meta_ttl_s
                                                : -1;
     memcpy(later->key, req->key, req->key_len);
+    util_strlcpy(later->indice, req->indice, sizeof(later->indice));
     later->key_len = req->key_len;
     later->key[later->key_len] = '\0';
 }
@@ -419,6 +486,8 @@ serve_proxied(struct handler *h, const struct tile_req *req,
         o->cache_status = "HIT";
         o->bytes = response_entry(out, e, inm, "HIT",
             (long)(e->fresh_until - now), meta, &o->status);
+        if (o->status >= 400)
+            o->error_kind = "upstream_4xx";   /* a cached HERE 404 */
         entry_unref(e);
         return 0;
     }
@@ -446,24 +515,26 @@ handler_finish_later(struct handler *h, struct handler_later *later)
         upstream_submit(h->upstream, f, later->key,
             strchr(later->key, '?') != NULL, *old->etag ? old->etag : NULL);
     } else {
+        /* Refused by the breaker: counted as such, the stale entry stays. */
         memset(&r, 0, sizeof(r));
-        r.outcome = UPSTREAM_STOPPED;
+        r.outcome = UPSTREAM_SHED;
         flight_end(f, FLIGHT_FAILED, &r);
     }
     flight_wait_end(f);
     flight_result(f, &r);
     record_upstream(h, &r);
+    note_upstream_metrics(h, later->indice, &r, f);
     if (r.outcome == UPSTREAM_OK && flight_wait_head(f, 0, &head, NULL) == 0) {
         now = (int64_t)time(NULL);
         ttl = later->meta_ttl >= 0 ? later->meta_ttl
                                    : fresh_ttl(h, NULL, 200,
                                          head.cache_control);
-        if (ttl > h->cfg->cache_ttl_cap_s)
-            ttl = h->cfg->cache_ttl_cap_s;
+        if (ttl > handler_cfg(h)->cache_ttl_cap_s)
+            ttl = handler_cfg(h)->cache_ttl_cap_s;
         if (head.status == 304 && ttl > 0) {
             /* Not modified: the same bytes, fresh again. */
             e = entry_new(old->status, now + ttl,
-                now + ttl + h->cfg->cache_stale_ttl_s, old->content_type,
+                now + ttl + handler_cfg(h)->cache_stale_ttl_s, old->content_type,
                 *head.etag ? head.etag : old->etag, old->body,
                 old->body_len);
         } else if (head.status == 200 && ttl > 0) {
@@ -472,7 +543,7 @@ handler_finish_later(struct handler *h, struct handler_later *later)
             if (body != NULL) {
                 flight_copy_body(f, body);
                 e = entry_new(200, now + ttl,
-                    now + ttl + h->cfg->cache_stale_ttl_s,
+                    now + ttl + handler_cfg(h)->cache_stale_ttl_s,
                     *head.content_type ? head.content_type
                                        : old->content_type,
                     head.etag, body, len);
@@ -495,18 +566,116 @@ static void
 serve_readyz(struct handler *h, struct FCGX_Stream *out,
     const struct response_meta *meta, struct outcome *o)
 {
-    char reason[128], body[200];
+    char reason[512];
+    cJSON *root, *down;
+    char *body;
+    int ready = cache_ready(h->cache, reason, sizeof(reason));
 
-    if (cache_ready(h->cache, reason, sizeof(reason)) != 0) {
-        fail(out, o, 503, reason, meta);
+    if (ready < 0) {
+        fail(out, o, 503, "other", reason, meta);
         return;
     }
-    snprintf(body, sizeof(body),
-        "{\"status\":\"ready\",\"cache\":\"%s\",\"breaker\":\"%s\"}",
-        cache_backend(h->cache),
+    /*
+     * Some memcached servers down: still ready (their tiles come from
+     * HERE), but say which, so that operators and probes see it.
+     */
+    root = cJSON_CreateObject();
+    if (root == NULL)
+        goto oom;
+    cJSON_AddStringToObject(root, "status", ready > 0 ? "degraded" : "ready");
+    cJSON_AddStringToObject(root, "cache", cache_backend(h->cache));
+    cJSON_AddStringToObject(root, "breaker",
         breaker_state_name(breaker_state(&h->breaker)));
+    if (ready > 0) {
+        char *item, *save = NULL;
+
+        if ((down = cJSON_AddArrayToObject(root, "memcached_down")) == NULL)
+            goto oom;
+        for (item = strtok_r(reason, ",", &save); item != NULL;
+             item = strtok_r(NULL, ",", &save))
+            cJSON_AddItemToArray(down, cJSON_CreateString(item));
+    }
+    if ((body = cJSON_PrintUnformatted(root)) == NULL)
+        goto oom;
+    cJSON_Delete(root);
     o->status = 200;
     o->bytes = response_json(out, 200, body, meta);
+    free(body);
+    return;
+oom:
+    cJSON_Delete(root);
+    fail(out, o, 500, "internal", "out of memory", meta);
+}
+
+/* What the metrics render reads from the other modules, at scrape time. */
+static void
+fill_gauges(struct handler *h, struct metrics_gauges *g)
+{
+    struct upstream_stats us;
+    struct lru_stats ls;
+
+    memset(g, 0, sizeof(*g));
+    cache_memory_stats(h->cache, &ls);
+    g->lru_entries = ls.entries;
+    g->lru_bytes = ls.bytes;
+    g->lru_max_bytes = (uint64_t)handler_cfg(h)->cache_maxbytes;
+    g->lru_evictions = ls.evictions;
+    g->memcached_configured = cache_shared(h->cache);
+    g->memcached_up = cache_shared_up(h->cache);
+    g->memcached_servers = (uint64_t)cache_shared_servers(h->cache,
+        &g->memcached_servers_down);
+    upstream_stats(h->upstream, &us);
+    g->upstream_inflight = us.inflight;
+    g->upstream_queued = us.queued;
+    g->breaker_open = breaker_state(&h->breaker) != BREAKER_CLOSED;
+    g->threads_busy = (uint64_t)atomic_load_explicit(&h->threads_busy,
+        memory_order_relaxed);
+    g->threads_total = (uint64_t)handler_cfg(h)->threads;
+    g->start_time = h->start_time;
+}
+
+/* /metrics (JSON) and /metrics/prometheus, for METRICS_ALLOW only. */
+static void
+serve_metrics(struct handler *h, enum req_route route, char *const *envp,
+    struct FCGX_Stream *out, const struct response_meta *meta,
+    struct outcome *o)
+{
+    struct metrics_gauges g;
+    char *text;
+
+    if (!acl_allows(h->metrics_acl, request_param(envp, "REMOTE_ADDR"))) {
+        fail(out, o, 403, "forbidden", "metrics are not available to this "
+            "address (see METRICS_ALLOW)", meta);
+        return;
+    }
+    if (route == ROUTE_METRICS_PROMETHEUS) {
+        fill_gauges(h, &g);
+        text = metrics_render_prometheus(h->metrics, &g, PACKAGE_VERSION);
+    } else {
+        text = metrics_render_json(h->metrics);
+    }
+    if (text == NULL) {
+        fail(out, o, 500, "internal", "out of memory", meta);
+        return;
+    }
+    o->status = 200;
+    o->bytes = route == ROUTE_METRICS_PROMETHEUS
+        ? response_text(out, 200, "text/plain; version=0.0.4; charset=utf-8",
+              text, meta)
+        : response_json(out, 200, text, meta);
+    free(text);
+}
+
+static enum metrics_cache
+metrics_cache_of(const char *cache_status)
+{
+    switch (cache_status[0]) {
+    case 'H': return METRICS_HIT;
+    case 'M': return METRICS_MISS;
+    case 'S': return METRICS_STALE;
+    case 'C': return METRICS_COALESCED;
+    default: return METRICS_NONE;
+    }
 }
 
 static const char *
@@ -514,9 +683,9 @@ cors_origin(const struct handler *h, char *const *envp)
 {
     const char *origin = request_param(envp, "HTTP_ORIGIN");
 
-    if (strcmp(h->cfg->cors_origins, "*") == 0)
+    if (strcmp(handler_cfg(h)->cors_origins, "*") == 0)
         return "*";
-    return settings_origin_allowed(h->cfg, origin) ? origin : NULL;
+    return settings_origin_allowed(handler_cfg(h), origin) ? origin : NULL;
 }
 
 int
@@ -526,17 +695,25 @@ handler_serve(struct handler *h, char *const *envp, struct FCGX_Stream *out,
     int64_t t0 = util_mono_us(), wall = util_wall_ms();
     const char *method = request_param(envp, "REQUEST_METHOD");
     const char *uri = request_param(envp, "REQUEST_URI");
-    struct response_meta meta = {NULL, NULL, NULL, 0, 0};
+    const char *given_id = request_param(envp, "HTTP_X_REQUEST_ID");
+    struct response_meta meta;
     struct outcome o;
     struct access_record rec;
     struct tile_req req;
-    char err[256];
+    char err[256], request_id[LOG_REQUEST_ID_MAX + 1];
     int rc, result = 0;
+    int64_t elapsed_us;
 
     memset(&o, 0, sizeof(o));
+    memset(&meta, 0, sizeof(meta));
     later->flight = NULL;
     later->stale = NULL;
     o.cache_status = "NONE";
+    /* The web server's id when it is one we can echo safely, else ours. */
+    if (log_request_id_valid(given_id))
+        meta.request_id = given_id;
+    else
+        meta.request_id = log_request_id_new(request_id, sizeof(request_id));
     rc = request_parse(method, uri, &h->policy, &req, err, sizeof(err));
     meta.head = req.method == METHOD_HEAD;
     if (req.route == ROUTE_TILE || req.route == ROUTE_META ||
@@ -545,14 +722,17 @@ handler_serve(struct handler *h, char *const *envp, struct FCGX_Stream *out,
         meta.cors_origin = cors_origin(h, envp);
     }
     if (uri == NULL) {
-        fail(out, &o, 400, "no REQUEST_URI: include fastcgi_params in the "
-            "web server's configuration", &meta);
+        fail(out, &o, 400, "bad_request", "no REQUEST_URI: include "
+            "fastcgi_params in the web server's configuration", &meta);
     } else if (rc != 0) {
         if (rc == 405)
             meta.allow = req.route == ROUTE_HEALTHZ ||
-                req.route == ROUTE_READYZ ? "GET, HEAD"
-                                          : "GET, HEAD, OPTIONS";
-        fail(out, &o, rc, err, &meta);
+                req.route == ROUTE_READYZ || req.route == ROUTE_METRICS ||
+                req.route == ROUTE_METRICS_PROMETHEUS ? "GET, HEAD"
+                                                      : "GET, HEAD, OPTIONS";
+        fail(out, &o, rc, rc == 405 ? "method" : rc == 404 ? "not_found"
+                                                          : "bad_request",
+            err, &meta);
     } else {
         switch (req.route) {
         case ROUTE_HEALTHZ:
@@ -570,11 +750,20 @@ handler_serve(struct handler *h, char *const *envp, struct FCGX_Stream *out,
         case ROUTE_META:
             result = serve_proxied(h, &req, envp, out, &meta, &o, later);
             break;
+        case ROUTE_METRICS:
+        case ROUTE_METRICS_PROMETHEUS:
+            serve_metrics(h, req.route, envp, out, &meta, &o);
+            break;
         case ROUTE_NONE:
-            fail(out, &o, 404, "no such endpoint", &meta);
+            fail(out, &o, 404, "not_found", "no such endpoint", &meta);
             break;
         }
     }
+    elapsed_us = util_mono_us() - t0;
+    metrics_request(h->metrics, req.indice, metrics_cache_of(o.cache_status),
+        o.status, (double)elapsed_us / 1e6, (uint64_t)o.bytes);
+    if (o.error_kind != NULL)
+        metrics_error(h->metrics, req.indice, o.error_kind);
     memset(&rec, 0, sizeof(rec));
     rec.wall_ms = wall;
     rec.method = method ? method : "-";
@@ -582,9 +771,9 @@ handler_serve(struct handler *h, char *const *envp, struct FCGX_Stream *out,
     rec.indice = req.indice;
     rec.cache_status = o.cache_status;
     rec.remote_addr = request_param(envp, "REMOTE_ADDR");
-    rec.request_id = request_param(envp, "HTTP_X_REQUEST_ID");
+    rec.request_id = meta.request_id;
     rec.status = o.status;
-    rec.latency_ms = (double)(util_mono_us() - t0) / 1000.0;
+    rec.latency_ms = (double)elapsed_us / 1000.0;
     rec.bytes = o.bytes;
     rec.upstream = o.upstream;
     rec.upstream_status = o.upstream_status;

@@ -1,12 +1,15 @@
 #ifndef HEREPROXY_HANDLER_H
 #define HEREPROXY_HANDLER_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 
+#include "acl.h"
 #include "breaker.h"
 #include "cache.h"
 #include "entry.h"
 #include "flight.h"
+#include "metrics.h"
 #include "request.h"
 #include "settings.h"
 #include "upstream.h"
@@ -22,12 +25,16 @@
 struct FCGX_Stream;
 
 struct handler {
-    const struct settings *cfg;
+    const struct settings *cfg;   /* atomic: swapped by a reload */
     struct cache *cache;
     struct upstream *upstream;
     struct flights *flights;
     struct breaker breaker;
     struct request_policy policy;
+    struct metrics *metrics;      /* NULL: nothing recorded */
+    struct acl *metrics_acl;      /* METRICS_ALLOW; NULL admits nobody */
+    _Atomic long threads_busy;    /* workers between accept and finish */
+    double start_time;            /* Unix seconds, for uptime */
 };
 
 /*
@@ -41,6 +48,7 @@ struct handler_later {
     long meta_ttl;                /* >= 0 for metadata: its fixed TTL */
     size_t key_len;
     char key[REQUEST_KEY_MAX];
+    char indice[REQUEST_INDICE_MAX + 1];  /* for the upstream metrics */
 };
 
 /*

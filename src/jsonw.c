@@ -148,6 +148,13 @@ jsonw_int(struct jsonw *w, const char *name, long long value)
 }
 
 void
+jsonw_null(struct jsonw *w, const char *name)
+{
+    put_name(w, name);
+    put(w, "null", 4);
+}
+
+void
 jsonw_ms(struct jsonw *w, const char *name, double value)
 {
     char tmp[32], *p, *end = tmp + sizeof(tmp);

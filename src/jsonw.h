@@ -37,6 +37,7 @@ void jsonw_init(struct jsonw *w, char *buf, size_t cap);
 /* value NULL: the field is left out. */
 void jsonw_str(struct jsonw *w, const char *name, const char *value);
 void jsonw_int(struct jsonw *w, const char *name, long long value);
+void jsonw_null(struct jsonw *w, const char *name);
 
 /* A number rounded to 3 decimals (milliseconds to the microsecond). */
 void jsonw_ms(struct jsonw *w, const char *name, double value);

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/random.h>
 #include <unistd.h>
 
 #include <cjson/cJSON.h>
@@ -192,6 +193,64 @@ log_event(enum log_level level, const char *event, cJSON *fields)
     emit(obj);
 }
 
+int
+log_request_id_valid(const char *id)
+{
+    size_t i;
+
+    if (id == NULL || *id == '\0')
+        return 0;
+    for (i = 0; id[i] != '\0'; i++) {
+        char c = id[i];
+        if (i >= LOG_REQUEST_ID_MAX)
+            return 0;
+        if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
+                (c >= '0' && c <= '9') || c == '.' || c == '_' || c == ':' ||
+                c == '-'))
+            return 0;
+    }
+    return 1;
+}
+
+/* xorshift64*: unique enough for ids, one state per thread, no lock. */
+static _Thread_local uint64_t id_state;
+
+static uint64_t
+id_next(void)
+{
+    uint64_t x = id_state;
+
+    if (x == 0) {
+        if (getrandom(&x, sizeof(x), GRND_NONBLOCK) != (ssize_t)sizeof(x))
+            x = (uint64_t)util_mono_us() ^ (uint64_t)(uintptr_t)&x;
+        x ^= (uint64_t)util_wall_ms() << 20;
+        if (x == 0)
+            x = 0x9e3779b97f4a7c15ULL;
+    }
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    id_state = x;
+    return x * 0x2545f4914f6cdd1dULL;
+}
+
+char *
+log_request_id_new(char *buf, size_t size)
+{
+    static const char hex[] = "0123456789abcdef";
+    uint64_t v = id_next();
+    size_t i;
+
+    if (size == 0)
+        return buf;
+    for (i = 0; i < LOG_REQUEST_ID_GEN && i + 1 < size; i++) {
+        buf[i] = hex[v & 15];
+        v >>= 4;
+    }
+    buf[i] = '\0';
+    return buf;
+}
+
 /*
  * The access line is written with jsonw, not cJSON: it is on every
  * request's path, and a tree of cJSON nodes cost a cache hit more than
@@ -215,12 +274,20 @@ access_write(const struct access_record *rec, struct jsonw *w)
     jsonw_int(w, "status", rec->status);
     jsonw_ms(w, "latency_ms", rec->latency_ms);
     jsonw_int(w, "bytes", (long long)rec->bytes);
+    /* The same fields on every line, so that log queries need no guard. */
     if (rec->upstream) {
-        jsonw_int(w, "upstream_status", rec->upstream_status);
+        if (rec->upstream_status > 0)
+            jsonw_int(w, "upstream_status", rec->upstream_status);
+        else
+            jsonw_null(w, "upstream_status");
         jsonw_int(w, "upstream_attempts", rec->upstream_attempts);
         jsonw_ms(w, "upstream_ms", rec->upstream_ms);
         jsonw_str(w, "upstream_http", rec->upstream_http);
         jsonw_str(w, "correlation_id", rec->correlation_id);
+    } else {
+        jsonw_null(w, "upstream_status");
+        jsonw_int(w, "upstream_attempts", 0);
+        jsonw_null(w, "upstream_http");
     }
     jsonw_str(w, "error", rec->error);
     return w->failed ? -1 : 0;

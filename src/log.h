@@ -40,6 +40,24 @@ void fatalx(const char *fmt, ...)
  */
 void log_event(enum log_level level, const char *event, cJSON *fields);
 
+/*
+ * Request ids (X-Request-ID). A given id is used when it is 1 to
+ * LOG_REQUEST_ID_MAX bytes of [A-Za-z0-9._:-]; anything else could forge
+ * log fields or headers, and a new one is generated instead.
+ */
+#define LOG_REQUEST_ID_MAX 128
+
+/* 1 when id (NULL allowed) may be used as it is. */
+int log_request_id_valid(const char *id);
+
+/*
+ * Write a new random id (LOG_REQUEST_ID_GEN hex digits) into buf, which
+ * must hold at least LOG_REQUEST_ID_GEN + 1 bytes; returns buf. No
+ * allocation, no lock: a per-thread generator seeded from getrandom(2).
+ */
+#define LOG_REQUEST_ID_GEN 16
+char *log_request_id_new(char *buf, size_t size);
+
 /* What one request did; strings may be NULL. Logged at INFO. */
 struct access_record {
     int64_t wall_ms;
@@ -52,7 +70,9 @@ struct access_record {
     int status;
     double latency_ms;
     size_t bytes;
-    int upstream;            /* 1 when it went upstream */
+    int upstream;            /* 1 when it went upstream; else the
+                                upstream_status and upstream_http fields
+                                are null and upstream_attempts 0 */
     int upstream_status;     /* HTTP status, 0 when none came */
     int upstream_attempts;
     double upstream_ms;

@@ -14,15 +14,21 @@
 
 #include <fcgiapp.h>
 
+#include "acl.h"
 #include "cache.h"
 #include "handler.h"
 #include "log.h"
+#include "nginxlog.h"
+#include "metrics.h"
+#include "util.h"
 #include "settings.h"
 #include "upstream.h"
+#include "util.h"
 
 #define LISTEN_BACKLOG 1024
 #define WORKER_STACK (512 * 1024)
-#define SHUTDOWN_GRACE_S 10
+/* How often a stopping main thread nudges the workers still waiting. */
+#define WAKE_INTERVAL_MS 50
 
 extern char **environ;
 
@@ -31,11 +37,24 @@ struct worker {
     pthread_mutex_t lock;       /* guards busy against the shutdown path */
     int busy;
     int started;
+    int done;                   /* atomic: the thread has returned */
     FCGX_Request req;
     struct handler *handler;
 };
 
 static volatile int stopping;
+
+/*
+ * SIGUSR1 only interrupts a worker's accept(): it has no work to do, and
+ * is installed without SA_RESTART so that the blocked accept() returns
+ * EINTR. Workers keep it blocked except while they wait in FCGX_Accept_r,
+ * so a request in progress never sees EINTR.
+ */
+static void
+on_wake(int sig)
+{
+    (void)sig;
+}
 
 static void
 usage(FILE *fp)
@@ -85,27 +104,43 @@ worker_main(void *arg)
 {
     struct worker *w = arg;
     struct handler_later later;
+    sigset_t wake;
 
+    sigemptyset(&wake);
+    sigaddset(&wake, SIGUSR1);
     for (;;) {
         int rc;
 
         pthread_mutex_lock(&w->lock);
         w->busy = 0;
         pthread_mutex_unlock(&w->lock);
-        if (stopping)
+        /*
+         * A wake-up sent between this check and accept() is lost; the
+         * main thread sends it again until the thread has returned.
+         */
+        pthread_sigmask(SIG_UNBLOCK, &wake, NULL);
+        if (stopping) {
+            pthread_sigmask(SIG_BLOCK, &wake, NULL);
             break;
+        }
         rc = FCGX_Accept_r(&w->req);
+        pthread_sigmask(SIG_BLOCK, &wake, NULL);
         if (rc < 0)
             break;
         pthread_mutex_lock(&w->lock);
         w->busy = 1;
         pthread_mutex_unlock(&w->lock);
+        atomic_fetch_add_explicit(&w->handler->threads_busy, 1,
+            memory_order_relaxed);
         if (handler_serve(w->handler, w->req.envp, w->req.out, &later) != 0)
             abort_request(&w->req);
         FCGX_Finish_r(&w->req);
         handler_finish_later(w->handler, &later);
+        atomic_fetch_sub_explicit(&w->handler->threads_busy, 1,
+            memory_order_relaxed);
     }
     FCGX_Free(&w->req, 1);
+    __atomic_store_n(&w->done, 1, __ATOMIC_RELEASE);
     return NULL;
 }
 
@@ -138,42 +173,132 @@ open_listener(const char *listen_addr, int *unix_path)
 
 /*
  * Stop: no new connections, and wake the workers that wait on a kept-alive
- * FastCGI connection. Busy workers finish the request they have.
+ * FastCGI connection or in accept(). The listening socket may be shared
+ * with other processes (inherited as fd 0 from spawn-fcgi or systemd, or a
+ * new instance started beside this one): shutdown() on it would stop them
+ * all, so it is left alone and the waiting workers are interrupted with
+ * SIGUSR1 instead (libfcgi gives up an interrupted accept() once
+ * FCGX_ShutdownPending was called and the request was initialised with
+ * FCGI_FAIL_ACCEPT_ON_INTR). Busy workers finish the request they have.
+ * Called again (again = 1) until every worker has returned, since a
+ * wake-up can come just before a worker enters accept(); only the signal
+ * is repeated: a descriptor number read again later could by then belong
+ * to a new request or to another module.
  */
 static void
-wake_workers(struct worker *workers, long n, int listen_fd)
+wake_workers(struct worker *workers, long n, int again)
 {
     long i;
 
     stopping = 1;
     FCGX_ShutdownPending();
-    shutdown(listen_fd, SHUT_RDWR);
     for (i = 0; i < n; i++) {
-        pthread_mutex_lock(&workers[i].lock);
-        if (!workers[i].busy && workers[i].req.ipcFd >= 0)
-            shutdown(workers[i].req.ipcFd, SHUT_RD);
-        pthread_mutex_unlock(&workers[i].lock);
+        struct worker *w = &workers[i];
+
+        if (!w->started || __atomic_load_n(&w->done, __ATOMIC_ACQUIRE))
+            continue;
+        pthread_mutex_lock(&w->lock);
+        /* An idle kept-alive connection is ours alone: end it. */
+        if (!again && !w->busy && w->req.ipcFd >= 0)
+            shutdown(w->req.ipcFd, SHUT_RD);
+        pthread_mutex_unlock(&w->lock);
+        pthread_kill(w->thread, SIGUSR1);
     }
 }
 
+/*
+ * Wait up to grace_ms for every worker, nudging the idle ones. Returns 1
+ * when all have returned.
+ */
 static int
-join_workers(struct worker *workers, long n)
+join_workers(struct worker *workers, long n, long grace_ms)
 {
-    struct timespec deadline;
+    int64_t deadline = util_mono_ms() + grace_ms;
     long i;
-    int all = 1;
 
-    clock_gettime(CLOCK_REALTIME, &deadline);
-    deadline.tv_sec += SHUTDOWN_GRACE_S;
+    for (;;) {
+        int all = 1;
+
+        for (i = 0; i < n; i++)
+            if (workers[i].started &&
+                !__atomic_load_n(&workers[i].done, __ATOMIC_ACQUIRE))
+                all = 0;
+        if (all)
+            break;
+        if (util_mono_ms() >= deadline)
+            return 0;
+        wake_workers(workers, n, 1);
+        {
+            struct timespec ts = {0, WAKE_INTERVAL_MS * 1000000L};
+
+            nanosleep(&ts, NULL);
+        }
+    }
     for (i = 0; i < n; i++) {
         if (!workers[i].started)
             continue;
-        if (pthread_timedjoin_np(workers[i].thread, NULL, &deadline) != 0)
-            all = 0;
-        else
-            pthread_mutex_destroy(&workers[i].lock);
+        pthread_join(workers[i].thread, NULL);
+        pthread_mutex_destroy(&workers[i].lock);
     }
-    return all;
+    return 1;
+}
+
+/* Configurations a reload replaced: still read by late requests. */
+struct retired {
+    struct settings *cfg;
+    struct retired *next;
+};
+
+/*
+ * SIGHUP: load the configuration again (environment, HEREPROXY_CONFIG,
+ * HERE_API_KEY_FILE) and, when it is valid, swap in the settings that can
+ * change while requests run. The others need a restart: they keep their
+ * values, and the reload says which of them changed. The replaced settings
+ * are kept until exit, as a request may still read them.
+ */
+static void
+reload(struct handler *h, struct retired **retired)
+{
+    const struct settings *cur = __atomic_load_n(&h->cfg, __ATOMIC_ACQUIRE);
+    struct settings *next = calloc(1, sizeof(*next));
+    struct retired *r = calloc(1, sizeof(*r));
+    char err[512], changed[512];
+    cJSON *f = NULL;
+    int n;
+
+    if (next == NULL || r == NULL) {
+        snprintf(err, sizeof(err), "out of memory");
+        goto fail;
+    }
+    if (settings_load(next, environ, err, sizeof(err)) != 0)
+        goto fail;
+    if ((n = settings_keep_restart_only(next, cur, changed,
+             sizeof(changed))) < 0) {
+        snprintf(err, sizeof(err), "out of memory");
+        goto fail;
+    }
+    log_set_level((enum log_level)next->log_level);
+    __atomic_store_n(&h->cfg, next, __ATOMIC_RELEASE);
+    r->cfg = next;
+    r->next = *retired;
+    *retired = r;
+    if ((f = cJSON_CreateObject()) != NULL) {
+        cJSON_AddStringToObject(f, "cors_origins", next->cors_origins);
+        cJSON_AddStringToObject(f, "log_level",
+            log_level_name((enum log_level)next->log_level));
+        if (n > 0)
+            cJSON_AddStringToObject(f, "restart_needed", changed);
+    }
+    log_event(LOG_LEVEL_INFO, "reload", f);
+    return;
+fail:
+    if ((f = cJSON_CreateObject()) != NULL)
+        cJSON_AddStringToObject(f, "error", err);
+    log_event(LOG_LEVEL_ERROR, "reload_failed", f);
+    if (next != NULL)
+        settings_cleanup(next);
+    free(next);
+    free(r);
 }
 
 static void
@@ -195,6 +320,9 @@ log_start(const struct settings *cfg, const char *listen_addr,
     cJSON_AddNumberToObject(f, "cache_maxbytes",
         (double)cfg->cache_maxbytes);
     cJSON_AddStringToObject(f, "memcached_servers", cfg->memcached_servers);
+    cJSON_AddNumberToObject(f, "metrics_max_indices",
+        (double)cfg->metrics_max_indices);
+    cJSON_AddStringToObject(f, "metrics_allow", cfg->metrics_allow);
     log_event(LOG_LEVEL_INFO, "start", f);
 }
 
@@ -214,8 +342,10 @@ main(int argc, char **argv)
     sigset_t sigs;
     const char *listen_addr = NULL;
     char err[512];
+    struct retired *retired = NULL;
+    struct nginxlog *nginx_log = NULL;
     int ch, check_only = 0, listen_fd, unix_path, sig = 0, clean;
-    long i;
+    long i, grace_ms;
 
     while ((ch = getopt_long(argc, argv, "l:chV", longopts, NULL)) != -1) {
         switch (ch) {
@@ -264,6 +394,19 @@ main(int argc, char **argv)
     sigaddset(&sigs, SIGTERM);
     sigaddset(&sigs, SIGINT);
     sigaddset(&sigs, SIGHUP);
+    {
+        struct sigaction sa;
+        sigset_t wake;
+
+        memset(&sa, 0, sizeof(sa));
+        sa.sa_handler = on_wake;
+        sigemptyset(&sa.sa_mask);
+        sa.sa_flags = 0;        /* no SA_RESTART: accept() must return */
+        sigaction(SIGUSR1, &sa, NULL);
+        sigemptyset(&wake);
+        sigaddset(&wake, SIGUSR1);
+        pthread_sigmask(SIG_BLOCK, &wake, NULL);
+    }
     pthread_sigmask(SIG_BLOCK, &sigs, NULL);
 
     if (FCGX_Init() != 0)
@@ -272,12 +415,24 @@ main(int argc, char **argv)
 
     memset(&handler, 0, sizeof(handler));
     handler.cfg = &cfg;
+    handler.start_time = (double)util_wall_ms() / 1000.0;
+    handler.metrics = metrics_new((size_t)cfg.metrics_max_indices);
+    if (handler.metrics == NULL)
+        fatalx("out of memory");
+    if (acl_parse(&handler.metrics_acl, cfg.metrics_allow, err,
+            sizeof(err)) != 0)
+        fatalx("METRICS_ALLOW: %s", err);
     handler.policy.zmax = cfg.zmax;
     handler.policy.allow_logistics = (int)cfg.here_allow_logistics;
     breaker_init(&handler.breaker, cfg.here_breaker_threshold,
         cfg.here_breaker_cooldown_ms);
     if ((handler.cache = cache_new(&cfg, err, sizeof(err))) == NULL)
         fatalx("cache: %s", err);
+    cache_set_metrics(handler.cache, handler.metrics);
+    if (*cfg.nginx_log_socket != '\0' &&
+        (nginx_log = nginxlog_start(cfg.nginx_log_socket, handler.metrics,
+             err, sizeof(err))) == NULL)
+        fatalx("%s", err);
     if ((handler.flights = flights_new()) == NULL)
         fatalx("out of memory");
     handler.upstream = upstream_new(&cfg, handler.flights, err, sizeof(err));
@@ -294,7 +449,7 @@ main(int argc, char **argv)
 
         pthread_mutex_init(&w->lock, NULL);
         w->handler = &handler;
-        FCGX_InitRequest(&w->req, listen_fd, 0);
+        FCGX_InitRequest(&w->req, listen_fd, FCGI_FAIL_ACCEPT_ON_INTR);
         if (pthread_create(&w->thread, &attr, worker_main, w) != 0)
             fatalx("cannot start worker thread %ld", i);
         w->started = 1;
@@ -304,18 +459,19 @@ main(int argc, char **argv)
     while (sigwait(&sigs, &sig) == 0) {
         if (sig != SIGHUP)
             break;
-        log_warnx("SIGHUP: configuration reload is not supported; "
-            "restart to apply changes");
+        reload(&handler, &retired);
     }
+    grace_ms = __atomic_load_n(&handler.cfg, __ATOMIC_ACQUIRE)->
+        shutdown_grace_ms;
     log_event(LOG_LEVEL_INFO, "stopping", NULL);
-    wake_workers(workers, cfg.threads, listen_fd);
-    clean = join_workers(workers, cfg.threads);
+    wake_workers(workers, cfg.threads, 0);
+    clean = join_workers(workers, cfg.threads, grace_ms);
     if (unix_path)
         unlink(listen_addr);
     if (!clean) {
         /* A worker still talks to a stuck client: do not wait forever. */
-        log_warnx("workers still busy after %d s; exiting anyway",
-            SHUTDOWN_GRACE_S);
+        log_warnx("workers still busy after %ld ms; exiting anyway",
+            grace_ms);
         _exit(0);
     }
     log_event(LOG_LEVEL_INFO, "stop", NULL);
@@ -323,9 +479,20 @@ main(int argc, char **argv)
     upstream_free(handler.upstream);
     flights_free(handler.flights);
     cache_free(handler.cache);
+    nginxlog_stop(nginx_log);
+    metrics_free(handler.metrics);
+    acl_free(handler.metrics_acl);
     breaker_cleanup(&handler.breaker);
-    if (listen_fd != 0)
-        close(listen_fd);
+    /* Our descriptor only: other holders of the socket keep accepting. */
+    close(listen_fd);
+    while (retired != NULL) {
+        struct retired *r = retired;
+
+        retired = r->next;
+        settings_cleanup(r->cfg);
+        free(r->cfg);
+        free(r);
+    }
     settings_cleanup(&cfg);
     return 0;
 }

@@ -1,5 +1,6 @@
 #include "config.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,14 +10,32 @@
 
 #include "log.h"
 #include "mc.h"
+#include "metrics.h"
 #include "util.h"
 
 #define KEY_PREFIX "hp1:"
+/* Readiness asks each server for this key: a round trip, found or not. */
+#define PROBE_KEY KEY_PREFIX "readyz-probe"
+#define PROBE_TIMEOUT_MS 200
+/* A server that failed is skipped by the pool's handles for this long. */
+#define RETRY_TIMEOUT_S 2
+
+/* One handle per server for readiness probes, apart from the pool. */
+struct mc_probe {
+    memcached_st *m;
+    pthread_mutex_t lock;
+    int64_t back_since_ms;     /* answered again after a failure; or 0 */
+    int failed;                /* the last probes failed */
+    char name[300];            /* host:port */
+};
 
 struct mc {
     memcached_st *master;
     memcached_pool_st *pool;
+    struct mc_probe *probes;
+    uint32_t nprobes;
     int healthy;               /* atomic */
+    struct metrics *metrics;   /* set before the workers start */
 };
 
 size_t
@@ -55,7 +74,8 @@ set_behaviors(memcached_st *m)
     memcached_behavior_set(m, MEMCACHED_BEHAVIOR_SND_TIMEOUT, 250000);
     /* After a failure skip the server for 2 s, then try it again. */
     memcached_behavior_set(m, MEMCACHED_BEHAVIOR_SERVER_FAILURE_LIMIT, 1);
-    memcached_behavior_set(m, MEMCACHED_BEHAVIOR_RETRY_TIMEOUT, 2);
+    memcached_behavior_set(m, MEMCACHED_BEHAVIOR_RETRY_TIMEOUT,
+        RETRY_TIMEOUT_S);
 }
 
 static int
@@ -95,6 +115,53 @@ done:
     return rc;
 }
 
+/*
+ * A handle of its own for each server: a probe must reach that server and
+ * no other, must not wait on the pool, and must try again at once (the
+ * pool's handles skip a failed server for a while).
+ */
+static int
+probes_new(struct mc *mc, char *err, size_t errlen)
+{
+    uint32_t i, n = memcached_server_count(mc->master);
+
+    if ((mc->probes = calloc(n, sizeof(*mc->probes))) == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    for (i = 0; i < n; i++) {
+        const memcached_instance_st *s =
+            memcached_server_instance_by_position(mc->master, i);
+        struct mc_probe *p = &mc->probes[i];
+
+        snprintf(p->name, sizeof(p->name), "%s:%u", memcached_server_name(s),
+            (unsigned)memcached_server_port(s));
+        if ((p->m = memcached_create(NULL)) == NULL) {
+            snprintf(err, errlen, "out of memory");
+            return -1;
+        }
+        mc->nprobes = i + 1;
+        pthread_mutex_init(&p->lock, NULL);
+        memcached_behavior_set(p->m, MEMCACHED_BEHAVIOR_NO_BLOCK, 1);
+        memcached_behavior_set(p->m, MEMCACHED_BEHAVIOR_CONNECT_TIMEOUT,
+            PROBE_TIMEOUT_MS);
+        memcached_behavior_set(p->m, MEMCACHED_BEHAVIOR_POLL_TIMEOUT,
+            PROBE_TIMEOUT_MS);
+        memcached_behavior_set(p->m, MEMCACHED_BEHAVIOR_RCV_TIMEOUT,
+            PROBE_TIMEOUT_MS * 1000);
+        memcached_behavior_set(p->m, MEMCACHED_BEHAVIOR_SND_TIMEOUT,
+            PROBE_TIMEOUT_MS * 1000);
+        memcached_behavior_set(p->m, MEMCACHED_BEHAVIOR_RETRY_TIMEOUT, 0);
+        if (memcached_server_add(p->m, memcached_server_name(s),
+                memcached_server_port(s)) != MEMCACHED_SUCCESS) {
+            snprintf(err, errlen, "MEMCACHED_SERVERS: cannot add %s",
+                p->name);
+            return -1;
+        }
+    }
+    return 0;
+}
+
 struct mc *
 mc_new(const char *servers, size_t pool_size, char *err, size_t errlen)
 {
@@ -112,6 +179,8 @@ mc_new(const char *servers, size_t pool_size, char *err, size_t errlen)
         snprintf(err, errlen, "cannot create the memcached pool");
         goto fail;
     }
+    if (probes_new(mc, err, errlen) != 0)
+        goto fail;
     mc->healthy = 1;
     return mc;
 fail:
@@ -122,8 +191,15 @@ fail:
 void
 mc_free(struct mc *mc)
 {
+    uint32_t i;
+
     if (mc == NULL)
         return;
+    for (i = 0; i < mc->nprobes; i++) {
+        memcached_free(mc->probes[i].m);
+        pthread_mutex_destroy(&mc->probes[i].lock);
+    }
+    free(mc->probes);
     if (mc->pool != NULL)
         memcached_pool_destroy(mc->pool);
     if (mc->master != NULL)
@@ -147,6 +223,20 @@ note_result(struct mc *mc, int ok, const char *what)
     }
 }
 
+void
+mc_set_metrics(struct mc *mc, struct metrics *m)
+{
+    mc->metrics = m;
+}
+
+/* One operation's latency since t0_us (util_mono_us) and result. */
+static void
+observe(struct mc *mc, int64_t t0_us, int ok)
+{
+    metrics_memcached(mc->metrics, (double)(util_mono_us() - t0_us) / 1e6,
+        ok);
+}
+
 static memcached_st *
 pool_take(struct mc *mc)
 {
@@ -162,15 +252,19 @@ mc_get(struct mc *mc, const char *key, size_t keylen, char **val,
 {
     char mkey[MC_KEY_MAX + 1];
     size_t mlen = mc_key(key, keylen, mkey), vlen = 0;
+    int64_t t0 = util_mono_us();
     memcached_st *m = pool_take(mc);
     memcached_return_t rc;
     uint32_t flags = 0;
     char *v;
 
-    if (m == NULL)
+    if (m == NULL) {
+        observe(mc, t0, 0);
         return MC_ERROR;
+    }
     v = memcached_get(m, mkey, mlen, &vlen, &flags, &rc);
     memcached_pool_push(mc->pool, m);
+    observe(mc, t0, rc == MEMCACHED_SUCCESS || rc == MEMCACHED_NOTFOUND);
     if (rc == MEMCACHED_SUCCESS && v != NULL) {
         note_result(mc, 1, NULL);
         *val = v;
@@ -194,16 +288,21 @@ mc_set(struct mc *mc, const char *key, size_t keylen, const void *val,
     size_t mlen = mc_key(key, keylen, mkey);
     memcached_st *m;
     memcached_return_t rc;
+    int64_t t0;
 
     if (len > MC_ITEM_MAX || ttl_s <= 0)
         return -1;
     /* memcached reads expiries over 30 days as absolute times. */
     if (ttl_s > 30 * 24 * 3600)
         ttl_s = 30 * 24 * 3600;
-    if ((m = pool_take(mc)) == NULL)
+    t0 = util_mono_us();
+    if ((m = pool_take(mc)) == NULL) {
+        observe(mc, t0, 0);
         return -1;
+    }
     rc = memcached_set(m, mkey, mlen, val, len, (time_t)ttl_s, 0);
     memcached_pool_push(mc->pool, m);
+    observe(mc, t0, rc == MEMCACHED_SUCCESS);
     note_result(mc, rc == MEMCACHED_SUCCESS, memcached_strerror(NULL, rc));
     return rc == MEMCACHED_SUCCESS ? 0 : -1;
 }
@@ -214,13 +313,18 @@ mc_add(struct mc *mc, const char *key, size_t keylen, const void *val,
 {
     char mkey[MC_KEY_MAX + 1];
     size_t mlen = mc_key(key, keylen, mkey);
+    int64_t t0 = util_mono_us();
     memcached_st *m = pool_take(mc);
     memcached_return_t rc;
 
-    if (m == NULL)
+    if (m == NULL) {
+        observe(mc, t0, 0);
         return -1;
+    }
     rc = memcached_add(m, mkey, mlen, val, len, (time_t)ttl_s, 0);
     memcached_pool_push(mc->pool, m);
+    observe(mc, t0, rc == MEMCACHED_SUCCESS || rc == MEMCACHED_NOTSTORED ||
+        rc == MEMCACHED_DATA_EXISTS);
     if (rc == MEMCACHED_SUCCESS || rc == MEMCACHED_NOTSTORED ||
         rc == MEMCACHED_DATA_EXISTS) {
         note_result(mc, 1, NULL);
@@ -235,28 +339,108 @@ mc_delete(struct mc *mc, const char *key, size_t keylen)
 {
     char mkey[MC_KEY_MAX + 1];
     size_t mlen = mc_key(key, keylen, mkey);
+    int64_t t0 = util_mono_us();
     memcached_st *m = pool_take(mc);
     memcached_return_t rc;
 
-    if (m == NULL)
+    if (m == NULL) {
+        observe(mc, t0, 0);
         return -1;
+    }
     rc = memcached_delete(m, mkey, mlen, 0);
     memcached_pool_push(mc->pool, m);
+    observe(mc, t0, rc == MEMCACHED_SUCCESS || rc == MEMCACHED_NOTFOUND);
     return rc == MEMCACHED_SUCCESS ? 0 : -1;
 }
 
-int
-mc_ping(struct mc *mc)
+/* One round trip to one server: a get answered "found" or "not found". */
+static int
+probe_one(struct mc_probe *p)
 {
-    memcached_st *m = pool_take(mc);
     memcached_return_t rc;
+    size_t vlen = 0;
+    uint32_t flags = 0;
+    char *v;
+    int ok;
 
-    if (m == NULL)
+    pthread_mutex_lock(&p->lock);
+    v = memcached_get(p->m, PROBE_KEY, sizeof(PROBE_KEY) - 1, &vlen, &flags,
+        &rc);
+    free(v);
+    ok = rc == MEMCACHED_SUCCESS || rc == MEMCACHED_NOTFOUND;
+    if (!ok) {
+        memcached_quit(p->m);   /* reconnect next time, not half-read */
+        p->failed = 1;
+        p->back_since_ms = 0;
+    } else if (p->failed) {
+        /*
+         * Back, but the pool's handles skip it until their retry timeout
+         * (whole seconds) has run out: count it up only after that, so
+         * that "ready" means tiles are stored there again.
+         */
+        int64_t t = util_mono_ms();
+
+        if (p->back_since_ms == 0)
+            p->back_since_ms = t;
+        if (t - p->back_since_ms >= (RETRY_TIMEOUT_S + 1) * 1000L)
+            p->failed = 0;
+        else
+            ok = 0;
+    }
+    pthread_mutex_unlock(&p->lock);
+    return ok ? 0 : -1;
+}
+
+int
+mc_ping(struct mc *mc, char *down, size_t downlen)
+{
+    uint32_t i;
+    int ndown = 0;
+    size_t used = 0;
+
+    if (downlen > 0)
+        down[0] = '\0';
+    for (i = 0; i < mc->nprobes; i++) {
+        if (probe_one(&mc->probes[i]) == 0)
+            continue;
+        ndown++;
+        if (used < downlen) {
+            int w = snprintf(down + used, downlen - used, "%s%s",
+                used > 0 ? "," : "", mc->probes[i].name);
+
+            if (w > 0)
+                used += (size_t)w;
+        }
+    }
+    if (ndown == (int)mc->nprobes)
+        note_result(mc, 0, "no memcached server answers");
+    else if (ndown == 0)
+        note_result(mc, 1, NULL);
+    return ndown;
+}
+
+int
+mc_server_count(const struct mc *mc)
+{
+    return (int)mc->nprobes;
+}
+
+int
+mc_server_for(struct mc *mc, const char *key, size_t keylen, char *out,
+    size_t outlen)
+{
+    char mkey[MC_KEY_MAX + 1];
+    size_t mlen = mc_key(key, keylen, mkey);
+    const memcached_instance_st *s;
+    memcached_return_t rc = MEMCACHED_SUCCESS;
+
+    /* rc is only written on failure by some libmemcached versions. */
+    s = memcached_server_by_key(mc->master, mkey, mlen, &rc);
+    if (s == NULL || memcached_failed(rc))
         return -1;
-    rc = memcached_version(m);
-    memcached_pool_push(mc->pool, m);
-    note_result(mc, rc == MEMCACHED_SUCCESS, memcached_strerror(NULL, rc));
-    return rc == MEMCACHED_SUCCESS ? 0 : -1;
+    snprintf(out, outlen, "%s:%u", memcached_server_name(s),
+        (unsigned)memcached_server_port(s));
+    return 0;
 }
 
 int

@@ -14,6 +14,7 @@
  */
 
 struct mc;
+struct metrics;
 
 enum mc_result {
     MC_HIT,
@@ -53,8 +54,31 @@ int mc_add(struct mc *mc, const char *key, size_t keylen, const void *val,
 /* Delete key (a corrupt entry). Returns 0 or -1. */
 int mc_delete(struct mc *mc, const char *key, size_t keylen);
 
-/* Ask every server for its version. Returns 0 when all answer. */
-int mc_ping(struct mc *mc);
+/*
+ * Readiness: a real round trip to every server (a get of a probe key, found
+ * or not found both count), each within a short timeout. Writes the
+ * servers that did not answer as "host:port,host:port" into down (cut to
+ * downlen). Returns how many did not answer; equal to mc_server_count()
+ * when memcached is wholly unreachable.
+ */
+int mc_ping(struct mc *mc, char *down, size_t downlen);
+
+/* How many servers MEMCACHED_SERVERS named. */
+int mc_server_count(const struct mc *mc);
+
+/*
+ * The server ("host:port" into out) that consistent hashing picks for a
+ * cache key; no I/O. Not safe against concurrent calls on one mc (tests
+ * and tools). Returns 0 or -1.
+ */
+int mc_server_for(struct mc *mc, const char *key, size_t keylen, char *out,
+    size_t outlen);
+
+/*
+ * Time every operation into metrics_memcached (m outlives mc; NULL: off).
+ * Call before other threads use mc.
+ */
+void mc_set_metrics(struct mc *mc, struct metrics *m);
 
 /* 1 while the last operation succeeded, 0 after a failure. */
 int mc_healthy(struct mc *mc);

@@ -44,7 +44,7 @@ static const char *const outcome_names[] = {
 static const char *const error_kinds[] = {
     "bad_request", "not_found", "method", "upstream_4xx", "upstream_5xx",
     "upstream_unreachable", "upstream_timeout", "busy", "breaker_open",
-    "internal", "other"
+    "forbidden", "internal", "other"
 };
 #define NKIND (sizeof(error_kinds) / sizeof(error_kinds[0]))
 
@@ -83,6 +83,7 @@ struct idx {
     _Atomic uint64_t upstream_bytes;
     _Atomic uint64_t errors[NKIND];
     _Atomic uint64_t rate_limited;
+    struct histogram duration;  /* every request of the indice */
 };
 
 struct metrics {
@@ -335,6 +336,7 @@ metrics_request(struct metrics *m, const char *indice,
     inc(&p->requests[cache][status_slot(status)], 1);
     inc(&p->response_bytes, bytes);
     hist_observe(&m->request_duration[cache], seconds);
+    hist_observe(&p->duration, seconds);
 }
 
 /* Outcomes where no call was made: busy and breaker_open. */
@@ -732,6 +734,11 @@ metrics_render_prometheus(struct metrics *m, const struct metrics_gauges *g,
         g->memcached_configured != 0);
     out_single(&o, "hereproxy_memcached_up", "gauge",
         "1 when the memcached tier answers.", g->memcached_up != 0);
+    out_single(&o, "hereproxy_memcached_servers", "gauge",
+        "memcached servers configured.", g->memcached_servers);
+    out_single(&o, "hereproxy_memcached_servers_down", "gauge",
+        "memcached servers not answering a round trip at scrape time.",
+        g->memcached_servers_down);
     out_single(&o, "hereproxy_upstream_inflight", "gauge",
         "Upstream exchanges in progress.", g->upstream_inflight);
     out_single(&o, "hereproxy_upstream_queued", "gauge",
@@ -781,6 +788,7 @@ metrics_render_prometheus(struct metrics *m, const struct metrics_gauges *g,
 struct summary {
     uint64_t requests, by_cache[METRICS_NCACHE], bytes;
     uint64_t upstream_calls, upstream_bytes, errors, rate_limited;
+    uint64_t buckets[NBOUNDS + 1];  /* request durations, not cumulative */
 };
 
 static void
@@ -802,6 +810,8 @@ summarize(struct idx *p, struct summary *s)
     for (k = 0; k < NKIND; k++)
         s->errors += get(&p->errors[k]);
     s->rate_limited += get(&p->rate_limited);
+    for (k = 0; k <= NBOUNDS; k++)
+        s->buckets[k] += get(&p->duration.counts[k]);
 }
 
 /* Totals add up what the indices show: each counter is read once. */
@@ -818,6 +828,78 @@ summary_add(struct summary *t, const struct summary *s)
     t->upstream_bytes += s->upstream_bytes;
     t->errors += s->errors;
     t->rate_limited += s->rate_limited;
+    for (c = 0; c <= NBOUNDS; c++)
+        t->buckets[c] += s->buckets[c];
+}
+
+double
+metrics_quantile(const uint64_t *counts, size_t n, double q)
+{
+    uint64_t total = 0, cum = 0;
+    double rank, lower;
+    size_t i;
+
+    if (n != NBOUNDS + 1 || !(q >= 0 && q <= 1))
+        return -1;
+    for (i = 0; i < n; i++)
+        total += counts[i];
+    if (total == 0)
+        return -1;
+    rank = q * (double)total;
+    for (i = 0; i < NBOUNDS; i++) {
+        if ((double)(cum + counts[i]) >= rank && counts[i] > 0) {
+            /*
+             * As Prometheus' histogram_quantile: linear within the
+             * bucket, the first bucket starting at 0.
+             */
+            lower = i == 0 ? 0 : bucket_bounds[i - 1];
+            return lower + (bucket_bounds[i] - lower) *
+                ((rank - (double)cum) / (double)counts[i]);
+        }
+        cum += counts[i];
+    }
+    /* In the +Inf bucket: the highest finite bound is all we know. */
+    return bucket_bounds[NBOUNDS - 1];
+}
+
+size_t
+metrics_nbuckets(void)
+{
+    return NBOUNDS + 1;
+}
+
+double
+metrics_bucket_bound(size_t i)
+{
+    return i < NBOUNDS ? bucket_bounds[i] : -1;
+}
+
+/* {"p50": ms, "p95": ms}, null without observations. */
+static cJSON *
+latency_json(const struct summary *s)
+{
+    static const struct { const char *name; double q; } qs[] = {
+        {"p50", 0.50}, {"p95", 0.95}
+    };
+    cJSON *o = cJSON_CreateObject();
+    size_t i;
+
+    if (o == NULL)
+        return NULL;
+    for (i = 0; i < sizeof(qs) / sizeof(qs[0]); i++) {
+        double v = metrics_quantile(s->buckets, NBOUNDS + 1, qs[i].q);
+        cJSON *item;
+
+        /* Milliseconds to a microsecond: the buckets are no finer. */
+        item = v < 0 ? cJSON_AddNullToObject(o, qs[i].name)
+                     : cJSON_AddNumberToObject(o, qs[i].name,
+                           (double)(long long)(v * 1e6 + 0.5) / 1e3);
+        if (item == NULL) {
+            cJSON_Delete(o);
+            return NULL;
+        }
+    }
+    return o;
 }
 
 static cJSON *
@@ -855,6 +937,12 @@ summary_json(const struct summary *s)
             (double)served / (double)lookups) != NULL;
     else if (ok)
         ok = cJSON_AddNullToObject(o, "hit_ratio") != NULL;
+    if (ok) {
+        cJSON *lat = latency_json(s);
+        ok = lat != NULL && cJSON_AddItemToObject(o, "latency_ms", lat);
+        if (lat != NULL && !ok)
+            cJSON_Delete(lat);
+    }
     if (!ok) {
         cJSON_Delete(o);
         return NULL;

@@ -49,6 +49,8 @@ struct metrics_gauges {
     uint64_t lru_evictions;     /* a counter owned by the LRU */
     int memcached_configured;   /* 0 or 1 */
     int memcached_up;           /* 0 or 1 */
+    uint64_t memcached_servers;       /* in MEMCACHED_SERVERS */
+    uint64_t memcached_servers_down;  /* not answering a round trip now */
     uint64_t upstream_inflight;
     uint64_t upstream_queued;
     int breaker_open;           /* 0 or 1 */
@@ -98,7 +100,8 @@ void metrics_upstream(struct metrics *m, const char *indice,
 /*
  * One error answered to a client: kind is one of bad_request, not_found,
  * method, upstream_4xx, upstream_5xx, upstream_unreachable,
- * upstream_timeout, busy, breaker_open, internal (else "other").
+ * upstream_timeout, busy, breaker_open, forbidden, internal (else
+ * "other").
  */
 void metrics_error(struct metrics *m, const char *indice, const char *kind);
 
@@ -122,13 +125,35 @@ char *metrics_render_prometheus(struct metrics *m,
  * Per-indice summary as JSON:
  * {"indices":{"A":{"requests":N,"hits":N,"misses":N,"stale":N,
  *  "coalesced":N,"bytes":N,"upstream_calls":N,"upstream_bytes":N,
- *  "errors":N,"rate_limited":N,"hit_ratio":R},...},"totals":{...}}
+ *  "errors":N,"rate_limited":N,"hit_ratio":R,
+ *  "latency_ms":{"p50":Q,"p95":Q}},...},"totals":{...}}
  * hit_ratio = (hits + stale) / (hits + stale + misses + coalesced): the
  * share of cache lookups answered from the cache; null before any lookup.
+ * latency_ms: quantiles of the indice's request durations (every cache
+ * result) in milliseconds, interpolated within the histogram buckets as
+ * histogram_quantile() does (see metrics_quantile); null before any
+ * request. Each indice keeps one fixed histogram, so memory stays bounded
+ * by max_indices.
  * upstream_calls counts exchanges that reached the network (all outcomes
  * but busy and breaker_open). Returns a string the caller frees with
  * free(), or NULL when out of memory.
  */
 char *metrics_render_json(struct metrics *m);
+
+/*
+ * The q-quantile (0..1) in seconds of a duration histogram given as
+ * per-bucket (not cumulative) counts over the registry's buckets, the last
+ * being +Inf: n must be metrics_nbuckets(). Linear interpolation inside the
+ * bucket holding the rank, the first bucket starting at 0; a rank in the
+ * +Inf bucket gives the highest finite bound. Returns -1 when there are no
+ * observations or the arguments are bad. Pure.
+ */
+double metrics_quantile(const uint64_t *counts, size_t n, double q);
+
+/* Buckets of every duration histogram, +Inf included. */
+size_t metrics_nbuckets(void);
+
+/* The upper bound of bucket i (i < metrics_nbuckets() - 1), in seconds. */
+double metrics_bucket_bound(size_t i);
 
 #endif

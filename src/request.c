@@ -729,6 +729,15 @@ request_parse(const char *method, const char *uri,
         }
         return 0;
     }
+    if ((plen == 8 && memcmp(uri, "/metrics", 8) == 0) ||
+        (plen == 19 && memcmp(uri, "/metrics/prometheus", 19) == 0)) {
+        req->route = plen == 8 ? ROUTE_METRICS : ROUTE_METRICS_PROMETHEUS;
+        if (req->method != METHOD_GET && req->method != METHOD_HEAD) {
+            snprintf(err, errlen, "method not allowed");
+            return 405;
+        }
+        return 0;
+    }
     if (plen <= PREFIX_LEN || memcmp(uri, PREFIX, PREFIX_LEN) != 0) {
         snprintf(err, errlen, "no such endpoint");
         return 404;

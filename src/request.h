@@ -20,7 +20,9 @@ enum req_route {
     ROUTE_META,      /* /here-proxy/{info|copyright|...} */
     ROUTE_PREFLIGHT, /* OPTIONS on /here-proxy/... */
     ROUTE_HEALTHZ,
-    ROUTE_READYZ
+    ROUTE_READYZ,
+    ROUTE_METRICS,   /* /metrics: per-indice JSON */
+    ROUTE_METRICS_PROMETHEUS /* /metrics/prometheus: text format 0.0.4 */
 };
 
 enum req_method {

@@ -13,7 +13,7 @@
 #define HEADERS_MAX 2048
 
 /* Headers a browser script may read on a cross-origin tile. */
-#define EXPOSED "X-Cache, X-Index, ETag"
+#define EXPOSED "X-Cache, X-Index, X-Request-ID, ETag"
 
 const char *
 response_reason(int status)
@@ -102,6 +102,11 @@ common_headers(char *buf, size_t *len, int status,
         put(buf, len, meta->indice);
         put(buf, len, "\r\n");
     }
+    if (meta->request_id != NULL) {
+        put(buf, len, "X-Request-ID: ");
+        put(buf, len, meta->request_id);
+        put(buf, len, "\r\n");
+    }
     if (meta->retry_after_s > 0)
         hdr(buf, len, "Retry-After: %ld\r\n", meta->retry_after_s);
     if (meta->cors_origin != NULL) {
@@ -125,18 +130,26 @@ send_all(struct FCGX_Stream *out, const char *headers, size_t hlen,
 }
 
 size_t
-response_json(struct FCGX_Stream *out, int status, const char *json,
-    const struct response_meta *meta)
+response_text(struct FCGX_Stream *out, int status, const char *content_type,
+    const char *body, const struct response_meta *meta)
 {
     char buf[HEADERS_MAX];
-    size_t len = 0, blen = strlen(json);
+    size_t len = 0, blen = strlen(body);
 
     common_headers(buf, &len, status, meta);
     if (meta->allow != NULL)
         hdr(buf, &len, "Allow: %s\r\n", meta->allow);
-    hdr(buf, &len, "Content-Type: application/json\r\n"
-        "Content-Length: %zu\r\nCache-Control: no-store\r\n\r\n", blen);
-    return send_all(out, buf, len, json, blen, meta->head);
+    hdr(buf, &len, "Content-Type: %s\r\n"
+        "Content-Length: %zu\r\nCache-Control: no-store\r\n\r\n",
+        content_type, blen);
+    return send_all(out, buf, len, body, blen, meta->head);
+}
+
+size_t
+response_json(struct FCGX_Stream *out, int status, const char *json,
+    const struct response_meta *meta)
+{
+    return response_text(out, status, "application/json", json, meta);
 }
 
 size_t

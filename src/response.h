@@ -21,11 +21,17 @@ struct response_meta {
     const char *allow;        /* Allow, on 405 */
     long retry_after_s;       /* Retry-After when > 0 */
     int head;                 /* HEAD: headers only */
+    const char *request_id;   /* X-Request-ID; NULL to omit */
 };
 
 /* {"error": message, "status": status} with Content-Type JSON. */
 size_t response_error(struct FCGX_Stream *out, int status,
     const char *message, const struct response_meta *meta);
+
+/* A text document with its Content-Type (Cache-Control: no-store). */
+size_t response_text(struct FCGX_Stream *out, int status,
+    const char *content_type, const char *body,
+    const struct response_meta *meta);
 
 /* A JSON document given as text. */
 size_t response_json(struct FCGX_Stream *out, int status, const char *json,

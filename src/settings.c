@@ -8,6 +8,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "acl.h"
 #include "settings.h"
 #include "log.h"
 #include "util.h"
@@ -209,6 +210,17 @@ settings_set(struct settings *cfg, const char *name, const char *value,
             return -1;
         }
         break;
+    case CFG_ACL: {
+        struct acl *acl = NULL;
+        char msg[256];
+
+        if (acl_parse(&acl, value, msg, sizeof(msg)) != 0) {
+            snprintf(err, errlen, "%s: %s", s->name, msg);
+            return -1;
+        }
+        acl_free(acl);
+        break;
+    }
     case CFG_SERVERS:
         if (*value != '\0' && !valid_servers(value)) {
             snprintf(err, errlen, "%s: must be host:port[,host:port...]: "
@@ -289,6 +301,7 @@ settings_cleanup(struct settings *cfg)
         case CFG_SECRET:
         case CFG_URL:
         case CFG_ORIGINS:
+        case CFG_ACL:
         case CFG_SERVERS: {
             char **slot = (char **)((char *)cfg + settings[i].offset);
             free(*slot);
@@ -507,6 +520,7 @@ settings_dump(const struct settings *cfg, FILE *fp)
         case CFG_STR:
         case CFG_URL:
         case CFG_ORIGINS:
+        case CFG_ACL:
         case CFG_SERVERS:
             fprintf(fp, "%s=%s\n", s->name, *(char *const *)slot);
             break;
@@ -552,4 +566,78 @@ settings_origin_allowed(const struct settings *cfg, const char *origin)
             p++;
     }
     return 0;
+}
+
+/* What a reload may change: read per request, owned by no other module. */
+static const char *const reloadable[] = {
+    "HEREPROXY_CORS_ORIGINS", "LOG_LEVEL", "CACHE_TTL_DEFAULT",
+    "CACHE_TTL_CAP", "CACHE_META_TTL", "CACHE_STALE_TTL",
+    "CACHE_NEGATIVE_TTL", "CACHE_COALESCE_WAIT_MS", "SHUTDOWN_GRACE_MS",
+};
+
+int
+settings_reloadable(const char *name)
+{
+    size_t i;
+
+    for (i = 0; i < sizeof(reloadable) / sizeof(reloadable[0]); i++)
+        if (strcmp(reloadable[i], name) == 0)
+            return 1;
+    return 0;
+}
+
+int
+settings_keep_restart_only(struct settings *next,
+    const struct settings *cur, char *changed, size_t len)
+{
+    char *nbase = (char *)next;
+    const char *cbase = (const char *)cur;
+    size_t i, used = 0;
+    int n = 0;
+
+    if (len > 0)
+        *changed = '\0';
+    for (i = 0; i < NSETTINGS; i++) {
+        const struct setting *s = &settings[i];
+        void *nslot = nbase + s->offset;
+        const void *cslot = cbase + s->offset;
+        int differs;
+
+        if (settings_reloadable(s->name))
+            continue;
+        switch (s->kind) {
+        case CFG_SIZE:
+            differs = *(uint64_t *)nslot != *(const uint64_t *)cslot;
+            *(uint64_t *)nslot = *(const uint64_t *)cslot;
+            break;
+        case CFG_LONG:
+        case CFG_BOOL:
+        case CFG_LEVEL:
+            differs = *(long *)nslot != *(const long *)cslot;
+            *(long *)nslot = *(const long *)cslot;
+            break;
+        default: {
+            char *copy = strdup(*(char *const *)cslot);
+
+            if (copy == NULL)
+                return -1;
+            differs = strcmp(*(char **)nslot, copy) != 0;
+            free(*(char **)nslot);
+            *(char **)nslot = copy;
+            break;
+        }
+        }
+        if (differs) {
+            int w;
+
+            n++;
+            if (used < len) {
+                w = snprintf(changed + used, len - used, "%s%s",
+                    used > 0 ? "," : "", s->name);
+                if (w > 0)
+                    used += (size_t)w;
+            }
+        }
+    }
+    return n;
 }

@@ -36,6 +36,8 @@
     X(HEREPROXY_LISTEN, listen, CFG_STR, "", 0, 0)                            \
     X(HEREPROXY_CORS_ORIGINS, cors_origins, CFG_ORIGINS, "*", 0, 0)           \
     X(HEREPROXY_ZMAX, zmax, CFG_LONG, "20", 0, 22)                            \
+    X(SHUTDOWN_GRACE_MS, shutdown_grace_ms, CFG_LONG, "10000", 0, 600000)     \
+    X(NGINX_LOG_SOCKET, nginx_log_socket, CFG_STR, "", 0, 0)                  \
     X(CACHE_MAXSIZE, cache_maxsize, CFG_LONG, "50000", 0, 100000000)          \
     X(CACHE_MAXBYTES, cache_maxbytes, CFG_SIZE, "268435456", 0, 0)            \
     X(CACHE_TTL_DEFAULT, cache_ttl_default_s, CFG_LONG, "3600", 0, 31536000)  \
@@ -47,7 +49,9 @@
         600000)                                                              \
     X(MEMCACHED_SERVERS, memcached_servers, CFG_SERVERS, "", 0, 0)            \
     X(UPSTREAM_MAX_BYTES, upstream_max_bytes, CFG_SIZE, "8388608", 1024, 0)   \
-    X(LOG_LEVEL, log_level, CFG_LEVEL, "INFO", 0, 0)
+    X(LOG_LEVEL, log_level, CFG_LEVEL, "INFO", 0, 0)                         \
+    X(METRICS_MAX_INDICES, metrics_max_indices, CFG_LONG, "1000", 0, 100000) \
+    X(METRICS_ALLOW, metrics_allow, CFG_ACL, "loopback", 0, 0)
 
 enum setting_kind {
     CFG_STR,      /* any text */
@@ -58,7 +62,8 @@ enum setting_kind {
     CFG_LONG,     /* decimal within bounds */
     CFG_BOOL,     /* 0/1, true/false, yes/no, on/off */
     CFG_SIZE,     /* bytes with optional K, M, G */
-    CFG_LEVEL     /* log level */
+    CFG_LEVEL,    /* log level */
+    CFG_ACL       /* address list for acl_parse: loopback, any, CIDRs */
 };
 
 struct settings {
@@ -80,6 +85,8 @@ struct settings {
     char *listen;
     char *cors_origins;
     long zmax;
+    long shutdown_grace_ms;
+    char *nginx_log_socket;
     long cache_maxsize;
     uint64_t cache_maxbytes;
     long cache_ttl_default_s;
@@ -91,6 +98,8 @@ struct settings {
     char *memcached_servers;
     uint64_t upstream_max_bytes;
     long log_level;           /* enum log_level */
+    long metrics_max_indices; /* METRICS_DEFAULT_MAX_INDICES */
+    char *metrics_allow;      /* checked with acl_parse */
 };
 
 /* Fill every member with its default. Call settings_cleanup later. */
@@ -125,6 +134,18 @@ int settings_validate(const struct settings *cfg, char *err, size_t errlen);
 
 /* Print every setting as KEY=value, secrets as <redacted>. */
 void settings_dump(const struct settings *cfg, FILE *fp);
+
+/* True when a reload (SIGHUP) applies the named setting. */
+int settings_reloadable(const char *name);
+
+/*
+ * For a reload: copy every setting that needs a restart from cur into next
+ * (which then differs from cur only in reloadable settings). Writes the
+ * names of the restart-only settings that had changed, comma separated,
+ * into changed. Returns how many, or -1 when out of memory.
+ */
+int settings_keep_restart_only(struct settings *next,
+    const struct settings *cur, char *changed, size_t len);
 
 /* True when the origin is granted by HEREPROXY_CORS_ORIGINS. */
 int settings_origin_allowed(const struct settings *cfg, const char *origin);

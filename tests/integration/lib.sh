@@ -40,7 +40,7 @@ unset HERE_API_KEY HERE_API_KEY_FILE HERE_BASE_URL HERE_CA_FILE \
     HERE_RETRIES HERE_RETRY_BASE_MS HERE_RETRY_MAX_MS HERE_MAX_INFLIGHT \
     HERE_QUEUE_TIMEOUT_MS HERE_MAX_CONNECTIONS HERE_BREAKER_THRESHOLD \
     HERE_BREAKER_COOLDOWN_MS CACHE_STALE_TTL CACHE_NEGATIVE_TTL \
-    CACHE_COALESCE_WAIT_MS
+    CACHE_COALESCE_WAIT_MS METRICS_MAX_INDICES METRICS_ALLOW
 # Never send loopback test traffic through a proxy.
 unset http_proxy https_proxy HTTP_PROXY HTTPS_PROXY all_proxy ALL_PROXY
 export no_proxy='*' NO_PROXY='*'
@@ -126,6 +126,12 @@ _cleanup() {
             kill -KILL "$pid" 2>/dev/null || true
         }
     done
+    # Every line every proxy of this run wrote must be JSON, whatever the
+    # test checked: run after the proxies stopped, so their stop events
+    # are in too.
+    if [ "$rc" -eq 0 ] && ! _check_proxy_logs; then
+        rc=1
+    fi
     if [ "$rc" -ne 0 ]; then
         local f
         for f in "$RUN_DIR"/*.log; do
@@ -140,6 +146,46 @@ _cleanup() {
         rm -rf "$RUN_DIR"
     fi
     exit "$rc"
+}
+# _check_proxy_logs: every line of every $RUN_DIR/proxy-*.log is a JSON
+# object with ts and level; access lines (event "access") carry request_id,
+# method, path, indice, cache_status, status, latency_ms, bytes and
+# upstream_attempts, and upstream_status and upstream_http (maybe null).
+# Prints what is wrong; returns 1 then.
+_check_proxy_logs() {
+    local f out
+    for f in "$RUN_DIR"/proxy-*.log; do
+        [ -f "$f" ] || continue
+        if ! out=$(python3 - "$f" <<'PYEOF'
+import json, sys
+need = ["request_id", "method", "path", "indice", "cache_status", "status",
+        "latency_ms", "bytes", "upstream_attempts", "upstream_status",
+        "upstream_http"]
+bad = []
+with open(sys.argv[1], encoding="utf-8", errors="replace") as fp:
+    for n, line in enumerate(fp, 1):
+        try:
+            o = json.loads(line)
+        except ValueError as e:
+            bad.append("line %d is not JSON (%s): %s" % (n, e, line[:200].rstrip()))
+            continue
+        if not isinstance(o, dict) or not isinstance(o.get("ts"), str) or \
+                not isinstance(o.get("level"), str):
+            bad.append("line %d is not an object with ts and level: %s" % (n, line[:200].rstrip()))
+        elif o.get("event") == "access":
+            missing = [k for k in need if k not in o]
+            if missing:
+                bad.append("access line %d lacks %s" % (n, ",".join(missing)))
+print("\n".join(bad[:5]))
+sys.exit(1 if bad else 0)
+PYEOF
+        ); then
+            echo "not ok - every line of $(basename "$f") is a JSON log line"
+            printf '%s\n' "$out" | sed 's/^/#   /'
+            return 1
+        fi
+    done
+    return 0
 }
 trap _cleanup EXIT
 trap 'echo "# interrupted"; exit 1' TERM INT HUP

@@ -61,7 +61,7 @@ for line in open(sys.argv[1]):
     except ValueError:
         continue
     if str(o.get("indice", "")).startswith("cap") and o.get("status") == 503 \
-            and "upstream_status" not in o and o.get("error"):
+            and o.get("upstream_status") is None and o.get("error"):
         c += 1
 print(c)
 EOF

@@ -149,12 +149,16 @@ test_access_minimal(void **state)
     assert_string_equal(str_field(obj, "error"), "no such endpoint");
     assert_string_equal(str_field(obj, "ts"), "1970-01-01T00:00:00.000Z");
     assert_true(num_field(obj, "bytes") == 0);
-    /* NULL strings and upstream fields are left out. */
+    /* NULL strings are left out; upstream fields are null, attempts 0. */
     assert_null(cJSON_GetObjectItemCaseSensitive(obj, "method"));
     assert_null(cJSON_GetObjectItemCaseSensitive(obj, "path"));
     assert_null(cJSON_GetObjectItemCaseSensitive(obj, "indice"));
     assert_null(cJSON_GetObjectItemCaseSensitive(obj, "request_id"));
-    assert_null(cJSON_GetObjectItemCaseSensitive(obj, "upstream_status"));
+    assert_true(cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(obj,
+        "upstream_status")));
+    assert_true(cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(obj,
+        "upstream_http")));
+    assert_true(num_field(obj, "upstream_attempts") == 0);
     assert_null(cJSON_GetObjectItemCaseSensitive(obj, "upstream_ms"));
     assert_null(cJSON_GetObjectItemCaseSensitive(obj, "correlation_id"));
     cJSON_Delete(obj);
@@ -308,6 +312,56 @@ test_level_parse(void **state)
     }
 }
 
+static void
+test_request_id_valid(void **state)
+{
+    char longest[LOG_REQUEST_ID_MAX + 2];
+
+    (void)state;
+    assert_true(log_request_id_valid("a"));
+    assert_true(log_request_id_valid("req-1.2_3:abc"));
+    assert_true(log_request_id_valid("0123456789abcdefABCDEF"));
+    assert_false(log_request_id_valid(NULL));
+    assert_false(log_request_id_valid(""));
+    assert_false(log_request_id_valid("a b"));
+    assert_false(log_request_id_valid("a\"b"));
+    assert_false(log_request_id_valid("a\r\nX-Evil: 1"));
+    assert_false(log_request_id_valid("caf\xc3\xa9"));
+    assert_false(log_request_id_valid("a/b"));
+    memset(longest, 'x', LOG_REQUEST_ID_MAX);
+    longest[LOG_REQUEST_ID_MAX] = '\0';
+    assert_true(log_request_id_valid(longest));
+    longest[LOG_REQUEST_ID_MAX] = 'x';
+    longest[LOG_REQUEST_ID_MAX + 1] = '\0';
+    assert_false(log_request_id_valid(longest));
+}
+
+static void
+test_request_id_new(void **state)
+{
+    char a[LOG_REQUEST_ID_GEN + 1], b[LOG_REQUEST_ID_GEN + 1], small[5];
+    size_t i;
+    int differ = 0;
+
+    (void)state;
+    assert_ptr_equal(log_request_id_new(a, sizeof(a)), a);
+    assert_int_equal(strlen(a), LOG_REQUEST_ID_GEN);
+    for (i = 0; a[i] != '\0'; i++)
+        assert_non_null(strchr("0123456789abcdef", a[i]));
+    assert_true(log_request_id_valid(a));
+    /* 100 ids in a row, none equal to the one before. */
+    for (i = 0; i < 100; i++) {
+        log_request_id_new(b, sizeof(b));
+        if (strcmp(a, b) != 0)
+            differ++;
+        memcpy(a, b, sizeof(a));
+    }
+    assert_int_equal(differ, 100);
+    /* A short buffer is filled and terminated, never overrun. */
+    log_request_id_new(small, sizeof(small));
+    assert_int_equal(strlen(small), sizeof(small) - 1);
+}
+
 int
 main(void)
 {
@@ -318,6 +372,8 @@ main(void)
         cmocka_unit_test(test_access_non_utf8),
         cmocka_unit_test(test_access_long_values),
         cmocka_unit_test(test_level_parse),
+        cmocka_unit_test(test_request_id_valid),
+        cmocka_unit_test(test_request_id_new),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -911,6 +911,8 @@ test_gauges(void **state)
     g.lru_evictions = 7;
     g.memcached_configured = 1;
     g.memcached_up = 5;             /* any true value renders as 1 */
+    g.memcached_servers = 3;
+    g.memcached_servers_down = 1;
     g.upstream_inflight = 3;
     g.upstream_queued = 2;
     g.breaker_open = 1;
@@ -927,6 +929,8 @@ test_gauges(void **state)
     assert_int_equal(sample(text, "hereproxy_cache_evictions_total"), 7);
     assert_int_equal(sample(text, "hereproxy_memcached_configured"), 1);
     assert_int_equal(sample(text, "hereproxy_memcached_up"), 1);
+    assert_int_equal(sample(text, "hereproxy_memcached_servers"), 3);
+    assert_int_equal(sample(text, "hereproxy_memcached_servers_down"), 1);
     assert_int_equal(sample(text, "hereproxy_upstream_inflight"), 3);
     assert_int_equal(sample(text, "hereproxy_upstream_queued"), 2);
     assert_int_equal(sample(text, "hereproxy_breaker_open"), 1);
@@ -1163,6 +1167,174 @@ print_render(void)
     return 0;
 }
 
+/* ------------------------------------------------- latency quantiles */
+
+/* root.indices[indice].latency_ms[q] (or totals), -1 for null. */
+static double
+jlat(cJSON *root, const char *indice, const char *q)
+{
+    cJSON *o = indice == NULL ? cJSON_GetObjectItemCaseSensitive(root,
+        "totals") : cJSON_GetObjectItemCaseSensitive(
+        cJSON_GetObjectItemCaseSensitive(root, "indices"), indice);
+    cJSON *lat = cJSON_GetObjectItemCaseSensitive(o, "latency_ms");
+    cJSON *v = cJSON_GetObjectItemCaseSensitive(lat, q);
+
+    if (v == NULL)
+        fail_msg("no latency_ms.%s in %s", q, indice ? indice : "totals");
+    if (cJSON_IsNull(v))
+        return -1;
+    assert_true(cJSON_IsNumber(v));
+    return v->valuedouble;
+}
+
+static void
+test_quantile(void **state)
+{
+    size_t n = metrics_nbuckets(), i;
+    uint64_t c[64];
+
+    (void)state;
+    assert_true(n >= 2 && n <= 64);
+    /* The buckets reach from 100 us to 30 s. */
+    assert_true(fabs(metrics_bucket_bound(0) - 0.0001) < 1e-12);
+    assert_true(fabs(metrics_bucket_bound(n - 2) - 30) < 1e-12);
+    assert_true(metrics_bucket_bound(n - 1) < 0);
+    for (i = 1; i + 1 < n; i++)
+        assert_true(metrics_bucket_bound(i) > metrics_bucket_bound(i - 1));
+
+    memset(c, 0, sizeof(c));
+    assert_true(metrics_quantile(c, n, 0.5) == -1);     /* nothing yet */
+    /* Ten in the first bucket [0, 0.1 ms]: linear from 0. */
+    c[0] = 10;
+    assert_true(fabs(metrics_quantile(c, n, 0.5) - 0.00005) < 1e-12);
+    assert_true(fabs(metrics_quantile(c, n, 1.0) - 0.0001) < 1e-12);
+    /* One in (0.5 ms, 1 ms]: p50 halfway, p95 near its top. */
+    memset(c, 0, sizeof(c));
+    c[3] = 1;
+    assert_true(fabs(metrics_quantile(c, n, 0.5) - 0.00075) < 1e-12);
+    assert_true(fabs(metrics_quantile(c, n, 0.95) - 0.000975) < 1e-12);
+    /* Nine fast, one slow: p50 among the fast, p95 in the slow bucket. */
+    memset(c, 0, sizeof(c));
+    c[1] = 9;           /* (0.1 ms, 0.25 ms] */
+    c[13] = 1;          /* (1 s, 2.5 s] */
+    assert_true(fabs(metrics_quantile(c, n, 0.5) -
+        (0.0001 + 0.00015 * 5.0 / 9.0)) < 1e-12);
+    assert_true(fabs(metrics_quantile(c, n, 0.95) - 1.75) < 1e-12);
+    /* Past the last bound: the highest finite bound. */
+    memset(c, 0, sizeof(c));
+    c[n - 1] = 3;
+    assert_true(metrics_quantile(c, n, 0.5) == 30);
+    /* Bad arguments. */
+    c[0] = 1;
+    assert_true(metrics_quantile(c, n - 1, 0.5) == -1);
+    assert_true(metrics_quantile(c, n, -0.1) == -1);
+    assert_true(metrics_quantile(c, n, 1.1) == -1);
+    assert_true(metrics_quantile(c, n, NAN) == -1);
+}
+
+static void
+test_json_latency(void **state)
+{
+    struct metrics *m = metrics_new(2);
+    cJSON *j;
+    int i;
+
+    (void)state;
+    assert_non_null(m);
+    j = json(m);
+    /* No request at all: null quantiles in the totals. */
+    assert_true(jlat(j, NULL, "p50") == -1);
+    assert_true(jlat(j, NULL, "p95") == -1);
+    cJSON_Delete(j);
+
+    for (i = 0; i < 9; i++)
+        metrics_request(m, "A", METRICS_HIT, 200, 0.0002, 10);
+    metrics_request(m, "A", METRICS_MISS, 200, 2.0, 10);
+    /* An indice with errors but no request has no latency. */
+    metrics_error(m, "B", "internal");
+    /* Past max_indices: _other has its own histogram. */
+    metrics_request(m, "C", METRICS_MISS, 502, 0.0007, 10);
+
+    j = json(m);
+    /* p50: rank 5 of 9 in (0.1, 0.25] ms; p95: rank 9.5 in (1, 2.5] s. */
+    assert_true(fabs(jlat(j, "A", "p50") - 0.183) < 1e-9);
+    assert_true(fabs(jlat(j, "A", "p95") - 1750) < 1e-9);
+    assert_true(jlat(j, "B", "p50") == -1);
+    assert_true(jlat(j, "B", "p95") == -1);
+    assert_true(jhas(j, "_other"));
+    assert_true(fabs(jlat(j, "_other", "p50") - 0.75) < 1e-9);
+    /* Totals: 11 requests; rank 5.5 and 10.45. */
+    assert_true(fabs(jlat(j, NULL, "p50") -
+        (0.1 + 0.15 * 5.5 / 9.0)) < 1e-3);
+    assert_true(fabs(jlat(j, NULL, "p95") - (1000 + 1500 * 0.45)) < 1e-6);
+    cJSON_Delete(j);
+    metrics_free(m);
+}
+
+/* The exact JSON shape the live demo panel reads. */
+static void
+test_json_shape(void **state)
+{
+    static const char *const fields[] = {
+        "requests", "hits", "misses", "stale", "coalesced", "bytes",
+        "upstream_calls", "upstream_bytes", "errors", "rate_limited",
+        "hit_ratio", "latency_ms"
+    };
+    struct metrics *m = metrics_new(10);
+    cJSON *j, *o, *item;
+    const char *where[] = {"A", NULL};
+    size_t i, k, n;
+
+    (void)state;
+    metrics_request(m, "A", METRICS_HIT, 200, 0.001, 10);
+    j = json(m);
+    n = 0;
+    for (item = j->child; item != NULL; item = item->next)
+        n++;
+    assert_int_equal(n, 2);
+    assert_non_null(cJSON_GetObjectItemCaseSensitive(j, "indices"));
+    assert_non_null(cJSON_GetObjectItemCaseSensitive(j, "totals"));
+    for (i = 0; i < 2; i++) {
+        o = where[i] == NULL ? cJSON_GetObjectItemCaseSensitive(j, "totals")
+            : cJSON_GetObjectItemCaseSensitive(
+                  cJSON_GetObjectItemCaseSensitive(j, "indices"), where[i]);
+        assert_non_null(o);
+        /* Those fields, in that order, and nothing else. */
+        item = o->child;
+        for (k = 0; k < sizeof(fields) / sizeof(fields[0]); k++) {
+            assert_non_null(item);
+            assert_string_equal(item->string, fields[k]);
+            item = item->next;
+        }
+        assert_null(item);
+        item = cJSON_GetObjectItemCaseSensitive(o, "latency_ms");
+        assert_true(cJSON_IsObject(item));
+        assert_string_equal(item->child->string, "p50");
+        assert_string_equal(item->child->next->string, "p95");
+        assert_null(item->child->next->next);
+    }
+    cJSON_Delete(j);
+    metrics_free(m);
+}
+
+static void
+test_forbidden_kind(void **state)
+{
+    struct metrics *m = metrics_new(10);
+    char *text;
+
+    (void)state;
+    metrics_error(m, "-", "forbidden");
+    metrics_error(m, "-", "no-such-kind");
+    text = render(m);
+    assert_int_equal(sample(text, "hereproxy_errors_total{indice=\"-\","
+        "kind=\"forbidden\"}"), 1);
+    assert_int_equal(sample(text, "hereproxy_errors_total{indice=\"-\","
+        "kind=\"other\"}"), 1);
+    free(text);
+    metrics_free(m);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -1180,6 +1352,10 @@ main(int argc, char **argv)
         cmocka_unit_test(test_null),
         cmocka_unit_test(test_threads),
         cmocka_unit_test(test_render_while_recording),
+        cmocka_unit_test(test_quantile),
+        cmocka_unit_test(test_json_latency),
+        cmocka_unit_test(test_json_shape),
+        cmocka_unit_test(test_forbidden_kind),
     };
 
     /* test_metrics --render: a sample exposition on stdout. */

@@ -211,6 +211,14 @@ static const struct rcase cases[] = {
     {"GET", "/readyz", 0, ""},
     {"HEAD", "/readyz", 0, ""},
     {"GET", "/healthz?verbose=1", 0, ""},
+    /* ---- metrics */
+    {"GET", "/metrics", 0, ""},
+    {"HEAD", "/metrics/prometheus", 0, ""},
+    {"GET", "/metrics/prometheus?x=1", 0, ""},
+    {"POST", "/metrics", 405, "method"},
+    {"GET", "/metrics/", 404, NULL},
+    {"GET", "/metrics/json", 404, NULL},
+    {"GET", "/metrics/prometheusx", 404, NULL},
     /* ---- metadata endpoints */
     {"GET", "/here-proxy/info", 0, "info"},
     {"GET", "/here-proxy/copyright", 0, "copyright"},
@@ -547,6 +555,13 @@ test_routes(void **state)
     assert_int_equal(request_parse("GET", "/readyz", &policy, &r, err,
         sizeof(err)), 0);
     assert_int_equal(r.route, ROUTE_READYZ);
+    assert_int_equal(request_parse("GET", "/metrics", &policy, &r, err,
+        sizeof(err)), 0);
+    assert_int_equal(r.route, ROUTE_METRICS);
+    assert_int_equal(request_parse("GET", "/metrics/prometheus", &policy, &r,
+        err, sizeof(err)), 0);
+    assert_int_equal(r.route, ROUTE_METRICS_PROMETHEUS);
+    assert_string_equal(r.indice, "-");
 
     /* Preflight: OPTIONS anywhere under the prefix, before validation. */
     assert_int_equal(request_parse("OPTIONS", "/here-proxy/mc/1/0/0/png",

@@ -648,7 +648,7 @@ test_dump(void **state)
         char *p;
         for (p = text; *p; p++)
             lines += *p == '\n';
-        assert_int_equal(lines, 29);
+        assert_int_equal(lines, 33);
     }
     free(text);
     settings_cleanup(&c);
@@ -710,6 +710,48 @@ test_origin_allowed(void **state)
     settings_cleanup(&c);
 }
 
+static void
+test_keep_restart_only(void **state)
+{
+    struct settings cur, next;
+    char err[256], changed[256];
+
+    (void)state;
+    assert_int_equal(settings_init(&cur), 0);
+    assert_int_equal(settings_init(&next), 0);
+    assert_int_equal(settings_apply_text(&cur,
+        "HERE_API_KEY=old\nMEMCACHED_SERVERS=127.0.0.1:1\n", "cur", err,
+        sizeof(err)), 0);
+    assert_int_equal(settings_apply_text(&next,
+        "HERE_API_KEY=new\nMEMCACHED_SERVERS=127.0.0.1:1\n"
+        "HEREPROXY_THREADS=8\nCACHE_MAXBYTES=1M\n"
+        "HEREPROXY_CORS_ORIGINS=https://a.example\nLOG_LEVEL=DEBUG\n"
+        "CACHE_TTL_DEFAULT=60\nSHUTDOWN_GRACE_MS=500\n", "next", err,
+        sizeof(err)), 0);
+    assert_int_equal(settings_keep_restart_only(&next, &cur, changed,
+        sizeof(changed)), 3);
+    assert_string_equal(changed,
+        "HERE_API_KEY,HEREPROXY_THREADS,CACHE_MAXBYTES");
+    /* Restart-only settings keep the running values ... */
+    assert_string_equal(next.here_api_key, "old");
+    assert_int_equal(next.threads, 64);
+    assert_true(next.cache_maxbytes == 268435456ULL);
+    assert_string_equal(next.memcached_servers, "127.0.0.1:1");
+    /* ... the reloadable ones take the new. */
+    assert_string_equal(next.cors_origins, "https://a.example");
+    assert_int_equal(next.log_level, LOG_LEVEL_DEBUG);
+    assert_int_equal(next.cache_ttl_default_s, 60);
+    assert_int_equal(next.shutdown_grace_ms, 500);
+    assert_true(settings_reloadable("HEREPROXY_CORS_ORIGINS"));
+    assert_false(settings_reloadable("MEMCACHED_SERVERS"));
+    /* Nothing restart-only changed: nothing listed. */
+    assert_int_equal(settings_keep_restart_only(&next, &cur, changed,
+        sizeof(changed)), 0);
+    assert_string_equal(changed, "");
+    settings_cleanup(&cur);
+    settings_cleanup(&next);
+}
+
 int
 main(void)
 {
@@ -724,6 +766,7 @@ main(void)
         cmocka_unit_test(test_dump),
         cmocka_unit_test(test_dump_roundtrip),
         cmocka_unit_test(test_origin_allowed),
+        cmocka_unit_test(test_keep_restart_only),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
