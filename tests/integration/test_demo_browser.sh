@@ -4,7 +4,7 @@
 # NGINX serves the page and Debian's Leaflet, the tile layer goes through
 # hereproxy to the local upstream; tiles load with 200, a pan away and back
 # gives cache hits, and the page's /metrics panel shows them.  A screenshot
-# is kept in the run directory (and copied to tests/browser/ in the build
+# is kept in the run directory (and copied to tests/browser-node/ in the build
 # tree).  Missing chromium, node or npm is a failure, never a skip.
 . "$(dirname "$0")/lib.sh"
 
@@ -18,7 +18,7 @@ LEAFLET=/usr/share/javascript/leaflet
 
 # playwright-core, installed from the lock file into the build tree (never
 # the source tree, which may be read-only), reused while the lock is the same.
-NODE_DIR=$abs_top_builddir/tests/browser
+NODE_DIR=$abs_top_builddir/tests/browser-node
 mkdir -p "$NODE_DIR" || die "cannot create $NODE_DIR"
 if ! cmp -s "$abs_top_srcdir/tests/browser/package-lock.json" "$NODE_DIR/package-lock.json" ||
     [ ! -d "$NODE_DIR/node_modules/playwright-core" ]; then
