@@ -593,6 +593,7 @@ _proxy_env() {
 }
 
 # ---------------------------------------------------------------------- nginx
+# NGINX_EXTRA_LOCATIONS (optional): lines added to the server block.
 # start_nginx NAME FASTCGI_ADDR: a standalone NGINX on a free port whose
 # server block is the shipped conf/nginx/hereproxy.conf with its addresses
 # replaced (FASTCGI_ADDR: HOST:PORT or unix:/path).  Sets NGINX_PORT,
@@ -610,7 +611,14 @@ start_nginx() {
         _nginx_main_conf "$d"
         sed -e "s|127\.0\.0\.1:9000|$addr|g" \
             -e "s|listen 127\.0\.0\.1:8080|listen 127.0.0.1:$NGINX_PORT|" "$src" |
-            sed 's/^/    /'
+            sed 's/^/    /' |
+            if [ -n "${NGINX_EXTRA_LOCATIONS:-}" ]; then
+                # extra server-level lines (e.g. the demo page's locations)
+                awk -v extra="$NGINX_EXTRA_LOCATIONS" \
+                    '{ print } /^ *listen 127\.0\.0\.1:/ && !done { print extra; done = 1 }'
+            else
+                cat
+            fi
         echo "}"
     } >"$d/nginx.conf"
     grep -q "listen 127.0.0.1:$NGINX_PORT" "$d/nginx.conf" ||

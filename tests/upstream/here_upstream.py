@@ -399,7 +399,7 @@ def encode_jpeg(idx, size, palette, comment):
 
 
 # --------------------------------------------------------------------------
-# Tile cache: same URL (apiKey aside) -> same bytes.
+# Tile cache (LRU, 2000 tiles): same URL (apiKey aside) -> same bytes.
 # --------------------------------------------------------------------------
 TILE_PARAMS = ("style", "size", "ppi", "scale", "lang", "lang2", "pview", "features")
 _tiles, _tiles_lock, TILE_CACHE_MAX = {}, threading.Lock(), 2000
@@ -410,9 +410,10 @@ def tile_bytes(resource, z, x, y, fmt, params, revision=0):
     a revision other than 0 stands for a tile HERE has changed since)."""
     key = (resource, z, x, y, fmt, revision) + tuple(params[p] for p in TILE_PARAMS)
     with _tiles_lock:
-        body = _tiles.get(key)
-    if body is not None:
-        return body
+        body = _tiles.pop(key, None)
+        if body is not None:
+            _tiles[key] = body  # most recently used last: an LRU in a dict
+            return body
     size = int(params["size"])
     palette = palette_for(params["style"])
     idx = render_indices(resource, z, x, y, size)
@@ -427,7 +428,7 @@ def tile_bytes(resource, z, x, y, fmt, params, revision=0):
         body = encode_png(idx, size, palette, fmt == "png8", comment)
     with _tiles_lock:
         if len(_tiles) >= TILE_CACHE_MAX:
-            del _tiles[next(iter(_tiles))]  # oldest first
+            del _tiles[next(iter(_tiles))]  # least recently used
         _tiles[key] = body
     return body
 
