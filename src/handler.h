@@ -7,6 +7,7 @@
 #include "cache.h"
 #include "entry.h"
 #include "flight.h"
+#include "admit.h"
 #include "request.h"
 #include "settings.h"
 #include "upstream.h"
@@ -26,6 +27,7 @@ struct handler {
     struct cache *cache;
     struct upstream *upstream;
     struct flights *flights;
+    struct admit *limits;
     struct breaker breaker;
     struct request_policy policy;
 };
@@ -39,6 +41,7 @@ struct handler_later {
     struct flight *flight;        /* NULL: nothing to do */
     struct entry *stale;
     long meta_ttl;                /* >= 0 for metadata: its fixed TTL */
+    char indice[REQUEST_INDICE_MAX + 1];  /* whose quota a refetch spends */
     size_t key_len;
     char key[REQUEST_KEY_MAX];
 };

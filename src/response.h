@@ -21,6 +21,11 @@ struct response_meta {
     const char *allow;        /* Allow, on 405 */
     long retry_after_s;       /* Retry-After when > 0 */
     int head;                 /* HEAD: headers only */
+    /* RateLimit-Limit, -Remaining, -Reset when rate_limited is 1 */
+    int rate_limited;
+    long rate_limit;
+    long rate_remaining;
+    long rate_reset_s;
 };
 
 /* {"error": message, "status": status} with Content-Type JSON. */
