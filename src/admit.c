@@ -147,13 +147,13 @@ admit_free(struct admit *l)
 int
 admit_by_address(const struct admit *l)
 {
-    return l->ip_spec.limit > 0;
+    return l != NULL && l->ip_spec.limit > 0;
 }
 
 const struct acl *
 admit_trusted(const struct admit *l)
 {
-    return l->trusted;
+    return l != NULL ? l->trusted : NULL;
 }
 
 /* ---------------------------------------------------------------- counting */
@@ -251,9 +251,13 @@ admit_request(struct admit *l, const char *indice, const char *client,
     int64_t now_ms, int64_t now_s, struct admit_verdict *out)
 {
     struct admit_verdict by_ip, by_index;
-    const struct rate_spec *spec =
-        rate_overrides_find(&l->index_over, indice, &l->index_spec);
+    const struct rate_spec *spec;
 
+    memset(out, 0, sizeof(*out));
+    out->allowed = 1;
+    if (l == NULL)
+        return 1;
+    spec = rate_overrides_find(&l->index_over, indice, &l->index_spec);
     memset(&by_ip, 0, sizeof(by_ip));
     by_ip.allowed = 1;
     if (client != NULL)
@@ -352,11 +356,13 @@ int
 admit_upstream_begin(struct admit *l, const char *indice, int64_t now_s,
     char *reason, size_t reasonlen, long *retry_after_s)
 {
-    const struct rate_spec *quota =
-        rate_overrides_find(&l->quota_over, indice, &l->quota_spec);
+    const struct rate_spec *quota;
     char key[RATE_NAME_MAX + 8], spec_text[64];
     int refused;
 
+    if (l == NULL)
+        return 0;
+    quota = rate_overrides_find(&l->quota_over, indice, &l->quota_spec);
     pthread_mutex_lock(&l->lock);
     refused = co_active(l, "", now_s, reason, reasonlen, retry_after_s) ||
         co_active(l, indice, now_s, reason, reasonlen, retry_after_s);
@@ -403,7 +409,7 @@ admit_upstream_result(struct admit *l, int status, int retry_after_s,
 {
     char reason[200];
 
-    if (status == 0 || l->deny_threshold <= 0)
+    if (l == NULL || status == 0 || l->deny_threshold <= 0)
         return;
     pthread_mutex_lock(&l->lock);
     if (status != 401 && status != 403 && status != 429) {

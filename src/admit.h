@@ -26,6 +26,7 @@
  * logged as JSON events (cache_only_start, cache_only_end).
  *
  * Thread-safe; settings are read at creation and must outlive the object.
+ * A NULL struct admit limits nothing (every call allows).
  */
 
 struct admit;

@@ -248,6 +248,24 @@ test_here_denied(void **state)
     settings_cleanup(&c);
 }
 
+static void
+test_null(void **state)
+{
+    struct admit_verdict v;
+    char reason[64];
+    long ra = 0;
+
+    (void)state;
+    assert_false(admit_by_address(NULL));
+    assert_null(admit_trusted(NULL));
+    assert_int_equal(admit_request(NULL, "a", NULL, 0, NOON, &v), 1);
+    assert_false(v.limited);
+    admit_upstream_result(NULL, 401, 0, NOON);
+    assert_int_equal(admit_upstream_begin(NULL, "a", NOON, reason,
+        sizeof(reason), &ra), 0);
+    admit_free(NULL);
+}
+
 int
 main(void)
 {
@@ -257,6 +275,7 @@ main(void)
         cmocka_unit_test(test_quota),
         cmocka_unit_test(test_budget),
         cmocka_unit_test(test_here_denied),
+        cmocka_unit_test(test_null),
     };
 
     /* The cache-only events go to stderr; keep the test output short. */
