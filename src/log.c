@@ -10,6 +10,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "jsonw.h"
 #include "log.h"
 #include "util.h"
 
@@ -49,11 +50,10 @@ log_set_level(enum log_level level)
 
 /* One write(2) per line, so that lines from threads never interleave. */
 static void
-write_line(char *text)
+write_all(const char *text, size_t len)
 {
-    size_t len = strlen(text), off = 0;
+    size_t off = 0;
 
-    text[len++] = '\n';
     while (off < len) {
         ssize_t n = write(STDERR_FILENO, text + off, len - off);
         if (n < 0 && errno == EINTR)
@@ -62,6 +62,16 @@ write_line(char *text)
             break;
         off += (size_t)n;
     }
+}
+
+/* text has room for one more byte: its NUL becomes the newline. */
+static void
+write_line(char *text)
+{
+    size_t len = strlen(text);
+
+    text[len++] = '\n';
+    write_all(text, len);
 }
 
 /* Print the object, reserving a byte for the newline; frees obj. */
@@ -182,128 +192,70 @@ log_event(enum log_level level, const char *event, cJSON *fields)
     emit(obj);
 }
 
-/* Length of the valid UTF-8 sequence at s (RFC 3629), or 0. */
-static size_t
-utf8_sequence(const unsigned char *s)
-{
-    size_t n, i;
-    unsigned cp;
-
-    if (s[0] < 0x80)
-        return 1;
-    if (s[0] >= 0xc2 && s[0] <= 0xdf)
-        n = 2, cp = s[0] & 0x1f;
-    else if (s[0] >= 0xe0 && s[0] <= 0xef)
-        n = 3, cp = s[0] & 0x0f;
-    else if (s[0] >= 0xf0 && s[0] <= 0xf4)
-        n = 4, cp = s[0] & 0x07;
-    else
-        return 0;
-    for (i = 1; i < n; i++) {
-        if ((s[i] & 0xc0) != 0x80)
-            return 0;
-        cp = cp << 6 | (s[i] & 0x3f);
-    }
-    if ((n == 3 && cp < 0x800) || (n == 4 && (cp < 0x10000 ||
-        cp > 0x10ffff)) || (cp >= 0xd800 && cp <= 0xdfff))
-        return 0;               /* overlong, out of range or a surrogate */
-    return n;
-}
-
 /*
- * Client strings may hold any byte; JSON text must be UTF-8, so each byte
- * that does not start a valid sequence becomes U+FFFD.
+ * The access line is written with jsonw, not cJSON: it is on every
+ * request's path, and a tree of cJSON nodes cost a cache hit more than
+ * everything else it does together.
  */
-static void
-add_str(cJSON *obj, const char *name, const char *value)
-{
-    const unsigned char *s = (const unsigned char *)value;
-    size_t len, i, o = 0;
-    char *clean;
-
-    if (value == NULL)
-        return;
-    len = strlen(value);
-    if ((clean = malloc(len * 3 + 1)) == NULL)
-        return;
-    for (i = 0; i < len;) {
-        size_t n = utf8_sequence(s + i);
-        if (n == 0) {
-            memcpy(clean + o, "\xef\xbf\xbd", 3);
-            o += 3;
-            i++;
-        } else {
-            memcpy(clean + o, s + i, n);
-            o += n;
-            i += n;
-        }
-    }
-    clean[o] = '\0';
-    cJSON_AddStringToObject(obj, name, clean);
-    free(clean);
-}
-
-/* Milliseconds rounded to microseconds, so lines stay short. */
-static double
-round_ms(double ms)
-{
-    return (double)(long long)(ms * 1000.0 + 0.5) / 1000.0;
-}
-
-static cJSON *
-access_object(const struct access_record *rec)
+static int
+access_write(const struct access_record *rec, struct jsonw *w)
 {
     char ts[32];
-    cJSON *obj = cJSON_CreateObject();
 
-    if (obj == NULL)
-        return NULL;
     util_rfc3339_ms(rec->wall_ms, ts, sizeof(ts));
-    cJSON_AddStringToObject(obj, "ts", ts);
-    cJSON_AddStringToObject(obj, "level", "info");
-    cJSON_AddStringToObject(obj, "event", "access");
-    add_str(obj, "request_id", rec->request_id);
-    add_str(obj, "remote_addr", rec->remote_addr);
-    add_str(obj, "method", rec->method);
-    add_str(obj, "path", rec->path);
-    add_str(obj, "indice", rec->indice);
-    add_str(obj, "cache_status", rec->cache_status);
-    cJSON_AddNumberToObject(obj, "status", rec->status);
-    cJSON_AddNumberToObject(obj, "latency_ms", round_ms(rec->latency_ms));
-    cJSON_AddNumberToObject(obj, "bytes", (double)rec->bytes);
+    jsonw_str(w, "ts", ts);
+    jsonw_str(w, "level", "info");
+    jsonw_str(w, "event", "access");
+    jsonw_str(w, "request_id", rec->request_id);
+    jsonw_str(w, "remote_addr", rec->remote_addr);
+    jsonw_str(w, "method", rec->method);
+    jsonw_str(w, "path", rec->path);
+    jsonw_str(w, "indice", rec->indice);
+    jsonw_str(w, "cache_status", rec->cache_status);
+    jsonw_int(w, "status", rec->status);
+    jsonw_ms(w, "latency_ms", rec->latency_ms);
+    jsonw_int(w, "bytes", (long long)rec->bytes);
     if (rec->upstream) {
-        cJSON_AddNumberToObject(obj, "upstream_status", rec->upstream_status);
-        cJSON_AddNumberToObject(obj, "upstream_attempts",
-            rec->upstream_attempts);
-        cJSON_AddNumberToObject(obj, "upstream_ms",
-            round_ms(rec->upstream_ms));
-        add_str(obj, "upstream_http", rec->upstream_http);
-        add_str(obj, "correlation_id", rec->correlation_id);
+        jsonw_int(w, "upstream_status", rec->upstream_status);
+        jsonw_int(w, "upstream_attempts", rec->upstream_attempts);
+        jsonw_ms(w, "upstream_ms", rec->upstream_ms);
+        jsonw_str(w, "upstream_http", rec->upstream_http);
+        jsonw_str(w, "correlation_id", rec->correlation_id);
     }
-    add_str(obj, "error", rec->error);
-    return obj;
+    jsonw_str(w, "error", rec->error);
+    return w->failed ? -1 : 0;
 }
 
 char *
 log_access_render(const struct access_record *rec)
 {
-    cJSON *obj = access_object(rec);
-    char *text;
+    char stack[1024], *text = NULL;
+    const char *line;
+    struct jsonw w;
+    size_t len;
 
-    if (obj == NULL)
-        return NULL;
-    text = cJSON_PrintUnformatted(obj);
-    cJSON_Delete(obj);
+    jsonw_init(&w, stack, sizeof(stack));
+    if (access_write(rec, &w) == 0 && (line = jsonw_finish(&w, &len)) &&
+        (text = malloc(len)) != NULL) {
+        memcpy(text, line, len - 1);
+        text[len - 1] = '\0';            /* without the newline */
+    }
+    jsonw_release(&w);
     return text;
 }
 
 void
 log_access(const struct access_record *rec)
 {
-    cJSON *obj;
+    char stack[1024];
+    const char *line;
+    struct jsonw w;
+    size_t len;
 
     if (LOG_LEVEL_INFO < log_threshold)
         return;
-    if ((obj = access_object(rec)) != NULL)
-        emit(obj);
+    jsonw_init(&w, stack, sizeof(stack));
+    if (access_write(rec, &w) == 0 && (line = jsonw_finish(&w, &len)))
+        write_all(line, len);
+    jsonw_release(&w);
 }

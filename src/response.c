@@ -61,13 +61,48 @@ hdr(char *buf, size_t *len, const char *fmt, ...)
                                                : HEADERS_MAX - *len - 1;
 }
 
+/*
+ * put and put_num append without printf: the headers of a cache hit are
+ * built on every request, and vsnprintf cost more than the lookup.
+ */
+static void
+put(char *buf, size_t *len, const char *s)
+{
+    size_t n = strlen(s);
+
+    if (n >= HEADERS_MAX - *len)
+        n = HEADERS_MAX - *len - 1;
+    memcpy(buf + *len, s, n);
+    *len += n;
+}
+
+static void
+put_num(char *buf, size_t *len, unsigned long long v)
+{
+    char tmp[24], *p = tmp + sizeof(tmp);
+
+    *--p = '\0';
+    do {
+        *--p = (char)('0' + v % 10);
+        v /= 10;
+    } while (v != 0);
+    put(buf, len, p);
+}
+
 static void
 common_headers(char *buf, size_t *len, int status,
     const struct response_meta *meta)
 {
-    hdr(buf, len, "Status: %d %s\r\n", status, response_reason(status));
-    if (meta->indice != NULL)
-        hdr(buf, len, "X-Index: %s\r\n", meta->indice);
+    put(buf, len, "Status: ");
+    put_num(buf, len, (unsigned)status);
+    put(buf, len, " ");
+    put(buf, len, response_reason(status));
+    put(buf, len, "\r\n");
+    if (meta->indice != NULL) {
+        put(buf, len, "X-Index: ");
+        put(buf, len, meta->indice);
+        put(buf, len, "\r\n");
+    }
     if (meta->retry_after_s > 0)
         hdr(buf, len, "Retry-After: %ld\r\n", meta->retry_after_s);
     if (meta->rate_limited)
@@ -75,11 +110,11 @@ common_headers(char *buf, size_t *len, int status,
             "RateLimit-Reset: %ld\r\n", meta->rate_limit,
             meta->rate_remaining, meta->rate_reset_s);
     if (meta->cors_origin != NULL) {
-        hdr(buf, len, "Access-Control-Allow-Origin: %s\r\n",
-            meta->cors_origin);
-        hdr(buf, len, "Access-Control-Expose-Headers: " EXPOSED "\r\n");
+        put(buf, len, "Access-Control-Allow-Origin: ");
+        put(buf, len, meta->cors_origin);
+        put(buf, len, "\r\nAccess-Control-Expose-Headers: " EXPOSED "\r\n");
         if (strcmp(meta->cors_origin, "*") != 0)
-            hdr(buf, len, "Vary: Origin\r\n");
+            put(buf, len, "Vary: Origin\r\n");
     }
 }
 
@@ -200,15 +235,24 @@ response_entry(struct FCGX_Stream *out, const struct entry *e,
     int status = not_modified ? 304 : e->status;
 
     common_headers(buf, &len, status, meta);
-    hdr(buf, &len, "X-Cache: %s\r\n", x_cache);
-    hdr(buf, &len, "Cache-Control: public, max-age=%ld\r\n",
-        max_age_s > 0 ? max_age_s : 0);
-    if (*e->etag != '\0')
-        hdr(buf, &len, "ETag: %s\r\n", e->etag);
-    if (!not_modified)
-        hdr(buf, &len, "Content-Type: %s\r\nContent-Length: %zu\r\n",
-            e->content_type, e->body_len);
-    hdr(buf, &len, "\r\n");
+    put(buf, &len, "X-Cache: ");
+    put(buf, &len, x_cache);
+    put(buf, &len, "\r\nCache-Control: public, max-age=");
+    put_num(buf, &len, max_age_s > 0 ? (unsigned long long)max_age_s : 0);
+    put(buf, &len, "\r\n");
+    if (*e->etag != '\0') {
+        put(buf, &len, "ETag: ");
+        put(buf, &len, e->etag);
+        put(buf, &len, "\r\n");
+    }
+    if (!not_modified) {
+        put(buf, &len, "Content-Type: ");
+        put(buf, &len, e->content_type);
+        put(buf, &len, "\r\nContent-Length: ");
+        put_num(buf, &len, e->body_len);
+        put(buf, &len, "\r\n");
+    }
+    put(buf, &len, "\r\n");
     *status_out = status;
     return send_all(out, buf, len, e->body, e->body_len,
         meta->head || not_modified);

@@ -27,7 +27,7 @@
     X(HERE_MAX_INFLIGHT, here_max_inflight, CFG_LONG, "64", 1, 100000)        \
     X(HERE_QUEUE_TIMEOUT_MS, here_queue_timeout_ms, CFG_LONG, "2000", 1,      \
         600000)                                                              \
-    X(HERE_MAX_CONNECTIONS, here_max_connections, CFG_LONG, "4", 1, 1000)     \
+    X(HERE_MAX_CONNECTIONS, here_max_connections, CFG_LONG, "0", 0, 100000)   \
     X(HERE_BREAKER_THRESHOLD, here_breaker_threshold, CFG_LONG, "5", 0,       \
         100000)                                                              \
     X(HERE_BREAKER_COOLDOWN_MS, here_breaker_cooldown_ms, CFG_LONG, "10000",  \

@@ -565,6 +565,7 @@ upstream_new(const struct settings *cfg, struct flights *flights, char *err,
     size_t errlen)
 {
     struct upstream *up = calloc(1, sizeof(*up));
+    long conns;
 
     if (up == NULL) {
         snprintf(err, errlen, "out of memory");
@@ -586,11 +587,17 @@ upstream_new(const struct settings *cfg, struct flights *flights, char *err,
         upstream_free(up);
         return NULL;
     }
+    /*
+     * 0 (the default): as many connections as transfers may run. Over
+     * HTTP/2, PIPEWAIT makes libcurl multiplex onto the open connection
+     * rather than open more; an HTTP/1.1 upstream needs one connection per
+     * concurrent transfer, and a lower cap would queue misses behind it.
+     */
+    conns = cfg->here_max_connections > 0 ? cfg->here_max_connections
+                                          : cfg->here_max_inflight;
     curl_multi_setopt(up->multi, CURLMOPT_PIPELINING, CURLPIPE_MULTIPLEX);
-    curl_multi_setopt(up->multi, CURLMOPT_MAX_HOST_CONNECTIONS,
-        cfg->here_max_connections);
-    curl_multi_setopt(up->multi, CURLMOPT_MAXCONNECTS,
-        cfg->here_max_connections);
+    curl_multi_setopt(up->multi, CURLMOPT_MAX_HOST_CONNECTIONS, conns);
+    curl_multi_setopt(up->multi, CURLMOPT_MAXCONNECTS, conns);
     if (pthread_create(&up->thread, NULL, engine_main, up) != 0) {
         snprintf(err, errlen, "cannot start the upstream thread");
         upstream_free(up);

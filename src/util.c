@@ -122,13 +122,39 @@ util_wall_ms(void)
 void
 util_rfc3339_ms(int64_t wall_ms, char *buf, size_t size)
 {
-    time_t secs = (time_t)(wall_ms / 1000);
-    struct tm tm;
+    /* gmtime_r and printf once per second per thread, not per line. */
+    static __thread int64_t cached_sec = INT64_MIN;
+    static __thread char cached[64];        /* "YYYY-MM-DDTHH:MM:SS." */
+    int64_t sec = wall_ms / 1000;
+    int ms = (int)(wall_ms % 1000);
+    char whole[25];
 
-    gmtime_r(&secs, &tm);
-    snprintf(buf, size, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ",
-        tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
-        tm.tm_min, tm.tm_sec, (int)(wall_ms % 1000));
+    if (size < sizeof(whole)) {             /* truncated, still terminated */
+        util_rfc3339_ms(wall_ms, whole, sizeof(whole));
+        if (size > 0) {
+            memcpy(buf, whole, size - 1);
+            buf[size - 1] = '\0';
+        }
+        return;
+    }
+    if (wall_ms < 0)
+        sec = -1, ms = 0;               /* before 1970: not a real clock */
+    if (sec != cached_sec) {
+        time_t secs = (time_t)sec;
+        struct tm tm;
+
+        gmtime_r(&secs, &tm);
+        snprintf(cached, sizeof(cached), "%04d-%02d-%02dT%02d:%02d:%02d.",
+            tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
+            tm.tm_min, tm.tm_sec);
+        cached_sec = sec;
+    }
+    memcpy(buf, cached, 20);
+    buf[20] = (char)('0' + ms / 100);
+    buf[21] = (char)('0' + ms / 10 % 10);
+    buf[22] = (char)('0' + ms % 10);
+    buf[23] = 'Z';
+    buf[24] = '\0';
 }
 
 void
@@ -186,4 +212,32 @@ util_consttime_equal(const char *a, const char *b)
     for (i = 0; i < la; i++)
         diff |= (unsigned char)a[i] ^ (unsigned char)b[i % (lb ? lb : 1)];
     return diff == 0;
+}
+
+/* Length of the valid UTF-8 sequence at s (RFC 3629), or 0. */
+size_t
+util_utf8_sequence(const unsigned char *s)
+{
+    size_t n, i;
+    unsigned cp;
+
+    if (s[0] < 0x80)
+        return 1;
+    if (s[0] >= 0xc2 && s[0] <= 0xdf)
+        n = 2, cp = s[0] & 0x1f;
+    else if (s[0] >= 0xe0 && s[0] <= 0xef)
+        n = 3, cp = s[0] & 0x0f;
+    else if (s[0] >= 0xf0 && s[0] <= 0xf4)
+        n = 4, cp = s[0] & 0x07;
+    else
+        return 0;
+    for (i = 1; i < n; i++) {
+        if ((s[i] & 0xc0) != 0x80)
+            return 0;
+        cp = cp << 6 | (s[i] & 0x3f);
+    }
+    if ((n == 3 && cp < 0x800) || (n == 4 && (cp < 0x10000 ||
+        cp > 0x10ffff)) || (cp >= 0xd800 && cp <= 0xdfff))
+        return 0;               /* overlong, out of range or a surrogate */
+    return n;
 }

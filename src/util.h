@@ -50,4 +50,7 @@ void dynbuf_cleanup(struct dynbuf *b);
 /* Compare two strings in time that depends only on their lengths. */
 int util_consttime_equal(const char *a, const char *b);
 
+/* Length of the valid UTF-8 sequence at s (RFC 3629), or 0. */
+size_t util_utf8_sequence(const unsigned char *s);
+
 #endif

@@ -116,7 +116,10 @@ static struct handler h;
 __attribute__((noinline)) static void
 serve_one(char *const *envp, FCGX_Stream *out)
 {
-    handler_serve(&h, envp, out);
+    struct handler_later later;
+
+    handler_serve(&h, envp, out, &later);
+    handler_finish_later(&h, &later);
 }
 
 __attribute__((noinline)) void hit_once(char *const *envp, FCGX_Stream *out);
@@ -130,10 +133,13 @@ hit_once(char *const *envp, FCGX_Stream *out)
 __attribute__((noinline)) static int
 serve_one_fcgi(FCGX_Request *req)
 {
+    struct handler_later later;
+
     if (FCGX_Accept_r(req) < 0)
         return -1;
-    handler_serve(&h, req->envp, req->out);
+    handler_serve(&h, req->envp, req->out, &later);
     FCGX_Finish_r(req);
+    handler_finish_later(&h, &later);
     return 0;
 }
 
@@ -257,7 +263,11 @@ main(int argc, char **argv)
     h.policy.allow_logistics = (int)cfg.here_allow_logistics;
     if ((h.cache = cache_new(&cfg, err, sizeof(err))) == NULL)
         die(err);
-    if ((h.upstream = upstream_new(&cfg, err, sizeof(err))) == NULL)
+    breaker_init(&h.breaker, cfg.here_breaker_threshold,
+        cfg.here_breaker_cooldown_ms);
+    if ((h.flights = flights_new()) == NULL)
+        die("flights_new failed");
+    if ((h.upstream = upstream_new(&cfg, h.flights, err, sizeof(err))) == NULL)
         die(err);
 
     /* The tile in the in-process cache under the key the request makes. */

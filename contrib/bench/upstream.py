@@ -69,11 +69,12 @@ def _template(resource, fmt, params):
     return t
 
 
-def tile_bytes(resource, z, x, y, fmt, params):
+def tile_bytes(resource, z, x, y, fmt, params, revision=0):
     head, tail = _template(resource, fmt, params)
-    comment = ("here_upstream %s/mc/%d/%d/%d/%s %s" % (
+    comment = ("here_upstream %s/mc/%d/%d/%d/%s %s%s" % (
         resource, z, x, y, fmt,
-        " ".join("%s=%s" % (p, params[p]) for p in hu.TILE_PARAMS if params[p]))).encode(
+        " ".join("%s=%s" % (p, params[p]) for p in hu.TILE_PARAMS if params[p]),
+        " revision=%d" % revision if revision else "")).encode(
             "latin-1", "replace")
     if fmt == "jpeg":
         text = hu.jpeg_segment(0xFE, comment)

@@ -1,7 +1,8 @@
 #!/bin/bash
 # 100 concurrent misses to an HTTPS upstream (NGINX with a private CA, TLS
 # and HTTP/2 in front of the local HERE imitation) share a few HTTP/2
-# connections: at most HERE_MAX_CONNECTIONS (4), every request HTTP/2.0.
+# connections (PIPEWAIT multiplexes rather than opening more), every
+# request HTTP/2.0.
 . "$(dirname "$0")/lib.sh"
 
 require_cmds nginx spawn-fcgi openssl curl python3
@@ -51,7 +52,7 @@ EOF
 )
 diag "TLS front: $summary"
 assert_match "$summary" '^requests=100 ' "TLS front logged the 100 requests"
-assert_match "$summary" ' connections=[1-4] ' "at most 4 upstream connections (HERE_MAX_CONNECTIONS default)"
+assert_match "$summary" ' connections=[1-4] ' "at most 4 upstream connections for 100 concurrent misses (multiplexed)"
 assert_match "$summary" ' protocols=HTTP/2\.0$' "every upstream request was HTTP/2.0"
 
 # The proxy's access lines agree.
