@@ -548,11 +548,13 @@ cors_origin(const struct handler *h, char *const *envp)
 
 /*
  * Metrics hook: a request was refused 429 by a rate limit (by is "indice"
- * or "address"). The access line already records it.
+ * or "address"). The access line already records it (cache_status
+ * LIMITED); a metrics registry counts it here.
  */
 static void
-note_rate_limited(const char *indice, const char *by)
+note_rate_limited(struct handler *h, const char *indice, const char *by)
 {
+    (void)h;
     (void)indice;
     (void)by;
 }
@@ -584,7 +586,7 @@ check_rate(struct handler *h, const struct tile_req *req, char *const *envp,
     }
     if (v.allowed)
         return 0;
-    note_rate_limited(req->indice, v.refused_by);
+    note_rate_limited(h, req->indice, v.refused_by);
     meta->retry_after_s = v.retry_after_s > 0 ? v.retry_after_s : 1;
     if (strcmp(v.refused_by, "address") == 0)
         snprintf(msg, sizeof(msg), "rate limit exceeded for this client "
