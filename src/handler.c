@@ -146,6 +146,30 @@ record_upstream(struct handler *h, const struct flight_result *r)
         return;
     ok = r->outcome == UPSTREAM_OK && r->status < 500 && r->status != 429;
     note_breaker(h, breaker_record(&h->breaker, ok, util_mono_ms()));
+    /* HERE refusing the key (401, 403) or the account (429) again and
+     * again: stop asking, serve from the cache. */
+    admit_upstream_result(h->limits, r->status, r->retry_after_s,
+        (int64_t)time(NULL));
+}
+
+/*
+ * Quotas and cache-only mode, right before a fetch would be billed. 0: go
+ * ahead (counted); -1: f is ended as shed (503 with reason and Retry-After).
+ */
+static int
+spend_quota(struct handler *h, const char *indice, struct flight *f)
+{
+    struct flight_result r;
+    long retry_after_s = 0;
+
+    memset(&r, 0, sizeof(r));
+    if (admit_upstream_begin(h->limits, indice, (int64_t)time(NULL),
+            r.error, sizeof(r.error), &retry_after_s) == 0)
+        return 0;
+    r.outcome = UPSTREAM_SHED;
+    r.retry_after_s = retry_after_s > 0 ? (int)retry_after_s : 1;
+    flight_end(f, FLIGHT_FAILED, &r);
+    return -1;
 }
 
 /* The outcome label of hereproxy_upstream_requests_total, or NULL. */
@@ -272,6 +296,8 @@ lead_flight(struct handler *h, const struct tile_req *req, struct flight *f,
         flight_end(f, FLIGHT_FAILED, &r);
         return locked && cache_shared(h->cache);
     }
+    if (spend_quota(h, req->indice, f) != 0)
+        return locked && cache_shared(h->cache);
     upstream_submit(h->upstream, f, req->key, req->key_has_query, NULL);
     return locked && cache_shared(h->cache);
 }
@@ -465,8 +491,8 @@ serve_stale(struct handler *h, const struct tile_req *req,
     later->stale = entry_ref(e);
     later->meta_ttl = req->route == ROUTE_META ? handler_cfg(h)->cache_meta_ttl_s
                                                : -1;
-    memcpy(later->key, req->key, req->key_len);
     util_strlcpy(later->indice, req->indice, sizeof(later->indice));
+    memcpy(later->key, req->key, req->key_len);
     later->key_len = req->key_len;
     later->key[later->key_len] = '\0';
 }
@@ -511,14 +537,14 @@ handler_finish_later(struct handler *h, struct handler_later *later)
 
     if (f == NULL)
         return;
-    if (breaker_allow(&h->breaker, util_mono_ms(), &retry_ms)) {
-        upstream_submit(h->upstream, f, later->key,
-            strchr(later->key, '?') != NULL, *old->etag ? old->etag : NULL);
-    } else {
+    if (!breaker_allow(&h->breaker, util_mono_ms(), &retry_ms)) {
         /* Refused by the breaker: counted as such, the stale entry stays. */
         memset(&r, 0, sizeof(r));
         r.outcome = UPSTREAM_SHED;
         flight_end(f, FLIGHT_FAILED, &r);
+    } else if (spend_quota(h, later->indice, f) == 0) {
+        upstream_submit(h->upstream, f, later->key,
+            strchr(later->key, '?') != NULL, *old->etag ? old->etag : NULL);
     }
     flight_wait_end(f);
     flight_result(f, &r);
@@ -688,6 +714,58 @@ cors_origin(const struct handler *h, char *const *envp)
     return settings_origin_allowed(handler_cfg(h), origin) ? origin : NULL;
 }
 
+/*
+ * Metrics hook: a request was refused 429 by a rate limit (by is "indice"
+ * or "address"). The access line already records it (cache_status
+ * LIMITED); a metrics registry counts it here.
+ */
+static void
+note_rate_limited(struct handler *h, const char *indice, const char *by)
+{
+    (void)by;
+    metrics_rate_limited(h->metrics, indice);
+}
+
+/*
+ * Rate limits for a tile or metadata request, before the cache is asked.
+ * Sets the RateLimit-* headers in meta; answers 429 and returns -1 when
+ * refused.
+ */
+static int
+check_rate(struct handler *h, const struct tile_req *req, char *const *envp,
+    struct FCGX_Stream *out, struct response_meta *meta, struct outcome *o)
+{
+    struct admit_verdict v;
+    char client[64], msg[160];
+
+    if (admit_by_address(h->limits))
+        admit_client_addr(request_param(envp, "REMOTE_ADDR"),
+            request_param(envp, "HTTP_X_FORWARDED_FOR"),
+            admit_trusted(h->limits), client, sizeof(client));
+    admit_request(h->limits, req->indice,
+        admit_by_address(h->limits) ? client : NULL, util_mono_ms(),
+        (int64_t)time(NULL), &v);
+    if (v.limited) {
+        meta->rate_limited = 1;
+        meta->rate_limit = v.limit;
+        meta->rate_remaining = v.remaining;
+        meta->rate_reset_s = v.reset_s;
+    }
+    if (v.allowed)
+        return 0;
+    note_rate_limited(h, req->indice, v.refused_by);
+    meta->retry_after_s = v.retry_after_s > 0 ? v.retry_after_s : 1;
+    if (strcmp(v.refused_by, "address") == 0)
+        snprintf(msg, sizeof(msg), "rate limit exceeded for this client "
+            "address (RATE_LIMIT_IP)");
+    else
+        snprintf(msg, sizeof(msg), "rate limit exceeded for indice %s",
+            req->indice);
+    o->cache_status = "LIMITED";
+    fail(out, o, 429, "rate_limited", msg, meta);
+    return -1;
+}
+
 int
 handler_serve(struct handler *h, char *const *envp, struct FCGX_Stream *out,
     struct handler_later *later)
@@ -748,7 +826,9 @@ handler_serve(struct handler *h, char *const *envp, struct FCGX_Stream *out,
             break;
         case ROUTE_TILE:
         case ROUTE_META:
-            result = serve_proxied(h, &req, envp, out, &meta, &o, later);
+            if (check_rate(h, &req, envp, out, &meta, &o) == 0)
+                result = serve_proxied(h, &req, envp, out, &meta, &o,
+                    later);
             break;
         case ROUTE_METRICS:
         case ROUTE_METRICS_PROMETHEUS:

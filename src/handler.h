@@ -9,6 +9,7 @@
 #include "cache.h"
 #include "entry.h"
 #include "flight.h"
+#include "admit.h"
 #include "metrics.h"
 #include "request.h"
 #include "settings.h"
@@ -29,6 +30,7 @@ struct handler {
     struct cache *cache;
     struct upstream *upstream;
     struct flights *flights;
+    struct admit *limits;
     struct breaker breaker;
     struct request_policy policy;
     struct metrics *metrics;      /* NULL: nothing recorded */
@@ -48,7 +50,7 @@ struct handler_later {
     long meta_ttl;                /* >= 0 for metadata: its fixed TTL */
     size_t key_len;
     char key[REQUEST_KEY_MAX];
-    char indice[REQUEST_INDICE_MAX + 1];  /* for the upstream metrics */
+    char indice[REQUEST_INDICE_MAX + 1];  /* its metrics; whose quota it spends */
 };
 
 /*

@@ -435,6 +435,8 @@ main(int argc, char **argv)
         fatalx("%s", err);
     if ((handler.flights = flights_new()) == NULL)
         fatalx("out of memory");
+    if ((handler.limits = admit_new(&cfg, err, sizeof(err))) == NULL)
+        fatalx("%s", err);
     handler.upstream = upstream_new(&cfg, handler.flights, err, sizeof(err));
     if (handler.upstream == NULL)
         fatalx("upstream: %s", err);
@@ -478,6 +480,7 @@ main(int argc, char **argv)
     free(workers);
     upstream_free(handler.upstream);
     flights_free(handler.flights);
+    admit_free(handler.limits);
     cache_free(handler.cache);
     nginxlog_stop(nginx_log);
     metrics_free(handler.metrics);

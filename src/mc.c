@@ -335,6 +335,32 @@ mc_add(struct mc *mc, const char *key, size_t keylen, const void *val,
 }
 
 int
+mc_count(struct mc *mc, const char *key, size_t keylen, uint32_t delta,
+    int64_t ttl_s, uint64_t *value)
+{
+    char mkey[MC_KEY_MAX + 1];
+    size_t mlen = mc_key(key, keylen, mkey);
+    memcached_st *m = pool_take(mc);
+    memcached_return_t rc;
+
+    if (m == NULL)
+        return -1;
+    if (ttl_s > 30 * 24 * 3600)
+        ttl_s = 30 * 24 * 3600;
+    rc = memcached_increment(m, mkey, mlen, delta, value);
+    if (rc == MEMCACHED_NOTFOUND) {
+        /* First of its window: create it; a racing add loses harmlessly. */
+        rc = memcached_add(m, mkey, mlen, "0", 1, (time_t)ttl_s, 0);
+        if (rc == MEMCACHED_SUCCESS || rc == MEMCACHED_NOTSTORED ||
+            rc == MEMCACHED_DATA_EXISTS)
+            rc = memcached_increment(m, mkey, mlen, delta, value);
+    }
+    memcached_pool_push(mc->pool, m);
+    note_result(mc, rc == MEMCACHED_SUCCESS, memcached_strerror(NULL, rc));
+    return rc == MEMCACHED_SUCCESS ? 0 : -1;
+}
+
+int
 mc_delete(struct mc *mc, const char *key, size_t keylen)
 {
     char mkey[MC_KEY_MAX + 1];

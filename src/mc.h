@@ -51,6 +51,15 @@ int mc_set(struct mc *mc, const char *key, size_t keylen, const void *val,
 int mc_add(struct mc *mc, const char *key, size_t keylen, const void *val,
     size_t len, int64_t ttl_s);
 
+/*
+ * Add delta to the counter at key, creating it at 0 with an expiry of ttl_s
+ * when absent (memcached add, then incr: atomic, so concurrent callers on
+ * every instance see distinct values). Returns 0 with *value the new count,
+ * or -1 on error.
+ */
+int mc_count(struct mc *mc, const char *key, size_t keylen, uint32_t delta,
+    int64_t ttl_s, uint64_t *value);
+
 /* Delete key (a corrupt entry). Returns 0 or -1. */
 int mc_delete(struct mc *mc, const char *key, size_t keylen);
 

@@ -272,3 +272,146 @@ ratelimiter_size(struct ratelimiter *rl)
     }
     return n;
 }
+
+static int
+valid_name_char(char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+        (c >= '0' && c <= '9') || c == '_' || c == '.' || c == '-';
+}
+
+/* Trim spaces in place; returns the start. */
+static char *
+trim_spaces(char *s)
+{
+    char *end;
+
+    while (*s == ' ' || *s == '\t')
+        s++;
+    end = s + strlen(s);
+    while (end > s && (end[-1] == ' ' || end[-1] == '\t'))
+        *--end = '\0';
+    return s;
+}
+
+int
+rate_overrides_parse(const char *text, int allow_burst,
+    struct rate_overrides *out, char *err, size_t errlen)
+{
+    char *copy = NULL, *p, *item, *next;
+    struct rate_override *cur = NULL;
+    size_t n = 0, i, cap = 1;
+    char spec_text[128], msg[160];
+
+    memset(out, 0, sizeof(*out));
+    if (text == NULL)
+        return 0;
+    if ((copy = strdup(text)) == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    for (p = copy; *p != '\0'; p++)
+        if (*p == ',')
+            cap++;
+    if ((out->items = calloc(cap, sizeof(*out->items))) == NULL) {
+        snprintf(err, errlen, "out of memory");
+        goto fail;
+    }
+    spec_text[0] = '\0';
+    for (item = copy; item != NULL; item = next) {
+        char *colon, *name;
+
+        if ((next = strchr(item, ',')) != NULL)
+            *next++ = '\0';
+        item = trim_spaces(item);
+        if (*item == '\0') {
+            if (next == NULL && n == 0 && cur == NULL)
+                break;          /* "" or only spaces: no overrides */
+            snprintf(err, errlen, "empty item");
+            goto fail;
+        }
+        if (strncmp(item, "burst=", 6) == 0) {
+            if (cur == NULL) {
+                snprintf(err, errlen, "'%s' follows no name:spec", item);
+                goto fail;
+            }
+            if (!allow_burst) {
+                snprintf(err, errlen, "%s: a quota takes no burst",
+                    cur->name);
+                goto fail;
+            }
+            if (strlen(spec_text) + 1 + strlen(item) >= sizeof(spec_text)) {
+                snprintf(err, errlen, "%s: spec too long", cur->name);
+                goto fail;
+            }
+            strcat(spec_text, ",");
+            strcat(spec_text, item);
+            if (rate_spec_parse(spec_text, &cur->spec, msg,
+                    sizeof(msg)) != 0) {
+                snprintf(err, errlen, "%s: %s", cur->name, msg);
+                goto fail;
+            }
+            continue;
+        }
+        if ((colon = strchr(item, ':')) == NULL) {
+            snprintf(err, errlen, "'%.80s' is not name:spec", item);
+            goto fail;
+        }
+        *colon = '\0';
+        name = trim_spaces(item);
+        if (*name == '\0' || strlen(name) > RATE_NAME_MAX) {
+            snprintf(err, errlen, "a name must be 1 to %d characters",
+                RATE_NAME_MAX);
+            goto fail;
+        }
+        for (p = name; *p != '\0'; p++)
+            if (!valid_name_char(*p)) {
+                snprintf(err, errlen, "'%.80s': names are letters, digits "
+                    "and _ . -", name);
+                goto fail;
+            }
+        for (i = 0; i < n; i++)
+            if (strcmp(out->items[i].name, name) == 0) {
+                snprintf(err, errlen, "%s given twice", name);
+                goto fail;
+            }
+        cur = &out->items[n++];
+        util_strlcpy(cur->name, name, sizeof(cur->name));
+        util_strlcpy(spec_text, trim_spaces(colon + 1), sizeof(spec_text));
+        if (*spec_text == '\0') {
+            snprintf(err, errlen, "%s: no spec after ':'", name);
+            goto fail;
+        }
+        if (rate_spec_parse(spec_text, &cur->spec, msg, sizeof(msg)) != 0) {
+            snprintf(err, errlen, "%s: %s", name, msg);
+            goto fail;
+        }
+    }
+    out->n = n;
+    free(copy);
+    return 0;
+fail:
+    free(copy);
+    rate_overrides_free(out);
+    return -1;
+}
+
+void
+rate_overrides_free(struct rate_overrides *o)
+{
+    free(o->items);
+    o->items = NULL;
+    o->n = 0;
+}
+
+const struct rate_spec *
+rate_overrides_find(const struct rate_overrides *o, const char *name,
+    const struct rate_spec *def)
+{
+    size_t i;
+
+    for (i = 0; i < o->n; i++)
+        if (strcmp(o->items[i].name, name) == 0)
+            return &o->items[i].spec;
+    return def;
+}

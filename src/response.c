@@ -13,7 +13,8 @@
 #define HEADERS_MAX 2048
 
 /* Headers a browser script may read on a cross-origin tile. */
-#define EXPOSED "X-Cache, X-Index, X-Request-ID, ETag"
+#define EXPOSED "X-Cache, X-Index, X-Request-ID, ETag, Retry-After, " \
+    "RateLimit-Limit, RateLimit-Remaining, RateLimit-Reset"
 
 const char *
 response_reason(int status)
@@ -109,6 +110,10 @@ common_headers(char *buf, size_t *len, int status,
     }
     if (meta->retry_after_s > 0)
         hdr(buf, len, "Retry-After: %ld\r\n", meta->retry_after_s);
+    if (meta->rate_limited)
+        hdr(buf, len, "RateLimit-Limit: %ld\r\nRateLimit-Remaining: %ld\r\n"
+            "RateLimit-Reset: %ld\r\n", meta->rate_limit,
+            meta->rate_remaining, meta->rate_reset_s);
     if (meta->cors_origin != NULL) {
         put(buf, len, "Access-Control-Allow-Origin: ");
         put(buf, len, meta->cors_origin);

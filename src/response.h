@@ -22,6 +22,11 @@ struct response_meta {
     long retry_after_s;       /* Retry-After when > 0 */
     int head;                 /* HEAD: headers only */
     const char *request_id;   /* X-Request-ID; NULL to omit */
+    /* RateLimit-Limit, -Remaining, -Reset when rate_limited is 1 */
+    int rate_limited;
+    long rate_limit;
+    long rate_remaining;
+    long rate_reset_s;
 };
 
 /* {"error": message, "status": status} with Content-Type JSON. */

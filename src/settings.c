@@ -10,7 +10,9 @@
 
 #include "acl.h"
 #include "settings.h"
+#include "acl.h"
 #include "log.h"
+#include "ratelimit.h"
 #include "util.h"
 
 
@@ -228,6 +230,55 @@ settings_set(struct settings *cfg, const char *name, const char *value,
             return -1;
         }
         break;
+    case CFG_RATE:
+    case CFG_QUOTA: {
+        struct rate_spec spec;
+        char msg[200];
+
+        if (rate_spec_parse(value, &spec, msg, sizeof(msg)) != 0) {
+            snprintf(err, errlen, "%s: %s: '%s'", s->name, msg, value);
+            return -1;
+        }
+        if (s->kind == CFG_QUOTA && spec.burst != spec.limit) {
+            snprintf(err, errlen, "%s: a quota takes no burst: '%s'",
+                s->name, value);
+            return -1;
+        }
+        break;
+    }
+    case CFG_RATES:
+    case CFG_QUOTAS: {
+        struct rate_overrides o;
+        char msg[200];
+
+        if (rate_overrides_parse(value, s->kind == CFG_RATES, &o, msg,
+                sizeof(msg)) != 0) {
+            snprintf(err, errlen, "%s: %s (expected name:spec,name:spec "
+                "such as mapa1:1000/minute,demo:off)", s->name, msg);
+            return -1;
+        }
+        rate_overrides_free(&o);
+        break;
+    }
+    case CFG_CIDRS:
+        if (*value != '\0') {
+            struct acl *acl = NULL;
+            char msg[200];
+
+            if (acl_parse(&acl, value, msg, sizeof(msg)) != 0) {
+                snprintf(err, errlen, "%s: %s", s->name, msg);
+                return -1;
+            }
+            acl_free(acl);
+        }
+        break;
+    case CFG_SHARE:
+        if (strcmp(value, "local") != 0 && strcmp(value, "memcached") != 0) {
+            snprintf(err, errlen, "%s: must be local or memcached: '%s'",
+                s->name, value);
+            return -1;
+        }
+        break;
     case CFG_LONG:
         if (util_parse_long(value, s->min, s->max, &num) != 0) {
             snprintf(err, errlen, "%s: must be a whole number from %ld to "
@@ -302,7 +353,13 @@ settings_cleanup(struct settings *cfg)
         case CFG_URL:
         case CFG_ORIGINS:
         case CFG_ACL:
-        case CFG_SERVERS: {
+        case CFG_SERVERS:
+        case CFG_RATE:
+        case CFG_RATES:
+        case CFG_QUOTA:
+        case CFG_QUOTAS:
+        case CFG_CIDRS:
+        case CFG_SHARE: {
             char **slot = (char **)((char *)cfg + settings[i].offset);
             free(*slot);
             *slot = NULL;
@@ -490,6 +547,12 @@ settings_validate(const struct settings *cfg, char *err, size_t errlen)
             cfg->cache_ttl_cap_s);
         return -1;
     }
+    if (strcmp(cfg->rate_limit_shared, "memcached") == 0 &&
+        *cfg->memcached_servers == '\0') {
+        snprintf(err, errlen, "RATE_LIMIT_SHARED=memcached needs "
+            "MEMCACHED_SERVERS");
+        return -1;
+    }
     if (*cfg->here_ca_file != '\0') {
         FILE *fp = fopen(cfg->here_ca_file, "r");
         if (fp == NULL) {
@@ -522,6 +585,12 @@ settings_dump(const struct settings *cfg, FILE *fp)
         case CFG_ORIGINS:
         case CFG_ACL:
         case CFG_SERVERS:
+        case CFG_RATE:
+        case CFG_RATES:
+        case CFG_QUOTA:
+        case CFG_QUOTAS:
+        case CFG_CIDRS:
+        case CFG_SHARE:
             fprintf(fp, "%s=%s\n", s->name, *(char *const *)slot);
             break;
         case CFG_LONG:

@@ -49,6 +49,18 @@
         600000)                                                              \
     X(MEMCACHED_SERVERS, memcached_servers, CFG_SERVERS, "", 0, 0)            \
     X(UPSTREAM_MAX_BYTES, upstream_max_bytes, CFG_SIZE, "8388608", 1024, 0)   \
+    X(RATE_LIMIT_INDEX, rate_limit_index, CFG_RATE, "off", 0, 0)              \
+    X(RATE_LIMIT_INDEX_OVERRIDES, rate_limit_index_overrides, CFG_RATES, "",  \
+        0, 0)                                                                \
+    X(RATE_LIMIT_IP, rate_limit_ip, CFG_RATE, "off", 0, 0)                    \
+    X(RATE_TRUSTED_PROXIES, rate_trusted_proxies, CFG_CIDRS, "", 0, 0)        \
+    X(RATE_LIMIT_SHARED, rate_limit_shared, CFG_SHARE, "local", 0, 0)         \
+    X(QUOTA_UPSTREAM_INDEX, quota_upstream_index, CFG_QUOTA, "off", 0, 0)     \
+    X(QUOTA_UPSTREAM_INDEX_OVERRIDES, quota_upstream_index_overrides,         \
+        CFG_QUOTAS, "", 0, 0)                                                \
+    X(HERE_DAILY_BUDGET, here_daily_budget, CFG_LONG, "0", 0, 1000000000)     \
+    X(HERE_DENY_THRESHOLD, here_deny_threshold, CFG_LONG, "3", 0, 100000)     \
+    X(HERE_CACHE_ONLY_S, here_cache_only_s, CFG_LONG, "300", 1, 604800)       \
     X(LOG_LEVEL, log_level, CFG_LEVEL, "INFO", 0, 0)                         \
     X(METRICS_MAX_INDICES, metrics_max_indices, CFG_LONG, "1000", 0, 100000) \
     X(METRICS_ALLOW, metrics_allow, CFG_ACL, "loopback", 0, 0)
@@ -63,7 +75,13 @@ enum setting_kind {
     CFG_BOOL,     /* 0/1, true/false, yes/no, on/off */
     CFG_SIZE,     /* bytes with optional K, M, G */
     CFG_LEVEL,    /* log level */
-    CFG_ACL       /* address list for acl_parse: loopback, any, CIDRs */
+    CFG_ACL,      /* address list for acl_parse: loopback, any, CIDRs */
+    CFG_RATE,     /* rate limit: 100/minute[,burst=N] or off */
+    CFG_RATES,    /* per-índice rate limits: name:spec,name:spec */
+    CFG_QUOTA,    /* a count per period without burst: 20000/day or off */
+    CFG_QUOTAS,   /* per-índice quotas: name:count/period,... */
+    CFG_CIDRS,    /* addresses and CIDRs, comma separated */
+    CFG_SHARE     /* local or memcached */
 };
 
 struct settings {
@@ -97,6 +115,16 @@ struct settings {
     long cache_coalesce_wait_ms;
     char *memcached_servers;
     uint64_t upstream_max_bytes;
+    char *rate_limit_index;
+    char *rate_limit_index_overrides;
+    char *rate_limit_ip;
+    char *rate_trusted_proxies;
+    char *rate_limit_shared;
+    char *quota_upstream_index;
+    char *quota_upstream_index_overrides;
+    long here_daily_budget;
+    long here_deny_threshold;
+    long here_cache_only_s;
     long log_level;           /* enum log_level */
     long metrics_max_indices; /* METRICS_DEFAULT_MAX_INDICES */
     char *metrics_allow;      /* checked with acl_parse */

@@ -229,7 +229,7 @@ assert_eq "$(log_events "$MAIN_LOG" memcached_back)" 1 "log: one memcached_back 
 
 # ------------------------------------------- METRICS_ALLOW, breaker events
 start_proxy closed METRICS_ALLOW=10.0.0.0/8 HERE_RETRIES=1 \
-    HERE_BREAKER_THRESHOLD=2 HERE_BREAKER_COOLDOWN_MS=300
+    HERE_BREAKER_THRESHOLD=2 HERE_BREAKER_COOLDOWN_MS=3000
 CLOSED_LOG=$PROXY_LOG
 start_nginx closed "$PROXY_ADDR"
 C=$NGINX_URL
@@ -246,7 +246,7 @@ req GET "$C/here-proxy/base/mc/8/1/2/png?indice=K"
 check_json_error 502 "HERE 500 again: 502 JSON (breaker opens)"
 req GET "$C/here-proxy/base/mc/8/1/3/png?indice=K"
 check_json_error 503 "breaker open: 503 JSON"
-sleep 0.6
+sleep 3.3   # HERE_BREAKER_COOLDOWN_MS=3000: long enough for a loaded machine
 req GET "$C/here-proxy/base/mc/8/1/4/png?indice=K"
 check_status 200 "after the cooldown the probe succeeds: 200"
 assert_eq "$(log_events "$CLOSED_LOG" breaker_open)" 1 "log: one breaker_open event"

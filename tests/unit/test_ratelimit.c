@@ -200,11 +200,70 @@ test_bounded(void **state)
     ratelimiter_free(rl);
 }
 
+static void
+test_overrides_parse(void **state)
+{
+    struct rate_overrides o;
+    struct rate_spec def = {5, 60, 5};
+    const struct rate_spec *s;
+    char err[200];
+    static const char *const bad[] = {
+        "mapa1", "mapa1=10/minute", ":10/minute", "a:", "a:10/fortnight",
+        "a:1/m,a:2/m", "burst=5,a:1/m", "a:1/m,,b:2/m", "a:1/m,",
+        "a b:1/m", "a/b:1/m", "a:1/m,burst=0",
+        "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa:1/m",
+    };
+    size_t i;
+
+    (void)state;
+    assert_int_equal(rate_overrides_parse("", 1, &o, err, sizeof(err)), 0);
+    assert_int_equal(o.n, 0);
+    assert_ptr_equal(rate_overrides_find(&o, "x", &def), &def);
+    rate_overrides_free(&o);
+
+    assert_int_equal(rate_overrides_parse(" mapa1:1000/minute , demo:off,"
+        "b.2-x_y:10/second,burst=20 ,z:3/day", 1, &o, err, sizeof(err)), 0);
+    assert_int_equal(o.n, 4);
+    s = rate_overrides_find(&o, "mapa1", &def);
+    assert_int_equal(s->limit, 1000);
+    assert_int_equal(s->period_s, 60);
+    assert_int_equal(s->burst, 1000);
+    s = rate_overrides_find(&o, "demo", &def);
+    assert_int_equal(s->limit, 0);          /* off: not limited */
+    s = rate_overrides_find(&o, "b.2-x_y", &def);
+    assert_int_equal(s->limit, 10);
+    assert_int_equal(s->period_s, 1);
+    assert_int_equal(s->burst, 20);
+    assert_int_equal(rate_overrides_find(&o, "z", &def)->period_s, 86400);
+    assert_ptr_equal(rate_overrides_find(&o, "Mapa1", &def), &def);
+    assert_ptr_equal(rate_overrides_find(&o, "nobody", &def), &def);
+    rate_overrides_free(&o);
+    rate_overrides_free(&o);                /* twice: harmless */
+
+    for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        memset(err, 0, sizeof(err));
+        if (rate_overrides_parse(bad[i], 1, &o, err, sizeof(err)) != -1)
+            fail_msg("'%s' accepted", bad[i]);
+        assert_int_equal(o.n, 0);
+        assert_null(o.items);
+        assert_true(err[0] != '\0');
+    }
+    /* Quotas: a burst means nothing. */
+    assert_int_equal(rate_overrides_parse("a:10/day,burst=20", 0, &o, err,
+        sizeof(err)), -1);
+    assert_non_null(strstr(err, "burst"));
+    assert_int_equal(rate_overrides_parse("a:10/day,b:off", 0, &o, err,
+        sizeof(err)), 0);
+    assert_int_equal(o.n, 2);
+    rate_overrides_free(&o);
+}
+
 int
 main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_spec_parse),
+        cmocka_unit_test(test_overrides_parse),
         cmocka_unit_test(test_burst_then_refill),
         cmocka_unit_test(test_unlimited),
         cmocka_unit_test(test_concurrent_exact),

@@ -648,9 +648,76 @@ test_dump(void **state)
         char *p;
         for (p = text; *p; p++)
             lines += *p == '\n';
-        assert_int_equal(lines, 33);
+        assert_int_equal(lines, 43);
     }
     free(text);
+    settings_cleanup(&c);
+}
+
+/* Rate limits and quotas: checked when set, kept as given. */
+static void
+test_limit_settings(void **state)
+{
+    static const struct {
+        const char *name, *value;
+        int rc;
+    } cases[] = {
+        {"RATE_LIMIT_INDEX", "100/minute,burst=20", 0},
+        {"RATE_LIMIT_INDEX", "off", 0},
+        {"RATE_LIMIT_INDEX", "100/fortnight", -1},
+        {"RATE_LIMIT_IP", "10/second", 0},
+        {"RATE_LIMIT_IP", "ten/second", -1},
+        {"RATE_LIMIT_INDEX_OVERRIDES", "mapa1:1000/minute,demo:off", 0},
+        {"RATE_LIMIT_INDEX_OVERRIDES", "a:5/s,burst=9,b:1/m", 0},
+        {"RATE_LIMIT_INDEX_OVERRIDES", "mapa1=1000/minute", -1},
+        {"RATE_LIMIT_INDEX_OVERRIDES", "a:1/m,a:2/m", -1},
+        {"RATE_TRUSTED_PROXIES", "10.0.0.0/8, 127.0.0.1", 0},
+        {"RATE_TRUSTED_PROXIES", "10.0.0.1/8", -1},
+        {"RATE_TRUSTED_PROXIES", "proxy.example", -1},
+        {"RATE_LIMIT_SHARED", "memcached", 0},
+        {"RATE_LIMIT_SHARED", "redis", -1},
+        {"QUOTA_UPSTREAM_INDEX", "20000/day", 0},
+        {"QUOTA_UPSTREAM_INDEX", "20000/day,burst=30000", -1},
+        {"QUOTA_UPSTREAM_INDEX_OVERRIDES", "demo:100/hour,big:off", 0},
+        {"QUOTA_UPSTREAM_INDEX_OVERRIDES", "demo:100/hour,burst=5", -1},
+        {"HERE_DAILY_BUDGET", "250000", 0},
+        {"HERE_DAILY_BUDGET", "-1", -1},
+        {"HERE_DENY_THRESHOLD", "0", 0},
+        {"HERE_CACHE_ONLY_S", "0", -1},
+    };
+    struct settings c;
+    char err[256], *text;
+    size_t i;
+
+    (void)state;
+    assert_int_equal(settings_init(&c), 0);
+    assert_string_equal(c.rate_limit_index, "off");
+    assert_string_equal(c.rate_limit_shared, "local");
+    assert_int_equal(c.here_deny_threshold, 3);
+    assert_int_equal(c.here_cache_only_s, 300);
+    for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        int rc = settings_set(&c, cases[i].name, cases[i].value, err,
+            sizeof(err));
+        if (rc != cases[i].rc)
+            fail_msg("%s=%s: rc %d, expected %d", cases[i].name,
+                cases[i].value, rc, cases[i].rc);
+        if (rc != 0)
+            assert_non_null(strstr(err, cases[i].name));
+    }
+    text = dump(&c);
+    assert_non_null(strstr(text,
+        "QUOTA_UPSTREAM_INDEX_OVERRIDES=demo:100/hour,big:off\n"));
+    free(text);
+    /* Counters shared through memcached need one. */
+    assert_int_equal(settings_set(&c, "HERE_API_KEY", "k", err,
+        sizeof(err)), 0);
+    assert_int_equal(settings_set(&c, "RATE_LIMIT_SHARED", "memcached", err,
+        sizeof(err)), 0);
+    assert_int_equal(settings_validate(&c, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "MEMCACHED_SERVERS"));
+    assert_int_equal(settings_set(&c, "MEMCACHED_SERVERS", "127.0.0.1:11211",
+        err, sizeof(err)), 0);
+    assert_int_equal(settings_validate(&c, err, sizeof(err)), 0);
     settings_cleanup(&c);
 }
 
@@ -765,6 +832,7 @@ main(void)
         cmocka_unit_test(test_load),
         cmocka_unit_test(test_dump),
         cmocka_unit_test(test_dump_roundtrip),
+        cmocka_unit_test(test_limit_settings),
         cmocka_unit_test(test_origin_allowed),
         cmocka_unit_test(test_keep_restart_only),
     };

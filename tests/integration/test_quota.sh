@@ -1,0 +1,134 @@
+#!/bin/bash
+# HERE's bill: the per-índice upstream quota, the daily budget, and HERE
+# refusing (401 again and again) each put their scope in cache-only mode:
+# cached and stale tiles are still served, misses get 503 with Retry-After
+# and a JSON reason, HERE is not asked, and the log says so (entering and
+# leaving).
+. "$(dirname "$0")/lib.sh"
+
+require_cmds nginx spawn-fcgi curl python3
+require_bin
+
+start_upstream
+
+# count_events LOG EVENT PYEXPR: lines of EVENT for which PYEXPR holds on o.
+count_events() {
+    python3 - "$1" "$2" "$3" <<'EOF'
+import json, sys
+n = 0
+for line in open(sys.argv[1]):
+    try:
+        o = json.loads(line)
+    except ValueError:
+        continue
+    if o.get("event") == sys.argv[2] and eval(sys.argv[3]):
+        n += 1
+print(n)
+EOF
+}
+
+# ------------------------------------------------ per-índice quota
+start_proxy quota QUOTA_UPSTREAM_INDEX=1000/day \
+    QUOTA_UPSTREAM_INDEX_OVERRIDES=small:3/day,free:off
+LOG_Q=$PROXY_LOG
+start_nginx quota "$PROXY_ADDR"
+P=$NGINX_URL/here-proxy
+
+for i in 1 2 3; do
+    req GET "$P/base/mc/7/$i/5/png?indice=small"
+    check_status 200 "small (3/day): fetch $i of 3 is 200"
+done
+before=$(upstream_requests)
+req GET "$P/base/mc/7/4/5/png?indice=small"
+check_json_error 503 "small: the 4th fetch is refused with 503 JSON"
+assert_contains "$(json_field 'd["error"]')" "quota of indice small" "small: the 503 says the índice's quota is spent"
+ra=$(header Retry-After)
+now=$(date -u +%s)
+assert_eq "$([ -n "$ra" ] && [ "$ra" -ge 1 ] && [ "$ra" -le $((86400 - now % 86400 + 1)) ] && echo sane)" sane \
+    "small: Retry-After ($ra) runs to the end of the UTC day at most"
+assert_eq "$(upstream_requests)" "$before" "small: HERE was not asked"
+req GET "$P/base/mc/7/2/5/png?indice=small"
+check_status 200 "small: a cached tile is still served"
+check_header X-Cache HIT "small: ... as a HIT"
+req GET "$P/copyright?indice=small"
+check_json_error 503 "small: uncached metadata is refused too"
+
+req GET "$P/base/mc/7/4/5/png?indice=other"
+check_status 200 "other índice: the tile small could not get is fetched"
+check_header X-Cache MISS "other índice: a MISS from HERE"
+req GET "$P/base/mc/7/4/5/png?indice=small"
+check_status 200 "small: once another índice cached it, small gets it from the cache"
+for i in 1 2 3 4 5; do
+    req GET "$P/base/mc/7/$i/6/png?indice=free"
+    [ "$HTTP_STATUS" = 200 ] || break
+done
+check_status 200 "override free:off: 5 fetches, all 200"
+assert_eq "$(count_events "$LOG_Q" cache_only_start 'o.get("scope") == "indice" and o.get("indice") == "small" and o.get("cause") == "quota" and o.get("retry_after_s", 0) > 0')" 1 \
+    "log: one cache_only_start event for índice small, cause quota"
+
+# ------------------------------------------------ fleet-wide daily budget
+start_proxy budget HERE_DAILY_BUDGET=4
+LOG_B=$PROXY_LOG
+start_nginx budget "$PROXY_ADDR"
+B=$NGINX_URL/here-proxy
+for i in 1 2 3 4; do
+    req GET "$B/base/mc/10/$i/9/png?indice=i$((i % 2))"
+    check_status 200 "budget 4: fetch $i of 4 is 200"
+done
+before=$(upstream_requests)
+for ind in i0 i1 fresh; do
+    req GET "$B/base/mc/10/5/9/png?indice=$ind"
+    check_json_error 503 "budget spent: a miss for índice $ind is 503"
+done
+assert_contains "$(json_field 'd["error"]')" "HERE_DAILY_BUDGET" "budget spent: the 503 names HERE_DAILY_BUDGET"
+assert_match "$(header Retry-After)" '^[1-9][0-9]*$' "budget spent: Retry-After set"
+assert_eq "$(upstream_requests)" "$before" "budget spent: HERE was not asked"
+req GET "$B/base/mc/10/3/9/png?indice=fresh"
+check_status 200 "budget spent: cached tiles are still served to every índice"
+assert_eq "$(count_events "$LOG_B" cache_only_start 'o.get("scope") == "all" and o.get("cause") == "budget"')" 1 \
+    "log: one cache_only_start event, scope all, cause budget"
+
+# ------------------------------------------------ HERE answers 401 again and again
+start_proxy deny HERE_DENY_THRESHOLD=3 HERE_CACHE_ONLY_S=4 HERE_BREAKER_THRESHOLD=0
+LOG_D=$PROXY_LOG
+start_nginx deny "$PROXY_ADDR"
+D=$NGINX_URL/here-proxy
+req GET "$D/base/mc/11/1/1/png"
+check_status 200 "deny: a tile cached while HERE is fine"
+upstream_control maxage s=1
+req GET "$D/base/mc/11/2/1/png"
+check_status 200 "deny: a tile cached with max-age 1 (stale soon)"
+upstream_control maxage s=3600
+upstream_control fail "status=401&times=3"
+for i in 1 2 3; do
+    req GET "$D/base/mc/11/$((i + 2))/1/png"
+    check_status 401 "deny: HERE answers 401 ($i of 3)"
+done
+sleep 1.2
+before=$(upstream_requests)
+req GET "$D/base/mc/11/9/1/png"
+check_json_error 503 "deny: after 3 401s in a row a miss is 503"
+assert_contains "$(json_field 'd["error"]')" "401" "deny: the reason says HERE answered 401"
+assert_match "$(header Retry-After)" '^[1-4]$' "deny: Retry-After is HERE_CACHE_ONLY_S (4) at most"
+req GET "$D/base/mc/11/1/1/png"
+check_status 200 "deny: a cached tile is still served"
+check_header X-Cache HIT "deny: ... as a HIT"
+req GET "$D/base/mc/11/2/1/png"
+check_status 200 "deny: a stale tile is still served"
+check_header X-Cache STALE "deny: ... as STALE"
+sleep 0.5
+assert_eq "$(upstream_requests)" "$before" "deny: HERE was not asked (no miss, no revalidation)"
+assert_eq "$(count_events "$LOG_D" cache_only_start 'o.get("scope") == "all" and o.get("cause") == "here_denied"')" 1 \
+    "log: cache_only_start, scope all, cause here_denied"
+
+sleep 4.5
+req GET "$D/base/mc/11/9/1/png"
+check_status 200 "deny: after HERE_CACHE_ONLY_S the proxy asks HERE again"
+assert_eq "$(count_events "$LOG_D" cache_only_end 'o.get("scope") == "all"')" 1 \
+    "log: cache_only_end, scope all"
+
+for f in "$LOG_Q" "$LOG_B" "$LOG_D"; do
+    check_log_json "$f" "$(basename "$f") is JSON lines with complete access lines" 5
+done
+check_no_key_leak "no key in responses or logs" "$LOG_Q" "$LOG_B" "$LOG_D"
+finish

@@ -1,0 +1,284 @@
+#include "config.h"
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "acl.h"
+#include "admit.h"
+#include "log.h"
+#include "settings.h"
+
+/* 2026-11-28 12:00:00 UTC: mid-day, so a day window has 43200 s left. */
+#define NOON 1795867200LL
+
+static void
+test_client_addr(void **state)
+{
+    static const struct {
+        const char *remote, *xff, *want;
+    } cases[] = {
+        /* Untrusted sender: X-Forwarded-For is not believed. */
+        {"198.51.100.1", "203.0.113.5", "198.51.100.1"},
+        /* Trusted sender: the first untrusted hop from the right. */
+        {"127.0.0.1", "203.0.113.5", "203.0.113.5"},
+        {"127.0.0.1", "1.1.1.1, 203.0.113.5", "203.0.113.5"},
+        {"127.0.0.1", "1.1.1.1,203.0.113.5, 10.0.0.7", "203.0.113.5"},
+        {"10.2.3.4", " 203.0.113.5 ,10.9.9.9 ", "203.0.113.5"},
+        /* Every hop trusted: the leftmost. */
+        {"127.0.0.1", "10.0.0.1, 10.0.0.2", "10.0.0.1"},
+        /* No header: the sender itself. */
+        {"127.0.0.1", NULL, "127.0.0.1"},
+        {"127.0.0.1", "", "127.0.0.1"},
+        /* Ports and brackets go. */
+        {"127.0.0.1", "203.0.113.5:4711", "203.0.113.5"},
+        {"127.0.0.1", "[2001:db8::1]:443", "2001:db8::1"},
+        {"127.0.0.1", "2001:db8::2", "2001:db8::2"},
+        {"::ffff:127.0.0.1", "203.0.113.9", "203.0.113.9"},
+        /* Junk ends the walk at the last trusted hop. */
+        {"127.0.0.1", "unknown", "127.0.0.1"},
+        {"127.0.0.1", "203.0.113.5, 10.0.0.3, junk", "127.0.0.1"},
+        {"127.0.0.1", "junk, 10.0.0.3", "10.0.0.3"},
+        {"127.0.0.1", "203.0.113.5,,10.0.0.3", "10.0.0.3"},
+        {"127.0.0.1", "[2001:db8::1", "127.0.0.1"},
+        /* No REMOTE_ADDR at all. */
+        {NULL, "203.0.113.5", "-"},
+    };
+    struct acl *trusted = NULL;
+    char err[200], out[64];
+    size_t i;
+
+    (void)state;
+    assert_int_equal(acl_parse(&trusted, "127.0.0.1, 10.0.0.0/8", err,
+        sizeof(err)), 0);
+    for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        admit_client_addr(cases[i].remote, cases[i].xff, trusted, out,
+            sizeof(out));
+        if (strcmp(out, cases[i].want) != 0)
+            fail_msg("REMOTE_ADDR %s, X-Forwarded-For '%s': got %s, "
+                "expected %s", cases[i].remote ? cases[i].remote : "NULL",
+                cases[i].xff ? cases[i].xff : "NULL", out, cases[i].want);
+    }
+    /* No trusted proxies: always REMOTE_ADDR. */
+    admit_client_addr("127.0.0.1", "203.0.113.5", NULL, out, sizeof(out));
+    assert_string_equal(out, "127.0.0.1");
+    acl_free(trusted);
+}
+
+static struct admit *
+make(struct settings *c, const char *const *kv)
+{
+    char err[256];
+    struct admit *l;
+
+    assert_int_equal(settings_init(c), 0);
+    for (; *kv != NULL; kv += 2)
+        if (settings_set(c, kv[0], kv[1], err, sizeof(err)) != 0)
+            fail_msg("%s=%s: %s", kv[0], kv[1], err);
+    l = admit_new(c, err, sizeof(err));
+    if (l == NULL)
+        fail_msg("admit_new: %s", err);
+    return l;
+}
+
+static void
+test_rate(void **state)
+{
+    static const char *const kv[] = {
+        "RATE_LIMIT_INDEX", "3/minute",
+        "RATE_LIMIT_INDEX_OVERRIDES", "open:off,big:100/minute",
+        "RATE_LIMIT_IP", "5/minute", NULL};
+    struct settings c;
+    struct admit *l = make(&c, kv);
+    struct admit_verdict v;
+    int i;
+
+    (void)state;
+    assert_true(admit_by_address(l));
+    for (i = 0; i < 3; i++) {
+        assert_int_equal(admit_request(l, "a", "192.0.2.1", 1000, NOON, &v),
+            1);
+        assert_true(v.limited);
+        assert_int_equal(v.limit, 3);       /* the tighter of the two */
+        assert_int_equal(v.remaining, 2 - i);
+    }
+    assert_int_equal(admit_request(l, "a", "192.0.2.1", 1000, NOON, &v), 0);
+    assert_string_equal(v.refused_by, "indice");
+    assert_int_equal(v.remaining, 0);
+    assert_int_equal(v.retry_after_s, 20);  /* one token at 3/minute */
+    /* 20 s later one more. */
+    assert_int_equal(admit_request(l, "a", "192.0.2.1", 21000, NOON, &v), 1);
+    /* The address took 5 (a refusal by the índice costs it a token too)
+     * and got 1.67 back: one more, then refused whatever the índice, and
+     * without spending the índice's tokens. */
+    assert_int_equal(admit_request(l, "b", "192.0.2.1", 21000, NOON, &v), 1);
+    assert_int_equal(admit_request(l, "b", "192.0.2.1", 21000, NOON, &v), 0);
+    assert_string_equal(v.refused_by, "address");
+    assert_int_equal(v.limit, 5);
+    assert_int_equal(admit_request(l, "b", "192.0.2.2", 21000, NOON, &v), 1);
+    assert_int_equal(v.remaining, 1);       /* b: 3 - 2, not 3 - 3 */
+    /* Overrides. */
+    assert_int_equal(admit_request(l, "big", "192.0.2.3", 21000, NOON, &v),
+        1);
+    assert_int_equal(v.limit, 5);           /* the address is tighter */
+    assert_int_equal(admit_request(l, "open", NULL, 21000, NOON, &v), 1);
+    assert_false(v.limited);
+    admit_free(l);
+    settings_cleanup(&c);
+}
+
+static void
+test_quota(void **state)
+{
+    static const char *const kv[] = {
+        "QUOTA_UPSTREAM_INDEX", "5/day",
+        "QUOTA_UPSTREAM_INDEX_OVERRIDES", "small:2/day,open:off", NULL};
+    struct settings c;
+    struct admit *l = make(&c, kv);
+    struct admit_verdict v;
+    char reason[200];
+    long ra = 0;
+    int i;
+
+    (void)state;
+    assert_false(admit_by_address(l));
+    assert_int_equal(admit_request(l, "small", NULL, 0, NOON, &v), 1);
+    assert_false(v.limited);                /* no rate limit set */
+    assert_int_equal(admit_upstream_begin(l, "small", NOON, reason,
+        sizeof(reason), &ra), 0);
+    assert_int_equal(admit_upstream_begin(l, "small", NOON + 1, reason,
+        sizeof(reason), &ra), 0);
+    assert_int_equal(admit_upstream_begin(l, "small", NOON + 2, reason,
+        sizeof(reason), &ra), -1);
+    assert_non_null(strstr(reason, "small"));
+    assert_non_null(strstr(reason, "2/day"));
+    assert_int_equal(ra, 43200 - 2);
+    /* Cache-only now: refused without counting, until the day ends. */
+    assert_int_equal(admit_upstream_begin(l, "small", NOON + 3600, reason,
+        sizeof(reason), &ra), -1);
+    assert_int_equal(ra, 43200 - 3600);
+    /* Other índices: the default 5/day, or none. */
+    for (i = 0; i < 5; i++)
+        assert_int_equal(admit_upstream_begin(l, "other", NOON, reason,
+            sizeof(reason), &ra), 0);
+    assert_int_equal(admit_upstream_begin(l, "other", NOON, reason,
+        sizeof(reason), &ra), -1);
+    for (i = 0; i < 50; i++)
+        assert_int_equal(admit_upstream_begin(l, "open", NOON, reason,
+            sizeof(reason), &ra), 0);
+    /* The next UTC day: a new window. */
+    assert_int_equal(admit_upstream_begin(l, "small", NOON + 43200, reason,
+        sizeof(reason), &ra), 0);
+    admit_free(l);
+    settings_cleanup(&c);
+}
+
+static void
+test_budget(void **state)
+{
+    static const char *const kv[] = {"HERE_DAILY_BUDGET", "3", NULL};
+    struct settings c;
+    struct admit *l = make(&c, kv);
+    char reason[200];
+    long ra = 0;
+
+    (void)state;
+    assert_int_equal(admit_upstream_begin(l, "a", NOON, reason,
+        sizeof(reason), &ra), 0);
+    assert_int_equal(admit_upstream_begin(l, "b", NOON, reason,
+        sizeof(reason), &ra), 0);
+    assert_int_equal(admit_upstream_begin(l, "c", NOON, reason,
+        sizeof(reason), &ra), 0);
+    assert_int_equal(admit_upstream_begin(l, "d", NOON, reason,
+        sizeof(reason), &ra), -1);
+    assert_non_null(strstr(reason, "HERE_DAILY_BUDGET"));
+    assert_int_equal(ra, 43200);
+    assert_int_equal(admit_upstream_begin(l, "a", NOON + 10, reason,
+        sizeof(reason), &ra), -1);
+    assert_int_equal(admit_upstream_begin(l, "a", NOON + 43200, reason,
+        sizeof(reason), &ra), 0);
+    admit_free(l);
+    settings_cleanup(&c);
+}
+
+static void
+test_here_denied(void **state)
+{
+    static const char *const kv[] = {
+        "HERE_DENY_THRESHOLD", "3", "HERE_CACHE_ONLY_S", "60", NULL};
+    struct settings c;
+    struct admit *l = make(&c, kv);
+    char reason[200];
+    long ra = 0;
+
+    (void)state;
+    /* A run broken by a success does not count. */
+    admit_upstream_result(l, 401, 0, NOON);
+    admit_upstream_result(l, 403, 0, NOON);
+    admit_upstream_result(l, 200, 0, NOON);
+    admit_upstream_result(l, 401, 0, NOON);
+    admit_upstream_result(l, 0, 0, NOON);   /* no answer: neither */
+    admit_upstream_result(l, 401, 0, NOON);
+    assert_int_equal(admit_upstream_begin(l, "a", NOON, reason,
+        sizeof(reason), &ra), 0);
+    admit_upstream_result(l, 401, 0, NOON);
+    assert_int_equal(admit_upstream_begin(l, "a", NOON + 1, reason,
+        sizeof(reason), &ra), -1);
+    assert_non_null(strstr(reason, "401"));
+    assert_int_equal(ra, 59);
+    assert_int_equal(admit_upstream_begin(l, "a", NOON + 60, reason,
+        sizeof(reason), &ra), 0);
+    /* HERE's Retry-After wins over HERE_CACHE_ONLY_S. */
+    admit_upstream_result(l, 429, 7, NOON + 100);
+    admit_upstream_result(l, 429, 7, NOON + 100);
+    admit_upstream_result(l, 429, 7, NOON + 100);
+    assert_int_equal(admit_upstream_begin(l, "b", NOON + 100, reason,
+        sizeof(reason), &ra), -1);
+    assert_int_equal(ra, 7);
+    assert_non_null(strstr(reason, "429"));
+    assert_int_equal(admit_upstream_begin(l, "b", NOON + 107, reason,
+        sizeof(reason), &ra), 0);
+    admit_free(l);
+    settings_cleanup(&c);
+}
+
+static void
+test_null(void **state)
+{
+    struct admit_verdict v;
+    char reason[64];
+    long ra = 0;
+
+    (void)state;
+    assert_false(admit_by_address(NULL));
+    assert_null(admit_trusted(NULL));
+    assert_int_equal(admit_request(NULL, "a", NULL, 0, NOON, &v), 1);
+    assert_false(v.limited);
+    admit_upstream_result(NULL, 401, 0, NOON);
+    assert_int_equal(admit_upstream_begin(NULL, "a", NOON, reason,
+        sizeof(reason), &ra), 0);
+    admit_free(NULL);
+}
+
+int
+main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_client_addr),
+        cmocka_unit_test(test_rate),
+        cmocka_unit_test(test_quota),
+        cmocka_unit_test(test_budget),
+        cmocka_unit_test(test_here_denied),
+        cmocka_unit_test(test_null),
+    };
+
+    /* The cache-only events go to stderr; keep the test output short. */
+    log_set_level(LOG_LEVEL_ERROR);
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
