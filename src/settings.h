@@ -34,6 +34,8 @@
         1, 3600000)                                                          \
     X(HEREPROXY_THREADS, threads, CFG_LONG, "64", 1, 4096)                    \
     X(HEREPROXY_LISTEN, listen, CFG_STR, "", 0, 0)                            \
+    X(HEREPROXY_WRITE_TIMEOUT_MS, write_timeout_ms, CFG_LONG, "30000", 1,     \
+        3600000)                                                             \
     X(HEREPROXY_CORS_ORIGINS, cors_origins, CFG_ORIGINS, "*", 0, 0)           \
     X(HEREPROXY_ZMAX, zmax, CFG_LONG, "20", 0, 22)                            \
     X(CACHE_MAXSIZE, cache_maxsize, CFG_LONG, "50000", 0, 100000000)          \
@@ -78,6 +80,7 @@ struct settings {
     long here_breaker_cooldown_ms;
     long threads;
     char *listen;
+    long write_timeout_ms;    /* SO_SNDTIMEO on the FastCGI connection */
     char *cors_origins;
     long zmax;
     long cache_maxsize;
