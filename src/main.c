@@ -74,8 +74,12 @@ abort_request(FCGX_Request *req)
 {
     static const unsigned char bogus[8];    /* version 0: invalid */
 
-    FCGX_FFlush(req->out);
-    if (write(req->ipcFd, bogus, sizeof(bogus)) < 0) {
+    /*
+     * A stream in error (a write timed out: the peer stopped reading) gets
+     * no more writes, each of which would wait the timeout again.
+     */
+    if (FCGX_GetError(req->out) == 0 && FCGX_FFlush(req->out) == 0 &&
+        write(req->ipcFd, bogus, sizeof(bogus)) < 0) {
         /* The web server is gone already: nothing left to tell. */
     }
     shutdown(req->ipcFd, SHUT_RDWR);
