@@ -37,6 +37,8 @@
     X(HEREPROXY_WRITE_TIMEOUT_MS, write_timeout_ms, CFG_LONG, "30000", 1,     \
         3600000)                                                             \
     X(HEREPROXY_CORS_ORIGINS, cors_origins, CFG_ORIGINS, "*", 0, 0)           \
+    X(HEREPROXY_CLIENT_TOKENS, client_tokens, CFG_SECRET, "", 0, 0)           \
+    X(HEREPROXY_INDICES, indices, CFG_STR, "", 0, 0)                          \
     X(HEREPROXY_ZMAX, zmax, CFG_LONG, "20", 0, 22)                            \
     X(CACHE_MAXSIZE, cache_maxsize, CFG_LONG, "50000", 0, 100000000)          \
     X(CACHE_MAXBYTES, cache_maxbytes, CFG_SIZE, "268435456", 0, 0)            \
@@ -82,6 +84,8 @@ struct settings {
     char *listen;
     long write_timeout_ms;    /* SO_SNDTIMEO on the FastCGI connection */
     char *cors_origins;
+    char *client_tokens;      /* token:indice,... ("" = no tokens needed) */
+    char *indices;            /* allowed indices, comma list ("" = any) */
     long zmax;
     long cache_maxsize;
     uint64_t cache_maxbytes;
@@ -117,7 +121,9 @@ int settings_apply_text(struct settings *cfg, const char *text,
 /*
  * Load the whole configuration: defaults, then the file named by
  * HEREPROXY_CONFIG, then the environment (which wins), then
- * HERE_API_KEY_FILE when HERE_API_KEY is still unset; then validate.
+ * HERE_API_KEY_FILE when HERE_API_KEY is still unset, and
+ * HEREPROXY_CLIENT_TOKENS_FILE (one token:indice a line) when
+ * HEREPROXY_CLIENT_TOKENS is; then validate.
  * envp is a NULL-terminated environment. Returns 0 or -1 with err set.
  */
 int settings_load(struct settings *cfg, char *const *envp, char *err,
@@ -128,6 +134,17 @@ int settings_validate(const struct settings *cfg, char *err, size_t errlen);
 
 /* Print every setting as KEY=value, secrets as <redacted>. */
 void settings_dump(const struct settings *cfg, FILE *fp);
+
+/*
+ * With HEREPROXY_CLIENT_TOKENS set: copy the indice of the token into
+ * indice (size bytes) and return 1, or return 0 for an unknown token. Every
+ * token is compared, in constant time, whatever matches.
+ */
+int settings_token_indice(const struct settings *cfg, const char *token,
+    char *indice, size_t size);
+
+/* True when HEREPROXY_INDICES is unset or lists indice. */
+int settings_indice_allowed(const struct settings *cfg, const char *indice);
 
 /* True when the origin is granted by HEREPROXY_CORS_ORIGINS. */
 int settings_origin_allowed(const struct settings *cfg, const char *origin);
