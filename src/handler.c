@@ -766,6 +766,41 @@ check_rate(struct handler *h, const struct tile_req *req, char *const *envp,
     return -1;
 }
 
+/*
+ * Who may ask: with HEREPROXY_CLIENT_TOKENS a valid token (header
+ * X-Proxy-Token, else query "token") is required and decides the indice;
+ * with HEREPROXY_INDICES only the listed indices pass. Returns 0 to go on,
+ * or -1 after answering 401 or 403. Tokens are never logged or forwarded.
+ */
+static int
+admit_client(const struct handler *h, struct tile_req *req,
+    char *const *envp, struct FCGX_Stream *out, struct response_meta *meta,
+    struct outcome *o)
+{
+    if (*h->cfg->client_tokens != '\0') {
+        const char *token = request_param(envp, "HTTP_X_PROXY_TOKEN");
+        char indice[REQUEST_INDICE_MAX + 1];
+
+        if (token == NULL || *token == '\0')
+            token = *req->token ? req->token : NULL;
+        if (token == NULL) {
+            fail(out, o, 401, "unauthorized", "a client token is required (header "
+                "X-Proxy-Token or query token)", meta);
+            return -1;
+        }
+        if (!settings_token_indice(h->cfg, token, indice, sizeof(indice))) {
+            fail(out, o, 401, "unauthorized", "unknown client token", meta);
+            return -1;
+        }
+        util_strlcpy(req->indice, indice, sizeof(req->indice));
+    }
+    if (!settings_indice_allowed(h->cfg, req->indice)) {
+        fail(out, o, 403, "forbidden", "indice not allowed", meta);
+        return -1;
+    }
+    return 0;
+}
+
 int
 handler_serve(struct handler *h, char *const *envp, struct FCGX_Stream *out,
     struct handler_later *later)
@@ -826,7 +861,9 @@ handler_serve(struct handler *h, char *const *envp, struct FCGX_Stream *out,
             break;
         case ROUTE_TILE:
         case ROUTE_META:
-            if (check_rate(h, &req, envp, out, &meta, &o) == 0)
+            /* The token decides the indice; the limits then count it. */
+            if (admit_client(h, &req, envp, out, &meta, &o) == 0 &&
+                check_rate(h, &req, envp, out, &meta, &o) == 0)
                 result = serve_proxied(h, &req, envp, out, &meta, &o,
                     later);
             break;

@@ -7,7 +7,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -91,12 +93,33 @@ abort_request(FCGX_Request *req)
 {
     static const unsigned char bogus[8];    /* version 0: invalid */
 
-    FCGX_FFlush(req->out);
-    if (write(req->ipcFd, bogus, sizeof(bogus)) < 0) {
+    /*
+     * A stream in error (a write timed out: the peer stopped reading) gets
+     * no more writes, each of which would wait the timeout again.
+     */
+    if (FCGX_GetError(req->out) == 0 && FCGX_FFlush(req->out) == 0 &&
+        write(req->ipcFd, bogus, sizeof(bogus)) < 0) {
         /* The web server is gone already: nothing left to tell. */
     }
     shutdown(req->ipcFd, SHUT_RDWR);
     req->keepConnection = 0;
+}
+
+/*
+ * A web server that stops reading (its client stalls, and it does not
+ * buffer) must not hold this worker forever: a write that makes no
+ * progress for HEREPROXY_WRITE_TIMEOUT_MS fails, and the request ends.
+ */
+static void
+set_write_timeout(int fd, long timeout_ms)
+{
+    struct timeval tv;
+
+    tv.tv_sec = timeout_ms / 1000;
+    tv.tv_usec = (timeout_ms % 1000) * 1000;
+    if (fd >= 0 &&
+        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)) != 0)
+        log_warn("setsockopt(SO_SNDTIMEO)");
 }
 
 static void *
@@ -130,6 +153,7 @@ worker_main(void *arg)
         pthread_mutex_lock(&w->lock);
         w->busy = 1;
         pthread_mutex_unlock(&w->lock);
+        set_write_timeout(w->req.ipcFd, w->handler->cfg->write_timeout_ms);
         atomic_fetch_add_explicit(&w->handler->threads_busy, 1,
             memory_order_relaxed);
         if (handler_serve(w->handler, w->req.envp, w->req.out, &later) != 0)
@@ -316,6 +340,8 @@ log_start(const struct settings *cfg, const char *listen_addr,
     cJSON_AddStringToObject(f, "cache", cache_backend(cache));
     cJSON_AddStringToObject(f, "here_base_url", cfg->here_base_url);
     cJSON_AddStringToObject(f, "here_api_key", "<redacted>");
+    cJSON_AddNumberToObject(f, "dumpable",
+        (double)prctl(PR_GET_DUMPABLE, 0, 0, 0, 0));
     cJSON_AddNumberToObject(f, "cache_maxsize", (double)cfg->cache_maxsize);
     cJSON_AddNumberToObject(f, "cache_maxbytes",
         (double)cfg->cache_maxbytes);
@@ -346,6 +372,13 @@ main(int argc, char **argv)
     struct nginxlog *nginx_log = NULL;
     int ch, check_only = 0, listen_fd, unix_path, sig = 0, clean;
     long i, grace_ms;
+
+    /*
+     * The API key lives in this process's memory: no core dump, and no
+     * ptrace or /proc/PID/mem reading by other processes of the same user.
+     */
+    if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0)
+        fatal("prctl(PR_SET_DUMPABLE)");
 
     while ((ch = getopt_long(argc, argv, "l:chV", longopts, NULL)) != -1) {
         switch (ch) {

@@ -44,7 +44,7 @@ static const char *const outcome_names[] = {
 static const char *const error_kinds[] = {
     "bad_request", "not_found", "method", "upstream_4xx", "upstream_5xx",
     "upstream_unreachable", "upstream_timeout", "busy", "breaker_open",
-    "forbidden", "rate_limited", "internal", "other"
+    "unauthorized", "forbidden", "rate_limited", "internal", "other"
 };
 #define NKIND (sizeof(error_kinds) / sizeof(error_kinds[0]))
 

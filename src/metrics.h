@@ -100,7 +100,8 @@ void metrics_upstream(struct metrics *m, const char *indice,
 /*
  * One error answered to a client: kind is one of bad_request, not_found,
  * method, upstream_4xx, upstream_5xx, upstream_unreachable,
- * upstream_timeout, busy, breaker_open, forbidden, rate_limited, internal (else
+ * upstream_timeout, busy, breaker_open, unauthorized, forbidden,
+ * rate_limited, internal (else
  * "other").
  */
 void metrics_error(struct metrics *m, const char *indice, const char *kind);

@@ -325,6 +325,24 @@ apply_param(const char *name, const char *value, struct params *p,
     static const long ppis[] = {100, 200, 400, 0};
     static const long scales[] = {1, 2, 0};
 
+    if (strcmp(name, "token") == 0) {
+        size_t i, len = strlen(value);
+
+        if (*req->token != '\0') {
+            snprintf(err, errlen, "token: given more than once");
+            return -1;
+        }
+        for (i = 0; i < len; i++)
+            if (value[i] <= ' ' || value[i] >= 0x7f)
+                break;
+        if (len < 1 || len > REQUEST_TOKEN_MAX || i < len) {
+            snprintf(err, errlen, "token: must be 1 to %d printable bytes",
+                REQUEST_TOKEN_MAX);
+            return -1;
+        }
+        util_strlcpy(req->token, value, sizeof(req->token));
+        return 0;
+    }
     if (strcmp(name, "indice") == 0) {
         if (p->seen_indice) {
             snprintf(err, errlen, "indice: given more than once");

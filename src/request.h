@@ -12,6 +12,7 @@
 #define REQUEST_URI_MAX 4096
 #define REQUEST_KEY_MAX 512
 #define REQUEST_INDICE_MAX 64
+#define REQUEST_TOKEN_MAX 128
 #define REQUEST_PATH_LOG_MAX 256
 
 enum req_route {
@@ -45,6 +46,8 @@ struct tile_req {
     const char *endpoint;              /* static string, metadata only */
     long z, x, y;
     char indice[REQUEST_INDICE_MAX + 1]; /* "-" when absent */
+    /* query "token" (client token): never in the key, never logged */
+    char token[REQUEST_TOKEN_MAX + 1];   /* "" when absent */
     char path[REQUEST_PATH_LOG_MAX + 1]; /* path part, for logs */
     /*
      * The canonical key: upstream path relative to HERE_BASE_URL with the

@@ -192,7 +192,8 @@ settings_set(struct settings *cfg, const char *name, const char *value,
     switch (s->kind) {
     case CFG_STR:
     case CFG_SECRET:
-        if (s->kind == CFG_SECRET && *value != '\0' && !valid_key(value)) {
+        if (s->kind == CFG_SECRET && strcmp(s->name, "HERE_API_KEY") == 0 &&
+            *value != '\0' && !valid_key(value)) {
             snprintf(err, errlen, "%s: only letters, digits and -._~ "
                 "are allowed, at most 512", s->name);
             return -1;
@@ -489,7 +490,7 @@ fail:
 int
 settings_load(struct settings *cfg, char *const *envp, char *err, size_t errlen)
 {
-    const char *path, *keyfile;
+    const char *path, *keyfile, *tokfile;
     size_t i;
 
     if (settings_init(cfg) != 0) {
@@ -530,7 +531,192 @@ settings_load(struct settings *cfg, char *const *envp, char *err, size_t errlen)
             return -1;
         }
     }
+    tokfile = env_get(envp, "HEREPROXY_CLIENT_TOKENS_FILE");
+    if (*cfg->client_tokens == '\0' && tokfile != NULL && *tokfile) {
+        char *text = read_small_file(tokfile, 1 << 20, err, errlen,
+            "HEREPROXY_CLIENT_TOKENS_FILE");
+        char *c;
+        int rc;
+
+        if (text == NULL)
+            return -1;
+        /* One entry a line; '#' comment lines and blank lines allowed. */
+        for (c = text; *c; c++) {
+            char *l = c;
+
+            while (*l == ' ' || *l == '\t')
+                l++;
+            if (*l == '#')
+                while (*c && *c != '\n')
+                    *c++ = ' ';
+            else
+                while (*c && *c != '\n')
+                    c++;
+            if (*c == '\0')
+                break;
+            *c = ',';
+        }
+        for (c = text; *c; c++)
+            if (*c == '\r')
+                *c = ' ';
+        rc = settings_set(cfg, "HEREPROXY_CLIENT_TOKENS", text, err, errlen);
+        free(text);
+        if (rc != 0)
+            return -1;
+    }
     return settings_validate(cfg, err, errlen);
+}
+
+/* An indice as request.c accepts it: 1 to 64 of A-Z a-z 0-9 _ . - */
+static int
+indice_ok(const char *s, size_t len)
+{
+    size_t i;
+
+    if (len < 1 || len > 64)
+        return 0;
+    for (i = 0; i < len; i++) {
+        char c = s[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+                (c >= '0' && c <= '9') || c == '_' || c == '.' || c == '-'))
+            return 0;
+    }
+    return 1;
+}
+
+/* A token: 1 to 128 printable ASCII bytes other than ':' and ','. */
+static int
+token_ok(const char *s, size_t len)
+{
+    size_t i;
+
+    if (len < 1 || len > 128)
+        return 0;
+    for (i = 0; i < len; i++)
+        if (s[i] <= ' ' || s[i] >= 0x7f || s[i] == ':' || s[i] == ',')
+            return 0;
+    return 1;
+}
+
+/*
+ * Walk "a:b,c:d" (tokens) or "a,b" (indices); entries are trimmed of
+ * blanks, empty ones skipped. Calls fn for each; stops when it returns
+ * non-zero and returns that.
+ */
+static int
+each_entry(const char *list, int (*fn)(const char *, size_t, void *),
+    void *arg)
+{
+    const char *p = list;
+
+    while (*p) {
+        const char *e = strchr(p, ',');
+        size_t len = e ? (size_t)(e - p) : strlen(p);
+        const char *q = p;
+        int rc;
+
+        while (len > 0 && (*q == ' ' || *q == '\t')) {
+            q++;
+            len--;
+        }
+        while (len > 0 && (q[len - 1] == ' ' || q[len - 1] == '\t'))
+            len--;
+        if (len > 0 && (rc = fn(q, len, arg)) != 0)
+            return rc;
+        if (e == NULL)
+            break;
+        p = e + 1;
+    }
+    return 0;
+}
+
+static int
+check_token_entry(const char *s, size_t len, void *arg)
+{
+    const char *colon = memchr(s, ':', len);
+
+    (void)arg;
+    if (colon == NULL || !token_ok(s, (size_t)(colon - s)) ||
+        !indice_ok(colon + 1, len - (size_t)(colon - s) - 1))
+        return 1;
+    return 0;
+}
+
+static int
+check_indice_entry(const char *s, size_t len, void *arg)
+{
+    (void)arg;
+    return indice_ok(s, len) ? 0 : 1;
+}
+
+struct token_search {
+    const char *token;
+    char *indice;
+    size_t size;
+    int found;
+};
+
+static int
+match_token_entry(const char *s, size_t len, void *arg)
+{
+    struct token_search *ts = arg;
+    const char *colon = memchr(s, ':', len);
+    char tok[129];
+    size_t tlen;
+
+    if (colon == NULL || (tlen = (size_t)(colon - s)) >= sizeof(tok))
+        return 0;
+    memcpy(tok, s, tlen);
+    tok[tlen] = '\0';
+    /* No early exit: every token costs the same comparison. */
+    if (util_consttime_equal(tok, ts->token) && !ts->found) {
+        size_t ilen = len - tlen - 1;
+
+        if (ilen >= ts->size)
+            ilen = ts->size - 1;
+        memcpy(ts->indice, colon + 1, ilen);
+        ts->indice[ilen] = '\0';
+        ts->found = 1;
+    }
+    return 0;
+}
+
+int
+settings_token_indice(const struct settings *cfg, const char *token,
+    char *indice, size_t size)
+{
+    struct token_search ts = {token, indice, size, 0};
+
+    if (token == NULL || size == 0)
+        return 0;
+    each_entry(cfg->client_tokens, match_token_entry, &ts);
+    return ts.found;
+}
+
+struct indice_search {
+    const char *indice;
+    int found;
+};
+
+static int
+match_indice_entry(const char *s, size_t len, void *arg)
+{
+    struct indice_search *is = arg;
+
+    if (strlen(is->indice) == len && memcmp(s, is->indice, len) == 0)
+        is->found = 1;
+    return is->found;
+}
+
+int
+settings_indice_allowed(const struct settings *cfg, const char *indice)
+{
+    struct indice_search is = {indice, 0};
+
+    if (*cfg->indices == '\0')
+        return 1;
+    each_entry(cfg->indices, match_indice_entry, &is);
+    return is.found;
 }
 
 int
@@ -539,6 +725,18 @@ settings_validate(const struct settings *cfg, char *err, size_t errlen)
     if (*cfg->here_api_key == '\0') {
         snprintf(err, errlen, "HERE_API_KEY is not set (or set "
             "HERE_API_KEY_FILE to a file holding it)");
+        return -1;
+    }
+    if (each_entry(cfg->client_tokens, check_token_entry, NULL) != 0) {
+        /* Never quote the list: it is secret. */
+        snprintf(err, errlen, "HEREPROXY_CLIENT_TOKENS: each entry must be "
+            "TOKEN:INDICE (a token of 1 to 128 printable bytes without "
+            "':' or ','; an indice of 1 to 64 of A-Z a-z 0-9 _ . -)");
+        return -1;
+    }
+    if (each_entry(cfg->indices, check_indice_entry, NULL) != 0) {
+        snprintf(err, errlen, "HEREPROXY_INDICES: each entry must be 1 to 64 "
+            "of A-Z a-z 0-9 _ . -");
         return -1;
     }
     if (cfg->cache_ttl_default_s > cfg->cache_ttl_cap_s) {

@@ -34,7 +34,11 @@
         1, 3600000)                                                          \
     X(HEREPROXY_THREADS, threads, CFG_LONG, "64", 1, 4096)                    \
     X(HEREPROXY_LISTEN, listen, CFG_STR, "", 0, 0)                            \
+    X(HEREPROXY_WRITE_TIMEOUT_MS, write_timeout_ms, CFG_LONG, "30000", 1,     \
+        3600000)                                                             \
     X(HEREPROXY_CORS_ORIGINS, cors_origins, CFG_ORIGINS, "*", 0, 0)           \
+    X(HEREPROXY_CLIENT_TOKENS, client_tokens, CFG_SECRET, "", 0, 0)           \
+    X(HEREPROXY_INDICES, indices, CFG_STR, "", 0, 0)                          \
     X(HEREPROXY_ZMAX, zmax, CFG_LONG, "20", 0, 22)                            \
     X(SHUTDOWN_GRACE_MS, shutdown_grace_ms, CFG_LONG, "10000", 0, 600000)     \
     X(NGINX_LOG_SOCKET, nginx_log_socket, CFG_STR, "", 0, 0)                  \
@@ -101,7 +105,10 @@ struct settings {
     long here_breaker_cooldown_ms;
     long threads;
     char *listen;
+    long write_timeout_ms;    /* SO_SNDTIMEO on the FastCGI connection */
     char *cors_origins;
+    char *client_tokens;      /* token:indice,... ("" = no tokens needed) */
+    char *indices;            /* allowed indices, comma list ("" = any) */
     long zmax;
     long shutdown_grace_ms;
     char *nginx_log_socket;
@@ -151,7 +158,9 @@ int settings_apply_text(struct settings *cfg, const char *text,
 /*
  * Load the whole configuration: defaults, then the file named by
  * HEREPROXY_CONFIG, then the environment (which wins), then
- * HERE_API_KEY_FILE when HERE_API_KEY is still unset; then validate.
+ * HERE_API_KEY_FILE when HERE_API_KEY is still unset, and
+ * HEREPROXY_CLIENT_TOKENS_FILE (one token:indice a line) when
+ * HEREPROXY_CLIENT_TOKENS is; then validate.
  * envp is a NULL-terminated environment. Returns 0 or -1 with err set.
  */
 int settings_load(struct settings *cfg, char *const *envp, char *err,
@@ -174,6 +183,17 @@ int settings_reloadable(const char *name);
  */
 int settings_keep_restart_only(struct settings *next,
     const struct settings *cur, char *changed, size_t len);
+
+/*
+ * With HEREPROXY_CLIENT_TOKENS set: copy the indice of the token into
+ * indice (size bytes) and return 1, or return 0 for an unknown token. Every
+ * token is compared, in constant time, whatever matches.
+ */
+int settings_token_indice(const struct settings *cfg, const char *token,
+    char *indice, size_t size);
+
+/* True when HEREPROXY_INDICES is unset or lists indice. */
+int settings_indice_allowed(const struct settings *cfg, const char *indice);
 
 /* True when the origin is granted by HEREPROXY_CORS_ORIGINS. */
 int settings_origin_allowed(const struct settings *cfg, const char *origin);

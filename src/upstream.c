@@ -118,7 +118,7 @@ static int
 header_value(const char *line, size_t len, const char *name, char *out,
     size_t outsize)
 {
-    size_t nlen = strlen(name), vlen;
+    size_t nlen = strlen(name), vlen, i;
     const char *v;
 
     if (len <= nlen || line[nlen] != ':' || strncasecmp(line, name, nlen))
@@ -136,6 +136,19 @@ header_value(const char *line, size_t len, const char *name, char *out,
         vlen = outsize - 1;
     memcpy(out, v, vlen);
     out[vlen] = '\0';
+    /*
+     * These values are copied into responses to clients: a CR, LF or
+     * other control byte (a lone CR inside a line, a NUL) could split a
+     * header there. Drop such a value whole rather than repair it.
+     */
+    for (i = 0; i < vlen; i++) {
+        unsigned char c = (unsigned char)out[i];
+
+        if ((c < 0x20 && c != '\t') || c == 0x7f) {
+            out[0] = '\0';
+            break;
+        }
+    }
     return 1;
 }
 

@@ -44,7 +44,9 @@ unset HERE_API_KEY HERE_API_KEY_FILE HERE_BASE_URL HERE_CA_FILE \
     RATE_LIMIT_IP RATE_TRUSTED_PROXIES RATE_LIMIT_SHARED QUOTA_UPSTREAM_INDEX \
     QUOTA_UPSTREAM_INDEX_OVERRIDES HERE_DAILY_BUDGET HERE_DENY_THRESHOLD \
     HERE_CACHE_ONLY_S \
-    METRICS_MAX_INDICES METRICS_ALLOW
+    METRICS_MAX_INDICES METRICS_ALLOW \
+    HEREPROXY_WRITE_TIMEOUT_MS HEREPROXY_CLIENT_TOKENS \
+    HEREPROXY_CLIENT_TOKENS_FILE HEREPROXY_INDICES
 # Never send loopback test traffic through a proxy.
 unset http_proxy https_proxy HTTP_PROXY HTTPS_PROXY all_proxy ALL_PROXY
 export no_proxy='*' NO_PROXY='*'
@@ -136,6 +138,11 @@ _cleanup() {
     if [ "$rc" -eq 0 ] && ! _check_proxy_logs; then
         rc=1
     fi
+    # Every test: the key is in no byte the proxy, the web servers or the
+    # clients wrote (logs, responses, bodies), now that all have stopped.
+    if [ "$_FINISHED" -eq 1 ] && ! _key_leak_scan; then
+        rc=1
+    fi
     if [ "$rc" -ne 0 ]; then
         local f
         for f in "$RUN_DIR"/*.log; do
@@ -189,6 +196,35 @@ PYEOF
             return 1
         fi
     done
+    return 0
+}
+
+# Files that hold $SERVER_KEY on purpose (the upstream's own record, configs
+# and key files a test wrote): key_exempt FILE...
+_KEY_EXEMPT=()
+key_exempt() { _KEY_EXEMPT+=("$@"); }
+
+# _key_leak_scan: 0 when no file of RUN_DIR but the exempt ones holds
+# $SERVER_KEY; else prints a "not ok" line naming them.
+_key_leak_scan() {
+    local f e hits=() skip
+    while IFS= read -r -d '' f; do
+        skip=0
+        case $f in
+        # the HERE side: the upstream and its TLS front receive the key
+        "$RUN_DIR/upstream-requests.jsonl" | "$RUN_DIR/upstream.log" | \
+            "$RUN_DIR/nginx-tls/"*) skip=1 ;;
+        esac
+        for e in "${_KEY_EXEMPT[@]}"; do
+            [ "$f" = "$e" ] && skip=1
+        done
+        [ "$skip" -eq 0 ] && grep -qaF -- "$SERVER_KEY" "$f" && hits+=("$f")
+    done < <(find "$RUN_DIR" -type f -print0 2>/dev/null)
+    if [ ${#hits[@]} -gt 0 ]; then
+        echo "not ok - teardown: the HERE key ($SERVER_KEY) appears in: ${hits[*]}"
+        return 1
+    fi
+    echo "# teardown: the HERE key appears in none of $(find "$RUN_DIR" -type f | wc -l) files written"
     return 0
 }
 trap _cleanup EXIT

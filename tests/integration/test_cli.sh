@@ -59,6 +59,7 @@ assert_not_contains "$OUT" fileSecret77 "--check-config does not print the key f
 
 # ------------------------------------------------------------ file, served
 start_upstream
+key_exempt "$RUN_DIR/served.conf"
 cat >"$RUN_DIR/served.conf" <<CONF
 HERE_API_KEY=$SERVER_KEY
 HERE_BASE_URL=$UPSTREAM_URL/v3

@@ -648,7 +648,7 @@ test_dump(void **state)
         char *p;
         for (p = text; *p; p++)
             lines += *p == '\n';
-        assert_int_equal(lines, 43);
+        assert_int_equal(lines, 46);
     }
     free(text);
     settings_cleanup(&c);
@@ -746,6 +746,54 @@ test_dump_roundtrip(void **state)
 }
 
 static void
+test_client_tokens(void **state)
+{
+    struct settings c;
+    char err[256], ind[65];
+
+    (void)state;
+    assert_int_equal(settings_init(&c), 0);
+    assert_true(settings_indice_allowed(&c, "anything"));
+    assert_int_equal(settings_set(&c, "HEREPROXY_CLIENT_TOKENS",
+        "tokA:indiceA, tok.B~x:indiceB ,", err, sizeof(err)), 0);
+    assert_int_equal(settings_set(&c, "HERE_API_KEY", "k", err,
+        sizeof(err)), 0);
+    assert_int_equal(settings_validate(&c, err, sizeof(err)), 0);
+    assert_int_equal(settings_token_indice(&c, "tokA", ind, sizeof(ind)), 1);
+    assert_string_equal(ind, "indiceA");
+    assert_int_equal(settings_token_indice(&c, "tok.B~x", ind, sizeof(ind)),
+        1);
+    assert_string_equal(ind, "indiceB");
+    assert_int_equal(settings_token_indice(&c, "tok", ind, sizeof(ind)), 0);
+    assert_int_equal(settings_token_indice(&c, "tokAA", ind, sizeof(ind)), 0);
+    assert_int_equal(settings_token_indice(&c, "indiceA", ind, sizeof(ind)),
+        0);
+    assert_int_equal(settings_token_indice(&c, "", ind, sizeof(ind)), 0);
+    assert_int_equal(settings_token_indice(&c, NULL, ind, sizeof(ind)), 0);
+    /* entries without an indice, or with a bad one, are refused */
+    assert_int_equal(settings_set(&c, "HEREPROXY_CLIENT_TOKENS",
+        "secretonly", err, sizeof(err)), 0);
+    assert_int_equal(settings_validate(&c, err, sizeof(err)), -1);
+    assert_null(strstr(err, "secretonly"));
+    assert_int_equal(settings_set(&c, "HEREPROXY_CLIENT_TOKENS",
+        "t:bad indice", err, sizeof(err)), 0);
+    assert_int_equal(settings_validate(&c, err, sizeof(err)), -1);
+    assert_int_equal(settings_set(&c, "HEREPROXY_CLIENT_TOKENS", "", err,
+        sizeof(err)), 0);
+    assert_int_equal(settings_set(&c, "HEREPROXY_INDICES", "a, b.c", err,
+        sizeof(err)), 0);
+    assert_int_equal(settings_validate(&c, err, sizeof(err)), 0);
+    assert_true(settings_indice_allowed(&c, "a"));
+    assert_true(settings_indice_allowed(&c, "b.c"));
+    assert_false(settings_indice_allowed(&c, "b"));
+    assert_false(settings_indice_allowed(&c, "-"));
+    assert_int_equal(settings_set(&c, "HEREPROXY_INDICES", "a,b/c", err,
+        sizeof(err)), 0);
+    assert_int_equal(settings_validate(&c, err, sizeof(err)), -1);
+    settings_cleanup(&c);
+}
+
+static void
 test_origin_allowed(void **state)
 {
     struct settings c;
@@ -835,6 +883,7 @@ main(void)
         cmocka_unit_test(test_limit_settings),
         cmocka_unit_test(test_origin_allowed),
         cmocka_unit_test(test_keep_restart_only),
+        cmocka_unit_test(test_client_tokens),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

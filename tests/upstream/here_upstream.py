@@ -477,7 +477,7 @@ class State:
         with self.lock:
             self.requests, self.by_path = 0, {}
             self.inflight = self.max_inflight = 0  # /v3 requests being answered
-            self.rules = {"fail": [], "delay": [], "slowbody": [], "truncate": []}
+            self.rules = {"fail": [], "delay": [], "slowbody": [], "truncate": [], "chunked": [], "badheader": []}
             self.max_age = self.default_max_age
             self.revision = 0
 
@@ -700,22 +700,42 @@ class Handler(BaseHTTPRequestHandler):
     # -- sending -----------------------------------------------------------
     def reply(self, status, headers, body, head, path=None):
         """Send a response, applying any injected truncate/slowbody behaviour."""
-        truncate = slow = None
+        truncate = slow = chunked = None
         if path is not None and body and not head:
             truncate = STATE.take("truncate", path)
             if not truncate:
                 slow = STATE.take("slowbody", path)
+            if not truncate and not slow:
+                chunked = STATE.take("chunked", path)
+        if path is not None and STATE.take("badheader", path):
+            # control bytes inside header values: a proxy must not reflect them
+            headers = [(n, v + "\rX-Injected: 1") if n == "ETag" else (n, v) for n, v in headers]
+            headers.append(("X-Correlation-Id", "abc\x00\x01def"))
         self.send_response(status)
         for name, value in headers:
             self.send_header(name, value)
         if path is not None:
             self.send_header("X-Correlation-Id", str(uuid.uuid4()))
-        if status != 304:
+        if chunked:
+            self.send_header("Transfer-Encoding", "chunked")
+        elif status != 304:
             self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         if head or status == 304:
             return
-        if truncate:
+        if chunked:
+            # no Content-Length: the size shows only as the chunks come
+            total = max(len(body), chunked["bytes"])
+            data = body + b"\0" * (total - len(body))
+            for i in range(0, total, 16384):
+                part = data[i:i + 16384]
+                try:
+                    self.wfile.write(b"%x\r\n" % len(part) + part + b"\r\n")
+                except OSError:
+                    return
+            self.wfile.write(b"0\r\n\r\n")
+            self.close_connection = True
+        elif truncate:
             self.wfile.write(body[: len(body) // 2])
             self.close_connection = True  # Content-Length promised more: hang up
         elif slow:
@@ -770,6 +790,11 @@ class Handler(BaseHTTPRequestHandler):
             rule = {"first": int_arg(query, "first", 1024), "after_ms": int_arg(query, "after_ms", 2000),
                     "times": int_arg(query, "times", 1), "path": path}
         elif action == "truncate":
+            rule = {"times": int_arg(query, "times", 1), "path": path}
+        elif action == "chunked":
+            rule = {"bytes": int_arg(query, "bytes", 0), "times": int_arg(query, "times", 1),
+                    "path": path}
+        elif action == "badheader":
             rule = {"times": int_arg(query, "times", 1), "path": path}
         else:
             return None
