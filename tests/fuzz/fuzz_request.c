@@ -226,6 +226,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         break;
     case ROUTE_HEALTHZ:
     case ROUTE_READYZ:
+    case ROUTE_METRICS:
+    case ROUTE_METRICS_PROMETHEUS:
         FUZZ_CHECK(req.method == METHOD_GET || req.method == METHOD_HEAD);
         FUZZ_CHECK(req.key_len == 0 && req.key[0] == '\0');
         break;
