@@ -1024,6 +1024,11 @@ def fetch(i, url):
         row["t_first"] = time.time() if first else None
         body = first + resp.read()
         conn.close()
+        # http.client's read(1) on a connection closed before any body byte
+        # returns b"" without IncompleteRead: compare with Content-Length.
+        cl = row["headers"].get("content-length")
+        if cl is not None and resp.status != 304 and len(body) != int(cl):
+            raise http.client.IncompleteRead(b"", int(cl) - len(body))
     except Exception as e:  # IncompleteRead, reset, timeout
         row["error"] = "%s: %s" % (type(e).__name__, e)
         if isinstance(e, http.client.IncompleteRead):
