@@ -340,11 +340,14 @@ mc_count(struct mc *mc, const char *key, size_t keylen, uint32_t delta,
 {
     char mkey[MC_KEY_MAX + 1];
     size_t mlen = mc_key(key, keylen, mkey);
+    int64_t t0 = util_mono_us();
     memcached_st *m = pool_take(mc);
     memcached_return_t rc;
 
-    if (m == NULL)
+    if (m == NULL) {
+        observe(mc, t0, 0);
         return -1;
+    }
     if (ttl_s > 30 * 24 * 3600)
         ttl_s = 30 * 24 * 3600;
     rc = memcached_increment(m, mkey, mlen, delta, value);
@@ -356,6 +359,7 @@ mc_count(struct mc *mc, const char *key, size_t keylen, uint32_t delta,
             rc = memcached_increment(m, mkey, mlen, delta, value);
     }
     memcached_pool_push(mc->pool, m);
+    observe(mc, t0, rc == MEMCACHED_SUCCESS);
     note_result(mc, rc == MEMCACHED_SUCCESS, memcached_strerror(NULL, rc));
     return rc == MEMCACHED_SUCCESS ? 0 : -1;
 }

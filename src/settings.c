@@ -213,6 +213,11 @@ settings_set(struct settings *cfg, const char *name, const char *value,
             return -1;
         }
         break;
+    case CFG_CIDRS:
+        if (*value == '\0')            /* no trusted proxies */
+            break;
+        /* FALLTHROUGH: the same address syntax */
+        __attribute__((fallthrough));
     case CFG_ACL: {
         struct acl *acl = NULL;
         char msg[256];
@@ -261,18 +266,6 @@ settings_set(struct settings *cfg, const char *name, const char *value,
         rate_overrides_free(&o);
         break;
     }
-    case CFG_CIDRS:
-        if (*value != '\0') {
-            struct acl *acl = NULL;
-            char msg[200];
-
-            if (acl_parse(&acl, value, msg, sizeof(msg)) != 0) {
-                snprintf(err, errlen, "%s: %s", s->name, msg);
-                return -1;
-            }
-            acl_free(acl);
-        }
-        break;
     case CFG_SHARE:
         if (strcmp(value, "local") != 0 && strcmp(value, "memcached") != 0) {
             snprintf(err, errlen, "%s: must be local or memcached: '%s'",
