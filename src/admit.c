@@ -16,7 +16,7 @@
 
 #define BUCKETS_MAX 100000
 #define COUNTERS_MAX 4096           /* in-process window counters */
-#define CACHE_ONLY_MAX 1024         /* índices in cache-only mode at once */
+#define CACHE_ONLY_MAX ADMIT_CACHE_ONLY_MAX
 #define XFF_HOPS_MAX 64
 #define ADDR_MAX 64
 
@@ -350,6 +350,25 @@ co_enter(struct admit *l, const char *indice, const char *cause,
             cause, until, reason, now_s);
     c->until = until;
     util_strlcpy(c->reason, reason, sizeof(c->reason));
+}
+
+size_t
+admit_cache_only(struct admit *l, int64_t now_s, int *all, char *names,
+    size_t namesize, size_t max)
+{
+    size_t i, n = 0;
+
+    *all = 0;
+    if (l == NULL)
+        return 0;
+    pthread_mutex_lock(&l->lock);
+    *all = l->all.until > now_s;
+    for (i = 0; i < CACHE_ONLY_MAX && n < max; i++)
+        if (l->indices[i].until > now_s)
+            util_strlcpy(names + namesize * n++, l->indices[i].indice,
+                namesize);
+    pthread_mutex_unlock(&l->lock);
+    return n;
 }
 
 int

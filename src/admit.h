@@ -31,6 +31,8 @@
 
 struct admit;
 
+#define ADMIT_CACHE_ONLY_MAX 1024   /* indices in cache-only mode at once */
+
 struct admit_verdict {
     int allowed;
     int limited;              /* a rate limit applies: send RateLimit-* */
@@ -74,6 +76,14 @@ int admit_upstream_begin(struct admit *l, const char *indice,
  * its Retry-After in seconds or 0): a run of 401, 403 or 429 puts
  * everything in cache-only mode.
  */
+/*
+ * For the metrics: *all is 1 while the whole proxy is cache-only; the
+ * indices in cache-only mode at now_s are copied into names (max of them,
+ * namesize bytes each). Returns how many were copied.
+ */
+size_t admit_cache_only(struct admit *l, int64_t now_s, int *all,
+    char *names, size_t namesize, size_t max);
+
 void admit_upstream_result(struct admit *l, int status, int retry_after_s,
     int64_t now_s);
 

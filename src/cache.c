@@ -1,20 +1,204 @@
 #include "config.h"
 
 #include <ctype.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "cache.h"
+#include "log.h"
 #include "lru.h"
 #include "mc.h"
+#include "request.h"
 #include "util.h"
+
+/*
+ * Purges. Every memcached key holds the cache generation ("<gen>/" before
+ * the canonical key): a purge of everything writes a new random generation
+ * to memcached, and the old entries are never read again (memcached ages
+ * them out). A purge of one tile deletes it and appends its key to a purge
+ * log in memcached (a counter and one item per purge), so that every
+ * instance drops it from its in-process tier too. A thread per instance
+ * reads the generation and the log every PURGE_SYNC_MS.
+ */
+#define GEN_KEY "gen"
+#define PURGE_SEQ_KEY "purge-seq"
+#define PURGE_LOG_PREFIX "purge:"
+#define PURGE_SYNC_MS 1000
+#define PURGE_LOG_TTL_S 86400
+#define PURGE_LOG_CATCHUP 1000     /* further behind: clear the tier */
+#define SHARED_TTL_S (30 * 86400)  /* memcached's longest relative expiry */
+#define GKEY_MAX (REQUEST_KEY_MAX + 24)
 
 struct cache {
     struct lru *memory;
     struct mc *mc;              /* NULL: in-process only */
+    uint64_t generation;        /* atomic; part of every memcached key */
+    uint64_t purge_seq;         /* the last purge-log entry applied */
+    int stop;                   /* the sync thread's, under sync_lock */
+    int syncing;                /* the sync thread runs */
+    pthread_t sync_thread;
+    pthread_mutex_t sync_lock;
+    pthread_cond_t sync_wake;
 };
+
+/* "<generation>/" + key: the memcached key of a cache entry. */
+static size_t
+gen_key(const struct cache *cache, const char *key, size_t keylen,
+    char *out)
+{
+    int n = snprintf(out, GKEY_MAX, "%" PRIx64 "/",
+        __atomic_load_n(&cache->generation, __ATOMIC_ACQUIRE));
+
+    if (keylen > GKEY_MAX - 1 - (size_t)n)
+        keylen = GKEY_MAX - 1 - (size_t)n;
+    memcpy(out + n, key, keylen);
+    out[(size_t)n + keylen] = '\0';
+    return (size_t)n + keylen;
+}
+
+/* A memcached value holding one number (hex or decimal), or -1. */
+static int
+shared_number(struct cache *cache, const char *name, int base,
+    uint64_t *out)
+{
+    char *val = NULL, buf[24], *end;
+    size_t len = 0;
+    enum mc_result r = mc_get(cache->mc, name, strlen(name), &val, &len);
+
+    if (r != MC_HIT)
+        return r == MC_MISS ? 0 : -1;
+    if (len == 0 || len >= sizeof(buf)) {
+        free(val);
+        return -1;
+    }
+    memcpy(buf, val, len);
+    buf[len] = '\0';
+    free(val);
+    errno = 0;
+    *out = strtoull(buf, &end, base);
+    return errno == 0 && *end == '\0' ? 1 : -1;
+}
+
+/* Take generation g: the in-process tier holds another's entries. */
+static void
+adopt_generation(struct cache *cache, uint64_t g, const char *why)
+{
+    char text[20];
+    cJSON *f;
+    size_t n;
+
+    if (__atomic_exchange_n(&cache->generation, g, __ATOMIC_ACQ_REL) == g)
+        return;
+    n = lru_clear(cache->memory);
+    if (why == NULL)
+        return;
+    snprintf(text, sizeof(text), "%" PRIx64, g);
+    if ((f = cJSON_CreateObject()) != NULL) {
+        cJSON_AddStringToObject(f, "generation", text);
+        cJSON_AddNumberToObject(f, "memory_entries_dropped", (double)n);
+        cJSON_AddStringToObject(f, "why", why);
+    }
+    log_event(LOG_LEVEL_INFO, "cache_generation", f);
+}
+
+/* Apply purge-log entries (from, to]; 0, or -1 to leave it for later. */
+static int
+apply_purge_log(struct cache *cache, uint64_t from, uint64_t to)
+{
+    uint64_t i;
+
+    if (to - from > PURGE_LOG_CATCHUP) {
+        lru_clear(cache->memory);
+        return 0;
+    }
+    for (i = from + 1; i <= to; i++) {
+        char name[40], *val = NULL;
+        size_t len = 0;
+        enum mc_result r;
+
+        snprintf(name, sizeof(name), PURGE_LOG_PREFIX "%" PRIu64, i);
+        r = mc_get(cache->mc, name, strlen(name), &val, &len);
+        if (r == MC_ERROR)
+            return -1;
+        if (r == MC_MISS) {
+            /* Lost (evicted or expired): we cannot know the key. */
+            lru_clear(cache->memory);
+            continue;
+        }
+        lru_delete(cache->memory, val, len);
+        free(val);
+    }
+    return 0;
+}
+
+/*
+ * One look at the shared generation and purge log. At start (first) the
+ * log's position is taken as it is: the in-process tier is still empty.
+ */
+static void
+sync_shared(struct cache *cache, int first)
+{
+    uint64_t g, seq, last;
+    char text[20];
+    int r;
+
+    r = shared_number(cache, GEN_KEY, 16, &g);
+    if (r > 0) {
+        adopt_generation(cache, g, first ? NULL : "purge on another instance");
+    } else if (r == 0) {
+        /* Never set, or lost with a memcached restart: put ours back. */
+        snprintf(text, sizeof(text), "%" PRIx64,
+            __atomic_load_n(&cache->generation, __ATOMIC_ACQUIRE));
+        mc_add(cache->mc, GEN_KEY, sizeof(GEN_KEY) - 1, text, strlen(text),
+            SHARED_TTL_S);
+    }
+    r = shared_number(cache, PURGE_SEQ_KEY, 10, &seq);
+    if (r < 0)
+        return;
+    if (r == 0)
+        seq = 0;
+    last = __atomic_load_n(&cache->purge_seq, __ATOMIC_ACQUIRE);
+    if (!first && seq > last && apply_purge_log(cache, last, seq) != 0)
+        return;
+    if (!first && seq < last)
+        lru_clear(cache->memory);   /* the log restarted: assume the worst */
+    __atomic_store_n(&cache->purge_seq, seq, __ATOMIC_RELEASE);
+}
+
+static void *
+sync_main(void *arg)
+{
+    struct cache *cache = arg;
+
+    pthread_mutex_lock(&cache->sync_lock);
+    while (!cache->stop) {
+        struct timespec until;
+
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_sec += PURGE_SYNC_MS / 1000;
+        until.tv_nsec += (PURGE_SYNC_MS % 1000) * 1000000L;
+        if (until.tv_nsec >= 1000000000L) {
+            until.tv_sec++;
+            until.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&cache->sync_wake, &cache->sync_lock, &until);
+        if (cache->stop)
+            break;
+        pthread_mutex_unlock(&cache->sync_lock);
+        sync_shared(cache, 0);
+        pthread_mutex_lock(&cache->sync_lock);
+    }
+    pthread_mutex_unlock(&cache->sync_lock);
+    return NULL;
+}
 
 struct cache *
 cache_new(const struct settings *cfg, char *err, size_t errlen)
@@ -30,12 +214,20 @@ cache_new(const struct settings *cfg, char *err, size_t errlen)
         snprintf(err, errlen, "out of memory");
         goto fail;
     }
+    pthread_mutex_init(&cache->sync_lock, NULL);
+    pthread_cond_init(&cache->sync_wake, NULL);
     if (*cfg->memcached_servers != '\0') {
-        /* One connection per worker at most: a pop never waits long. */
-        cache->mc = mc_new(cfg->memcached_servers, (size_t)cfg->threads, err,
-            errlen);
+        /* One connection per worker at most (+1 for the sync thread). */
+        cache->mc = mc_new(cfg->memcached_servers, (size_t)cfg->threads + 1,
+            err, errlen);
         if (cache->mc == NULL)
             goto fail;
+        sync_shared(cache, 1);
+        if (pthread_create(&cache->sync_thread, NULL, sync_main, cache) != 0) {
+            snprintf(err, errlen, "cannot start the cache sync thread");
+            goto fail;
+        }
+        cache->syncing = 1;
     }
     return cache;
 fail:
@@ -48,27 +240,49 @@ cache_free(struct cache *cache)
 {
     if (cache == NULL)
         return;
+    if (cache->syncing) {
+        pthread_mutex_lock(&cache->sync_lock);
+        cache->stop = 1;
+        pthread_cond_signal(&cache->sync_wake);
+        pthread_mutex_unlock(&cache->sync_lock);
+        pthread_join(cache->sync_thread, NULL);
+    }
+    pthread_mutex_destroy(&cache->sync_lock);
+    pthread_cond_destroy(&cache->sync_wake);
     lru_free(cache->memory);
     mc_free(cache->mc);
     free(cache);
 }
 
+/* *gen: the generation the entry was read under. */
 static struct entry *
-tier2_get(struct cache *cache, const char *key, size_t keylen)
+tier2_get(struct cache *cache, const char *key, size_t keylen,
+    uint64_t *gen)
 {
-    char *val = NULL;
-    size_t len = 0;
+    char *val = NULL, gkey[GKEY_MAX];
+    size_t len = 0, glen;
     struct entry *e;
 
-    if (mc_get(cache->mc, key, keylen, &val, &len) != MC_HIT)
+    *gen = __atomic_load_n(&cache->generation, __ATOMIC_ACQUIRE);
+    glen = gen_key(cache, key, keylen, gkey);
+    if (mc_get(cache->mc, gkey, glen, &val, &len) != MC_HIT)
         return NULL;
     e = entry_decode(val, len);
     free(val);
     if (e == NULL) {
         /* Corrupt or from another version: a miss, and gone. */
-        mc_delete(cache->mc, key, keylen);
+        mc_delete(cache->mc, gkey, glen);
     }
     return e;
+}
+
+/* Into the in-process tier, unless a purge came between read and now. */
+static void
+memory_fill(struct cache *cache, const char *key, size_t keylen,
+    struct entry *e, uint64_t gen)
+{
+    if (__atomic_load_n(&cache->generation, __ATOMIC_ACQUIRE) == gen)
+        lru_put(cache->memory, key, keylen, e);
 }
 
 struct entry *
@@ -76,15 +290,16 @@ cache_get(struct cache *cache, const char *key, size_t keylen, int64_t now,
     enum cache_source *src)
 {
     struct entry *e = lru_get(cache->memory, key, keylen, now), *shared;
+    uint64_t gen;
 
     *src = e != NULL ? CACHE_SRC_MEMORY : CACHE_SRC_NONE;
     if ((e != NULL && e->fresh_until > now) || cache->mc == NULL)
         return e;
-    shared = tier2_get(cache, key, keylen);
+    shared = tier2_get(cache, key, keylen, &gen);
     if (shared != NULL && shared->keep_until > now &&
         (e == NULL || shared->fresh_until > e->fresh_until)) {
         entry_unref(e);
-        lru_put(cache->memory, key, keylen, shared);
+        memory_fill(cache, key, keylen, shared, gen);
         *src = CACHE_SRC_MEMCACHED;
         return shared;
     }
@@ -97,14 +312,16 @@ cache_get_shared(struct cache *cache, const char *key, size_t keylen,
     int64_t now)
 {
     struct entry *e;
+    uint64_t gen;
 
-    if (cache->mc == NULL || (e = tier2_get(cache, key, keylen)) == NULL)
+    if (cache->mc == NULL ||
+        (e = tier2_get(cache, key, keylen, &gen)) == NULL)
         return NULL;
     if (e->fresh_until <= now) {
         entry_unref(e);
         return NULL;
     }
-    lru_put(cache->memory, key, keylen, e);
+    memory_fill(cache, key, keylen, e, gen);
     return e;
 }
 
@@ -156,12 +373,77 @@ void
 cache_put(struct cache *cache, const char *key, size_t keylen,
     struct entry *e, int64_t now)
 {
+    char gkey[GKEY_MAX];
+    size_t glen;
+
     if (e->keep_until <= now)
         return;
     lru_put(cache->memory, key, keylen, e);
-    if (cache->mc != NULL && e->blob_len <= MC_ITEM_MAX)
-        mc_set(cache->mc, key, keylen, e->blob, e->blob_len,
+    if (cache->mc != NULL && e->blob_len <= MC_ITEM_MAX) {
+        glen = gen_key(cache, key, keylen, gkey);
+        mc_set(cache->mc, gkey, glen, e->blob, e->blob_len,
             e->keep_until - now);
+    }
+}
+
+int
+cache_purge_key(struct cache *cache, const char *key, size_t keylen,
+    struct cache_purge *out)
+{
+    char gkey[GKEY_MAX], name[40];
+    size_t glen;
+    uint64_t seq;
+
+    memset(out, 0, sizeof(out[0]));
+    out->in_memory = lru_delete(cache->memory, key, keylen);
+    snprintf(out->generation, sizeof(out->generation), "%" PRIx64,
+        __atomic_load_n(&cache->generation, __ATOMIC_ACQUIRE));
+    if (cache->mc == NULL)
+        return 0;
+    glen = gen_key(cache, key, keylen, gkey);
+    switch (mc_delete(cache->mc, gkey, glen)) {
+    case 0:
+        out->in_memcached = 1;
+        break;
+    case 1:
+        break;
+    default:
+        return -1;
+    }
+    /* The other instances drop it from their in-process tiers. */
+    if (mc_count(cache->mc, PURGE_SEQ_KEY, sizeof(PURGE_SEQ_KEY) - 1, 1,
+            SHARED_TTL_S, &seq) != 0)
+        return -1;
+    snprintf(name, sizeof(name), PURGE_LOG_PREFIX "%" PRIu64, seq);
+    if (mc_set(cache->mc, name, strlen(name), key, keylen,
+            PURGE_LOG_TTL_S) != 0)
+        return -1;
+    return 0;
+}
+
+int
+cache_purge_all(struct cache *cache, struct cache_purge *out)
+{
+    uint64_t g = 0;
+    int rc = 0;
+
+    memset(out, 0, sizeof(out[0]));
+    /* Random, not a counter: a lost counter must never come back to a
+     * generation whose entries still sit in memcached. */
+    while (g == 0 || g == __atomic_load_n(&cache->generation,
+                                   __ATOMIC_ACQUIRE))
+        if (getrandom(&g, sizeof(g), 0) != (ssize_t)sizeof(g))
+            g ^= (uint64_t)util_mono_us() * 0x9e3779b97f4a7c15ULL ^
+                (uint64_t)getpid();
+    snprintf(out->generation, sizeof(out->generation), "%" PRIx64, g);
+    if (cache->mc != NULL &&
+        mc_set(cache->mc, GEN_KEY, sizeof(GEN_KEY) - 1, out->generation,
+            strlen(out->generation), SHARED_TTL_S) != 0)
+        rc = -1;
+    out->memory_entries = lru_clear(cache->memory);
+    adopt_generation(cache, g, NULL);
+    out->memory_entries += lru_clear(cache->memory);
+    return rc;
 }
 
 int

@@ -50,6 +50,29 @@ int cache_lock(struct cache *cache, const char *key, size_t keylen,
     long ttl_s);
 void cache_unlock(struct cache *cache, const char *key, size_t keylen);
 
+/* What a purge found and did. */
+struct cache_purge {
+    int in_memory;          /* one key: it was in this process's tier */
+    int in_memcached;       /* one key: memcached held it */
+    size_t memory_entries;  /* everything: entries dropped in this process */
+    char generation[20];    /* the generation now in use (hex) */
+};
+
+/*
+ * Purge one canonical key from both tiers, and from every instance's
+ * in-process tier within about a second (a purge log in memcached). 0, or
+ * -1 when memcached could not be reached (this process's copy is gone).
+ */
+int cache_purge_key(struct cache *cache, const char *key, size_t keylen,
+    struct cache_purge *out);
+
+/*
+ * Purge everything: a new cache generation, in memcached for every
+ * instance, and this process's tier emptied. 0, or -1 when memcached
+ * could not be told (then only this process starts afresh).
+ */
+int cache_purge_all(struct cache *cache, struct cache_purge *out);
+
 /* 1 when a memcached tier is configured. */
 int cache_shared(const struct cache *cache);
 

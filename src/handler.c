@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #include "acl.h"
@@ -82,6 +83,10 @@ fail_flight(struct FCGX_Stream *out, struct outcome *o,
     case UPSTREAM_SHED:
         meta->retry_after_s = r->retry_after_s > 0 ? r->retry_after_s : 1;
         fail(out, o, 503, "breaker_open", r->error, meta);
+        return;
+    case UPSTREAM_CACHE_ONLY:
+        meta->retry_after_s = r->retry_after_s > 0 ? r->retry_after_s : 1;
+        fail(out, o, 503, "cache_only", r->error, meta);
         return;
     case UPSTREAM_HTTP_ERROR:
         snprintf(msg, sizeof(msg), "HERE answered %d %s", r->status,
@@ -166,7 +171,7 @@ spend_quota(struct handler *h, const char *indice, struct flight *f)
     if (admit_upstream_begin(h->limits, indice, (int64_t)time(NULL),
             r.error, sizeof(r.error), &retry_after_s) == 0)
         return 0;
-    r.outcome = UPSTREAM_SHED;
+    r.outcome = UPSTREAM_CACHE_ONLY;
     r.retry_after_s = retry_after_s > 0 ? (int)retry_after_s : 1;
     flight_end(f, FLIGHT_FAILED, &r);
     return -1;
@@ -189,6 +194,7 @@ upstream_metric_outcome(const struct flight_result *r)
     case UPSTREAM_BUSY: return "busy";
     case UPSTREAM_HTTP_ERROR: return "http_error";
     case UPSTREAM_SHED: return "breaker_open";
+    case UPSTREAM_CACHE_ONLY: return "cache_only";
     default: return NULL;     /* stopping: not an exchange */
     }
 }
@@ -633,14 +639,30 @@ oom:
     fail(out, o, 500, "internal", "out of memory", meta);
 }
 
+/* The cache-only scopes of a scrape; names[] points into buf. */
+struct cache_only_view {
+    char buf[ADMIT_CACHE_ONLY_MAX][REQUEST_INDICE_MAX + 1];
+    const char *names[ADMIT_CACHE_ONLY_MAX];
+};
+
 /* What the metrics render reads from the other modules, at scrape time. */
 static void
-fill_gauges(struct handler *h, struct metrics_gauges *g)
+fill_gauges(struct handler *h, struct metrics_gauges *g,
+    struct cache_only_view *co)
 {
     struct upstream_stats us;
     struct lru_stats ls;
+    size_t i;
 
     memset(g, 0, sizeof(*g));
+    if (co != NULL) {
+        g->cache_only_count = admit_cache_only(h->limits,
+            (int64_t)time(NULL), &g->cache_only_all, co->buf[0],
+            sizeof(co->buf[0]), ADMIT_CACHE_ONLY_MAX);
+        for (i = 0; i < g->cache_only_count; i++)
+            co->names[i] = co->buf[i];
+        g->cache_only_indices = co->names;
+    }
     cache_memory_stats(h->cache, &ls);
     g->lru_entries = ls.entries;
     g->lru_bytes = ls.bytes;
@@ -675,8 +697,12 @@ serve_metrics(struct handler *h, enum req_route route, char *const *envp,
         return;
     }
     if (route == ROUTE_METRICS_PROMETHEUS) {
-        fill_gauges(h, &g);
+        /* ~75 KB: on the heap, not on a worker's stack. */
+        struct cache_only_view *co = malloc(sizeof(*co));
+
+        fill_gauges(h, &g, co);
         text = metrics_render_prometheus(h->metrics, &g, PACKAGE_VERSION);
+        free(co);
     } else {
         text = metrics_render_json(h->metrics);
     }
@@ -777,7 +803,9 @@ admit_client(const struct handler *h, struct tile_req *req,
     char *const *envp, struct FCGX_Stream *out, struct response_meta *meta,
     struct outcome *o)
 {
-    if (*h->cfg->client_tokens != '\0') {
+    const struct settings *cfg = handler_cfg(h);   /* one view: reloads */
+
+    if (*cfg->client_tokens != '\0') {
         const char *token = request_param(envp, "HTTP_X_PROXY_TOKEN");
         char indice[REQUEST_INDICE_MAX + 1];
 
@@ -788,17 +816,128 @@ admit_client(const struct handler *h, struct tile_req *req,
                 "X-Proxy-Token or query token)", meta);
             return -1;
         }
-        if (!settings_token_indice(h->cfg, token, indice, sizeof(indice))) {
+        if (!settings_token_indice(cfg, token, indice, sizeof(indice))) {
             fail(out, o, 401, "unauthorized", "unknown client token", meta);
             return -1;
         }
         util_strlcpy(req->indice, indice, sizeof(req->indice));
     }
-    if (!settings_indice_allowed(h->cfg, req->indice)) {
+    if (!settings_indice_allowed(cfg, req->indice)) {
         fail(out, o, 403, "forbidden", "indice not allowed", meta);
         return -1;
     }
     return 0;
+}
+
+/* "Bearer <token>" in Authorization, compared in constant time. */
+static int
+admin_authorized(const char *expected, const char *authorization)
+{
+    const char *t;
+
+    if (authorization == NULL || strncasecmp(authorization, "Bearer ", 7))
+        return 0;
+    for (t = authorization + 7; *t == ' '; t++)
+        ;
+    return util_consttime_equal(t, expected);
+}
+
+/*
+ * POST /admin/purge/here-proxy/...: one tile (or metadata document), on
+ * every instance; POST /admin/purge?all=1: everything, through a new cache
+ * generation. HEREPROXY_ADMIN_TOKEN as a Bearer token; off when unset.
+ */
+static void
+serve_purge(struct handler *h, const char *uri, char *const *envp,
+    struct FCGX_Stream *out, struct response_meta *meta, struct outcome *o)
+{
+    const struct settings *cfg = handler_cfg(h);
+    const char *query = strchr(uri, '?');
+    size_t plen = query ? (size_t)(query - uri) : strlen(uri);
+    struct cache_purge p;
+    struct tile_req tile;
+    char err[256];
+    cJSON *f = NULL, *doc;
+    char *text;
+    int all, rc;
+
+    if (*cfg->admin_token == '\0') {
+        fail(out, o, 404, "not_found", "the admin endpoint is off (set "
+            "HEREPROXY_ADMIN_TOKEN to turn it on)", meta);
+        return;
+    }
+    if (!admin_authorized(cfg->admin_token,
+            request_param(envp, "HTTP_AUTHORIZATION"))) {
+        meta->www_authenticate = "Bearer realm=\"hereproxy-admin\"";
+        fail(out, o, 401, "unauthorized", "a valid admin token is required "
+            "(Authorization: Bearer HEREPROXY_ADMIN_TOKEN)", meta);
+        return;
+    }
+    all = plen == 12;
+    if (all && (query == NULL || (strcmp(query, "?all=1") != 0 &&
+                                  strcmp(query, "?all=true") != 0))) {
+        fail(out, o, 400, "bad_request", "say what to purge: POST "
+            "/admin/purge/here-proxy/{tile path} for one tile, POST "
+            "/admin/purge?all=1 for everything", meta);
+        return;
+    }
+    if (all) {
+        rc = cache_purge_all(h->cache, &p);
+    } else {
+        if (request_parse("GET", uri + 12, &h->policy, &tile, err,
+                sizeof(err)) != 0 ||
+            (tile.route != ROUTE_TILE && tile.route != ROUTE_META)) {
+            char msg[320];
+
+            snprintf(msg, sizeof(msg), "not a tile or metadata path after "
+                "/admin/purge: %s", tile.route == ROUTE_TILE ||
+                tile.route == ROUTE_META ? err : "no such endpoint");
+            fail(out, o, 400, "bad_request", msg, meta);
+            return;
+        }
+        rc = cache_purge_key(h->cache, tile.key, tile.key_len, &p);
+    }
+    metrics_purge(h->metrics, all);
+    if ((f = cJSON_CreateObject()) != NULL) {
+        cJSON_AddStringToObject(f, "scope", all ? "all" : "tile");
+        if (!all) {
+            cJSON_AddStringToObject(f, "key", tile.key);
+            cJSON_AddBoolToObject(f, "in_memory", p.in_memory);
+            cJSON_AddBoolToObject(f, "in_memcached", p.in_memcached);
+        } else {
+            cJSON_AddNumberToObject(f, "memory_entries",
+                (double)p.memory_entries);
+        }
+        cJSON_AddStringToObject(f, "generation", p.generation);
+        cJSON_AddBoolToObject(f, "memcached_ok", rc == 0);
+        cJSON_AddStringToObject(f, "remote_addr",
+            request_param(envp, "REMOTE_ADDR") ? request_param(envp,
+                "REMOTE_ADDR") : "-");
+        cJSON_AddStringToObject(f, "request_id", meta->request_id);
+    }
+    /* The same fields answer the caller. */
+    doc = f != NULL ? cJSON_Duplicate(f, 1) : NULL;
+    log_event(rc == 0 ? LOG_LEVEL_INFO : LOG_LEVEL_WARN, "purge", f);
+    if (rc != 0) {
+        cJSON_Delete(doc);
+        meta->retry_after_s = 1;
+        fail(out, o, 503, "other", all ? "memcached unreachable: only this "
+            "instance started afresh; other instances and memcached keep "
+            "their entries: retry" : "memcached unreachable: the tile is "
+            "gone from this instance only; retry", meta);
+        return;
+    }
+    if (doc != NULL) {
+        cJSON_DeleteItemFromObject(doc, "remote_addr");
+        cJSON_DeleteItemFromObject(doc, "memcached_ok");
+        cJSON_AddStringToObject(doc, "status", "purged");
+    }
+    text = doc != NULL ? cJSON_PrintUnformatted(doc) : NULL;
+    cJSON_Delete(doc);
+    o->status = 200;
+    o->bytes = response_json(out, 200,
+        text != NULL ? text : "{\"status\":\"purged\"}", meta);
+    free(text);
 }
 
 int
@@ -842,7 +981,8 @@ handler_serve(struct handler *h, char *const *envp, struct FCGX_Stream *out,
             meta.allow = req.route == ROUTE_HEALTHZ ||
                 req.route == ROUTE_READYZ || req.route == ROUTE_METRICS ||
                 req.route == ROUTE_METRICS_PROMETHEUS ? "GET, HEAD"
-                                                      : "GET, HEAD, OPTIONS";
+                : req.route == ROUTE_ADMIN_PURGE ? "POST"
+                                                 : "GET, HEAD, OPTIONS";
         fail(out, &o, rc, rc == 405 ? "method" : rc == 404 ? "not_found"
                                                           : "bad_request",
             err, &meta);
@@ -870,6 +1010,9 @@ handler_serve(struct handler *h, char *const *envp, struct FCGX_Stream *out,
         case ROUTE_METRICS:
         case ROUTE_METRICS_PROMETHEUS:
             serve_metrics(h, req.route, envp, out, &meta, &o);
+            break;
+        case ROUTE_ADMIN_PURGE:
+            serve_purge(h, uri, envp, out, &meta, &o);
             break;
         case ROUTE_NONE:
             fail(out, &o, 404, "not_found", "no such endpoint", &meta);

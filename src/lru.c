@@ -241,22 +241,43 @@ lru_put(struct lru *lru, const char *key, size_t keylen, struct entry *e)
     return 0;
 }
 
-void
+int
 lru_delete(struct lru *lru, const char *key, size_t keylen)
 {
     uint64_t hash;
     struct shard *s;
     struct node **slot;
+    int found;
 
     if (lru->disabled)
-        return;
+        return 0;
     hash = util_hash64(key, keylen, 0);
     s = shard_for(lru, hash);
     pthread_mutex_lock(&s->lock);
     slot = bucket_slot(s, hash, key, keylen);
-    if (*slot != NULL)
+    if ((found = *slot != NULL))
         remove_node(s, slot);
     pthread_mutex_unlock(&s->lock);
+    return found;
+}
+
+size_t
+lru_clear(struct lru *lru)
+{
+    size_t i, n = 0;
+
+    for (i = 0; !lru->disabled && i < lru->nshards; i++) {
+        struct shard *s = &lru->shards[i];
+
+        pthread_mutex_lock(&s->lock);
+        while (s->tail != NULL) {
+            remove_node(s, bucket_slot(s, s->tail->hash, s->tail->key,
+                s->tail->keylen));
+            n++;
+        }
+        pthread_mutex_unlock(&s->lock);
+    }
+    return n;
 }
 
 void

@@ -41,8 +41,11 @@ struct entry *lru_get(struct lru *lru, const char *key, size_t keylen,
 int lru_put(struct lru *lru, const char *key, size_t keylen,
     struct entry *e);
 
-/* Remove key if present. */
-void lru_delete(struct lru *lru, const char *key, size_t keylen);
+/* Remove key if present. Returns 1 when it was there. */
+int lru_delete(struct lru *lru, const char *key, size_t keylen);
+
+/* Remove every entry (a purge); not counted as evictions. Returns how many. */
+size_t lru_clear(struct lru *lru);
 
 void lru_stats(struct lru *lru, struct lru_stats *out);
 

@@ -380,7 +380,12 @@ mc_delete(struct mc *mc, const char *key, size_t keylen)
     rc = memcached_delete(m, mkey, mlen, 0);
     memcached_pool_push(mc->pool, m);
     observe(mc, t0, rc == MEMCACHED_SUCCESS || rc == MEMCACHED_NOTFOUND);
-    return rc == MEMCACHED_SUCCESS ? 0 : -1;
+    if (rc == MEMCACHED_SUCCESS || rc == MEMCACHED_NOTFOUND) {
+        note_result(mc, 1, NULL);
+        return rc == MEMCACHED_SUCCESS ? 0 : 1;
+    }
+    note_result(mc, 0, memcached_strerror(NULL, rc));
+    return -1;
 }
 
 /* One round trip to one server: a get answered "found" or "not found". */

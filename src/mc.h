@@ -60,7 +60,7 @@ int mc_add(struct mc *mc, const char *key, size_t keylen, const void *val,
 int mc_count(struct mc *mc, const char *key, size_t keylen, uint32_t delta,
     int64_t ttl_s, uint64_t *value);
 
-/* Delete key (a corrupt entry). Returns 0 or -1. */
+/* Delete key. Returns 0 when deleted, 1 when it was not there, -1 on error. */
 int mc_delete(struct mc *mc, const char *key, size_t keylen);
 
 /*

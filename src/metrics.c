@@ -37,14 +37,14 @@ static const char *const status_extra[6] = {
 /* The last entry of each list is the catch-all. */
 static const char *const outcome_names[] = {
     "ok", "not_modified", "http_error", "connect", "tls", "timeout",
-    "too_big", "broken", "busy", "breaker_open", "other"
+    "too_big", "broken", "busy", "breaker_open", "cache_only", "other"
 };
 #define NOUTCOME (sizeof(outcome_names) / sizeof(outcome_names[0]))
 
 static const char *const error_kinds[] = {
     "bad_request", "not_found", "method", "upstream_4xx", "upstream_5xx",
     "upstream_unreachable", "upstream_timeout", "busy", "breaker_open",
-    "unauthorized", "forbidden", "rate_limited", "internal", "other"
+    "cache_only", "unauthorized", "forbidden", "rate_limited", "internal", "other"
 };
 #define NKIND (sizeof(error_kinds) / sizeof(error_kinds[0]))
 
@@ -102,6 +102,7 @@ struct metrics {
     _Atomic uint64_t retries;
     _Atomic uint64_t http_version[NVERSION];
     _Atomic uint64_t memcached_errors;
+    _Atomic uint64_t purges[2];         /* one tile, everything */
 };
 
 static void
@@ -339,12 +340,13 @@ metrics_request(struct metrics *m, const char *indice,
     hist_observe(&p->duration, seconds);
 }
 
-/* Outcomes where no call was made: busy and breaker_open. */
+/* Outcomes where no call was made: busy, breaker_open and cache_only. */
 static int
 outcome_called(size_t o)
 {
     return strcmp(outcome_names[o], "busy") != 0 &&
-        strcmp(outcome_names[o], "breaker_open") != 0;
+        strcmp(outcome_names[o], "breaker_open") != 0 &&
+        strcmp(outcome_names[o], "cache_only") != 0;
 }
 
 void
@@ -385,6 +387,13 @@ metrics_error(struct metrics *m, const char *indice, const char *kind)
         return;
     p = idx_get(m, indice, &overflowed);
     inc(&p->errors[pick(error_kinds, NKIND, kind)], 1);
+}
+
+void
+metrics_purge(struct metrics *m, int all)
+{
+    if (m != NULL)
+        inc(&m->purges[all != 0], 1);
 }
 
 void
@@ -746,6 +755,23 @@ metrics_render_prometheus(struct metrics *m, const struct metrics_gauges *g,
     out_single(&o, "hereproxy_breaker_open", "gauge",
         "1 while the upstream circuit breaker is open.",
         g->breaker_open != 0);
+    family(&o, "hereproxy_cache_only", "gauge",
+        "1 while misses are refused to spare HERE (an indice's upstream "
+        "limit or the daily budget spent, or HERE refusing): scope all, or "
+        "one series per indice.");
+    out_printf(&o, "hereproxy_cache_only{scope=\"all\"} %d\n",
+        g->cache_only_all != 0);
+    for (i = 0; i < g->cache_only_count; i++) {
+        out_printf(&o, "hereproxy_cache_only{scope=\"indice\",indice=\"");
+        out_label_value(&o, g->cache_only_indices[i]);
+        out_printf(&o, "\"} 1\n");
+    }
+    family(&o, "hereproxy_cache_purges_total", "counter",
+        "Purges through POST /admin/purge, by scope.");
+    out_printf(&o, "hereproxy_cache_purges_total{scope=\"tile\"} %" PRIu64
+        "\n", get(&m->purges[0]));
+    out_printf(&o, "hereproxy_cache_purges_total{scope=\"all\"} %" PRIu64
+        "\n", get(&m->purges[1]));
     out_single(&o, "hereproxy_threads_busy", "gauge",
         "Worker threads serving a request.", g->threads_busy);
     out_single(&o, "hereproxy_threads", "gauge", "Worker threads.",

@@ -56,6 +56,9 @@ struct metrics_gauges {
     int breaker_open;           /* 0 or 1 */
     uint64_t threads_busy;
     uint64_t threads_total;
+    int cache_only_all;         /* 1: the whole proxy is cache-only */
+    const char *const *cache_only_indices;  /* indices in cache-only mode */
+    size_t cache_only_count;
     double start_time;          /* Unix seconds the process started */
     double now;                 /* Unix seconds; 0 reads the clock */
 };
@@ -105,6 +108,9 @@ void metrics_upstream(struct metrics *m, const char *indice,
  * "other").
  */
 void metrics_error(struct metrics *m, const char *indice, const char *kind);
+
+/* One purge through /admin/purge: a tile (all 0) or everything (1). */
+void metrics_purge(struct metrics *m, int all);
 
 /* One request refused by the rate limiter. */
 void metrics_rate_limited(struct metrics *m, const char *indice);

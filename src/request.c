@@ -81,6 +81,8 @@ request_method_parse(const char *method)
         return METHOD_HEAD;
     if (strcmp(method, "OPTIONS") == 0)
         return METHOD_OPTIONS;
+    if (strcmp(method, "POST") == 0)
+        return METHOD_POST;
     return METHOD_OTHER;
 }
 
@@ -751,6 +753,16 @@ request_parse(const char *method, const char *uri,
         (plen == 19 && memcmp(uri, "/metrics/prometheus", 19) == 0)) {
         req->route = plen == 8 ? ROUTE_METRICS : ROUTE_METRICS_PROMETHEUS;
         if (req->method != METHOD_GET && req->method != METHOD_HEAD) {
+            snprintf(err, errlen, "method not allowed");
+            return 405;
+        }
+        return 0;
+    }
+    /* The tile to purge, if any, follows: the handler parses it. */
+    if (plen >= 12 && memcmp(uri, "/admin/purge", 12) == 0 &&
+        (plen == 12 || uri[12] == '/')) {
+        req->route = ROUTE_ADMIN_PURGE;
+        if (req->method != METHOD_POST) {
             snprintf(err, errlen, "method not allowed");
             return 405;
         }

@@ -23,13 +23,15 @@ enum req_route {
     ROUTE_HEALTHZ,
     ROUTE_READYZ,
     ROUTE_METRICS,   /* /metrics: per-indice JSON */
-    ROUTE_METRICS_PROMETHEUS /* /metrics/prometheus: text format 0.0.4 */
+    ROUTE_METRICS_PROMETHEUS, /* /metrics/prometheus: text format 0.0.4 */
+    ROUTE_ADMIN_PURGE /* POST /admin/purge?all=1, /admin/purge/here-proxy/... */
 };
 
 enum req_method {
     METHOD_GET,
     METHOD_HEAD,
     METHOD_OPTIONS,
+    METHOD_POST,
     METHOD_OTHER
 };
 

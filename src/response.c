@@ -144,6 +144,8 @@ response_text(struct FCGX_Stream *out, int status, const char *content_type,
     common_headers(buf, &len, status, meta);
     if (meta->allow != NULL)
         hdr(buf, &len, "Allow: %s\r\n", meta->allow);
+    if (meta->www_authenticate != NULL)
+        hdr(buf, &len, "WWW-Authenticate: %s\r\n", meta->www_authenticate);
     hdr(buf, &len, "Content-Type: %s\r\n"
         "Content-Length: %zu\r\nCache-Control: no-store\r\n\r\n",
         content_type, blen);

@@ -19,6 +19,7 @@ struct response_meta {
     const char *indice;       /* X-Index; NULL to omit */
     const char *cors_origin;  /* Access-Control-Allow-Origin; NULL: none */
     const char *allow;        /* Allow, on 405 */
+    const char *www_authenticate; /* WWW-Authenticate, on 401 */
     long retry_after_s;       /* Retry-After when > 0 */
     int head;                 /* HEAD: headers only */
     const char *request_id;   /* X-Request-ID; NULL to omit */

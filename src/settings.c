@@ -524,6 +524,20 @@ settings_load(struct settings *cfg, char *const *envp, char *err, size_t errlen)
             return -1;
         }
     }
+    keyfile = env_get(envp, "HEREPROXY_ADMIN_TOKEN_FILE");
+    if (*cfg->admin_token == '\0' && keyfile != NULL && *keyfile) {
+        char *text = read_small_file(keyfile, 4096, err, errlen,
+            "HEREPROXY_ADMIN_TOKEN_FILE");
+        int rc;
+
+        if (text == NULL)
+            return -1;
+        rc = settings_set(cfg, "HEREPROXY_ADMIN_TOKEN", trim(text), err,
+            errlen);
+        free(text);
+        if (rc != 0)
+            return -1;
+    }
     tokfile = env_get(envp, "HEREPROXY_CLIENT_TOKENS_FILE");
     if (*cfg->client_tokens == '\0' && tokfile != NULL && *tokfile) {
         char *text = read_small_file(tokfile, 1 << 20, err, errlen,
@@ -712,6 +726,20 @@ settings_indice_allowed(const struct settings *cfg, const char *indice)
     return is.found;
 }
 
+/* Long enough not to be guessed; sendable in an Authorization header. */
+static int
+admin_token_ok(const char *t)
+{
+    size_t n = strlen(t), i;
+
+    if (n < 16 || n > 256)
+        return 0;
+    for (i = 0; i < n; i++)
+        if ((unsigned char)t[i] <= ' ' || (unsigned char)t[i] >= 0x7f)
+            return 0;
+    return 1;
+}
+
 int
 settings_validate(const struct settings *cfg, char *err, size_t errlen)
 {
@@ -725,6 +753,11 @@ settings_validate(const struct settings *cfg, char *err, size_t errlen)
         snprintf(err, errlen, "HEREPROXY_CLIENT_TOKENS: each entry must be "
             "TOKEN:INDICE (a token of 1 to 128 printable bytes without "
             "':' or ','; an indice of 1 to 64 of A-Z a-z 0-9 _ . -)");
+        return -1;
+    }
+    if (*cfg->admin_token != '\0' && !admin_token_ok(cfg->admin_token)) {
+        snprintf(err, errlen, "HEREPROXY_ADMIN_TOKEN: use 16 to 256 "
+            "printable bytes without spaces (a long random value)");
         return -1;
     }
     if (each_entry(cfg->indices, check_indice_entry, NULL) != 0) {
@@ -833,6 +866,7 @@ static const char *const reloadable[] = {
     "HEREPROXY_CORS_ORIGINS", "LOG_LEVEL", "CACHE_TTL_DEFAULT",
     "CACHE_TTL_CAP", "CACHE_META_TTL", "CACHE_STALE_TTL",
     "CACHE_NEGATIVE_TTL", "CACHE_COALESCE_WAIT_MS", "SHUTDOWN_GRACE_MS",
+    "HEREPROXY_CLIENT_TOKENS", "HEREPROXY_INDICES", "HEREPROXY_ADMIN_TOKEN",
 };
 
 int

@@ -39,6 +39,7 @@
     X(HEREPROXY_CORS_ORIGINS, cors_origins, CFG_ORIGINS, "*", 0, 0)           \
     X(HEREPROXY_CLIENT_TOKENS, client_tokens, CFG_SECRET, "", 0, 0)           \
     X(HEREPROXY_INDICES, indices, CFG_STR, "", 0, 0)                          \
+    X(HEREPROXY_ADMIN_TOKEN, admin_token, CFG_SECRET, "", 0, 0)               \
     X(HEREPROXY_ZMAX, zmax, CFG_LONG, "20", 0, 22)                            \
     X(SHUTDOWN_GRACE_MS, shutdown_grace_ms, CFG_LONG, "10000", 0, 600000)     \
     X(NGINX_LOG_SOCKET, nginx_log_socket, CFG_STR, "", 0, 0)                  \
@@ -109,6 +110,7 @@ struct settings {
     char *cors_origins;
     char *client_tokens;      /* token:indice,... ("" = no tokens needed) */
     char *indices;            /* allowed indices, comma list ("" = any) */
+    char *admin_token;        /* Bearer token of /admin/ ("" = no admin) */
     long zmax;
     long shutdown_grace_ms;
     char *nginx_log_socket;
@@ -160,7 +162,8 @@ int settings_apply_text(struct settings *cfg, const char *text,
  * HEREPROXY_CONFIG, then the environment (which wins), then
  * HERE_API_KEY_FILE when HERE_API_KEY is still unset, and
  * HEREPROXY_CLIENT_TOKENS_FILE (one token:indice a line) when
- * HEREPROXY_CLIENT_TOKENS is; then validate.
+ * HEREPROXY_CLIENT_TOKENS is, HEREPROXY_ADMIN_TOKEN_FILE when
+ * HEREPROXY_ADMIN_TOKEN is; then validate.
  * envp is a NULL-terminated environment. Returns 0 or -1 with err set.
  */
 int settings_load(struct settings *cfg, char *const *envp, char *err,

@@ -721,7 +721,8 @@ const char *
 upstream_outcome_name(int outcome)
 {
     static const char *const names[] = {"ok", "connect", "tls", "timeout",
-        "too_big", "broken", "busy", "http_error", "stopped", "shed"};
+        "too_big", "broken", "busy", "http_error", "stopped", "shed",
+        "cache_only"};
 
     if (outcome < 0 || (size_t)outcome >= sizeof(names) / sizeof(names[0]))
         return "unknown";

@@ -33,7 +33,8 @@ enum upstream_outcome {
     UPSTREAM_BUSY,        /* waited too long for an in-flight slot */
     UPSTREAM_HTTP_ERROR,  /* 5xx or 429 after the last attempt */
     UPSTREAM_STOPPED,     /* the engine is shutting down */
-    UPSTREAM_SHED         /* not asked: the circuit breaker is open */
+    UPSTREAM_SHED,        /* not asked: the circuit breaker is open */
+    UPSTREAM_CACHE_ONLY   /* not asked: cache-only mode (quota, budget) */
 };
 
 struct upstream_stats {

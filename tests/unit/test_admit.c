@@ -13,6 +13,7 @@
 #include "acl.h"
 #include "admit.h"
 #include "log.h"
+#include "ratelimit.h"
 #include "settings.h"
 
 /* 2026-11-28 12:00:00 UTC: mid-day, so a day window has 43200 s left. */
@@ -172,6 +173,23 @@ test_quota(void **state)
     for (i = 0; i < 50; i++)
         assert_int_equal(admit_upstream_begin(l, "open", NOON, reason,
             sizeof(reason), &ra), 0);
+    {
+        /* The metrics' view: both índices cache-only, the proxy not. */
+        char names[4][RATE_NAME_MAX + 1];
+        int all = 1;
+
+        assert_int_equal(admit_cache_only(l, NOON + 10, &all, names[0],
+            sizeof(names[0]), 4), 2);
+        assert_int_equal(all, 0);
+        assert_true((strcmp(names[0], "small") == 0 &&
+                     strcmp(names[1], "other") == 0) ||
+            (strcmp(names[0], "other") == 0 &&
+             strcmp(names[1], "small") == 0));
+        assert_int_equal(admit_cache_only(l, NOON + 10, &all, names[0],
+            sizeof(names[0]), 1), 1);           /* bounded by max */
+        assert_int_equal(admit_cache_only(l, NOON + 43200, &all, names[0],
+            sizeof(names[0]), 4), 0);           /* the day is over */
+    }
     /* The next UTC day: a new window. */
     assert_int_equal(admit_upstream_begin(l, "small", NOON + 43200, reason,
         sizeof(reason), &ra), 0);
@@ -199,6 +217,14 @@ test_budget(void **state)
         sizeof(reason), &ra), -1);
     assert_non_null(strstr(reason, "HERE_DAILY_BUDGET"));
     assert_int_equal(ra, 43200);
+    {
+        char names[1][RATE_NAME_MAX + 1];
+        int all = 0;
+
+        assert_int_equal(admit_cache_only(l, NOON + 1, &all, names[0],
+            sizeof(names[0]), 1), 0);
+        assert_int_equal(all, 1);
+    }
     assert_int_equal(admit_upstream_begin(l, "a", NOON + 10, reason,
         sizeof(reason), &ra), -1);
     assert_int_equal(admit_upstream_begin(l, "a", NOON + 43200, reason,

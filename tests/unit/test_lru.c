@@ -72,6 +72,36 @@ stats(struct lru *l)
     return s;
 }
 
+/* A purge of everything: every shard emptied, references given back. */
+static void
+test_clear(void **state)
+{
+    struct lru *l = lru_new(1000, 1 << 20);
+    struct lru_stats s;
+    char key[16];
+    int i;
+
+    (void)state;
+    for (i = 0; i < 100; i++) {
+        snprintf(key, sizeof(key), "k%d", i);
+        assert_int_equal(put(l, key, 10), 0);
+    }
+    assert_int_equal(stats(l).entries, 100);
+    assert_int_equal(lru_clear(l), 100);
+    s = stats(l);
+    assert_int_equal(s.entries, 0);
+    assert_int_equal(s.bytes, 0);
+    assert_int_equal(s.evictions, 0);
+    assert_false(has(l, "k1"));
+    assert_int_equal(put(l, "k1", 10), 0);        /* still usable */
+    assert_true(has(l, "k1"));
+    assert_int_equal(lru_clear(l), 1);
+    lru_free(l);
+    l = lru_new(0, 0);
+    assert_int_equal(lru_clear(l), 0);            /* disabled: nothing */
+    lru_free(l);
+}
+
 static void
 test_disabled(void **state)
 {
@@ -136,10 +166,10 @@ test_basic(void **state)
     entry_unref(got);
     assert_int_equal(stats(l).entries, 3);
 
-    lru_delete(l, "k", 1);
+    assert_int_equal(lru_delete(l, "k", 1), 1);
     assert_null(lru_get(l, "k", 1, NOW));
-    lru_delete(l, "k", 1);            /* absent: nothing happens */
-    lru_delete(l, "nothing", 7);
+    assert_int_equal(lru_delete(l, "k", 1), 0);   /* absent: nothing */
+    assert_int_equal(lru_delete(l, "nothing", 7), 0);
     assert_int_equal(stats(l).entries, 2);
     lru_delete(l, "k\0x", 3);
     lru_delete(l, "k\0y", 3);
@@ -460,6 +490,7 @@ main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_disabled),
+        cmocka_unit_test(test_clear),
         cmocka_unit_test(test_basic),
         cmocka_unit_test(test_entry_bound),
         cmocka_unit_test(test_byte_bound),

@@ -920,9 +920,28 @@ test_gauges(void **state)
     g.threads_total = 64;
     g.start_time = 1700000000.25;
     g.now = 1700003600.75;
+    {
+        static const char *const co[] = {"spent", "we\"ird"};
+
+        g.cache_only_all = 1;
+        g.cache_only_indices = co;
+        g.cache_only_count = 2;
+    }
+    metrics_purge(m, 0);
+    metrics_purge(m, 0);
+    metrics_purge(m, 1);
     text = metrics_render_prometheus(m, &g, "0.1.0");
     assert_non_null(text);
     check_exposition(text);
+    assert_int_equal(sample(text, "hereproxy_cache_only{scope=\"all\"}"), 1);
+    assert_int_equal(sample(text,
+        "hereproxy_cache_only{scope=\"indice\",indice=\"spent\"}"), 1);
+    assert_int_equal(sample(text,
+        "hereproxy_cache_only{scope=\"indice\",indice=\"we\\\"ird\"}"), 1);
+    assert_int_equal(sample(text,
+        "hereproxy_cache_purges_total{scope=\"tile\"}"), 2);
+    assert_int_equal(sample(text,
+        "hereproxy_cache_purges_total{scope=\"all\"}"), 1);
     assert_int_equal(sample(text, "hereproxy_cache_entries"), 123);
     assert_int_equal(sample(text, "hereproxy_cache_bytes"), 456789);
     assert_int_equal(sample(text, "hereproxy_cache_max_bytes"), 268435456);

@@ -563,6 +563,23 @@ test_routes(void **state)
     assert_int_equal(r.route, ROUTE_METRICS_PROMETHEUS);
     assert_string_equal(r.indice, "-");
 
+    /* The purge endpoint: POST only; the tile after it is the handler's. */
+    assert_int_equal(request_parse("POST", "/admin/purge?all=1", &policy, &r,
+        err, sizeof(err)), 0);
+    assert_int_equal(r.route, ROUTE_ADMIN_PURGE);
+    assert_int_equal(r.method, METHOD_POST);
+    assert_int_equal(request_parse("POST",
+        "/admin/purge/here-proxy/base/mc/1/0/0/png", &policy, &r, err,
+        sizeof(err)), 0);
+    assert_int_equal(r.route, ROUTE_ADMIN_PURGE);
+    assert_int_equal(request_parse("GET", "/admin/purge", &policy, &r, err,
+        sizeof(err)), 405);
+    assert_int_equal(r.route, ROUTE_ADMIN_PURGE);
+    assert_int_equal(request_parse("POST", "/admin/purgeX", &policy, &r, err,
+        sizeof(err)), 404);
+    assert_int_equal(request_parse("POST", "/admin/purge/../metrics",
+        &policy, &r, err, sizeof(err)), 400);
+
     /* Preflight: OPTIONS anywhere under the prefix, before validation. */
     assert_int_equal(request_parse("OPTIONS", "/here-proxy/mc/1/0/0/png",
         &policy, &r, err, sizeof(err)), 0);
@@ -579,7 +596,7 @@ test_routes(void **state)
     assert_int_equal(request_parse("POST", "/here-proxy/mc/1/0/0/png",
         &policy, &r, err, sizeof(err)), 405);
     assert_int_equal(r.route, ROUTE_TILE);
-    assert_int_equal(r.method, METHOD_OTHER);
+    assert_int_equal(r.method, METHOD_POST);
     assert_int_equal(request_parse("PUT", "/here-proxy/info", &policy, &r,
         err, sizeof(err)), 405);
     assert_int_equal(r.route, ROUTE_META);
@@ -603,7 +620,8 @@ test_method_parse(void **state)
     assert_int_equal(request_method_parse("GET"), METHOD_GET);
     assert_int_equal(request_method_parse("HEAD"), METHOD_HEAD);
     assert_int_equal(request_method_parse("OPTIONS"), METHOD_OPTIONS);
-    assert_int_equal(request_method_parse("POST"), METHOD_OTHER);
+    assert_int_equal(request_method_parse("POST"), METHOD_POST);
+    assert_int_equal(request_method_parse("PUT"), METHOD_OTHER);
     assert_int_equal(request_method_parse("get"), METHOD_OTHER);
     assert_int_equal(request_method_parse("GETX"), METHOD_OTHER);
     assert_int_equal(request_method_parse(""), METHOD_OTHER);

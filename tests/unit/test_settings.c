@@ -648,10 +648,58 @@ test_dump(void **state)
         char *p;
         for (p = text; *p; p++)
             lines += *p == '\n';
-        assert_int_equal(lines, 46);
+        assert_int_equal(lines, 47);
     }
     free(text);
     settings_cleanup(&c);
+}
+
+/* The admin token: long, printable, from a file too, never printed. */
+static void
+test_admin_token(void **state)
+{
+    struct settings c;
+    char err[256], path[] = "/tmp/hereproxy-admin-XXXXXX", *text;
+    char *env[4];
+    char envfile[300];
+    int fd;
+
+    (void)state;
+    assert_int_equal(settings_init(&c), 0);
+    assert_int_equal(settings_set(&c, "HERE_API_KEY", "k", err, sizeof(err)),
+        0);
+    assert_int_equal(settings_validate(&c, err, sizeof(err)), 0);
+    assert_int_equal(settings_set(&c, "HEREPROXY_ADMIN_TOKEN", "short", err,
+        sizeof(err)), 0);
+    assert_int_equal(settings_validate(&c, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "HEREPROXY_ADMIN_TOKEN"));
+    assert_null(strstr(err, "short"));
+    assert_int_equal(settings_set(&c, "HEREPROXY_ADMIN_TOKEN",
+        "sixteen bytes ok", err, sizeof(err)), 0);
+    assert_int_equal(settings_validate(&c, err, sizeof(err)), -1);
+    assert_int_equal(settings_set(&c, "HEREPROXY_ADMIN_TOKEN",
+        "Adm1n-T0ken-0123456789", err, sizeof(err)), 0);
+    assert_int_equal(settings_validate(&c, err, sizeof(err)), 0);
+    text = dump(&c);
+    assert_null(strstr(text, "Adm1n"));
+    assert_non_null(strstr(text, "HEREPROXY_ADMIN_TOKEN=<redacted>\n"));
+    free(text);
+    assert_true(settings_reloadable("HEREPROXY_ADMIN_TOKEN"));
+    assert_true(settings_reloadable("HEREPROXY_CLIENT_TOKENS"));
+    settings_cleanup(&c);
+
+    fd = mkstemp(path);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, "fr0m-a-file-0123456789\n", 23), 23);
+    close(fd);
+    snprintf(envfile, sizeof(envfile), "HEREPROXY_ADMIN_TOKEN_FILE=%s", path);
+    env[0] = "HERE_API_KEY=k";
+    env[1] = envfile;
+    env[2] = NULL;
+    assert_int_equal(settings_load(&c, env, err, sizeof(err)), 0);
+    assert_string_equal(c.admin_token, "fr0m-a-file-0123456789");
+    settings_cleanup(&c);
+    unlink(path);
 }
 
 /* Rate limits and quotas: checked when set, kept as given. */
@@ -881,6 +929,7 @@ main(void)
         cmocka_unit_test(test_dump),
         cmocka_unit_test(test_dump_roundtrip),
         cmocka_unit_test(test_limit_settings),
+        cmocka_unit_test(test_admin_token),
         cmocka_unit_test(test_origin_allowed),
         cmocka_unit_test(test_keep_restart_only),
         cmocka_unit_test(test_client_tokens),
