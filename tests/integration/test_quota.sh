@@ -65,6 +65,15 @@ done
 check_status 200 "override free:off: 5 fetches, all 200"
 assert_eq "$(count_events "$LOG_Q" cache_only_start 'o.get("scope") == "indice" and o.get("indice") == "small" and o.get("cause") == "quota" and o.get("retry_after_s", 0) > 0')" 1 \
     "log: one cache_only_start event for índice small, cause quota"
+req GET "$NGINX_URL/metrics/prometheus"
+assert_contains "$HTTP_BODY" 'hereproxy_cache_only{scope="indice",indice="small"} 1' \
+    "metrics: hereproxy_cache_only 1 for índice small"
+assert_not_contains "$HTTP_BODY" 'indice="other"} 1' "metrics: no cache-only series for índice other"
+assert_contains "$HTTP_BODY" 'hereproxy_cache_only{scope="all"} 0' "metrics: the proxy as a whole is not cache-only"
+assert_contains "$HTTP_BODY" 'hereproxy_upstream_requests_total{indice="small",outcome="cache_only"} 2' \
+    "metrics: small's two refused misses counted as outcome cache_only"
+assert_contains "$HTTP_BODY" 'hereproxy_errors_total{indice="small",kind="cache_only"} 2' \
+    "metrics: ... and as error kind cache_only"
 
 # ------------------------------------------------ fleet-wide daily budget
 start_proxy budget HERE_DAILY_BUDGET=4
@@ -120,10 +129,14 @@ sleep 0.5
 assert_eq "$(upstream_requests)" "$before" "deny: HERE was not asked (no miss, no revalidation)"
 assert_eq "$(count_events "$LOG_D" cache_only_start 'o.get("scope") == "all" and o.get("cause") == "here_denied"')" 1 \
     "log: cache_only_start, scope all, cause here_denied"
+req GET "$NGINX_URL/metrics/prometheus"
+assert_contains "$HTTP_BODY" 'hereproxy_cache_only{scope="all"} 1' "metrics: hereproxy_cache_only{scope=all} 1 while HERE refuses"
 
 sleep 4.5
 req GET "$D/base/mc/11/9/1/png"
 check_status 200 "deny: after HERE_CACHE_ONLY_S the proxy asks HERE again"
+req GET "$NGINX_URL/metrics/prometheus"
+assert_contains "$HTTP_BODY" 'hereproxy_cache_only{scope="all"} 0' "metrics: hereproxy_cache_only{scope=all} back to 0"
 assert_eq "$(count_events "$LOG_D" cache_only_end 'o.get("scope") == "all"')" 1 \
     "log: cache_only_end, scope all"
 
