@@ -27,6 +27,9 @@ P=$NGINX_URL/here-proxy
 req GET "$P/base/mc/9/1/1/png" -H "Origin: https://b.example"
 check_status 200 "before reload: tile 200"
 assert_eq "$(acao)" "" "before reload: https://b.example is not an allowed origin"
+ADMIN="reloaded-admin-$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')"
+req POST "$NGINX_URL/admin/purge?all=1" -H "Authorization: Bearer $ADMIN"
+check_status 404 "before reload: no admin token, /admin/purge is off"
 
 python3 "$abs_top_srcdir/tests/integration/load.py" 8 4 "$RUN_DIR/load.json" "$P" &
 LOAD_PID=$!
@@ -34,7 +37,7 @@ _register load "$LOAD_PID"
 sleep 1
 
 # ------------------------------------------------ a valid file
-printf 'HEREPROXY_CORS_ORIGINS=https://a.example,https://b.example\nLOG_LEVEL=INFO\nHEREPROXY_THREADS=8\n' >"$CONF"
+printf 'HEREPROXY_CORS_ORIGINS=https://a.example,https://b.example\nLOG_LEVEL=INFO\nHEREPROXY_THREADS=8\nHEREPROXY_ADMIN_TOKEN=%s\n' "$ADMIN" >"$CONF"
 kill -HUP "$PID_A"
 deadline=$((SECONDS + 10))
 until [ "$(log_events "$LOG_A" reload)" -ge 1 ] || [ "$SECONDS" -ge "$deadline" ]; do sleep 0.1; done
@@ -44,6 +47,8 @@ assert_contains "$line" '"restart_needed":"HEREPROXY_THREADS"' "SIGHUP: the relo
 req GET "$P/base/mc/9/1/1/png" -H "Origin: https://b.example"
 check_status 200 "after reload: tile 200"
 assert_eq "$(acao)" "https://b.example" "after reload: https://b.example is allowed"
+req POST "$NGINX_URL/admin/purge?all=1" -H "Authorization: Bearer $ADMIN"
+check_status 200 "after reload: the admin token from the file works"
 
 # ------------------------------------------------ an invalid file
 printf 'HEREPROXY_CORS_ORIGINS=not-an-origin\n' >"$CONF"
