@@ -231,6 +231,12 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         FUZZ_CHECK(req.method == METHOD_GET || req.method == METHOD_HEAD);
         FUZZ_CHECK(req.key_len == 0 && req.key[0] == '\0');
         break;
+    case ROUTE_ADMIN_PURGE:
+        /* The handler parses the tile after the prefix on its own. */
+        FUZZ_CHECK(req.method == METHOD_POST);
+        FUZZ_CHECK(strncmp(uri, "/admin/purge", 12) == 0);
+        FUZZ_CHECK(req.key_len == 0 && req.key[0] == '\0');
+        break;
     default: FUZZ_CHECK(!"request_parse returned 0 without a route");
     }
 done:
