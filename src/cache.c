@@ -192,6 +192,11 @@ sync_main(void *arg)
         pthread_cond_timedwait(&cache->sync_wake, &cache->sync_lock, &until);
         if (cache->stop)
             break;
+        /* While memcached is lost, the requests and /readyz find out when
+         * it is back; a lone success here would only make the health
+         * state (and its log events) flap. */
+        if (!mc_healthy(cache->mc))
+            continue;
         pthread_mutex_unlock(&cache->sync_lock);
         sync_shared(cache, 0);
         pthread_mutex_lock(&cache->sync_lock);
