@@ -33,7 +33,8 @@ struct cache_only {
     char reason[200];
 };
 
-struct admit {
+/* What the settings say; a reload swaps in a new one whole. */
+struct rules {
     struct rate_spec index_spec, ip_spec, quota_spec;
     struct rate_overrides index_over, quota_over;
     struct acl *trusted;
@@ -41,6 +42,11 @@ struct admit {
     long budget;
     long deny_threshold;
     long cache_only_s;
+    struct rules *older;    /* replaced: still read by late requests */
+};
+
+struct admit {
+    struct rules *rules;            /* atomic; never freed before l */
     struct ratelimiter *buckets;
     struct mc *mc;                  /* NULL: count in process */
 
@@ -80,40 +86,76 @@ hook_cache_only_changed(const char *scope, const char *indice, int entering,
 
 /* ---------------------------------------------------------------- creation */
 
+static void
+rules_free(struct rules *r)
+{
+    while (r != NULL) {
+        struct rules *older = r->older;
+
+        rate_overrides_free(&r->index_over);
+        rate_overrides_free(&r->quota_over);
+        acl_free(r->trusted);
+        free(r);
+        r = older;
+    }
+}
+
+static struct rules *
+rules_new(const struct settings *cfg, char *err, size_t errlen)
+{
+    struct rules *r = calloc(1, sizeof(*r));
+    char msg[256];
+
+    if (r == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    if (rate_spec_parse(cfg->rate_limit_index, &r->index_spec, msg,
+            sizeof(msg)) != 0 ||
+        rate_spec_parse(cfg->rate_limit_ip, &r->ip_spec, msg,
+            sizeof(msg)) != 0 ||
+        rate_spec_parse(cfg->quota_upstream_index, &r->quota_spec, msg,
+            sizeof(msg)) != 0 ||
+        rate_overrides_parse(cfg->rate_limit_index_overrides, 1,
+            &r->index_over, msg, sizeof(msg)) != 0 ||
+        rate_overrides_parse(cfg->quota_upstream_index_overrides, 0,
+            &r->quota_over, msg, sizeof(msg)) != 0) {
+        snprintf(err, errlen, "rate limits: %s", msg);
+        rules_free(r);
+        return NULL;
+    }
+    if (*cfg->rate_trusted_proxies != '\0' &&
+        acl_parse(&r->trusted, cfg->rate_trusted_proxies, msg,
+            sizeof(msg)) != 0) {
+        snprintf(err, errlen, "RATE_TRUSTED_PROXIES: %s", msg);
+        rules_free(r);
+        return NULL;
+    }
+    r->shared_rate = strcmp(cfg->rate_limit_shared, "memcached") == 0;
+    r->budget = cfg->here_daily_budget;
+    r->deny_threshold = cfg->here_deny_threshold;
+    r->cache_only_s = cfg->here_cache_only_s;
+    return r;
+}
+
+static const struct rules *
+rules_of(const struct admit *l)
+{
+    return __atomic_load_n(&l->rules, __ATOMIC_ACQUIRE);
+}
+
 struct admit *
 admit_new(const struct settings *cfg, char *err, size_t errlen)
 {
     struct admit *l = calloc(1, sizeof(*l));
-    char msg[256];
 
     if (l == NULL) {
         snprintf(err, errlen, "out of memory");
         return NULL;
     }
     pthread_mutex_init(&l->lock, NULL);
-    if (rate_spec_parse(cfg->rate_limit_index, &l->index_spec, msg,
-            sizeof(msg)) != 0 ||
-        rate_spec_parse(cfg->rate_limit_ip, &l->ip_spec, msg,
-            sizeof(msg)) != 0 ||
-        rate_spec_parse(cfg->quota_upstream_index, &l->quota_spec, msg,
-            sizeof(msg)) != 0 ||
-        rate_overrides_parse(cfg->rate_limit_index_overrides, 1,
-            &l->index_over, msg, sizeof(msg)) != 0 ||
-        rate_overrides_parse(cfg->quota_upstream_index_overrides, 0,
-            &l->quota_over, msg, sizeof(msg)) != 0) {
-        snprintf(err, errlen, "rate limits: %s", msg);
+    if ((l->rules = rules_new(cfg, err, errlen)) == NULL)
         goto fail;
-    }
-    if (*cfg->rate_trusted_proxies != '\0' &&
-        acl_parse(&l->trusted, cfg->rate_trusted_proxies, msg,
-            sizeof(msg)) != 0) {
-        snprintf(err, errlen, "RATE_TRUSTED_PROXIES: %s", msg);
-        goto fail;
-    }
-    l->shared_rate = strcmp(cfg->rate_limit_shared, "memcached") == 0;
-    l->budget = cfg->here_daily_budget;
-    l->deny_threshold = cfg->here_deny_threshold;
-    l->cache_only_s = cfg->here_cache_only_s;
     if ((l->buckets = ratelimiter_new(BUCKETS_MAX)) == NULL) {
         snprintf(err, errlen, "out of memory");
         goto fail;
@@ -135,9 +177,7 @@ admit_free(struct admit *l)
 {
     if (l == NULL)
         return;
-    rate_overrides_free(&l->index_over);
-    rate_overrides_free(&l->quota_over);
-    acl_free(l->trusted);
+    rules_free(l->rules);
     ratelimiter_free(l->buckets);
     mc_free(l->mc);
     pthread_mutex_destroy(&l->lock);
@@ -145,15 +185,32 @@ admit_free(struct admit *l)
 }
 
 int
+admit_reload(struct admit *l, const struct settings *cfg, char *err,
+    size_t errlen)
+{
+    struct rules *r;
+
+    if (l == NULL)
+        return 0;
+    if ((r = rules_new(cfg, err, errlen)) == NULL)
+        return -1;
+    /* Buckets, counters and cache-only periods carry on under the new
+     * rules; the old rules stay readable for requests still using them. */
+    r->older = l->rules;
+    __atomic_store_n(&l->rules, r, __ATOMIC_RELEASE);
+    return 0;
+}
+
+int
 admit_by_address(const struct admit *l)
 {
-    return l != NULL && l->ip_spec.limit > 0;
+    return l != NULL && rules_of(l)->ip_spec.limit > 0;
 }
 
 const struct acl *
 admit_trusted(const struct admit *l)
 {
-    return l != NULL ? l->trusted : NULL;
+    return l != NULL ? rules_of(l)->trusted : NULL;
 }
 
 /* ---------------------------------------------------------------- counting */
@@ -217,7 +274,7 @@ take(struct admit *l, char kind, const char *name,
     if (spec->limit <= 0)
         return;
     v->limited = 1;
-    if (l->shared_rate && l->mc != NULL) {
+    if (rules_of(l)->shared_rate && l->mc != NULL) {
         char mkey[200];
         int64_t window = now_s - now_s % spec->period_s;
         uint64_t count;
@@ -252,16 +309,18 @@ admit_request(struct admit *l, const char *indice, const char *client,
 {
     struct admit_verdict by_ip, by_index;
     const struct rate_spec *spec;
+    const struct rules *r;
 
     memset(out, 0, sizeof(*out));
     out->allowed = 1;
     if (l == NULL)
         return 1;
-    spec = rate_overrides_find(&l->index_over, indice, &l->index_spec);
+    r = rules_of(l);
+    spec = rate_overrides_find(&r->index_over, indice, &r->index_spec);
     memset(&by_ip, 0, sizeof(by_ip));
     by_ip.allowed = 1;
     if (client != NULL)
-        take(l, 'a', client, &l->ip_spec, now_ms, now_s, &by_ip);
+        take(l, 'a', client, &r->ip_spec, now_ms, now_s, &by_ip);
     if (!by_ip.allowed) {
         *out = by_ip;
         out->refused_by = "address";
@@ -376,12 +435,14 @@ admit_upstream_begin(struct admit *l, const char *indice, int64_t now_s,
     char *reason, size_t reasonlen, long *retry_after_s)
 {
     const struct rate_spec *quota;
+    const struct rules *r;
     char key[RATE_NAME_MAX + 8], spec_text[64];
     int refused;
 
     if (l == NULL)
         return 0;
-    quota = rate_overrides_find(&l->quota_over, indice, &l->quota_spec);
+    r = rules_of(l);
+    quota = rate_overrides_find(&r->quota_over, indice, &r->quota_spec);
     pthread_mutex_lock(&l->lock);
     refused = co_active(l, "", now_s, reason, reasonlen, retry_after_s) ||
         co_active(l, indice, now_s, reason, reasonlen, retry_after_s);
@@ -406,13 +467,13 @@ admit_upstream_begin(struct admit *l, const char *indice, int64_t now_s,
             return -1;
         }
     }
-    if (l->budget > 0 && count_window(l, "budget", 86400, now_s) >
-        (uint64_t)l->budget) {
+    if (r->budget > 0 && count_window(l, "budget", 86400, now_s) >
+        (uint64_t)r->budget) {
         int64_t until = now_s - now_s % 86400 + 86400;
 
         snprintf(reason, reasonlen, "cache-only: HERE_DAILY_BUDGET (%ld "
             "requests to HERE a day) is spent; cached tiles are still "
-            "served", l->budget);
+            "served", r->budget);
         *retry_after_s = (long)(until - now_s);
         pthread_mutex_lock(&l->lock);
         co_enter(l, "", "budget", until, reason, now_s);
@@ -428,13 +489,15 @@ admit_upstream_result(struct admit *l, int status, int retry_after_s,
 {
     char reason[200];
 
-    if (l == NULL || status == 0 || l->deny_threshold <= 0)
+    const struct rules *r = l != NULL ? rules_of(l) : NULL;
+
+    if (r == NULL || status == 0 || r->deny_threshold <= 0)
         return;
     pthread_mutex_lock(&l->lock);
     if (status != 401 && status != 403 && status != 429) {
         l->deny_run = 0;
-    } else if (++l->deny_run >= l->deny_threshold) {
-        long period = retry_after_s > 0 ? retry_after_s : l->cache_only_s;
+    } else if (++l->deny_run >= r->deny_threshold) {
+        long period = retry_after_s > 0 ? retry_after_s : r->cache_only_s;
 
         snprintf(reason, sizeof(reason), "cache-only: HERE answered %d "
             "%ld times in a row; cached tiles are still served", status,

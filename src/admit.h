@@ -25,8 +25,9 @@
  * Retry-After, or HERE_CACHE_ONLY_S, passes). Entering and leaving are
  * logged as JSON events (cache_only_start, cache_only_end).
  *
- * Thread-safe; settings are read at creation and must outlive the object.
- * A NULL struct admit limits nothing (every call allows).
+ * Thread-safe; settings are read at creation and by admit_reload, and
+ * need not outlive the object. A NULL struct admit limits nothing (every
+ * call allows).
  */
 
 struct admit;
@@ -47,6 +48,14 @@ struct admit_verdict {
 struct admit *admit_new(const struct settings *cfg, char *err,
     size_t errlen);
 void admit_free(struct admit *l);
+
+/*
+ * SIGHUP: the limits, quotas, budget and trusted proxies of cfg from now
+ * on. Buckets, counters and cache-only periods carry on. 0, or -1 with err
+ * set (the running rules stay).
+ */
+int admit_reload(struct admit *l, const struct settings *cfg, char *err,
+    size_t errlen);
 
 /* 1 when RATE_LIMIT_IP is on (the caller must find the client address). */
 int admit_by_address(const struct admit *l);

@@ -301,6 +301,8 @@ reload(struct handler *h, struct retired **retired)
         snprintf(err, sizeof(err), "out of memory");
         goto fail;
     }
+    if (admit_reload(h->limits, next, err, sizeof(err)) != 0)
+        goto fail;
     log_set_level((enum log_level)next->log_level);
     __atomic_store_n(&h->cfg, next, __ATOMIC_RELEASE);
     r->cfg = next;
@@ -310,6 +312,10 @@ reload(struct handler *h, struct retired **retired)
         cJSON_AddStringToObject(f, "cors_origins", next->cors_origins);
         cJSON_AddStringToObject(f, "log_level",
             log_level_name((enum log_level)next->log_level));
+        cJSON_AddStringToObject(f, "rate_limit_index",
+            next->rate_limit_index);
+        cJSON_AddStringToObject(f, "quota_upstream_index",
+            next->quota_upstream_index);
         if (n > 0)
             cJSON_AddStringToObject(f, "restart_needed", changed);
     }

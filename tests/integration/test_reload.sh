@@ -30,6 +30,8 @@ assert_eq "$(acao)" "" "before reload: https://b.example is not an allowed origi
 ADMIN="reloaded-admin-$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')"
 req POST "$NGINX_URL/admin/purge?all=1" -H "Authorization: Bearer $ADMIN"
 check_status 404 "before reload: no admin token, /admin/purge is off"
+for i in 1 2 3; do req GET "$P/base/mc/9/1/$i/png?indice=reloaded"; done
+check_status 200 "before reload: índice reloaded is not rate limited"
 
 python3 "$abs_top_srcdir/tests/integration/load.py" 8 4 "$RUN_DIR/load.json" "$P" &
 LOAD_PID=$!
@@ -37,7 +39,7 @@ _register load "$LOAD_PID"
 sleep 1
 
 # ------------------------------------------------ a valid file
-printf 'HEREPROXY_CORS_ORIGINS=https://a.example,https://b.example\nLOG_LEVEL=INFO\nHEREPROXY_THREADS=8\nHEREPROXY_ADMIN_TOKEN=%s\n' "$ADMIN" >"$CONF"
+printf 'HEREPROXY_CORS_ORIGINS=https://a.example,https://b.example\nLOG_LEVEL=INFO\nHEREPROXY_THREADS=8\nHEREPROXY_ADMIN_TOKEN=%s\nRATE_LIMIT_INDEX_OVERRIDES=reloaded:2/minute\n' "$ADMIN" >"$CONF"
 kill -HUP "$PID_A"
 deadline=$((SECONDS + 10))
 until [ "$(log_events "$LOG_A" reload)" -ge 1 ] || [ "$SECONDS" -ge "$deadline" ]; do sleep 0.1; done
@@ -49,6 +51,12 @@ check_status 200 "after reload: tile 200"
 assert_eq "$(acao)" "https://b.example" "after reload: https://b.example is allowed"
 req POST "$NGINX_URL/admin/purge?all=1" -H "Authorization: Bearer $ADMIN"
 check_status 200 "after reload: the admin token from the file works"
+for i in 1 2; do
+    req GET "$P/base/mc/9/1/$i/png?indice=reloaded"
+    check_status 200 "after reload: índice reloaded, request $i of its 2/minute"
+done
+req GET "$P/base/mc/9/1/3/png?indice=reloaded"
+check_json_error 429 "after reload: the third of índice reloaded is 429 (RATE_LIMIT_INDEX_OVERRIDES reloaded)"
 
 # ------------------------------------------------ an invalid file
 printf 'HEREPROXY_CORS_ORIGINS=not-an-origin\n' >"$CONF"

@@ -134,6 +134,56 @@ test_rate(void **state)
     settings_cleanup(&c);
 }
 
+/* SIGHUP: new limits at once; what was spent and cache-only carry on. */
+static void
+test_reload(void **state)
+{
+    static const char *const kv[] = {
+        "RATE_LIMIT_INDEX", "2/minute",
+        "QUOTA_UPSTREAM_INDEX", "1/day", NULL};
+    struct settings c, next;
+    struct admit *l = make(&c, kv);
+    struct admit_verdict v;
+    char reason[200], err[256];
+    long ra = 0;
+
+    (void)state;
+    assert_false(admit_by_address(l));
+    assert_int_equal(admit_request(l, "a", NULL, 1000, NOON, &v), 1);
+    assert_int_equal(admit_request(l, "a", NULL, 1000, NOON, &v), 1);
+    assert_int_equal(admit_request(l, "a", NULL, 1000, NOON, &v), 0);
+    assert_int_equal(admit_upstream_begin(l, "q", NOON, reason,
+        sizeof(reason), &ra), 0);
+    assert_int_equal(admit_upstream_begin(l, "q", NOON, reason,
+        sizeof(reason), &ra), -1);          /* q is cache-only now */
+
+    assert_int_equal(settings_init(&next), 0);
+    assert_int_equal(settings_set(&next, "RATE_LIMIT_INDEX", "off", err,
+        sizeof(err)), 0);
+    assert_int_equal(settings_set(&next, "RATE_LIMIT_IP", "1/minute", err,
+        sizeof(err)), 0);
+    assert_int_equal(settings_set(&next, "QUOTA_UPSTREAM_INDEX", "5/day",
+        err, sizeof(err)), 0);
+    assert_int_equal(admit_reload(l, &next, err, sizeof(err)), 0);
+    settings_cleanup(&next);    /* the rules keep nothing of it */
+    assert_true(admit_by_address(l));
+    assert_int_equal(admit_request(l, "a", NULL, 1000, NOON, &v), 1);
+    assert_false(v.limited);                /* the índice limit is off */
+    assert_int_equal(admit_request(l, "a", "192.0.2.9", 1000, NOON, &v), 1);
+    assert_int_equal(admit_request(l, "a", "192.0.2.9", 1000, NOON, &v), 0);
+    assert_string_equal(v.refused_by, "address");
+    /* q's cache-only period was entered under 1/day: it lasts. */
+    assert_int_equal(admit_upstream_begin(l, "q", NOON + 1, reason,
+        sizeof(reason), &ra), -1);
+    /* r counts against the new 5/day. */
+    assert_int_equal(admit_upstream_begin(l, "r", NOON, reason,
+        sizeof(reason), &ra), 0);
+    assert_int_equal(admit_upstream_begin(l, "r", NOON, reason,
+        sizeof(reason), &ra), 0);
+    admit_free(l);
+    settings_cleanup(&c);
+}
+
 static void
 test_quota(void **state)
 {
@@ -299,6 +349,7 @@ main(void)
         cmocka_unit_test(test_client_addr),
         cmocka_unit_test(test_rate),
         cmocka_unit_test(test_quota),
+        cmocka_unit_test(test_reload),
         cmocka_unit_test(test_budget),
         cmocka_unit_test(test_here_denied),
         cmocka_unit_test(test_null),
