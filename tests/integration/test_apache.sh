@@ -7,7 +7,8 @@ require_cmds apache2 spawn-fcgi curl python3
 require_bin
 
 start_upstream
-start_proxy main
+ADMIN="apache-admin-$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')"
+start_proxy main "HEREPROXY_ADMIN_TOKEN=$ADMIN"
 PLOG=$PROXY_LOG
 start_apache main "$PROXY_ADDR"
 P=$APACHE_URL/here-proxy
@@ -57,6 +58,15 @@ check_status 200 "apache: /readyz 200 (no memcached configured)"
 req GET "$P/copyright"
 check_status 200 "apache: copyright 200"
 assert_match "$(header Content-Type)" '^application/json' "apache: copyright is JSON"
+
+# The shipped <Location "/admin/"> sets CGIPassAuth On: the Bearer token
+# must reach hereproxy.
+req GET "$P/base/mc/3/1/1/png"
+req POST "$APACHE_URL/admin/purge/here-proxy/base/mc/3/1/1/png" -H "Authorization: Bearer $ADMIN"
+check_status 200 "apache: POST /admin/purge with the Bearer token (CGIPassAuth On)"
+assert_eq "$(json_field 'd["in_memory"]')" true "apache: the purged tile was in memory"
+req POST "$APACHE_URL/admin/purge?all=1"
+check_json_error 401 "apache: POST /admin/purge without the token: 401"
 
 upstream_record_check 'r["query"].get("apiKey") == ["'"$SERVER_KEY"'"] and "indice" not in r["query"]' \
     "apache: upstream got the server key and no indice"
