@@ -92,6 +92,32 @@ done:
     return rc;
 }
 
+static void
+handle_line(struct nginxlog *nl, const char *buf, size_t len, int *bad)
+{
+    struct nginxlog_entry e;
+
+    switch (nginxlog_parse(buf, len, &e)) {
+    case 1:
+        metrics_request(nl->metrics, e.indice, e.cache, e.status, e.seconds,
+            e.bytes);
+        break;
+    case -1:
+        if (!(*bad)++)          /* once: the log_format is wrong */
+            log_warnx("NGINX_LOG_SOCKET: a line that is not the "
+                "hereproxy_cache log_format");
+        break;
+    default:
+        break;
+    }
+}
+
+/*
+ * NGINX sends its syslog datagrams non-blocking and drops a line when the
+ * socket's queue is full (net.unix.max_dgram_qlen datagrams, 10 by default
+ * on Linux), so the queue is drained whole each time poll wakes us: one
+ * poll per datagram left the queue full under load.
+ */
 static void *
 reader_main(void *arg)
 {
@@ -101,26 +127,20 @@ reader_main(void *arg)
 
     while (!__atomic_load_n(&nl->stop, __ATOMIC_ACQUIRE)) {
         struct pollfd p = {nl->fd, POLLIN, 0};
-        struct nginxlog_entry e;
         ssize_t n;
 
         if (poll(&p, 1, POLL_MS) <= 0)
             continue;
-        n = recv(nl->fd, buf, sizeof(buf), MSG_DONTWAIT);
-        if (n <= 0)
-            continue;
-        switch (nginxlog_parse(buf, (size_t)n, &e)) {
-        case 1:
-            metrics_request(nl->metrics, e.indice, e.cache, e.status,
-                e.seconds, e.bytes);
-            break;
-        case -1:
-            if (!bad++)         /* once: the log_format is wrong */
-                log_warnx("NGINX_LOG_SOCKET: a line that is not the "
-                    "hereproxy_cache log_format");
-            break;
-        default:
-            break;
+        while (!__atomic_load_n(&nl->stop, __ATOMIC_ACQUIRE)) {
+            n = recv(nl->fd, buf, sizeof(buf), MSG_DONTWAIT);
+            if (n < 0) {
+                if (errno == EINTR)
+                    continue;
+                break;          /* EAGAIN: drained; else poll again */
+            }
+            if (n == 0)         /* an empty datagram: nothing to count */
+                continue;
+            handle_line(nl, buf, (size_t)n, &bad);
         }
     }
     return NULL;
