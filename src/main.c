@@ -472,6 +472,10 @@ main(int argc, char **argv)
         (nginx_log = nginxlog_start(cfg.nginx_log_socket, handler.metrics,
              err, sizeof(err))) == NULL)
         fatalx("%s", err);
+    if (*cfg.nginx_log_file != '\0' &&
+        (nginx_log = nginxlog_start_file(cfg.nginx_log_file,
+             handler.metrics, err, sizeof(err))) == NULL)
+        fatalx("%s", err);
     if ((handler.flights = flights_new()) == NULL)
         fatalx("out of memory");
     if ((handler.limits = admit_new(&cfg, err, sizeof(err))) == NULL)

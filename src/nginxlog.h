@@ -8,9 +8,10 @@
 
 /*
  * NGINX's own cache answers requests that never reach hereproxy. So that
- * the per-indice metrics still count them, NGINX sends one JSON access
- * line per request over syslog to a Unix datagram socket
- * (NGINX_LOG_SOCKET); a thread reads it and counts the lines NGINX
+ * the per-indice metrics still count them, NGINX writes one JSON access
+ * line per request to a log file that a thread follows (NGINX_LOG_FILE),
+ * or sends it over syslog to a Unix datagram socket (NGINX_LOG_SOCKET,
+ * which loses lines under load); the thread counts the lines NGINX
  * answered itself (cache HIT, STALE, UPDATING). Lines for requests that
  * went on to hereproxy (MISS, EXPIRED, BYPASS, REVALIDATED, none) are
  * skipped: hereproxy counted them already.
@@ -35,10 +36,36 @@ struct nginxlog_entry {
 int nginxlog_parse(const char *buf, size_t len, struct nginxlog_entry *e);
 
 /*
+ * The NGINX_LOG_FILE follower, like tail -F: lines in the file when it
+ * starts are not counted (it reads from the end); a file that does not
+ * exist yet is read from its start once it appears (logged once). Each step
+ * reads what was appended, counts complete lines into m, keeps a partial
+ * last line for the next step and skips lines over 64 KiB whole. Rotation:
+ * when the path names another file, the old one is read until idle for 2 s
+ * (NGINX writes it until it reopens its logs), then the new one from its
+ * start; when the file shrinks (copytruncate), it is read again from 0.
+ * Returns NULL when out of memory; nginxlog_follow_free(NULL) does nothing.
+ */
+struct nginxlog_follow;
+struct nginxlog_follow *nginxlog_follow_new(const char *path,
+    struct metrics *m);
+
+/* One step at now_ms (a monotonic clock): the number of lines counted. */
+long nginxlog_follow_step(struct nginxlog_follow *f, uint64_t now_ms);
+void nginxlog_follow_free(struct nginxlog_follow *f);
+
+/*
+ * Follow path in a thread that steps every 100 ms, counting into m.
+ * Returns NULL with err set; stop with nginxlog_stop.
+ */
+struct nginxlog *nginxlog_start_file(const char *path, struct metrics *m,
+    char *err, size_t errlen);
+
+/*
  * Bind path (a stale socket file is removed; mode 0666, the directory
  * guards access) and start the reading thread, counting into m. Returns
  * NULL with err set. nginxlog_stop(NULL) does nothing; it stops the
- * thread, closes and unlinks the socket, and frees.
+ * thread (either kind), closes and unlinks the socket, and frees.
  */
 struct nginxlog *nginxlog_start(const char *path, struct metrics *m,
     char *err, size_t errlen);

@@ -771,6 +771,12 @@ settings_validate(const struct settings *cfg, char *err, size_t errlen)
             cfg->cache_ttl_cap_s);
         return -1;
     }
+    if (*cfg->nginx_log_socket != '\0' && *cfg->nginx_log_file != '\0') {
+        /* One transport: both would count NGINX's hits twice. */
+        snprintf(err, errlen, "NGINX_LOG_SOCKET and NGINX_LOG_FILE are both "
+            "set: use one (NGINX_LOG_FILE loses no lines)");
+        return -1;
+    }
     if (strcmp(cfg->rate_limit_shared, "memcached") == 0 &&
         *cfg->memcached_servers == '\0') {
         snprintf(err, errlen, "RATE_LIMIT_SHARED=memcached needs "

@@ -7,8 +7,11 @@
 #include <cmocka.h>
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
+#include "log.h"
 #include "nginxlog.h"
 
 static int
@@ -106,6 +109,215 @@ test_malformed(void **state)
     assert_int_equal(parse("{\"cache\":7}", &e), -1);
 }
 
+/* ------------------------------------------------ the file follower */
+
+#define HIT(ind) "{\"indice\":\"" ind "\",\"cache\":\"HIT\"," \
+    "\"status\":200,\"bytes\":10,\"request_time\":0.001}\n"
+#define MISS(ind) "{\"indice\":\"" ind "\",\"cache\":\"MISS\"," \
+    "\"status\":200,\"bytes\":10,\"request_time\":0.001}\n"
+
+struct fx {
+    char dir[64];
+    char path[128];
+    struct metrics *m;
+    struct nginxlog_follow *f;
+};
+
+static int
+fx_setup(void **state)
+{
+    struct fx *x = calloc(1, sizeof(*x));
+
+    if (x == NULL)
+        return -1;
+    snprintf(x->dir, sizeof(x->dir), "/tmp/test_nginxlog.XXXXXX");
+    if (mkdtemp(x->dir) == NULL || (x->m = metrics_new(100)) == NULL) {
+        free(x);
+        return -1;
+    }
+    snprintf(x->path, sizeof(x->path), "%s/cache.log", x->dir);
+    log_set_level(LOG_LEVEL_ERROR);     /* "waiting for it" is expected */
+    *state = x;
+    return 0;
+}
+
+static int
+fx_teardown(void **state)
+{
+    struct fx *x = *state;
+    char cmd[128];
+
+    nginxlog_follow_free(x->f);
+    metrics_free(x->m);
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", x->dir);
+    if (system(cmd) != 0)
+        return -1;
+    free(x);
+    return 0;
+}
+
+/* Append (mode "a") or create/truncate ("w") path with text. */
+static void
+put(const char *path, const char *mode, const char *text)
+{
+    FILE *fp = fopen(path, mode);
+
+    assert_non_null(fp);
+    assert_int_equal(fputs(text, fp) >= 0, 1);
+    assert_int_equal(fclose(fp), 0);
+}
+
+/* The indice's "requests" in the JSON render. */
+static int
+requests(struct metrics *m, const char *indice)
+{
+    char *json = metrics_render_json(m), key[80], *p;
+    int n = 0;
+
+    assert_non_null(json);
+    snprintf(key, sizeof(key), "\"%s\":{\"requests\":", indice);
+    if ((p = strstr(json, key)) != NULL)
+        n = (int)strtol(p + strlen(key), NULL, 10);
+    free(json);
+    return n;
+}
+
+static void
+test_follow_appended(void **state)
+{
+    struct fx *x = *state;
+
+    put(x->path, "w", HIT("old") HIT("old"));
+    assert_non_null(x->f = nginxlog_follow_new(x->path, x->m));
+    /* Lines from before it started are not its to count. */
+    assert_int_equal(nginxlog_follow_step(x->f, 0), 0);
+    put(x->path, "a", HIT("A") MISS("A") HIT("A") "\n" "not json\n");
+    assert_int_equal(nginxlog_follow_step(x->f, 100), 2);
+    assert_int_equal(nginxlog_follow_step(x->f, 200), 0);
+    assert_int_equal(requests(x->m, "A"), 2);
+    assert_int_equal(requests(x->m, "old"), 0);
+}
+
+static void
+test_follow_partial_line(void **state)
+{
+    struct fx *x = *state;
+    const char *line = HIT("P");
+    char half[128];
+
+    put(x->path, "w", "");
+    assert_non_null(x->f = nginxlog_follow_new(x->path, x->m));
+    snprintf(half, sizeof(half), "%.*s", 20, line);
+    put(x->path, "a", HIT("P"));
+    put(x->path, "a", half);
+    assert_int_equal(nginxlog_follow_step(x->f, 0), 1);
+    put(x->path, "a", line + 20);
+    assert_int_equal(nginxlog_follow_step(x->f, 100), 1);
+    assert_int_equal(requests(x->m, "P"), 2);
+}
+
+static void
+test_follow_long_line(void **state)
+{
+    struct fx *x = *state;
+    size_t n = 200000;
+    char *big = malloc(n + 2);
+
+    assert_non_null(big);
+    memset(big, 'x', n);
+    memcpy(big, "{\"indice\":\"", 11);
+    big[n] = '\n';
+    big[n + 1] = '\0';
+    put(x->path, "w", "");
+    assert_non_null(x->f = nginxlog_follow_new(x->path, x->m));
+    put(x->path, "a", HIT("L"));
+    put(x->path, "a", big);
+    put(x->path, "a", HIT("L"));
+    free(big);
+    /* The long line is skipped whole; the lines around it count. */
+    assert_int_equal(nginxlog_follow_step(x->f, 0), 2);
+    assert_int_equal(requests(x->m, "L"), 2);
+}
+
+static void
+test_follow_rename_rotation(void **state)
+{
+    struct fx *x = *state;
+    char old[160];
+
+    snprintf(old, sizeof(old), "%s.1", x->path);
+    put(x->path, "w", "");
+    assert_non_null(x->f = nginxlog_follow_new(x->path, x->m));
+    put(x->path, "a", HIT("R"));
+    assert_int_equal(nginxlog_follow_step(x->f, 0), 1);
+    /* logrotate renames and creates; NGINX writes the old file until it
+     * reopens its logs. */
+    assert_int_equal(rename(x->path, old), 0);
+    put(x->path, "w", HIT("R") HIT("R"));
+    put(old, "a", HIT("R") HIT("R") HIT("R"));
+    assert_int_equal(nginxlog_follow_step(x->f, 1000), 3);
+    put(old, "a", HIT("R"));
+    assert_int_equal(nginxlog_follow_step(x->f, 2000), 1);
+    /* Idle past the grace: the new file, from its start. */
+    assert_int_equal(nginxlog_follow_step(x->f, 3000), 0);
+    assert_int_equal(nginxlog_follow_step(x->f, 4000), 2);
+    put(x->path, "a", HIT("R"));
+    assert_int_equal(nginxlog_follow_step(x->f, 4100), 1);
+    assert_int_equal(requests(x->m, "R"), 8);
+}
+
+static void
+test_follow_truncation(void **state)
+{
+    struct fx *x = *state;
+
+    put(x->path, "w", "");
+    assert_non_null(x->f = nginxlog_follow_new(x->path, x->m));
+    put(x->path, "a", HIT("T") HIT("T") HIT("T"));
+    assert_int_equal(nginxlog_follow_step(x->f, 0), 3);
+    /* copytruncate: the same file, shorter; NGINX appends from 0. */
+    assert_int_equal(truncate(x->path, 0), 0);
+    put(x->path, "a", HIT("T"));
+    assert_int_equal(nginxlog_follow_step(x->f, 100), 1);
+    assert_int_equal(requests(x->m, "T"), 4);
+}
+
+static void
+test_follow_missing_file(void **state)
+{
+    struct fx *x = *state;
+
+    assert_non_null(x->f = nginxlog_follow_new(x->path, x->m));
+    assert_int_equal(nginxlog_follow_step(x->f, 0), 0);
+    assert_int_equal(nginxlog_follow_step(x->f, 100), 0);
+    /* Created after the follower started: all of it is new. */
+    put(x->path, "w", HIT("M") HIT("M"));
+    assert_int_equal(nginxlog_follow_step(x->f, 200), 2);
+    put(x->path, "a", HIT("M"));
+    assert_int_equal(nginxlog_follow_step(x->f, 300), 1);
+    assert_int_equal(requests(x->m, "M"), 3);
+}
+
+/* The thread: counts what is appended, and stops promptly. */
+static void
+test_follow_thread(void **state)
+{
+    struct fx *x = *state;
+    struct nginxlog *nl;
+    char err[128];
+    int i;
+
+    put(x->path, "w", "");
+    nl = nginxlog_start_file(x->path, x->m, err, sizeof(err));
+    assert_non_null(nl);
+    put(x->path, "a", HIT("H") HIT("H"));
+    for (i = 0; i < 50 && requests(x->m, "H") < 2; i++)
+        usleep(20000);
+    assert_int_equal(requests(x->m, "H"), 2);
+    nginxlog_stop(nl);
+    nginxlog_stop(NULL);
+}
+
 int
 main(void)
 {
@@ -115,6 +327,20 @@ main(void)
         cmocka_unit_test(test_proxy_answered_is_skipped),
         cmocka_unit_test(test_indice_rules),
         cmocka_unit_test(test_malformed),
+        cmocka_unit_test_setup_teardown(test_follow_appended, fx_setup,
+            fx_teardown),
+        cmocka_unit_test_setup_teardown(test_follow_partial_line, fx_setup,
+            fx_teardown),
+        cmocka_unit_test_setup_teardown(test_follow_long_line, fx_setup,
+            fx_teardown),
+        cmocka_unit_test_setup_teardown(test_follow_rename_rotation,
+            fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_follow_truncation, fx_setup,
+            fx_teardown),
+        cmocka_unit_test_setup_teardown(test_follow_missing_file, fx_setup,
+            fx_teardown),
+        cmocka_unit_test_setup_teardown(test_follow_thread, fx_setup,
+            fx_teardown),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -648,7 +648,7 @@ test_dump(void **state)
         char *p;
         for (p = text; *p; p++)
             lines += *p == '\n';
-        assert_int_equal(lines, 47);
+        assert_int_equal(lines, 48);
     }
     free(text);
     settings_cleanup(&c);
@@ -766,6 +766,14 @@ test_limit_settings(void **state)
     assert_int_equal(settings_set(&c, "MEMCACHED_SERVERS", "127.0.0.1:11211",
         err, sizeof(err)), 0);
     assert_int_equal(settings_validate(&c, err, sizeof(err)), 0);
+    /* One NGINX log transport at a time: both would count hits twice. */
+    assert_int_equal(settings_set(&c, "NGINX_LOG_FILE", "/tmp/x.log", err,
+        sizeof(err)), 0);
+    assert_int_equal(settings_validate(&c, err, sizeof(err)), 0);
+    assert_int_equal(settings_set(&c, "NGINX_LOG_SOCKET", "/tmp/x.sock", err,
+        sizeof(err)), 0);
+    assert_int_equal(settings_validate(&c, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "NGINX_LOG_SOCKET and NGINX_LOG_FILE"));
     settings_cleanup(&c);
 }
 
