@@ -1,35 +1,65 @@
 #!/bin/bash
 # conf/nginx/hereproxy-cache.conf: NGINX's fastcgi_cache in front. A repeat
 # request is answered by NGINX without reaching hereproxy, and NGINX's
-# JSON access lines over syslog (NGINX_LOG_SOCKET) keep hereproxy's
-# per-indice metrics equal to what the clients sent.
+# JSON access lines, in a file hereproxy follows (NGINX_LOG_FILE), keep
+# hereproxy's per-indice metrics equal to what the clients sent, across
+# log rotation. The syslog socket variant (NGINX_LOG_SOCKET) gets a
+# smaller check at the end.
 . "$(dirname "$0")/lib.sh"
 
 require_cmds nginx spawn-fcgi curl python3
 require_bin
 
-SOCK=$RUN_DIR/nginx-log.sock
-start_upstream
-start_proxy a "NGINX_LOG_SOCKET=$SOCK"
-LOG_A=$PROXY_LOG
-[ -S "$SOCK" ] && ok "NGINX_LOG_SOCKET: the socket exists" || not_ok "NGINX_LOG_SOCKET: the socket exists"
-
-d=$RUN_DIR/nginx-cache
 src=$abs_top_srcdir/conf/nginx/hereproxy-cache.conf
-mkdir -p "$d/tmp" "$d/cache"
-cp /etc/nginx/fastcgi_params "$d/fastcgi_params" || die "no /etc/nginx/fastcgi_params"
-NGINX_PORT=$(free_port)
-{
-    _nginx_main_conf "$d"
-    sed -e "s|127\.0\.0\.1:9000|$PROXY_ADDR|g" \
-        -e "s|listen 127\.0\.0\.1:8080|listen 127.0.0.1:$NGINX_PORT|" \
-        -e "s|/var/cache/nginx/hereproxy|$d/cache|" \
-        -e "s|unix:/run/hereproxy/nginx-log.sock|unix:$SOCK|" "$src" | sed 's/^/    /'
-    echo "}"
-} >"$d/nginx.conf"
-grep -q "unix:$SOCK" "$d/nginx.conf" || die "hereproxy-cache.conf has no syslog socket to rewrite"
-_run_nginx nginx-cache "$d" "$NGINX_PORT"
-N=http://127.0.0.1:$NGINX_PORT
+SHIPPED_LOG=/var/log/nginx/hereproxy-cache.log
+
+# cache_nginx NAME PROXY_ADDR [SED_ARGS...]: hereproxy-cache.conf adapted
+# (addresses, cache dir, log file) and started; sets NGINX_PORT, N, D.
+cache_nginx() {
+    local name=$1 addr=$2
+    shift 2
+    D=$RUN_DIR/$name
+    mkdir -p "$D/tmp" "$D/cache"
+    cp /etc/nginx/fastcgi_params "$D/fastcgi_params" || die "no /etc/nginx/fastcgi_params"
+    NGINX_PORT=$(free_port)
+    {
+        _nginx_main_conf "$D"
+        sed -e "s|127\.0\.0\.1:9000|$addr|g" \
+            -e "s|listen 127\.0\.0\.1:8080|listen 127.0.0.1:$NGINX_PORT|" \
+            -e "s|/var/cache/nginx/hereproxy|$D/cache|" \
+            -e "s|$SHIPPED_LOG|$LOGF|" "$@" "$src" | sed 's/^/    /'
+        echo "}"
+    } >"$D/nginx.conf"
+    _run_nginx "$name" "$D" "$NGINX_PORT"
+    N=http://127.0.0.1:$NGINX_PORT
+}
+
+# wait_requests EXPECTED INDICE...: poll /metrics until the indices'
+# "requests" equal EXPECTED (a Python list), 10 s at most; sets got.
+wait_requests() {
+    local want=$1 deadline=$((SECONDS + 10)) keys
+    shift
+    keys=$(printf '"%s",' "$@")
+    while :; do
+        req GET "$N/metrics"
+        got=$(json_field "[d['indices'].get(k, {}).get('requests') for k in ($keys)]")
+        [ "$got" = "$want" ] || [ "$SECONDS" -ge "$deadline" ] && break
+        sleep 0.2
+    done
+}
+
+grep -q "access_log $SHIPPED_LOG hereproxy_cache" "$src" ||
+    die "hereproxy-cache.conf does not log to $SHIPPED_LOG"
+
+LOGF=$RUN_DIR/hereproxy-cache.log
+start_upstream
+# Started before NGINX creates the file: the proxy waits for it.
+start_proxy a "NGINX_LOG_FILE=$LOGF"
+LOG_A=$PROXY_LOG
+cache_nginx nginx-cache "$PROXY_ADDR"
+grep -q "access_log $LOGF hereproxy_cache" "$D/nginx.conf" || die "the log file was not rewritten"
+NGINX_MASTER=$NGINX_PID
+[ -f "$LOGF" ] && ok "NGINX created $LOGF" || not_ok "NGINX created $LOGF"
 
 proxy_lines() { # PATH: access lines hereproxy wrote for it
     grep -c "\"event\":\"access\".*\"path\":\"$1\"" "$LOG_A"
@@ -58,26 +88,53 @@ check_status 200 "HEAD via the cache 200"
 upstream_control fail "status=404&times=2&path=/v3/base/mc/7/12/10/png"
 for i in 1 2; do req GET "$N/here-proxy/base/mc/7/12/10/png?indice=C"; done
 check_status 404 "an upstream 404: 404"
-sent_a=6 sent_b=4 sent_c=2
-deadline=$((SECONDS + 10))
-while :; do
-    req GET "$N/metrics"
-    got=$(json_field '[d["indices"].get(k, {}).get("requests") for k in ("A", "B", "C")]')
-    [ "$got" = "[$sent_a, $sent_b, $sent_c]" ] || [ "$SECONDS" -ge "$deadline" ] && break
-    sleep 0.2
-done
+wait_requests "[6, 4, 2]" A B C
 check_status 200 "/metrics through NGINX 200"
-assert_eq "$got" "[$sent_a, $sent_b, $sent_c]" "/metrics requests per indice equal what the clients sent (A 6, B 4, C 2)"
+assert_eq "$got" "[6, 4, 2]" "/metrics requests per indice equal what the clients sent (A 6, B 4, C 2)"
 assert_eq "$(json_field 'd["indices"]["A"]["hits"]')" 5 "/metrics: A has 5 hits (NGINX's), 1 miss"
 assert_eq "$(json_field 'd["indices"]["A"]["misses"]')" 1 "/metrics: A's one miss"
 # The key holds the method: B's first GET and its HEAD reached hereproxy.
 assert_eq "$(proxy_lines /here-proxy/base/mc/7/11/10/png)" 2 "B: hereproxy saw two of B's four requests"
 req GET "$N/metrics/prometheus"
 assert_contains "$HTTP_BODY" 'hereproxy_requests_total{indice="A",cache="hit",code="200"} 5' "Prometheus: A's 5 hits"
-sleep 0.5
+sleep 1.5   # past NGINX's flush=1s
 req GET "$N/metrics"
-assert_eq "$(json_field 'd["indices"]["A"]["requests"]')" $sent_a "/metrics: no double counting after the lines settle"
+assert_eq "$(json_field 'd["indices"]["A"]["requests"]')" 6 "/metrics: no double counting after the lines settle"
+assert_eq "$(grep -c 'NGINX_LOG_FILE: cannot read' "$LOG_A")" 1 "the missing file was logged once"
+
+# ------------------------------------------------ rotation
+# logrotate's way: rename, then NGINX reopens (USR1) and creates a new file.
+mv "$LOGF" "$LOGF.1"
+kill -USR1 "$NGINX_MASTER"
+for i in $(seq 50); do [ -f "$LOGF" ] && break; sleep 0.1; done
+[ -f "$LOGF" ] && ok "rename rotation: NGINX reopened a new file" || not_ok "rename rotation: NGINX reopened a new file"
+for i in 1 2 3; do req GET "$N$T?indice=A"; done                # A: 9
+wait_requests "[9]" A
+assert_eq "$got" "[9]" "rename rotation: the new file's lines counted (A 9)"
+# copytruncate: the same file, emptied; NGINX appends from 0.
+sleep 1.5
+cp "$LOGF" "$LOGF.2" && : >"$LOGF"
+for i in 1 2; do req GET "$N$T?indice=A"; done                  # A: 11
+wait_requests "[11]" A
+assert_eq "$got" "[11]" "copytruncate: the lines after the truncation counted (A 11)"
+sleep 1.5
+req GET "$N/metrics"
+assert_eq "$(json_field 'd["indices"]["A"]["requests"]')" 11 "rotation: nothing counted twice"
 
 check_log_json "$LOG_A" "proxy log is JSON lines" 3
 check_no_key_leak "no key in responses or logs" "$LOG_A"
+
+# ------------------------------------------------ the syslog socket variant
+SOCK=$RUN_DIR/nginx-log.sock
+start_proxy b "NGINX_LOG_SOCKET=$SOCK"
+[ -S "$SOCK" ] && ok "NGINX_LOG_SOCKET: the socket exists" || not_ok "NGINX_LOG_SOCKET: the socket exists"
+# The commented alternative in place of the file.
+cache_nginx nginx-cache-sock "$PROXY_ADDR" \
+    -e "\|access_log $SHIPPED_LOG|,/;/d" \
+    -e "s|# access_log syslog:server=unix:/run/hereproxy/nginx-log.sock|access_log syslog:server=unix:$SOCK|"
+grep -q "^ *access_log syslog:server=unix:$SOCK" "$D/nginx.conf" || die "hereproxy-cache.conf has no syslog alternative to enable"
+for i in 1 2 3; do req GET "$N/here-proxy/base/mc/7/13/10/png?indice=S"; done
+wait_requests "[3]" S
+assert_eq "$got" "[3]" "NGINX_LOG_SOCKET: S's 3 requests counted (2 of them NGINX's hits)"
+assert_eq "$(json_field 'd["indices"]["S"]["hits"]')" 2 "NGINX_LOG_SOCKET: S's 2 hits"
 finish
