@@ -87,8 +87,11 @@ shared_number(struct cache *cache, const char *name, int base,
     return errno == 0 && *end == '\0' ? 1 : -1;
 }
 
-/* Take generation g: the in-process tier holds another's entries. */
-static void
+/*
+ * Take generation g: the in-process tier holds another's entries. Returns
+ * how many it dropped; logs why when why is set.
+ */
+static size_t
 adopt_generation(struct cache *cache, uint64_t g, const char *why)
 {
     char text[20];
@@ -96,10 +99,10 @@ adopt_generation(struct cache *cache, uint64_t g, const char *why)
     size_t n;
 
     if (__atomic_exchange_n(&cache->generation, g, __ATOMIC_ACQ_REL) == g)
-        return;
+        return 0;
     n = lru_clear(cache->memory);
     if (why == NULL)
-        return;
+        return n;
     snprintf(text, sizeof(text), "%" PRIx64, g);
     if ((f = cJSON_CreateObject()) != NULL) {
         cJSON_AddStringToObject(f, "generation", text);
@@ -107,6 +110,7 @@ adopt_generation(struct cache *cache, uint64_t g, const char *why)
         cJSON_AddStringToObject(f, "why", why);
     }
     log_event(LOG_LEVEL_INFO, "cache_generation", f);
+    return n;
 }
 
 /* Apply purge-log entries (from, to]; 0, or -1 to leave it for later. */
@@ -445,9 +449,7 @@ cache_purge_all(struct cache *cache, struct cache_purge *out)
         mc_set(cache->mc, GEN_KEY, sizeof(GEN_KEY) - 1, out->generation,
             strlen(out->generation), SHARED_TTL_S) != 0)
         rc = -1;
-    out->memory_entries = lru_clear(cache->memory);
-    adopt_generation(cache, g, NULL);
-    out->memory_entries += lru_clear(cache->memory);
+    out->memory_entries = adopt_generation(cache, g, NULL);
     return rc;
 }
 

@@ -853,6 +853,7 @@ serve_purge(struct handler *h, const char *uri, char *const *envp,
 {
     const struct settings *cfg = handler_cfg(h);
     const char *query = strchr(uri, '?');
+    const char *remote = request_param(envp, "REMOTE_ADDR");
     size_t plen = query ? (size_t)(query - uri) : strlen(uri);
     struct cache_purge p;
     struct tile_req tile;
@@ -910,9 +911,7 @@ serve_purge(struct handler *h, const char *uri, char *const *envp,
         }
         cJSON_AddStringToObject(f, "generation", p.generation);
         cJSON_AddBoolToObject(f, "memcached_ok", rc == 0);
-        cJSON_AddStringToObject(f, "remote_addr",
-            request_param(envp, "REMOTE_ADDR") ? request_param(envp,
-                "REMOTE_ADDR") : "-");
+        cJSON_AddStringToObject(f, "remote_addr", remote ? remote : "-");
         cJSON_AddStringToObject(f, "request_id", meta->request_id);
     }
     /* The same fields answer the caller. */
