@@ -17,6 +17,7 @@
 
 #include "log.h"
 #include "nginxlog.h"
+#include "util.h"
 
 #define DGRAM_MAX 4096
 #define POLL_MS 200
@@ -312,15 +313,6 @@ nginxlog_follow_free(struct nginxlog_follow *f)
     free(f);
 }
 
-static uint64_t
-monotonic_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 /* A file has no queue to overflow: NGINX's lines wait there for us. */
 static void *
 follow_main(void *arg)
@@ -329,7 +321,7 @@ follow_main(void *arg)
     struct timespec pause = {0, FOLLOW_POLL_MS * 1000000L};
 
     while (!__atomic_load_n(&nl->stop, __ATOMIC_ACQUIRE)) {
-        nginxlog_follow_step(nl->follow, monotonic_ms());
+        nginxlog_follow_step(nl->follow, (uint64_t)util_mono_ms());
         if (!nl->follow->more)
             nanosleep(&pause, NULL);
     }
