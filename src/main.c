@@ -7,6 +7,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/time.h>
@@ -18,6 +20,7 @@
 
 #include "acl.h"
 #include "cache.h"
+#include "fcgiwrite.h"
 #include "handler.h"
 #include "log.h"
 #include "nginxlog.h"
@@ -45,6 +48,8 @@ struct worker {
 };
 
 static volatile int stopping;
+/* TCP connections get the write timeout from the listening socket. */
+static int options_inherited;
 
 /*
  * SIGUSR1 only interrupts a worker's accept(): it has no work to do, and
@@ -122,11 +127,35 @@ set_write_timeout(int fd, long timeout_ms)
         log_warn("setsockopt(SO_SNDTIMEO)");
 }
 
+/*
+ * Linux copies a listening TCP socket's options to the connections it
+ * accepts (not a Unix-domain socket's): set the write timeout there once,
+ * and TCP_NODELAY, so that the small last record of a response (the end of
+ * the body, FCGI_END_REQUEST) is not held back until NGINX acknowledges the
+ * previous write. Returns 1 when accepted connections inherit them.
+ */
+static int
+tune_listener(int fd, long write_timeout_ms)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof(ss);
+    int one = 1;
+
+    if (getsockname(fd, (struct sockaddr *)&ss, &len) != 0 ||
+        (ss.ss_family != AF_INET && ss.ss_family != AF_INET6))
+        return 0;
+    if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) != 0)
+        log_warn("setsockopt(TCP_NODELAY)");
+    set_write_timeout(fd, write_timeout_ms);
+    return 1;
+}
+
 static void *
 worker_main(void *arg)
 {
     struct worker *w = arg;
     struct handler_later later;
+    struct fcgi_conn conn;
     sigset_t wake;
 
     sigemptyset(&wake);
@@ -153,10 +182,15 @@ worker_main(void *arg)
         pthread_mutex_lock(&w->lock);
         w->busy = 1;
         pthread_mutex_unlock(&w->lock);
-        set_write_timeout(w->req.ipcFd, w->handler->cfg->write_timeout_ms);
+        if (!options_inherited)
+            set_write_timeout(w->req.ipcFd,
+                w->handler->cfg->write_timeout_ms);
         atomic_fetch_add_explicit(&w->handler->threads_busy, 1,
             memory_order_relaxed);
-        if (handler_serve(w->handler, w->req.envp, w->req.out, &later) != 0)
+        conn.fd = w->req.ipcFd;
+        conn.request_id = w->req.requestId;
+        if (handler_serve(w->handler, w->req.envp, w->req.out, &conn,
+                &later) != 0)
             abort_request(&w->req);
         FCGX_Finish_r(&w->req);
         handler_finish_later(w->handler, &later);
@@ -451,6 +485,7 @@ main(int argc, char **argv)
     if (FCGX_Init() != 0)
         fatalx("FCGX_Init failed");
     listen_fd = open_listener(listen_addr, &unix_path);
+    options_inherited = tune_listener(listen_fd, cfg.write_timeout_ms);
 
     memset(&handler, 0, sizeof(handler));
     handler.cfg = &cfg;
