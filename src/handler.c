@@ -941,7 +941,7 @@ serve_purge(struct handler *h, const char *uri, char *const *envp,
 
 int
 handler_serve(struct handler *h, char *const *envp, struct FCGX_Stream *out,
-    struct handler_later *later)
+    const struct fcgi_conn *conn, struct handler_later *later)
 {
     int64_t t0 = util_mono_us(), wall = util_wall_ms();
     const char *method = request_param(envp, "REQUEST_METHOD");
@@ -957,6 +957,7 @@ handler_serve(struct handler *h, char *const *envp, struct FCGX_Stream *out,
 
     memset(&o, 0, sizeof(o));
     memset(&meta, 0, sizeof(meta));
+    meta.conn = conn;
     later->flight = NULL;
     later->stale = NULL;
     o.cache_status = "NONE";

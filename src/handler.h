@@ -24,6 +24,7 @@
  */
 
 struct FCGX_Stream;
+struct fcgi_conn;
 
 struct handler {
     const struct settings *cfg;   /* atomic: swapped by a reload */
@@ -59,7 +60,8 @@ struct handler_later {
  * so the client sees it was incomplete).
  */
 int handler_serve(struct handler *h, char *const *envp,
-    struct FCGX_Stream *out, struct handler_later *later);
+    struct FCGX_Stream *out, const struct fcgi_conn *conn,
+    struct handler_later *later);
 
 void handler_finish_later(struct handler *h, struct handler_later *later);
 

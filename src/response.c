@@ -8,6 +8,7 @@
 #include <cjson/cJSON.h>
 #include <fcgiapp.h>
 
+#include "fcgiwrite.h"
 #include "response.h"
 
 #define HEADERS_MAX 2048
@@ -123,12 +124,24 @@ common_headers(char *buf, size_t *len, int status,
     }
 }
 
+/*
+ * What fits libfcgi's 8 KiB buffer goes out with the end of the request in
+ * one write anyway; a larger response is one writev of its own (conn).
+ */
+#define DIRECT_MIN 8000
+
 static size_t
-send_all(struct FCGX_Stream *out, const char *headers, size_t hlen,
-    const void *body, size_t blen, int head)
+send_all(struct FCGX_Stream *out, const struct fcgi_conn *conn,
+    const char *headers, size_t hlen, const void *body, size_t blen,
+    int head)
 {
+    if (head)
+        blen = 0;
+    if (conn != NULL && hlen + blen > DIRECT_MIN)
+        return fcgi_write_response(conn, out, headers, hlen, body, blen) == 0
+            ? blen : 0;
     FCGX_PutStr(headers, (int)hlen, out);
-    if (head || blen == 0)
+    if (blen == 0)
         return 0;
     FCGX_PutStr(body, (int)blen, out);
     return blen;
@@ -149,7 +162,7 @@ response_text(struct FCGX_Stream *out, int status, const char *content_type,
     hdr(buf, &len, "Content-Type: %s\r\n"
         "Content-Length: %zu\r\nCache-Control: no-store\r\n\r\n",
         content_type, blen);
-    return send_all(out, buf, len, body, blen, meta->head);
+    return send_all(out, meta->conn, buf, len, body, blen, meta->head);
 }
 
 size_t
@@ -269,7 +282,7 @@ response_entry(struct FCGX_Stream *out, const struct entry *e,
     }
     put(buf, &len, "\r\n");
     *status_out = status;
-    return send_all(out, buf, len, e->body, e->body_len,
+    return send_all(out, meta->conn, buf, len, e->body, e->body_len,
         meta->head || not_modified);
 }
 
@@ -319,5 +332,5 @@ response_preflight(struct FCGX_Stream *out, const struct response_meta *meta)
             "Access-Control-Allow-Headers: If-None-Match, X-Request-ID\r\n"
             "Access-Control-Max-Age: 86400\r\n");
     hdr(buf, &len, "Content-Length: 0\r\n\r\n");
-    send_all(out, buf, len, NULL, 0, 1);
+    send_all(out, NULL, buf, len, NULL, 0, 1);
 }

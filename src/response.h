@@ -13,6 +13,7 @@
  */
 
 struct FCGX_Stream;
+struct fcgi_conn;
 
 /* Headers every response from a proxy route carries. */
 struct response_meta {
@@ -28,6 +29,8 @@ struct response_meta {
     long rate_limit;
     long rate_remaining;
     long rate_reset_s;
+    /* The request's connection, for large bodies in one write; or NULL. */
+    const struct fcgi_conn *conn;
 };
 
 /* {"error": message, "status": status} with Content-Type JSON. */

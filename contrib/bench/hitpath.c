@@ -118,7 +118,7 @@ serve_one(char *const *envp, FCGX_Stream *out)
 {
     struct handler_later later;
 
-    handler_serve(&h, envp, out, &later);
+    handler_serve(&h, envp, out, NULL, &later);
     handler_finish_later(&h, &later);
 }
 
@@ -134,10 +134,13 @@ __attribute__((noinline)) static int
 serve_one_fcgi(FCGX_Request *req)
 {
     struct handler_later later;
+    struct fcgi_conn conn;
 
     if (FCGX_Accept_r(req) < 0)
         return -1;
-    handler_serve(&h, req->envp, req->out, &later);
+    conn.fd = req->ipcFd;
+    conn.request_id = req->requestId;
+    handler_serve(&h, req->envp, req->out, &conn, &later);
     FCGX_Finish_r(req);
     handler_finish_later(&h, &later);
     return 0;
