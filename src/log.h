@@ -20,6 +20,18 @@ const char *log_level_name(enum log_level level);
 void log_set_level(enum log_level level);
 
 /*
+ * With flush_ms > 0, access lines wait in a buffer (64 KiB) and are
+ * written together when it fills or flush_ms after the first came; every
+ * other line is written at once, after those waiting. log_buffer_stop
+ * writes what waits and ends the buffering (before exit); log_flush only
+ * writes what waits. Without log_buffer_start every line is written at
+ * once. Returns 0, or -1 when the flusher thread cannot start.
+ */
+int log_buffer_start(long flush_ms);
+void log_buffer_stop(void);
+void log_flush(void);
+
+/*
  * Diagnostics: each is one JSON line on stderr {"ts","level","msg"}.
  * log_warn appends strerror(errno). fatal and fatalx exit(1): startup only.
  */

@@ -521,6 +521,8 @@ main(int argc, char **argv)
     if ((workers = calloc((size_t)cfg.threads, sizeof(*workers))) == NULL)
         fatalx("out of memory");
 
+    if (log_buffer_start(cfg.log_flush_ms) != 0)
+        fatalx("cannot start the log flusher thread");
     log_start(&cfg, listen_addr, handler.cache);
     pthread_attr_init(&attr);
     pthread_attr_setstacksize(&attr, WORKER_STACK);
@@ -575,5 +577,6 @@ main(int argc, char **argv)
         free(r);
     }
     settings_cleanup(&cfg);
+    log_buffer_stop();
     return 0;
 }

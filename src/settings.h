@@ -68,6 +68,7 @@
     X(HERE_DENY_THRESHOLD, here_deny_threshold, CFG_LONG, "3", 0, 100000)     \
     X(HERE_CACHE_ONLY_S, here_cache_only_s, CFG_LONG, "300", 1, 604800)       \
     X(LOG_LEVEL, log_level, CFG_LEVEL, "INFO", 0, 0)                         \
+    X(LOG_FLUSH_MS, log_flush_ms, CFG_LONG, "100", 0, 10000)                 \
     X(METRICS_MAX_INDICES, metrics_max_indices, CFG_LONG, "1000", 0, 100000) \
     X(METRICS_ALLOW, metrics_allow, CFG_ACL, "loopback", 0, 0)
 
@@ -137,6 +138,7 @@ struct settings {
     long here_deny_threshold;
     long here_cache_only_s;
     long log_level;           /* enum log_level */
+    long log_flush_ms;        /* 0: every access line written at once */
     long metrics_max_indices; /* METRICS_DEFAULT_MAX_INDICES */
     char *metrics_allow;      /* checked with acl_parse */
 };

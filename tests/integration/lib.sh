@@ -627,8 +627,11 @@ start_proxy_listen() {
     diag "proxy $name on $addr (pid $PROXY_PID, log $PROXY_LOG)"
 }
 
+# Tests count access lines right after a response: each is written at once
+# (LOG_FLUSH_MS=0) unless the test passes LOG_FLUSH_MS itself (the last
+# assignment wins); test_log_buffer checks the batched default.
 _proxy_env() {
-    _PENV=("HERE_API_KEY=$SERVER_KEY")
+    _PENV=("HERE_API_KEY=$SERVER_KEY" "LOG_FLUSH_MS=0")
     [ -n "${UPSTREAM_URL:-}" ] && _PENV+=("HERE_BASE_URL=$UPSTREAM_URL/v3")
     _PENV+=("$@")
 }

@@ -6,8 +6,10 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cjson/cJSON.h>
 
@@ -362,6 +364,121 @@ test_request_id_new(void **state)
     assert_int_equal(strlen(small), sizeof(small) - 1);
 }
 
+
+/* ------------------------------------------------ the access-line buffer */
+
+/* stderr into a temporary file; returns the saved descriptor. */
+static int
+stderr_to(FILE **fp)
+{
+    int saved = dup(STDERR_FILENO);
+
+    assert_true(saved >= 0);
+    *fp = tmpfile();
+    assert_non_null(*fp);
+    assert_true(dup2(fileno(*fp), STDERR_FILENO) >= 0);
+    return saved;
+}
+
+static void
+stderr_back(int saved)
+{
+    assert_true(dup2(saved, STDERR_FILENO) >= 0);
+    close(saved);
+}
+
+/* Lines written so far, and whether the event line came after n access. */
+static int
+count_lines(FILE *fp, const char *needle, int *needle_at)
+{
+    char line[4096];
+    int n = 0;
+
+    fflush(fp);
+    rewind(fp);
+    *needle_at = -1;
+    while (fgets(line, sizeof(line), fp) != NULL) {
+        if (needle != NULL && strstr(line, needle) != NULL)
+            *needle_at = n;
+        n++;
+    }
+    fseek(fp, 0, SEEK_END);
+    return n;
+}
+
+static void
+access_line(int i)
+{
+    char path[64];
+    struct access_record rec;
+
+    memset(&rec, 0, sizeof(rec));
+    snprintf(path, sizeof(path), "/here-proxy/mc/1/0/%d/png", i);
+    rec.wall_ms = 1700000000000LL;
+    rec.method = "GET";
+    rec.path = path;
+    rec.indice = "a";
+    rec.cache_status = "HIT";
+    rec.request_id = "r";
+    rec.remote_addr = "127.0.0.1";
+    rec.status = 200;
+    log_access(&rec);
+}
+
+static void
+test_buffer_holds_access_lines(void **state)
+{
+    FILE *fp;
+    int saved = stderr_to(&fp), i, at;
+
+    (void)state;
+    log_set_level(LOG_LEVEL_INFO);
+    /* Long enough that the flusher cannot write before we look. */
+    assert_int_equal(log_buffer_start(10000), 0);
+    for (i = 0; i < 10; i++)
+        access_line(i);
+    assert_int_equal(count_lines(fp, NULL, &at), 0);
+    /* Any other line goes out at once, after those waiting. */
+    log_event(LOG_LEVEL_WARN, "something", NULL);
+    assert_int_equal(count_lines(fp, "\"something\"", &at), 11);
+    assert_int_equal(at, 10);
+    access_line(10);
+    log_flush();
+    assert_int_equal(count_lines(fp, NULL, &at), 12);
+    /* More than the buffer holds: the older lines are written, none lost. */
+    for (i = 0; i < 2000; i++)
+        access_line(i);
+    assert_true(count_lines(fp, NULL, &at) > 12);
+    log_buffer_stop();
+    assert_int_equal(count_lines(fp, NULL, &at), 2012);
+    /* Stopped: a line per write again. */
+    access_line(0);
+    assert_int_equal(count_lines(fp, NULL, &at), 2013);
+    stderr_back(saved);
+    fclose(fp);
+}
+
+static void
+test_buffer_flushes_after_interval(void **state)
+{
+    FILE *fp;
+    int saved = stderr_to(&fp), at, waited = 0;
+
+    (void)state;
+    log_set_level(LOG_LEVEL_INFO);
+    assert_int_equal(log_buffer_start(50), 0);
+    access_line(1);
+    /* Written by the flusher thread within LOG_FLUSH_MS (5 s at most). */
+    while (count_lines(fp, NULL, &at) == 0 && waited < 5000) {
+        usleep(10000);
+        waited += 10;
+    }
+    assert_int_equal(count_lines(fp, NULL, &at), 1);
+    log_buffer_stop();
+    stderr_back(saved);
+    fclose(fp);
+}
+
 int
 main(void)
 {
@@ -374,6 +491,8 @@ main(void)
         cmocka_unit_test(test_level_parse),
         cmocka_unit_test(test_request_id_valid),
         cmocka_unit_test(test_request_id_new),
+        cmocka_unit_test(test_buffer_holds_access_lines),
+        cmocka_unit_test(test_buffer_flushes_after_interval),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

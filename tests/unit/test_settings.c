@@ -648,7 +648,7 @@ test_dump(void **state)
         char *p;
         for (p = text; *p; p++)
             lines += *p == '\n';
-        assert_int_equal(lines, 48);
+        assert_int_equal(lines, 49);
     }
     free(text);
     settings_cleanup(&c);
