@@ -49,19 +49,32 @@ struct cache {
     pthread_cond_t sync_wake;
 };
 
-/* "<generation>/" + key: the memcached key of a cache entry. */
+/*
+ * "<generation>v<entry format>/" + key: the memcached key of a cache entry
+ * ("<generation>/" for format 1). With the format in the key, instances of
+ * two versions side by side (a rolling upgrade) keep one entry each instead
+ * of deleting each other's as unreadable and fetching again from HERE.
+ */
 static size_t
-gen_key(const struct cache *cache, const char *key, size_t keylen,
-    char *out)
+gen_key_format(const struct cache *cache, const char *key, size_t keylen,
+    int format, char *out)
 {
-    int n = snprintf(out, GKEY_MAX, "%" PRIx64 "/",
-        __atomic_load_n(&cache->generation, __ATOMIC_ACQUIRE));
+    uint64_t g = __atomic_load_n(&cache->generation, __ATOMIC_ACQUIRE);
+    int n = format == 1 ? snprintf(out, GKEY_MAX, "%" PRIx64 "/", g)
+                        : snprintf(out, GKEY_MAX, "%" PRIx64 "v%d/", g, format);
 
     if (keylen > GKEY_MAX - 1 - (size_t)n)
         keylen = GKEY_MAX - 1 - (size_t)n;
     memcpy(out + n, key, keylen);
     out[(size_t)n + keylen] = '\0';
     return (size_t)n + keylen;
+}
+
+static size_t
+gen_key(const struct cache *cache, const char *key, size_t keylen,
+    char *out)
+{
+    return gen_key_format(cache, key, keylen, ENTRY_VERSION, out);
 }
 
 /* A memcached value holding one number (hex or decimal), or -1. */
@@ -419,6 +432,10 @@ cache_purge_key(struct cache *cache, const char *key, size_t keylen,
     default:
         return -1;
     }
+    /* The previous format's copy, for instances of the previous version. */
+    glen = gen_key_format(cache, key, keylen, ENTRY_VERSION - 1, gkey);
+    if (mc_delete(cache->mc, gkey, glen) < 0)
+        return -1;
     /* The other instances drop it from their in-process tiers. */
     if (mc_count(cache->mc, PURGE_SEQ_KEY, sizeof(PURGE_SEQ_KEY) - 1, 1,
             SHARED_TTL_S, &seq) != 0)

@@ -3,8 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <zlib.h>
-
+#include "crc32c.h"
 #include "entry.h"
 
 static const unsigned char magic[4] = {'H', 'P', 'X', 'E'};
@@ -48,33 +47,21 @@ get64(const unsigned char *p)
     return (int64_t)((uint64_t)get32(p) | (uint64_t)get32(p + 4) << 32);
 }
 
-static uLong
-crc_update(uLong crc, const unsigned char *p, size_t len)
-{
-    /* zlib takes uInt lengths; feed large bodies in slices. */
-    while (len > 0) {
-        uInt n = len > 0x40000000u ? 0x40000000u : (uInt)len;
-        crc = crc32(crc, p, n);
-        p += n;
-        len -= n;
-    }
-    return crc;
-}
-
 /*
- * CRC-32 of the whole blob with the CRC field read as zero: a flipped bit
- * in a TTL or a length is caught as surely as one in the body.
+ * CRC-32C of the whole blob with the CRC field read as zero: a flipped bit
+ * in a TTL or a length is caught as surely as one in the body. (Version 1
+ * used zlib's CRC-32: 16 KiB took it about 7 us, a tenth of a hit served
+ * from memcached; CRC-32C has an instruction of its own.)
  */
 static uint32_t
 blob_crc(const unsigned char *blob, size_t len)
 {
     static const unsigned char zero[4];
-    uLong crc = crc32(0L, Z_NULL, 0);
+    uint32_t crc;
 
-    crc = crc_update(crc, blob, 28);
-    crc = crc_update(crc, zero, sizeof(zero));
-    crc = crc_update(crc, blob + 32, len - 32);
-    return (uint32_t)crc;
+    crc = crc32c(0, blob, 28);
+    crc = crc32c(crc, zero, sizeof(zero));
+    return crc32c(crc, blob + 32, len - 32);
 }
 
 /*

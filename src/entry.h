@@ -8,7 +8,7 @@
  * A cached response, in one byte layout for both tiers:
  *
  *   0  magic "HPXE"          24  body length (u32)
- *   4  version (u8)          28  CRC-32 of the blob, this field as 0
+ *   4  version (u8, 2)       28  CRC-32C of the blob, this field 0
  *   5  flags (u8, zero)      32  content type length (u16)
  *   6  HTTP status (u16)     34  ETag length (u16)
  *   8  fresh until (i64 s)   36  reserved (u32, zero)
@@ -19,7 +19,7 @@
  */
 
 #define ENTRY_HEADER_SIZE 40
-#define ENTRY_VERSION 1
+#define ENTRY_VERSION 2
 #define ENTRY_CTYPE_MAX 128
 #define ENTRY_ETAG_MAX 256
 

@@ -14,7 +14,6 @@ that the two agree.
 import os
 import struct
 import sys
-import zlib
 
 # ------------------------------------------------------------ fuzz_request
 # Control byte: bits 0-1 method, bits 2-3 URI form, bit 4 logistics,
@@ -238,9 +237,23 @@ PNG = (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x01\x00\x00\x00\x01"
        b"\x00\x08\x06\x00\x00\x00\x5c\x72\xa8\x66")
 
 
+def crc32c(data):
+    """CRC-32C (Castagnoli), as src/crc32c.c: crc32c(b"123456789") is
+    0xe3069283."""
+    crc = 0xffffffff
+    for b in data:
+        crc ^= b
+        for _ in range(8):
+            crc = (crc >> 1) ^ 0x82f63b78 if crc & 1 else crc >> 1
+    return crc ^ 0xffffffff
+
+
+assert crc32c(b"123456789") == 0xe3069283
+
+
 def entry_blob(status=200, fresh=1700000000, keep=1700086400,
                ctype=b"image/png", etag=b'"abc123"', body=PNG,
-               version=1, flags=0, reserved=0, crc=None, lens=None):
+               version=2, flags=0, reserved=0, crc=None, lens=None):
     """The layout of src/entry.h; crc/lens override the computed ones."""
     clen, elen, blen = lens or (len(ctype), len(etag), len(body))
     head = (MAGIC + struct.pack("<BBHqqII", version, flags, status, fresh,
@@ -248,7 +261,7 @@ def entry_blob(status=200, fresh=1700000000, keep=1700086400,
             struct.pack("<HHI", clen, elen, reserved))
     blob = bytearray(head + ctype + etag + body)
     if crc is None:
-        crc = zlib.crc32(bytes(blob)) & 0xffffffff
+        crc = crc32c(bytes(blob))
     blob[28:32] = struct.pack("<I", crc)
     return bytes(blob)
 
@@ -281,7 +294,8 @@ ENTRY = {
     "body_4k": entry_blob(body=bytes(i * 7 % 256 for i in range(4096))),
     # refused
     "bad_magic": corrupt(GOOD, 0, ord("X")),
-    "bad_version": entry_blob(version=2),
+    "bad_version": entry_blob(version=1),
+    "bad_version_3": entry_blob(version=3),
     "bad_flags": entry_blob(flags=1),
     "bad_reserved": entry_blob(reserved=1),
     "bad_crc": entry_blob(crc=0xdeadbeef),

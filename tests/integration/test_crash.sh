@@ -48,15 +48,34 @@ start_proxy b "$MC"
 start_nginx b "$PROXY_ADDR"
 B=$NGINX_URL
 
-# Plant garbage under one tile's memcached key: it must read as a miss.
-python3 - "$MEMCACHED_PORT" 'hp1:base/mc/9/128/77/png?ppi=100&scale=1&size=256&style=explore.day' <<'PYEOF'
+# Plant garbage under one tile's memcached key (hp1:<generation>v2/<key>,
+# src/cache.c): it must read as a miss, and be replaced.
+python3 - "$MEMCACHED_PORT" 'base/mc/9/%d/77/png?ppi=100&scale=1&size=256&style=explore.day' <<'PYEOF'
 import socket, sys
 port, key = int(sys.argv[1]), sys.argv[2]
 s = socket.create_connection(("127.0.0.1", port), timeout=5)
-junk = b"HPXE" + b"\x01" * 60
-s.sendall(b"set %s 0 0 %d\r\n%s\r\n" % (key.encode(), len(junk), junk))
-assert s.recv(100).startswith(b"STORED"), "memcached did not store"
+f = s.makefile("rb")
+
+def get(k):
+    s.sendall(b"get %s\r\n" % k)
+    head = f.readline().split()
+    if head[0] == b"END":
+        return None
+    val = f.read(int(head[3]) + 2)[:-2]
+    assert f.readline() == b"END\r\n"
+    return val
+
+gen = get(b"hp1:gen")
+assert gen is not None, "no cache generation in memcached"
+# Tile 100 was stored before the crash: the layout is right if it is there.
+stored = b"hp1:" + gen + b"v2/" + (key % 100).encode()
+assert get(stored) is not None, "tile 100 is not under %r: the key layout changed" % stored
+full = b"hp1:" + gen + b"v2/" + (key % 128).encode()
+junk = b"HPXE" + b"\x02" * 60
+s.sendall(b"set %s 0 0 %d\r\n%s\r\n" % (full, len(junk), junk))
+assert f.readline().startswith(b"STORED"), "memcached did not store"
 PYEOF
+[ $? = 0 ] || not_ok "planted garbage under the tile's memcached key"
 
 bad=0
 for x in $(seq 100 129); do
