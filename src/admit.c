@@ -267,12 +267,13 @@ take(struct admit *l, char kind, const char *name,
 {
     char key[RATE_NAME_MAX + ADDR_MAX + 8];
     struct rate_decision d;
-    int n = snprintf(key, sizeof(key), "r%c:%s", kind, name);
+    int n;
 
     memset(v, 0, sizeof(*v));
     v->allowed = 1;
     if (spec->limit <= 0)
         return;
+    n = snprintf(key, sizeof(key), "r%c:%s", kind, name);
     v->limited = 1;
     if (rules_of(l)->shared_rate && l->mc != NULL) {
         char mkey[200];
