@@ -124,6 +124,26 @@ assert_eq "$(json_field 'd["indices"]["A"]["requests"]')" 11 "rotation: nothing 
 check_log_json "$LOG_A" "proxy log is JSON lines" 3
 check_no_key_leak "no key in responses or logs" "$LOG_A"
 
+# ------------------------------------------------ client tokens skip it
+TOK=nginxcachetoken0123456789
+start_proxy tok "HEREPROXY_CLIENT_TOKENS=$TOK:TK"
+cache_nginx nginx-cache-tok "$PROXY_ADDR"
+TT=/here-proxy/base/mc/7/14/10/png
+for i in 1 2; do
+    req GET "$N$TT?indice=TK" -H "X-Proxy-Token: $TOK"
+    check_status 200 "token in the header, request $i: 200"
+    check_header X-Cache-NGINX BYPASS "token in the header, request $i: NGINX's cache skipped"
+done
+req GET "$N$TT?indice=TK"
+check_status 401 "the same URL without the token: 401 from hereproxy, not a cached tile"
+for i in 1 2; do
+    req GET "$N$TT?indice=TK&token=$TOK"
+    check_status 200 "token in the query, request $i: 200"
+    check_header X-Cache-NGINX BYPASS "token in the query, request $i: NGINX's cache skipped"
+done
+req GET "$N$TT?indice=TK&token=wrongtoken0123456789xx"
+check_status 401 "a wrong token in the query: 401"
+
 # ------------------------------------------------ the syslog socket variant
 SOCK=$RUN_DIR/nginx-log.sock
 start_proxy b "NGINX_LOG_SOCKET=$SOCK"
