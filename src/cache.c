@@ -298,13 +298,16 @@ tier2_get(struct cache *cache, const char *key, size_t keylen,
     return e;
 }
 
-/* Into the in-process tier, unless a purge came between read and now. */
+/*
+ * Into the in-process tier if it is asked for more than what it would evict
+ * (lru_offer), unless a purge came between read and now.
+ */
 static void
 memory_fill(struct cache *cache, const char *key, size_t keylen,
     struct entry *e, uint64_t gen)
 {
     if (__atomic_load_n(&cache->generation, __ATOMIC_ACQUIRE) == gen)
-        lru_put(cache->memory, key, keylen, e);
+        lru_offer(cache->memory, key, keylen, e);
 }
 
 struct entry *

@@ -668,6 +668,7 @@ fill_gauges(struct handler *h, struct metrics_gauges *g,
     g->lru_bytes = ls.bytes;
     g->lru_max_bytes = (uint64_t)handler_cfg(h)->cache_maxbytes;
     g->lru_evictions = ls.evictions;
+    g->lru_refused = ls.refused;
     g->memcached_configured = cache_shared(h->cache);
     g->memcached_up = cache_shared_up(h->cache);
     g->memcached_servers = (uint64_t)cache_shared_servers(h->cache,

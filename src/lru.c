@@ -19,6 +19,20 @@ struct node {
     char key[];
 };
 
+/*
+ * How often each key was asked for lately, for lru_offer (TinyLFU, Einziger
+ * and Friedman): a key's first lookup only sets its bits in a "doorkeeper"
+ * bitmap, later ones count in a count-min sketch (4 counters per key, the
+ * smallest is the estimate, 15 at most), so that a sweep of tiles asked for
+ * once fills neither. Every SKETCH_AGE_FACTOR x max_entries lookups the
+ * counters halve and the doorkeeper empties: yesterday's tiles fade.
+ */
+#define SKETCH_PROBES 4
+#define SKETCH_MAX 15
+#define SKETCH_AGE_FACTOR 10
+#define DOOR_PROBES 2
+#define DOOR_BITS_PER_ENTRY 16
+
 struct shard {
     pthread_mutex_t lock;
     struct node **buckets;
@@ -27,6 +41,12 @@ struct shard {
     size_t entries, max_entries;
     uint64_t bytes, max_bytes;
     uint64_t evictions;
+    uint64_t refused;           /* offers turned down */
+    uint8_t *sketch;            /* nsketch counters, a power of two */
+    size_t nsketch;
+    uint64_t *door;             /* ndoor bits, a power of two */
+    size_t ndoor;
+    size_t lookups;             /* since the last halving */
 };
 
 struct lru {
@@ -74,7 +94,14 @@ lru_new(size_t max_entries, uint64_t max_bytes)
         if (lru->disabled)
             s->nbuckets = 16;
         s->buckets = calloc(s->nbuckets, sizeof(*s->buckets));
-        if (s->buckets == NULL) {
+        /* Four counters per entry it can hold: few collisions, 4 bytes. */
+        s->nsketch = pow2_at_least(s->max_entries * SKETCH_PROBES);
+        s->sketch = calloc(s->nsketch, 1);
+        s->ndoor = pow2_at_least(s->max_entries * DOOR_BITS_PER_ENTRY);
+        if (s->ndoor < 64)
+            s->ndoor = 64;
+        s->door = calloc(s->ndoor / 64, sizeof(*s->door));
+        if (s->buckets == NULL || s->sketch == NULL || s->door == NULL) {
             lru->disabled = 1;
             s->nbuckets = 0;
         }
@@ -106,6 +133,86 @@ list_push_head(struct shard *s, struct node *n)
     s->head = n;
     if (s->tail == NULL)
         s->tail = n;
+}
+
+/* Counter i of a key: double hashing on two remixes of its hash. */
+static size_t
+sketch_index(const struct shard *s, uint64_t hash, int i)
+{
+    uint64_t a = hash * 0x9e3779b97f4a7c15ULL;
+    uint64_t b = (hash ^ (hash >> 29)) * 0xbf58476d1ce4e5b9ULL;
+
+    return (size_t)((a >> 32) + (uint64_t)i * ((b >> 32) | 1)) &
+        (s->nsketch - 1);
+}
+
+static size_t
+door_index(const struct shard *s, uint64_t hash, int i)
+{
+    uint64_t c = hash * 0xd6e8feb86659fd93ULL;
+
+    return (size_t)(i == 0 ? c >> 40 : c >> 16) & (s->ndoor - 1);
+}
+
+/* 1 when every doorkeeper bit of hash is set; with set, sets them. */
+static int
+door_check(struct shard *s, uint64_t hash, int set)
+{
+    int i, all = 1;
+
+    for (i = 0; i < DOOR_PROBES; i++) {
+        size_t b = door_index(s, hash, i);
+        uint64_t bit = (uint64_t)1 << (b & 63);
+
+        if (!(s->door[b / 64] & bit)) {
+            all = 0;
+            if (set)
+                s->door[b / 64] |= bit;
+        }
+    }
+    return all;
+}
+
+static unsigned
+sketch_min(const struct shard *s, uint64_t hash)
+{
+    unsigned least = SKETCH_MAX;
+    int i;
+
+    for (i = 0; i < SKETCH_PROBES; i++) {
+        unsigned c = s->sketch[sketch_index(s, hash, i)];
+        if (c < least)
+            least = c;
+    }
+    return least;
+}
+
+/* Lookups of hash lately: the doorkeeper's one, and the sketch's. */
+static unsigned
+sketch_estimate(struct shard *s, uint64_t hash)
+{
+    return sketch_min(s, hash) + (unsigned)door_check(s, hash, 0);
+}
+
+/* One more lookup of hash (conservative update: only the smallest grow). */
+static void
+sketch_count(struct shard *s, uint64_t hash)
+{
+    unsigned least;
+    size_t i;
+
+    if (door_check(s, hash, 1) && (least = sketch_min(s, hash)) < SKETCH_MAX)
+        for (i = 0; i < SKETCH_PROBES; i++) {
+            uint8_t *c = &s->sketch[sketch_index(s, hash, (int)i)];
+            if (*c == least)
+                (*c)++;
+        }
+    if (++s->lookups >= SKETCH_AGE_FACTOR * (s->max_entries + 1)) {
+        for (i = 0; i < s->nsketch; i++)
+            s->sketch[i] >>= 1;
+        memset(s->door, 0, s->ndoor / 64 * sizeof(*s->door));
+        s->lookups = 0;
+    }
 }
 
 static struct node **
@@ -159,6 +266,8 @@ lru_free(struct lru *lru)
             remove_node(s, bucket_slot(s, s->tail->hash, s->tail->key,
                                s->tail->keylen));
         free(s->buckets);
+        free(s->sketch);
+        free(s->door);
         pthread_mutex_destroy(&s->lock);
     }
     free(lru);
@@ -183,6 +292,7 @@ lru_get(struct lru *lru, const char *key, size_t keylen, int64_t now)
     hash = util_hash64(key, keylen, 0);
     s = shard_for(lru, hash);
     pthread_mutex_lock(&s->lock);
+    sketch_count(s, hash);
     slot = bucket_slot(s, hash, key, keylen);
     if (*slot != NULL) {
         struct node *n = *slot;
@@ -200,8 +310,10 @@ lru_get(struct lru *lru, const char *key, size_t keylen, int64_t now)
     return e;
 }
 
-int
-lru_put(struct lru *lru, const char *key, size_t keylen, struct entry *e)
+/* gated: refuse an entry that would evict one asked for as often or more. */
+static int
+put(struct lru *lru, const char *key, size_t keylen, struct entry *e,
+    int gated)
 {
     uint64_t hash;
     struct shard *s;
@@ -227,8 +339,19 @@ lru_put(struct lru *lru, const char *key, size_t keylen, struct entry *e)
     n->entry = entry_ref(e);
     pthread_mutex_lock(&s->lock);
     slot = bucket_slot(s, hash, key, keylen);
-    if (*slot != NULL)
+    if (*slot != NULL) {
         remove_node(s, slot);
+    } else if (gated && s->tail != NULL &&
+               (s->entries + 1 > s->max_entries ||
+                   s->bytes + footprint > s->max_bytes) &&
+               sketch_estimate(s, hash) <=
+                   sketch_estimate(s, s->tail->hash)) {
+        s->refused++;
+        pthread_mutex_unlock(&s->lock);
+        entry_unref(n->entry);
+        free(n);
+        return 1;
+    }
     while (s->entries > 0 && (s->entries + 1 > s->max_entries ||
                                  s->bytes + footprint > s->max_bytes))
         evict_tail(s);
@@ -239,6 +362,18 @@ lru_put(struct lru *lru, const char *key, size_t keylen, struct entry *e)
     s->bytes += footprint;
     pthread_mutex_unlock(&s->lock);
     return 0;
+}
+
+int
+lru_put(struct lru *lru, const char *key, size_t keylen, struct entry *e)
+{
+    return put(lru, key, keylen, e, 0);
+}
+
+int
+lru_offer(struct lru *lru, const char *key, size_t keylen, struct entry *e)
+{
+    return put(lru, key, keylen, e, 1);
 }
 
 int
@@ -292,6 +427,7 @@ lru_stats(struct lru *lru, struct lru_stats *out)
         out->entries += s->entries;
         out->bytes += s->bytes;
         out->evictions += s->evictions;
+        out->refused += s->refused;
         pthread_mutex_unlock(&s->lock);
     }
 }

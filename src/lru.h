@@ -20,6 +20,7 @@ struct lru_stats {
     uint64_t entries;
     uint64_t bytes;
     uint64_t evictions;
+    uint64_t refused;         /* lru_offer declined */
 };
 
 /* max_entries 0 or max_bytes 0 disables the tier (every get misses). */
@@ -39,6 +40,18 @@ struct entry *lru_get(struct lru *lru, const char *key, size_t keylen,
  * shard's byte bound is not stored. Returns 0 when stored, -1 otherwise.
  */
 int lru_put(struct lru *lru, const char *key, size_t keylen,
+    struct entry *e);
+
+/*
+ * lru_put for a copy that lives elsewhere too (read from memcached): when
+ * storing it would evict the least recently used entry, it is stored only
+ * if its key was looked up more often lately than that entry's (TinyLFU
+ * admission: every lru_get counts). A tile popular enough stays in process
+ * while the long tail is served from memcached, and a sweep over many
+ * tiles cannot flush the popular ones. Returns 0 when stored, 1 when
+ * refused, -1 as lru_put.
+ */
+int lru_offer(struct lru *lru, const char *key, size_t keylen,
     struct entry *e);
 
 /* Remove key if present. Returns 1 when it was there. */

@@ -738,6 +738,9 @@ metrics_render_prometheus(struct metrics *m, const struct metrics_gauges *g,
     out_single(&o, "hereproxy_cache_evictions_total", "counter",
         "Entries evicted from the in-process cache to make room.",
         g->lru_evictions);
+    out_single(&o, "hereproxy_cache_admissions_refused_total", "counter",
+        "Memcached hits not copied into the in-process cache: asked for "
+        "less often than the entry they would evict.", g->lru_refused);
     out_single(&o, "hereproxy_memcached_configured", "gauge",
         "1 when a memcached tier is configured.",
         g->memcached_configured != 0);

@@ -47,6 +47,7 @@ struct metrics_gauges {
     uint64_t lru_bytes;
     uint64_t lru_max_bytes;
     uint64_t lru_evictions;     /* a counter owned by the LRU */
+    uint64_t lru_refused;       /* memcached hits not admitted */
     int memcached_configured;   /* 0 or 1 */
     int memcached_up;           /* 0 or 1 */
     uint64_t memcached_servers;       /* in MEMCACHED_SERVERS */

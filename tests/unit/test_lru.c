@@ -485,6 +485,121 @@ test_threads(void **state)
     lru_free(l);
 }
 
+
+/* lru_offer: put through TinyLFU admission; drops our reference. */
+static int
+offer(struct lru *l, const char *key)
+{
+    struct entry *e = mk(key, 16, LATER);
+    int rc = lru_offer(l, key, strlen(key), e);
+
+    entry_unref(e);
+    return rc;
+}
+
+static void
+test_offer_admission(void **state)
+{
+    struct lru *l = lru_new(1, 1 << 20);  /* one shard, one entry */
+    int i;
+
+    (void)state;
+    assert_non_null(l);
+    assert_int_equal(offer(l, "a"), 0);   /* room: always stored */
+    for (i = 0; i < 3; i++)
+        assert_true(has(l, "a"));
+    /* b asked for once (a miss), a three times: b is refused. */
+    assert_false(has(l, "b"));
+    assert_int_equal(offer(l, "b"), 1);
+    assert_true(has(l, "a"));
+    assert_int_equal(stats(l).refused, 1);
+    assert_int_equal(stats(l).evictions, 0);
+    /* Asked for more often than a now: b takes its place. */
+    for (i = 0; i < 5; i++)
+        assert_false(has(l, "b"));
+    assert_int_equal(offer(l, "b"), 0);
+    assert_true(has(l, "b"));
+    assert_false(has(l, "a"));
+    assert_int_equal(stats(l).evictions, 1);
+    /* lru_put (a fetch from HERE) is never refused. */
+    assert_int_equal(put(l, "c", 16), 0);
+    assert_true(has(l, "c"));
+    /* Replacing the same key is not an admission. */
+    assert_int_equal(offer(l, "c"), 0);
+    assert_int_equal(stats(l).refused, 1);
+    lru_free(l);
+}
+
+static void
+test_offer_counts_age(void **state)
+{
+    struct lru *l = lru_new(1, 1 << 20);
+    int i;
+
+    (void)state;
+    assert_non_null(l);
+    assert_int_equal(offer(l, "old"), 0);
+    for (i = 0; i < 8; i++)
+        assert_true(has(l, "old"));
+    assert_false(has(l, "new"));
+    assert_int_equal(offer(l, "new"), 1);     /* 1 against 8 */
+    /* 100 lookups of another key: the counts halve every 20 (10 x 2). */
+    for (i = 0; i < 100; i++)
+        assert_false(has(l, "other"));
+    assert_false(has(l, "new"));
+    assert_int_equal(offer(l, "new"), 0);     /* old's 8 faded to 0 */
+    assert_true(has(l, "new"));
+    lru_free(l);
+}
+
+/*
+ * A sweep over many tiles read from memcached, each asked for once, while
+ * the popular ones are still asked for now and then: through lru_offer the
+ * popular tiles stay in process, through lru_put the sweep pushes them out.
+ */
+static void
+test_offer_resists_sweep(void **state)
+{
+    char key[32];
+    int i, kept, gated;
+
+    (void)state;
+    for (gated = 0; gated <= 1; gated++) {
+        struct lru *l = lru_new(1024, 1 << 26);   /* 16 shards of 64 */
+
+        assert_non_null(l);
+        for (i = 0; i < 256; i++) {
+            snprintf(key, sizeof(key), "hot%d", i);
+            assert_int_equal(put(l, key, 16), 0);
+            has(l, key);
+            has(l, key);
+        }
+        for (i = 0; i < 40000; i++) {
+            snprintf(key, sizeof(key), "sweep%d", i);
+            assert_false(has(l, key));
+            if (gated)
+                offer(l, key);
+            else
+                put(l, key, 16);
+            if (i % 4 == 0) {
+                snprintf(key, sizeof(key), "hot%d", (i / 4) % 256);
+                has(l, key);
+            }
+        }
+        for (kept = 0, i = 0; i < 256; i++) {
+            snprintf(key, sizeof(key), "hot%d", i);
+            kept += has(l, key);
+        }
+        printf("# sweep %s: %d of 256 popular tiles kept\n",
+            gated ? "through lru_offer" : "through lru_put", kept);
+        if (gated)
+            assert_true(kept >= 230);
+        else
+            assert_true(kept <= 64);
+        lru_free(l);
+    }
+}
+
 int
 main(void)
 {
@@ -492,6 +607,9 @@ main(void)
         cmocka_unit_test(test_disabled),
         cmocka_unit_test(test_clear),
         cmocka_unit_test(test_basic),
+        cmocka_unit_test(test_offer_admission),
+        cmocka_unit_test(test_offer_counts_age),
+        cmocka_unit_test(test_offer_resists_sweep),
         cmocka_unit_test(test_entry_bound),
         cmocka_unit_test(test_byte_bound),
         cmocka_unit_test(test_recent_survives),

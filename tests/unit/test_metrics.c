@@ -909,6 +909,7 @@ test_gauges(void **state)
     g.lru_bytes = 456789;
     g.lru_max_bytes = 268435456;
     g.lru_evictions = 7;
+    g.lru_refused = 5;
     g.memcached_configured = 1;
     g.memcached_up = 5;             /* any true value renders as 1 */
     g.memcached_servers = 3;
@@ -946,6 +947,8 @@ test_gauges(void **state)
     assert_int_equal(sample(text, "hereproxy_cache_bytes"), 456789);
     assert_int_equal(sample(text, "hereproxy_cache_max_bytes"), 268435456);
     assert_int_equal(sample(text, "hereproxy_cache_evictions_total"), 7);
+    assert_int_equal(sample(text, "hereproxy_cache_admissions_refused_total"),
+        5);
     assert_int_equal(sample(text, "hereproxy_memcached_configured"), 1);
     assert_int_equal(sample(text, "hereproxy_memcached_up"), 1);
     assert_int_equal(sample(text, "hereproxy_memcached_servers"), 3);
