@@ -40,6 +40,7 @@
 
 #include "cache.h"
 #include "entry.h"
+#include "fcgiwrite.h"
 #include "handler.h"
 #include "log.h"
 #include "request.h"
