@@ -31,7 +31,6 @@ static void
 check_member(const char *name, enum setting_kind kind, const void *slot,
     size_t size, long min, long max)
 {
-    (void)name;
     switch (kind) {
     case CFG_STR:
     case CFG_SECRET:
@@ -47,7 +46,12 @@ check_member(const char *name, enum setting_kind kind, const void *slot,
                 strncmp(s, "https://", 8) == 0);
             FUZZ_CHECK(s[strlen(s) - 1] != '/');
         }
-        if (kind == CFG_SECRET)
+        /*
+         * The HERE key goes into upstream URLs: settings_set refuses what
+         * would change their meaning. The other secrets (client and admin
+         * tokens) are checked by settings_validate, which this does not call.
+         */
+        if (kind == CFG_SECRET && strcmp(name, "HERE_API_KEY") == 0)
             FUZZ_CHECK(strpbrk(s, " \t\r\n&?#=%") == NULL);
         break;
     }

@@ -173,6 +173,10 @@ SETTINGS = {
     "ca_file": "HERE_CA_FILE=/etc/ssl/certs/ca-certificates.crt\n",
     "comments_blank": "\n# comment\n   \n\t# indented\nLOG_LEVEL=WARN\n\n",
     "crlf": "LOG_LEVEL=ERROR\r\nHEREPROXY_ZMAX=18\r\n",
+    # Found by the fuzzer: tokens other than the HERE key may hold spaces
+    # and '=' until settings_validate (the harness checked every secret).
+    "admin_token_with_spaces": "HEREPROXY_ADMIN_TOKEN= one token:x! a b=\n"
+                               "HEREPROXY_CLIENT_TOKENS=to ken=1:a\n",
     "spaces_around": "  HEREPROXY_ZMAX =  19  \n",
     "no_equals": "HEREPROXY_ZMAX\n",
     "unknown_name": "HEREPROXY_ZOOM=3\n",
