@@ -199,13 +199,7 @@ sync_main(void *arg)
     while (!cache->stop) {
         struct timespec until;
 
-        clock_gettime(CLOCK_REALTIME, &until);
-        until.tv_sec += PURGE_SYNC_MS / 1000;
-        until.tv_nsec += (PURGE_SYNC_MS % 1000) * 1000000L;
-        if (until.tv_nsec >= 1000000000L) {
-            until.tv_sec++;
-            until.tv_nsec -= 1000000000L;
-        }
+        util_timespec_in(CLOCK_REALTIME, PURGE_SYNC_MS, &until);
         pthread_cond_timedwait(&cache->sync_wake, &cache->sync_lock, &until);
         if (cache->stop)
             break;

@@ -136,13 +136,7 @@ flusher_main(void *arg)
             continue;
         }
         /* The first line came: give it LOG_FLUSH_MS of company. */
-        clock_gettime(CLOCK_MONOTONIC, &until);
-        until.tv_sec += pending.flush_ms / 1000;
-        until.tv_nsec += (pending.flush_ms % 1000) * 1000000L;
-        if (until.tv_nsec >= 1000000000L) {
-            until.tv_sec++;
-            until.tv_nsec -= 1000000000L;
-        }
+        util_timespec_in(CLOCK_MONOTONIC, pending.flush_ms, &until);
         while (!pending.stop && pthread_cond_timedwait(&pending.wake,
                    &pending.lock, &until) == 0)
             ;

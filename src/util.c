@@ -120,6 +120,18 @@ util_wall_ms(void)
 }
 
 void
+util_timespec_in(clockid_t clock, long ms, struct timespec *ts)
+{
+    clock_gettime(clock, ts);
+    ts->tv_sec += ms / 1000;
+    ts->tv_nsec += (ms % 1000) * 1000000L;
+    if (ts->tv_nsec >= 1000000000L) {
+        ts->tv_sec++;
+        ts->tv_nsec -= 1000000000L;
+    }
+}
+
+void
 util_rfc3339_ms(int64_t wall_ms, char *buf, size_t size)
 {
     /* gmtime_r and printf once per second per thread, not per line. */

@@ -3,6 +3,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 /*
  * Parse a plain decimal number: digits only (no sign, no spaces, no junk),
@@ -26,6 +27,8 @@ uint64_t util_hash64(const void *data, size_t len, uint64_t seed);
 int64_t util_mono_ms(void);
 int64_t util_mono_us(void);
 int64_t util_wall_ms(void);
+/* The time ms from now on clock, for pthread_cond_timedwait. */
+void util_timespec_in(clockid_t clock, long ms, struct timespec *ts);
 
 /* Format wall-clock ms as RFC 3339 UTC with milliseconds; buf >= 32. */
 void util_rfc3339_ms(int64_t wall_ms, char *buf, size_t size);
