@@ -23,6 +23,7 @@
 #include "fcgiwrite.h"
 #include "handler.h"
 #include "log.h"
+#include "nginxhits.h"
 #include "nginxlog.h"
 #include "metrics.h"
 #include "util.h"
@@ -410,6 +411,7 @@ main(int argc, char **argv)
     char err[512];
     struct retired *retired = NULL;
     struct nginxlog *nginx_log = NULL;
+    struct nginxhits *nginx_hits = NULL;
     int ch, check_only = 0, listen_fd, unix_path, sig = 0, clean;
     long i, grace_ms;
 
@@ -511,6 +513,10 @@ main(int argc, char **argv)
         (nginx_log = nginxlog_start_file(cfg.nginx_log_file,
              handler.metrics, err, sizeof(err))) == NULL)
         fatalx("%s", err);
+    if (*cfg.nginx_hits_file != '\0' &&
+        (nginx_hits = nginxhits_start(cfg.nginx_hits_file, handler.metrics,
+             err, sizeof(err))) == NULL)
+        fatalx("%s", err);
     if ((handler.flights = flights_new()) == NULL)
         fatalx("out of memory");
     if ((handler.limits = admit_new(&cfg, err, sizeof(err))) == NULL)
@@ -563,6 +569,7 @@ main(int argc, char **argv)
     admit_free(handler.limits);
     cache_free(handler.cache);
     nginxlog_stop(nginx_log);
+    nginxhits_stop(nginx_hits);
     metrics_free(handler.metrics);
     acl_free(handler.metrics_acl);
     breaker_cleanup(&handler.breaker);

@@ -135,8 +135,9 @@ double_to_bits(double d)
     return bits;
 }
 
+/* n observations in the bucket of seconds, adding sum to the sum. */
 static void
-hist_observe(struct histogram *h, double seconds)
+hist_observe_n(struct histogram *h, double seconds, uint64_t n, double sum)
 {
     uint64_t old, new;
     size_t i;
@@ -144,14 +145,22 @@ hist_observe(struct histogram *h, double seconds)
     /* A clock step must not make the sum go backwards or become NaN. */
     if (!(seconds >= 0))
         seconds = 0;
+    if (!(sum >= 0))
+        sum = 0;
     for (i = 0; i < NBOUNDS && seconds > bucket_bounds[i]; i++)
         ;
-    inc(&h->counts[i], 1);
+    inc(&h->counts[i], n);
     old = atomic_load_explicit(&h->sum_bits, memory_order_relaxed);
     do {
-        new = double_to_bits(bits_to_double(old) + seconds);
+        new = double_to_bits(bits_to_double(old) + sum);
     } while (!atomic_compare_exchange_weak_explicit(&h->sum_bits, &old, new,
         memory_order_relaxed, memory_order_relaxed));
+}
+
+static void
+hist_observe(struct histogram *h, double seconds)
+{
+    hist_observe_n(h, seconds, 1, seconds);
 }
 
 static size_t
@@ -338,6 +347,49 @@ metrics_request(struct metrics *m, const char *indice,
     inc(&p->response_bytes, bytes);
     hist_observe(&m->request_duration[cache], seconds);
     hist_observe(&p->duration, seconds);
+}
+
+void
+metrics_requests_add(struct metrics *m, const char *indice,
+    enum metrics_cache cache, int status, uint64_t n)
+{
+    struct idx *p;
+    int overflowed;
+
+    if (m == NULL || n == 0)
+        return;
+    if ((unsigned)cache >= METRICS_NCACHE)
+        cache = METRICS_NONE;
+    p = idx_get(m, indice, &overflowed);
+    if (overflowed)
+        inc(&m->overflow, n);
+    inc(&p->requests[cache][status_slot(status)], n);
+}
+
+void
+metrics_bytes_add(struct metrics *m, const char *indice, uint64_t bytes)
+{
+    int overflowed;
+
+    if (m == NULL || bytes == 0)
+        return;
+    inc(&idx_get(m, indice, &overflowed)->response_bytes, bytes);
+}
+
+void
+metrics_durations_add(struct metrics *m, const char *indice,
+    enum metrics_cache cache, double seconds, uint64_t n, double sum)
+{
+    struct idx *p;
+    int overflowed;
+
+    if (m == NULL || n == 0)
+        return;
+    if ((unsigned)cache >= METRICS_NCACHE)
+        cache = METRICS_NONE;
+    p = idx_get(m, indice, &overflowed);
+    hist_observe_n(&m->request_duration[cache], seconds, n, sum);
+    hist_observe_n(&p->duration, seconds, n, sum);
 }
 
 /* Outcomes where no call was made: busy, breaker_open and cache_only. */

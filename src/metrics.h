@@ -90,6 +90,18 @@ void metrics_request(struct metrics *m, const char *indice,
     enum metrics_cache cache, int status, double seconds, uint64_t bytes);
 
 /*
+ * What metrics_request counts, for requests answered elsewhere and counted
+ * in batches (NGINX's cache, NGINX_HITS_FILE): n requests of one cache
+ * label and status; bytes sent; n durations that fall in the bucket of
+ * seconds and add up to sum.
+ */
+void metrics_requests_add(struct metrics *m, const char *indice,
+    enum metrics_cache cache, int status, uint64_t n);
+void metrics_bytes_add(struct metrics *m, const char *indice, uint64_t bytes);
+void metrics_durations_add(struct metrics *m, const char *indice,
+    enum metrics_cache cache, double seconds, uint64_t n, double sum);
+
+/*
  * One upstream exchange, after its retries: outcome is one of ok,
  * not_modified, http_error, connect, tls, timeout, too_big, broken, busy,
  * breaker_open (anything else counts as "other"). busy and breaker_open

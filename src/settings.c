@@ -777,6 +777,13 @@ settings_validate(const struct settings *cfg, char *err, size_t errlen)
             "set: use one (NGINX_LOG_FILE loses no lines)");
         return -1;
     }
+    if (*cfg->nginx_hits_file != '\0' &&
+        (*cfg->nginx_log_socket != '\0' || *cfg->nginx_log_file != '\0')) {
+        snprintf(err, errlen, "NGINX_HITS_FILE and NGINX_LOG_%s are both "
+            "set: use one (NGINX would count its hits twice)",
+            *cfg->nginx_log_file != '\0' ? "FILE" : "SOCKET");
+        return -1;
+    }
     if (strcmp(cfg->rate_limit_shared, "memcached") == 0 &&
         *cfg->memcached_servers == '\0') {
         snprintf(err, errlen, "RATE_LIMIT_SHARED=memcached needs "

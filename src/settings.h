@@ -44,6 +44,7 @@
     X(SHUTDOWN_GRACE_MS, shutdown_grace_ms, CFG_LONG, "10000", 0, 600000)     \
     X(NGINX_LOG_SOCKET, nginx_log_socket, CFG_STR, "", 0, 0)                  \
     X(NGINX_LOG_FILE, nginx_log_file, CFG_STR, "", 0, 0)                      \
+    X(NGINX_HITS_FILE, nginx_hits_file, CFG_STR, "", 0, 0)                    \
     X(CACHE_MAXSIZE, cache_maxsize, CFG_LONG, "50000", 0, 100000000)          \
     X(CACHE_MAXBYTES, cache_maxbytes, CFG_SIZE, "268435456", 0, 0)            \
     X(CACHE_TTL_DEFAULT, cache_ttl_default_s, CFG_LONG, "3600", 0, 31536000)  \
@@ -117,6 +118,7 @@ struct settings {
     long shutdown_grace_ms;
     char *nginx_log_socket;
     char *nginx_log_file;     /* NGINX's access log to follow ("" = none) */
+    char *nginx_hits_file;    /* the NGINX module's counters ("" = none) */
     long cache_maxsize;
     uint64_t cache_maxbytes;
     long cache_ttl_default_s;

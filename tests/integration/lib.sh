@@ -1083,3 +1083,49 @@ for line in open(sys.argv[1], encoding="utf-8", errors="replace"):
 print(n)
 PYEOF
 }
+
+# header_count NAME: how many NAME headers the last response carried.
+header_count() { grep -ci "^$1:" "$HTTP_HEADERS_FILE"; }
+
+# check_shared_entry NGINX_URL TILE_PATH PROXY_LOG: NGINX's cache layer
+# (conf/nginx/hereproxy-cache.conf, with or without the NGINX module) keeps
+# one entry per tile for every indice, and a hit carries the requester's
+# X-Index and X-Request-ID, never the filler's. TILE_PATH must be new to
+# the cache; P fills it, Q and R hit it (P 3, Q 1, R 2 requests in all).
+check_shared_entry() {
+    local n=$1 TS=$2 log=$3
+    req GET "$n$TS?indice=P" -H "X-Request-ID: filler-id-1"
+    check_header X-Cache-NGINX MISS "shared key: P fills the entry"
+    check_header X-Index P "shared key: the filler's X-Index is its own"
+    check_header X-Request-ID filler-id-1 "shared key: the filler's X-Request-ID is its own"
+    req GET "$n$TS?indice=Q"
+    check_status 200 "shared key: Q 200"
+    check_header X-Cache-NGINX HIT "shared key: another indice is a HIT on the same entry"
+    check_header X-Index Q "shared key: the hit says Q, not the filler's P"
+    assert_eq "$(header_count X-Index)" 1 "shared key: one X-Index header"
+    assert_eq "$(header_count X-Request-ID)" 0 "shared key: a hit asked without X-Request-ID has none (not the filler's)"
+    req GET "$n$TS?indice=R" -H "X-Request-ID: mine.42"
+    check_header X-Cache-NGINX HIT "shared key: R is a HIT"
+    check_header X-Request-ID mine.42 "shared key: a hit echoes the requester's valid X-Request-ID"
+    assert_eq "$(header_count X-Request-ID)" 1 "shared key: one X-Request-ID header"
+    req GET "$n$TS?indice=R" -H "X-Request-ID: bad id!"
+    assert_eq "$(header_count X-Request-ID)" 0 "shared key: an invalid X-Request-ID is not echoed"
+    assert_eq "$(grep -c "\"event\":\"access\".*\"path\":\"$TS\"" "$log")" 1 "shared key: P, Q and R asked hereproxy once"
+    assert_eq "$(upstream_path_requests "/v3${TS#/here-proxy}")" 1 "shared key: HERE asked once"
+    # What hereproxy must judge reaches it and is never a cached tile.
+    req GET "$n$TS?indice=bad!name"
+    check_status 400 "shared key: an invalid indice: hereproxy's 400"
+    check_header X-Cache-NGINX BYPASS "shared key: an invalid indice skips the cache"
+    req GET "$n$TS?indice=P&indice=Q"
+    check_status 400 "shared key: a repeated indice: hereproxy's 400, not the cached tile"
+    req GET "$n$TS?indice=%50"
+    check_status 200 "shared key: an encoded indice: 200"
+    check_header X-Cache-NGINX BYPASS "shared key: an encoded indice skips the cache"
+    check_header X-Index P "shared key: an encoded indice: hereproxy decoded it"
+    # No indice: an entry of its own (the key keeps the whole query), "-".
+    req GET "$n$TS"
+    check_header X-Cache-NGINX MISS "shared key: no indice is a key of its own"
+    req GET "$n$TS"
+    check_header X-Cache-NGINX HIT "shared key: no indice, repeated: HIT"
+    check_header X-Index - "shared key: a hit without indice says -"
+}

@@ -648,7 +648,7 @@ test_dump(void **state)
         char *p;
         for (p = text; *p; p++)
             lines += *p == '\n';
-        assert_int_equal(lines, 49);
+        assert_int_equal(lines, 50);
     }
     free(text);
     settings_cleanup(&c);
@@ -774,6 +774,20 @@ test_limit_settings(void **state)
         sizeof(err)), 0);
     assert_int_equal(settings_validate(&c, err, sizeof(err)), -1);
     assert_non_null(strstr(err, "NGINX_LOG_SOCKET and NGINX_LOG_FILE"));
+    /* The module's counters file is a third way: not with either. */
+    assert_int_equal(settings_set(&c, "NGINX_LOG_SOCKET", "", err,
+        sizeof(err)), 0);
+    assert_int_equal(settings_set(&c, "NGINX_HITS_FILE", "/tmp/hits", err,
+        sizeof(err)), 0);
+    assert_int_equal(settings_validate(&c, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "NGINX_HITS_FILE and NGINX_LOG_FILE"));
+    assert_int_equal(settings_set(&c, "NGINX_LOG_FILE", "", err,
+        sizeof(err)), 0);
+    assert_int_equal(settings_validate(&c, err, sizeof(err)), 0);
+    assert_int_equal(settings_set(&c, "NGINX_LOG_SOCKET", "/tmp/x.sock", err,
+        sizeof(err)), 0);
+    assert_int_equal(settings_validate(&c, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "NGINX_HITS_FILE and NGINX_LOG_SOCKET"));
     settings_cleanup(&c);
 }
 

@@ -1,0 +1,37 @@
+#ifndef HEREPROXY_NGINXHITS_H
+#define HEREPROXY_NGINXHITS_H
+
+#include <stdint.h>
+
+#include "metrics.h"
+
+/*
+ * NGINX_HITS_FILE: the counters NGINX's hereproxy module keeps of the
+ * requests its cache answered (layout: nginxhits_format.h), read so that
+ * they count in the per-indice metrics like the NGINX_LOG_FILE lines do,
+ * without a log line per hit. Each step adds what grew since the last
+ * one. Counts in the file when hereproxy starts are not counted; a file
+ * that appears later, or replaces the one mapped (another inode: NGINX
+ * recreated it), is counted from zero. A missing or not yet valid file is
+ * waited for (logged once).
+ */
+
+struct nginxhits;
+
+/* Returns NULL when out of memory; nginxhits_free(NULL) does nothing. */
+struct nginxhits *nginxhits_new(const char *path, struct metrics *m);
+
+/* One look: the number of requests counted. */
+uint64_t nginxhits_step(struct nginxhits *nh);
+void nginxhits_free(struct nginxhits *nh);
+
+/*
+ * A thread that steps every 100 ms, counting into m. Returns NULL with err
+ * set; nginxhits_stop(NULL) does nothing, else it counts a last time,
+ * stops the thread and frees.
+ */
+struct nginxhits *nginxhits_start(const char *path, struct metrics *m,
+    char *err, size_t errlen);
+void nginxhits_stop(struct nginxhits *nh);
+
+#endif
