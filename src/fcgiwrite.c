@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <stdint.h>
+#include <string.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 
@@ -26,6 +27,18 @@ record_header(unsigned char h[FCGI_HEADER_LEN], int request_id, size_t len)
     h[5] = (unsigned char)(len & 0xff);
     h[6] = 0;                   /* no padding */
     h[7] = 0;
+}
+
+/* An empty FCGI_STDOUT (end of stream), then FCGI_END_REQUEST: status 0,
+ * FCGI_REQUEST_COMPLETE. */
+static void
+end_records(unsigned char end[2 * FCGI_HEADER_LEN + 8], int request_id)
+{
+    memset(end, 0, 2 * FCGI_HEADER_LEN + 8);
+    record_header(end, request_id, 0);
+    record_header(end + FCGI_HEADER_LEN, request_id, 8);
+    end[FCGI_HEADER_LEN + 1] = FCGI_END_REQUEST;
+    end[2 * FCGI_HEADER_LEN + 4] = FCGI_REQUEST_COMPLETE;
 }
 
 /* writev all of iov; a short write (a signal, the timeout) continues. */
@@ -57,7 +70,8 @@ fcgi_write_response(const struct fcgi_conn *c, struct FCGX_Stream *out,
     const void *head, size_t head_len, const void *body, size_t body_len)
 {
     unsigned char headers[RECORDS_MAX][FCGI_HEADER_LEN];
-    struct iovec iov[RECORDS_MAX * 3];
+    unsigned char end[2 * FCGI_HEADER_LEN + 8];
+    struct iovec iov[RECORDS_MAX * 3 + 1];
     const char *part[2] = {head, body};
     size_t left[2] = {head_len, body_len}, total = head_len + body_len;
     int n = 0, r = 0, p = 0;
@@ -91,9 +105,21 @@ fcgi_write_response(const struct fcgi_conn *c, struct FCGX_Stream *out,
             room -= take;
         }
     }
-    if (n > 0 && writev_all(c->fd, iov, n) != 0) {
+    /*
+     * The end of the request in the same writev: the empty FCGI_STDOUT and
+     * FCGI_END_REQUEST that FCGX_Finish_r would write with a syscall of its
+     * own. out is then marked closed as FCGX_FClose leaves it, so libfcgi
+     * writes neither again (FCGI_STDERR, never written to, adds nothing).
+     */
+    end_records(end, c->request_id);
+    iov[n].iov_base = end;
+    iov[n++].iov_len = sizeof(end);
+    if (writev_all(c->fd, iov, n) != 0) {
         shutdown(c->fd, SHUT_RDWR);
         return -1;
     }
+    out->wasFCloseCalled = 1;
+    out->isClosed = 1;
+    out->rdNext = out->stop = out->wrNext;
     return 0;
 }

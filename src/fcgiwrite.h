@@ -6,10 +6,11 @@
 /*
  * A response written to the web server in one writev(2), past libfcgi's
  * stream. libfcgi copies what it is given into an 8 KiB buffer and writes
- * each time the buffer fills: a 16 KiB tile is a copy and three writes.
- * Here the same FCGI_STDOUT records go out at once, straight from the
- * cached entry; libfcgi still ends the request (the empty FCGI_STDOUT and
- * FCGI_END_REQUEST) in FCGX_Finish_r.
+ * each time the buffer fills: a 16 KiB tile is a copy and three writes,
+ * and FCGX_Finish_r a fourth for the end of the request. Here the same
+ * FCGI_STDOUT records go out at once, straight from the cached entry,
+ * with the end of the request (the empty FCGI_STDOUT and FCGI_END_REQUEST)
+ * in the same writev.
  */
 
 struct FCGX_Stream;
@@ -22,10 +23,12 @@ struct fcgi_conn {
 
 /*
  * Write head then body (either may be empty) as FCGI_STDOUT records of
- * c's request, after whatever out holds buffered. Returns 0, or -1 when
- * the web server is gone or stopped reading (the connection is then shut
- * down, so that libfcgi closes it and the web server sees the response
- * cut off). A response too large for one writev goes through out instead.
+ * c's request, after whatever out holds buffered, and end the request:
+ * out is closed (FCGX_Finish_r writes nothing more; later writes to out
+ * fail). Returns 0, or -1 when the web server is gone or stopped reading
+ * (the connection is then shut down, so that libfcgi closes it and the
+ * web server sees the response cut off). A response too large for one
+ * writev goes through out instead, and libfcgi ends the request.
  */
 int fcgi_write_response(const struct fcgi_conn *c, struct FCGX_Stream *out,
     const void *head, size_t head_len, const void *body, size_t body_len);

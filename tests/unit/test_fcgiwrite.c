@@ -129,6 +129,27 @@ roundtrip(size_t head_len, size_t body_len, int request_id, int records)
     assert_memory_equal(got, head, head_len);
     if (body_len > 0)
         assert_memory_equal(got + head_len, body, body_len);
+    {
+        /* Then the end of the request, in the same writev: an empty
+         * FCGI_STDOUT and FCGI_END_REQUEST (status 0, complete); out is
+         * closed, so FCGX_Finish_r writes neither again. */
+        unsigned char end[2 * FCGI_HEADER_LEN + 8], more;
+
+        read_exact(sv[1], end, sizeof(end));
+        assert_int_equal(end[0], FCGI_VERSION_1);
+        assert_int_equal(end[1], FCGI_STDOUT);
+        assert_int_equal((end[2] << 8) | end[3], request_id);
+        assert_int_equal((end[4] << 8) | end[5], 0);
+        assert_int_equal(end[8], FCGI_VERSION_1);
+        assert_int_equal(end[9], FCGI_END_REQUEST);
+        assert_int_equal((end[10] << 8) | end[11], request_id);
+        assert_int_equal((end[12] << 8) | end[13], 8);
+        assert_int_equal(end[14], 0);
+        assert_int_equal(end[16] | end[17] | end[18] | end[19], 0);
+        assert_int_equal(end[20], FCGI_REQUEST_COMPLETE);
+        assert_int_equal(recv(sv[1], &more, 1, MSG_DONTWAIT), -1);
+        assert_true(fake.isClosed && fake.wasFCloseCalled);
+    }
     close(sv[0]);
     close(sv[1]);
     free(head);
@@ -166,6 +187,7 @@ test_too_large_goes_through_the_stream(void **state)
     assert_int_equal(fcgi_write_response(&c, &fake, "H", 1, body, body_len),
         0);
     assert_int_equal(fake.wrNext - sbuf, (long)body_len + 1);
+    assert_false(fake.isClosed);         /* libfcgi ends this request */
     assert_int_equal(sbuf[0], 'H');
     assert_memory_equal(sbuf + 1, body, body_len);
     free(body);
