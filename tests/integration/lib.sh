@@ -1084,6 +1084,21 @@ print(n)
 PYEOF
 }
 
+# wait_requests EXPECTED INDICE...: poll $N/metrics until the indices'
+# "requests" equal EXPECTED (a Python list), 10 s at most; sets got. For
+# counts that reach hereproxy late (NGINX's cache layer).
+wait_requests() {
+    local want=$1 deadline=$((SECONDS + 10)) keys
+    shift
+    keys=$(printf '"%s",' "$@")
+    while :; do
+        req GET "$N/metrics"
+        got=$(json_field "[d['indices'].get(k, {}).get('requests') for k in ($keys)]")
+        [ "$got" = "$want" ] || [ "$SECONDS" -ge "$deadline" ] && break
+        sleep 0.2
+    done
+}
+
 # header_count NAME: how many NAME headers the last response carried.
 header_count() { grep -ci "^$1:" "$HTTP_HEADERS_FILE"; }
 

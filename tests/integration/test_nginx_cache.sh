@@ -34,20 +34,6 @@ cache_nginx() {
     N=http://127.0.0.1:$NGINX_PORT
 }
 
-# wait_requests EXPECTED INDICE...: poll /metrics until the indices'
-# "requests" equal EXPECTED (a Python list), 10 s at most; sets got.
-wait_requests() {
-    local want=$1 deadline=$((SECONDS + 10)) keys
-    shift
-    keys=$(printf '"%s",' "$@")
-    while :; do
-        req GET "$N/metrics"
-        got=$(json_field "[d['indices'].get(k, {}).get('requests') for k in ($keys)]")
-        [ "$got" = "$want" ] || [ "$SECONDS" -ge "$deadline" ] && break
-        sleep 0.2
-    done
-}
-
 grep -q "access_log $SHIPPED_LOG hereproxy_cache" "$src" ||
     die "hereproxy-cache.conf does not log to $SHIPPED_LOG"
 

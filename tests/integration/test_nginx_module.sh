@@ -42,20 +42,6 @@ module_nginx() {
     N=http://127.0.0.1:$NGINX_PORT
 }
 
-# wait_requests EXPECTED INDICE...: poll /metrics until the indices'
-# "requests" equal EXPECTED (a Python list), 10 s at most; sets got.
-wait_requests() {
-    local want=$1 deadline=$((SECONDS + 10)) keys
-    shift
-    keys=$(printf '"%s",' "$@")
-    while :; do
-        req GET "$N/metrics"
-        got=$(json_field "[d['indices'].get(k, {}).get('requests') for k in ($keys)]")
-        [ "$got" = "$want" ] || [ "$SECONDS" -ge "$deadline" ] && break
-        sleep 0.2
-    done
-}
-
 prom_line() { # PATTERN: the Prometheus sample lines matching it
     req GET "$N/metrics/prometheus"
     grep -F "$1" <<<"$HTTP_BODY"
