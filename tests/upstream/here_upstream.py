@@ -606,12 +606,13 @@ class Handler(BaseHTTPRequestHandler):
                       "headers": self.lowered_headers(), "conn": self.conn_id,
                       "version": self.request_version})
         counted = path.startswith("/v3/") or path == "/v3"
+        read_at = time.monotonic()
         if counted:
             STATE.count(path)
             STATE.enter()
         try:
-            self.apply_delay(path)
             status, headers, body = self.route(path, query, head)
+            self.apply_delay(path, read_at)
             self.reply(status, headers, body, head, path)
             STATE.record({"event": "response", "ts": time.time(), "path": path,
                           "status": status, "conn": self.conn_id})
@@ -626,13 +627,17 @@ class Handler(BaseHTTPRequestHandler):
             out[name] = out[name] + ", " + value if name in out else value
         return out
 
-    def apply_delay(self, path):
+    def apply_delay(self, path, read_at):
+        """Answer no sooner than the delay after the request was read: the
+        time spent making the response is part of the latency, as it is for a
+        remote API, so a 50 ms upstream answers at 50 ms, not 50 ms + render."""
         ms = STATE.delay_ms
         rule = STATE.take("delay", path)
         if rule:
             ms += rule["ms"]
-        if ms > 0:
-            time.sleep(ms / 1000.0)
+        left = ms / 1000.0 - (time.monotonic() - read_at)
+        if left > 0:
+            time.sleep(left)
 
     def route(self, path, query, head):
         tile, meta = TILE_RE.match(path), META_RE.match(path)
@@ -824,7 +829,8 @@ def parse_args(argv):
     ap.add_argument("--api-key", help="expected apiKey (default: accept any non-empty)")
     ap.add_argument("--record", help="append one JSON line per received request")
     ap.add_argument("--max-age", type=int, default=3600, help="Cache-Control max-age; 0 = none")
-    ap.add_argument("--delay-ms", type=int, default=0, help="latency added to every request")
+    ap.add_argument("--delay-ms", type=int, default=0,
+                    help="latency of every request: answered no sooner than this after it was read")
     ap.add_argument("--quiet", action="store_true")
     return ap.parse_args(argv)
 
