@@ -1,35 +1,51 @@
 #include "config.h"
 
+#include <errno.h>
+#include <limits.h>
+#include <linux/futex.h>
 #include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "flight.h"
 #include "util.h"
 
-#define BLOCK_SIZE (64 * 1024)
 #define REGISTRY_BUCKETS 256
 
 struct block {
     struct block *next;
     size_t used;
-    unsigned char data[BLOCK_SIZE];
+    unsigned char data[FLIGHT_BLOCK_SIZE];
 };
 
+/*
+ * One writer (the upstream engine, or a leader filling from another tier)
+ * publishes the head, body bytes and the end with release stores; any
+ * number of readers load them without a lock. A storm's readers used to
+ * wake together on a condition variable and then queue for its mutex, one
+ * context switch after another; here they sleep on a futex word bumped at
+ * each publication, each on the kinds of news it waits for.
+ */
 struct flight {
     struct flight *chain;         /* registry bucket */
     int refs;                     /* guarded by the registry lock */
     int registered;
-    int readers;
-    pthread_mutex_t lock;
-    pthread_cond_t cond;
-    int has_head;
-    struct flight_head head;
-    enum flight_end end;
-    struct flight_result result;
-    struct block *first, *last;
-    size_t body_len;              /* bytes published so far */
+    atomic_int readers;
+    _Atomic uint32_t changes;     /* futex word: one more per publication */
+    atomic_int sleepers;          /* readers in FUTEX_WAIT: wake only then */
+    atomic_int has_head;
+    atomic_int streaming;         /* the leader streams: followers too */
+    struct flight_head head;      /* written once, before has_head */
+    atomic_int ended;             /* flight_end was called (writer side) */
+    atomic_int end;               /* enum flight_end */
+    struct flight_result result;  /* written once, before end */
+    struct block *first, *last;   /* linked before body_len covers them */
+    _Atomic size_t body_len;      /* bytes published so far */
     uint64_t hash;
     size_t keylen;
     char key[];
@@ -83,20 +99,13 @@ static struct flight *
 flight_new(const char *key, size_t keylen, uint64_t hash)
 {
     struct flight *f = calloc(1, sizeof(*f) + keylen + 1);
-    pthread_condattr_t attr;
 
     if (f == NULL)
         return NULL;
-    pthread_mutex_init(&f->lock, NULL);
-    /* Deadlines are monotonic, so is the condition variable's clock. */
-    pthread_condattr_init(&attr);
-    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
-    pthread_cond_init(&f->cond, &attr);
-    pthread_condattr_destroy(&attr);
     memcpy(f->key, key, keylen);
     f->keylen = keylen;
     f->hash = hash;
-    f->end = FLIGHT_RUNNING;
+    atomic_init(&f->end, FLIGHT_RUNNING);
     f->head.content_length = -1;
     return f;
 }
@@ -111,9 +120,25 @@ flight_destroy(struct flight *f)
         free(b);
         b = next;
     }
-    pthread_mutex_destroy(&f->lock);
-    pthread_cond_destroy(&f->cond);
     free(f);
+}
+
+/* The registered flight for key, as one more reader; reg->lock held. */
+static struct flight *
+find_locked(struct flights *reg, const char *key, size_t keylen,
+    uint64_t hash)
+{
+    struct flight *f;
+
+    for (f = *bucket(reg, hash); f != NULL; f = f->chain) {
+        if (f->hash == hash && f->keylen == keylen &&
+            memcmp(f->key, key, keylen) == 0) {
+            f->refs++;
+            atomic_fetch_add_explicit(&f->readers, 1, memory_order_relaxed);
+            return f;
+        }
+    }
+    return NULL;
 }
 
 struct flight *
@@ -121,30 +146,31 @@ flight_join(struct flights *reg, const char *key, size_t keylen,
     int *leader)
 {
     uint64_t hash = util_hash64(key, keylen, 7);
-    struct flight **slot, *f;
+    struct flight *f;
 
     *leader = 0;
     pthread_mutex_lock(&reg->lock);
-    for (slot = bucket(reg, hash); *slot != NULL; slot = &(*slot)->chain) {
-        f = *slot;
-        if (f->hash == hash && f->keylen == keylen &&
-            memcmp(f->key, key, keylen) == 0) {
-            f->refs++;
-            pthread_mutex_unlock(&reg->lock);
-            pthread_mutex_lock(&f->lock);
-            f->readers++;
-            pthread_mutex_unlock(&f->lock);
-            return f;
-        }
-    }
-    if ((f = flight_new(key, keylen, hash)) != NULL) {
+    if ((f = find_locked(reg, key, keylen, hash)) == NULL &&
+        (f = flight_new(key, keylen, hash)) != NULL) {
         f->refs = 1;
-        f->readers = 1;
+        atomic_store_explicit(&f->readers, 1, memory_order_relaxed);
         f->registered = 1;
         f->chain = *bucket(reg, hash);
         *bucket(reg, hash) = f;
         *leader = 1;
     }
+    pthread_mutex_unlock(&reg->lock);
+    return f;
+}
+
+struct flight *
+flight_join_running(struct flights *reg, const char *key, size_t keylen)
+{
+    uint64_t hash = util_hash64(key, keylen, 7);
+    struct flight *f;
+
+    pthread_mutex_lock(&reg->lock);
+    f = find_locked(reg, key, keylen, hash);
     pthread_mutex_unlock(&reg->lock);
     return f;
 }
@@ -174,51 +200,95 @@ flight_release(struct flights *reg, struct flight *f)
         flight_destroy(f);
 }
 
+/* What a publication brings: readers sleep until the kind they wait for. */
+#define NEWS_HEAD   1u
+#define NEWS_DATA   2u
+#define NEWS_END    4u
+#define NEWS_STREAM 8u
+
+static void
+publish(struct flight *f, unsigned news)
+{
+    /* Sequentially consistent with the sleepers count in await(). */
+    atomic_fetch_add(&f->changes, 1);
+    if (atomic_load(&f->sleepers) > 0)
+        syscall(SYS_futex, &f->changes, FUTEX_WAKE_BITSET_PRIVATE, INT_MAX,
+            NULL, NULL, news);
+}
+
+/*
+ * Sleep while the flight is as it was when changes read seen, until news
+ * of a kind in mask, or deadline_ms on the monotonic clock (< 0: none).
+ * Returns early on other news or a signal: callers look again and loop.
+ */
+static void
+await(struct flight *f, uint32_t seen, unsigned mask, int64_t deadline_ms)
+{
+    struct timespec ts, *tsp = NULL;
+
+    if (deadline_ms >= 0) {
+        ts.tv_sec = (time_t)(deadline_ms / 1000);
+        ts.tv_nsec = (long)(deadline_ms % 1000) * 1000000L;
+        tsp = &ts;
+    }
+    atomic_fetch_add(&f->sleepers, 1);
+    /* FUTEX_WAIT_BITSET's timeout is absolute, on CLOCK_MONOTONIC. */
+    syscall(SYS_futex, &f->changes, FUTEX_WAIT_BITSET_PRIVATE, seen, tsp,
+        NULL, mask);
+    atomic_fetch_sub(&f->sleepers, 1);
+}
+
+static enum flight_end
+end_of(struct flight *f)
+{
+    return (enum flight_end)atomic_load_explicit(&f->end,
+        memory_order_acquire);
+}
+
 void
 flight_set_head(struct flight *f, const struct flight_head *head)
 {
-    pthread_mutex_lock(&f->lock);
+    if (atomic_load_explicit(&f->has_head, memory_order_relaxed))
+        return;   /* published once: readers copy it without a lock */
     f->head = *head;
-    f->has_head = 1;
-    pthread_cond_broadcast(&f->cond);
-    pthread_mutex_unlock(&f->lock);
+    atomic_store_explicit(&f->has_head, 1, memory_order_release);
+    publish(f, NEWS_HEAD);
 }
 
 int
 flight_append(struct flight *f, const void *data, size_t len)
 {
     const unsigned char *p = data;
+    size_t published = atomic_load_explicit(&f->body_len,
+        memory_order_relaxed);
 
     while (len > 0) {
         struct block *b = f->last;
         size_t n;
 
-        /* Only the writer touches blocks' tails: no lock to fill them. */
-        if (b == NULL || b->used == BLOCK_SIZE) {
+        if (b == NULL || b->used == FLIGHT_BLOCK_SIZE) {
             if ((b = malloc(sizeof(*b))) == NULL)
                 return -1;
             b->next = NULL;
             b->used = 0;
-            pthread_mutex_lock(&f->lock);
+            /* Readers follow links only as far as body_len reaches. */
             if (f->last != NULL)
                 f->last->next = b;
             else
                 f->first = b;
             f->last = b;
-            pthread_mutex_unlock(&f->lock);
         }
-        n = BLOCK_SIZE - b->used;
+        n = FLIGHT_BLOCK_SIZE - b->used;
         if (n > len)
             n = len;
         memcpy(b->data + b->used, p, n);
-        pthread_mutex_lock(&f->lock);
         b->used += n;
-        f->body_len += n;
-        pthread_cond_broadcast(&f->cond);
-        pthread_mutex_unlock(&f->lock);
+        published += n;
         p += n;
         len -= n;
     }
+    atomic_store_explicit(&f->body_len, published, memory_order_release);
+    publish(f, NEWS_DATA);
     return 0;
 }
 
@@ -232,130 +302,168 @@ flight_retire(struct flights *reg, struct flight *f)
 }
 
 enum flight_end
-flight_wait_end(struct flight *f)
+flight_wait_end(struct flight *f, int64_t deadline_ms)
 {
-    enum flight_end end;
+    for (;;) {
+        uint32_t seen = atomic_load(&f->changes);
+        enum flight_end end = end_of(f);
 
-    pthread_mutex_lock(&f->lock);
-    while (f->end == FLIGHT_RUNNING)
-        pthread_cond_wait(&f->cond, &f->lock);
-    end = f->end;
-    pthread_mutex_unlock(&f->lock);
-    return end;
+        if (end != FLIGHT_RUNNING ||
+            (deadline_ms >= 0 && util_mono_ms() >= deadline_ms))
+            return end;
+        await(f, seen, NEWS_END, deadline_ms);
+    }
+}
+
+void
+flight_stream(struct flight *f)
+{
+    if (atomic_exchange(&f->streaming, 1) == 0)
+        publish(f, NEWS_STREAM);
+}
+
+enum flight_end
+flight_wait_whole(struct flight *f, int64_t deadline_ms)
+{
+    for (;;) {
+        uint32_t seen = atomic_load(&f->changes);
+        enum flight_end end = end_of(f);
+
+        if (end != FLIGHT_RUNNING || atomic_load(&f->streaming) ||
+            util_mono_ms() >= deadline_ms)
+            return end;
+        await(f, seen, NEWS_END | NEWS_STREAM, deadline_ms);
+    }
 }
 
 void
 flight_end(struct flight *f, enum flight_end end,
     const struct flight_result *result)
 {
-    pthread_mutex_lock(&f->lock);
-    f->end = end;
+    if (atomic_exchange(&f->ended, 1))
+        return;   /* ended once: readers copy the result without a lock */
     if (result != NULL)
         f->result = *result;
-    pthread_cond_broadcast(&f->cond);
-    pthread_mutex_unlock(&f->lock);
-}
-
-static void
-deadline_ts(int64_t deadline_ms, struct timespec *ts)
-{
-    ts->tv_sec = (time_t)(deadline_ms / 1000);
-    ts->tv_nsec = (long)(deadline_ms % 1000) * 1000000L;
+    atomic_store_explicit(&f->end, end, memory_order_release);
+    publish(f, NEWS_END);
 }
 
 int
 flight_wait_head(struct flight *f, int64_t deadline_ms,
     struct flight_head *head, struct flight_result *result)
 {
-    struct timespec ts;
-    int rc = -1;
+    enum flight_end end;
 
-    deadline_ts(deadline_ms, &ts);
-    pthread_mutex_lock(&f->lock);
-    while (!f->has_head && f->end == FLIGHT_RUNNING) {
-        if (pthread_cond_timedwait(&f->cond, &f->lock, &ts) != 0 &&
+    for (;;) {
+        uint32_t seen = atomic_load(&f->changes);
+
+        if (atomic_load_explicit(&f->has_head, memory_order_acquire)) {
+            *head = f->head;
+            return 0;
+        }
+        if ((end = end_of(f)) != FLIGHT_RUNNING ||
             util_mono_ms() >= deadline_ms)
             break;
+        await(f, seen, NEWS_HEAD | NEWS_END, deadline_ms);
     }
-    if (f->has_head) {
-        *head = f->head;
-        rc = 0;
-    } else if (result != NULL) {
-        *result = f->result;
-        if (f->end == FLIGHT_RUNNING)
+    if (result != NULL) {
+        if (end != FLIGHT_RUNNING) {
+            *result = f->result;
+        } else {
+            memset(result, 0, sizeof(*result));
             util_strlcpy(result->error, "timed out waiting for HERE",
                 sizeof(result->error));
+        }
     }
-    pthread_mutex_unlock(&f->lock);
-    return rc;
+    return -1;
+}
+
+/* The block holding offset, and how many published bytes it has there. */
+static const void *
+locate(struct flight *f, size_t offset, size_t published, size_t *len)
+{
+    struct block *b = f->first;
+    size_t start = 0;
+
+    while (offset - start >= FLIGHT_BLOCK_SIZE) {
+        b = b->next;
+        start += FLIGHT_BLOCK_SIZE;
+    }
+    *len = published - start < FLIGHT_BLOCK_SIZE ? published - offset
+                                                : start + FLIGHT_BLOCK_SIZE -
+            offset;
+    return b->data + (offset - start);
 }
 
 const void *
 flight_read(struct flight *f, size_t offset, size_t *len,
     enum flight_end *end)
 {
-    const void *p = NULL;
+    *len = 0;
+    for (;;) {
+        uint32_t seen = atomic_load(&f->changes);
+        /* The end first: once it is seen, body_len is final. */
+        enum flight_end e = end_of(f);
+        size_t published = atomic_load_explicit(&f->body_len,
+            memory_order_acquire);
+
+        *end = e;
+        if (published > offset)
+            return locate(f, offset, published, len);
+        if (e != FLIGHT_RUNNING)
+            return NULL;
+        await(f, seen, NEWS_DATA | NEWS_END, -1);
+    }
+}
+
+const void *
+flight_done_body(struct flight *f, size_t *len)
+{
+    size_t published;
 
     *len = 0;
-    pthread_mutex_lock(&f->lock);
-    while (f->body_len <= offset && f->end == FLIGHT_RUNNING)
-        pthread_cond_wait(&f->cond, &f->lock);
-    if (f->body_len > offset) {
-        struct block *b = f->first;
-        size_t skip = offset;
-
-        while (skip >= BLOCK_SIZE) {
-            b = b->next;
-            skip -= BLOCK_SIZE;
-        }
-        *len = b->used - skip;
-        p = b->data + skip;
-    }
-    *end = f->end;
-    pthread_mutex_unlock(&f->lock);
-    return p;
+    if (end_of(f) != FLIGHT_OK)
+        return NULL;
+    published = atomic_load_explicit(&f->body_len, memory_order_acquire);
+    if (published > FLIGHT_BLOCK_SIZE)
+        return NULL;
+    *len = published;
+    return published > 0 ? (const void *)f->first->data : (const void *)"";
 }
 
 size_t
 flight_body_len(struct flight *f)
 {
-    size_t n;
-
-    pthread_mutex_lock(&f->lock);
-    n = f->body_len;
-    pthread_mutex_unlock(&f->lock);
-    return n;
+    return atomic_load_explicit(&f->body_len, memory_order_acquire);
 }
 
 void
 flight_copy_body(struct flight *f, void *buf)
 {
     unsigned char *out = buf;
+    size_t left = atomic_load_explicit(&f->body_len, memory_order_acquire);
     struct block *b;
 
-    pthread_mutex_lock(&f->lock);
-    for (b = f->first; b != NULL; b = b->next) {
-        memcpy(out, b->data, b->used);
-        out += b->used;
+    for (b = f->first; b != NULL && left > 0; b = b->next) {
+        size_t n = left < FLIGHT_BLOCK_SIZE ? left : FLIGHT_BLOCK_SIZE;
+
+        memcpy(out, b->data, n);
+        out += n;
+        left -= n;
     }
-    pthread_mutex_unlock(&f->lock);
 }
 
 void
 flight_result(struct flight *f, struct flight_result *out)
 {
-    pthread_mutex_lock(&f->lock);
-    *out = f->result;
-    pthread_mutex_unlock(&f->lock);
+    if (end_of(f) != FLIGHT_RUNNING)
+        *out = f->result;
+    else
+        memset(out, 0, sizeof(*out));
 }
 
 int
 flight_readers(struct flight *f)
 {
-    int n;
-
-    pthread_mutex_lock(&f->lock);
-    n = f->readers;
-    pthread_mutex_unlock(&f->lock);
-    return n;
+    return atomic_load_explicit(&f->readers, memory_order_relaxed);
 }

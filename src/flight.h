@@ -16,6 +16,9 @@
 struct flight;
 struct flights;
 
+/* The body is kept in blocks of this size. */
+#define FLIGHT_BLOCK_SIZE (64 * 1024)
+
 enum flight_end {
     FLIGHT_RUNNING,
     FLIGHT_OK,        /* the whole body arrived */
@@ -55,6 +58,14 @@ void flights_free(struct flights *reg);
 struct flight *flight_join(struct flights *reg, const char *key,
     size_t keylen, int *leader);
 
+/*
+ * The running flight for key, referenced as one more reader, or NULL:
+ * never starts one (a request that would only follow looks here before
+ * asking memcached what the leader is already fetching).
+ */
+struct flight *flight_join_running(struct flights *reg, const char *key,
+    size_t keylen);
+
 /* Take another reference (for the engine while it fills f). */
 struct flight *flight_ref(struct flights *reg, struct flight *f);
 
@@ -79,8 +90,23 @@ void flight_end(struct flight *f, enum flight_end end,
 /* Leader: forget the flight in the registry; later requests start anew. */
 void flight_retire(struct flights *reg, struct flight *f);
 
-/* Wait until the flight has ended; returns how. */
-enum flight_end flight_wait_end(struct flight *f);
+/*
+ * Wait until the flight has ended, or until deadline_ms on the monotonic
+ * clock (< 0: no deadline); returns how it ended (FLIGHT_RUNNING: the
+ * deadline came first).
+ */
+enum flight_end flight_wait_end(struct flight *f, int64_t deadline_ms);
+
+/*
+ * A follower's wait: until the flight has ended, or its leader streams it
+ * (flight_stream: the body is slow or large), or deadline_ms. Returns the
+ * end so far. One wake-up for each of a storm's followers, not one per
+ * chunk.
+ */
+enum flight_end flight_wait_whole(struct flight *f, int64_t deadline_ms);
+
+/* The leader: it streams the body, and so may the followers. */
+void flight_stream(struct flight *f);
 
 /*
  * Reader side. Wait for the head (or the end without one), at most until
@@ -97,6 +123,14 @@ int flight_wait_head(struct flight *f, int64_t deadline_ms,
  */
 const void *flight_read(struct flight *f, size_t offset, size_t *len,
     enum flight_end *end);
+
+/*
+ * The whole body, without waiting, when the flight has ended well and the
+ * body sits in one block: a reader that comes after the end (most of a
+ * storm's followers) writes it in one go. NULL otherwise. The pointer is
+ * valid while the flight is referenced.
+ */
+const void *flight_done_body(struct flight *f, size_t *len);
 
 /* After a FLIGHT_OK end: the whole body copied into buf (body_len bytes). */
 size_t flight_body_len(struct flight *f);

@@ -370,7 +370,7 @@ stream_flight(struct handler *h, const struct tile_req *req,
     if (head.status != 200) {
         char msg[96];
 
-        end = flight_wait_end(f);
+        end = flight_wait_end(f, -1);
         snprintf(msg, sizeof(msg), "HERE answered %d %s", head.status,
             response_reason(head.status));
         if (head.status == 429) {
@@ -444,7 +444,7 @@ serve_miss(struct handler *h, const struct tile_req *req, const char *inm,
     if (leader) {
         struct flight_head head;
 
-        flight_wait_end(f);
+        flight_wait_end(f, -1);
         flight_result(f, &r);
         if (!shared_hit) {
             copy_result(o, &r);
@@ -552,7 +552,7 @@ handler_finish_later(struct handler *h, struct handler_later *later)
         upstream_submit(h->upstream, f, later->key,
             strchr(later->key, '?') != NULL, *old->etag ? old->etag : NULL);
     }
-    flight_wait_end(f);
+    flight_wait_end(f, -1);
     flight_result(f, &r);
     record_upstream(h, &r);
     note_upstream_metrics(h, later->indice, &r, f);

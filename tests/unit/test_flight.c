@@ -118,7 +118,7 @@ test_readers_share_one_fetch(void **state)
         assert_int_equal(readers[i].mismatches, 0);
         assert_int_equal(readers[i].end, FLIGHT_OK);
     }
-    assert_int_equal(flight_wait_end(f), FLIGHT_OK);
+    assert_int_equal(flight_wait_end(f, -1), FLIGHT_OK);
     assert_int_equal(flight_body_len(f), CHUNKS * CHUNK);
     body = malloc(CHUNKS * CHUNK);
     assert_non_null(body);
@@ -212,6 +212,102 @@ test_failure_reaches_readers(void **state)
     flights_free(reg);
 }
 
+/*
+ * A follower that only looks: joins a running flight, never starts one,
+ * and finds nothing once the flight is retired.
+ */
+static void
+test_join_running_never_leads(void **state)
+{
+    struct flights *reg = flights_new();
+    struct flight *f, *g;
+    int leader;
+
+    (void)state;
+    assert_null(flight_join_running(reg, "t", 1));
+    f = flight_join(reg, "t", 1, &leader);
+    assert_int_equal(leader, 1);
+    g = flight_join_running(reg, "t", 1);
+    assert_ptr_equal(g, f);
+    assert_int_equal(flight_readers(f), 2);
+    assert_null(flight_join_running(reg, "u", 1));
+    flight_end(f, FLIGHT_FAILED, NULL);
+    flight_retire(reg, f);
+    assert_null(flight_join_running(reg, "t", 1));
+    flight_release(reg, g);
+    flight_release(reg, f);
+    flights_free(reg);
+}
+
+/* The whole body at once only when it ended well and fits one block. */
+static void
+test_done_body(void **state)
+{
+    struct flights *reg = flights_new();
+    struct flight *f;
+    struct flight_head head;
+    struct flight_result res;
+    static unsigned char big[FLIGHT_BLOCK_SIZE + 1];
+    const unsigned char *p;
+    int leader;
+    size_t len = 99;
+
+    (void)state;
+    memset(&head, 0, sizeof(head));
+    head.status = 200;
+    memset(&res, 0, sizeof(res));
+    f = flight_join(reg, "d", 1, &leader);
+    flight_set_head(f, &head);
+    assert_int_equal(flight_append(f, "tile", 4), 0);
+    assert_null(flight_done_body(f, &len));
+    assert_int_equal(len, 0);
+    /* Still running at the deadline: says so instead of waiting on. */
+    assert_int_equal(flight_wait_end(f, util_mono_ms() + 20), FLIGHT_RUNNING);
+    assert_int_equal(flight_append(f, "-end", 4), 0);
+    flight_end(f, FLIGHT_OK, &res);
+    assert_int_equal(flight_wait_end(f, util_mono_ms() + 20), FLIGHT_OK);
+    p = flight_done_body(f, &len);
+    assert_non_null(p);
+    assert_int_equal(len, 8);
+    assert_memory_equal(p, "tile-end", 8);
+    flight_retire(reg, f);
+    flight_release(reg, f);
+
+    /* Cut off: no whole body. */
+    f = flight_join(reg, "d", 1, &leader);
+    flight_set_head(f, &head);
+    assert_int_equal(flight_append(f, "ti", 2), 0);
+    flight_end(f, FLIGHT_FAILED, &res);
+    assert_null(flight_done_body(f, &len));
+    flight_retire(reg, f);
+    flight_release(reg, f);
+
+    /* Larger than a block: the reader streams it instead. */
+    f = flight_join(reg, "d", 1, &leader);
+    flight_set_head(f, &head);
+    memset(big, 'b', sizeof(big));
+    assert_int_equal(flight_append(f, big, sizeof(big)), 0);
+    flight_end(f, FLIGHT_OK, &res);
+    assert_null(flight_done_body(f, &len));
+    p = flight_read(f, FLIGHT_BLOCK_SIZE - 1, &len, &(enum flight_end){0});
+    assert_int_equal(len, 1);
+    assert_int_equal(p[0], 'b');
+    p = flight_read(f, FLIGHT_BLOCK_SIZE, &len, &(enum flight_end){0});
+    assert_int_equal(len, 1);
+    flight_retire(reg, f);
+    flight_release(reg, f);
+
+    /* Ended well with no body at all. */
+    f = flight_join(reg, "d", 1, &leader);
+    flight_set_head(f, &head);
+    flight_end(f, FLIGHT_OK, &res);
+    assert_non_null(flight_done_body(f, &len));
+    assert_int_equal(len, 0);
+    flight_retire(reg, f);
+    flight_release(reg, f);
+    flights_free(reg);
+}
+
 int
 main(void)
 {
@@ -219,6 +315,8 @@ main(void)
         cmocka_unit_test(test_readers_share_one_fetch),
         cmocka_unit_test(test_keys_are_distinct),
         cmocka_unit_test(test_failure_reaches_readers),
+        cmocka_unit_test(test_join_running_never_leads),
+        cmocka_unit_test(test_done_body),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
