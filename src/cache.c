@@ -305,10 +305,17 @@ memory_fill(struct cache *cache, const char *key, size_t keylen,
 }
 
 struct entry *
-cache_get(struct cache *cache, const char *key, size_t keylen, int64_t now,
-    enum cache_source *src)
+cache_get_memory(struct cache *cache, const char *key, size_t keylen,
+    int64_t now)
 {
-    struct entry *e = lru_get(cache->memory, key, keylen, now), *shared;
+    return lru_get(cache->memory, key, keylen, now);
+}
+
+struct entry *
+cache_get_after_memory(struct cache *cache, const char *key, size_t keylen,
+    int64_t now, struct entry *e, enum cache_source *src)
+{
+    struct entry *shared;
     uint64_t gen;
 
     *src = e != NULL ? CACHE_SRC_MEMORY : CACHE_SRC_NONE;
@@ -324,6 +331,14 @@ cache_get(struct cache *cache, const char *key, size_t keylen, int64_t now,
     }
     entry_unref(shared);
     return e;
+}
+
+struct entry *
+cache_get(struct cache *cache, const char *key, size_t keylen, int64_t now,
+    enum cache_source *src)
+{
+    return cache_get_after_memory(cache, key, keylen, now,
+        cache_get_memory(cache, key, keylen, now), src);
 }
 
 struct entry *

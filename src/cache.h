@@ -37,6 +37,16 @@ void cache_free(struct cache *cache);
 struct entry *cache_get(struct cache *cache, const char *key, size_t keylen,
     int64_t now, enum cache_source *src);
 
+/*
+ * cache_get in two steps, for a caller with something to do between the
+ * tiers: the in-process tier's entry (or NULL), then the rest of
+ * cache_get given it (its reference is taken over).
+ */
+struct entry *cache_get_memory(struct cache *cache, const char *key,
+    size_t keylen, int64_t now);
+struct entry *cache_get_after_memory(struct cache *cache, const char *key,
+    size_t keylen, int64_t now, struct entry *e, enum cache_source *src);
+
 /* A fresh entry from memcached only (waiting on another instance). */
 struct entry *cache_get_shared(struct cache *cache, const char *key,
     size_t keylen, int64_t now);

@@ -21,6 +21,8 @@ handler_cfg(const struct handler *h)
 }
 
 #define FOLLOWER_SLACK_MS 1000
+/* How long a tile-sized body may take after its head and still go out whole. */
+#define WHOLE_WAIT_MS 5
 
 /* What the handler learned along the way, for the access line. */
 struct outcome {
@@ -343,12 +345,14 @@ entry_from_flight(struct handler *h, const struct tile_req *req,
 }
 
 /*
- * Stream a flight to the client as it arrives. Returns -1 when the body
- * was cut off after the head went out.
+ * Send a flight to the client: in one write when it has all arrived (or
+ * soon does), else streamed as it arrives. Followers sleep until the end,
+ * or until the leader finds the body slow or large and streams it.
+ * Returns -1 when the body was cut off after the head went out.
  */
 static int
 stream_flight(struct handler *h, const struct tile_req *req,
-    struct flight *f, const char *inm, const char *x_cache,
+    struct flight *f, int leader, const char *inm, const char *x_cache,
     struct FCGX_Stream *out, struct response_meta *meta, struct outcome *o)
 {
     int64_t deadline = util_mono_ms() + handler_cfg(h)->cache_coalesce_wait_ms +
@@ -358,9 +362,12 @@ stream_flight(struct handler *h, const struct tile_req *req,
     struct flight_result r;
     enum flight_end end = FLIGHT_RUNNING;
     size_t off = 0, len;
+    const void *body;
     int client_ok = 1, status;
 
     memset(&r, 0, sizeof(r));
+    if (!leader)
+        flight_wait_whole(f, deadline);
     if (flight_wait_head(f, deadline, &head, &r) != 0) {
         fail_flight(out, o, &r, meta);
         return 0;
@@ -385,6 +392,25 @@ stream_flight(struct handler *h, const struct tile_req *req,
         }
         return 0;
     }
+    if (leader && head.content_length >= 0 &&
+        head.content_length <= FLIGHT_BLOCK_SIZE)
+        /*
+         * A tile-sized body follows its head within moments, unless HERE
+         * is slow: wait that long for all of it, and it goes out in one
+         * write instead of a write per chunk, to each reader.
+         */
+        flight_wait_end(f, util_mono_ms() + WHOLE_WAIT_MS);
+    body = flight_done_body(f, &len);
+    if (body != NULL) {
+        /* It has all arrived: one write, as for a hit. */
+        o->bytes = response_body(out, 200, *head.content_type
+                ? head.content_type : default_content_type(req),
+            head.etag, body, len, inm, x_cache,
+            fresh_ttl(h, req, 200, head.cache_control), meta, &o->status);
+        return 0;
+    }
+    if (leader)
+        flight_stream(f);   /* slow or large: the followers stream too */
     status = response_etag_matches(inm, head.etag) ? 304 : 200;
     if (response_begin(out, status, head.content_type, head.etag,
             head.content_length, x_cache,
@@ -422,15 +448,17 @@ copy_result(struct outcome *o, const struct flight_result *r)
     o->upstream_http = r->http_version;
 }
 
+/* A miss: lead a new flight, or follow f (NULL: the running one, if any). */
 static int
-serve_miss(struct handler *h, const struct tile_req *req, const char *inm,
-    struct FCGX_Stream *out, struct response_meta *meta, struct outcome *o)
+serve_miss(struct handler *h, const struct tile_req *req, struct flight *f,
+    const char *inm, struct FCGX_Stream *out, struct response_meta *meta,
+    struct outcome *o)
 {
-    struct flight *f;
     struct flight_result r;
-    int leader, locked = 0, shared_hit = 0, rc;
+    int leader = 0, locked = 0, shared_hit = 0, rc;
 
-    if ((f = flight_join(h->flights, req->key, req->key_len, &leader)) ==
+    if (f == NULL &&
+        (f = flight_join(h->flights, req->key, req->key_len, &leader)) ==
         NULL) {
         fail(out, o, 503, "internal", "out of memory", meta);
         return 0;
@@ -438,7 +466,7 @@ serve_miss(struct handler *h, const struct tile_req *req, const char *inm,
     if (leader)
         locked = lead_flight(h, req, f, &shared_hit);
     o->cache_status = leader && !shared_hit ? "MISS" : "COALESCED";
-    rc = stream_flight(h, req, f, inm, leader && !shared_hit ? "MISS"
+    rc = stream_flight(h, req, f, leader, inm, leader && !shared_hit ? "MISS"
                                                             : "COALESCED",
         out, meta, o);
     if (leader) {
@@ -511,9 +539,17 @@ serve_proxied(struct handler *h, const struct tile_req *req,
     const char *inm = request_param(envp, "HTTP_IF_NONE_MATCH");
     int64_t now = (int64_t)time(NULL);
     enum cache_source src;
+    struct flight *f;
     struct entry *e;
 
-    e = cache_get(h->cache, req->key, req->key_len, now, &src);
+    e = cache_get_memory(h->cache, req->key, req->key_len, now);
+    if (e == NULL &&
+        (f = flight_join_running(h->flights, req->key, req->key_len)) != NULL)
+        /* Being fetched: follow, without asking memcached (a storm's
+         * followers would each ask while the leader waits its turn). */
+        return serve_miss(h, req, f, inm, out, meta, o);
+    e = cache_get_after_memory(h->cache, req->key, req->key_len, now, e,
+        &src);
     if (e != NULL && e->fresh_until > now) {
         o->cache_status = "HIT";
         o->bytes = response_entry(out, e, inm, "HIT",
@@ -528,7 +564,7 @@ serve_proxied(struct handler *h, const struct tile_req *req,
         entry_unref(e);
         return 0;
     }
-    return serve_miss(h, req, inm, out, meta, o);
+    return serve_miss(h, req, NULL, inm, out, meta, o);
 }
 
 void

@@ -253,37 +253,48 @@ response_etag_matches(const char *if_none_match, const char *etag)
 }
 
 size_t
-response_entry(struct FCGX_Stream *out, const struct entry *e,
+response_body(struct FCGX_Stream *out, int status, const char *content_type,
+    const char *etag, const void *body, size_t body_len,
     const char *if_none_match, const char *x_cache, long max_age_s,
     const struct response_meta *meta, int *status_out)
 {
     char buf[HEADERS_MAX];
     size_t len = 0;
-    int not_modified = response_etag_matches(if_none_match, e->etag);
-    int status = not_modified ? 304 : e->status;
+    int not_modified = response_etag_matches(if_none_match, etag);
 
+    if (not_modified)
+        status = 304;
     common_headers(buf, &len, status, meta);
     put(buf, &len, "X-Cache: ");
     put(buf, &len, x_cache);
     put(buf, &len, "\r\nCache-Control: public, max-age=");
     put_num(buf, &len, max_age_s > 0 ? (unsigned long long)max_age_s : 0);
     put(buf, &len, "\r\n");
-    if (*e->etag != '\0') {
+    if (*etag != '\0') {
         put(buf, &len, "ETag: ");
-        put(buf, &len, e->etag);
+        put(buf, &len, etag);
         put(buf, &len, "\r\n");
     }
     if (!not_modified) {
         put(buf, &len, "Content-Type: ");
-        put(buf, &len, e->content_type);
+        put(buf, &len, content_type);
         put(buf, &len, "\r\nContent-Length: ");
-        put_num(buf, &len, e->body_len);
+        put_num(buf, &len, body_len);
         put(buf, &len, "\r\n");
     }
     put(buf, &len, "\r\n");
     *status_out = status;
-    return send_all(out, meta->conn, buf, len, e->body, e->body_len,
+    return send_all(out, meta->conn, buf, len, body, body_len,
         meta->head || not_modified);
+}
+
+size_t
+response_entry(struct FCGX_Stream *out, const struct entry *e,
+    const char *if_none_match, const char *x_cache, long max_age_s,
+    const struct response_meta *meta, int *status_out)
+{
+    return response_body(out, e->status, e->content_type, e->etag, e->body,
+        e->body_len, if_none_match, x_cache, max_age_s, meta, status_out);
 }
 
 int

@@ -56,6 +56,15 @@ size_t response_entry(struct FCGX_Stream *out, const struct entry *e,
     const struct response_meta *meta, int *status_out);
 
 /*
+ * The same for a body held elsewhere (a flight that has ended): status
+ * with its body, or 304 when if_none_match matches etag ("" for none).
+ */
+size_t response_body(struct FCGX_Stream *out, int status,
+    const char *content_type, const char *etag, const void *body,
+    size_t body_len, const char *if_none_match, const char *x_cache,
+    long max_age_s, const struct response_meta *meta, int *status_out);
+
+/*
  * Start a response whose body arrives from HERE in chunks: headers only,
  * with X-Accel-Buffering: no so that NGINX passes each chunk on at once.
  * content_length < 0 when unknown. Returns 0, or -1 when the client is gone.
