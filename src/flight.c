@@ -42,6 +42,9 @@ struct flight {
     atomic_int streaming;         /* the leader streams: followers too */
     struct flight_head head;      /* written once, before has_head */
     atomic_int ended;             /* flight_end was called (writer side) */
+    flight_end_fn *end_fn;        /* flight_notify_end: written before */
+    void *end_arg;                /* end_hook is set */
+    atomic_int end_hook;
     atomic_int end;               /* enum flight_end */
     struct flight_result result;  /* written once, before end */
     struct block *first, *last;   /* linked before body_len covers them */
@@ -344,8 +347,21 @@ flight_end(struct flight *f, enum flight_end end,
         return;   /* ended once: readers copy the result without a lock */
     if (result != NULL)
         f->result = *result;
-    atomic_store_explicit(&f->end, end, memory_order_release);
+    atomic_store(&f->end, end);
     publish(f, NEWS_END);
+    /* Sequentially consistent with flight_notify_end: one of us calls. */
+    if (atomic_load(&f->end_hook))
+        f->end_fn(f->end_arg);
+}
+
+void
+flight_notify_end(struct flight *f, flight_end_fn *fn, void *arg)
+{
+    f->end_fn = fn;
+    f->end_arg = arg;
+    atomic_store(&f->end_hook, 1);
+    if (atomic_load(&f->end) != FLIGHT_RUNNING)
+        fn(arg);   /* ended already (fn may run twice: it only wakes) */
 }
 
 int

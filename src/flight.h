@@ -87,6 +87,14 @@ int flight_append(struct flight *f, const void *data, size_t len);
 void flight_end(struct flight *f, enum flight_end end,
     const struct flight_result *result);
 
+/*
+ * Call fn(arg) when the flight ends (at once if it has): from the thread
+ * that ends it, so fn must only wake someone; it may be called twice.
+ * One hook per flight.
+ */
+typedef void flight_end_fn(void *arg);
+void flight_notify_end(struct flight *f, flight_end_fn *fn, void *arg);
+
 /* Leader: forget the flight in the registry; later requests start anew. */
 void flight_retire(struct flights *reg, struct flight *f);
 

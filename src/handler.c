@@ -7,6 +7,7 @@
 #include <time.h>
 
 #include "acl.h"
+#include "flightjobs.h"
 #include "handler.h"
 #include "log.h"
 #include "metrics.h"
@@ -567,27 +568,20 @@ serve_proxied(struct handler *h, const struct tile_req *req,
     return serve_miss(h, req, NULL, inm, out, meta, o);
 }
 
-void
-handler_finish_later(struct handler *h, struct handler_later *later)
+/*
+ * The rest of a revalidation, once HERE has answered: count it, store a
+ * 304's refreshed entry or a 200's new one, and let the flight go.
+ */
+static void
+finish_revalidation(struct handler *h, struct handler_later *later)
 {
     struct flight *f = later->flight;
     struct entry *old = later->stale, *e = NULL;
     struct flight_head head;
     struct flight_result r;
-    int64_t retry_ms, now;
+    int64_t now;
     long ttl;
 
-    if (f == NULL)
-        return;
-    if (!breaker_allow(&h->breaker, util_mono_ms(), &retry_ms)) {
-        /* Refused by the breaker: counted as such, the stale entry stays. */
-        memset(&r, 0, sizeof(r));
-        r.outcome = UPSTREAM_SHED;
-        flight_end(f, FLIGHT_FAILED, &r);
-    } else if (spend_quota(h, later->indice, f) == 0) {
-        upstream_submit(h->upstream, f, later->key,
-            strchr(later->key, '?') != NULL, *old->etag ? old->etag : NULL);
-    }
     flight_wait_end(f, -1);
     flight_result(f, &r);
     record_upstream(h, &r);
@@ -626,6 +620,51 @@ handler_finish_later(struct handler *h, struct handler_later *later)
     flight_retire(h->flights, f);
     flight_release(h->flights, f);
     entry_unref(old);
+    later->flight = NULL;
+    later->stale = NULL;
+}
+
+void
+handler_revalidation_done(void *ctx, void *job)
+{
+    finish_revalidation(ctx, job);
+    free(job);
+}
+
+void
+handler_finish_later(struct handler *h, struct handler_later *later)
+{
+    struct flight *f = later->flight;
+    struct handler_later *job;
+    struct flight_result r;
+    int64_t retry_ms;
+
+    if (f == NULL)
+        return;
+    if (!breaker_allow(&h->breaker, util_mono_ms(), &retry_ms)) {
+        /* Refused by the breaker: counted as such, the stale entry stays. */
+        memset(&r, 0, sizeof(r));
+        r.outcome = UPSTREAM_SHED;
+        flight_end(f, FLIGHT_FAILED, &r);
+    } else if (spend_quota(h, later->indice, f) == 0) {
+        upstream_submit(h->upstream, f, later->key,
+            strchr(later->key, '?') != NULL,
+            *later->stale->etag ? later->stale->etag : NULL);
+    }
+    /*
+     * Not here: with fastcgi_keep_conn this worker's connection is back
+     * in NGINX's pool, and the next request on it would wait for HERE.
+     */
+    if ((job = malloc(sizeof(*job))) != NULL) {
+        *job = *later;
+        if (h->revalidations == NULL ||
+            flight_jobs_add(h->revalidations, f, job) != 0) {
+            free(job);
+            job = NULL;
+        }
+    }
+    if (job == NULL)
+        finish_revalidation(h, later);
     later->flight = NULL;
     later->stale = NULL;
 }

@@ -26,6 +26,8 @@
 struct FCGX_Stream;
 struct fcgi_conn;
 
+struct flight_jobs;
+
 struct handler {
     const struct settings *cfg;   /* atomic: swapped by a reload */
     struct cache *cache;
@@ -35,6 +37,7 @@ struct handler {
     struct breaker breaker;
     struct request_policy policy;
     struct metrics *metrics;      /* NULL: nothing recorded */
+    struct flight_jobs *revalidations;  /* NULL: workers finish their own */
     struct acl *metrics_acl;      /* METRICS_ALLOW; NULL admits nobody */
     _Atomic long threads_busy;    /* workers between accept and finish */
     double start_time;            /* Unix seconds, for uptime */
@@ -42,8 +45,9 @@ struct handler {
 
 /*
  * Work left after the response went out: revalidating a stale entry. The
- * worker does it after finishing the FastCGI request, so the client does
- * not wait for it.
+ * worker asks HERE after finishing the FastCGI request, so the client does
+ * not wait, and hands the rest (storing the answer) to h->revalidations,
+ * so the next request on its connection does not wait either.
  */
 struct handler_later {
     struct flight *flight;        /* NULL: nothing to do */
@@ -64,5 +68,8 @@ int handler_serve(struct handler *h, char *const *envp,
     struct handler_later *later);
 
 void handler_finish_later(struct handler *h, struct handler_later *later);
+
+/* h->revalidations' job function: ctx is the handler, job a handler_later. */
+void handler_revalidation_done(void *ctx, void *job);
 
 #endif

@@ -21,6 +21,7 @@
 #include "acl.h"
 #include "cache.h"
 #include "fcgiwrite.h"
+#include "flightjobs.h"
 #include "handler.h"
 #include "log.h"
 #include "nginxhits.h"
@@ -414,6 +415,7 @@ main(int argc, char **argv)
     struct nginxhits *nginx_hits = NULL;
     int ch, check_only = 0, listen_fd, unix_path, sig = 0, clean;
     long i, grace_ms;
+    int64_t stop_by;
 
     /*
      * The API key lives in this process's memory: no core dump, and no
@@ -524,6 +526,10 @@ main(int argc, char **argv)
     handler.upstream = upstream_new(&cfg, handler.flights, err, sizeof(err));
     if (handler.upstream == NULL)
         fatalx("upstream: %s", err);
+    handler.revalidations = flight_jobs_start(handler_revalidation_done,
+        &handler);
+    if (handler.revalidations == NULL)
+        fatalx("cannot start the revalidation thread");
     if ((workers = calloc((size_t)cfg.threads, sizeof(*workers))) == NULL)
         fatalx("out of memory");
 
@@ -552,6 +558,7 @@ main(int argc, char **argv)
     grace_ms = __atomic_load_n(&handler.cfg, __ATOMIC_ACQUIRE)->
         shutdown_grace_ms;
     log_event(LOG_LEVEL_INFO, "stopping", NULL);
+    stop_by = util_mono_ms() + grace_ms;
     wake_workers(workers, cfg.threads, 0);
     clean = join_workers(workers, cfg.threads, grace_ms);
     if (unix_path)
@@ -562,9 +569,16 @@ main(int argc, char **argv)
             grace_ms);
         _exit(0);
     }
+    /* Revalidations under way store what HERE answers, within the grace. */
+    if (!flight_jobs_stop(handler.revalidations, stop_by)) {
+        log_warnx("revalidations still waiting on HERE after %ld ms; "
+            "exiting anyway", grace_ms);
+        _exit(0);
+    }
     log_event(LOG_LEVEL_INFO, "stop", NULL);
     free(workers);
     upstream_free(handler.upstream);
+    flight_jobs_free(handler.revalidations);   /* nothing ends flights now */
     flights_free(handler.flights);
     admit_free(handler.limits);
     cache_free(handler.cache);

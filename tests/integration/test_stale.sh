@@ -133,6 +133,34 @@ assert_eq "$(test "$(header ETag)" != "$OLD_ETAG" && echo new || echo old)" new 
 assert_eq "$(wc -c <"$HTTP_BODY_FILE" | tr -d ' ')" "$(header Content-Length)" "changed tile: the new body is whole"
 upstream_control revision n=0
 
+# ------------------------------------------------ a slow revalidation holds up no one
+# With fastcgi_keep_conn the worker's FastCGI connection is back in NGINX's
+# keep-alive pool once the stale tile is out, and NGINX sends the next
+# request on it: that request must not wait for HERE's answer.
+T=/base/mc/7/3/8/png
+U=/v3$T
+T2=/base/mc/7/3/9/png
+upstream_control maxage s=1
+req GET "$P$T"
+check_header X-Cache MISS "slow revalidation: the tile is fetched (max-age 1)"
+upstream_control maxage s=3600
+req GET "$P$T2"
+check_header X-Cache MISS "slow revalidation: a second tile is fetched (max-age 3600)"
+sleep 2.1
+upstream_control delay "ms=3000&times=1&path=$U"
+req GET "$P$T?indice=slowreval"
+check_header X-Cache STALE "slow revalidation: the expired tile is served STALE"
+t=$(curl -sS -o /dev/null -D "$RUN_DIR/next.headers" --max-time 20 -w '%{time_total}' "$P$T2?indice=next")
+assert_eq "$(grep -i '^X-Cache:' "$RUN_DIR/next.headers" | tr -d '\r' | cut -d' ' -f2)" HIT \
+    "slow revalidation: the next request (on the same FastCGI connection) is a HIT"
+assert_eq "$(python3 -c "print($t < 1.5)")" True \
+    "slow revalidation: and is not held up by HERE's 3 s answer (took ${t}s)"
+assert_eq "$(upstream_path_requests "$U")" 2 "slow revalidation: the revalidation is under way"
+req_settled "$P$T"
+req_settled "$P$T"
+check_header X-Cache HIT "slow revalidation: once HERE answered, the tile is fresh again (stored by the revalidation thread)"
+upstream_control reset
+
 # ------------------------------------------------ beyond CACHE_STALE_TTL
 start_proxy shortstale HERE_RETRIES=1 CACHE_STALE_TTL=1
 SLOG=$PROXY_LOG
