@@ -10,6 +10,7 @@
 
 #include "log.h"
 #include "mc.h"
+#include "mcget.h"
 #include "metrics.h"
 #include "util.h"
 
@@ -19,6 +20,8 @@
 #define PROBE_TIMEOUT_MS 200
 /* A server that failed is skipped by the pool's handles for this long. */
 #define RETRY_TIMEOUT_S 2
+/* A cache must answer fast or not at all: connect, send and receive. */
+#define IO_TIMEOUT_MS 250
 
 /* One handle per server for readiness probes, apart from the pool. */
 struct mc_probe {
@@ -30,7 +33,8 @@ struct mc_probe {
 };
 
 struct mc {
-    memcached_st *master;
+    memcached_st *master;         /* picks a key's server; read-only after */
+    struct mcget *getter;         /* gets, on each thread's connections */
     memcached_pool_st *pool;
     struct mc_probe *probes;
     uint32_t nprobes;
@@ -162,6 +166,33 @@ probes_new(struct mc *mc, char *err, size_t errlen)
     return 0;
 }
 
+/* The servers as libmemcached numbers them, for mcget. */
+static int
+getter_new(struct mc *mc, char *err, size_t errlen)
+{
+    uint32_t i, n = memcached_server_count(mc->master);
+    const char **hosts = calloc(n ? n : 1, sizeof(*hosts));
+    unsigned *ports = calloc(n ? n : 1, sizeof(*ports));
+
+    if (hosts != NULL && ports != NULL) {
+        for (i = 0; i < n; i++) {
+            const memcached_instance_st *s =
+                memcached_server_instance_by_position(mc->master, i);
+            hosts[i] = memcached_server_name(s);
+            ports[i] = (unsigned)memcached_server_port(s);
+        }
+        mc->getter = mcget_new(n, hosts, ports, IO_TIMEOUT_MS,
+            RETRY_TIMEOUT_S);
+    }
+    free(hosts);
+    free(ports);
+    if (mc->getter == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    return 0;
+}
+
 struct mc *
 mc_new(const char *servers, size_t pool_size, char *err, size_t errlen)
 {
@@ -173,6 +204,8 @@ mc_new(const char *servers, size_t pool_size, char *err, size_t errlen)
     }
     set_behaviors(mc->master);
     if (add_servers(mc->master, servers, err, errlen) != 0)
+        goto fail;
+    if (getter_new(mc, err, errlen) != 0)
         goto fail;
     mc->pool = memcached_pool_create(mc->master, 1, (int)pool_size);
     if (mc->pool == NULL) {
@@ -202,6 +235,7 @@ mc_free(struct mc *mc)
     free(mc->probes);
     if (mc->pool != NULL)
         memcached_pool_destroy(mc->pool);
+    mcget_free(mc->getter);
     if (mc->master != NULL)
         memcached_free(mc->master);
     free(mc);
@@ -253,30 +287,25 @@ mc_get(struct mc *mc, const char *key, size_t keylen, char **val,
     char mkey[MC_KEY_MAX + 1];
     size_t mlen = mc_key(key, keylen, mkey), vlen = 0;
     int64_t t0 = util_mono_us();
-    memcached_st *m = pool_take(mc);
-    memcached_return_t rc;
-    uint32_t flags = 0;
-    char *v;
+    const char *why = NULL;
+    enum mcget_result r;
+    char *v = NULL;
 
-    if (m == NULL) {
-        observe(mc, t0, 0);
-        return MC_ERROR;
-    }
-    v = memcached_get(m, mkey, mlen, &vlen, &flags, &rc);
-    memcached_pool_push(mc->pool, m);
-    observe(mc, t0, rc == MEMCACHED_SUCCESS || rc == MEMCACHED_NOTFOUND);
-    if (rc == MEMCACHED_SUCCESS && v != NULL) {
+    /* libmemcached's ketama picks the server, mcget asks it. */
+    r = mcget_get(mc->getter, memcached_generate_hash(mc->master, mkey, mlen),
+        mkey, mlen, &v, &vlen, &why);
+    observe(mc, t0, r != MCGET_ERROR);
+    if (r == MCGET_HIT) {
         note_result(mc, 1, NULL);
         *val = v;
         *len = vlen;
         return MC_HIT;
     }
-    free(v);
-    if (rc == MEMCACHED_NOTFOUND) {
+    if (r == MCGET_MISS) {
         note_result(mc, 1, NULL);
         return MC_MISS;
     }
-    note_result(mc, 0, memcached_strerror(NULL, rc));
+    note_result(mc, 0, why);
     return MC_ERROR;
 }
 

@@ -1,0 +1,316 @@
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#include "mcget.h"
+#include "util.h"
+
+/* The largest value a get accepts: far above any tile, below silly. */
+#define VALUE_MAX (64u * 1024 * 1024)
+#define HEAD_MAX 512
+
+struct server {
+    char *host;
+    char port[8];
+    _Atomic int64_t down_until_ms;   /* skipped until then after a failure */
+};
+
+struct mcget {
+    size_t n;
+    struct server *servers;
+    int timeout_ms, retry_s;
+    pthread_key_t key;               /* each thread's struct conns */
+};
+
+/* One thread's connections: fd[i] + 1 for server i (0: none). */
+struct conns {
+    size_t n;
+    int fd1[];
+};
+
+static void
+conns_close(void *arg)
+{
+    struct conns *c = arg;
+    size_t i;
+
+    for (i = 0; i < c->n; i++)
+        if (c->fd1[i] > 0)
+            close(c->fd1[i] - 1);
+    free(c);
+}
+
+struct mcget *
+mcget_new(size_t nservers, const char *const *hosts, const unsigned *ports,
+    int timeout_ms, int retry_s)
+{
+    struct mcget *g = calloc(1, sizeof(*g));
+    size_t i;
+
+    if (g == NULL)
+        return NULL;
+    g->n = nservers;
+    g->timeout_ms = timeout_ms;
+    g->retry_s = retry_s;
+    if ((g->servers = calloc(nservers ? nservers : 1, sizeof(*g->servers))) ==
+        NULL || pthread_key_create(&g->key, conns_close) != 0) {
+        free(g->servers);
+        free(g);
+        return NULL;
+    }
+    for (i = 0; i < nservers; i++) {
+        if ((g->servers[i].host = strdup(hosts[i])) == NULL) {
+            mcget_free(g);
+            return NULL;
+        }
+        snprintf(g->servers[i].port, sizeof(g->servers[i].port), "%u",
+            ports[i]);
+    }
+    return g;
+}
+
+void
+mcget_free(struct mcget *g)
+{
+    size_t i;
+    struct conns *c;
+
+    if (g == NULL)
+        return;
+    /* This thread's; the others closed theirs when they exited. */
+    if ((c = pthread_getspecific(g->key)) != NULL) {
+        pthread_setspecific(g->key, NULL);
+        conns_close(c);
+    }
+    pthread_key_delete(g->key);
+    for (i = 0; i < g->n; i++)
+        free(g->servers[i].host);
+    free(g->servers);
+    free(g);
+}
+
+static void
+set_timeouts(int fd, int ms)
+{
+    struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+    int one = 1;
+
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+}
+
+/* A blocking connection to s, or -1; connecting waits at most ms. */
+static int
+dial(const struct server *s, int ms)
+{
+    struct addrinfo hints, *res = NULL, *ai;
+    int fd = -1;
+
+    memset(&hints, 0, sizeof(hints));
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    if (getaddrinfo(s->host, s->port, &hints, &res) != 0)
+        return -1;
+    for (ai = res; ai != NULL; ai = ai->ai_next) {
+        struct pollfd p;
+        int err = 0, flags;
+        socklen_t elen = sizeof(err);
+
+        fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC,
+            ai->ai_protocol);
+        if (fd < 0)
+            continue;
+        flags = fcntl(fd, F_GETFL);
+        fcntl(fd, F_SETFL, flags | O_NONBLOCK);
+        if (connect(fd, ai->ai_addr, ai->ai_addrlen) != 0) {
+            p.fd = fd;
+            p.events = POLLOUT;
+            if (errno != EINPROGRESS || poll(&p, 1, ms) != 1 ||
+                getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &elen) != 0 ||
+                err != 0) {
+                close(fd);
+                fd = -1;
+                continue;
+            }
+        }
+        fcntl(fd, F_SETFL, flags & ~O_NONBLOCK);
+        set_timeouts(fd, ms);
+        break;
+    }
+    freeaddrinfo(res);
+    return fd;
+}
+
+/* Read exactly len bytes; 0, or -1 (error, timeout, closed). */
+static int
+read_full(int fd, char *p, size_t len)
+{
+    while (len > 0) {
+        ssize_t n = recv(fd, p, len, MSG_WAITALL);
+
+        if (n <= 0) {
+            if (n < 0 && errno == EINTR)
+                continue;
+            return -1;
+        }
+        p += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+/*
+ * Send the get and read its answer. 1 hit, 0 miss, -1 error (why set):
+ * the connection must then be closed, it may be out of step; -2 when the
+ * server had closed the connection before answering (restarted, say).
+ */
+static int
+exchange(int fd, const char *key, size_t keylen, char **val, size_t *len,
+    const char **why)
+{
+    char buf[HEAD_MAX + 1], *eol, *value = NULL;
+    char req[4 + 256 + 2];
+    size_t have = 0, head, vlen, extra;
+    unsigned long long bytes;
+    unsigned flags;
+    int keyend;
+
+    if (keylen > 250) {
+        *why = "key too long";
+        return -1;
+    }
+    memcpy(req, "get ", 4);
+    memcpy(req + 4, key, keylen);
+    memcpy(req + 4 + keylen, "\r\n", 2);
+    if (send(fd, req, keylen + 6, MSG_NOSIGNAL) != (ssize_t)(keylen + 6)) {
+        *why = "send failed or timed out";
+        return errno == EPIPE || errno == ECONNRESET ? -2 : -1;
+    }
+    /* The first line: END, or VALUE <key> <flags> <bytes>. */
+    for (;;) {
+        ssize_t n = recv(fd, buf + have, HEAD_MAX - have, 0);
+
+        if (n <= 0) {
+            if (n < 0 && errno == EINTR)
+                continue;
+            *why = n == 0 ? "connection closed" : "no answer in time";
+            /* Closed before a byte came: a kept connection gone stale. */
+            return have == 0 && (n == 0 || errno == ECONNRESET) ? -2 : -1;
+        }
+        have += (size_t)n;
+        buf[have] = '\0';
+        if ((eol = strstr(buf, "\r\n")) != NULL)
+            break;
+        if (have == HEAD_MAX) {
+            *why = "answer line too long";
+            return -1;
+        }
+    }
+    head = (size_t)(eol - buf) + 2;
+    if (head == 5 && memcmp(buf, "END", 3) == 0) {
+        if (have != head) {
+            *why = "unexpected bytes after END";
+            return -1;
+        }
+        return 0;
+    }
+    *eol = '\0';
+    keyend = 0;
+    if (head < keylen + 11 || strncmp(buf, "VALUE ", 6) != 0 ||
+        memcmp(buf + 6, key, keylen) != 0 || buf[6 + keylen] != ' ' ||
+        sscanf(buf + 7 + keylen, "%u %llu%n", &flags, &bytes, &keyend) != 2 ||
+        buf[7 + keylen + keyend] != '\0' || bytes > VALUE_MAX) {
+        *why = "unexpected answer";
+        return -1;
+    }
+    vlen = (size_t)bytes;
+    /* The value, then \r\nEND\r\n: some of it may have come already. */
+    if ((value = malloc(vlen + 8)) == NULL) {
+        *why = "out of memory";
+        return -1;
+    }
+    extra = have - head;
+    if (extra > vlen + 7) {
+        free(value);
+        *why = "unexpected bytes after the value";
+        return -1;
+    }
+    memcpy(value, buf + head, extra);
+    if (read_full(fd, value + extra, vlen + 7 - extra) != 0) {
+        free(value);
+        *why = "value cut off or late";
+        return -1;
+    }
+    if (memcmp(value + vlen, "\r\nEND\r\n", 7) != 0) {
+        free(value);
+        *why = "value not followed by END";
+        return -1;
+    }
+    value[vlen] = '\0';
+    *val = value;
+    *len = vlen;
+    return 1;
+}
+
+enum mcget_result
+mcget_get(struct mcget *g, uint32_t server, const char *key, size_t keylen,
+    char **val, size_t *len, const char **why)
+{
+    struct conns *c = pthread_getspecific(g->key);
+    struct server *s;
+    int64_t now = util_mono_ms();
+    int fd, rc;
+
+    if (server >= g->n) {
+        *why = "no such server";
+        return MCGET_ERROR;
+    }
+    s = &g->servers[server];
+    if (c == NULL) {
+        if ((c = calloc(1, sizeof(*c) + g->n * sizeof(int))) == NULL) {
+            *why = "out of memory";
+            return MCGET_ERROR;
+        }
+        c->n = g->n;
+        pthread_setspecific(g->key, c);
+    }
+    if (now < s->down_until_ms) {
+        *why = "server marked down after a failure";
+        return MCGET_ERROR;
+    }
+    for (;;) {
+        int fresh = 0;
+
+        if ((fd = c->fd1[server] - 1) < 0) {
+            if ((fd = dial(s, g->timeout_ms)) < 0) {
+                *why = "cannot connect";
+                break;
+            }
+            c->fd1[server] = fd + 1;
+            fresh = 1;
+        }
+        rc = exchange(fd, key, keylen, val, len, why);
+        if (rc >= 0)
+            return rc == 1 ? MCGET_HIT : MCGET_MISS;
+        close(fd);
+        c->fd1[server] = 0;
+        /* A kept connection the server closed: once more on a new one. */
+        if (fresh || rc != -2)
+            break;
+    }
+    s->down_until_ms = util_mono_ms() + (int64_t)g->retry_s * 1000;
+    return MCGET_ERROR;
+}

@@ -1,0 +1,42 @@
+#ifndef HEREPROXY_MCGET_H
+#define HEREPROXY_MCGET_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/*
+ * memcached gets on blocking connections of each thread's own.
+ *
+ * libmemcached's sockets are non-blocking whatever NO_BLOCK says, so each
+ * get costs send, recv (EAGAIN), poll and recv, and a handle comes from a
+ * pool behind a mutex. A worker thread here keeps one blocking connection
+ * per server (with send and receive timeouts on the socket): a get is one
+ * send and the recvs of its answer. libmemcached still chooses the server
+ * (mc.c) and does every other operation.
+ *
+ * A server that fails (connect, timeout, a reply that does not parse) is
+ * skipped for retry_s seconds; the thread's connection to it is closed.
+ */
+
+struct mcget;
+
+enum mcget_result {
+    MCGET_HIT,
+    MCGET_MISS,
+    MCGET_ERROR
+};
+
+/* hosts[i]:ports[i] for each server index; timeout_ms for connect and I/O. */
+struct mcget *mcget_new(size_t nservers, const char *const *hosts,
+    const unsigned *ports, int timeout_ms, int retry_s);
+/* Every thread that used it has exited, or will not use it again. */
+void mcget_free(struct mcget *g);
+
+/*
+ * "get key" on server. On MCGET_HIT *val is malloc'd (caller frees, with
+ * a NUL after the *len bytes). On MCGET_ERROR, why says what went wrong.
+ */
+enum mcget_result mcget_get(struct mcget *g, uint32_t server, const char *key,
+    size_t keylen, char **val, size_t *len, const char **why);
+
+#endif

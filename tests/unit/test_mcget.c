@@ -1,0 +1,234 @@
+#include "config.h"
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "mcget.h"
+
+/* A scripted memcached on loopback: how it answers the next get. */
+enum mode { MISS, HIT_SPLIT, CLOSE_ONCE, GARBAGE };
+
+static struct {
+    int listen_fd;
+    unsigned port;
+    _Atomic int mode;
+    _Atomic int accepts;
+    pthread_t thread;
+} srv;
+
+#define VLEN 5000
+
+static char
+pattern(size_t i)
+{
+    return (char)('a' + i % 23);
+}
+
+static void
+send_str(int fd, const char *s, size_t n)
+{
+    struct timespec ts = {0, 2000000L};
+
+    send(fd, s, n, MSG_NOSIGNAL);
+    nanosleep(&ts, NULL);   /* so the client sees it in pieces */
+}
+
+/* Answer gets on one connection until the client goes or we hang up. */
+static void
+serve(int fd)
+{
+    char line[300], value[VLEN], head[400];
+    size_t i;
+
+    for (i = 0; i < VLEN; i++)
+        value[i] = pattern(i);
+    for (;;) {
+        size_t have = 0;
+        char *key;
+
+        while (have < sizeof(line) - 1) {
+            ssize_t n = recv(fd, line + have, 1, 0);
+            if (n <= 0)
+                return;
+            have++;
+            if (have >= 2 && line[have - 2] == '\r' && line[have - 1] == '\n')
+                break;
+        }
+        line[have - 2] = '\0';
+        key = line + 4;
+        switch (srv.mode) {
+        case MISS:
+            send_str(fd, "END\r\n", 5);
+            break;
+        case HIT_SPLIT:
+            snprintf(head, sizeof(head), "VALUE %s 0 %d\r\n", key, VLEN);
+            send_str(fd, head, 3);                       /* "VAL" */
+            send_str(fd, head + 3, strlen(head) - 3);
+            send_str(fd, value, 100);
+            send_str(fd, value + 100, VLEN - 100);
+            send_str(fd, "\r\nEND\r\n", 7);
+            break;
+        case CLOSE_ONCE:
+            srv.mode = HIT_SPLIT;   /* the next connection is answered */
+            return;
+        case GARBAGE:
+            send_str(fd, "SERVER_ERROR out of memory\r\n", 28);
+            break;
+        }
+    }
+}
+
+static void *
+server_main(void *arg)
+{
+    (void)arg;
+    for (;;) {
+        int fd = accept(srv.listen_fd, NULL, NULL);
+
+        if (fd < 0)
+            return NULL;
+        srv.accepts++;
+        serve(fd);
+        close(fd);
+    }
+}
+
+static int
+setup(void **state)
+{
+    struct sockaddr_in a;
+    socklen_t alen = sizeof(a);
+
+    (void)state;
+    memset(&a, 0, sizeof(a));
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    srv.listen_fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (srv.listen_fd < 0 || bind(srv.listen_fd, (struct sockaddr *)&a,
+            sizeof(a)) != 0 || listen(srv.listen_fd, 8) != 0 ||
+        getsockname(srv.listen_fd, (struct sockaddr *)&a, &alen) != 0)
+        return -1;
+    srv.port = ntohs(a.sin_port);
+    return pthread_create(&srv.thread, NULL, server_main, NULL);
+}
+
+static int
+teardown(void **state)
+{
+    (void)state;
+    shutdown(srv.listen_fd, SHUT_RDWR);
+    close(srv.listen_fd);
+    pthread_join(srv.thread, NULL);
+    return 0;
+}
+
+static void
+test_get_against_a_scripted_server(void **state)
+{
+    const char *hosts[1] = {"127.0.0.1"};
+    unsigned ports[1] = {srv.port};
+    struct mcget *g = mcget_new(1, hosts, ports, 250, 1);
+    const char *why = NULL;
+    char *val = NULL;
+    size_t len = 0, i;
+    int bad = 0;
+    struct timespec wait = {1, 100000000L};
+
+    (void)state;
+    assert_non_null(g);
+    srv.mode = MISS;
+    assert_int_equal(mcget_get(g, 0, "hp1:k", 5, &val, &len, &why), MCGET_MISS);
+
+    /* A value in pieces, its first line split too. */
+    srv.mode = HIT_SPLIT;
+    assert_int_equal(mcget_get(g, 0, "hp1:k", 5, &val, &len, &why), MCGET_HIT);
+    assert_int_equal(len, VLEN);
+    for (i = 0; i < VLEN; i++)
+        bad += val[i] != pattern(i);
+    assert_int_equal(bad, 0);
+    assert_int_equal(val[VLEN], '\0');
+    free(val);
+    assert_int_equal(srv.accepts, 1);   /* one kept connection so far */
+
+    /* The server hung up the kept connection: a new one, transparently. */
+    srv.mode = CLOSE_ONCE;
+    assert_int_equal(mcget_get(g, 0, "hp1:k", 5, &val, &len, &why), MCGET_HIT);
+    free(val);
+    assert_int_equal(srv.accepts, 2);
+
+    /* An answer that is not one: an error, and the server is skipped. */
+    srv.mode = GARBAGE;
+    assert_int_equal(mcget_get(g, 0, "hp1:k", 5, &val, &len, &why),
+        MCGET_ERROR);
+    assert_string_equal(why, "unexpected answer");
+    srv.mode = MISS;
+    assert_int_equal(mcget_get(g, 0, "hp1:k", 5, &val, &len, &why),
+        MCGET_ERROR);
+    assert_string_equal(why, "server marked down after a failure");
+    assert_int_equal(srv.accepts, 2);   /* not even tried */
+    nanosleep(&wait, NULL);             /* retry_s = 1 */
+    assert_int_equal(mcget_get(g, 0, "hp1:k", 5, &val, &len, &why), MCGET_MISS);
+    assert_int_equal(srv.accepts, 3);
+
+    /* No such server index. */
+    assert_int_equal(mcget_get(g, 1, "hp1:k", 5, &val, &len, &why),
+        MCGET_ERROR);
+    mcget_free(g);
+}
+
+/* Nobody listening: an error at once, then skipped. */
+static void
+test_unreachable_server(void **state)
+{
+    const char *hosts[1] = {"127.0.0.1"};
+    unsigned ports[1];
+    struct mcget *g;
+    struct sockaddr_in a;
+    socklen_t alen = sizeof(a);
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    const char *why = NULL;
+    char *val = NULL;
+    size_t len = 0;
+
+    (void)state;
+    memset(&a, 0, sizeof(a));
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &alen), 0);
+    ports[0] = ntohs(a.sin_port);
+    close(fd);   /* a port nobody listens on */
+    g = mcget_new(1, hosts, ports, 250, 2);
+    assert_non_null(g);
+    assert_int_equal(mcget_get(g, 0, "hp1:k", 5, &val, &len, &why),
+        MCGET_ERROR);
+    assert_string_equal(why, "cannot connect");
+    assert_int_equal(mcget_get(g, 0, "hp1:k", 5, &val, &len, &why),
+        MCGET_ERROR);
+    assert_string_equal(why, "server marked down after a failure");
+    mcget_free(g);
+}
+
+int
+main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_get_against_a_scripted_server),
+        cmocka_unit_test(test_unreachable_server),
+    };
+
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
