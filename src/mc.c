@@ -33,7 +33,13 @@ struct mc_probe {
 };
 
 struct mc {
-    memcached_st *master;         /* picks a key's server; read-only after */
+    memcached_st *master;
+    /*
+     * Picks a key's server for mcget; read-only after start. A clone, as
+     * the pool's handles are: the master's own ketama map places keys
+     * differently from its clones'.
+     */
+    memcached_st *picker;
     struct mcget *getter;         /* gets, on each thread's connections */
     memcached_pool_st *pool;
     struct mc_probe *probes;
@@ -174,10 +180,11 @@ getter_new(struct mc *mc, char *err, size_t errlen)
     const char **hosts = calloc(n ? n : 1, sizeof(*hosts));
     unsigned *ports = calloc(n ? n : 1, sizeof(*ports));
 
-    if (hosts != NULL && ports != NULL) {
+    if ((mc->picker = memcached_clone(NULL, mc->master)) != NULL &&
+        hosts != NULL && ports != NULL) {
         for (i = 0; i < n; i++) {
             const memcached_instance_st *s =
-                memcached_server_instance_by_position(mc->master, i);
+                memcached_server_instance_by_position(mc->picker, i);
             hosts[i] = memcached_server_name(s);
             ports[i] = (unsigned)memcached_server_port(s);
         }
@@ -236,6 +243,8 @@ mc_free(struct mc *mc)
     if (mc->pool != NULL)
         memcached_pool_destroy(mc->pool);
     mcget_free(mc->getter);
+    if (mc->picker != NULL)
+        memcached_free(mc->picker);
     if (mc->master != NULL)
         memcached_free(mc->master);
     free(mc);
@@ -292,7 +301,7 @@ mc_get(struct mc *mc, const char *key, size_t keylen, char **val,
     char *v = NULL;
 
     /* libmemcached's ketama picks the server, mcget asks it. */
-    r = mcget_get(mc->getter, memcached_generate_hash(mc->master, mkey, mlen),
+    r = mcget_get(mc->getter, memcached_generate_hash(mc->picker, mkey, mlen),
         mkey, mlen, &v, &vlen, &why);
     observe(mc, t0, r != MCGET_ERROR);
     if (r == MCGET_HIT) {
@@ -499,7 +508,7 @@ mc_server_for(struct mc *mc, const char *key, size_t keylen, char *out,
     memcached_return_t rc = MEMCACHED_SUCCESS;
 
     /* rc is only written on failure by some libmemcached versions. */
-    s = memcached_server_by_key(mc->master, mkey, mlen, &rc);
+    s = memcached_server_by_key(mc->picker, mkey, mlen, &rc);
     if (s == NULL || memcached_failed(rc))
         return -1;
     snprintf(out, outlen, "%s:%u", memcached_server_name(s),
