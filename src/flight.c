@@ -230,8 +230,7 @@ await(struct flight *f, uint32_t seen, unsigned mask, int64_t deadline_ms)
     struct timespec ts, *tsp = NULL;
 
     if (deadline_ms >= 0) {
-        ts.tv_sec = (time_t)(deadline_ms / 1000);
-        ts.tv_nsec = (long)(deadline_ms % 1000) * 1000000L;
+        util_ms_timespec(deadline_ms, &ts);
         tsp = &ts;
     }
     atomic_fetch_add(&f->sleepers, 1);

@@ -8,9 +8,10 @@
  * A flight is one upstream fetch that any number of requests for the same
  * cache key read at once (request coalescing). The upstream engine writes
  * into it: first the response head, then body chunks, then the end. Every
- * reader, the one that started it included, waits on it and streams the
- * chunks to its own client as they arrive. The body is kept in blocks that
- * never move, so readers write from them without holding the lock.
+ * reader, the one that started it included, waits on it and sends the
+ * body to its own client, whole once it has arrived or chunk by chunk as
+ * it arrives. The body is kept in blocks that never move, and what is
+ * published is never written again, so readers take no lock.
  */
 
 struct flight;

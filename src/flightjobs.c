@@ -6,6 +6,7 @@
 
 #include "flight.h"
 #include "flightjobs.h"
+#include "util.h"
 
 struct job {
     struct job *next;
@@ -141,8 +142,7 @@ flight_jobs_stop(struct flight_jobs *fj, int64_t deadline_ms)
     struct timespec ts;
     int rc = 0;
 
-    ts.tv_sec = (time_t)(deadline_ms / 1000);
-    ts.tv_nsec = (long)(deadline_ms % 1000) * 1000000L;
+    util_ms_timespec(deadline_ms, &ts);
     pthread_mutex_lock(&fj->lock);
     fj->stopping = 1;
     pthread_cond_signal(&fj->cond);

@@ -132,6 +132,13 @@ util_timespec_in(clockid_t clock, long ms, struct timespec *ts)
 }
 
 void
+util_ms_timespec(int64_t ms, struct timespec *ts)
+{
+    ts->tv_sec = (time_t)(ms / 1000);
+    ts->tv_nsec = (long)(ms % 1000) * 1000000L;
+}
+
+void
 util_rfc3339_ms(int64_t wall_ms, char *buf, size_t size)
 {
     /* gmtime_r and printf once per second per thread, not per line. */

@@ -29,6 +29,8 @@ int64_t util_mono_us(void);
 int64_t util_wall_ms(void);
 /* The time ms from now on clock, for pthread_cond_timedwait. */
 void util_timespec_in(clockid_t clock, long ms, struct timespec *ts);
+/* A time in milliseconds (a util_mono_ms deadline, say) as a timespec. */
+void util_ms_timespec(int64_t ms, struct timespec *ts);
 
 /* Format wall-clock ms as RFC 3339 UTC with milliseconds; buf >= 32. */
 void util_rfc3339_ms(int64_t wall_ms, char *buf, size_t size);

@@ -372,10 +372,26 @@ test_hash64(void **state)
         assert_in_range(counts[i], 800, 1200);
 }
 
+/* A deadline in milliseconds as a timespec, for futex and condvar waits. */
+static void
+test_ms_timespec(void **state)
+{
+    struct timespec ts;
+
+    (void)state;
+    util_ms_timespec(12345678999LL, &ts);
+    assert_int_equal(ts.tv_sec, 12345678);
+    assert_int_equal(ts.tv_nsec, 999000000L);
+    util_ms_timespec(0, &ts);
+    assert_int_equal(ts.tv_sec, 0);
+    assert_int_equal(ts.tv_nsec, 0);
+}
+
 int
 main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_ms_timespec),
         cmocka_unit_test(test_parse_long_table),
         cmocka_unit_test(test_parse_long_every_value),
         cmocka_unit_test(test_parse_size_table),
