@@ -82,19 +82,17 @@ static int
 shared_number(struct cache *cache, const char *name, int base,
     uint64_t *out)
 {
-    char *val = NULL, buf[24], *end;
+    const char *val = NULL;
+    char buf[24], *end;
     size_t len = 0;
     enum mc_result r = mc_get(cache->mc, name, strlen(name), &val, &len);
 
     if (r != MC_HIT)
         return r == MC_MISS ? 0 : -1;
-    if (len == 0 || len >= sizeof(buf)) {
-        free(val);
+    if (len == 0 || len >= sizeof(buf))
         return -1;
-    }
     memcpy(buf, val, len);
     buf[len] = '\0';
-    free(val);
     errno = 0;
     *out = strtoull(buf, &end, base);
     return errno == 0 && *end == '\0' ? 1 : -1;
@@ -137,7 +135,8 @@ apply_purge_log(struct cache *cache, uint64_t from, uint64_t to)
         return 0;
     }
     for (i = from + 1; i <= to; i++) {
-        char name[40], *val = NULL;
+        char name[40];
+        const char *val = NULL;
         size_t len = 0;
         enum mc_result r;
 
@@ -151,7 +150,6 @@ apply_purge_log(struct cache *cache, uint64_t from, uint64_t to)
             continue;
         }
         lru_delete(cache->memory, val, len);
-        free(val);
     }
     return 0;
 }
@@ -275,7 +273,8 @@ static struct entry *
 tier2_get(struct cache *cache, const char *key, size_t keylen,
     uint64_t *gen)
 {
-    char *val = NULL, gkey[GKEY_MAX];
+    const char *val = NULL;
+    char gkey[GKEY_MAX];
     size_t len = 0, glen;
     struct entry *e;
 
@@ -283,8 +282,7 @@ tier2_get(struct cache *cache, const char *key, size_t keylen,
     glen = gen_key(cache, key, keylen, gkey);
     if (mc_get(cache->mc, gkey, glen, &val, &len) != MC_HIT)
         return NULL;
-    e = entry_decode(val, len);
-    free(val);
+    e = entry_decode(val, len);   /* copies: val is the thread's buffer */
     if (e == NULL) {
         /* Corrupt or from another version: a miss, and gone. */
         mc_delete(cache->mc, gkey, glen);

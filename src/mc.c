@@ -290,7 +290,7 @@ pool_take(struct mc *mc)
 }
 
 enum mc_result
-mc_get(struct mc *mc, const char *key, size_t keylen, char **val,
+mc_get(struct mc *mc, const char *key, size_t keylen, const char **val,
     size_t *len)
 {
     char mkey[MC_KEY_MAX + 1];
@@ -298,7 +298,7 @@ mc_get(struct mc *mc, const char *key, size_t keylen, char **val,
     int64_t t0 = util_mono_us();
     const char *why = NULL;
     enum mcget_result r;
-    char *v = NULL;
+    const char *v = NULL;
 
     /* libmemcached's ketama picks the server, mcget asks it. */
     r = mcget_get(mc->getter, memcached_generate_hash(mc->picker, mkey, mlen),

@@ -35,10 +35,11 @@ struct mc *mc_new(const char *servers, size_t pool_size, char *err,
 void mc_free(struct mc *mc);
 
 /*
- * Get key. On MC_HIT *val is malloc'd (caller frees) and *len set.
+ * Get key. On MC_HIT *val and *len are the value, in the calling thread's
+ * receive buffer: good until the thread's next mc_get (see mcget.h).
  */
 enum mc_result mc_get(struct mc *mc, const char *key, size_t keylen,
-    char **val, size_t *len);
+    const char **val, size_t *len);
 
 /* Store with an expiry in seconds from now. Returns 0 or -1. */
 int mc_set(struct mc *mc, const char *key, size_t keylen, const void *val,

@@ -20,6 +20,14 @@
 /* The largest value a get accepts: far above any tile, below silly. */
 #define VALUE_MAX (64u * 1024 * 1024)
 #define HEAD_MAX 512
+/*
+ * Each thread receives answers into a buffer of its own: the whole answer
+ * to a get usually comes in one recv, and the caller decodes it from there
+ * (no malloc'd copy per value). It starts at BUF_START; one grown past
+ * BUF_KEEP for a rare big value goes back to BUF_START at the next get.
+ */
+#define BUF_START (64u * 1024)
+#define BUF_KEEP (256u * 1024)
 
 struct server {
     char *host;
@@ -34,9 +42,11 @@ struct mcget {
     pthread_key_t key;               /* each thread's struct conns */
 };
 
-/* One thread's connections: fd[i] + 1 for server i (0: none). */
+/* One thread's connections, fd1[i] = fd + 1 for server i (0: none). */
 struct conns {
     size_t n;
+    char *buf;                       /* the answer being read */
+    size_t cap;
     int fd1[];
 };
 
@@ -49,6 +59,7 @@ conns_close(void *arg)
     for (i = 0; i < c->n; i++)
         if (c->fd1[i] > 0)
             close(c->fd1[i] - 1);
+    free(c->buf);
     free(c);
 }
 
@@ -172,18 +183,36 @@ read_full(int fd, char *p, size_t len)
     return 0;
 }
 
+/* Room for want bytes in c->buf, keeping the first have; 0 or -1. */
+static int
+buf_reserve(struct conns *c, size_t want, size_t have)
+{
+    char *p;
+
+    if (want <= c->cap)
+        return 0;
+    if ((p = malloc(want)) == NULL)
+        return -1;
+    memcpy(p, c->buf, have);
+    free(c->buf);
+    c->buf = p;
+    c->cap = want;
+    return 0;
+}
+
 /*
- * Send the get and read its answer. 1 hit, 0 miss, -1 error (why set):
- * the connection must then be closed, it may be out of step; -2 when the
- * server had closed the connection before answering (restarted, say).
+ * Send the get and read its answer into c->buf. 1 hit (*val points into
+ * c->buf), 0 miss, -1 error (why set): the connection must then be
+ * closed, it may be out of step; -2 when the server had closed the
+ * connection before answering (restarted, say).
  */
 static int
-exchange(int fd, const char *key, size_t keylen, char **val, size_t *len,
-    const char **why)
+exchange(int fd, struct conns *c, const char *key, size_t keylen,
+    const char **val, size_t *len, const char **why)
 {
-    char buf[HEAD_MAX + 1], *eol, *value = NULL;
+    char line[HEAD_MAX + 1], *eol;
     char req[4 + 256 + 2];
-    size_t have = 0, head, vlen, extra;
+    size_t have = 0, head, vlen, total;
     unsigned long long bytes;
     unsigned flags;
     int keyend;
@@ -199,9 +228,9 @@ exchange(int fd, const char *key, size_t keylen, char **val, size_t *len,
         *why = "send failed or timed out";
         return errno == EPIPE || errno == ECONNRESET ? -2 : -1;
     }
-    /* The first line: END, or VALUE <key> <flags> <bytes>. */
+    /* The first line, END or VALUE <key> <flags> <bytes>, and what came. */
     for (;;) {
-        ssize_t n = recv(fd, buf + have, HEAD_MAX - have, 0);
+        ssize_t n = recv(fd, c->buf + have, c->cap - have, 0);
 
         if (n <= 0) {
             if (n < 0 && errno == EINTR)
@@ -211,63 +240,60 @@ exchange(int fd, const char *key, size_t keylen, char **val, size_t *len,
             return have == 0 && (n == 0 || errno == ECONNRESET) ? -2 : -1;
         }
         have += (size_t)n;
-        buf[have] = '\0';
-        if ((eol = strstr(buf, "\r\n")) != NULL)
+        eol = memmem(c->buf, have < HEAD_MAX ? have : HEAD_MAX, "\r\n", 2);
+        if (eol != NULL)
             break;
-        if (have == HEAD_MAX) {
+        if (have >= HEAD_MAX) {
             *why = "answer line too long";
             return -1;
         }
     }
-    head = (size_t)(eol - buf) + 2;
-    if (head == 5 && memcmp(buf, "END", 3) == 0) {
+    head = (size_t)(eol - c->buf) + 2;
+    if (head == 5 && memcmp(c->buf, "END", 3) == 0) {
         if (have != head) {
             *why = "unexpected bytes after END";
             return -1;
         }
         return 0;
     }
-    *eol = '\0';
+    memcpy(line, c->buf, head - 2);
+    line[head - 2] = '\0';
     keyend = 0;
-    if (head < keylen + 11 || strncmp(buf, "VALUE ", 6) != 0 ||
-        memcmp(buf + 6, key, keylen) != 0 || buf[6 + keylen] != ' ' ||
-        sscanf(buf + 7 + keylen, "%u %llu%n", &flags, &bytes, &keyend) != 2 ||
-        buf[7 + keylen + keyend] != '\0' || bytes > VALUE_MAX) {
+    if (head < keylen + 11 || strncmp(line, "VALUE ", 6) != 0 ||
+        memcmp(line + 6, key, keylen) != 0 || line[6 + keylen] != ' ' ||
+        sscanf(line + 7 + keylen, "%u %llu%n", &flags, &bytes, &keyend) != 2 ||
+        line[7 + keylen + keyend] != '\0' || bytes > VALUE_MAX) {
         *why = "unexpected answer";
         return -1;
     }
     vlen = (size_t)bytes;
-    /* The value, then \r\nEND\r\n: some of it may have come already. */
-    if ((value = malloc(vlen + 8)) == NULL) {
-        *why = "out of memory";
-        return -1;
-    }
-    extra = have - head;
-    if (extra > vlen + 7) {
-        free(value);
+    /* The value, then \r\nEND\r\n: usually all here already. */
+    total = head + vlen + 7;
+    if (have > total) {
         *why = "unexpected bytes after the value";
         return -1;
     }
-    memcpy(value, buf + head, extra);
-    if (read_full(fd, value + extra, vlen + 7 - extra) != 0) {
-        free(value);
+    if (buf_reserve(c, total, have) != 0) {
+        *why = "out of memory";
+        return -1;
+    }
+    if (have < total && read_full(fd, c->buf + have, total - have) != 0) {
         *why = "value cut off or late";
         return -1;
     }
-    if (memcmp(value + vlen, "\r\nEND\r\n", 7) != 0) {
-        free(value);
+    if (memcmp(c->buf + head + vlen, "\r\nEND\r\n", 7) != 0) {
         *why = "value not followed by END";
         return -1;
     }
-    value[vlen] = '\0';
-    *val = value;
+    c->buf[head + vlen] = '\0';
+    *val = c->buf + head;
     *len = vlen;
     return 1;
 }
 
 enum mcget_result
 mcget_get(struct mcget *g, uint32_t server, const char *key, size_t keylen,
-    char **val, size_t *len, const char **why)
+    const char **val, size_t *len, const char **why)
 {
     struct conns *c = pthread_getspecific(g->key);
     struct server *s;
@@ -280,12 +306,23 @@ mcget_get(struct mcget *g, uint32_t server, const char *key, size_t keylen,
     }
     s = &g->servers[server];
     if (c == NULL) {
-        if ((c = calloc(1, sizeof(*c) + g->n * sizeof(int))) == NULL) {
+        if ((c = calloc(1, sizeof(*c) + g->n * sizeof(int))) == NULL ||
+            (c->buf = malloc(BUF_START)) == NULL) {
+            free(c);
             *why = "out of memory";
             return MCGET_ERROR;
         }
         c->n = g->n;
+        c->cap = BUF_START;
         pthread_setspecific(g->key, c);
+    } else if (c->cap > BUF_KEEP) {
+        char *small = malloc(BUF_START);
+
+        if (small != NULL) {
+            free(c->buf);
+            c->buf = small;
+            c->cap = BUF_START;
+        }
     }
     if (now < s->down_until_ms) {
         *why = "server marked down after a failure";
@@ -302,7 +339,7 @@ mcget_get(struct mcget *g, uint32_t server, const char *key, size_t keylen,
             c->fd1[server] = fd + 1;
             fresh = 1;
         }
-        rc = exchange(fd, key, keylen, val, len, why);
+        rc = exchange(fd, c, key, keylen, val, len, why);
         if (rc >= 0)
             return rc == 1 ? MCGET_HIT : MCGET_MISS;
         close(fd);

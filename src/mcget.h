@@ -33,10 +33,11 @@ struct mcget *mcget_new(size_t nservers, const char *const *hosts,
 void mcget_free(struct mcget *g);
 
 /*
- * "get key" on server. On MCGET_HIT *val is malloc'd (caller frees, with
- * a NUL after the *len bytes). On MCGET_ERROR, why says what went wrong.
+ * "get key" on server. On MCGET_HIT *val points into the calling thread's
+ * receive buffer (a NUL after the *len bytes): read it before the thread's
+ * next mcget_get. On MCGET_ERROR, why says what went wrong.
  */
 enum mcget_result mcget_get(struct mcget *g, uint32_t server, const char *key,
-    size_t keylen, char **val, size_t *len, const char **why);
+    size_t keylen, const char **val, size_t *len, const char **why);
 
 #endif

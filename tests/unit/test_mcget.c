@@ -19,12 +19,13 @@
 #include "mcget.h"
 
 /* A scripted memcached on loopback: how it answers the next get. */
-enum mode { MISS, HIT_SPLIT, CLOSE_ONCE, GARBAGE };
+enum mode { MISS, HIT_SPLIT, HIT_WHOLE, CLOSE_ONCE, GARBAGE, TRAILING };
 
 static struct {
     int listen_fd;
     unsigned port;
     _Atomic int mode;
+    _Atomic size_t whole_len;   /* HIT_WHOLE's value length */
     _Atomic int accepts;
     pthread_t thread;
 } srv;
@@ -44,6 +45,24 @@ send_str(int fd, const char *s, size_t n)
 
     send(fd, s, n, MSG_NOSIGNAL);
     nanosleep(&ts, NULL);   /* so the client sees it in pieces */
+}
+
+/* A value of n bytes in one send: head, value and END together. */
+static void
+send_whole(int fd, const char *key, size_t n, const char *after)
+{
+    size_t alen = strlen(after), hlen, i;
+    char *msg = malloc(300 + n + 7 + alen);
+
+    if (msg == NULL)
+        return;
+    hlen = (size_t)sprintf(msg, "VALUE %s 0 %zu\r\n", key, n);
+    for (i = 0; i < n; i++)
+        msg[hlen + i] = pattern(i);
+    memcpy(msg + hlen + n, "\r\nEND\r\n", 7);
+    memcpy(msg + hlen + n + 7, after, alen);
+    send(fd, msg, hlen + n + 7 + alen, MSG_NOSIGNAL);
+    free(msg);
 }
 
 /* Answer gets on one connection until the client goes or we hang up. */
@@ -80,6 +99,12 @@ serve(int fd)
             send_str(fd, value, 100);
             send_str(fd, value + 100, VLEN - 100);
             send_str(fd, "\r\nEND\r\n", 7);
+            break;
+        case HIT_WHOLE:
+            send_whole(fd, key, srv.whole_len, "");
+            break;
+        case TRAILING:
+            send_whole(fd, key, 10, "END\r\n");
             break;
         case CLOSE_ONCE:
             srv.mode = HIT_SPLIT;   /* the next connection is answered */
@@ -141,8 +166,7 @@ test_get_against_a_scripted_server(void **state)
     const char *hosts[1] = {"127.0.0.1"};
     unsigned ports[1] = {srv.port};
     struct mcget *g = mcget_new(1, hosts, ports, 250, 1);
-    const char *why = NULL;
-    char *val = NULL;
+    const char *why = NULL, *val = NULL;
     size_t len = 0, i;
     int bad = 0;
     struct timespec wait = {1, 100000000L};
@@ -160,13 +184,11 @@ test_get_against_a_scripted_server(void **state)
         bad += val[i] != pattern(i);
     assert_int_equal(bad, 0);
     assert_int_equal(val[VLEN], '\0');
-    free(val);
     assert_int_equal(srv.accepts, 1);   /* one kept connection so far */
 
     /* The server hung up the kept connection: a new one, transparently. */
     srv.mode = CLOSE_ONCE;
     assert_int_equal(mcget_get(g, 0, "hp1:k", 5, &val, &len, &why), MCGET_HIT);
-    free(val);
     assert_int_equal(srv.accepts, 2);
 
     /* An answer that is not one: an error, and the server is skipped. */
@@ -189,6 +211,50 @@ test_get_against_a_scripted_server(void **state)
     mcget_free(g);
 }
 
+static int
+value_is_pattern(const char *val, size_t len)
+{
+    size_t i;
+
+    for (i = 0; i < len; i++)
+        if (val[i] != pattern(i))
+            return 0;
+    return val[len] == '\0';
+}
+
+/*
+ * Values larger than the thread's receive buffer (it grows, and shrinks
+ * back after one past its keep size), and bytes after END (an error: the
+ * connection is out of step).
+ */
+static void
+test_values_of_every_size(void **state)
+{
+    static const size_t sizes[] = {0, 1, 60000, 70000, 200000, 300000,
+        5000, 1200000, 16384};
+    const char *hosts[1] = {"127.0.0.1"};
+    unsigned ports[1] = {srv.port};
+    struct mcget *g = mcget_new(1, hosts, ports, 1000, 1);
+    const char *why = NULL, *val = NULL;
+    size_t len = 0, i;
+
+    (void)state;
+    assert_non_null(g);
+    srv.mode = HIT_WHOLE;
+    for (i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+        srv.whole_len = sizes[i];
+        assert_int_equal(mcget_get(g, 0, "hp1:big", 7, &val, &len, &why),
+            MCGET_HIT);
+        assert_int_equal(len, sizes[i]);
+        assert_true(value_is_pattern(val, len));
+    }
+    srv.mode = TRAILING;
+    assert_int_equal(mcget_get(g, 0, "hp1:big", 7, &val, &len, &why),
+        MCGET_ERROR);
+    assert_string_equal(why, "unexpected bytes after the value");
+    mcget_free(g);
+}
+
 /* Nobody listening: an error at once, then skipped. */
 static void
 test_unreachable_server(void **state)
@@ -200,7 +266,7 @@ test_unreachable_server(void **state)
     socklen_t alen = sizeof(a);
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     const char *why = NULL;
-    char *val = NULL;
+    const char *val = NULL;
     size_t len = 0;
 
     (void)state;
@@ -227,6 +293,7 @@ main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_get_against_a_scripted_server),
+        cmocka_unit_test(test_values_of_every_size),
         cmocka_unit_test(test_unreachable_server),
     };
 
