@@ -183,20 +183,16 @@ read_full(int fd, char *p, size_t len)
     return 0;
 }
 
-/* Room for want bytes in c->buf, keeping the first have; 0 or -1. */
+/* c->buf resized to cap bytes, what it holds kept; 0 or -1. */
 static int
-buf_reserve(struct conns *c, size_t want, size_t have)
+buf_resize(struct conns *c, size_t cap)
 {
-    char *p;
+    char *p = realloc(c->buf, cap);
 
-    if (want <= c->cap)
-        return 0;
-    if ((p = malloc(want)) == NULL)
+    if (p == NULL)
         return -1;
-    memcpy(p, c->buf, have);
-    free(c->buf);
     c->buf = p;
-    c->cap = want;
+    c->cap = cap;
     return 0;
 }
 
@@ -273,7 +269,7 @@ exchange(int fd, struct conns *c, const char *key, size_t keylen,
         *why = "unexpected bytes after the value";
         return -1;
     }
-    if (buf_reserve(c, total, have) != 0) {
+    if (total > c->cap && buf_resize(c, total) != 0) {
         *why = "out of memory";
         return -1;
     }
@@ -316,13 +312,7 @@ mcget_get(struct mcget *g, uint32_t server, const char *key, size_t keylen,
         c->cap = BUF_START;
         pthread_setspecific(g->key, c);
     } else if (c->cap > BUF_KEEP) {
-        char *small = malloc(BUF_START);
-
-        if (small != NULL) {
-            free(c->buf);
-            c->buf = small;
-            c->cap = BUF_START;
-        }
+        buf_resize(c, BUF_START);   /* failing, it stays as it is */
     }
     if (now < s->down_until_ms) {
         *why = "server marked down after a failure";
