@@ -68,6 +68,12 @@ mc_key(const char *key, size_t keylen, char *out)
         (unsigned long long)util_hash64(key, keylen, 0x9e3779b97f4a7c15ULL));
 }
 
+static int
+is_socket_path(const char *name)
+{
+    return name[0] == '/';
+}
+
 static void
 set_behaviors(memcached_st *m)
 {
@@ -104,6 +110,15 @@ add_servers(memcached_st *m, const char *servers, char *err, size_t errlen)
         long port = 11211;
         memcached_return_t r;
 
+        if (*item == '/') {
+            r = memcached_server_add_unix_socket(m, item);
+            if (r != MEMCACHED_SUCCESS) {
+                snprintf(err, errlen, "MEMCACHED_SERVERS: cannot add %s: %s",
+                    item, memcached_strerror(m, r));
+                goto done;
+            }
+            continue;
+        }
         if (colon != NULL) {
             *colon = '\0';
             if (util_parse_long(colon + 1, 1, 65535, &port) != 0) {
@@ -125,6 +140,17 @@ done:
     return rc;
 }
 
+/* How MEMCACHED_SERVERS named s: host:port, or a Unix socket's path. */
+static void
+server_label(const memcached_instance_st *s, char *out, size_t outlen)
+{
+    if (is_socket_path(memcached_server_name(s)))
+        snprintf(out, outlen, "%s", memcached_server_name(s));
+    else
+        snprintf(out, outlen, "%s:%u", memcached_server_name(s),
+            (unsigned)memcached_server_port(s));
+}
+
 /*
  * A handle of its own for each server: a probe must reach that server and
  * no other, must not wait on the pool, and must try again at once (the
@@ -144,8 +170,7 @@ probes_new(struct mc *mc, char *err, size_t errlen)
             memcached_server_instance_by_position(mc->master, i);
         struct mc_probe *p = &mc->probes[i];
 
-        snprintf(p->name, sizeof(p->name), "%s:%u", memcached_server_name(s),
-            (unsigned)memcached_server_port(s));
+        server_label(s, p->name, sizeof(p->name));
         if ((p->m = memcached_create(NULL)) == NULL) {
             snprintf(err, errlen, "out of memory");
             return -1;
@@ -162,8 +187,11 @@ probes_new(struct mc *mc, char *err, size_t errlen)
         memcached_behavior_set(p->m, MEMCACHED_BEHAVIOR_SND_TIMEOUT,
             PROBE_TIMEOUT_MS * 1000);
         memcached_behavior_set(p->m, MEMCACHED_BEHAVIOR_RETRY_TIMEOUT, 0);
-        if (memcached_server_add(p->m, memcached_server_name(s),
-                memcached_server_port(s)) != MEMCACHED_SUCCESS) {
+        if ((is_socket_path(memcached_server_name(s)) ?
+                memcached_server_add_unix_socket(p->m,
+                    memcached_server_name(s)) :
+                memcached_server_add(p->m, memcached_server_name(s),
+                    memcached_server_port(s))) != MEMCACHED_SUCCESS) {
             snprintf(err, errlen, "MEMCACHED_SERVERS: cannot add %s",
                 p->name);
             return -1;
@@ -511,8 +539,7 @@ mc_server_for(struct mc *mc, const char *key, size_t keylen, char *out,
     s = memcached_server_by_key(mc->picker, mkey, mlen, &rc);
     if (s == NULL || memcached_failed(rc))
         return -1;
-    snprintf(out, outlen, "%s:%u", memcached_server_name(s),
-        (unsigned)memcached_server_port(s));
+    server_label(s, out, outlen);
     return 0;
 }
 

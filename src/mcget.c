@@ -12,6 +12,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/time.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "mcget.h"
@@ -116,11 +117,43 @@ static void
 set_timeouts(int fd, int ms)
 {
     struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
-    int one = 1;
 
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
     setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+}
+
+/*
+ * A blocking socket of family connected to addr, or -1; connecting waits
+ * at most ms.
+ */
+static int
+dial_addr(int family, const struct sockaddr *addr, socklen_t addrlen, int ms)
+{
+    struct pollfd p;
+    int err = 0, flags, one = 1;
+    socklen_t elen = sizeof(err);
+    int fd = socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+    if (fd < 0)
+        return -1;
+    flags = fcntl(fd, F_GETFL);
+    fcntl(fd, F_SETFL, flags | O_NONBLOCK);
+    if (connect(fd, addr, addrlen) != 0) {
+        p.fd = fd;
+        p.events = POLLOUT;
+        /* A Unix socket's full backlog says EAGAIN: no waiting on that. */
+        if (errno != EINPROGRESS || poll(&p, 1, ms) != 1 ||
+            getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &elen) != 0 ||
+            err != 0) {
+            close(fd);
+            return -1;
+        }
+    }
+    fcntl(fd, F_SETFL, flags & ~O_NONBLOCK);
+    set_timeouts(fd, ms);
+    if (family != AF_UNIX)
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    return fd;
 }
 
 /* A blocking connection to s, or -1; connecting waits at most ms. */
@@ -130,37 +163,24 @@ dial(const struct server *s, int ms)
     struct addrinfo hints, *res = NULL, *ai;
     int fd = -1;
 
+    if (s->host[0] == '/') {
+        struct sockaddr_un un;
+        size_t n = strlen(s->host);
+
+        if (n >= sizeof(un.sun_path))
+            return -1;
+        memset(&un, 0, sizeof(un));
+        un.sun_family = AF_UNIX;
+        memcpy(un.sun_path, s->host, n + 1);
+        return dial_addr(AF_UNIX, (struct sockaddr *)&un, sizeof(un), ms);
+    }
     memset(&hints, 0, sizeof(hints));
     hints.ai_family = AF_UNSPEC;
     hints.ai_socktype = SOCK_STREAM;
     if (getaddrinfo(s->host, s->port, &hints, &res) != 0)
         return -1;
-    for (ai = res; ai != NULL; ai = ai->ai_next) {
-        struct pollfd p;
-        int err = 0, flags;
-        socklen_t elen = sizeof(err);
-
-        fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC,
-            ai->ai_protocol);
-        if (fd < 0)
-            continue;
-        flags = fcntl(fd, F_GETFL);
-        fcntl(fd, F_SETFL, flags | O_NONBLOCK);
-        if (connect(fd, ai->ai_addr, ai->ai_addrlen) != 0) {
-            p.fd = fd;
-            p.events = POLLOUT;
-            if (errno != EINPROGRESS || poll(&p, 1, ms) != 1 ||
-                getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &elen) != 0 ||
-                err != 0) {
-                close(fd);
-                fd = -1;
-                continue;
-            }
-        }
-        fcntl(fd, F_SETFL, flags & ~O_NONBLOCK);
-        set_timeouts(fd, ms);
-        break;
-    }
+    for (ai = res; ai != NULL && fd < 0; ai = ai->ai_next)
+        fd = dial_addr(ai->ai_family, ai->ai_addr, ai->ai_addrlen, ms);
     freeaddrinfo(res);
     return fd;
 }

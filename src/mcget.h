@@ -26,7 +26,10 @@ enum mcget_result {
     MCGET_ERROR
 };
 
-/* hosts[i]:ports[i] for each server index; timeout_ms for connect and I/O. */
+/*
+ * hosts[i]:ports[i] for each server index, or hosts[i] alone when it is a
+ * Unix socket's path (starts with '/'); timeout_ms for connect and I/O.
+ */
 struct mcget *mcget_new(size_t nservers, const char *const *hosts,
     const unsigned *ports, int timeout_ms, int retry_s);
 /* Every thread that used it has exited, or will not use it again. */

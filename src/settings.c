@@ -7,10 +7,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/un.h>
 
 #include "acl.h"
 #include "settings.h"
-#include "acl.h"
 #include "log.h"
 #include "ratelimit.h"
 #include "util.h"
@@ -109,7 +109,10 @@ valid_origins(const char *v)
     return 1;
 }
 
-/* host[:port] items, comma separated; host is a name or IPv4 address. */
+/*
+ * host[:port] items, comma separated; host is a name or IPv4 address. An
+ * item starting with '/' is the path of a Unix socket (memcached -s).
+ */
 static int
 valid_servers(const char *v)
 {
@@ -119,6 +122,20 @@ valid_servers(const char *v)
         size_t hostlen = 0;
         long port;
 
+        if (*p == '/') {
+            size_t n = strcspn(p, ",");
+
+            if (n >= sizeof(((struct sockaddr_un *)0)->sun_path))
+                return 0;
+            for (hostlen = 0; hostlen < n; hostlen++)
+                if ((unsigned char)p[hostlen] <= ' ' ||
+                    (unsigned char)p[hostlen] >= 0x7f)
+                    return 0;
+            p += n;
+            if (*p == ',' && *++p == '\0')
+                return 0;
+            continue;
+        }
         while (isalnum((unsigned char)p[hostlen]) || p[hostlen] == '.' ||
             p[hostlen] == '-' || p[hostlen] == '_')
             hostlen++;
@@ -231,7 +248,7 @@ settings_set(struct settings *cfg, const char *name, const char *value,
     }
     case CFG_SERVERS:
         if (*value != '\0' && !valid_servers(value)) {
-            snprintf(err, errlen, "%s: must be host:port[,host:port...]: "
+            snprintf(err, errlen, "%s: must be host:port or /socket/path, comma separated: "
                 "'%s'", s->name, value);
             return -1;
         }

@@ -396,6 +396,27 @@ start_memcached() {
     diag "memcached on 127.0.0.1:$MEMCACHED_PORT (pid $MEMCACHED_PID)"
 }
 
+# start_memcached_socket: memcached on a Unix socket (memcached -s) in the
+# run directory.  Sets MEMCACHED_SOCKET, MEMCACHED_SOCKET_PID.
+start_memcached_socket() {
+    require_cmds memcached
+    local dir="$RUN_DIR/memcached-socket" user=()
+    mkdir -p "$dir"
+    # As root memcached drops to nobody before it binds the socket.
+    if [ "$(id -u)" -eq 0 ]; then
+        user=(-u nobody)
+        chown nobody "$dir"
+    fi
+    MEMCACHED_SOCKET="$dir/memcached.sock"
+    memcached -s "$MEMCACHED_SOCKET" -a 0666 -m 64 -c 256 "${user[@]}" \
+        >>"$RUN_DIR/memcached-socket.log" 2>&1 &
+    MEMCACHED_SOCKET_PID=$!
+    _register memcached-socket "$MEMCACHED_SOCKET_PID"
+    wait_for_socket "$MEMCACHED_SOCKET" 10 "$MEMCACHED_SOCKET_PID" ||
+        die "memcached did not start on $MEMCACHED_SOCKET (see $RUN_DIR/memcached-socket.log)"
+    diag "memcached on $MEMCACHED_SOCKET (pid $MEMCACHED_SOCKET_PID)"
+}
+
 stop_memcached() {
     [ -n "${MEMCACHED_PID:-}" ] || return 0
     stop_pid "$MEMCACHED_PID" TERM 10

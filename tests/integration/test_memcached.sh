@@ -1,6 +1,6 @@
 #!/bin/bash
 # Two proxy instances sharing one memcached (each behind its own NGINX);
-# memcached outage and recovery.
+# memcached outage and recovery; two more sharing one on a Unix socket.
 . "$(dirname "$0")/lib.sh"
 
 require_cmds nginx spawn-fcgi memcached curl python3
@@ -89,7 +89,73 @@ req GET "$B/here-proxy/base/mc/6/13/20/png"
 check_header X-Cache HIT "memcached back: that tile is a HIT via B"
 assert_eq "$(upstream_requests)" $((before + 1)) "memcached back: upstream saw it once"
 
+# ------------------------------------------------------- Unix socket
+# C and D share a cluster of two: one memcached on a Unix socket, the TCP
+# one above.
+start_memcached_socket
+CLUSTER="$MEMCACHED_SOCKET,127.0.0.1:$MC_PORT"
+start_proxy c "MEMCACHED_SERVERS=$CLUSTER"
+LOG_C=$PROXY_LOG
+start_nginx c "$PROXY_ADDR"
+C=$NGINX_URL
+start_proxy d "MEMCACHED_SERVERS=$CLUSTER"
+LOG_D=$PROXY_LOG
+start_nginx d "$PROXY_ADDR"
+D=$NGINX_URL
+req GET "$C/readyz"
+check_status 200 "socket: /readyz 200 with memcached on $MEMCACHED_SOCKET"
+assert_eq "$(json_field 'd.get("status")')" ready "socket: /readyz says ready"
+before=$(upstream_requests)
+hits=0
+for x in 0 1 2 3 4 5 6 7; do
+    req GET "$C/here-proxy/base/mc/7/$x/30/png"
+    [ "$HTTP_STATUS" = 200 ] || not_ok "socket: tile 7/$x/30 via C: $HTTP_STATUS"
+    cp "$HTTP_BODY_FILE" "$RUN_DIR/tileC.$x"
+done
+for x in 0 1 2 3 4 5 6 7; do
+    req GET "$D/here-proxy/base/mc/7/$x/30/png"
+    if [ "$(header X-Cache)" = HIT ] && cmp -s "$RUN_DIR/tileC.$x" "$HTTP_BODY_FILE"; then
+        hits=$((hits + 1))
+    fi
+done
+assert_eq "$hits" 8 "socket: 8 tiles fetched via C are identical HITs via D"
+assert_eq "$(upstream_requests)" $((before + 8)) "socket: upstream saw each tile once"
+items=$(python3 - "$MEMCACHED_SOCKET" <<'PY'
+import socket, sys
+s = socket.socket(socket.AF_UNIX)
+s.settimeout(5)
+s.connect(sys.argv[1])
+s.sendall(b"stats\r\n")
+data = b""
+while not data.endswith(b"END\r\n"):
+    chunk = s.recv(65536)
+    if not chunk:
+        break
+    data += chunk
+for line in data.decode().splitlines():
+    p = line.split()
+    if len(p) == 3 and p[1] == "curr_items":
+        print(p[2])
+PY
+)
+assert_match "$items" '^[1-9][0-9]*$' "socket: the socket's memcached holds some of them ($items items)"
+req GET "$D/metrics/prometheus"
+check_status 200 "socket: /metrics/prometheus 200"
+assert_contains "$HTTP_BODY" "hereproxy_memcached_servers 2" "socket: metrics count 2 memcached servers"
+assert_contains "$HTTP_BODY" "hereproxy_memcached_servers_down 0" "socket: and none down"
+stop_pid "$MEMCACHED_SOCKET_PID" TERM 10
+deadline=$((SECONDS + 10))
+while :; do
+    req GET "$C/readyz"
+    [ "$(json_field 'd.get("status")')" = degraded ] || [ "$SECONDS" -ge "$deadline" ] && break
+    sleep 0.3
+done
+check_status 200 "socket: /readyz 200 with the socket's memcached gone"
+assert_eq "$(json_field 'd.get("status")')" degraded "socket: /readyz says degraded"
+assert_eq "$(json_field '",".join(d.get("memcached_down", []))')" "$MEMCACHED_SOCKET" "socket: memcached_down names the socket's path"
+
 check_log_json "$LOG_A" "proxy A log is JSON lines with complete access lines" 5
 check_log_json "$LOG_B" "proxy B log is JSON lines with complete access lines" 5
-check_no_key_leak "no key in responses or logs" "$LOG_A" "$LOG_B"
+check_log_json "$LOG_C" "proxy C log is JSON lines with complete access lines" 2
+check_no_key_leak "no key in responses or logs" "$LOG_A" "$LOG_B" "$LOG_C" "$LOG_D"
 finish

@@ -105,6 +105,36 @@ test_each_server_gets_a_share(void **state)
     mc_free(m);
 }
 
+/* Unix sockets beside TCP servers: each named by its path, each a share. */
+static void
+test_socket_paths_are_servers(void **state)
+{
+    char err[256], key[256], srv[300];
+    struct mc *m = mc_new("/run/mc-a.sock,/run/mc-b.sock,127.0.0.1:21901", 2,
+        err, sizeof(err));
+    int counts[3] = {0, 0, 0}, i;
+
+    (void)state;
+    assert_non_null(m);
+    assert_int_equal(mc_server_count(m), 3);
+    for (i = 0; i < NKEYS; i++) {
+        size_t len = tile_key(i, key, sizeof(key));
+
+        assert_int_equal(mc_server_for(m, key, len, srv, sizeof(srv)), 0);
+        if (strcmp(srv, "/run/mc-a.sock") == 0)
+            counts[0]++;
+        else if (strcmp(srv, "/run/mc-b.sock") == 0)
+            counts[1]++;
+        else if (strcmp(srv, "127.0.0.1:21901") == 0)
+            counts[2]++;
+        else
+            fail_msg("unexpected server name '%s'", srv);
+    }
+    for (i = 0; i < 3; i++)
+        assert_in_range(counts[i], NKEYS / 3 - 800, NKEYS / 3 + 800);
+    mc_free(m);
+}
+
 static void
 test_modula_would_move_most(void **state)
 {
@@ -141,6 +171,7 @@ main(void)
         cmocka_unit_test(test_add_fourth_moves_a_quarter),
         cmocka_unit_test(test_remove_one_moves_its_share),
         cmocka_unit_test(test_each_server_gets_a_share),
+        cmocka_unit_test(test_socket_paths_are_servers),
         cmocka_unit_test(test_modula_would_move_most),
         cmocka_unit_test(test_ping_dead_servers),
     };

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -24,6 +25,9 @@ enum mode { MISS, HIT_SPLIT, HIT_WHOLE, CLOSE_ONCE, GARBAGE, TRAILING };
 static struct {
     int listen_fd;
     unsigned port;
+    int unix_fd;                /* the same server on a Unix socket */
+    char path[64];
+    pthread_t unix_thread;
     _Atomic int mode;
     _Atomic size_t whole_len;   /* HIT_WHOLE's value length */
     _Atomic int accepts;
@@ -119,9 +123,10 @@ serve(int fd)
 static void *
 server_main(void *arg)
 {
-    (void)arg;
+    int listen_fd = *(int *)arg;
+
     for (;;) {
-        int fd = accept(srv.listen_fd, NULL, NULL);
+        int fd = accept(listen_fd, NULL, NULL);
 
         if (fd < 0)
             return NULL;
@@ -135,6 +140,7 @@ static int
 setup(void **state)
 {
     struct sockaddr_in a;
+    struct sockaddr_un u;
     socklen_t alen = sizeof(a);
 
     (void)state;
@@ -147,7 +153,20 @@ setup(void **state)
         getsockname(srv.listen_fd, (struct sockaddr *)&a, &alen) != 0)
         return -1;
     srv.port = ntohs(a.sin_port);
-    return pthread_create(&srv.thread, NULL, server_main, NULL);
+    if (pthread_create(&srv.thread, NULL, server_main, &srv.listen_fd) != 0)
+        return -1;
+
+    memset(&u, 0, sizeof(u));
+    u.sun_family = AF_UNIX;
+    snprintf(srv.path, sizeof(srv.path), "/tmp/test_mcget.%ld.sock",
+        (long)getpid());
+    snprintf(u.sun_path, sizeof(u.sun_path), "%s", srv.path);
+    unlink(srv.path);
+    srv.unix_fd = socket(AF_UNIX, SOCK_STREAM, 0);
+    if (srv.unix_fd < 0 || bind(srv.unix_fd, (struct sockaddr *)&u,
+            sizeof(u)) != 0 || listen(srv.unix_fd, 8) != 0)
+        return -1;
+    return pthread_create(&srv.unix_thread, NULL, server_main, &srv.unix_fd);
 }
 
 static int
@@ -157,6 +176,10 @@ teardown(void **state)
     shutdown(srv.listen_fd, SHUT_RDWR);
     close(srv.listen_fd);
     pthread_join(srv.thread, NULL);
+    shutdown(srv.unix_fd, SHUT_RDWR);
+    close(srv.unix_fd);
+    pthread_join(srv.unix_thread, NULL);
+    unlink(srv.path);
     return 0;
 }
 
@@ -288,6 +311,38 @@ test_unreachable_server(void **state)
     mcget_free(g);
 }
 
+/* A server named by its socket's path: the same gets over AF_UNIX. */
+static void
+test_get_over_a_unix_socket(void **state)
+{
+    const char *hosts[2] = {srv.path, "/nonexistent/memcached.sock"};
+    unsigned ports[2] = {0, 0};
+    struct mcget *g = mcget_new(2, hosts, ports, 250, 1);
+    const char *why = NULL, *val = NULL;
+    size_t len = 0;
+    int accepts = srv.accepts;
+
+    (void)state;
+    assert_non_null(g);
+    srv.mode = MISS;
+    assert_int_equal(mcget_get(g, 0, "hp1:u", 5, &val, &len, &why), MCGET_MISS);
+    srv.mode = HIT_WHOLE;
+    srv.whole_len = 70000;
+    assert_int_equal(mcget_get(g, 0, "hp1:u", 5, &val, &len, &why), MCGET_HIT);
+    assert_int_equal(len, 70000);
+    assert_true(value_is_pattern(val, len));
+    assert_int_equal(srv.accepts, accepts + 1);   /* one kept connection */
+
+    /* A path nobody listens on: cannot connect, then skipped. */
+    assert_int_equal(mcget_get(g, 1, "hp1:u", 5, &val, &len, &why),
+        MCGET_ERROR);
+    assert_string_equal(why, "cannot connect");
+    assert_int_equal(mcget_get(g, 1, "hp1:u", 5, &val, &len, &why),
+        MCGET_ERROR);
+    assert_string_equal(why, "server marked down after a failure");
+    mcget_free(g);
+}
+
 int
 main(void)
 {
@@ -295,6 +350,7 @@ main(void)
         cmocka_unit_test(test_get_against_a_scripted_server),
         cmocka_unit_test(test_values_of_every_size),
         cmocka_unit_test(test_unreachable_server),
+        cmocka_unit_test(test_get_over_a_unix_socket),
     };
 
     return cmocka_run_group_tests(tests, setup, teardown);

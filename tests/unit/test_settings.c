@@ -75,6 +75,11 @@ test_defaults(void **state)
     settings_cleanup(&c);   /* twice is harmless */
 }
 
+#define PATH_10 "abcdefghi/"
+/* 106 bytes: a path of 107 with its leading '/' */
+#define LONG_PATH_106 PATH_10 PATH_10 PATH_10 PATH_10 PATH_10 PATH_10 \
+    PATH_10 PATH_10 PATH_10 PATH_10 "abcdef"
+
 /* One settings_set call. rc: 0 good, -1 bad, 1 unknown name. */
 static const struct {
     const char *name, *value;
@@ -205,7 +210,16 @@ static const struct {
     {"MEMCACHED_SERVERS", "mc1 mc2", -1},
     {"MEMCACHED_SERVERS", "mc1, mc2", -1},
     {"MEMCACHED_SERVERS", "mc1;mc2", -1},
-    {"MEMCACHED_SERVERS", "/tmp/mc.sock", -1},
+    {"MEMCACHED_SERVERS", "/run/memcached/memcached.sock", 0},
+    {"MEMCACHED_SERVERS", "/run/mc.sock,mc2:11212", 0},
+    {"MEMCACHED_SERVERS", "mc1,/run/mc.sock", 0},
+    {"MEMCACHED_SERVERS", "/run/mc.sock,", -1},
+    {"MEMCACHED_SERVERS", "/run/mc sock", -1},
+    {"MEMCACHED_SERVERS", "/run/mc\tsock", -1},
+    {"MEMCACHED_SERVERS", "run/mc.sock", -1},
+    /* sun_path holds 107 bytes and the NUL */
+    {"MEMCACHED_SERVERS", "/" LONG_PATH_106, 0},
+    {"MEMCACHED_SERVERS", "/" LONG_PATH_106 "x", -1},
     /* the API key */
     {"HERE_API_KEY", "abcDEF123-._~", 0},
     {"HERE_API_KEY", "", 0},
