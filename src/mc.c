@@ -110,7 +110,7 @@ add_servers(memcached_st *m, const char *servers, char *err, size_t errlen)
         long port = 11211;
         memcached_return_t r;
 
-        if (*item == '/') {
+        if (is_socket_path(item)) {
             r = memcached_server_add_unix_socket(m, item);
             if (r != MEMCACHED_SUCCESS) {
                 snprintf(err, errlen, "MEMCACHED_SERVERS: cannot add %s: %s",

@@ -417,6 +417,35 @@ start_memcached_socket() {
     diag "memcached on $MEMCACHED_SOCKET (pid $MEMCACHED_SOCKET_PID)"
 }
 
+# memcached_stat PORT|SOCKET_PATH NAME: one field of memcached's "stats"
+# (-1 when it has none).
+memcached_stat() {
+    python3 - "$1" "$2" <<'PYEOF'
+import socket, sys
+where = sys.argv[1]
+if where.startswith("/"):
+    s = socket.socket(socket.AF_UNIX)
+    s.settimeout(5)
+    s.connect(where)
+else:
+    s = socket.create_connection(("127.0.0.1", int(where)), timeout=5)
+s.sendall(b"stats\r\n")
+buf = b""
+while not buf.endswith(b"END\r\n"):
+    chunk = s.recv(65536)
+    if not chunk:
+        break
+    buf += chunk
+for line in buf.decode().splitlines():
+    parts = line.split()
+    if len(parts) == 3 and parts[1] == sys.argv[2]:
+        print(parts[2])
+        break
+else:
+    print(-1)
+PYEOF
+}
+
 stop_memcached() {
     [ -n "${MEMCACHED_PID:-}" ] || return 0
     stop_pid "$MEMCACHED_PID" TERM 10

@@ -7,28 +7,6 @@
 require_cmds nginx spawn-fcgi memcached curl python3
 require_bin
 
-# mc_stat PORT NAME: one field of memcached's "stats".
-mc_stat() {
-    python3 - "$1" "$2" <<'PYEOF'
-import socket, sys
-s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=5)
-s.sendall(b"stats\r\n")
-buf = b""
-while not buf.endswith(b"END\r\n"):
-    chunk = s.recv(65536)
-    if not chunk:
-        break
-    buf += chunk
-for line in buf.decode().splitlines():
-    parts = line.split()
-    if len(parts) == 3 and parts[1] == sys.argv[2]:
-        print(parts[2])
-        break
-else:
-    print(-1)
-PYEOF
-}
-
 # load SECONDS THREADS OUTFILE URLPREFIX: GET tiles in a loop, bounded in
 # time; writes {"ok": n, "failed": n, "errors": [...]}.
 load() {
@@ -61,7 +39,7 @@ for x in $(seq 0 29); do
 done
 check_status 200 "30 distinct tiles 200"
 for p in $P1 $P2 $P3; do
-    n=$(mc_stat "$p" curr_items)
+    n=$(memcached_stat "$p" curr_items)
     assert_match "$n" '^([3-9]|[1-9][0-9]+)$' "memcached :$p holds some of the 30 tiles (at least 3; has $n)"
 done
 
@@ -119,8 +97,8 @@ load 4 4 "$RUN_DIR/load2.json" "$A/here-proxy"
 assert_eq "$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["failed"])' "$RUN_DIR/load2.json")" 0 \
     "server back: zero failed requests"
 for x in $(seq 0 29); do req GET "$A/here-proxy/base/mc/9/$x/300/png"; done
-sets=$(mc_stat "$P2" cmd_set)
-gets=$(mc_stat "$P2" cmd_get)
+sets=$(memcached_stat "$P2" cmd_set)
+gets=$(memcached_stat "$P2" cmd_get)
 assert_match "$sets" '^[1-9][0-9]*$' "server back: it stores tiles again (cmd_set $sets)"
 assert_match "$gets" '^[1-9][0-9]*$' "server back: it is asked for tiles again (cmd_get $gets)"
 

@@ -120,24 +120,7 @@ for x in 0 1 2 3 4 5 6 7; do
 done
 assert_eq "$hits" 8 "socket: 8 tiles fetched via C are identical HITs via D"
 assert_eq "$(upstream_requests)" $((before + 8)) "socket: upstream saw each tile once"
-items=$(python3 - "$MEMCACHED_SOCKET" <<'PY'
-import socket, sys
-s = socket.socket(socket.AF_UNIX)
-s.settimeout(5)
-s.connect(sys.argv[1])
-s.sendall(b"stats\r\n")
-data = b""
-while not data.endswith(b"END\r\n"):
-    chunk = s.recv(65536)
-    if not chunk:
-        break
-    data += chunk
-for line in data.decode().splitlines():
-    p = line.split()
-    if len(p) == 3 and p[1] == "curr_items":
-        print(p[2])
-PY
-)
+items=$(memcached_stat "$MEMCACHED_SOCKET" curr_items)
 assert_match "$items" '^[1-9][0-9]*$' "socket: the socket's memcached holds some of them ($items items)"
 req GET "$D/metrics/prometheus"
 check_status 200 "socket: /metrics/prometheus 200"
