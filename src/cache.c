@@ -15,7 +15,9 @@
 #include "cache.h"
 #include "log.h"
 #include "lru.h"
+#include "mac.h"
 #include "mc.h"
+#include "metrics.h"
 #include "request.h"
 #include "util.h"
 
@@ -27,6 +29,15 @@
  * log in memcached (a counter and one item per purge), so that every
  * instance drops it from its in-process tier too. A thread per instance
  * reads the generation and the log every PURGE_SYNC_MS.
+ *
+ * memcached holds data, not authority. Every value the proxy writes there
+ * carries a MAC (mac.h) bound to its key, under CACHE_SECRET: entries,
+ * the generation, purge-log items and coalescing locks. What does not
+ * verify is a miss, counted (hereproxy_cache_rejected_total) and logged
+ * at most once per REJECT_LOG_MS per reason; an entry that verifies is
+ * still bounded (status, type, freshness, size) before it is served. The
+ * generation carries a sequence number, so that an old one written back
+ * (a replay) is refused as surely as a forged one.
  */
 #define GEN_KEY "gen"
 #define PURGE_SEQ_KEY "purge-seq"
@@ -36,11 +47,30 @@
 #define PURGE_LOG_CATCHUP 1000     /* further behind: clear the tier */
 #define SHARED_TTL_S (30 * 86400)  /* memcached's longest relative expiry */
 #define GKEY_MAX (REQUEST_KEY_MAX + 24)
+#define REJECT_LOG_MS 10000
+/* How far another instance's clock may run ahead of ours. */
+#define CLOCK_SKEW_S 120
+/* The largest sealed small value: a purge-log item holding a key. */
+#define SMALL_MAX (REQUEST_KEY_MAX + MAC_SEAL_LEN + 64)
+
+/* When a reason was last logged, and what was refused since. */
+struct reject_log {
+    int64_t last_ms;            /* atomic */
+    uint64_t since;             /* atomic */
+};
 
 struct cache {
     struct lru *memory;
     struct mc *mc;              /* NULL: in-process only */
+    struct mac *mac;            /* keyed with CACHE_SECRET; with mc only */
+    struct metrics *metrics;    /* NULL: nothing counted */
     uint64_t generation;        /* atomic; part of every memcached key */
+    uint64_t gen_seq;           /* atomic; the generation's sequence */
+    uint64_t owner;             /* this instance, in the locks it takes */
+    /* Bounds of what memcached may hand us (cache_set_bounds): atomic. */
+    long ttl_cap_s, stale_ttl_s;
+    uint64_t max_body;
+    struct reject_log rejects[METRICS_NREJECT];
     uint64_t purge_seq;         /* the last purge-log entry applied */
     int stop;                   /* the sync thread's, under sync_lock */
     int syncing;                /* the sync thread runs */
@@ -77,25 +107,149 @@ gen_key(const struct cache *cache, const char *key, size_t keylen,
     return gen_key_format(cache, key, keylen, ENTRY_VERSION, out);
 }
 
-/* A memcached value holding one number (hex or decimal), or -1. */
-static int
-shared_number(struct cache *cache, const char *name, int base,
-    uint64_t *out)
+/*
+ * One more value refused for reason r: counted, and logged at most once per
+ * REJECT_LOG_MS per reason with how many were refused since (an attacker
+ * writing junk must not flood the log either). key names where, bounded.
+ */
+static void
+reject(struct cache *cache, enum metrics_reject r, const char *key,
+    size_t keylen)
+{
+    struct reject_log *rl = &cache->rejects[r];
+    int64_t now = util_mono_ms(), last;
+    uint64_t n;
+    char where[96];
+    cJSON *f;
+
+    metrics_cache_rejected(cache->metrics, r);
+    n = __atomic_add_fetch(&rl->since, 1, __ATOMIC_RELAXED);
+    last = __atomic_load_n(&rl->last_ms, __ATOMIC_RELAXED);
+    if ((last != 0 && now - last < REJECT_LOG_MS) ||
+        !__atomic_compare_exchange_n(&rl->last_ms, &last, now, 0,
+            __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+        return;
+    n = __atomic_exchange_n(&rl->since, 0, __ATOMIC_RELAXED);
+    /* The key is ours or a client's canonical key: printable, cut short. */
+    util_strlcpy(where, key, keylen + 1 < sizeof(where) ? keylen + 1
+                                                        : sizeof(where));
+    if ((f = cJSON_CreateObject()) != NULL) {
+        cJSON_AddStringToObject(f, "reason", metrics_reject_name(r));
+        cJSON_AddNumberToObject(f, "count", (double)n);
+        cJSON_AddStringToObject(f, "key", where);
+    }
+    log_event(LOG_LEVEL_WARN, "cache_rejected", f);
+}
+
+/*
+ * Read a sealed small value (gen, lock, purge log) into buf (NUL-ended).
+ * Returns its payload length; 0 when absent; -1 when memcached failed;
+ * -2 when it was there and did not verify (refused for reason r).
+ */
+static ssize_t
+read_sealed(struct cache *cache, const char *name, size_t namelen,
+    enum metrics_reject r, char *buf, size_t size)
 {
     const char *val = NULL;
-    char buf[24], *end;
     size_t len = 0;
-    enum mc_result r = mc_get(cache->mc, name, strlen(name), &val, &len);
+    ssize_t plen;
 
-    if (r != MC_HIT)
-        return r == MC_MISS ? 0 : -1;
-    if (len == 0 || len >= sizeof(buf))
+    switch (mc_get(cache->mc, name, namelen, &val, &len)) {
+    case MC_HIT:
+        break;
+    case MC_MISS:
+        return 0;
+    case MC_TOO_LARGE:
+        reject(cache, r, name, namelen);
+        return -2;
+    default:
         return -1;
-    memcpy(buf, val, len);
-    buf[len] = '\0';
+    }
+    plen = mac_open(cache->mac, name, namelen, val, len);
+    if (plen < 0 || (size_t)plen >= size) {
+        reject(cache, r, name, namelen);
+        return -2;
+    }
+    memcpy(buf, val, (size_t)plen);
+    buf[plen] = '\0';
+    return plen;
+}
+
+/* Seal payload under name and store it; 0 or -1. add: only if absent. */
+static int
+write_sealed(struct cache *cache, const char *name, size_t namelen,
+    const char *payload, size_t len, int64_t ttl_s, int add)
+{
+    char sealed[SMALL_MAX];
+    size_t n = mac_seal(cache->mac, name, namelen, payload, len, sealed,
+        sizeof(sealed));
+
+    if (n == 0)
+        return -1;
+    return add ? mc_add(cache->mc, name, namelen, sealed, n, ttl_s)
+               : mc_set(cache->mc, name, namelen, sealed, n, ttl_s);
+}
+
+/*
+ * The shared generation: "<sequence> <generation>" (decimal, hex). 1 with
+ * both read, 0 when absent, -1 when memcached failed, -2 when refused.
+ */
+static int
+read_generation(struct cache *cache, uint64_t *seq, uint64_t *gen)
+{
+    char buf[64], *end;
+    ssize_t n = read_sealed(cache, GEN_KEY, sizeof(GEN_KEY) - 1,
+        METRICS_REJECT_GENERATION, buf, sizeof(buf));
+
+    if (n <= 0)
+        return n == 0 ? 0 : (int)n;
     errno = 0;
-    *out = strtoull(buf, &end, base);
-    return errno == 0 && *end == '\0' ? 1 : -1;
+    *seq = strtoull(buf, &end, 10);
+    if (errno != 0 || *end != ' ')
+        goto bad;
+    *gen = strtoull(end + 1, &end, 16);
+    if (errno != 0 || *end != '\0')
+        goto bad;
+    return 1;
+bad:
+    /* Sealed by us, yet not ours to read: another version's layout. */
+    reject(cache, METRICS_REJECT_GENERATION, GEN_KEY, sizeof(GEN_KEY) - 1);
+    return -2;
+}
+
+static int
+write_generation(struct cache *cache, uint64_t seq, uint64_t gen, int add)
+{
+    char text[64];
+    int n = snprintf(text, sizeof(text), "%" PRIu64 " %" PRIx64, seq, gen);
+
+    return write_sealed(cache, GEN_KEY, sizeof(GEN_KEY) - 1, text, (size_t)n,
+        SHARED_TTL_S, add);
+}
+
+/*
+ * (seq, gen) against ours: > 0 after it (a later purge; a tie between two
+ * purges at once goes to the larger generation, so that all converge), 0
+ * the same, < 0 before it (an older one written back).
+ */
+static int
+generation_cmp(const struct cache *cache, uint64_t seq, uint64_t gen)
+{
+    uint64_t cs = __atomic_load_n(&cache->gen_seq, __ATOMIC_ACQUIRE);
+    uint64_t cg = __atomic_load_n(&cache->generation, __ATOMIC_ACQUIRE);
+
+    if (seq != cs)
+        return seq > cs ? 1 : -1;
+    return gen > cg ? 1 : gen < cg ? -1 : 0;
+}
+
+/* Write ours back over a missing (add) or refused (set) generation. */
+static void
+restore_generation(struct cache *cache, int add)
+{
+    write_generation(cache, __atomic_load_n(&cache->gen_seq,
+                                __ATOMIC_ACQUIRE),
+        __atomic_load_n(&cache->generation, __ATOMIC_ACQUIRE), add);
 }
 
 /*
@@ -103,12 +257,14 @@ shared_number(struct cache *cache, const char *name, int base,
  * how many it dropped; logs why when why is set.
  */
 static size_t
-adopt_generation(struct cache *cache, uint64_t g, const char *why)
+adopt_generation(struct cache *cache, uint64_t seq, uint64_t g,
+    const char *why)
 {
     char text[20];
     cJSON *f;
     size_t n;
 
+    __atomic_store_n(&cache->gen_seq, seq, __ATOMIC_RELEASE);
     if (__atomic_exchange_n(&cache->generation, g, __ATOMIC_ACQ_REL) == g)
         return 0;
     n = lru_clear(cache->memory);
@@ -124,32 +280,38 @@ adopt_generation(struct cache *cache, uint64_t g, const char *why)
     return n;
 }
 
-/* Apply purge-log entries (from, to]; 0, or -1 to leave it for later. */
+/*
+ * Apply purge-log entries (from, to]; 0, or -1 to leave it for later.
+ * An item that is missing (evicted) or does not verify (forged) is
+ * skipped: only sealed items name keys to drop. Further behind than
+ * PURGE_LOG_CATCHUP, the tier is cleared, but only when the newest items
+ * prove that many purges were made: a sequence pushed ahead by anyone
+ * else must not empty the caches.
+ */
 static int
 apply_purge_log(struct cache *cache, uint64_t from, uint64_t to)
 {
-    uint64_t i;
+    uint64_t i, burst = to - from > PURGE_LOG_CATCHUP;
+    char key[REQUEST_KEY_MAX + 1];
 
-    if (to - from > PURGE_LOG_CATCHUP) {
-        lru_clear(cache->memory);
-        return 0;
-    }
+    if (burst)
+        from = to - PURGE_LOG_CATCHUP;
     for (i = from + 1; i <= to; i++) {
         char name[40];
-        const char *val = NULL;
-        size_t len = 0;
-        enum mc_result r;
+        ssize_t n;
 
         snprintf(name, sizeof(name), PURGE_LOG_PREFIX "%" PRIu64, i);
-        r = mc_get(cache->mc, name, strlen(name), &val, &len);
-        if (r == MC_ERROR)
+        n = read_sealed(cache, name, strlen(name), METRICS_REJECT_PURGE_LOG,
+            key, sizeof(key));
+        if (n == -1)
             return -1;
-        if (r == MC_MISS) {
-            /* Lost (evicted or expired): we cannot know the key. */
-            lru_clear(cache->memory);
+        if (n <= 0)
             continue;
+        if (burst) {
+            lru_clear(cache->memory);
+            return 0;
         }
-        lru_delete(cache->memory, val, len);
+        lru_delete(cache->memory, key, (size_t)n);
     }
     return 0;
 }
@@ -161,30 +323,48 @@ apply_purge_log(struct cache *cache, uint64_t from, uint64_t to)
 static void
 sync_shared(struct cache *cache, int first)
 {
-    uint64_t g, seq, last;
-    char text[20];
+    uint64_t g = 0, seq = 0, last;
+    char text[24];
     int r;
 
-    r = shared_number(cache, GEN_KEY, 16, &g);
-    if (r > 0) {
-        adopt_generation(cache, g, first ? NULL : "purge on another instance");
-    } else if (r == 0) {
-        /* Never set, or lost with a memcached restart: put ours back. */
-        snprintf(text, sizeof(text), "%" PRIx64,
-            __atomic_load_n(&cache->generation, __ATOMIC_ACQUIRE));
-        mc_add(cache->mc, GEN_KEY, sizeof(GEN_KEY) - 1, text, strlen(text),
-            SHARED_TTL_S);
+    r = read_generation(cache, &seq, &g);
+    if (r > 0 && (first || generation_cmp(cache, seq, g) > 0)) {
+        adopt_generation(cache, seq, g,
+            first ? NULL : "purge on another instance");
+    } else if (r > 0 && generation_cmp(cache, seq, g) < 0) {
+        /* An older generation written back: a replay, refused. */
+        reject(cache, METRICS_REJECT_GENERATION, GEN_KEY,
+            sizeof(GEN_KEY) - 1);
+        restore_generation(cache, 0);
+    } else if (r == 0 || r == -2) {
+        /* Lost with a memcached restart, or forged: ours goes back. */
+        restore_generation(cache, r == 0);
     }
-    r = shared_number(cache, PURGE_SEQ_KEY, 10, &seq);
-    if (r < 0)
-        return;
-    if (r == 0)
+    /* The sequence is a plain counter (memcached incr): a hint of how far
+     * the log goes, never trusted to clear anything by itself. */
+    {
+        const char *val = NULL;
+        size_t len = 0;
+        char *end;
+
+        r = mc_get(cache->mc, PURGE_SEQ_KEY, sizeof(PURGE_SEQ_KEY) - 1, &val,
+            &len);
+        if (r == MC_ERROR)
+            return;
         seq = 0;
+        if (r == MC_HIT && len > 0 && len < sizeof(text)) {
+            memcpy(text, val, len);
+            text[len] = '\0';
+            errno = 0;
+            seq = strtoull(text, &end, 10);
+            if (errno != 0 || *end != '\0')
+                seq = 0;
+        }
+    }
     last = __atomic_load_n(&cache->purge_seq, __ATOMIC_ACQUIRE);
     if (!first && seq > last && apply_purge_log(cache, last, seq) != 0)
         return;
-    if (!first && seq < last)
-        lru_clear(cache->memory);   /* the log restarted: assume the worst */
+    /* seq < last: the log restarted (memcached lost it): follow it on. */
     __atomic_store_n(&cache->purge_seq, seq, __ATOMIC_RELEASE);
 }
 
@@ -214,6 +394,40 @@ sync_main(void *arg)
     return NULL;
 }
 
+/*
+ * The MAC of memcached values: CACHE_SECRET, else a secret derived from the
+ * HERE credential (every instance with that credential shares the cache).
+ */
+static int
+cache_mac_new(struct cache *cache, const struct settings *cfg, char *err,
+    size_t errlen)
+{
+    unsigned char derived[32];
+
+    if (*cfg->cache_secret != '\0')
+        cache->mac = mac_new(cfg->cache_secret, strlen(cfg->cache_secret));
+    else if (mac_derive_secret(cfg->here_api_key, derived) == 0)
+        cache->mac = mac_new(derived, sizeof(derived));
+    memset(derived, 0, sizeof(derived));
+    if (cache->mac == NULL) {
+        snprintf(err, errlen, "cannot set up the memcached MAC (CACHE_SECRET "
+            "or the HERE credential it derives from)");
+        return -1;
+    }
+    return 0;
+}
+
+void
+cache_set_bounds(struct cache *cache, const struct settings *cfg)
+{
+    __atomic_store_n(&cache->ttl_cap_s, cfg->cache_ttl_cap_s,
+        __ATOMIC_RELAXED);
+    __atomic_store_n(&cache->stale_ttl_s, cfg->cache_stale_ttl_s,
+        __ATOMIC_RELAXED);
+    __atomic_store_n(&cache->max_body, cfg->upstream_max_bytes,
+        __ATOMIC_RELAXED);
+}
+
 struct cache *
 cache_new(const struct settings *cfg, char *err, size_t errlen)
 {
@@ -230,11 +444,17 @@ cache_new(const struct settings *cfg, char *err, size_t errlen)
     }
     pthread_mutex_init(&cache->sync_lock, NULL);
     pthread_cond_init(&cache->sync_wake, NULL);
+    cache_set_bounds(cache, cfg);
+    if (getrandom(&cache->owner, sizeof(cache->owner), 0) !=
+        (ssize_t)sizeof(cache->owner))
+        cache->owner = (uint64_t)util_mono_us() ^ (uint64_t)getpid() << 32;
     if (*cfg->memcached_servers != '\0') {
         /* One connection per worker at most (+1 for the sync thread). */
         cache->mc = mc_new(cfg->memcached_servers, (size_t)cfg->threads + 1,
             err, errlen);
         if (cache->mc == NULL)
+            goto fail;
+        if (cache_mac_new(cache, cfg, err, errlen) != 0)
             goto fail;
         sync_shared(cache, 1);
         if (pthread_create(&cache->sync_thread, NULL, sync_main, cache) != 0) {
@@ -265,13 +485,57 @@ cache_free(struct cache *cache)
     pthread_cond_destroy(&cache->sync_wake);
     lru_free(cache->memory);
     mc_free(cache->mc);
+    mac_free(cache->mac);
     free(cache);
 }
 
-/* *gen: the generation the entry was read under. */
+/* A tile's key has its path ("base/mc/z/x/y/png"); metadata's has none. */
+static int
+is_tile_key(const char *key, size_t keylen)
+{
+    return memmem(key, keylen, "/mc/", 4) != NULL;
+}
+
+/*
+ * What an entry that verified may still not be (a fleet of instances with
+ * other settings, or the secret in the wrong hands): only 200 or 404;
+ * tiles only image/png or image/jpeg, metadata and 404s only
+ * application/json; fresh for at most CACHE_TTL_CAP and kept for at most
+ * CACHE_STALE_TTL more, from now (give or take another instance's clock);
+ * a body no larger than UPSTREAM_MAX_BYTES.
+ */
+static int
+entry_in_bounds(const struct cache *cache, const struct entry *e,
+    const char *key, size_t keylen, int64_t now)
+{
+    long cap = __atomic_load_n(&cache->ttl_cap_s, __ATOMIC_RELAXED);
+    long stale = __atomic_load_n(&cache->stale_ttl_s, __ATOMIC_RELAXED);
+    const char *ct = e->content_type;
+
+    if (e->status == 200) {
+        if (is_tile_key(key, keylen) ? strcmp(ct, "image/png") != 0 &&
+                    strcmp(ct, "image/jpeg") != 0
+                                     : strcmp(ct, "application/json") != 0)
+            return 0;
+    } else if (e->status != 404 || strcmp(ct, "application/json") != 0) {
+        return 0;
+    }
+    return e->fresh_until <= now + cap + CLOCK_SKEW_S &&
+        e->keep_until <= now + cap + stale + CLOCK_SKEW_S &&
+        e->keep_until >= e->fresh_until &&
+        e->body_len <= __atomic_load_n(&cache->max_body, __ATOMIC_RELAXED);
+}
+
+/*
+ * The entry memcached holds for key, if it is one of ours and in bounds;
+ * *gen: the generation it was read under. Whatever else is there is a
+ * miss, counted; it is not deleted (an instance with another secret is a
+ * misconfiguration to see in the metrics, not a reason to thrash), and
+ * the next fetch overwrites it.
+ */
 static struct entry *
 tier2_get(struct cache *cache, const char *key, size_t keylen,
-    uint64_t *gen)
+    uint64_t *gen, int64_t now)
 {
     const char *val = NULL;
     char gkey[GKEY_MAX];
@@ -280,12 +544,30 @@ tier2_get(struct cache *cache, const char *key, size_t keylen,
 
     *gen = __atomic_load_n(&cache->generation, __ATOMIC_ACQUIRE);
     glen = gen_key(cache, key, keylen, gkey);
-    if (mc_get(cache->mc, gkey, glen, &val, &len) != MC_HIT)
+    switch (mc_get(cache->mc, gkey, glen, &val, &len)) {
+    case MC_HIT:
+        break;
+    case MC_TOO_LARGE:
+        reject(cache, METRICS_REJECT_TOO_LARGE, key, keylen);
         return NULL;
+    default:
+        return NULL;
+    }
+    switch (entry_check(val, len, cache->mac, gkey, glen)) {
+    case ENTRY_OK:
+        break;
+    case ENTRY_MALFORMED:
+        reject(cache, METRICS_REJECT_FORMAT, key, keylen);
+        return NULL;
+    default:
+        reject(cache, METRICS_REJECT_MAC, key, keylen);
+        return NULL;
+    }
     e = entry_decode(val, len);   /* copies: val is the thread's buffer */
-    if (e == NULL) {
-        /* Corrupt or from another version: a miss, and gone. */
-        mc_delete(cache->mc, gkey, glen);
+    if (e != NULL && !entry_in_bounds(cache, e, key, keylen, now)) {
+        reject(cache, METRICS_REJECT_BOUNDS, key, keylen);
+        entry_unref(e);
+        return NULL;
     }
     return e;
 }
@@ -319,7 +601,7 @@ cache_get_after_memory(struct cache *cache, const char *key, size_t keylen,
     *src = e != NULL ? CACHE_SRC_MEMORY : CACHE_SRC_NONE;
     if ((e != NULL && e->fresh_until > now) || cache->mc == NULL)
         return e;
-    shared = tier2_get(cache, key, keylen, &gen);
+    shared = tier2_get(cache, key, keylen, &gen, now);
     if (shared != NULL && shared->keep_until > now &&
         (e == NULL || shared->fresh_until > e->fresh_until)) {
         entry_unref(e);
@@ -347,7 +629,7 @@ cache_get_shared(struct cache *cache, const char *key, size_t keylen,
     uint64_t gen;
 
     if (cache->mc == NULL ||
-        (e = tier2_get(cache, key, keylen, &gen)) == NULL)
+        (e = tier2_get(cache, key, keylen, &gen, now)) == NULL)
         return NULL;
     if (e->fresh_until <= now) {
         entry_unref(e);
@@ -370,17 +652,46 @@ lock_key(const char *key, size_t keylen, char *out, size_t outsize)
     return keylen + 2;
 }
 
+/*
+ * The lock is sealed: "<owner> <until ms>", so that only an instance of
+ * the fleet can make others wait, and not past the lock's own expiry.
+ */
 int
 cache_lock(struct cache *cache, const char *key, size_t keylen, long ttl_s)
 {
-    char lkey[600];
+    char lkey[600], text[64], held[64], *end;
+    int64_t now = util_wall_ms();
+    unsigned long long owner, until;
     size_t llen;
+    ssize_t n;
+    int r;
 
     if (cache->mc == NULL)
         return 1;
     llen = lock_key(key, keylen, lkey, sizeof(lkey));
+    r = snprintf(text, sizeof(text), "%" PRIx64 " %lld", cache->owner,
+        (long long)(now + ttl_s * 1000));
     /* A memcached error must not stop tiles: fetch ourselves. */
-    return mc_add(cache->mc, lkey, llen, "1", 1, ttl_s) != 1;
+    if (write_sealed(cache, lkey, llen, text, (size_t)r, ttl_s, 1) != 1)
+        return 1;
+    n = read_sealed(cache, lkey, llen, METRICS_REJECT_LOCK, held,
+        sizeof(held));
+    if (n == 0 || n == -1)
+        return 1;   /* gone meanwhile, or memcached failed: fetch */
+    if (n > 0) {
+        errno = 0;
+        owner = strtoull(held, &end, 16);
+        if (errno == 0 && *end == ' ') {
+            until = strtoull(end + 1, &end, 10);
+            if (errno == 0 && *end == '\0' && (int64_t)until > now &&
+                (int64_t)until <= now + (ttl_s + CLOCK_SKEW_S) * 1000 &&
+                owner != cache->owner)
+                return 0;   /* another instance fetches it: wait */
+        }
+    }
+    /* Forged, expired or not ours to believe: take it over. */
+    write_sealed(cache, lkey, llen, text, (size_t)r, ttl_s, 0);
+    return 1;
 }
 
 void
@@ -406,16 +717,21 @@ cache_put(struct cache *cache, const char *key, size_t keylen,
     struct entry *e, int64_t now)
 {
     char gkey[GKEY_MAX];
-    size_t glen;
+    size_t glen = 0;
+    int shared;
 
     if (e->keep_until <= now)
         return;
-    lru_put(cache->memory, key, keylen, e);
-    if (cache->mc != NULL && e->blob_len <= MC_ITEM_MAX) {
+    /* Sealed before any other thread can see the blob. */
+    shared = cache->mc != NULL && e->blob_len <= MC_ITEM_MAX;
+    if (shared) {
         glen = gen_key(cache, key, keylen, gkey);
+        shared = entry_seal(e, cache->mac, gkey, glen) == 0;
+    }
+    lru_put(cache->memory, key, keylen, e);
+    if (shared)
         mc_set(cache->mc, gkey, glen, e->blob, e->blob_len,
             e->keep_until - now);
-    }
 }
 
 int
@@ -451,8 +767,8 @@ cache_purge_key(struct cache *cache, const char *key, size_t keylen,
             SHARED_TTL_S, &seq) != 0)
         return -1;
     snprintf(name, sizeof(name), PURGE_LOG_PREFIX "%" PRIu64, seq);
-    if (mc_set(cache->mc, name, strlen(name), key, keylen,
-            PURGE_LOG_TTL_S) != 0)
+    if (write_sealed(cache, name, strlen(name), key, keylen, PURGE_LOG_TTL_S,
+            0) != 0)
         return -1;
     return 0;
 }
@@ -460,7 +776,7 @@ cache_purge_key(struct cache *cache, const char *key, size_t keylen,
 int
 cache_purge_all(struct cache *cache, struct cache_purge *out)
 {
-    uint64_t g = 0;
+    uint64_t g = 0, seq;
     int rc = 0;
 
     memset(out, 0, sizeof(out[0]));
@@ -472,11 +788,10 @@ cache_purge_all(struct cache *cache, struct cache_purge *out)
             g ^= (uint64_t)util_mono_us() * 0x9e3779b97f4a7c15ULL ^
                 (uint64_t)getpid();
     snprintf(out->generation, sizeof(out->generation), "%" PRIx64, g);
-    if (cache->mc != NULL &&
-        mc_set(cache->mc, GEN_KEY, sizeof(GEN_KEY) - 1, out->generation,
-            strlen(out->generation), SHARED_TTL_S) != 0)
+    seq = __atomic_load_n(&cache->gen_seq, __ATOMIC_ACQUIRE) + 1;
+    if (cache->mc != NULL && write_generation(cache, seq, g, 0) != 0)
         rc = -1;
-    out->memory_entries = adopt_generation(cache, g, NULL);
+    out->memory_entries = adopt_generation(cache, seq, g, NULL);
     return rc;
 }
 
@@ -520,9 +835,19 @@ cache_shared_servers(struct cache *cache, uint64_t *down)
     return mc_server_count(cache->mc);
 }
 
+const char *
+cache_shared_server(struct cache *cache, int i, int *up)
+{
+    if (cache->mc == NULL || mc_server_name(cache->mc, i) == NULL)
+        return NULL;
+    *up = mc_server_up(cache->mc, i);
+    return mc_server_name(cache->mc, i);
+}
+
 void
 cache_set_metrics(struct cache *cache, struct metrics *m)
 {
+    cache->metrics = m;
     if (cache->mc != NULL)
         mc_set_metrics(cache->mc, m);
 }

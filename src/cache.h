@@ -53,8 +53,9 @@ struct entry *cache_get_shared(struct cache *cache, const char *key,
 
 /*
  * Take the short cross-instance fetch lock for key in memcached. Returns 1
- * when taken (or when there is no memcached to share with: fetch), 0 when
- * another instance holds it (wait for its result in memcached).
+ * when taken (or when there is no memcached to share with, or the lock
+ * there is not one an instance of the fleet sealed: fetch), 0 when another
+ * instance holds it (wait for its result in memcached).
  */
 int cache_lock(struct cache *cache, const char *key, size_t keylen,
     long ttl_s);
@@ -83,6 +84,12 @@ int cache_purge_key(struct cache *cache, const char *key, size_t keylen,
  */
 int cache_purge_all(struct cache *cache, struct cache_purge *out);
 
+/*
+ * The bounds of what memcached may hand back (CACHE_TTL_CAP,
+ * CACHE_STALE_TTL, UPSTREAM_MAX_BYTES): at creation and on reload.
+ */
+void cache_set_bounds(struct cache *cache, const struct settings *cfg);
+
 /* 1 when a memcached tier is configured. */
 int cache_shared(const struct cache *cache);
 
@@ -104,10 +111,16 @@ int cache_ready(struct cache *cache, char *reason, size_t len);
  */
 int cache_shared_servers(struct cache *cache, uint64_t *down);
 
+/*
+ * memcached server i (0 .. cache_shared_servers() - 1) by name, and in *up
+ * whether its last exchange worked; NULL past the end.
+ */
+const char *cache_shared_server(struct cache *cache, int i, int *up);
+
 /* Counts of the in-process tier, for the metrics. */
 void cache_memory_stats(struct cache *cache, struct lru_stats *out);
 
-/* 1 when memcached is configured and its last operation succeeded. */
+/* 1 when memcached is configured and some server's last exchange worked. */
 int cache_shared_up(struct cache *cache);
 
 /*

@@ -720,10 +720,17 @@ struct cache_only_view {
     const char *names[ADMIT_CACHE_ONLY_MAX];
 };
 
+/* Each memcached server's state at a scrape. */
+#define SERVERS_VIEW_MAX 64
+struct servers_view {
+    const char *names[SERVERS_VIEW_MAX];
+    int up[SERVERS_VIEW_MAX];
+};
+
 /* What the metrics render reads from the other modules, at scrape time. */
 static void
 fill_gauges(struct handler *h, struct metrics_gauges *g,
-    struct cache_only_view *co)
+    struct cache_only_view *co, struct servers_view *sv)
 {
     struct upstream_stats us;
     struct lru_stats ls;
@@ -745,9 +752,17 @@ fill_gauges(struct handler *h, struct metrics_gauges *g,
     g->lru_evictions = ls.evictions;
     g->lru_refused = ls.refused;
     g->memcached_configured = cache_shared(h->cache);
-    g->memcached_up = cache_shared_up(h->cache);
+    /* The probes' round trips first: the states below are theirs. */
     g->memcached_servers = (uint64_t)cache_shared_servers(h->cache,
         &g->memcached_servers_down);
+    g->memcached_up = cache_shared_up(h->cache);
+    if (sv != NULL) {
+        for (i = 0; i < g->memcached_servers && i < SERVERS_VIEW_MAX; i++)
+            sv->names[i] = cache_shared_server(h->cache, (int)i, &sv->up[i]);
+        g->memcached_listed = i;
+        g->memcached_server_names = sv->names;
+        g->memcached_server_up = sv->up;
+    }
     upstream_stats(h->upstream, &us);
     g->upstream_inflight = us.inflight;
     g->upstream_queued = us.queued;
@@ -775,8 +790,9 @@ serve_metrics(struct handler *h, enum req_route route, char *const *envp,
     if (route == ROUTE_METRICS_PROMETHEUS) {
         /* ~75 KB: on the heap, not on a worker's stack. */
         struct cache_only_view *co = malloc(sizeof(*co));
+        struct servers_view sv;
 
-        fill_gauges(h, &g, co);
+        fill_gauges(h, &g, co, &sv);
         text = metrics_render_prometheus(h->metrics, &g, PACKAGE_VERSION);
         free(co);
     } else {

@@ -340,6 +340,7 @@ reload(struct handler *h, struct retired **retired)
     if (admit_reload(h->limits, next, err, sizeof(err)) != 0)
         goto fail;
     log_set_level((enum log_level)next->log_level);
+    cache_set_bounds(h->cache, next);
     __atomic_store_n(&h->cfg, next, __ATOMIC_RELEASE);
     r->cfg = next;
     r->next = *retired;

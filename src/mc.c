@@ -23,12 +23,16 @@
 /* A cache must answer fast or not at all: connect, send and receive. */
 #define IO_TIMEOUT_MS 250
 
-/* One handle per server for readiness probes, apart from the pool. */
+/*
+ * One memcached server: its health, and a handle of its own for readiness
+ * probes, apart from the pool.
+ */
 struct mc_probe {
     memcached_st *m;
     pthread_mutex_t lock;
     int64_t back_since_ms;     /* answered again after a failure; or 0 */
     int failed;                /* the last probes failed */
+    int up;                    /* atomic: the last exchange with it worked */
     char name[300];            /* host:port */
 };
 
@@ -42,9 +46,8 @@ struct mc {
     memcached_st *picker;
     struct mcget *getter;         /* gets, on each thread's connections */
     memcached_pool_st *pool;
-    struct mc_probe *probes;
+    struct mc_probe *probes;   /* one per server, in libmemcached's order */
     uint32_t nprobes;
-    int healthy;               /* atomic */
     struct metrics *metrics;   /* set before the workers start */
 };
 
@@ -171,6 +174,7 @@ probes_new(struct mc *mc, char *err, size_t errlen)
         struct mc_probe *p = &mc->probes[i];
 
         server_label(s, p->name, sizeof(p->name));
+        p->up = 1;
         if ((p->m = memcached_create(NULL)) == NULL) {
             snprintf(err, errlen, "out of memory");
             return -1;
@@ -216,8 +220,9 @@ getter_new(struct mc *mc, char *err, size_t errlen)
             hosts[i] = memcached_server_name(s);
             ports[i] = (unsigned)memcached_server_port(s);
         }
+        /* Nothing the proxy stores is larger than an item. */
         mc->getter = mcget_new(n, hosts, ports, IO_TIMEOUT_MS,
-            RETRY_TIMEOUT_S);
+            RETRY_TIMEOUT_S, MC_ITEM_MAX);
     }
     free(hosts);
     free(ports);
@@ -249,7 +254,6 @@ mc_new(const char *servers, size_t pool_size, char *err, size_t errlen)
     }
     if (probes_new(mc, err, errlen) != 0)
         goto fail;
-    mc->healthy = 1;
     return mc;
 fail:
     mc_free(mc);
@@ -278,20 +282,36 @@ mc_free(struct mc *mc)
     free(mc);
 }
 
-/* Log the first failure and the recovery, not every request. */
-static void
-note_result(struct mc *mc, int ok, const char *what)
+/* The server index consistent hashing picks for a memcached key. */
+static uint32_t
+server_of(struct mc *mc, const char *mkey, size_t mlen)
 {
-    int was = __atomic_exchange_n(&mc->healthy, ok, __ATOMIC_ACQ_REL);
+    return memcached_generate_hash(mc->picker, mkey, mlen);
+}
 
-    if (was && !ok) {
-        cJSON *f = cJSON_CreateObject();
-        if (f != NULL)
-            cJSON_AddStringToObject(f, "error", what);
-        log_event(LOG_LEVEL_WARN, "memcached_lost", f);
-    } else if (!was && ok) {
-        log_event(LOG_LEVEL_INFO, "memcached_back", NULL);
+/*
+ * One exchange with server i went well or not: log its first failure and
+ * its recovery, once per server and change, not every request (one server
+ * of several down must not make the others' answers look like a recovery).
+ */
+static void
+note_server(struct mc *mc, uint32_t i, int ok, const char *what)
+{
+    struct mc_probe *p;
+    cJSON *f;
+
+    if (i >= mc->nprobes)
+        return;
+    p = &mc->probes[i];
+    if (__atomic_exchange_n(&p->up, ok, __ATOMIC_ACQ_REL) == ok)
+        return;
+    if ((f = cJSON_CreateObject()) != NULL) {
+        cJSON_AddStringToObject(f, "server", p->name);
+        if (!ok)
+            cJSON_AddStringToObject(f, "error", what ? what : "failed");
     }
+    log_event(ok ? LOG_LEVEL_INFO : LOG_LEVEL_WARN,
+        ok ? "memcached_back" : "memcached_lost", f);
 }
 
 void
@@ -328,22 +348,24 @@ mc_get(struct mc *mc, const char *key, size_t keylen, const char **val,
     enum mcget_result r;
     const char *v = NULL;
 
+    uint32_t server = server_of(mc, mkey, mlen);
+
     /* libmemcached's ketama picks the server, mcget asks it. */
-    r = mcget_get(mc->getter, memcached_generate_hash(mc->picker, mkey, mlen),
-        mkey, mlen, &v, &vlen, &why);
+    r = mcget_get(mc->getter, server, mkey, mlen, &v, &vlen, &why);
     observe(mc, t0, r != MCGET_ERROR);
-    if (r == MCGET_HIT) {
-        note_result(mc, 1, NULL);
+    note_server(mc, server, r != MCGET_ERROR, why);
+    switch (r) {
+    case MCGET_HIT:
         *val = v;
         *len = vlen;
         return MC_HIT;
-    }
-    if (r == MCGET_MISS) {
-        note_result(mc, 1, NULL);
+    case MCGET_MISS:
         return MC_MISS;
+    case MCGET_TOO_LARGE:
+        return MC_TOO_LARGE;
+    default:
+        return MC_ERROR;
     }
-    note_result(mc, 0, why);
-    return MC_ERROR;
 }
 
 int
@@ -369,7 +391,8 @@ mc_set(struct mc *mc, const char *key, size_t keylen, const void *val,
     rc = memcached_set(m, mkey, mlen, val, len, (time_t)ttl_s, 0);
     memcached_pool_push(mc->pool, m);
     observe(mc, t0, rc == MEMCACHED_SUCCESS);
-    note_result(mc, rc == MEMCACHED_SUCCESS, memcached_strerror(NULL, rc));
+    note_server(mc, server_of(mc, mkey, mlen), rc == MEMCACHED_SUCCESS,
+        memcached_strerror(NULL, rc));
     return rc == MEMCACHED_SUCCESS ? 0 : -1;
 }
 
@@ -393,10 +416,11 @@ mc_add(struct mc *mc, const char *key, size_t keylen, const void *val,
         rc == MEMCACHED_DATA_EXISTS);
     if (rc == MEMCACHED_SUCCESS || rc == MEMCACHED_NOTSTORED ||
         rc == MEMCACHED_DATA_EXISTS) {
-        note_result(mc, 1, NULL);
+        note_server(mc, server_of(mc, mkey, mlen), 1, NULL);
         return rc == MEMCACHED_SUCCESS ? 0 : 1;
     }
-    note_result(mc, 0, memcached_strerror(NULL, rc));
+    note_server(mc, server_of(mc, mkey, mlen), 0,
+        memcached_strerror(NULL, rc));
     return -1;
 }
 
@@ -426,7 +450,8 @@ mc_count(struct mc *mc, const char *key, size_t keylen, uint32_t delta,
     }
     memcached_pool_push(mc->pool, m);
     observe(mc, t0, rc == MEMCACHED_SUCCESS);
-    note_result(mc, rc == MEMCACHED_SUCCESS, memcached_strerror(NULL, rc));
+    note_server(mc, server_of(mc, mkey, mlen), rc == MEMCACHED_SUCCESS,
+        memcached_strerror(NULL, rc));
     return rc == MEMCACHED_SUCCESS ? 0 : -1;
 }
 
@@ -447,17 +472,23 @@ mc_delete(struct mc *mc, const char *key, size_t keylen)
     memcached_pool_push(mc->pool, m);
     observe(mc, t0, rc == MEMCACHED_SUCCESS || rc == MEMCACHED_NOTFOUND);
     if (rc == MEMCACHED_SUCCESS || rc == MEMCACHED_NOTFOUND) {
-        note_result(mc, 1, NULL);
+        note_server(mc, server_of(mc, mkey, mlen), 1, NULL);
         return rc == MEMCACHED_SUCCESS ? 0 : 1;
     }
-    note_result(mc, 0, memcached_strerror(NULL, rc));
+    note_server(mc, server_of(mc, mkey, mlen), 0,
+        memcached_strerror(NULL, rc));
     return -1;
 }
 
-/* One round trip to one server: a get answered "found" or "not found". */
+/*
+ * One round trip to server i: a get answered "found" or "not found". Its
+ * verdict is the server's health too, so that the gauges and events stay
+ * current while no request touches memcached.
+ */
 static int
-probe_one(struct mc_probe *p)
+probe_one(struct mc *mc, uint32_t i)
 {
+    struct mc_probe *p = &mc->probes[i];
     memcached_return_t rc;
     size_t vlen = 0;
     uint32_t flags = 0;
@@ -489,6 +520,7 @@ probe_one(struct mc_probe *p)
             ok = 0;
     }
     pthread_mutex_unlock(&p->lock);
+    note_server(mc, i, ok, memcached_strerror(NULL, rc));
     return ok ? 0 : -1;
 }
 
@@ -502,7 +534,7 @@ mc_ping(struct mc *mc, char *down, size_t downlen)
     if (downlen > 0)
         down[0] = '\0';
     for (i = 0; i < mc->nprobes; i++) {
-        if (probe_one(&mc->probes[i]) == 0)
+        if (probe_one(mc, i) == 0)
             continue;
         ndown++;
         if (used < downlen) {
@@ -513,10 +545,6 @@ mc_ping(struct mc *mc, char *down, size_t downlen)
                 used += (size_t)w;
         }
     }
-    if (ndown == (int)mc->nprobes)
-        note_result(mc, 0, "no memcached server answers");
-    else if (ndown == 0)
-        note_result(mc, 1, NULL);
     return ndown;
 }
 
@@ -546,5 +574,23 @@ mc_server_for(struct mc *mc, const char *key, size_t keylen, char *out,
 int
 mc_healthy(struct mc *mc)
 {
-    return __atomic_load_n(&mc->healthy, __ATOMIC_ACQUIRE);
+    uint32_t i;
+
+    for (i = 0; i < mc->nprobes; i++)
+        if (__atomic_load_n(&mc->probes[i].up, __ATOMIC_ACQUIRE))
+            return 1;
+    return 0;
+}
+
+const char *
+mc_server_name(const struct mc *mc, int i)
+{
+    return i >= 0 && (uint32_t)i < mc->nprobes ? mc->probes[i].name : NULL;
+}
+
+int
+mc_server_up(struct mc *mc, int i)
+{
+    return i >= 0 && (uint32_t)i < mc->nprobes &&
+        __atomic_load_n(&mc->probes[i].up, __ATOMIC_ACQUIRE);
 }

@@ -9,8 +9,8 @@
  * worker threads; behaviours are set once on the master handle, before the
  * pool clones it. Servers are picked by consistent hashing (ketama).
  * A server that fails is marked dead for a few seconds so that an outage
- * costs requests almost nothing; the first failure and the recovery are
- * logged once each.
+ * costs requests almost nothing; each server's first failure and its
+ * recovery are logged once each (memcached_lost, memcached_back).
  */
 
 struct mc;
@@ -19,6 +19,7 @@ struct metrics;
 enum mc_result {
     MC_HIT,
     MC_MISS,
+    MC_TOO_LARGE,   /* larger than any value the proxy writes: refused */
     MC_ERROR
 };
 
@@ -90,8 +91,16 @@ int mc_server_for(struct mc *mc, const char *key, size_t keylen, char *out,
  */
 void mc_set_metrics(struct mc *mc, struct metrics *m);
 
-/* 1 while the last operation succeeded, 0 after a failure. */
+/* 1 while some server's last exchange succeeded, 0 when none did. */
 int mc_healthy(struct mc *mc);
+
+/*
+ * Server i (0 .. mc_server_count() - 1): its name as MEMCACHED_SERVERS gave
+ * it (NULL past the end), and 1 while its last exchange (a request's or a
+ * readiness probe's) succeeded.
+ */
+const char *mc_server_name(const struct mc *mc, int i);
+int mc_server_up(struct mc *mc, int i);
 
 /*
  * The memcached key for a cache key: "hp1:" + key when it fits and holds

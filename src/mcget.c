@@ -18,8 +18,6 @@
 #include "mcget.h"
 #include "util.h"
 
-/* The largest value a get accepts: far above any tile, below silly. */
-#define VALUE_MAX (64u * 1024 * 1024)
 #define HEAD_MAX 512
 /*
  * Each thread receives answers into a buffer of its own: the whole answer
@@ -40,6 +38,7 @@ struct mcget {
     size_t n;
     struct server *servers;
     int timeout_ms, retry_s;
+    size_t value_max;
     pthread_key_t key;               /* each thread's struct conns */
 };
 
@@ -66,7 +65,7 @@ conns_close(void *arg)
 
 struct mcget *
 mcget_new(size_t nservers, const char *const *hosts, const unsigned *ports,
-    int timeout_ms, int retry_s)
+    int timeout_ms, int retry_s, size_t value_max)
 {
     struct mcget *g = calloc(1, sizeof(*g));
     size_t i;
@@ -76,6 +75,7 @@ mcget_new(size_t nservers, const char *const *hosts, const unsigned *ports,
     g->n = nservers;
     g->timeout_ms = timeout_ms;
     g->retry_s = retry_s;
+    g->value_max = value_max;
     if ((g->servers = calloc(nservers ? nservers : 1, sizeof(*g->servers))) ==
         NULL || pthread_key_create(&g->key, conns_close) != 0) {
         free(g->servers);
@@ -220,11 +220,12 @@ buf_resize(struct conns *c, size_t cap)
  * Send the get and read its answer into c->buf. 1 hit (*val points into
  * c->buf), 0 miss, -1 error (why set): the connection must then be
  * closed, it may be out of step; -2 when the server had closed the
- * connection before answering (restarted, say).
+ * connection before answering (restarted, say); -3 when the value is
+ * larger than value_max (not read: the connection must be closed too).
  */
 static int
-exchange(int fd, struct conns *c, const char *key, size_t keylen,
-    const char **val, size_t *len, const char **why)
+exchange(int fd, struct conns *c, size_t value_max, const char *key,
+    size_t keylen, const char **val, size_t *len, const char **why)
 {
     char line[HEAD_MAX + 1], *eol;
     char req[4 + 256 + 2];
@@ -278,9 +279,13 @@ exchange(int fd, struct conns *c, const char *key, size_t keylen,
     if (head < keylen + 11 || strncmp(line, "VALUE ", 6) != 0 ||
         memcmp(line + 6, key, keylen) != 0 || line[6 + keylen] != ' ' ||
         sscanf(line + 7 + keylen, "%u %llu%n", &flags, &bytes, &keyend) != 2 ||
-        line[7 + keylen + keyend] != '\0' || bytes > VALUE_MAX) {
+        line[7 + keylen + keyend] != '\0') {
         *why = "unexpected answer";
         return -1;
+    }
+    if (bytes > value_max) {
+        *why = "value larger than any the proxy writes";
+        return -3;
     }
     vlen = (size_t)bytes;
     /* The value, then \r\nEND\r\n: usually all here already. */
@@ -349,11 +354,14 @@ mcget_get(struct mcget *g, uint32_t server, const char *key, size_t keylen,
             c->fd1[server] = fd + 1;
             fresh = 1;
         }
-        rc = exchange(fd, c, key, keylen, val, len, why);
+        rc = exchange(fd, c, g->value_max, key, keylen, val, len, why);
         if (rc >= 0)
             return rc == 1 ? MCGET_HIT : MCGET_MISS;
         close(fd);
         c->fd1[server] = 0;
+        /* The server answered; what it holds is refused, not its health. */
+        if (rc == -3)
+            return MCGET_TOO_LARGE;
         /* A kept connection the server closed: once more on a new one. */
         if (fresh || rc != -2)
             break;

@@ -23,15 +23,19 @@ struct mcget;
 enum mcget_result {
     MCGET_HIT,
     MCGET_MISS,
+    MCGET_TOO_LARGE,  /* the value passed value_max: refused, not read */
     MCGET_ERROR
 };
 
 /*
  * hosts[i]:ports[i] for each server index, or hosts[i] alone when it is a
  * Unix socket's path (starts with '/'); timeout_ms for connect and I/O.
+ * value_max: the largest value a get accepts (the largest the caller ever
+ * writes); a larger one is MCGET_TOO_LARGE, its connection closed without
+ * marking the server down.
  */
 struct mcget *mcget_new(size_t nservers, const char *const *hosts,
-    const unsigned *ports, int timeout_ms, int retry_s);
+    const unsigned *ports, int timeout_ms, int retry_s, size_t value_max);
 /* Every thread that used it has exited, or will not use it again. */
 void mcget_free(struct mcget *g);
 

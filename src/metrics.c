@@ -103,7 +103,20 @@ struct metrics {
     _Atomic uint64_t http_version[NVERSION];
     _Atomic uint64_t memcached_errors;
     _Atomic uint64_t purges[2];         /* one tile, everything */
+    _Atomic uint64_t rejected[METRICS_NREJECT];
 };
+
+static const char *const reject_names[METRICS_NREJECT] = {
+#define REJECT_NAME(id, name) name,
+    METRICS_REJECT_LIST(REJECT_NAME)
+#undef REJECT_NAME
+};
+
+const char *
+metrics_reject_name(enum metrics_reject r)
+{
+    return (size_t)r < METRICS_NREJECT ? reject_names[r] : "unknown";
+}
 
 static void
 inc(_Atomic uint64_t *c, uint64_t n)
@@ -461,6 +474,13 @@ metrics_rate_limited(struct metrics *m, const char *indice)
 }
 
 void
+metrics_cache_rejected(struct metrics *m, enum metrics_reject r)
+{
+    if (m != NULL && (size_t)r < METRICS_NREJECT)
+        inc(&m->rejected[r], 1);
+}
+
+void
 metrics_memcached(struct metrics *m, double seconds, int ok)
 {
     if (m == NULL)
@@ -803,6 +823,22 @@ metrics_render_prometheus(struct metrics *m, const struct metrics_gauges *g,
     out_single(&o, "hereproxy_memcached_servers_down", "gauge",
         "memcached servers not answering a round trip at scrape time.",
         g->memcached_servers_down);
+    if (g->memcached_listed > 0) {
+        family(&o, "hereproxy_memcached_server_up", "gauge",
+            "1 when this memcached server answered a round trip at scrape "
+            "time.");
+        for (i = 0; i < g->memcached_listed; i++) {
+            out_printf(&o, "hereproxy_memcached_server_up{server=\"");
+            out_label_value(&o, g->memcached_server_names[i]);
+            out_printf(&o, "\"} %d\n", g->memcached_server_up[i] != 0);
+        }
+    }
+    family(&o, "hereproxy_cache_rejected_total", "counter",
+        "Values read from memcached and refused (never served or trusted), "
+        "by reason.");
+    for (i = 0; i < METRICS_NREJECT; i++)
+        out_printf(&o, "hereproxy_cache_rejected_total{reason=\"%s\"} %"
+            PRIu64 "\n", reject_names[i], get(&m->rejected[i]));
     out_single(&o, "hereproxy_upstream_inflight", "gauge",
         "Upstream exchanges in progress.", g->upstream_inflight);
     out_single(&o, "hereproxy_upstream_queued", "gauge",

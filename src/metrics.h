@@ -39,6 +39,31 @@ enum metrics_cache {
 #define METRICS_NCACHE 5
 
 /*
+ * Why a value read from memcached was refused (never served, never
+ * trusted): hereproxy_cache_rejected_total{reason}. One list drives the
+ * enum and the label names.
+ */
+#define METRICS_REJECT_LIST(X)                                               \
+    X(MAC, "mac")                 /* an entry whose tag does not verify */    \
+    X(FORMAT, "format")           /* not an entry of this layout */           \
+    X(BOUNDS, "bounds")           /* status, type, freshness or size */       \
+    X(TOO_LARGE, "too_large")     /* larger than any value the proxy writes */\
+    X(GENERATION, "generation")   /* a cache generation not ours to trust */  \
+    X(LOCK, "lock")               /* a coalescing lock that does not verify */\
+    X(PURGE_LOG, "purge_log")     /* a purge-log entry that does not verify */\
+    X(COUNTER, "counter")         /* a quota or budget count */
+
+enum metrics_reject {
+#define METRICS_REJECT_ENUM(id, name) METRICS_REJECT_##id,
+    METRICS_REJECT_LIST(METRICS_REJECT_ENUM)
+#undef METRICS_REJECT_ENUM
+    METRICS_NREJECT
+};
+
+/* The label of a reason ("mac", ...). */
+const char *metrics_reject_name(enum metrics_reject r);
+
+/*
  * Values read by the caller when a scrape comes; metrics renders them.
  * Zero what you do not have.
  */
@@ -52,6 +77,10 @@ struct metrics_gauges {
     int memcached_up;           /* 0 or 1 */
     uint64_t memcached_servers;       /* in MEMCACHED_SERVERS */
     uint64_t memcached_servers_down;  /* not answering a round trip now */
+    /* Each server's state from that round trip: name and 1 (up) or 0. */
+    const char *const *memcached_server_names;
+    const int *memcached_server_up;
+    size_t memcached_listed;          /* entries in the two above */
     uint64_t upstream_inflight;
     uint64_t upstream_queued;
     int breaker_open;           /* 0 or 1 */
@@ -127,6 +156,9 @@ void metrics_purge(struct metrics *m, int all);
 
 /* One request refused by the rate limiter. */
 void metrics_rate_limited(struct metrics *m, const char *indice);
+
+/* One value from memcached refused, for reason r. */
+void metrics_cache_rejected(struct metrics *m, enum metrics_reject r);
 
 /* One memcached operation: its latency and whether it succeeded. */
 void metrics_memcached(struct metrics *m, double seconds, int ok);

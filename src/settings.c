@@ -555,6 +555,19 @@ settings_load(struct settings *cfg, char *const *envp, char *err, size_t errlen)
         if (rc != 0)
             return -1;
     }
+    keyfile = env_get(envp, "CACHE_SECRET_FILE");
+    if (*cfg->cache_secret == '\0' && keyfile != NULL && *keyfile) {
+        char *text = read_small_file(keyfile, 4096, err, errlen,
+            "CACHE_SECRET_FILE");
+        int rc;
+
+        if (text == NULL)
+            return -1;
+        rc = settings_set(cfg, "CACHE_SECRET", trim(text), err, errlen);
+        free(text);
+        if (rc != 0)
+            return -1;
+    }
     tokfile = env_get(envp, "HEREPROXY_CLIENT_TOKENS_FILE");
     if (*cfg->client_tokens == '\0' && tokfile != NULL && *tokfile) {
         char *text = read_small_file(tokfile, 1 << 20, err, errlen,
@@ -775,6 +788,12 @@ settings_validate(const struct settings *cfg, char *err, size_t errlen)
     if (*cfg->admin_token != '\0' && !admin_token_ok(cfg->admin_token)) {
         snprintf(err, errlen, "HEREPROXY_ADMIN_TOKEN: use 16 to 256 "
             "printable bytes without spaces (a long random value)");
+        return -1;
+    }
+    if (*cfg->cache_secret != '\0' && strlen(cfg->cache_secret) < 16) {
+        /* Never quote it: it is secret. */
+        snprintf(err, errlen, "CACHE_SECRET: use at least 16 bytes (a long "
+            "random value, the same on every instance)");
         return -1;
     }
     if (each_entry(cfg->indices, check_indice_entry, NULL) != 0) {

@@ -55,6 +55,7 @@
     X(CACHE_COALESCE_WAIT_MS, cache_coalesce_wait_ms, CFG_LONG, "5000", 0,    \
         600000)                                                              \
     X(MEMCACHED_SERVERS, memcached_servers, CFG_SERVERS, "", 0, 0)            \
+    X(CACHE_SECRET, cache_secret, CFG_SECRET, "", 0, 0)                       \
     X(UPSTREAM_MAX_BYTES, upstream_max_bytes, CFG_SIZE, "8388608", 1024, 0)   \
     X(RATE_LIMIT_INDEX, rate_limit_index, CFG_RATE, "off", 0, 0)              \
     X(RATE_LIMIT_INDEX_OVERRIDES, rate_limit_index_overrides, CFG_RATES, "",  \
@@ -128,6 +129,7 @@ struct settings {
     long cache_negative_ttl_s;
     long cache_coalesce_wait_ms;
     char *memcached_servers;
+    char *cache_secret;       /* MAC key of memcached values ("": derived) */
     uint64_t upstream_max_bytes;
     char *rate_limit_index;
     char *rate_limit_index_overrides;
@@ -169,7 +171,8 @@ int settings_apply_text(struct settings *cfg, const char *text,
  * HERE_API_KEY_FILE when HERE_API_KEY is still unset, and
  * HEREPROXY_CLIENT_TOKENS_FILE (one token:indice a line) when
  * HEREPROXY_CLIENT_TOKENS is, HEREPROXY_ADMIN_TOKEN_FILE when
- * HEREPROXY_ADMIN_TOKEN is; then validate.
+ * HEREPROXY_ADMIN_TOKEN is, CACHE_SECRET_FILE when CACHE_SECRET is; then
+ * validate.
  * envp is a NULL-terminated environment. Returns 0 or -1 with err set.
  */
 int settings_load(struct settings *cfg, char *const *envp, char *err,

@@ -241,33 +241,16 @@ PNG = (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x01\x00\x00\x00\x01"
        b"\x00\x08\x06\x00\x00\x00\x5c\x72\xa8\x66")
 
 
-def crc32c(data):
-    """CRC-32C (Castagnoli), as src/crc32c.c: crc32c(b"123456789") is
-    0xe3069283."""
-    crc = 0xffffffff
-    for b in data:
-        crc ^= b
-        for _ in range(8):
-            crc = (crc >> 1) ^ 0x82f63b78 if crc & 1 else crc >> 1
-    return crc ^ 0xffffffff
-
-
-assert crc32c(b"123456789") == 0xe3069283
-
-
 def entry_blob(status=200, fresh=1700000000, keep=1700086400,
                ctype=b"image/png", etag=b'"abc123"', body=PNG,
-               version=2, flags=0, reserved=0, crc=None, lens=None):
-    """The layout of src/entry.h; crc/lens override the computed ones."""
+               version=3, flags=0, lens=None, seal=b"\x00" * 28):
+    """The layout of src/entry.h (version 3); lens override the computed
+    ones; seal is the MAC's nonce and tag (unsealed: zeros)."""
     clen, elen, blen = lens or (len(ctype), len(etag), len(body))
-    head = (MAGIC + struct.pack("<BBHqqII", version, flags, status, fresh,
-                                keep, blen, 0) +
-            struct.pack("<HHI", clen, elen, reserved))
-    blob = bytearray(head + ctype + etag + body)
-    if crc is None:
-        crc = crc32c(bytes(blob))
-    blob[28:32] = struct.pack("<I", crc)
-    return bytes(blob)
+    head = (MAGIC + struct.pack("<BBHqqIHH", version, flags, status, fresh,
+                                keep, blen, clen, elen) + seal)
+    assert len(head) == 60
+    return bytes(head + ctype + etag + body)
 
 
 def corrupt(blob, offset, value):
@@ -299,13 +282,12 @@ ENTRY = {
     # refused
     "bad_magic": corrupt(GOOD, 0, ord("X")),
     "bad_version": entry_blob(version=1),
-    "bad_version_3": entry_blob(version=3),
+    "bad_version_2": entry_blob(version=2),
     "bad_flags": entry_blob(flags=1),
-    "bad_reserved": entry_blob(reserved=1),
-    "bad_crc": entry_blob(crc=0xdeadbeef),
+    "random_seal": entry_blob(seal=bytes(range(28))),
     "flipped_body_bit": corrupt(GOOD, len(GOOD) - 1, GOOD[-1] ^ 1),
     "flipped_ttl_bit": corrupt(GOOD, 9, GOOD[9] ^ 1),
-    "truncated_header": GOOD[:39],
+    "truncated_header": GOOD[:59],
     "truncated_body": GOOD[:-1],
     "trailing_byte": GOOD + b"\x00",
     "ctype_too_long": entry_blob(ctype=b"t/" + b"x" * 127),

@@ -47,7 +47,8 @@ unset HERE_API_KEY HERE_API_KEY_FILE HERE_BASE_URL HERE_CA_FILE \
     METRICS_MAX_INDICES METRICS_ALLOW \
     HEREPROXY_WRITE_TIMEOUT_MS HEREPROXY_CLIENT_TOKENS \
     HEREPROXY_CLIENT_TOKENS_FILE HEREPROXY_INDICES HEREPROXY_ADMIN_TOKEN \
-    HEREPROXY_ADMIN_TOKEN_FILE NGINX_LOG_SOCKET NGINX_LOG_FILE
+    HEREPROXY_ADMIN_TOKEN_FILE NGINX_LOG_SOCKET NGINX_LOG_FILE \
+    CACHE_SECRET CACHE_SECRET_FILE
 # Never send loopback test traffic through a proxy.
 unset http_proxy https_proxy HTTP_PROXY HTTPS_PROXY all_proxy ALL_PROXY
 export no_proxy='*' NO_PROXY='*'
@@ -382,12 +383,14 @@ wait_for_http() {
 
 # ------------------------------------------------------------------ memcached
 # start_memcached [PORT]: sets MEMCACHED_PORT, MEMCACHED_PID.
+# start_memcached [PORT [extra memcached args...]]
 start_memcached() {
     require_cmds memcached
     MEMCACHED_PORT=${1:-$(free_port)}
+    shift $(($# > 0 ? 1 : 0))
     local user=()
     [ "$(id -u)" -eq 0 ] && user=(-u nobody)
-    memcached -l 127.0.0.1 -p "$MEMCACHED_PORT" -U 0 -m 64 -c 256 "${user[@]}" \
+    memcached -l 127.0.0.1 -p "$MEMCACHED_PORT" -U 0 -m 64 -c 256 "${user[@]}" "$@" \
         >>"$RUN_DIR/memcached.log" 2>&1 &
     MEMCACHED_PID=$!
     _register memcached "$MEMCACHED_PID"
@@ -444,6 +447,55 @@ for line in buf.decode().splitlines():
 else:
     print(-1)
 PYEOF
+}
+
+# mc_raw PORT get KEY FILE | set KEY FILE [TTL] | keys PATTERN: memcached as
+# anyone on its network sees it (the text protocol, no secret). get writes
+# the value to FILE (exit 1 when absent); keys prints the keys matching the
+# Python regular expression PATTERN (lru_crawler metadump).
+mc_raw() {
+    python3 - "$@" <<'PYEOF'
+import re, socket, sys, urllib.parse
+port, op = int(sys.argv[1]), sys.argv[2]
+s = socket.create_connection(("127.0.0.1", port), timeout=5)
+def until(end):
+    buf = b""
+    while not buf.endswith(end):
+        chunk = s.recv(1 << 20)
+        if not chunk:
+            break
+        buf += chunk
+    return buf
+if op == "get":
+    s.sendall(b"get " + sys.argv[3].encode() + b"\r\n")
+    buf = until(b"END\r\n")
+    if not buf.startswith(b"VALUE "):
+        sys.exit(1)
+    head, rest = buf.split(b"\r\n", 1)
+    n = int(head.split()[3])
+    open(sys.argv[4], "wb").write(rest[:n])
+elif op == "set":
+    data = open(sys.argv[4], "rb").read()
+    ttl = sys.argv[5] if len(sys.argv) > 5 else "0"
+    s.sendall(b"set %s 0 %s %d\r\n" % (sys.argv[3].encode(), ttl.encode(),
+              len(data)) + data + b"\r\n")
+    reply = until(b"\r\n")
+    if reply != b"STORED\r\n":
+        sys.exit("set: " + reply.decode(errors="replace"))
+elif op == "keys":
+    s.sendall(b"lru_crawler metadump all\r\n")
+    for line in until(b"END\r\n").decode().splitlines():
+        if line.startswith("key="):
+            k = urllib.parse.unquote(line.split()[0][4:])
+            if re.search(sys.argv[3], k):
+                print(k)
+PYEOF
+}
+
+# prom_value SERIES [FILE]: the value of one Prometheus series (its name and
+# labels exactly as exposed) in the last body or FILE; empty when absent.
+prom_value() {
+    awk -v want="$1" '$1 == want { print $2; exit }' "${2:-$HTTP_BODY_FILE}"
 }
 
 stop_memcached() {

@@ -11,8 +11,8 @@
 #include <string.h>
 
 
-#include "crc32c.h"
 #include "entry.h"
+#include "mac.h"
 
 static const unsigned char png[] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a,
     '\n', 0, 0, 0, 13, 'I', 'H', 'D', 'R', 0, 1, 2, 0xff, 0xfe};
@@ -69,11 +69,13 @@ test_new_layout(void **state)
         1700000000);
     assert_int_equal(h[12] | h[13] | h[14] | h[15], 0);
     assert_int_equal(h[24] | h[25] << 8, sizeof(png));
-    assert_int_equal(h[32] | h[33] << 8, 9);
-    assert_int_equal(h[34] | h[35] << 8, 8);
-    assert_int_equal(h[36] | h[37] | h[38] | h[39], 0);
-    assert_memory_equal(h + 40, "image/png\"abc123\"", 17);
-    assert_memory_equal(h + 57, png, sizeof(png));
+    assert_int_equal(h[28] | h[29] << 8, 9);
+    assert_int_equal(h[30] | h[31] << 8, 8);
+    /* Nonce and tag: zero until the entry is sealed for memcached. */
+    for (size_t i = 32; i < 60; i++)
+        assert_int_equal(h[i], 0);
+    assert_memory_equal(h + 60, "image/png\"abc123\"", 17);
+    assert_memory_equal(h + 77, png, sizeof(png));
     assert_true(entry_footprint(e) >= e->blob_len + sizeof(*e));
     entry_unref(e);
 }
@@ -154,10 +156,22 @@ test_limits(void **state)
     assert_null(entry_new(200, 1, 2, "", "", "x", SIZE_MAX));
 }
 
-/* Any single flipped bit anywhere in the blob is caught. */
+static struct mac *
+test_mac(const char *secret)
+{
+    struct mac *m = mac_new(secret, strlen(secret));
+
+    assert_non_null(m);
+    return m;
+}
+
+#define KEY "0v3/base/mc/1/0/0/png?ppi=100&scale=1&size=256&style=explore.day"
+
+/* Any single flipped bit anywhere in a sealed blob is caught. */
 static void
 test_every_bit_flip(void **state)
 {
+    struct mac *m = test_mac("a secret of the fleet, 32 bytes.");
     struct entry *e = sample();
     unsigned char *copy = malloc(e->blob_len);
     size_t off;
@@ -166,58 +180,93 @@ test_every_bit_flip(void **state)
 
     (void)state;
     assert_non_null(copy);
+    assert_int_equal(entry_seal(e, m, KEY, strlen(KEY)), 0);
+    assert_int_equal(entry_check(e->blob, e->blob_len, m, KEY, strlen(KEY)),
+        ENTRY_OK);
     for (off = 0; off < e->blob_len; off++) {
         for (bit = 0; bit < 8; bit++) {
-            struct entry *d;
-
             memcpy(copy, e->blob, e->blob_len);
             copy[off] ^= (unsigned char)(1u << bit);
-            d = entry_decode(copy, e->blob_len);
-            if (d != NULL) {
+            if (entry_check(copy, e->blob_len, m, KEY, strlen(KEY)) ==
+                ENTRY_OK) {
                 if (undetected++ == 0)
                     snprintf(first, sizeof(first), "offset %zu bit %d",
                         off, bit);
-                entry_unref(d);
             }
         }
     }
     free(copy);
     entry_unref(e);
+    mac_free(m);
     if (undetected > 0)
-        fail_msg("%d single-bit corruptions decoded as valid (first: %s)",
+        fail_msg("%d single-bit corruptions verified (first: %s)",
             undetected, first);
 }
 
-/* The body and strings alone: every flipped bit is caught by the CRC. */
+/*
+ * The tag binds the entry to its key and to the fleet's secret: copied
+ * under another tile's key, written by an instance with another secret, or
+ * written without one (never sealed), it does not verify.
+ */
 static void
-test_payload_bit_flips(void **state)
+test_sealed_for_its_key(void **state)
 {
-    struct entry *e = sample();
-    unsigned char *copy = malloc(e->blob_len);
-    size_t off;
-    int bit;
+    struct mac *m = test_mac("a secret of the fleet, 32 bytes.");
+    struct mac *other = test_mac("another fleet's secret, 32 bytes");
+    struct entry *e = sample(), *plain = sample();
+    const char *k2 = "0v3/base/mc/1/0/1/png?ppi=100&scale=1&size=256&"
+                     "style=explore.day";
 
     (void)state;
-    assert_non_null(copy);
-    for (off = ENTRY_HEADER_SIZE; off < e->blob_len; off++) {
-        for (bit = 0; bit < 8; bit++) {
-            memcpy(copy, e->blob, e->blob_len);
-            copy[off] ^= (unsigned char)(1u << bit);
-            if (entry_decode(copy, e->blob_len) != NULL)
-                fail_msg("payload offset %zu bit %d not caught", off, bit);
-        }
-    }
-    /* The length and CRC fields too. */
-    for (off = 24; off < 36; off++) {
-        for (bit = 0; bit < 8; bit++) {
-            memcpy(copy, e->blob, e->blob_len);
-            copy[off] ^= (unsigned char)(1u << bit);
-            if (entry_decode(copy, e->blob_len) != NULL)
-                fail_msg("header offset %zu bit %d not caught", off, bit);
-        }
-    }
-    free(copy);
+    assert_int_equal(entry_seal(e, m, KEY, strlen(KEY)), 0);
+    assert_int_equal(entry_check(e->blob, e->blob_len, m, KEY, strlen(KEY)),
+        ENTRY_OK);
+    assert_int_equal(entry_check(e->blob, e->blob_len, m, k2, strlen(k2)),
+        ENTRY_FORGED);
+    assert_int_equal(entry_check(e->blob, e->blob_len, m, KEY,
+                         strlen(KEY) - 1), ENTRY_FORGED);
+    assert_int_equal(entry_check(e->blob, e->blob_len, other, KEY,
+                         strlen(KEY)), ENTRY_FORGED);
+    assert_int_equal(entry_check(plain->blob, plain->blob_len, m, KEY,
+                         strlen(KEY)), ENTRY_FORGED);
+    /* Two seals of one entry differ (a fresh nonce), both verify. */
+    assert_int_equal(entry_seal(plain, m, KEY, strlen(KEY)), 0);
+    assert_memory_not_equal(plain->blob + 32, e->blob + 32, 28);
+    assert_int_equal(entry_check(plain->blob, plain->blob_len, m, KEY,
+                         strlen(KEY)), ENTRY_OK);
+    /* Structure first: a truncated blob is malformed, not forged. */
+    assert_int_equal(entry_check(e->blob, e->blob_len - 1, m, KEY,
+                         strlen(KEY)), ENTRY_MALFORMED);
     entry_unref(e);
+    entry_unref(plain);
+    mac_free(m);
+    mac_free(other);
+}
+
+/* Small sealed values: bound to their key, any change refused. */
+static void
+test_sealed_small_values(void **state)
+{
+    struct mac *m = test_mac("a secret of the fleet, 32 bytes.");
+    char out[64], copy[64];
+    size_t n, i;
+
+    (void)state;
+    n = mac_seal(m, "gen", 3, "7 1a2b", 6, out, sizeof(out));
+    assert_int_equal(n, 6 + MAC_SEAL_LEN);
+    assert_int_equal(mac_open(m, "gen", 3, out, n), 6);
+    assert_memory_equal(out, "7 1a2b", 6);
+    assert_int_equal(mac_open(m, "gen2", 4, out, n), -1);
+    assert_int_equal(mac_open(m, "gen", 3, out, n - 1), -1);
+    assert_int_equal(mac_open(m, "gen", 3, "7 1a2b", 6), -1);
+    for (i = 0; i < n * 8; i++) {
+        memcpy(copy, out, n);
+        copy[i / 8] ^= (char)(1u << (i % 8));
+        assert_int_equal(mac_open(m, "gen", 3, copy, n), -1);
+    }
+    /* Too small a buffer: nothing sealed. */
+    assert_int_equal(mac_seal(m, "gen", 3, "7 1a2b", 6, out, 6 + 27), 0);
+    mac_free(m);
 }
 
 static void
@@ -250,7 +299,7 @@ test_bad_blobs(void **state)
         copy[4] = (unsigned char)n;
         assert_null(entry_decode(copy, e->blob_len));
     }
-    /* A status out of range with a correct CRC (CRC covers payload). */
+    /* A status out of range. */
     memcpy(copy, e->blob, e->blob_len);
     copy[6] = 99;
     copy[7] = 0;
@@ -264,8 +313,8 @@ test_bad_blobs(void **state)
     assert_null(entry_decode(copy, e->blob_len));
     /* Oversized string lengths. */
     memcpy(copy, e->blob, e->blob_len);
-    copy[32] = 0xff;
-    copy[33] = 0xff;
+    copy[28] = 0xff;
+    copy[29] = 0xff;
     assert_null(entry_decode(copy, e->blob_len));
     /* All zeros, all ones, garbage, NULL. */
     memset(copy, 0, e->blob_len);
@@ -279,24 +328,10 @@ test_bad_blobs(void **state)
     entry_unref(e);
 }
 
-/* Set the CRC field of a blob to the CRC of its (changed) contents. */
-static void
-fix_crc(unsigned char *blob, size_t len)
-{
-    uint32_t crc;
-
-    memset(blob + 28, 0, 4);
-    crc = crc32c(0, blob, len);
-    blob[28] = (unsigned char)crc;
-    blob[29] = (unsigned char)(crc >> 8);
-    blob[30] = (unsigned char)(crc >> 16);
-    blob[31] = (unsigned char)(crc >> 24);
-}
-
 /*
- * Found by tests/fuzz/fuzz_entry: a blob with a correct CRC and a NUL or
- * CR/LF in its content type or ETag decoded, cutting the C string short
- * or injecting response headers.
+ * Found by tests/fuzz/fuzz_entry: a blob with a NUL or CR/LF in its
+ * content type or ETag decoded, cutting the C string short or injecting
+ * response headers.
  */
 static void
 test_control_bytes(void **state)
@@ -315,14 +350,12 @@ test_control_bytes(void **state)
         for (i = 0; i < sizeof(bad); i++) {
             memcpy(copy, e->blob, e->blob_len);
             copy[offsets[j]] = bad[i];
-            fix_crc(copy, e->blob_len);
             assert_null(entry_decode(copy, e->blob_len));
         }
     }
     /* The body is data: any byte goes. */
     memcpy(copy, e->blob, e->blob_len);
     copy[e->blob_len - 1] = '\0';
-    fix_crc(copy, e->blob_len);
     d = entry_decode(copy, e->blob_len);
     assert_non_null(d);
     entry_unref(d);
@@ -365,42 +398,16 @@ test_refcount(void **state)
 }
 
 
-/* Known answers, and the instruction path equal to the tables. */
-static void
-test_crc32c(void **state)
-{
-    static unsigned char buf[70000];
-    size_t i, off, len;
-
-    (void)state;
-    assert_int_equal(crc32c(0, "123456789", 9), 0xe3069283u);
-    assert_int_equal(crc32c_portable(0, "123456789", 9), 0xe3069283u);
-    assert_int_equal(crc32c(0, "", 0), 0);
-    memset(buf, 0, 32);
-    assert_int_equal(crc32c(0, buf, 32), 0x8a9136aau);      /* RFC 3720 */
-    memset(buf, 0xff, 32);
-    assert_int_equal(crc32c(0, buf, 32), 0x62a8ab43u);
-    for (i = 0; i < sizeof(buf); i++)
-        buf[i] = (unsigned char)(i * 2654435761u >> 13);
-    for (off = 0; off < 9; off++)
-        for (len = 0; len + off <= sizeof(buf); len = len * 3 + 1)
-            assert_int_equal(crc32c(0, buf + off, len),
-                crc32c_portable(0, buf + off, len));
-    /* In pieces, continued: the same as at once. */
-    assert_int_equal(crc32c(crc32c(0, buf, 1001), buf + 1001, 50000),
-        crc32c(0, buf, 51001));
-}
-
 int
 main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_crc32c),
         cmocka_unit_test(test_new_layout),
         cmocka_unit_test(test_roundtrip),
         cmocka_unit_test(test_limits),
         cmocka_unit_test(test_every_bit_flip),
-        cmocka_unit_test(test_payload_bit_flips),
+        cmocka_unit_test(test_sealed_for_its_key),
+        cmocka_unit_test(test_sealed_small_values),
         cmocka_unit_test(test_bad_blobs),
         cmocka_unit_test(test_control_bytes),
         cmocka_unit_test(test_refcount),

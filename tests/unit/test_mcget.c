@@ -188,7 +188,7 @@ test_get_against_a_scripted_server(void **state)
 {
     const char *hosts[1] = {"127.0.0.1"};
     unsigned ports[1] = {srv.port};
-    struct mcget *g = mcget_new(1, hosts, ports, 250, 1);
+    struct mcget *g = mcget_new(1, hosts, ports, 250, 1, 1u << 20);
     const char *why = NULL, *val = NULL;
     size_t len = 0, i;
     int bad = 0;
@@ -257,7 +257,7 @@ test_values_of_every_size(void **state)
         5000, 1200000, 16384};
     const char *hosts[1] = {"127.0.0.1"};
     unsigned ports[1] = {srv.port};
-    struct mcget *g = mcget_new(1, hosts, ports, 1000, 1);
+    struct mcget *g = mcget_new(1, hosts, ports, 1000, 1, 2u << 20);
     const char *why = NULL, *val = NULL;
     size_t len = 0, i;
 
@@ -275,6 +275,34 @@ test_values_of_every_size(void **state)
     assert_int_equal(mcget_get(g, 0, "hp1:big", 7, &val, &len, &why),
         MCGET_ERROR);
     assert_string_equal(why, "unexpected bytes after the value");
+    mcget_free(g);
+}
+
+/*
+ * A value larger than value_max (more than the proxy ever writes) is
+ * refused without being read; the server is not marked down for it: the
+ * next get on a new connection is answered.
+ */
+static void
+test_value_over_max_refused(void **state)
+{
+    const char *hosts[1] = {"127.0.0.1"};
+    unsigned ports[1] = {srv.port};
+    struct mcget *g = mcget_new(1, hosts, ports, 1000, 60, 100000);
+    const char *why = NULL, *val = NULL;
+    size_t len = 0;
+
+    (void)state;
+    assert_non_null(g);
+    srv.mode = HIT_WHOLE;
+    srv.whole_len = 100001;
+    assert_int_equal(mcget_get(g, 0, "hp1:big", 7, &val, &len, &why),
+        MCGET_TOO_LARGE);
+    srv.whole_len = 100000;
+    assert_int_equal(mcget_get(g, 0, "hp1:big", 7, &val, &len, &why),
+        MCGET_HIT);
+    assert_int_equal(len, 100000);
+    assert_true(value_is_pattern(val, len));
     mcget_free(g);
 }
 
@@ -300,7 +328,7 @@ test_unreachable_server(void **state)
     assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &alen), 0);
     ports[0] = ntohs(a.sin_port);
     close(fd);   /* a port nobody listens on */
-    g = mcget_new(1, hosts, ports, 250, 2);
+    g = mcget_new(1, hosts, ports, 250, 2, 1u << 20);
     assert_non_null(g);
     assert_int_equal(mcget_get(g, 0, "hp1:k", 5, &val, &len, &why),
         MCGET_ERROR);
@@ -317,7 +345,7 @@ test_get_over_a_unix_socket(void **state)
 {
     const char *hosts[2] = {srv.path, "/nonexistent/memcached.sock"};
     unsigned ports[2] = {0, 0};
-    struct mcget *g = mcget_new(2, hosts, ports, 250, 1);
+    struct mcget *g = mcget_new(2, hosts, ports, 250, 1, 1u << 20);
     const char *why = NULL, *val = NULL;
     size_t len = 0;
     int accepts = srv.accepts;
@@ -349,6 +377,7 @@ main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_get_against_a_scripted_server),
         cmocka_unit_test(test_values_of_every_size),
+        cmocka_unit_test(test_value_over_max_refused),
         cmocka_unit_test(test_unreachable_server),
         cmocka_unit_test(test_get_over_a_unix_socket),
     };

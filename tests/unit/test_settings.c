@@ -662,10 +662,45 @@ test_dump(void **state)
         char *p;
         for (p = text; *p; p++)
             lines += *p == '\n';
-        assert_int_equal(lines, 50);
+        assert_int_equal(lines, 51);
     }
     free(text);
     settings_cleanup(&c);
+}
+
+/* CACHE_SECRET: at least 16 bytes, from a file too, never printed. */
+static void
+test_cache_secret(void **state)
+{
+    struct settings c;
+    char err[256], path[] = "/tmp/hereproxy-secret-XXXXXX", *text;
+    char envfile[300];
+    char *env[4];
+    int fd;
+
+    (void)state;
+    env[0] = "HERE_API_KEY=k";
+    env[1] = "CACHE_SECRET=short";
+    env[2] = NULL;
+    assert_int_equal(settings_load(&c, env, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "CACHE_SECRET"));
+    assert_null(strstr(err, "short"));
+    settings_cleanup(&c);
+
+    fd = mkstemp(path);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, "  a-fleet-secret-of-24-b\n", 25), 25);
+    close(fd);
+    snprintf(envfile, sizeof(envfile), "CACHE_SECRET_FILE=%s", path);
+    env[1] = envfile;
+    assert_int_equal(settings_load(&c, env, err, sizeof(err)), 0);
+    assert_string_equal(c.cache_secret, "a-fleet-secret-of-24-b");
+    text = dump(&c);
+    assert_null(strstr(text, "fleet-secret"));
+    assert_non_null(strstr(text, "CACHE_SECRET=<redacted>\n"));
+    free(text);
+    settings_cleanup(&c);
+    unlink(path);
 }
 
 /* The admin token: long, printable, from a file too, never printed. */
@@ -966,6 +1001,7 @@ main(void)
         cmocka_unit_test(test_dump_roundtrip),
         cmocka_unit_test(test_limit_settings),
         cmocka_unit_test(test_admin_token),
+        cmocka_unit_test(test_cache_secret),
         cmocka_unit_test(test_origin_allowed),
         cmocka_unit_test(test_keep_restart_only),
         cmocka_unit_test(test_client_tokens),
