@@ -402,13 +402,7 @@ static int
 cache_mac_new(struct cache *cache, const struct settings *cfg, char *err,
     size_t errlen)
 {
-    unsigned char derived[32];
-
-    if (*cfg->cache_secret != '\0')
-        cache->mac = mac_new(cfg->cache_secret, strlen(cfg->cache_secret));
-    else if (mac_derive_secret(cfg->here_api_key, derived) == 0)
-        cache->mac = mac_new(derived, sizeof(derived));
-    memset(derived, 0, sizeof(derived));
+    cache->mac = mac_new_fleet(cfg->cache_secret, cfg->here_api_key);
     if (cache->mac == NULL) {
         snprintf(err, errlen, "cannot set up the memcached MAC (CACHE_SECRET "
             "or the HERE credential it derives from)");

@@ -173,16 +173,21 @@ mac_open(struct mac *m, const char *key, size_t keylen, const void *sealed,
     return (ssize_t)plen;
 }
 
-int
-mac_derive_secret(const char *credential, unsigned char out[32])
+struct mac *
+mac_new_fleet(const char *cache_secret, const char *credential)
 {
-    unsigned int len = 32;
+    unsigned char derived[32];
+    unsigned int len = sizeof(derived);
+    struct mac *m = NULL;
 
+    if (cache_secret != NULL && *cache_secret != '\0')
+        return mac_new(cache_secret, strlen(cache_secret));
     if (credential == NULL || *credential == '\0')
-        return -1;
-    return HMAC(EVP_sha256(), SECRET_LABEL, sizeof(SECRET_LABEL) - 1,
-               (const unsigned char *)credential, strlen(credential), out,
-               &len) != NULL
-        ? 0
-        : -1;
+        return NULL;
+    if (HMAC(EVP_sha256(), SECRET_LABEL, sizeof(SECRET_LABEL) - 1,
+            (const unsigned char *)credential, strlen(credential), derived,
+            &len) != NULL)
+        m = mac_new(derived, sizeof(derived));
+    OPENSSL_cleanse(derived, sizeof(derived));
+    return m;
 }

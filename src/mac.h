@@ -68,10 +68,11 @@ ssize_t mac_open(struct mac *m, const char *key, size_t keylen,
     const void *sealed, size_t len);
 
 /*
- * The cache secret when CACHE_SECRET is unset: derived from the HERE
- * credential (HMAC-SHA256 with a fixed label), so that every instance of a
- * fleet using one credential shares one cache. out gets 32 bytes. 0 or -1.
+ * The fleet's MAC: keyed from cache_secret (CACHE_SECRET) when it is not
+ * empty, else from a secret derived from the HERE credential (HMAC-SHA256
+ * with a fixed label), so that every instance of a fleet using one
+ * credential shares one cache. NULL when both are empty or out of memory.
  */
-int mac_derive_secret(const char *credential, unsigned char out[32]);
+struct mac *mac_new_fleet(const char *cache_secret, const char *credential);
 
 #endif

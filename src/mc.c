@@ -86,6 +86,8 @@ set_behaviors(memcached_st *m)
     memcached_behavior_set(m, MEMCACHED_BEHAVIOR_KETAMA_WEIGHTED, 1);
     memcached_behavior_set(m, MEMCACHED_BEHAVIOR_NO_BLOCK, 1);
     memcached_behavior_set(m, MEMCACHED_BEHAVIOR_TCP_NODELAY, 1);
+    /* gets answer with a CAS id (mc_gets); plain gets go through mcget. */
+    memcached_behavior_set(m, MEMCACHED_BEHAVIOR_SUPPORT_CAS, 1);
     /* A cache must answer fast or not at all. */
     memcached_behavior_set(m, MEMCACHED_BEHAVIOR_CONNECT_TIMEOUT, 250);
     memcached_behavior_set(m, MEMCACHED_BEHAVIOR_POLL_TIMEOUT, 250);
@@ -453,6 +455,86 @@ mc_count(struct mc *mc, const char *key, size_t keylen, uint32_t delta,
     note_server(mc, server_of(mc, mkey, mlen), rc == MEMCACHED_SUCCESS,
         memcached_strerror(NULL, rc));
     return rc == MEMCACHED_SUCCESS ? 0 : -1;
+}
+
+enum mc_result
+mc_gets(struct mc *mc, const char *key, size_t keylen, void *buf,
+    size_t bufsize, size_t *len, uint64_t *cas)
+{
+    char mkey[MC_KEY_MAX + 1];
+    size_t mlen = mc_key(key, keylen, mkey);
+    const char *keys[1] = {mkey};
+    int64_t t0 = util_mono_us();
+    memcached_st *m = pool_take(mc);
+    memcached_result_st result, *r = NULL;
+    enum mc_result out = MC_ERROR;
+    memcached_return_t rc;
+
+    if (m == NULL) {
+        observe(mc, t0, 0);
+        return MC_ERROR;
+    }
+    if (memcached_result_create(m, &result) == NULL) {
+        memcached_pool_push(mc->pool, m);
+        return MC_ERROR;
+    }
+    rc = memcached_mget(m, keys, &mlen, 1);
+    if (rc == MEMCACHED_SUCCESS) {
+        r = memcached_fetch_result(m, &result, &rc);
+        if (r != NULL) {
+            size_t vlen = memcached_result_length(r);
+
+            *cas = memcached_result_cas(r);
+            *len = vlen;
+            if (vlen > bufsize) {
+                out = MC_TOO_LARGE;
+            } else {
+                memcpy(buf, memcached_result_value(r), vlen);
+                out = MC_HIT;
+            }
+            /* Read to the end, so that the handle is in step again. */
+            while (memcached_fetch_result(m, &result, &rc) != NULL)
+                ;
+            rc = MEMCACHED_SUCCESS;
+        } else if (rc == MEMCACHED_END || rc == MEMCACHED_NOTFOUND) {
+            out = MC_MISS;
+            rc = MEMCACHED_SUCCESS;
+        }
+    }
+    memcached_result_free(&result);
+    memcached_pool_push(mc->pool, m);
+    observe(mc, t0, rc == MEMCACHED_SUCCESS);
+    note_server(mc, server_of(mc, mkey, mlen), rc == MEMCACHED_SUCCESS,
+        memcached_strerror(NULL, rc));
+    return rc == MEMCACHED_SUCCESS ? out : MC_ERROR;
+}
+
+int
+mc_cas(struct mc *mc, const char *key, size_t keylen, const void *val,
+    size_t len, int64_t ttl_s, uint64_t cas)
+{
+    char mkey[MC_KEY_MAX + 1];
+    size_t mlen = mc_key(key, keylen, mkey);
+    int64_t t0 = util_mono_us();
+    memcached_st *m = pool_take(mc);
+    memcached_return_t rc;
+    int ok;
+
+    if (m == NULL) {
+        observe(mc, t0, 0);
+        return -1;
+    }
+    if (ttl_s > 30 * 24 * 3600)
+        ttl_s = 30 * 24 * 3600;
+    rc = memcached_cas(m, mkey, mlen, val, len, (time_t)ttl_s, 0, cas);
+    memcached_pool_push(mc->pool, m);
+    /* Changed or gone meanwhile: the caller reads again. */
+    ok = rc == MEMCACHED_SUCCESS || rc == MEMCACHED_DATA_EXISTS ||
+        rc == MEMCACHED_NOTFOUND;
+    observe(mc, t0, ok);
+    note_server(mc, server_of(mc, mkey, mlen), ok,
+        memcached_strerror(NULL, rc));
+    return rc == MEMCACHED_SUCCESS ? 0 : ok ? 1 : -1;
 }
 
 int

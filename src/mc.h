@@ -62,6 +62,21 @@ int mc_add(struct mc *mc, const char *key, size_t keylen, const void *val,
 int mc_count(struct mc *mc, const char *key, size_t keylen, uint32_t delta,
     int64_t ttl_s, uint64_t *value);
 
+/*
+ * Get key with its CAS id, copying the value into buf: MC_HIT (*len,
+ * *cas set), MC_MISS, MC_TOO_LARGE (longer than bufsize; *len says how
+ * long) or MC_ERROR. Goes through the pool: not for the hot path.
+ */
+enum mc_result mc_gets(struct mc *mc, const char *key, size_t keylen,
+    void *buf, size_t bufsize, size_t *len, uint64_t *cas);
+
+/*
+ * Store val only if key still has CAS id cas. Returns 0 when stored, 1
+ * when it changed or went meanwhile (read it again), -1 on error.
+ */
+int mc_cas(struct mc *mc, const char *key, size_t keylen, const void *val,
+    size_t len, int64_t ttl_s, uint64_t cas);
+
 /* Delete key. Returns 0 when deleted, 1 when it was not there, -1 on error. */
 int mc_delete(struct mc *mc, const char *key, size_t keylen);
 
