@@ -33,6 +33,11 @@ static const struct setting settings[] = {SETTINGS_LIST(SETTING_ROW)};
 #define NSETTINGS (sizeof(settings) / sizeof(settings[0]))
 
 #define MAX_TEXT_LEN 4096
+/*
+ * Client token lists may be long (10,000 tokens and more, from
+ * HEREPROXY_CLIENT_TOKENS_FILE): the file's cap, not MAX_TEXT_LEN.
+ */
+#define TOKENS_TEXT_MAX (16 << 20)
 
 static const struct setting *
 find_setting(const char *name)
@@ -199,10 +204,12 @@ settings_set(struct settings *cfg, const char *name, const char *value,
     long num;
     uint64_t size;
     enum log_level level;
+    struct token_table *tokens = NULL;
 
     if (s == NULL)
         return 1;
-    if (strlen(value) > MAX_TEXT_LEN) {
+    if (strlen(value) > (s->kind == CFG_TOKENS ? TOKENS_TEXT_MAX
+                                               : MAX_TEXT_LEN)) {
         snprintf(err, errlen, "%s: value too long", s->name);
         return -1;
     }
@@ -216,6 +223,16 @@ settings_set(struct settings *cfg, const char *name, const char *value,
             return -1;
         }
         break;
+    case CFG_TOKENS: {
+        char msg[256];
+
+        /* Parsed once, here: a request only looks its token up. */
+        if (token_table_parse(value, &tokens, msg, sizeof(msg)) != 0) {
+            snprintf(err, errlen, "%s: %s", s->name, msg);
+            return -1;
+        }
+        break;
+    }
     case CFG_URL:
         if (!is_http_url(value) || strpbrk(value, " ?#\t\r\n") != NULL) {
             snprintf(err, errlen, "%s: must be an http:// or https:// URL "
@@ -326,8 +343,13 @@ settings_set(struct settings *cfg, const char *name, const char *value,
         return 0;
     }
     if (set_text((char **)(base + s->offset), value) != 0) {
+        token_table_free(tokens);
         snprintf(err, errlen, "%s: out of memory", s->name);
         return -1;
+    }
+    if (s->kind == CFG_TOKENS) {
+        token_table_free(cfg->client_token_table);
+        cfg->client_token_table = tokens;
     }
     if (s->kind == CFG_URL) {
         char *url = *(char **)(base + s->offset);
@@ -361,6 +383,7 @@ settings_cleanup(struct settings *cfg)
         switch (settings[i].kind) {
         case CFG_STR:
         case CFG_SECRET:
+        case CFG_TOKENS:
         case CFG_URL:
         case CFG_ORIGINS:
         case CFG_ACL:
@@ -380,6 +403,8 @@ settings_cleanup(struct settings *cfg)
             break;
         }
     }
+    token_table_free(cfg->client_token_table);
+    cfg->client_token_table = NULL;
 }
 
 static char *
@@ -570,7 +595,7 @@ settings_load(struct settings *cfg, char *const *envp, char *err, size_t errlen)
     }
     tokfile = env_get(envp, "HEREPROXY_CLIENT_TOKENS_FILE");
     if (*cfg->client_tokens == '\0' && tokfile != NULL && *tokfile) {
-        char *text = read_small_file(tokfile, 1 << 20, err, errlen,
+        char *text = read_small_file(tokfile, TOKENS_TEXT_MAX, err, errlen,
             "HEREPROXY_CLIENT_TOKENS_FILE");
         char *c;
         int rc;
@@ -596,7 +621,17 @@ settings_load(struct settings *cfg, char *const *envp, char *err, size_t errlen)
         for (c = text; *c; c++)
             if (*c == '\r')
                 *c = ' ';
-        rc = settings_set(cfg, "HEREPROXY_CLIENT_TOKENS", text, err, errlen);
+        {
+            char msg[320];
+
+            rc = settings_set(cfg, "HEREPROXY_CLIENT_TOKENS", text, msg,
+                sizeof(msg));
+            if (rc != 0)
+                snprintf(err, errlen, "HEREPROXY_CLIENT_TOKENS_FILE %s "
+                    "(entry N is line N): %s", tokfile, msg);
+        }
+        /* The only copy of the list is now the setting's. */
+        explicit_bzero(text, strlen(text));
         free(text);
         if (rc != 0)
             return -1;
@@ -621,24 +656,9 @@ indice_ok(const char *s, size_t len)
     return 1;
 }
 
-/* A token: 1 to 128 printable ASCII bytes other than ':' and ','. */
-static int
-token_ok(const char *s, size_t len)
-{
-    size_t i;
-
-    if (len < 1 || len > 128)
-        return 0;
-    for (i = 0; i < len; i++)
-        if (s[i] <= ' ' || s[i] >= 0x7f || s[i] == ':' || s[i] == ',')
-            return 0;
-    return 1;
-}
-
 /*
- * Walk "a:b,c:d" (tokens) or "a,b" (indices); entries are trimmed of
- * blanks, empty ones skipped. Calls fn for each; stops when it returns
- * non-zero and returns that.
+ * Walk "a,b" (indices); entries are trimmed of blanks, empty ones skipped.
+ * Calls fn for each; stops when it returns non-zero and returns that.
  */
 static int
 each_entry(const char *list, int (*fn)(const char *, size_t, void *),
@@ -668,66 +688,17 @@ each_entry(const char *list, int (*fn)(const char *, size_t, void *),
 }
 
 static int
-check_token_entry(const char *s, size_t len, void *arg)
-{
-    const char *colon = memchr(s, ':', len);
-
-    (void)arg;
-    if (colon == NULL || !token_ok(s, (size_t)(colon - s)) ||
-        !indice_ok(colon + 1, len - (size_t)(colon - s) - 1))
-        return 1;
-    return 0;
-}
-
-static int
 check_indice_entry(const char *s, size_t len, void *arg)
 {
     (void)arg;
     return indice_ok(s, len) ? 0 : 1;
 }
 
-struct token_search {
-    const char *token;
-    char *indice;
-    size_t size;
-    int found;
-};
-
-static int
-match_token_entry(const char *s, size_t len, void *arg)
-{
-    struct token_search *ts = arg;
-    const char *colon = memchr(s, ':', len);
-    char tok[129];
-    size_t tlen;
-
-    if (colon == NULL || (tlen = (size_t)(colon - s)) >= sizeof(tok))
-        return 0;
-    memcpy(tok, s, tlen);
-    tok[tlen] = '\0';
-    /* No early exit: every token costs the same comparison. */
-    if (util_consttime_equal(tok, ts->token) && !ts->found) {
-        size_t ilen = len - tlen - 1;
-
-        if (ilen >= ts->size)
-            ilen = ts->size - 1;
-        memcpy(ts->indice, colon + 1, ilen);
-        ts->indice[ilen] = '\0';
-        ts->found = 1;
-    }
-    return 0;
-}
-
 int
 settings_token_indice(const struct settings *cfg, const char *token,
     char *indice, size_t size)
 {
-    struct token_search ts = {token, indice, size, 0};
-
-    if (token == NULL || size == 0)
-        return 0;
-    each_entry(cfg->client_tokens, match_token_entry, &ts);
-    return ts.found;
+    return token_table_find(cfg->client_token_table, token, indice, size);
 }
 
 struct indice_search {
@@ -776,13 +747,6 @@ settings_validate(const struct settings *cfg, char *err, size_t errlen)
     if (*cfg->here_api_key == '\0') {
         snprintf(err, errlen, "HERE_API_KEY is not set (or set "
             "HERE_API_KEY_FILE to a file holding it)");
-        return -1;
-    }
-    if (each_entry(cfg->client_tokens, check_token_entry, NULL) != 0) {
-        /* Never quote the list: it is secret. */
-        snprintf(err, errlen, "HEREPROXY_CLIENT_TOKENS: each entry must be "
-            "TOKEN:INDICE (a token of 1 to 128 printable bytes without "
-            "':' or ','; an indice of 1 to 64 of A-Z a-z 0-9 _ . -)");
         return -1;
     }
     if (*cfg->admin_token != '\0' && !admin_token_ok(cfg->admin_token)) {
@@ -850,6 +814,7 @@ settings_dump(const struct settings *cfg, FILE *fp)
 
         switch (s->kind) {
         case CFG_SECRET:
+        case CFG_TOKENS:
             fprintf(fp, "%s=%s\n", s->name,
                 **(char *const *)slot ? "<redacted>" : "");
             break;

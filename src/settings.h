@@ -6,6 +6,7 @@
 #include <stdio.h>
 
 #include "log.h"
+#include "tokens.h"
 
 /*
  * Every setting, once: name, member, kind, default, lower and upper bound
@@ -37,7 +38,7 @@
     X(HEREPROXY_WRITE_TIMEOUT_MS, write_timeout_ms, CFG_LONG, "30000", 1,     \
         3600000)                                                             \
     X(HEREPROXY_CORS_ORIGINS, cors_origins, CFG_ORIGINS, "*", 0, 0)           \
-    X(HEREPROXY_CLIENT_TOKENS, client_tokens, CFG_SECRET, "", 0, 0)           \
+    X(HEREPROXY_CLIENT_TOKENS, client_tokens, CFG_TOKENS, "", 0, 0)           \
     X(HEREPROXY_INDICES, indices, CFG_STR, "", 0, 0)                          \
     X(HEREPROXY_ADMIN_TOKEN, admin_token, CFG_SECRET, "", 0, 0)               \
     X(HEREPROXY_ZMAX, zmax, CFG_LONG, "20", 0, 22)                            \
@@ -77,6 +78,7 @@
 enum setting_kind {
     CFG_STR,      /* any text */
     CFG_SECRET,   /* text never printed */
+    CFG_TOKENS,   /* token:indice list, never printed, parsed into a table */
     CFG_URL,      /* http:// or https:// URL, trailing slash removed */
     CFG_ORIGINS,  /* "*" or a comma list of http(s) origins */
     CFG_SERVERS,  /* host[:port][,host[:port]...] */
@@ -113,6 +115,7 @@ struct settings {
     long write_timeout_ms;    /* SO_SNDTIMEO on the FastCGI connection */
     char *cors_origins;
     char *client_tokens;      /* token:indice,... ("" = no tokens needed) */
+    struct token_table *client_token_table;   /* parsed; NULL when "" */
     char *indices;            /* allowed indices, comma list ("" = any) */
     char *admin_token;        /* Bearer token of /admin/ ("" = no admin) */
     long zmax;
@@ -198,8 +201,9 @@ int settings_keep_restart_only(struct settings *next,
 
 /*
  * With HEREPROXY_CLIENT_TOKENS set: copy the indice of the token into
- * indice (size bytes) and return 1, or return 0 for an unknown token. Every
- * token is compared, in constant time, whatever matches.
+ * indice (size bytes) and return 1, or return 0 for an unknown token. One
+ * keyed-hash lookup in the table parsed when the setting was set, and a
+ * constant-time comparison with the one candidate it finds (tokens.h).
  */
 int settings_token_indice(const struct settings *cfg, const char *token,
     char *indice, size_t size);

@@ -864,6 +864,73 @@ test_dump_roundtrip(void **state)
     settings_cleanup(&b);
 }
 
+/*
+ * A tokens file far past the 4 KiB every other value is held to: 10,000
+ * entries (with comments, blank lines and CRLF) load, each token finds
+ * its indice, and an error names the line, never the token.
+ */
+static void
+test_client_tokens_file(void **state)
+{
+    enum { N = 10000 };
+    struct settings c;
+    char path[64], env1[128], err[512], ind[65], tok[64];
+    char *text, *p;
+    size_t size = (size_t)N * 64 + 64;
+    int i;
+
+    (void)state;
+    assert_non_null(text = malloc(size));
+    p = text + sprintf(text, "# clients\n\n");
+    for (i = 0; i < N; i++)
+        p += sprintf(p, "client-token-%06d-abcdefghij:ind%d\r\n", i, i % 7);
+    assert_true(strlen(text) > 4096 * 50);
+    temp_file(path, text);
+    snprintf(env1, sizeof(env1), "HEREPROXY_CLIENT_TOKENS_FILE=%s", path);
+    {
+        char *envp[] = {"HERE_API_KEY=k", env1, NULL};
+
+        if (settings_load(&c, envp, err, sizeof(err)) != 0)
+            fail_msg("10,000 tokens do not load: %s", err);
+    }
+    assert_int_equal(token_table_count(c.client_token_table), N);
+    for (i = 0; i < N; i += 997) {
+        char want[16];
+
+        snprintf(tok, sizeof(tok), "client-token-%06d-abcdefghij", i);
+        snprintf(want, sizeof(want), "ind%d", i % 7);
+        assert_int_equal(settings_token_indice(&c, tok, ind, sizeof(ind)),
+            1);
+        assert_string_equal(ind, want);
+    }
+    assert_int_equal(settings_token_indice(&c,
+        "client-token-009999-abcdefghij", ind, sizeof(ind)), 1);
+    assert_int_equal(settings_token_indice(&c,
+        "client-token-010000-abcdefghij", ind, sizeof(ind)), 0);
+    {
+        char *d = dump(&c);
+
+        assert_null(strstr(d, "client-token-"));
+        free(d);
+    }
+    settings_cleanup(&c);
+    unlink(path);
+    /* Line 5 (after the comment and the blank line) repeats line 3. */
+    temp_file(path, "# c\n\nsecretDUP:a\nother:b\nsecretDUP:c\n");
+    snprintf(env1, sizeof(env1), "HEREPROXY_CLIENT_TOKENS_FILE=%s", path);
+    {
+        char *envp[] = {"HERE_API_KEY=k", env1, NULL};
+
+        assert_int_equal(settings_load(&c, envp, err, sizeof(err)), -1);
+    }
+    assert_non_null(strstr(err, "entry 5 repeats"));
+    assert_non_null(strstr(err, path));
+    assert_null(strstr(err, "secretDUP"));
+    settings_cleanup(&c);
+    unlink(path);
+    free(text);
+}
+
 static void
 test_client_tokens(void **state)
 {
@@ -889,16 +956,26 @@ test_client_tokens(void **state)
         0);
     assert_int_equal(settings_token_indice(&c, "", ind, sizeof(ind)), 0);
     assert_int_equal(settings_token_indice(&c, NULL, ind, sizeof(ind)), 0);
-    /* entries without an indice, or with a bad one, are refused */
+    /*
+     * Entries without an indice, or with a bad one, and a token given
+     * twice are refused when set, naming the entry, never its text; the
+     * table in force stays.
+     */
     assert_int_equal(settings_set(&c, "HEREPROXY_CLIENT_TOKENS",
-        "secretonly", err, sizeof(err)), 0);
-    assert_int_equal(settings_validate(&c, err, sizeof(err)), -1);
+        "secretonly", err, sizeof(err)), -1);
     assert_null(strstr(err, "secretonly"));
+    assert_non_null(strstr(err, "HEREPROXY_CLIENT_TOKENS: entry 1 "));
     assert_int_equal(settings_set(&c, "HEREPROXY_CLIENT_TOKENS",
-        "t:bad indice", err, sizeof(err)), 0);
-    assert_int_equal(settings_validate(&c, err, sizeof(err)), -1);
+        "t:bad indice", err, sizeof(err)), -1);
+    assert_int_equal(settings_set(&c, "HEREPROXY_CLIENT_TOKENS",
+        "dupTok:a,other:b,dupTok:c", err, sizeof(err)), -1);
+    assert_null(strstr(err, "dupTok"));
+    assert_non_null(strstr(err, "entry 3 repeats"));
+    assert_int_equal(settings_token_indice(&c, "tokA", ind, sizeof(ind)), 1);
+    assert_string_equal(ind, "indiceA");
     assert_int_equal(settings_set(&c, "HEREPROXY_CLIENT_TOKENS", "", err,
         sizeof(err)), 0);
+    assert_int_equal(settings_token_indice(&c, "tokA", ind, sizeof(ind)), 0);
     assert_int_equal(settings_set(&c, "HEREPROXY_INDICES", "a, b.c", err,
         sizeof(err)), 0);
     assert_int_equal(settings_validate(&c, err, sizeof(err)), 0);
@@ -1005,6 +1082,7 @@ main(void)
         cmocka_unit_test(test_origin_allowed),
         cmocka_unit_test(test_keep_restart_only),
         cmocka_unit_test(test_client_tokens),
+        cmocka_unit_test(test_client_tokens_file),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
