@@ -1062,8 +1062,12 @@ handler_serve(struct handler *h, char *const *envp, struct FCGX_Stream *out,
     meta.head = req.method == METHOD_HEAD;
     if (req.route == ROUTE_TILE || req.route == ROUTE_META ||
         req.route == ROUTE_PREFLIGHT) {
+        const struct settings *cfg = handler_cfg(h);
+
         meta.indice = req.indice;
         meta.cors_origin = cors_origin(h, envp);
+        meta.vary_origin = strcmp(cfg->cors_origins, "*") != 0;
+        meta.client_tokens = *cfg->client_tokens != '\0';
     }
     if (uri == NULL) {
         fail(out, &o, 400, "bad_request", "no REQUEST_URI: include "

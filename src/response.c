@@ -119,9 +119,11 @@ common_headers(char *buf, size_t *len, int status,
         put(buf, len, "Access-Control-Allow-Origin: ");
         put(buf, len, meta->cors_origin);
         put(buf, len, "\r\nAccess-Control-Expose-Headers: " EXPOSED "\r\n");
-        if (strcmp(meta->cors_origin, "*") != 0)
-            put(buf, len, "Vary: Origin\r\n");
     }
+    /* With or without a grant: both depend on Origin. */
+    if (meta->vary_origin ||
+        (meta->cors_origin != NULL && strcmp(meta->cors_origin, "*") != 0))
+        put(buf, len, "Vary: Origin\r\n");
 }
 
 /*
@@ -267,7 +269,8 @@ response_body(struct FCGX_Stream *out, int status, const char *content_type,
     common_headers(buf, &len, status, meta);
     put(buf, &len, "X-Cache: ");
     put(buf, &len, x_cache);
-    put(buf, &len, "\r\nCache-Control: public, max-age=");
+    put(buf, &len, meta->client_tokens ? "\r\nCache-Control: private, max-age="
+                                       : "\r\nCache-Control: public, max-age=");
     put_num(buf, &len, max_age_s > 0 ? (unsigned long long)max_age_s : 0);
     put(buf, &len, "\r\n");
     if (*etag != '\0') {
@@ -307,7 +310,8 @@ response_begin(struct FCGX_Stream *out, int status, const char *content_type,
 
     common_headers(buf, &len, status, meta);
     hdr(buf, &len, "X-Cache: %s\r\nX-Accel-Buffering: no\r\n", x_cache);
-    hdr(buf, &len, "Cache-Control: public, max-age=%ld\r\n",
+    hdr(buf, &len, "Cache-Control: %s, max-age=%ld\r\n",
+        meta->client_tokens ? "private" : "public",
         max_age_s > 0 ? max_age_s : 0);
     if (etag != NULL && *etag != '\0')
         hdr(buf, &len, "ETag: %s\r\n", etag);
@@ -338,10 +342,12 @@ response_preflight(struct FCGX_Stream *out, const struct response_meta *meta)
     size_t len = 0;
 
     common_headers(buf, &len, 204, meta);
+    /* With tokens a page may send its token in a header, not the query. */
     if (meta->cors_origin != NULL)
         hdr(buf, &len, "Access-Control-Allow-Methods: GET, HEAD, OPTIONS\r\n"
-            "Access-Control-Allow-Headers: If-None-Match, X-Request-ID\r\n"
-            "Access-Control-Max-Age: 86400\r\n");
+            "Access-Control-Allow-Headers: If-None-Match, X-Request-ID%s\r\n"
+            "Access-Control-Max-Age: 86400\r\n",
+            meta->client_tokens ? ", X-Proxy-Token" : "");
     hdr(buf, &len, "Content-Length: 0\r\n\r\n");
     send_all(out, NULL, buf, len, NULL, 0, 1);
 }

@@ -31,6 +31,18 @@ struct response_meta {
     long rate_reset_s;
     /* The request's connection, for large bodies in one write; or NULL. */
     const struct fcgi_conn *conn;
+    /*
+     * Vary: Origin, when the CORS headers depend on the request's Origin
+     * (an allow-list): a shared cache must not hand one origin's copy, or
+     * a copy without Access-Control-Allow-Origin, to another.
+     */
+    int vary_origin;
+    /*
+     * Client tokens are on: tiles and metadata are Cache-Control: private
+     * (no shared cache hands them to a client without a token), and a
+     * preflight allows the X-Proxy-Token header.
+     */
+    int client_tokens;
 };
 
 /* {"error": message, "status": status} with Content-Type JSON. */

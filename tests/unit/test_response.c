@@ -9,7 +9,56 @@
 #include <stdio.h>
 #include <string.h>
 
+#include <fcgiapp.h>
+
 #include "response.h"
+
+/* A stand-in for libfcgi's output stream: keeps the bytes, as text. */
+static char sbuf[1 << 16];
+
+static void
+no_fill(FCGX_Stream *s)
+{
+    (void)s;
+}
+
+static void
+no_flush(FCGX_Stream *s, int do_close)
+{
+    (void)s;
+    (void)do_close;
+}
+
+static FCGX_Stream out;
+
+static FCGX_Stream *
+out_reset(void)
+{
+    FCGX_Stream s = {(unsigned char *)sbuf, (unsigned char *)sbuf,
+        (unsigned char *)sbuf + sizeof(sbuf) - 1, NULL, 0, 0, 0, 0, no_fill,
+        no_flush, NULL};
+
+    out = s;
+    memset(sbuf, 0, sizeof(sbuf));
+    return &out;
+}
+
+/* How many times the header line "line\r\n" was written. */
+static int
+header_lines(const char *line)
+{
+    char want[256];
+    const char *p = sbuf;
+    int n = 0;
+
+    snprintf(want, sizeof(want), "%s\r\n", line);
+    while ((p = strstr(p, want)) != NULL) {
+        if (p == sbuf || p[-1] == '\n')
+            n++;
+        p += strlen(want);
+    }
+    return n;
+}
 
 static const struct {
     const char *inm, *etag;
@@ -145,6 +194,110 @@ test_reason(void **state)
     assert_string_equal(response_reason(599), "Error");
 }
 
+/*
+ * A shared cache in front keeps clients apart only if told what a response
+ * depends on. With an origin allow-list every response of a proxy route
+ * varies on Origin, those without a grant too (else a cache hands the copy
+ * a curl got, without Access-Control-Allow-Origin, to an allowed page);
+ * with "*" nothing does.
+ */
+static void
+test_vary_origin(void **state)
+{
+    struct response_meta meta;
+    int st;
+
+    (void)state;
+    memset(&meta, 0, sizeof(meta));
+    meta.vary_origin = 1;                      /* allow-list, no grant */
+    response_body(out_reset(), 200, "image/png", "\"e\"", "x", 1, NULL,
+        "HIT", 60, &meta, &st);
+    assert_int_equal(header_lines("Vary: Origin"), 1);
+    assert_null(strstr(sbuf, "Access-Control-Allow-Origin"));
+    response_error(out_reset(), 401, "no token", &meta);
+    assert_int_equal(header_lines("Vary: Origin"), 1);
+    assert_int_equal(response_begin(out_reset(), 200, "image/png", "", -1,
+        "MISS", 60, &meta), 0);
+    assert_int_equal(header_lines("Vary: Origin"), 1);
+    response_preflight(out_reset(), &meta);
+    assert_int_equal(header_lines("Vary: Origin"), 1);
+    assert_null(strstr(sbuf, "Access-Control-Allow-Methods"));
+    /* The grant: one Vary, not two. */
+    meta.cors_origin = "https://maps.example.com";
+    response_body(out_reset(), 200, "image/png", "", "x", 1, NULL, "HIT", 60,
+        &meta, &st);
+    assert_int_equal(header_lines("Vary: Origin"), 1);
+    assert_int_equal(header_lines(
+        "Access-Control-Allow-Origin: https://maps.example.com"), 1);
+    response_preflight(out_reset(), &meta);
+    assert_int_equal(header_lines("Vary: Origin"), 1);
+    /* "*": the same for everyone, no Vary. */
+    meta.vary_origin = 0;
+    meta.cors_origin = "*";
+    response_body(out_reset(), 200, "image/png", "", "x", 1, NULL, "HIT", 60,
+        &meta, &st);
+    assert_int_equal(header_lines("Vary: Origin"), 0);
+    assert_int_equal(header_lines("Access-Control-Allow-Origin: *"), 1);
+    response_error(out_reset(), 404, "nope", &meta);
+    assert_int_equal(header_lines("Vary: Origin"), 0);
+}
+
+/*
+ * Under client tokens tiles and metadata are private: no shared cache
+ * stores them for a client without a token. Errors stay no-store; without
+ * tokens, public.
+ */
+static void
+test_private_under_tokens(void **state)
+{
+    struct response_meta meta;
+    int st;
+
+    (void)state;
+    memset(&meta, 0, sizeof(meta));
+    meta.client_tokens = 1;
+    response_body(out_reset(), 200, "image/png", "\"e\"", "x", 1, NULL,
+        "HIT", 120, &meta, &st);
+    assert_int_equal(header_lines("Cache-Control: private, max-age=120"), 1);
+    assert_null(strstr(sbuf, "public"));
+    response_body(out_reset(), 200, "image/png", "\"e\"", "x", 1, "\"e\"",
+        "HIT", 120, &meta, &st);
+    assert_int_equal(st, 304);
+    assert_int_equal(header_lines("Cache-Control: private, max-age=120"), 1);
+    assert_int_equal(response_begin(out_reset(), 200, "image/png", "", -1,
+        "MISS", 30, &meta), 0);
+    assert_int_equal(header_lines("Cache-Control: private, max-age=30"), 1);
+    response_error(out_reset(), 401, "no token", &meta);
+    assert_int_equal(header_lines("Cache-Control: no-store"), 1);
+    meta.client_tokens = 0;
+    response_body(out_reset(), 200, "image/png", "", "x", 1, NULL, "HIT", 120,
+        &meta, &st);
+    assert_int_equal(header_lines("Cache-Control: public, max-age=120"), 1);
+    assert_int_equal(response_begin(out_reset(), 200, "image/png", "", -1,
+        "MISS", 30, &meta), 0);
+    assert_int_equal(header_lines("Cache-Control: public, max-age=30"), 1);
+}
+
+/* A page may send its token in X-Proxy-Token once tokens are on. */
+static void
+test_preflight_token_header(void **state)
+{
+    struct response_meta meta;
+
+    (void)state;
+    memset(&meta, 0, sizeof(meta));
+    meta.cors_origin = "*";
+    response_preflight(out_reset(), &meta);
+    assert_int_equal(header_lines(
+        "Access-Control-Allow-Headers: If-None-Match, X-Request-ID"), 1);
+    meta.client_tokens = 1;
+    response_preflight(out_reset(), &meta);
+    assert_int_equal(header_lines("Access-Control-Allow-Headers: "
+                                  "If-None-Match, X-Request-ID, X-Proxy-Token"),
+        1);
+    assert_int_equal(header_lines("Status: 204 No Content"), 1);
+}
+
 int
 main(void)
 {
@@ -153,6 +306,9 @@ main(void)
         cmocka_unit_test(test_etag_with_comma),
         cmocka_unit_test(test_etag_long_list),
         cmocka_unit_test(test_reason),
+        cmocka_unit_test(test_vary_origin),
+        cmocka_unit_test(test_private_under_tokens),
+        cmocka_unit_test(test_preflight_token_header),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
