@@ -775,6 +775,40 @@ start_nginx() {
     diag "nginx $name on $NGINX_URL -> $addr (pid $NGINX_PID)"
 }
 
+# start_nginx_cache NAME FASTCGI_ADDR [SED_ARGS...]: a standalone NGINX whose
+# http block is the shipped conf/nginx/hereproxy-cache.conf (NGINX's cache
+# layer), its addresses, cache directory and access log moved into the run
+# directory (the log: $NGINX_CACHE_LOG, default $NGINX_DIR/hereproxy-cache.log);
+# SED_ARGS edit the conf further.  Sets NGINX_PORT, NGINX_URL, NGINX_PID,
+# NGINX_DIR.
+start_nginx_cache() {
+    require_cmds nginx
+    local name=$1 addr=$2 d=$RUN_DIR/$1 log
+    local src=$abs_top_srcdir/conf/nginx/hereproxy-cache.conf
+    shift 2
+    [ -f "$src" ] || die "missing $src"
+    log=${NGINX_CACHE_LOG:-$d/hereproxy-cache.log}
+    mkdir -p "$d/tmp" "$d/cache"
+    cp /etc/nginx/fastcgi_params "$d/fastcgi_params" ||
+        die "no /etc/nginx/fastcgi_params (is the nginx package installed?)"
+    NGINX_PORT=$(free_port)
+    {
+        _nginx_main_conf "$d"
+        sed -e "s|127\.0\.0\.1:9000|$addr|g" \
+            -e "s|listen 127\.0\.0\.1:8080|listen 127.0.0.1:$NGINX_PORT|" \
+            -e "s|/var/cache/nginx/hereproxy|$d/cache|" \
+            -e "s|/var/log/nginx/hereproxy-cache.log|$log|" "$@" "$src" |
+            sed 's/^/    /'
+        echo "}"
+    } >"$d/nginx.conf"
+    grep -q "listen 127.0.0.1:$NGINX_PORT" "$d/nginx.conf" ||
+        die "conf/nginx/hereproxy-cache.conf has no 'listen 127.0.0.1:8080' to rewrite"
+    _run_nginx "$name" "$d" "$NGINX_PORT"
+    NGINX_URL=http://127.0.0.1:$NGINX_PORT
+    NGINX_DIR=$d
+    diag "nginx cache layer $name on $NGINX_URL -> $addr (pid $NGINX_PID)"
+}
+
 # --------------------------------------------------------------------- apache
 # start_apache NAME FASTCGI_HOSTPORT: a standalone Apache 2.4 (mpm_event,
 # mod_proxy_fcgi) on a free port including the shipped conf/apache/hereproxy.conf

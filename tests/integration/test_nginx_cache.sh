@@ -14,24 +14,11 @@ src=$abs_top_srcdir/conf/nginx/hereproxy-cache.conf
 SHIPPED_LOG=/var/log/nginx/hereproxy-cache.log
 
 # cache_nginx NAME PROXY_ADDR [SED_ARGS...]: hereproxy-cache.conf adapted
-# (addresses, cache dir, log file) and started; sets NGINX_PORT, N, D.
+# (addresses, cache dir, log file $LOGF) and started; sets NGINX_PORT, N, D.
 cache_nginx() {
-    local name=$1 addr=$2
-    shift 2
-    D=$RUN_DIR/$name
-    mkdir -p "$D/tmp" "$D/cache"
-    cp /etc/nginx/fastcgi_params "$D/fastcgi_params" || die "no /etc/nginx/fastcgi_params"
-    NGINX_PORT=$(free_port)
-    {
-        _nginx_main_conf "$D"
-        sed -e "s|127\.0\.0\.1:9000|$addr|g" \
-            -e "s|listen 127\.0\.0\.1:8080|listen 127.0.0.1:$NGINX_PORT|" \
-            -e "s|/var/cache/nginx/hereproxy|$D/cache|" \
-            -e "s|$SHIPPED_LOG|$LOGF|" "$@" "$src" | sed 's/^/    /'
-        echo "}"
-    } >"$D/nginx.conf"
-    _run_nginx "$name" "$D" "$NGINX_PORT"
-    N=http://127.0.0.1:$NGINX_PORT
+    NGINX_CACHE_LOG=$LOGF start_nginx_cache "$@"
+    D=$NGINX_DIR
+    N=$NGINX_URL
 }
 
 grep -q "access_log $SHIPPED_LOG hereproxy_cache" "$src" ||
