@@ -3,7 +3,9 @@
 # token (header X-Proxy-Token or query token) a must, and the token decides
 # the indice; the token is never forwarded or logged.  HEREPROXY_INDICES
 # lets only the listed indices in.  Origins outside HEREPROXY_CORS_ORIGINS
-# get no CORS grant.
+# get no CORS grant.  A preflight allows X-Proxy-Token when tokens are on.
+# A tokens file of 10,000 tokens loads (no 4 KiB cap) and each token
+# works; a token given twice is a configuration error.
 . "$(dirname "$0")/lib.sh"
 
 require_cmds nginx spawn-fcgi curl python3
@@ -59,6 +61,20 @@ assert_eq "$(header Access-Control-Allow-Origin)" "" "a preflight from an unlist
 req OPTIONS "$P$T" -H 'Origin: https://maps.example.com' -H 'Access-Control-Request-Method: GET'
 check_header Access-Control-Allow-Origin https://maps.example.com "a preflight from a listed origin gets its grant"
 
+# A page sends its token in X-Proxy-Token (web servers log query strings):
+# the preflight a browser makes for that header allows it, and the fetch
+# that follows, as the browser sends it, works.
+req OPTIONS "$P$T" -H 'Origin: https://maps.example.com' -H 'Access-Control-Request-Method: GET' \
+    -H 'Access-Control-Request-Headers: x-proxy-token'
+check_status 204 "preflight for X-Proxy-Token: 204"
+assert_match "$(header Access-Control-Allow-Headers)" '(^|, )X-Proxy-Token(,|$)' \
+    "tokens on: the preflight allows X-Proxy-Token"
+req GET "$P/base/mc/3/2/3/png" -H 'Origin: https://maps.example.com' -H "X-Proxy-Token: $TOKB" \
+    -H 'Sec-Fetch-Mode: cors' -H 'Accept: image/avif,image/webp,image/png,*/*'
+check_status 200 "a cross-origin fetch with X-Proxy-Token: 200"
+check_header Access-Control-Allow-Origin https://maps.example.com "the fetch is granted to the page's origin"
+check_header X-Index indiceB "the header's token decides the indice"
+
 upstream_record_check '"token" not in r["query"] and "x-proxy-token" not in r["headers"]' \
     "the token is never forwarded upstream"
 if grep -qF -e "$TOKA" -e "$TOKB" "$PLOG"; then
@@ -87,6 +103,9 @@ req GET "$A$T?indice=other"
 check_status 200 "HEREPROXY_INDICES without tokens: a listed indice -> 200"
 req GET "$A$T?indice=nope"
 check_json_error 403 "HEREPROXY_INDICES: an unlisted indice -> 403 JSON"
+req OPTIONS "$A$T" -H 'Origin: https://maps.example.com' -H 'Access-Control-Request-Method: GET'
+assert_not_contains "$(header Access-Control-Allow-Headers)" X-Proxy-Token \
+    "tokens off: the preflight does not offer X-Proxy-Token"
 req GET "$A$T"
 check_json_error 403 "HEREPROXY_INDICES: no indice -> 403 JSON"
 
@@ -96,4 +115,38 @@ assert_contains "$run_out" "HEREPROXY_CLIENT_TOKENS" "a token without an indice 
 assert_not_contains "$run_out" secretNOINDICE "the error does not quote the token"
 run_out=$(env "HERE_API_KEY=$SERVER_KEY" "HEREPROXY_CLIENT_TOKENS=$TOKA:indiceA" "$HEREPROXY_BIN" --check-config 2>&1)
 assert_not_contains "$run_out" "$TOKA" "--check-config redacts the tokens"
+
+# ------------------------------------------- 10,000 tokens from a file
+# No 4 KiB cap: a list of 10,000 tokens loads, the last one works, an
+# unknown one is 401; a token given twice is an error naming its line.
+python3 - "$RUN_DIR/many-tokens" <<'PYEOF'
+import secrets, sys
+with open(sys.argv[1], "w") as f:
+    f.write("# 10,000 clients\n")
+    for i in range(10000):
+        f.write("many-%05d-%s:client%d\n" % (i, secrets.token_hex(12), i % 50))
+PYEOF
+LAST=$(tail -n 1 "$RUN_DIR/many-tokens")
+LAST_TOKEN=${LAST%%:*}
+FIRST=$(sed -n 2p "$RUN_DIR/many-tokens")
+assert_eq "$(grep -c '^many-' "$RUN_DIR/many-tokens")" 10000 "the tokens file holds 10,000 tokens ($(wc -c <"$RUN_DIR/many-tokens") bytes)"
+run_out=$(env "HERE_API_KEY=$SERVER_KEY" "HEREPROXY_CLIENT_TOKENS_FILE=$RUN_DIR/many-tokens" "$HEREPROXY_BIN" --check-config 2>&1)
+assert_contains "$run_out" "# configuration OK" "--check-config: 10,000 tokens load"
+assert_contains "$run_out" "HEREPROXY_CLIENT_TOKENS=<redacted>" "--check-config: the tokens are redacted"
+assert_not_contains "$run_out" "many-" "--check-config quotes no token"
+start_proxy many "HEREPROXY_CLIENT_TOKENS_FILE=$RUN_DIR/many-tokens"
+start_nginx many "$PROXY_ADDR"
+M=$NGINX_URL/here-proxy
+req GET "$M$T" -H "X-Proxy-Token: $LAST_TOKEN"
+check_status 200 "10,000 tokens: the last one -> 200"
+check_header X-Index "${LAST##*:}" "10,000 tokens: the last one decides its indice"
+req GET "$M$T?token=${FIRST%%:*}"
+check_status 200 "10,000 tokens: the first one (query) -> 200"
+req GET "$M$T" -H "X-Proxy-Token: ${LAST_TOKEN%?}x"
+check_json_error 401 "10,000 tokens: an unknown one -> 401 JSON"
+assert_eq "$(grep -c -e "$LAST_TOKEN" -e "${FIRST%%:*}" "$PROXY_LOG")" 0 "10,000 tokens: none in the proxy log"
+{ sed -n 1,5p "$RUN_DIR/many-tokens"; echo "$FIRST"; } >"$RUN_DIR/dup-tokens"
+run_out=$(env "HERE_API_KEY=$SERVER_KEY" "HEREPROXY_CLIENT_TOKENS_FILE=$RUN_DIR/dup-tokens" "$HEREPROXY_BIN" --check-config 2>&1)
+assert_contains "$run_out" "entry 6 repeats" "a token twice in the file is an error naming line 6"
+assert_not_contains "$run_out" "${FIRST%%:*}" "the error does not quote the token"
 finish
