@@ -812,7 +812,8 @@ start_nginx_cache() {
 # --------------------------------------------------------------------- apache
 # start_apache NAME FASTCGI_HOSTPORT: a standalone Apache 2.4 (mpm_event,
 # mod_proxy_fcgi) on a free port including the shipped conf/apache/hereproxy.conf
-# with 127.0.0.1:9000 replaced.  Sets APACHE_PORT, APACHE_URL, APACHE_PID.
+# with 127.0.0.1:9000 replaced.  APACHE_EXTRA_CONF (optional): lines placed
+# before it.  Sets APACHE_PORT, APACHE_URL, APACHE_PID.
 start_apache() {
     local bin
     bin=$(command -v apache2 || echo /usr/sbin/apache2)
@@ -824,7 +825,7 @@ start_apache() {
     # Debian builds some modules in (apache2 -l); load the others from $mods.
     local builtin loads=
     builtin=$("$bin" -l 2>/dev/null)
-    for m in mpm_event authz_core unixd proxy proxy_fcgi log_config mime; do
+    for m in mpm_event authz_core authz_host unixd proxy proxy_fcgi log_config mime; do
         case $builtin in *"mod_$m.c"*) continue ;; esac
         [ -f "$mods/mod_$m.so" ] || die "missing $mods/mod_$m.so (apt-get install apache2)"
         loads+="LoadModule ${m}_module $mods/mod_$m.so"$'\n'
@@ -855,6 +856,7 @@ ServerLimit 2
 ThreadsPerChild 16
 MaxRequestWorkers 32
 Timeout 60
+${APACHE_EXTRA_CONF:-}
 Include "$d/hereproxy.conf"
 EOF
     env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin LANG=C \
