@@ -145,6 +145,34 @@ check_status 200 "10,000 tokens: the first one (query) -> 200"
 req GET "$M$T" -H "X-Proxy-Token: ${LAST_TOKEN%?}x"
 check_json_error 401 "10,000 tokens: an unknown one -> 401 JSON"
 assert_eq "$(grep -c -e "$LAST_TOKEN" -e "${FIRST%%:*}" "$PROXY_LOG")" 0 "10,000 tokens: none in the proxy log"
+
+# SIGHUP reads the file again into a new table, swapped in whole; a file
+# that does not load (a token twice) keeps the table in force.
+wait_reloads() { # N EVENT: until the proxy logged N EVENT events (10 s)
+    local deadline=$((SECONDS + 10))
+    until [ "$(log_events "$PROXY_LOG" "$2")" -ge "$1" ] || [ "$SECONDS" -ge "$deadline" ]; do sleep 0.1; done
+}
+NEWTOK="reloaded-$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')"
+{ sed -n 2,5000p "$RUN_DIR/many-tokens"; echo "$NEWTOK:fresh"; } >"$RUN_DIR/many-tokens.new"
+mv "$RUN_DIR/many-tokens.new" "$RUN_DIR/many-tokens"
+kill -HUP "$PROXY_PID"
+wait_reloads 1 reload
+assert_eq "$(log_events "$PROXY_LOG" reload)" 1 "SIGHUP: the tokens file is read again"
+req GET "$M$T" -H "X-Proxy-Token: $NEWTOK"
+check_status 200 "after the reload: the new token -> 200"
+check_header X-Index fresh "after the reload: the new token's indice"
+req GET "$M$T" -H "X-Proxy-Token: $LAST_TOKEN"
+check_json_error 401 "after the reload: a token no longer in the file -> 401"
+req GET "$M$T?token=${FIRST%%:*}"
+check_status 200 "after the reload: a token still in the file -> 200"
+echo "$NEWTOK:again" >>"$RUN_DIR/many-tokens"
+kill -HUP "$PROXY_PID"
+wait_reloads 1 reload_failed
+assert_eq "$(log_events "$PROXY_LOG" reload_failed)" 1 "SIGHUP with a token twice: the reload fails"
+assert_not_contains "$(grep '"event":"reload_failed"' "$PROXY_LOG")" "$NEWTOK" "the failed reload does not quote the token"
+req GET "$M$T" -H "X-Proxy-Token: $NEWTOK"
+check_status 200 "after the failed reload: the table in force still answers"
+check_header X-Index fresh "after the failed reload: with the indice it had"
 { sed -n 1,5p "$RUN_DIR/many-tokens"; echo "$FIRST"; } >"$RUN_DIR/dup-tokens"
 run_out=$(env "HERE_API_KEY=$SERVER_KEY" "HEREPROXY_CLIENT_TOKENS_FILE=$RUN_DIR/dup-tokens" "$HEREPROXY_BIN" --check-config 2>&1)
 assert_contains "$run_out" "entry 6 repeats" "a token twice in the file is an error naming line 6"
