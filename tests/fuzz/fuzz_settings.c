@@ -55,6 +55,10 @@ check_member(const char *name, enum setting_kind kind, const void *slot,
             FUZZ_CHECK(strpbrk(s, " \t\r\n&?#=%") == NULL);
         break;
     }
+    case CFG_TOKENS:
+        FUZZ_CHECK(size == sizeof(char *));
+        FUZZ_CHECK(*(char *const *)slot != NULL);
+        break;
     case CFG_LONG:
     case CFG_BOOL:
     case CFG_LEVEL: {
@@ -78,7 +82,16 @@ check_member(const char *name, enum setting_kind kind, const void *slot,
 static void
 check_all(const struct settings *cfg)
 {
+    size_t commas = 0;
+    const char *p;
+
     SETTINGS_LIST(CHECK_ROW)
+    /* The token list is parsed when set: a table of its entries, or none. */
+    for (p = cfg->client_tokens; *p != '\0'; p++)
+        commas += *p == ',';
+    FUZZ_CHECK(token_table_count(cfg->client_token_table) <= commas + 1);
+    if (*cfg->client_tokens == '\0')
+        FUZZ_CHECK(cfg->client_token_table == NULL);
 }
 
 /* Every dumped line is accepted again: what is stored is valid. */
