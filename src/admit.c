@@ -12,6 +12,7 @@
 #include "log.h"
 #include "mc.h"
 #include "ratelimit.h"
+#include "siphash.h"
 #include "util.h"
 
 #define BUCKETS_MAX 100000
@@ -234,7 +235,7 @@ count_window(struct admit *l, const char *key, long period_s, int64_t now_s)
     if (l->mc != NULL &&
         mc_count(l->mc, mkey, (size_t)n, 1, period_s + 60, &value) == 0)
         return value;
-    h = util_hash64(key, strlen(key), 0x2545f491);
+    h = siphash_keyed(key, strlen(key));
     pthread_mutex_lock(&l->lock);
     for (i = 0; i < COUNTERS_MAX; i++) {
         struct counter *c = &l->counters[(h + i) % COUNTERS_MAX];

@@ -12,6 +12,7 @@
 #include <cjson/cJSON.h>
 
 #include "metrics.h"
+#include "siphash.h"
 #include "util.h"
 
 /* A scrape of 1000 busy indices is a few MB; this only stops runaways. */
@@ -89,7 +90,6 @@ struct idx {
 struct metrics {
     size_t max_indices;
     size_t nslots;              /* a power of two, over 2 * max_indices */
-    uint64_t seed;
     _Atomic(struct idx *) *slots;
     struct idx **order;         /* insertion order, `count` valid */
     _Atomic size_t count;
@@ -227,8 +227,6 @@ metrics_new(size_t max_indices)
     m->nslots = 16;
     while (m->nslots < 2 * max_indices + 1)
         m->nslots <<= 1;
-    /* Per-process seed: a client cannot precompute colliding labels. */
-    m->seed = (uint64_t)util_mono_us() ^ (uint64_t)(uintptr_t)m;
     m->slots = calloc(m->nslots, sizeof(*m->slots));
     m->order = calloc(max_indices + 1, sizeof(*m->order));
     m->other = calloc(1, sizeof(*m->other));
@@ -295,7 +293,7 @@ idx_get(struct metrics *m, const char *indice, int *overflowed)
         indice = "-";
     if ((len = indice_len(indice)) == 0 || strcmp(indice, "_other") == 0)
         return m->other;
-    hash = util_hash64(indice, len, m->seed);
+    hash = siphash_keyed(indice, len);
     probe(m, indice, hash, &p);
     if (p != NULL)
         return p;
