@@ -43,6 +43,7 @@ struct rules {
     long budget;
     long deny_threshold;
     long cache_only_s;
+    int ipv6_prefix;
     struct rules *older;    /* replaced: still read by late requests */
 };
 
@@ -136,6 +137,7 @@ rules_new(const struct settings *cfg, char *err, size_t errlen)
     r->budget = cfg->here_daily_budget;
     r->deny_threshold = cfg->here_deny_threshold;
     r->cache_only_s = cfg->here_cache_only_s;
+    r->ipv6_prefix = (int)cfg->rate_limit_ipv6_prefix;
     return r;
 }
 
@@ -312,6 +314,7 @@ admit_request(struct admit *l, const char *indice, const char *client,
     struct admit_verdict by_ip, by_index;
     const struct rate_spec *spec;
     const struct rules *r;
+    char addr_key[ADDR_MAX];
 
     memset(out, 0, sizeof(*out));
     out->allowed = 1;
@@ -321,8 +324,10 @@ admit_request(struct admit *l, const char *indice, const char *client,
     spec = rate_overrides_find(&r->index_over, indice, &r->index_spec);
     memset(&by_ip, 0, sizeof(by_ip));
     by_ip.allowed = 1;
-    if (client != NULL)
-        take(l, 'a', client, &r->ip_spec, now_ms, now_s, &by_ip);
+    if (client != NULL && r->ip_spec.limit > 0) {
+        admit_addr_key(client, r->ipv6_prefix, addr_key, sizeof(addr_key));
+        take(l, 'a', addr_key, &r->ip_spec, now_ms, now_s, &by_ip);
+    }
     if (!by_ip.allowed) {
         *out = by_ip;
         out->refused_by = "address";
@@ -550,6 +555,48 @@ hop_addr(const char *p, size_t len, char *out, size_t outlen)
         return -1;
     util_strlcpy(out, buf, outlen);
     return 0;
+}
+
+void
+admit_addr_key(const char *addr, int ipv6_prefix, char *out, size_t outlen)
+{
+    struct in6_addr a6;
+    struct in_addr a4;
+    char text[INET6_ADDRSTRLEN + 8];     /* and "/128" */
+    int i;
+
+    if (inet_pton(AF_INET, addr, &a4) == 1) {
+        inet_ntop(AF_INET, &a4, text, sizeof(text));
+    } else if (inet_pton(AF_INET6, addr, &a6) == 1) {
+        if (IN6_IS_ADDR_V4MAPPED(&a6)) {
+            /* ::ffff:a.b.c.d is the IPv4 client a.b.c.d. */
+            memcpy(&a4, &a6.s6_addr[12], 4);
+            inet_ntop(AF_INET, &a4, text, sizeof(text));
+        } else {
+            if (ipv6_prefix < 1 || ipv6_prefix > 128)
+                ipv6_prefix = 128;
+            /* One client of IPv6 holds a whole prefix (a /64 at home):
+             * its bucket is the prefix's. */
+            for (i = 0; i < 16; i++) {
+                int bits = ipv6_prefix - i * 8;
+
+                if (bits <= 0)
+                    a6.s6_addr[i] = 0;
+                else if (bits < 8)
+                    a6.s6_addr[i] &= (uint8_t)(0xff00 >> bits);
+            }
+            inet_ntop(AF_INET6, &a6, text, sizeof(text));
+            if (ipv6_prefix < 128) {
+                size_t n = strlen(text);
+
+                snprintf(text + n, sizeof(text) - n, "/%d", ipv6_prefix);
+            }
+        }
+    } else {
+        util_strlcpy(out, addr, outlen);    /* "-": no address */
+        return;
+    }
+    util_strlcpy(out, text, outlen);
 }
 
 void

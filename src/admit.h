@@ -108,4 +108,16 @@ void admit_upstream_result(struct admit *l, int status, int retry_after_s,
 void admit_client_addr(const char *remote_addr, const char *xff,
     const struct acl *trusted, char *out, size_t outlen);
 
+/*
+ * The rate-limit key of a client address: one spelling per client, so that
+ * case and zeros ("2001:DB8::1", "2001:db8:0:0::1") make one key. An IPv4
+ * address as inet_ntop writes it; an IPv4-mapped IPv6 address
+ * (::ffff:a.b.c.d) as that IPv4 address; any other IPv6 address cut to its
+ * first ipv6_prefix bits (RATE_LIMIT_IPV6_PREFIX, 1..128), written
+ * "network/prefix" below 128. Anything else is copied as it is. Writes at
+ * most outlen bytes (64 hold every key). Pure.
+ */
+void admit_addr_key(const char *addr, int ipv6_prefix, char *out,
+    size_t outlen);
+
 #endif

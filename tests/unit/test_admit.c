@@ -72,6 +72,47 @@ test_client_addr(void **state)
     acl_free(trusted);
 }
 
+/* One key per client: case, zeros, IPv4-mapped forms and the prefix. */
+static void
+test_addr_key(void **state)
+{
+    static const struct {
+        const char *addr;
+        int prefix;
+        const char *want;
+    } cases[] = {
+        {"192.0.2.1", 64, "192.0.2.1"},
+        {"::ffff:192.0.2.1", 64, "192.0.2.1"},
+        {"::FFFF:192.0.2.1", 128, "192.0.2.1"},
+        {"::ffff:c000:201", 64, "192.0.2.1"},
+        {"2001:DB8::1", 64, "2001:db8::/64"},
+        {"2001:db8:0:0::2", 64, "2001:db8::/64"},
+        {"2001:0db8:0000:0000:ffff:ffff:ffff:ffff", 64, "2001:db8::/64"},
+        {"2001:db8:0:1::1", 64, "2001:db8:0:1::/64"},
+        {"2001:db8:abcd:12ff::1", 56, "2001:db8:abcd:1200::/56"},
+        {"2001:db8:abcd:12ff::1", 1, "::/1"},
+        {"2001:DB8::1", 128, "2001:db8::1"},
+        {"2001:db8:0:0::1", 128, "2001:db8::1"},
+        {"::1", 64, "::/64"},
+        {"-", 64, "-"},
+        {"junk", 64, "junk"},
+    };
+    char out[64];
+    size_t i;
+
+    (void)state;
+    for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        admit_addr_key(cases[i].addr, cases[i].prefix, out, sizeof(out));
+        if (strcmp(out, cases[i].want) != 0)
+            fail_msg("%s at /%d: got %s, expected %s", cases[i].addr,
+                cases[i].prefix, out, cases[i].want);
+    }
+    /* The longest key fits the 64 bytes the caller has. */
+    admit_addr_key("ffff:ffff:ffff:ffff:ffff:ffff:ffff:fffe", 127, out,
+        sizeof(out));
+    assert_string_equal(out, "ffff:ffff:ffff:ffff:ffff:ffff:ffff:fffe/127");
+}
+
 static struct admit *
 make(struct settings *c, const char *const *kv)
 {
@@ -130,6 +171,50 @@ test_rate(void **state)
     assert_int_equal(v.limit, 5);           /* the address is tighter */
     assert_int_equal(admit_request(l, "open", NULL, 21000, NOON, &v), 1);
     assert_false(v.limited);
+    admit_free(l);
+    settings_cleanup(&c);
+}
+
+/*
+ * RATE_LIMIT_IP for IPv6 clients: one bucket per /64 (the default), where
+ * case and zeros do not matter and the rest of the prefix is the same
+ * client; another /64 is another client; at /128 each address is one.
+ */
+static void
+test_rate_ipv6_prefix(void **state)
+{
+    static const char *const kv[] = {"RATE_LIMIT_IP", "1/minute", NULL};
+    struct settings c, next;
+    struct admit *l = make(&c, kv);
+    struct admit_verdict v;
+    char err[256];
+
+    (void)state;
+    assert_int_equal(admit_request(l, "a", "2001:DB8::1", 0, NOON, &v), 1);
+    assert_int_equal(admit_request(l, "a", "2001:db8:0:0::2", 0, NOON, &v),
+        0);
+    assert_string_equal(v.refused_by, "address");
+    assert_int_equal(admit_request(l, "a", "2001:db8::ffff:1", 0, NOON, &v),
+        0);
+    assert_int_equal(admit_request(l, "a", "2001:db8:0:1::1", 0, NOON, &v),
+        1);
+    /* IPv4-mapped: the IPv4 client's bucket. */
+    assert_int_equal(admit_request(l, "a", "192.0.2.7", 0, NOON, &v), 1);
+    assert_int_equal(admit_request(l, "a", "::ffff:192.0.2.7", 0, NOON, &v),
+        0);
+
+    /* RATE_LIMIT_IPV6_PREFIX=128 (a reload): each address its own. */
+    assert_int_equal(settings_init(&next), 0);
+    assert_int_equal(settings_set(&next, "RATE_LIMIT_IP", "1/minute", err,
+        sizeof(err)), 0);
+    assert_int_equal(settings_set(&next, "RATE_LIMIT_IPV6_PREFIX", "128",
+        err, sizeof(err)), 0);
+    assert_int_equal(admit_reload(l, &next, err, sizeof(err)), 0);
+    settings_cleanup(&next);
+    assert_int_equal(admit_request(l, "a", "2001:db8:5::1", 0, NOON, &v), 1);
+    assert_int_equal(admit_request(l, "a", "2001:db8:5::2", 0, NOON, &v), 1);
+    assert_int_equal(admit_request(l, "a", "2001:DB8:5:0::1", 0, NOON, &v),
+        0);
     admit_free(l);
     settings_cleanup(&c);
 }
@@ -347,7 +432,9 @@ main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_client_addr),
+        cmocka_unit_test(test_addr_key),
         cmocka_unit_test(test_rate),
+        cmocka_unit_test(test_rate_ipv6_prefix),
         cmocka_unit_test(test_quota),
         cmocka_unit_test(test_reload),
         cmocka_unit_test(test_budget),
