@@ -810,8 +810,8 @@ metrics_render_prometheus(struct metrics *m, const struct metrics_gauges *g,
         g->breaker_open != 0);
     family(&o, "hereproxy_cache_only", "gauge",
         "1 while misses are refused to spare HERE (an indice's upstream "
-        "limit or the daily budget spent, or HERE refusing): scope all, or "
-        "one series per indice.");
+        "limit or the daily budget spent, or HERE refusing): scope all, "
+        "one series per indice, or per plan class (params) HERE refused.");
     out_printf(&o, "hereproxy_cache_only{scope=\"all\"} %d\n",
         g->cache_only_all != 0);
     for (i = 0; i < g->cache_only_count; i++) {
@@ -819,6 +819,17 @@ metrics_render_prometheus(struct metrics *m, const struct metrics_gauges *g,
         out_label_value(&o, g->cache_only_indices[i]);
         out_printf(&o, "\"} 1\n");
     }
+    for (i = 0; i < g->cache_only_params_count; i++) {
+        out_printf(&o, "hereproxy_cache_only{scope=\"params\",params=\"");
+        out_label_value(&o, g->cache_only_params[i]);
+        out_printf(&o, "\"} 1\n");
+    }
+    out_single(&o, "hereproxy_quota_table_full_total", "counter",
+        "Misses refused because this instance's table of upstream quota "
+        "counts was full of running windows.", g->quota_table_full);
+    out_single(&o, "hereproxy_cache_only_evictions_total", "counter",
+        "Cache-only scopes ended early to make room in a full table.",
+        g->cache_only_evicted);
     family(&o, "hereproxy_cache_purges_total", "counter",
         "Purges through POST /admin/purge, by scope.");
     out_printf(&o, "hereproxy_cache_purges_total{scope=\"tile\"} %" PRIu64

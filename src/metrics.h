@@ -60,6 +60,10 @@ struct metrics_gauges {
     int cache_only_all;         /* 1: the whole proxy is cache-only */
     const char *const *cache_only_indices;  /* indices in cache-only mode */
     size_t cache_only_count;
+    const char *const *cache_only_params;   /* plan classes in it */
+    size_t cache_only_params_count;
+    uint64_t quota_table_full;  /* misses refused: quota table full */
+    uint64_t cache_only_evicted; /* cache-only scopes ended for room */
     double start_time;          /* Unix seconds the process started */
     double now;                 /* Unix seconds; 0 reads the clock */
 };

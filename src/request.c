@@ -614,6 +614,69 @@ build_key(struct tile_req *req, struct params *p)
     return 0;
 }
 
+/* Append "&name=value" (no '&' first) to the plan class, if it fits. */
+static void
+plan_put(struct tile_req *req, const char *name, const char *value)
+{
+    size_t len = strlen(req->plan);
+
+    if (value == NULL || *value == '\0')
+        return;
+    snprintf(req->plan + len, sizeof(req->plan) - len, "%s%s=%s",
+        len > 0 ? "&" : "", name, value);
+}
+
+static void
+plan_put_long(struct tile_req *req, const char *name, long value, long def)
+{
+    char buf[24];
+
+    if (value != 0 && value != def)
+        plan_put(req, name, format_long(buf, value));
+}
+
+/*
+ * What a plan may lack, HERE's defaults left out: only the position of a
+ * tile does not count. Everything else a client may choose does, so that
+ * no choice of one client can pass for the defaults every client uses.
+ */
+static void
+build_plan(struct tile_req *req, const struct params *p)
+{
+    size_t i, len;
+
+    req->plan[0] = '\0';
+    if (req->route == ROUTE_TILE) {
+        if (strcmp(req->resource, "base") != 0)
+            plan_put(req, "resource", req->resource);
+        if (strcmp(req->format, "png") != 0)
+            plan_put(req, "format", req->format);
+    } else {
+        plan_put(req, "endpoint", req->endpoint);
+    }
+    if (p->has_features) {
+        len = strlen(req->plan);
+        snprintf(req->plan + len, sizeof(req->plan) - len, "%sfeatures=",
+            len > 0 ? "&" : "");
+        for (i = 0; i < NFEATURES; i++) {
+            if (p->feature_value[i] == NULL)
+                continue;
+            len = strlen(req->plan);
+            snprintf(req->plan + len, sizeof(req->plan) - len, "%s%s:%s",
+                req->plan[len - 1] == '=' ? "" : ",", feature_table[i].name,
+                p->feature_value[i]);
+        }
+    }
+    plan_put(req, "lang", p->lang);
+    plan_put(req, "lang2", p->lang2);
+    plan_put_long(req, "ppi", p->ppi, 100);
+    plan_put(req, "pview", p->pview);
+    plan_put_long(req, "scale", p->scale, 1);
+    plan_put_long(req, "size", p->size, 256);
+    if (p->style != NULL && strcmp(p->style, "explore.day") != 0)
+        plan_put(req, "style", p->style);
+}
+
 /* Split the path after the prefix into at most 6 segments. */
 static int
 split_segments(const char *s, size_t len, const char **seg, size_t *seglen,
@@ -801,5 +864,6 @@ request_parse(const char *method, const char *uri,
         snprintf(err, errlen, "request too long");
         return 414;
     }
+    build_plan(req, &p);
     return 0;
 }

@@ -761,7 +761,7 @@ test_indice_values(void **state)
     assert_null(strstr(text, long65));
     assert_int_equal(sample(text, "hereproxy_requests_total{"
         "indice=\"_other\",cache=\"hit\",code=\"200\"}"), 7);
-    assert_null(strstr(text, "quo"));
+    assert_null(strstr(text, "\"quo"));
     assert_null(strstr(text, "slash"));
     assert_null(strstr(text, "caf"));
     assert_int_equal(sample(text, "hereproxy_indices_tracked"), 3);
@@ -923,10 +923,15 @@ test_gauges(void **state)
     g.now = 1700003600.75;
     {
         static const char *const co[] = {"spent", "we\"ird"};
+        static const char *const params[] = {"style=satellite.day&size=512"};
 
         g.cache_only_all = 1;
         g.cache_only_indices = co;
         g.cache_only_count = 2;
+        g.cache_only_params = params;
+        g.cache_only_params_count = 1;
+        g.quota_table_full = 4;
+        g.cache_only_evicted = 5;
     }
     metrics_purge(m, 0);
     metrics_purge(m, 0);
@@ -939,6 +944,10 @@ test_gauges(void **state)
         "hereproxy_cache_only{scope=\"indice\",indice=\"spent\"}"), 1);
     assert_int_equal(sample(text,
         "hereproxy_cache_only{scope=\"indice\",indice=\"we\\\"ird\"}"), 1);
+    assert_int_equal(sample(text, "hereproxy_cache_only{scope=\"params\","
+        "params=\"style=satellite.day&size=512\"}"), 1);
+    assert_int_equal(sample(text, "hereproxy_quota_table_full_total"), 4);
+    assert_int_equal(sample(text, "hereproxy_cache_only_evictions_total"), 5);
     assert_int_equal(sample(text,
         "hereproxy_cache_purges_total{scope=\"tile\"}"), 2);
     assert_int_equal(sample(text,
