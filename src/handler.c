@@ -1046,8 +1046,9 @@ handler_serve(struct handler *h, char *const *envp, struct FCGX_Stream *out,
     struct access_record rec;
     struct tile_req req;
     char err[256], request_id[LOG_REQUEST_ID_MAX + 1];
-    int rc, result = 0;
+    int rc, result = 0, refused = 0;
     int64_t elapsed_us;
+    const char *label;
 
     memset(&o, 0, sizeof(o));
     memset(&meta, 0, sizeof(meta));
@@ -1068,9 +1069,11 @@ handler_serve(struct handler *h, char *const *envp, struct FCGX_Stream *out,
         meta.cors_origin = cors_origin(h, envp);
     }
     if (uri == NULL) {
+        refused = 1;
         fail(out, &o, 400, "bad_request", "no REQUEST_URI: include "
             "fastcgi_params in the web server's configuration", &meta);
     } else if (rc != 0) {
+        refused = 1;
         if (rc == 405)
             meta.allow = req.route == ROUTE_HEALTHZ ||
                 req.route == ROUTE_READYZ || req.route == ROUTE_METRICS ||
@@ -1096,8 +1099,9 @@ handler_serve(struct handler *h, char *const *envp, struct FCGX_Stream *out,
         case ROUTE_TILE:
         case ROUTE_META:
             /* The token decides the indice; the limits then count it. */
-            if (admit_client(h, &req, envp, out, &meta, &o) == 0 &&
-                check_rate(h, &req, envp, out, &meta, &o) == 0)
+            if (admit_client(h, &req, envp, out, &meta, &o) != 0)
+                refused = 1;
+            else if (check_rate(h, &req, envp, out, &meta, &o) == 0)
                 result = serve_proxied(h, &req, envp, out, &meta, &o,
                     later);
             break;
@@ -1114,10 +1118,16 @@ handler_serve(struct handler *h, char *const *envp, struct FCGX_Stream *out,
         }
     }
     elapsed_us = util_mono_us() - t0;
-    metrics_request(h->metrics, req.indice, metrics_cache_of(o.cache_status),
+    /*
+     * Refused before admission, the índice is only what the client wrote:
+     * one fixed label, so that junk índices take no series of their own
+     * (the access line keeps what was asked).
+     */
+    label = refused ? METRICS_REFUSED : req.indice;
+    metrics_request(h->metrics, label, metrics_cache_of(o.cache_status),
         o.status, (double)elapsed_us / 1e6, (uint64_t)o.bytes);
     if (o.error_kind != NULL)
-        metrics_error(h->metrics, req.indice, o.error_kind);
+        metrics_error(h->metrics, label, o.error_kind);
     memset(&rec, 0, sizeof(rec));
     rec.wall_ms = wall;
     rec.method = method ? method : "-";

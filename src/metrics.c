@@ -15,6 +15,8 @@
 #include "siphash.h"
 #include "util.h"
 
+const char METRICS_REFUSED[] = "_refused";
+
 /* A scrape of 1000 busy indices is a few MB; this only stops runaways. */
 #define RENDER_MAX (256u * 1024 * 1024)
 
@@ -95,6 +97,7 @@ struct metrics {
     _Atomic size_t count;
     pthread_mutex_t insert_lock;
     struct idx *other;
+    struct idx *refused;        /* METRICS_REFUSED */
     _Atomic uint64_t overflow;
     struct histogram request_duration[METRICS_NCACHE];
     struct histogram upstream_duration;
@@ -230,9 +233,13 @@ metrics_new(size_t max_indices)
     m->slots = calloc(m->nslots, sizeof(*m->slots));
     m->order = calloc(max_indices + 1, sizeof(*m->order));
     m->other = calloc(1, sizeof(*m->other));
-    if (m->slots == NULL || m->order == NULL || m->other == NULL)
+    m->refused = calloc(1, sizeof(*m->refused));
+    if (m->slots == NULL || m->order == NULL || m->other == NULL ||
+        m->refused == NULL)
         goto fail;
     util_strlcpy(m->other->name, "_other", sizeof(m->other->name));
+    util_strlcpy(m->refused->name, METRICS_REFUSED,
+        sizeof(m->refused->name));
     if (pthread_mutex_init(&m->insert_lock, NULL) != 0)
         goto fail;
     return m;
@@ -240,6 +247,7 @@ fail:
     free(m->slots);
     free(m->order);
     free(m->other);
+    free(m->refused);
     free(m);
     return NULL;
 }
@@ -257,6 +265,7 @@ metrics_free(struct metrics *m)
     free(m->order);
     free(m->slots);
     free(m->other);
+    free(m->refused);
     pthread_mutex_destroy(&m->insert_lock);
     free(m);
 }
@@ -289,9 +298,13 @@ idx_get(struct metrics *m, const char *indice, int *overflowed)
     size_t len, slot, n;
 
     *overflowed = 0;
+    if (indice == METRICS_REFUSED)
+        return m->refused;
     if (indice == NULL || *indice == '\0')
         indice = "-";
-    if ((len = indice_len(indice)) == 0 || strcmp(indice, "_other") == 0)
+    /* The fixed labels are ours: a client naming them is "_other". */
+    if ((len = indice_len(indice)) == 0 || strcmp(indice, "_other") == 0 ||
+        strcmp(indice, METRICS_REFUSED) == 0)
         return m->other;
     hash = siphash_keyed(indice, len);
     probe(m, indice, hash, &p);
@@ -472,7 +485,8 @@ metrics_memcached(struct metrics *m, double seconds, int ok)
 
 /*
  * The indices to render, sorted by name so that scrapes are stable, with
- * "_other" last when it has anything. Free the array, not the entries.
+ * "_refused" and "_other" last when they have anything. Free the array,
+ * not the entries.
  */
 static int
 cmp_idx(const void *a, const void *b)
@@ -507,12 +521,14 @@ static struct idx **
 snapshot(struct metrics *m, size_t *np)
 {
     size_t n = atomic_load_explicit(&m->count, memory_order_acquire);
-    struct idx **v = malloc((n + 1) * sizeof(*v));
+    struct idx **v = malloc((n + 2) * sizeof(*v));
 
     if (v == NULL)
         return NULL;
     memcpy(v, m->order, n * sizeof(*v));
     qsort(v, n, sizeof(*v), cmp_idx);
+    if (idx_used(m->refused))
+        v[n++] = m->refused;
     if (idx_used(m->other))
         v[n++] = m->other;
     *np = n;

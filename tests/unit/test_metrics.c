@@ -868,6 +868,48 @@ test_full_table(void **state)
     metrics_free(m);
 }
 
+/*
+ * Requests refused before admission count under one fixed label, whatever
+ * índice they named and however full the table: they take no series, so
+ * the admitted índice still gets its own. A client writing "_refused"
+ * gets no share of it.
+ */
+static void
+test_refused_label(void **state)
+{
+    struct metrics *m = metrics_new(2);
+    char *text;
+    cJSON *j;
+    int i;
+
+    (void)state;
+    for (i = 0; i < 20; i++) {
+        metrics_request(m, METRICS_REFUSED, METRICS_NONE, 400, 0.001, 10);
+        metrics_error(m, METRICS_REFUSED, "bad_request");
+    }
+    metrics_request(m, "_refused", METRICS_NONE, 200, 0.001, 10);
+    metrics_request(m, "good", METRICS_HIT, 200, 0.001, 10);
+    text = render(m);
+    check_exposition(text);
+    assert_int_equal(sample(text, "hereproxy_requests_total{"
+        "indice=\"_refused\",cache=\"none\",code=\"400\"}"), 20);
+    assert_int_equal(sample(text, "hereproxy_errors_total{"
+        "indice=\"_refused\",kind=\"bad_request\"}"), 20);
+    assert_int_equal(sample(text, "hereproxy_requests_total{"
+        "indice=\"_other\",cache=\"none\",code=\"200\"}"), 1);
+    assert_int_equal(sample(text, "hereproxy_requests_total{"
+        "indice=\"good\",cache=\"hit\",code=\"200\"}"), 1);
+    assert_int_equal(sample(text, "hereproxy_indices_tracked"), 1);
+    assert_int_equal(sample(text, "hereproxy_indices_overflow_total"), 0);
+    free(text);
+    j = json(m);
+    assert_true(jnum(j, "_refused", "requests") == 20);
+    assert_true(jnum(j, "_refused", "errors") == 20);
+    assert_true(jnum(j, "good", "requests") == 1);
+    cJSON_Delete(j);
+    metrics_free(m);
+}
+
 static void
 test_escaping(void **state)
 {
@@ -1378,6 +1420,7 @@ main(int argc, char **argv)
         cmocka_unit_test(test_indice_values),
         cmocka_unit_test(test_overflow),
         cmocka_unit_test(test_full_table),
+        cmocka_unit_test(test_refused_label),
         cmocka_unit_test(test_escaping),
         cmocka_unit_test(test_gauges),
         cmocka_unit_test(test_null),
