@@ -576,7 +576,7 @@ build_key(struct tile_req *req, struct params *p)
             return -1;
         /* HERE's defaults, so that explicit and implied ones match. */
         if (p->style == NULL)
-            p->style = "explore.day";
+            p->style = styles[0];   /* explore.day */
         if (p->size == 0)
             p->size = 256;
         if (p->ppi == 0)
@@ -620,25 +620,23 @@ plan_put(struct tile_req *req, const char *name, const char *value)
 {
     size_t len = strlen(req->plan);
 
-    if (value == NULL || *value == '\0')
-        return;
     snprintf(req->plan + len, sizeof(req->plan) - len, "%s%s=%s",
         len > 0 ? "&" : "", name, value);
 }
 
 static void
-plan_put_long(struct tile_req *req, const char *name, long value, long def)
+plan_put_long(struct tile_req *req, const char *name, long value)
 {
     char buf[24];
 
-    if (value != 0 && value != def)
-        plan_put(req, name, format_long(buf, value));
+    plan_put(req, name, format_long(buf, value));
 }
 
 /*
  * What a plan may lack, HERE's defaults left out: only the position of a
  * tile does not count. Everything else a client may choose does, so that
  * no choice of one client can pass for the defaults every client uses.
+ * Every request pays for it, hits too: the defaults cost a few tests.
  */
 static void
 build_plan(struct tile_req *req, const struct params *p)
@@ -647,9 +645,9 @@ build_plan(struct tile_req *req, const struct params *p)
 
     req->plan[0] = '\0';
     if (req->route == ROUTE_TILE) {
-        if (strcmp(req->resource, "base") != 0)
+        if (req->resource != resources[0])
             plan_put(req, "resource", req->resource);
-        if (strcmp(req->format, "png") != 0)
+        if (req->format != formats[0])
             plan_put(req, "format", req->format);
     } else {
         plan_put(req, "endpoint", req->endpoint);
@@ -667,13 +665,19 @@ build_plan(struct tile_req *req, const struct params *p)
                 p->feature_value[i]);
         }
     }
-    plan_put(req, "lang", p->lang);
-    plan_put(req, "lang2", p->lang2);
-    plan_put_long(req, "ppi", p->ppi, 100);
-    plan_put(req, "pview", p->pview);
-    plan_put_long(req, "scale", p->scale, 1);
-    plan_put_long(req, "size", p->size, 256);
-    if (p->style != NULL && strcmp(p->style, "explore.day") != 0)
+    if (*p->lang != '\0')
+        plan_put(req, "lang", p->lang);
+    if (*p->lang2 != '\0')
+        plan_put(req, "lang2", p->lang2);
+    if (p->ppi != 0 && p->ppi != 100)
+        plan_put_long(req, "ppi", p->ppi);
+    if (*p->pview != '\0')
+        plan_put(req, "pview", p->pview);
+    if (p->scale != 0 && p->scale != 1)
+        plan_put_long(req, "scale", p->scale);
+    if (p->size != 0 && p->size != 256)
+        plan_put_long(req, "size", p->size);
+    if (p->style != NULL && p->style != styles[0])  /* explore.day */
         plan_put(req, "style", p->style);
 }
 
