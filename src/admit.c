@@ -871,7 +871,7 @@ admit_upstream_begin(struct admit *l, const char *indice, const char *plan,
     return 0;
 }
 
-/* --------------------------------------------------- HERE's denials in a row */
+/* ------------------------------------------------- HERE's denials in a row */
 
 /*
  * One more denial in the run of a scope (kind and name); returns the run
