@@ -12,25 +12,171 @@
 #include "log.h"
 #include "mc.h"
 #include "ratelimit.h"
+#include "siphash.h"
 #include "util.h"
 
-#define BUCKETS_MAX 100000
-#define COUNTERS_MAX 4096           /* in-process window counters */
-#define CACHE_ONLY_MAX ADMIT_CACHE_ONLY_MAX
+#define BUCKETS_FLOOR 100000        /* rate-limit buckets: even unconfigured */
+#define TABLE_FLOOR 4096            /* counters, cache-only scopes, runs */
 #define XFF_HOPS_MAX 64
 #define ADDR_MAX 64
+#define NAME_MAX_ (ADMIT_SCOPE_NAME_MAX + 4)  /* "qi:", "i:", "p:" + name */
+#define REASON_MAX 256              /* what flight_result.error holds */
+#define FULL_LOG_S 60               /* "table full" logged at most this often */
+
+/* ------------------------------------------------------------ bounded tables
+ * Named entries found by a keyed hash (names are índices and parameters a
+ * client picks), at most cap of them: the caller decides what happens when
+ * it is full (refuse, or make room by its own rule). Entries are allocated
+ * when first added; cap only bounds them.
+ */
+
+struct tslot {
+    struct tslot *chain;
+    uint64_t hash;
+    size_t at;                      /* index in table.all */
+    char name[NAME_MAX_ + 1];
+};
+
+struct table {
+    struct tslot **buckets;
+    size_t nbuckets;                /* a power of two */
+    struct tslot **all;             /* n of them, in no order */
+    size_t n, cap;
+    size_t entry_size;              /* of a struct that starts with a tslot */
+};
+
+static int
+table_init(struct table *t, size_t cap, size_t entry_size)
+{
+    memset(t, 0, sizeof(*t));
+    t->entry_size = entry_size;
+    for (t->nbuckets = 16; t->nbuckets < cap; t->nbuckets <<= 1)
+        ;
+    t->buckets = calloc(t->nbuckets, sizeof(*t->buckets));
+    t->all = calloc(cap, sizeof(*t->all));
+    t->cap = cap;
+    return t->buckets != NULL && t->all != NULL ? 0 : -1;
+}
+
+static void
+table_cleanup(struct table *t)
+{
+    size_t i;
+
+    for (i = 0; i < t->n; i++)
+        free(t->all[i]);
+    free(t->all);
+    free(t->buckets);
+    memset(t, 0, sizeof(*t));
+}
+
+static struct tslot **
+table_bucket(struct table *t, uint64_t hash)
+{
+    return &t->buckets[hash & (t->nbuckets - 1)];
+}
+
+/* Room for cap entries from now on (never fewer than now). 0 or -1. */
+static int
+table_grow(struct table *t, size_t cap)
+{
+    struct tslot **all, **buckets;
+    size_t nbuckets, i;
+
+    if (cap <= t->cap)
+        return 0;
+    for (nbuckets = t->nbuckets; nbuckets < cap; nbuckets <<= 1)
+        ;
+    if ((all = realloc(t->all, cap * sizeof(*all))) == NULL)
+        return -1;
+    t->all = all;
+    if (nbuckets != t->nbuckets) {
+        if ((buckets = calloc(nbuckets, sizeof(*buckets))) == NULL)
+            return -1;
+        free(t->buckets);
+        t->buckets = buckets;
+        t->nbuckets = nbuckets;
+        for (i = 0; i < t->n; i++) {
+            struct tslot **b = table_bucket(t, t->all[i]->hash);
+
+            t->all[i]->chain = *b;
+            *b = t->all[i];
+        }
+    }
+    t->cap = cap;
+    return 0;
+}
+
+static void *
+table_find(struct table *t, const char *name, uint64_t *hash)
+{
+    struct tslot *e;
+
+    *hash = siphash_keyed(name, strlen(name));
+    for (e = *table_bucket(t, *hash); e != NULL; e = e->chain)
+        if (e->hash == *hash && strcmp(e->name, name) == 0)
+            return e;
+    return NULL;
+}
+
+/* A zeroed entry for name (not in t), or NULL: full, or no memory. */
+static void *
+table_add(struct table *t, const char *name, uint64_t hash)
+{
+    struct tslot *e, **b;
+
+    if (t->n >= t->cap || (e = calloc(1, t->entry_size)) == NULL)
+        return NULL;
+    util_strlcpy(e->name, name, sizeof(e->name));
+    e->hash = hash;
+    b = table_bucket(t, hash);
+    e->chain = *b;
+    *b = e;
+    e->at = t->n;
+    t->all[t->n++] = e;
+    return e;
+}
+
+static void
+table_del(struct table *t, void *entry)
+{
+    struct tslot *e = entry, **p = table_bucket(t, e->hash);
+
+    while (*p != e)
+        p = &(*p)->chain;
+    *p = e->chain;
+    t->all[e->at] = t->all[--t->n];
+    t->all[e->at]->at = e->at;
+    free(e);
+}
+
+/* ------------------------------------------------------------------ state */
 
 /* A fixed-window count kept in process (no memcached, or it failed). */
 struct counter {
-    char key[96];
-    int64_t window;
+    struct tslot s;                 /* "qi:<indice>" */
+    int64_t window;                 /* its start, Unix seconds */
+    int64_t ends;                   /* reusable from then on */
     uint64_t count;
 };
 
+enum scope_kind { SCOPE_ALL, SCOPE_INDICE, SCOPE_PARAMS };
+static const char *const scope_names[] = {"all", "indice", "params"};
+static const char scope_prefix[] = {'\0', 'i', 'p'};
+
 struct cache_only {
-    char indice[RATE_NAME_MAX + 1];   /* "" for the whole proxy */
-    int64_t until;                    /* Unix seconds; 0: not in it */
-    char reason[200];
+    struct tslot s;                 /* "i:<indice>", "p:<plan class>" */
+    enum scope_kind kind;
+    int from_quota;                 /* the counts refuse anyway */
+    int64_t until;                  /* Unix seconds; 0: not in it */
+    char reason[REASON_MAX];
+};
+
+/* HERE's denials in a row for one scope. */
+struct deny_run {
+    struct tslot s;                 /* "i:<indice>" (429), "p:<plan>" (403) */
+    long count;
+    uint64_t touched;               /* admit.tick when last counted */
 };
 
 /* What the settings say; a reload swaps in a new one whole. */
@@ -42,6 +188,8 @@ struct rules {
     long budget;
     long deny_threshold;
     long cache_only_s;
+    int ipv6_prefix;
+    size_t table_cap;               /* of each table below */
     struct rules *older;    /* replaced: still read by late requests */
 };
 
@@ -51,37 +199,72 @@ struct admit {
     struct mc *mc;                  /* NULL: count in process */
 
     pthread_mutex_t lock;           /* everything below */
-    struct counter counters[COUNTERS_MAX];
+    struct table counters;          /* struct counter */
+    int64_t counters_full_until;    /* no window ends before: no room */
+    int64_t budget_window;          /* HERE_DAILY_BUDGET in process */
+    uint64_t budget_count;
     struct cache_only all;
-    struct cache_only indices[CACHE_ONLY_MAX];
-    long deny_run;
+    struct table scopes;            /* struct cache_only */
+    struct table runs;              /* struct deny_run */
+    uint64_t tick;
+    long all_run;                   /* 401, or 403 with default parameters */
+    long volume_run;                /* 429, whatever the índice */
+    int volume_several;             /* ... from more than one índice */
+    char volume_first[RATE_NAME_MAX + 1];
+    int64_t full_logged;            /* a table-full event, Unix seconds */
+    uint64_t quota_table_full;      /* misses refused: no counter free */
+    uint64_t scopes_evicted;        /* cache-only scopes ended for room */
 };
 
 /* ------------------------------------------------------------- metrics hooks
  * The one place each state change is seen; a metrics module can count here.
  */
 
-/* Cache-only mode entered (entering 1) or left (0) for scope "indice"/"all". */
+/* Cache-only mode entered (entering 1) or left (0) for a scope. */
 static void
-hook_cache_only_changed(const char *scope, const char *indice, int entering,
-    const char *cause, int64_t until, const char *reason, int64_t now_s)
+hook_cache_only_changed(enum scope_kind kind, const char *name, int entering,
+    const char *cause, int status, int64_t until, const char *reason,
+    int evicted, int64_t now_s)
 {
     cJSON *f = cJSON_CreateObject();
 
     if (f != NULL) {
-        cJSON_AddStringToObject(f, "scope", scope);
-        if (*indice != '\0')
-            cJSON_AddStringToObject(f, "indice", indice);
+        cJSON_AddStringToObject(f, "scope", scope_names[kind]);
+        if (kind == SCOPE_INDICE)
+            cJSON_AddStringToObject(f, "indice", name);
+        else if (kind == SCOPE_PARAMS)
+            cJSON_AddStringToObject(f, "params", name);
         if (entering) {
             cJSON_AddStringToObject(f, "cause", cause);
+            if (status != 0)
+                cJSON_AddNumberToObject(f, "status", status);
             cJSON_AddStringToObject(f, "reason", reason);
             cJSON_AddNumberToObject(f, "until", (double)until);
             cJSON_AddNumberToObject(f, "retry_after_s",
                 (double)(until - now_s));
+        } else if (evicted) {
+            cJSON_AddBoolToObject(f, "evicted", 1);
         }
     }
     log_event(entering ? LOG_LEVEL_WARN : LOG_LEVEL_INFO,
         entering ? "cache_only_start" : "cache_only_end", f);
+}
+
+/* A table is full (which, and its size); at most once a FULL_LOG_S. */
+static void
+hook_table_full(struct admit *l, const char *table, size_t cap,
+    int64_t now_s)
+{
+    cJSON *f;
+
+    if (l->full_logged != 0 && now_s - l->full_logged < FULL_LOG_S)
+        return;
+    l->full_logged = now_s;
+    if ((f = cJSON_CreateObject()) != NULL) {
+        cJSON_AddStringToObject(f, "table", table);
+        cJSON_AddNumberToObject(f, "size", (double)cap);
+    }
+    log_event(LOG_LEVEL_WARN, "admit_table_full", f);
 }
 
 /* ---------------------------------------------------------------- creation */
@@ -98,6 +281,19 @@ rules_free(struct rules *r)
         free(r);
         r = older;
     }
+}
+
+/* Items of a comma list: an upper bound, for sizing. */
+static size_t
+list_items(const char *list)
+{
+    size_t n = 1;
+
+    if (list == NULL || *list == '\0')
+        return 0;
+    for (; *list != '\0'; list++)
+        n += *list == ',';
+    return n;
 }
 
 static struct rules *
@@ -135,6 +331,15 @@ rules_new(const struct settings *cfg, char *err, size_t errlen)
     r->budget = cfg->here_daily_budget;
     r->deny_threshold = cfg->here_deny_threshold;
     r->cache_only_s = cfg->here_cache_only_s;
+    r->ipv6_prefix = (int)cfg->rate_limit_ipv6_prefix;
+    /*
+     * Room for every índice the configuration names or lets have series
+     * of their own, over a floor: the índices a client can pick beyond
+     * those find the tables full (refused, or making room by LRU).
+     */
+    r->table_cap = TABLE_FLOOR + (size_t)cfg->metrics_max_indices +
+        list_items(cfg->indices) + list_items(cfg->client_tokens) +
+        r->index_over.n + r->quota_over.n;
     return r;
 }
 
@@ -148,6 +353,7 @@ struct admit *
 admit_new(const struct settings *cfg, char *err, size_t errlen)
 {
     struct admit *l = calloc(1, sizeof(*l));
+    size_t cap;
 
     if (l == NULL) {
         snprintf(err, errlen, "out of memory");
@@ -156,7 +362,11 @@ admit_new(const struct settings *cfg, char *err, size_t errlen)
     pthread_mutex_init(&l->lock, NULL);
     if ((l->rules = rules_new(cfg, err, errlen)) == NULL)
         goto fail;
-    if ((l->buckets = ratelimiter_new(BUCKETS_MAX)) == NULL) {
+    cap = l->rules->table_cap;
+    if ((l->buckets = ratelimiter_new(BUCKETS_FLOOR + cap)) == NULL ||
+        table_init(&l->counters, cap, sizeof(struct counter)) != 0 ||
+        table_init(&l->scopes, cap, sizeof(struct cache_only)) != 0 ||
+        table_init(&l->runs, cap, sizeof(struct deny_run)) != 0) {
         snprintf(err, errlen, "out of memory");
         goto fail;
     }
@@ -180,6 +390,9 @@ admit_free(struct admit *l)
     rules_free(l->rules);
     ratelimiter_free(l->buckets);
     mc_free(l->mc);
+    table_cleanup(&l->counters);
+    table_cleanup(&l->scopes);
+    table_cleanup(&l->runs);
     pthread_mutex_destroy(&l->lock);
     free(l);
 }
@@ -189,11 +402,25 @@ admit_reload(struct admit *l, const struct settings *cfg, char *err,
     size_t errlen)
 {
     struct rules *r;
+    int rc;
 
     if (l == NULL)
         return 0;
     if ((r = rules_new(cfg, err, errlen)) == NULL)
         return -1;
+    /* More índices named: more room (the tables never shrink). */
+    pthread_mutex_lock(&l->lock);
+    rc = table_grow(&l->counters, r->table_cap) != 0 ||
+        table_grow(&l->scopes, r->table_cap) != 0 ||
+        table_grow(&l->runs, r->table_cap) != 0;
+    if (rc == 0)
+        l->counters_full_until = 0;
+    pthread_mutex_unlock(&l->lock);
+    if (rc != 0) {
+        snprintf(err, errlen, "out of memory");
+        rules_free(r);
+        return -1;
+    }
     /* Buckets, counters and cache-only periods carry on under the new
      * rules; the old rules stay readable for requests still using them. */
     r->older = l->rules;
@@ -213,48 +440,106 @@ admit_trusted(const struct admit *l)
     return l != NULL ? rules_of(l)->trusted : NULL;
 }
 
+void
+admit_stats(struct admit *l, struct admit_stats *out)
+{
+    memset(out, 0, sizeof(*out));
+    if (l == NULL)
+        return;
+    pthread_mutex_lock(&l->lock);
+    out->quota_table_full = l->quota_table_full;
+    out->scopes_evicted = l->scopes_evicted;
+    out->table_size = l->counters.cap;
+    pthread_mutex_unlock(&l->lock);
+}
+
 /* ---------------------------------------------------------------- counting */
+
+/*
+ * Forget the counters whose window has ended; 1 when that made room. When
+ * none has, no window ends before the earliest end seen: the table is not
+ * scanned again until then. Lock held.
+ */
+static int
+counters_make_room(struct admit *l, int64_t now_s)
+{
+    int64_t earliest = INT64_MAX;
+    size_t i = 0;
+
+    if (now_s < l->counters_full_until)
+        return 0;
+    while (i < l->counters.n) {
+        struct counter *c = (struct counter *)l->counters.all[i];
+
+        if (c->ends <= now_s) {
+            table_del(&l->counters, c);     /* all[i] is another now */
+            continue;
+        }
+        if (c->ends < earliest)
+            earliest = c->ends;
+        i++;
+    }
+    if (l->counters.n < l->counters.cap)
+        return 1;
+    l->counters_full_until = earliest;
+    return 0;
+}
+
+/*
+ * Count one in key's window in process. Returns the count including this
+ * one, or 0 when the table is full of counts of windows still running:
+ * refuse (a live count is never dropped, or its índice would start
+ * over). Windows that ended are reused.
+ */
+static uint64_t
+count_local(struct admit *l, const char *key, long period_s, int64_t now_s,
+    int64_t window)
+{
+    struct counter *c;
+    uint64_t value = 0, h;
+
+    pthread_mutex_lock(&l->lock);
+    if (strcmp(key, "budget") == 0) {
+        /* One count for the fleet: never crowded out by índices. */
+        if (l->budget_window != window) {
+            l->budget_window = window;
+            l->budget_count = 0;
+        }
+        value = ++l->budget_count;
+    } else if ((c = table_find(&l->counters, key, &h)) != NULL ||
+               ((l->counters.n < l->counters.cap ||
+                    counters_make_room(l, now_s)) &&
+                   (c = table_add(&l->counters, key, h)) != NULL)) {
+        if (c->window != window) {
+            c->window = window;
+            c->count = 0;
+        }
+        c->ends = window + period_s;
+        value = ++c->count;
+    }
+    pthread_mutex_unlock(&l->lock);
+    return value;
+}
 
 /*
  * Count one in key's fixed window of period_s at now_s: memcached when
  * there is one (shared by every instance), else (or when it fails) in
  * process. Returns the count including this one, 0 when it could not be
- * counted (the table is full: serve rather than refuse).
+ * counted (the in-process table is full: refuse).
  */
 static uint64_t
 count_window(struct admit *l, const char *key, long period_s, int64_t now_s)
 {
     int64_t window = now_s - now_s % period_s;
     char mkey[200];
-    uint64_t value = 0, h;
-    size_t i, free_slot = COUNTERS_MAX;
+    uint64_t value = 0;
     int n;
 
     n = snprintf(mkey, sizeof(mkey), "lim:%lld:%s", (long long)window, key);
     if (l->mc != NULL &&
         mc_count(l->mc, mkey, (size_t)n, 1, period_s + 60, &value) == 0)
         return value;
-    h = util_hash64(key, strlen(key), 0x2545f491);
-    pthread_mutex_lock(&l->lock);
-    for (i = 0; i < COUNTERS_MAX; i++) {
-        struct counter *c = &l->counters[(h + i) % COUNTERS_MAX];
-
-        if (c->window == window && strcmp(c->key, key) == 0) {
-            value = ++c->count;
-            break;
-        }
-        if (free_slot == COUNTERS_MAX && c->window != window)
-            free_slot = (h + i) % COUNTERS_MAX;
-    }
-    if (value == 0 && free_slot != COUNTERS_MAX) {
-        struct counter *c = &l->counters[free_slot];
-
-        util_strlcpy(c->key, key, sizeof(c->key));
-        c->window = window;
-        value = c->count = 1;
-    }
-    pthread_mutex_unlock(&l->lock);
-    return value;
+    return count_local(l, key, period_s, now_s, window);
 }
 
 /* ------------------------------------------------------------ rate limits */
@@ -311,6 +596,7 @@ admit_request(struct admit *l, const char *indice, const char *client,
     struct admit_verdict by_ip, by_index;
     const struct rate_spec *spec;
     const struct rules *r;
+    char addr_key[ADDR_MAX];
 
     memset(out, 0, sizeof(*out));
     out->allowed = 1;
@@ -320,8 +606,10 @@ admit_request(struct admit *l, const char *indice, const char *client,
     spec = rate_overrides_find(&r->index_over, indice, &r->index_spec);
     memset(&by_ip, 0, sizeof(by_ip));
     by_ip.allowed = 1;
-    if (client != NULL)
-        take(l, 'a', client, &r->ip_spec, now_ms, now_s, &by_ip);
+    if (client != NULL && r->ip_spec.limit > 0) {
+        admit_addr_key(client, r->ipv6_prefix, addr_key, sizeof(addr_key));
+        take(l, 'a', addr_key, &r->ip_spec, now_ms, now_s, &by_ip);
+    }
     if (!by_ip.allowed) {
         *out = by_ip;
         out->refused_by = "address";
@@ -344,42 +632,75 @@ admit_request(struct admit *l, const char *indice, const char *client,
 
 /* --------------------------------------------------------- cache-only mode */
 
-/* The slot for indice ("" = all); with create, a new or expired one. */
-static struct cache_only *
-co_slot(struct admit *l, const char *indice, int create, int64_t now_s)
+/* The table name of a scope: "i:<indice>" or "p:<plan class>". */
+static void
+scope_key(enum scope_kind kind, const char *name, char *out, size_t outlen)
 {
-    struct cache_only *spare = NULL;
-    size_t i;
+    snprintf(out, outlen, "%c:%s", scope_prefix[kind], name);
+}
 
-    if (*indice == '\0')
+/* The scope of kind and name, or NULL (kind SCOPE_ALL: l->all). */
+static struct cache_only *
+co_find(struct admit *l, enum scope_kind kind, const char *name)
+{
+    char key[NAME_MAX_ + 1];
+    uint64_t h;
+
+    if (kind == SCOPE_ALL)
         return &l->all;
-    for (i = 0; i < CACHE_ONLY_MAX; i++) {
-        struct cache_only *c = &l->indices[i];
+    scope_key(kind, name, key, sizeof(key));
+    return table_find(&l->scopes, key, &h);
+}
 
-        if (c->until != 0 && strcmp(c->indice, indice) == 0)
-            return c;
-        if (spare == NULL && (c->until == 0 || c->until <= now_s))
-            spare = c;
-    }
-    if (!create || spare == NULL)
-        return NULL;
-    if (spare->until != 0)  /* expired, never looked at since: say so */
-        hook_cache_only_changed("indice", spare->indice, 0, NULL, 0, NULL,
-            now_s);
-    memset(spare, 0, sizeof(*spare));
-    util_strlcpy(spare->indice, indice, sizeof(spare->indice));
-    return spare;
+/* A scope's period is over (or cut short to make room): say so. */
+static void
+co_end(struct admit *l, struct cache_only *c, int evicted, int64_t now_s)
+{
+    hook_cache_only_changed(c->kind, c->s.name + 2, 0, NULL, 0, 0, NULL,
+        evicted, now_s);
+    table_del(&l->scopes, c);
 }
 
 /*
- * 1 while indice's scope ("" = all) is cache-only at now_s, with its
- * reason and remaining seconds; logs the end of a period once. Lock held.
+ * Room for one more scope: the ended ones go; when every one is running,
+ * the one whose end is nearest goes first, a quota's before a denial's
+ * (a spent quota refuses by its count anyway). Counted and logged: never
+ * the whole proxy instead. Lock held.
+ */
+static void
+co_make_room(struct admit *l, int64_t now_s)
+{
+    struct cache_only *victim = NULL;
+    size_t i = 0;
+
+    while (i < l->scopes.n) {
+        struct cache_only *c = (struct cache_only *)l->scopes.all[i];
+
+        if (c->until <= now_s) {
+            co_end(l, c, 0, now_s);
+            continue;
+        }
+        if (victim == NULL || c->from_quota > victim->from_quota ||
+            (c->from_quota == victim->from_quota && c->until < victim->until))
+            victim = c;
+        i++;
+    }
+    if (l->scopes.n < l->scopes.cap || victim == NULL)
+        return;
+    l->scopes_evicted++;
+    hook_table_full(l, "cache_only", l->scopes.cap, now_s);
+    co_end(l, victim, 1, now_s);
+}
+
+/*
+ * 1 while the scope is cache-only at now_s, with its reason and remaining
+ * seconds; logs the end of a period once. Lock held.
  */
 static int
-co_active(struct admit *l, const char *indice, int64_t now_s, char *reason,
-    size_t reasonlen, long *retry_after_s)
+co_active(struct admit *l, enum scope_kind kind, const char *name,
+    int64_t now_s, char *reason, size_t reasonlen, long *retry_after_s)
 {
-    struct cache_only *c = co_slot(l, indice, 0, now_s);
+    struct cache_only *c = co_find(l, kind, name);
 
     if (c == NULL || c->until == 0)
         return 0;
@@ -388,85 +709,151 @@ co_active(struct admit *l, const char *indice, int64_t now_s, char *reason,
         *retry_after_s = (long)(c->until - now_s);
         return 1;
     }
-    hook_cache_only_changed(*indice ? "indice" : "all", indice, 0, NULL, 0,
-        NULL, now_s);
-    c->until = 0;
+    if (kind == SCOPE_ALL) {
+        hook_cache_only_changed(SCOPE_ALL, "", 0, NULL, 0, 0, NULL, 0,
+            now_s);
+        c->until = 0;
+    } else {
+        co_end(l, c, 0, now_s);
+    }
     return 0;
 }
 
-/* Enter (or extend) cache-only mode for indice ("" = all). Lock held. */
+/* Enter (or extend) cache-only mode for a scope. Lock held. */
 static void
-co_enter(struct admit *l, const char *indice, const char *cause,
-    int64_t until, const char *reason, int64_t now_s)
+co_enter(struct admit *l, enum scope_kind kind, const char *name,
+    const char *cause, int status, int64_t until, const char *reason,
+    int64_t now_s)
 {
-    struct cache_only *c = co_slot(l, indice, 1, now_s);
+    struct cache_only *c = co_find(l, kind, name);
+    char key[NAME_MAX_ + 1];
+    uint64_t h;
 
-    if (c == NULL)
-        return;     /* table full: each request is refused by its count */
+    if (c == NULL) {
+        scope_key(kind, name, key, sizeof(key));
+        if (l->scopes.n >= l->scopes.cap)
+            co_make_room(l, now_s);
+        table_find(&l->scopes, key, &h);
+        if ((c = table_add(&l->scopes, key, h)) == NULL)
+            return;     /* no memory: refused by its count, or asked */
+        c->kind = kind;
+    }
     if (c->until > now_s && c->until >= until)
         return;
     if (c->until <= now_s)
-        hook_cache_only_changed(*indice ? "indice" : "all", indice, 1,
-            cause, until, reason, now_s);
+        hook_cache_only_changed(kind, name, 1, cause, status, until, reason,
+            0, now_s);
     c->until = until;
+    c->from_quota = strcmp(cause, "quota") == 0;
     util_strlcpy(c->reason, reason, sizeof(c->reason));
 }
 
-size_t
-admit_cache_only(struct admit *l, int64_t now_s, int *all, char *names,
-    size_t namesize, size_t max)
+static int
+cmp_scope(const void *a, const void *b)
 {
-    size_t i, n = 0;
+    const struct admit_scope *x = a, *y = b;
+
+    if (x->params != y->params)
+        return x->params - y->params;
+    return strcmp(x->name, y->name);
+}
+
+struct admit_scope *
+admit_cache_only(struct admit *l, int64_t now_s, int *all, size_t *n)
+{
+    struct admit_scope *v = NULL;
+    size_t i, count = 0;
 
     *all = 0;
+    *n = 0;
     if (l == NULL)
-        return 0;
+        return NULL;
     pthread_mutex_lock(&l->lock);
     *all = l->all.until > now_s;
-    for (i = 0; i < CACHE_ONLY_MAX && n < max; i++)
-        if (l->indices[i].until > now_s)
-            util_strlcpy(names + namesize * n++, l->indices[i].indice,
-                namesize);
+    for (i = 0; i < l->scopes.n; i++)
+        count += ((struct cache_only *)l->scopes.all[i])->until > now_s;
+    if (count > 0 && (v = calloc(count, sizeof(*v))) != NULL) {
+        for (i = 0; i < l->scopes.n; i++) {
+            struct cache_only *c = (struct cache_only *)l->scopes.all[i];
+
+            if (c->until <= now_s)
+                continue;
+            v[*n].params = c->kind == SCOPE_PARAMS;
+            util_strlcpy(v[*n].name, c->s.name + 2, sizeof(v[*n].name));
+            (*n)++;
+        }
+    }
     pthread_mutex_unlock(&l->lock);
-    return n;
+    if (v != NULL)
+        qsort(v, *n, sizeof(*v), cmp_scope);
+    return v;
+}
+
+/* A spent quota, or a full table of counts: refuse; lock not held. */
+static int
+refuse_quota(struct admit *l, const char *indice, const struct rate_spec *q,
+    uint64_t count, int64_t now_s, char *reason, size_t reasonlen,
+    long *retry_after_s)
+{
+    int64_t until = now_s - now_s % q->period_s + q->period_s;
+    char spec_text[64];
+
+    if (count == 0) {
+        /* No room to count it: cache-only until a window ends. */
+        pthread_mutex_lock(&l->lock);
+        l->quota_table_full++;
+        hook_table_full(l, "quota", l->counters.cap, now_s);
+        until = l->counters_full_until > now_s ? l->counters_full_until
+                                               : now_s + 1;
+        pthread_mutex_unlock(&l->lock);
+        snprintf(reason, reasonlen, "cache-only: this instance counts the "
+            "upstream quotas of too many indices at once to count indice "
+            "%s's; cached tiles are still served", indice);
+        *retry_after_s = (long)(until - now_s);
+        return -1;
+    }
+    rate_spec_format(q, spec_text, sizeof(spec_text));
+    snprintf(reason, reasonlen, "cache-only: the upstream quota of indice %s "
+        "(%s) is spent; cached tiles are still served", indice, spec_text);
+    *retry_after_s = (long)(until - now_s);
+    pthread_mutex_lock(&l->lock);
+    co_enter(l, SCOPE_INDICE, indice, "quota", 0, until, reason, now_s);
+    pthread_mutex_unlock(&l->lock);
+    return -1;
 }
 
 int
-admit_upstream_begin(struct admit *l, const char *indice, int64_t now_s,
-    char *reason, size_t reasonlen, long *retry_after_s)
+admit_upstream_begin(struct admit *l, const char *indice, const char *plan,
+    int64_t now_s, char *reason, size_t reasonlen, long *retry_after_s)
 {
     const struct rate_spec *quota;
     const struct rules *r;
-    char key[RATE_NAME_MAX + 8], spec_text[64];
+    char key[RATE_NAME_MAX + 8];
+    uint64_t count;
     int refused;
 
     if (l == NULL)
         return 0;
+    if (plan == NULL)
+        plan = "";
     r = rules_of(l);
     quota = rate_overrides_find(&r->quota_over, indice, &r->quota_spec);
     pthread_mutex_lock(&l->lock);
-    refused = co_active(l, "", now_s, reason, reasonlen, retry_after_s) ||
-        co_active(l, indice, now_s, reason, reasonlen, retry_after_s);
+    refused =
+        co_active(l, SCOPE_ALL, "", now_s, reason, reasonlen, retry_after_s) ||
+        co_active(l, SCOPE_INDICE, indice, now_s, reason, reasonlen,
+            retry_after_s) ||
+        (*plan != '\0' && co_active(l, SCOPE_PARAMS, plan, now_s, reason,
+                              reasonlen, retry_after_s));
     pthread_mutex_unlock(&l->lock);
     if (refused)
         return -1;
     if (quota->limit > 0) {
         snprintf(key, sizeof(key), "qi:%s", indice);
-        if (count_window(l, key, quota->period_s, now_s) >
-            (uint64_t)quota->limit) {
-            int64_t until = now_s - now_s % quota->period_s +
-                quota->period_s;
-
-            rate_spec_format(quota, spec_text, sizeof(spec_text));
-            snprintf(reason, reasonlen, "cache-only: the upstream quota of "
-                "indice %s (%s) is spent; cached tiles are still served",
-                indice, spec_text);
-            *retry_after_s = (long)(until - now_s);
-            pthread_mutex_lock(&l->lock);
-            co_enter(l, indice, "quota", until, reason, now_s);
-            pthread_mutex_unlock(&l->lock);
-            return -1;
-        }
+        count = count_window(l, key, quota->period_s, now_s);
+        if (count == 0 || count > (uint64_t)quota->limit)
+            return refuse_quota(l, indice, quota, count, now_s, reason,
+                reasonlen, retry_after_s);
     }
     if (r->budget > 0 && count_window(l, "budget", 86400, now_s) >
         (uint64_t)r->budget) {
@@ -477,34 +864,137 @@ admit_upstream_begin(struct admit *l, const char *indice, int64_t now_s,
             "served", r->budget);
         *retry_after_s = (long)(until - now_s);
         pthread_mutex_lock(&l->lock);
-        co_enter(l, "", "budget", until, reason, now_s);
+        co_enter(l, SCOPE_ALL, "", "budget", 0, until, reason, now_s);
         pthread_mutex_unlock(&l->lock);
         return -1;
     }
     return 0;
 }
 
-void
-admit_upstream_result(struct admit *l, int status, int retry_after_s,
-    int64_t now_s)
-{
-    char reason[200];
+/* ------------------------------------------------- HERE's denials in a row */
 
+/*
+ * One more denial in the run of a scope (kind and name); returns the run
+ * so far. A full table forgets its least recently counted run: that
+ * scope's next denials start a run again (HERE is asked at most
+ * HERE_DENY_THRESHOLD - 1 more times), which is all it costs. Lock held.
+ */
+static long
+run_count(struct admit *l, enum scope_kind kind, const char *name)
+{
+    char key[NAME_MAX_ + 1];
+    struct deny_run *d, *oldest = NULL;
+    uint64_t h;
+    size_t i;
+
+    scope_key(kind, name, key, sizeof(key));
+    if ((d = table_find(&l->runs, key, &h)) == NULL) {
+        if (l->runs.n >= l->runs.cap) {
+            for (i = 0; i < l->runs.n; i++) {
+                struct deny_run *e = (struct deny_run *)l->runs.all[i];
+
+                if (oldest == NULL || e->touched < oldest->touched)
+                    oldest = e;
+            }
+            table_del(&l->runs, oldest);
+        }
+        if ((d = table_add(&l->runs, key, h)) == NULL)
+            return 1;   /* no memory: a run of one */
+    }
+    d->touched = ++l->tick;
+    return ++d->count;
+}
+
+/* A scope's run is over (a success, or it led to cache-only). */
+static void
+run_end(struct admit *l, enum scope_kind kind, const char *name)
+{
+    char key[NAME_MAX_ + 1];
+    struct deny_run *d;
+    uint64_t h;
+
+    scope_key(kind, name, key, sizeof(key));
+    if ((d = table_find(&l->runs, key, &h)) != NULL)
+        table_del(&l->runs, d);
+}
+
+void
+admit_upstream_result(struct admit *l, const char *indice, const char *plan,
+    int status, int retry_after_s, int64_t now_s)
+{
     const struct rules *r = l != NULL ? rules_of(l) : NULL;
+    enum scope_kind kind = SCOPE_ALL;
+    const char *name = "";
+    char reason[REASON_MAX];
+    long run = 0, period;
 
     if (r == NULL || status == 0 || r->deny_threshold <= 0)
         return;
+    if (plan == NULL)
+        plan = "";
     pthread_mutex_lock(&l->lock);
     if (status != 401 && status != 403 && status != 429) {
-        l->deny_run = 0;
-    } else if (++l->deny_run >= r->deny_threshold) {
-        long period = retry_after_s > 0 ? retry_after_s : r->cache_only_s;
-
-        snprintf(reason, sizeof(reason), "cache-only: HERE answered %d "
-            "%ld times in a row; cached tiles are still served", status,
-            l->deny_run);
-        co_enter(l, "", "here_denied", now_s + period, reason, now_s);
-        l->deny_run = 0;
+        /* HERE served it: the runs this request was part of are over. */
+        l->all_run = 0;
+        l->volume_run = 0;
+        run_end(l, SCOPE_INDICE, indice);
+        if (*plan != '\0')
+            run_end(l, SCOPE_PARAMS, plan);
+        pthread_mutex_unlock(&l->lock);
+        return;
+    }
+    if (status == 401 || (status == 403 && *plan == '\0')) {
+        /* The key itself (401), or the plan's defaults refused: all. */
+        if ((run = ++l->all_run) >= r->deny_threshold)
+            l->all_run = 0;
+    } else if (status == 403) {
+        /* Parameters the plan lacks (a style, a feature, a size): only
+         * the requests that ask for them, whichever índice asks. */
+        kind = SCOPE_PARAMS;
+        name = plan;
+        if ((run = run_count(l, kind, name)) >= r->deny_threshold)
+            run_end(l, kind, name);
+    } else {
+        /* 429 is about volume: the índice in a run of its own; the
+         * whole proxy when the run spans several índices. */
+        if (l->volume_run++ == 0) {
+            util_strlcpy(l->volume_first, indice, sizeof(l->volume_first));
+            l->volume_several = 0;
+        } else if (strcmp(l->volume_first, indice) != 0) {
+            l->volume_several = 1;
+        }
+        if (l->volume_several && l->volume_run >= r->deny_threshold) {
+            run = l->volume_run;
+            l->volume_run = 0;
+        } else {
+            kind = SCOPE_INDICE;
+            name = indice;
+            if ((run = run_count(l, kind, name)) >= r->deny_threshold) {
+                /* Put down to that índice: the fleet's run starts over. */
+                run_end(l, kind, name);
+                l->volume_run = 0;
+            }
+        }
+    }
+    if (run >= r->deny_threshold) {
+        /* HERE's Retry-After may shorten the period, never lengthen it. */
+        period = retry_after_s > 0 && retry_after_s < r->cache_only_s
+            ? retry_after_s : r->cache_only_s;
+        if (kind == SCOPE_ALL)
+            snprintf(reason, sizeof(reason), "cache-only: HERE answered "
+                "%d %ld times in a row%s; cached tiles are still served",
+                status, run, status == 429 ? " across indices" : "");
+        else if (kind == SCOPE_INDICE)
+            snprintf(reason, sizeof(reason), "cache-only for indice %s: "
+                "HERE answered %d %ld times in a row; cached tiles are "
+                "still served", indice, status, run);
+        else
+            snprintf(reason, sizeof(reason), "cache-only for these "
+                "parameters (not in the plan?): HERE answered %d %ld times "
+                "in a row; cached tiles are still served: %s", status, run,
+                plan);
+        co_enter(l, kind, name, "here_denied", status, now_s + period,
+            reason, now_s);
     }
     pthread_mutex_unlock(&l->lock);
 }
@@ -549,6 +1039,48 @@ hop_addr(const char *p, size_t len, char *out, size_t outlen)
         return -1;
     util_strlcpy(out, buf, outlen);
     return 0;
+}
+
+void
+admit_addr_key(const char *addr, int ipv6_prefix, char *out, size_t outlen)
+{
+    struct in6_addr a6;
+    struct in_addr a4;
+    char text[INET6_ADDRSTRLEN + 8];     /* and "/128" */
+    int i;
+
+    if (inet_pton(AF_INET, addr, &a4) == 1) {
+        inet_ntop(AF_INET, &a4, text, sizeof(text));
+    } else if (inet_pton(AF_INET6, addr, &a6) == 1) {
+        if (IN6_IS_ADDR_V4MAPPED(&a6)) {
+            /* ::ffff:a.b.c.d is the IPv4 client a.b.c.d. */
+            memcpy(&a4, &a6.s6_addr[12], 4);
+            inet_ntop(AF_INET, &a4, text, sizeof(text));
+        } else {
+            if (ipv6_prefix < 1 || ipv6_prefix > 128)
+                ipv6_prefix = 128;
+            /* One client of IPv6 holds a whole prefix (a /64 at home):
+             * its bucket is the prefix's. */
+            for (i = 0; i < 16; i++) {
+                int bits = ipv6_prefix - i * 8;
+
+                if (bits <= 0)
+                    a6.s6_addr[i] = 0;
+                else if (bits < 8)
+                    a6.s6_addr[i] &= (uint8_t)(0xff00 >> bits);
+            }
+            inet_ntop(AF_INET6, &a6, text, sizeof(text));
+            if (ipv6_prefix < 128) {
+                size_t n = strlen(text);
+
+                snprintf(text + n, sizeof(text) - n, "/%d", ipv6_prefix);
+            }
+        }
+    } else {
+        util_strlcpy(out, addr, outlen);    /* "-": no address */
+        return;
+    }
+    util_strlcpy(out, text, outlen);
 }
 
 void

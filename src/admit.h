@@ -19,11 +19,29 @@
  * índice (QUOTA_UPSTREAM_INDEX with QUOTA_UPSTREAM_INDEX_OVERRIDES) and for
  * the whole fleet (HERE_DAILY_BUDGET), in fixed windows aligned to the
  * Unix clock (a day is a UTC day), counted in memcached when there is one.
- * A spent quota, or HERE answering 401, 403 or 429 HERE_DENY_THRESHOLD
- * times in a row, puts its scope (one índice, or all) in cache-only mode:
- * admit_upstream_begin refuses until the window ends (or HERE's
- * Retry-After, or HERE_CACHE_ONLY_S, passes). Entering and leaving are
- * logged as JSON events (cache_only_start, cache_only_end).
+ * A spent quota puts its scope (one índice, or all) in cache-only mode:
+ * admit_upstream_begin refuses until the window ends.
+ *
+ * HERE answering 401, 403 or 429 HERE_DENY_THRESHOLD times in a row puts
+ * the scope the denials are about in cache-only mode for
+ * HERE_CACHE_ONLY_S (or HERE's shorter Retry-After): a 401 is about the
+ * key, and a 403 for a request with HERE's default parameters (plan class
+ * "") about the plan itself: everything. A 403 for a request with
+ * parameters of its own (its plan class, request.c: a style, features, a
+ * size the plan may lack) makes only the requests of that plan class
+ * cache-only, whichever índice sends them. A 429 is about volume: one
+ * índice's run makes that índice cache-only, a run spanning several
+ * índices everything. A success ends the runs of the scopes it belongs
+ * to. Entering and leaving are logged as JSON events (cache_only_start,
+ * cache_only_end).
+ *
+ * The tables of counters, cache-only scopes and runs are sized from the
+ * configuration (a floor, METRICS_MAX_INDICES, the índices of
+ * HEREPROXY_INDICES and HEREPROXY_CLIENT_TOKENS, the overrides) and never
+ * fail open when full: a quota count is refused (that índice's misses,
+ * counted) rather than dropped while its window runs, a cache-only scope
+ * makes room by ending the one nearest its end, a run of denials by
+ * forgetting the least recently counted.
  *
  * Thread-safe; settings are read at creation and by admit_reload, and
  * need not outlive the object. A NULL struct admit limits nothing (every
@@ -32,7 +50,20 @@
 
 struct admit;
 
-#define ADMIT_CACHE_ONLY_MAX 1024   /* indices in cache-only mode at once */
+#define ADMIT_SCOPE_NAME_MAX 256    /* an índice, or a plan class */
+
+/* A scope in cache-only mode, for the metrics. */
+struct admit_scope {
+    int params;                     /* 0: an índice, 1: a plan class */
+    char name[ADMIT_SCOPE_NAME_MAX + 1];
+};
+
+/* Counts of what full tables did, for the metrics. */
+struct admit_stats {
+    uint64_t quota_table_full;      /* misses refused: no room to count */
+    uint64_t scopes_evicted;        /* cache-only scopes ended for room */
+    uint64_t table_size;            /* entries each table holds */
+};
 
 struct admit_verdict {
     int allowed;
@@ -73,28 +104,33 @@ int admit_request(struct admit *l, const char *indice, const char *client,
     int64_t now_ms, int64_t now_s, struct admit_verdict *out);
 
 /*
- * Before the proxy asks HERE for indice at now_s: 0 when it may (the fetch
- * is counted), -1 when the scope is cache-only, with a client-safe reason
- * and the seconds until it may try again.
+ * Before the proxy asks HERE for indice at now_s, for a request of plan
+ * class plan ("" or NULL: HERE's defaults): 0 when it may (the fetch is
+ * counted), -1 when its scope is cache-only (the whole proxy, the índice,
+ * or the plan class), with a client-safe reason and the seconds until it
+ * may try again.
  */
 int admit_upstream_begin(struct admit *l, const char *indice,
-    int64_t now_s, char *reason, size_t reasonlen, long *retry_after_s);
+    const char *plan, int64_t now_s, char *reason, size_t reasonlen,
+    long *retry_after_s);
 
 /*
- * What HERE answered a fetch (its final HTTP status, 0 when none came, and
- * its Retry-After in seconds or 0): a run of 401, 403 or 429 puts
- * everything in cache-only mode.
+ * What HERE answered a fetch for indice with plan class plan: its final
+ * HTTP status (0 when none came) and its Retry-After in seconds (or 0).
+ * Runs of 401, 403 and 429 make their scope cache-only (see above).
  */
-/*
- * For the metrics: *all is 1 while the whole proxy is cache-only; the
- * indices in cache-only mode at now_s are copied into names (max of them,
- * namesize bytes each). Returns how many were copied.
- */
-size_t admit_cache_only(struct admit *l, int64_t now_s, int *all,
-    char *names, size_t namesize, size_t max);
+void admit_upstream_result(struct admit *l, const char *indice,
+    const char *plan, int status, int retry_after_s, int64_t now_s);
 
-void admit_upstream_result(struct admit *l, int status, int retry_after_s,
-    int64_t now_s);
+/*
+ * For the metrics: *all is 1 while the whole proxy is cache-only; returns
+ * the índices and plan classes cache-only at now_s, índices first, each
+ * sorted by name (*n of them; NULL when none), which the caller frees.
+ */
+struct admit_scope *admit_cache_only(struct admit *l, int64_t now_s,
+    int *all, size_t *n);
+
+void admit_stats(struct admit *l, struct admit_stats *out);
 
 /*
  * The client address for rate limiting: remote_addr, unless it is in
@@ -107,5 +143,17 @@ void admit_upstream_result(struct admit *l, int status, int retry_after_s,
  */
 void admit_client_addr(const char *remote_addr, const char *xff,
     const struct acl *trusted, char *out, size_t outlen);
+
+/*
+ * The rate-limit key of a client address: one spelling per client, so that
+ * case and zeros ("2001:DB8::1", "2001:db8:0:0::1") make one key. An IPv4
+ * address as inet_ntop writes it; an IPv4-mapped IPv6 address
+ * (::ffff:a.b.c.d) as that IPv4 address; any other IPv6 address cut to its
+ * first ipv6_prefix bits (RATE_LIMIT_IPV6_PREFIX, 1..128), written
+ * "network/prefix" below 128. Anything else is copied as it is. Writes at
+ * most outlen bytes (64 hold every key). Pure.
+ */
+void admit_addr_key(const char *addr, int ipv6_prefix, char *out,
+    size_t outlen);
 
 #endif

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "flight.h"
+#include "siphash.h"
 #include "util.h"
 
 #define REGISTRY_BUCKETS 256
@@ -148,7 +149,7 @@ struct flight *
 flight_join(struct flights *reg, const char *key, size_t keylen,
     int *leader)
 {
-    uint64_t hash = util_hash64(key, keylen, 7);
+    uint64_t hash = siphash_keyed(key, keylen);
     struct flight *f;
 
     *leader = 0;
@@ -169,7 +170,7 @@ flight_join(struct flights *reg, const char *key, size_t keylen,
 struct flight *
 flight_join_running(struct flights *reg, const char *key, size_t keylen)
 {
-    uint64_t hash = util_hash64(key, keylen, 7);
+    uint64_t hash = siphash_keyed(key, keylen);
     struct flight *f;
 
     pthread_mutex_lock(&reg->lock);

@@ -143,9 +143,13 @@ note_breaker(struct handler *h, enum breaker_change change)
         change == BREAKER_OPENED ? "breaker_open" : "breaker_closed", f);
 }
 
-/* The leader's view of how HERE did, for the breaker. */
+/*
+ * The leader's view of how HERE did, for the breaker and for HERE's
+ * denials (of the key, of indice's volume, or of the plan class plan).
+ */
 static void
-record_upstream(struct handler *h, const struct flight_result *r)
+record_upstream(struct handler *h, const char *indice, const char *plan,
+    const struct flight_result *r)
 {
     int ok;
 
@@ -154,10 +158,10 @@ record_upstream(struct handler *h, const struct flight_result *r)
         return;
     ok = r->outcome == UPSTREAM_OK && r->status < 500 && r->status != 429;
     note_breaker(h, breaker_record(&h->breaker, ok, util_mono_ms()));
-    /* HERE refusing the key (401, 403) or the account (429) again and
-     * again: stop asking, serve from the cache. */
-    admit_upstream_result(h->limits, r->status, r->retry_after_s,
-        (int64_t)time(NULL));
+    /* HERE refusing the key (401), the plan (403) or the volume (429)
+     * again and again: stop asking for what it is about. */
+    admit_upstream_result(h->limits, indice, plan, r->status,
+        r->retry_after_s, (int64_t)time(NULL));
 }
 
 /*
@@ -165,13 +169,14 @@ record_upstream(struct handler *h, const struct flight_result *r)
  * ahead (counted); -1: f is ended as shed (503 with reason and Retry-After).
  */
 static int
-spend_quota(struct handler *h, const char *indice, struct flight *f)
+spend_quota(struct handler *h, const char *indice, const char *plan,
+    struct flight *f)
 {
     struct flight_result r;
     long retry_after_s = 0;
 
     memset(&r, 0, sizeof(r));
-    if (admit_upstream_begin(h->limits, indice, (int64_t)time(NULL),
+    if (admit_upstream_begin(h->limits, indice, plan, (int64_t)time(NULL),
             r.error, sizeof(r.error), &retry_after_s) == 0)
         return 0;
     r.outcome = UPSTREAM_CACHE_ONLY;
@@ -305,7 +310,7 @@ lead_flight(struct handler *h, const struct tile_req *req, struct flight *f,
         flight_end(f, FLIGHT_FAILED, &r);
         return locked && cache_shared(h->cache);
     }
-    if (spend_quota(h, req->indice, f) != 0)
+    if (spend_quota(h, req->indice, req->plan, f) != 0)
         return locked && cache_shared(h->cache);
     upstream_submit(h->upstream, f, req->key, req->key_has_query, NULL);
     return locked && cache_shared(h->cache);
@@ -477,7 +482,7 @@ serve_miss(struct handler *h, const struct tile_req *req, struct flight *f,
         flight_result(f, &r);
         if (!shared_hit) {
             copy_result(o, &r);
-            record_upstream(h, &r);
+            record_upstream(h, req->indice, req->plan, &r);
             note_upstream_metrics(h, req->indice, &r, f);
             if (r.outcome == UPSTREAM_OK &&
                 flight_wait_head(f, 0, &head, NULL) == 0) {
@@ -527,6 +532,7 @@ serve_stale(struct handler *h, const struct tile_req *req,
     later->meta_ttl = req->route == ROUTE_META ? handler_cfg(h)->cache_meta_ttl_s
                                                : -1;
     util_strlcpy(later->indice, req->indice, sizeof(later->indice));
+    util_strlcpy(later->plan, req->plan, sizeof(later->plan));
     memcpy(later->key, req->key, req->key_len);
     later->key_len = req->key_len;
     later->key[later->key_len] = '\0';
@@ -584,7 +590,7 @@ finish_revalidation(struct handler *h, struct handler_later *later)
 
     flight_wait_end(f, -1);
     flight_result(f, &r);
-    record_upstream(h, &r);
+    record_upstream(h, later->indice, later->plan, &r);
     note_upstream_metrics(h, later->indice, &r, f);
     if (r.outcome == UPSTREAM_OK && flight_wait_head(f, 0, &head, NULL) == 0) {
         now = (int64_t)time(NULL);
@@ -646,7 +652,7 @@ handler_finish_later(struct handler *h, struct handler_later *later)
         memset(&r, 0, sizeof(r));
         r.outcome = UPSTREAM_SHED;
         flight_end(f, FLIGHT_FAILED, &r);
-    } else if (spend_quota(h, later->indice, f) == 0) {
+    } else if (spend_quota(h, later->indice, later->plan, f) == 0) {
         upstream_submit(h->upstream, f, later->key,
             strchr(later->key, '?') != NULL,
             *later->stale->etag ? later->stale->etag : NULL);
@@ -714,10 +720,10 @@ oom:
     fail(out, o, 500, "internal", "out of memory", meta);
 }
 
-/* The cache-only scopes of a scrape; names[] points into buf. */
+/* The cache-only scopes of a scrape; names[] point into scopes. */
 struct cache_only_view {
-    char buf[ADMIT_CACHE_ONLY_MAX][REQUEST_INDICE_MAX + 1];
-    const char *names[ADMIT_CACHE_ONLY_MAX];
+    struct admit_scope *scopes;
+    const char **names;
 };
 
 /* Each memcached server's state at a scrape. */
@@ -734,17 +740,29 @@ fill_gauges(struct handler *h, struct metrics_gauges *g,
 {
     struct upstream_stats us;
     struct lru_stats ls;
-    size_t i;
+    struct admit_stats as;
+    size_t i, n = 0;
 
     memset(g, 0, sizeof(*g));
-    if (co != NULL) {
-        g->cache_only_count = admit_cache_only(h->limits,
-            (int64_t)time(NULL), &g->cache_only_all, co->buf[0],
-            sizeof(co->buf[0]), ADMIT_CACHE_ONLY_MAX);
-        for (i = 0; i < g->cache_only_count; i++)
-            co->names[i] = co->buf[i];
+    co->scopes = admit_cache_only(h->limits, (int64_t)time(NULL),
+        &g->cache_only_all, &n);
+    co->names = NULL;
+    if (co->scopes != NULL &&
+        (co->names = malloc(n * sizeof(*co->names))) != NULL) {
+        /* Índices first, then plan classes: two lists for the render. */
+        for (i = 0; i < n; i++) {
+            co->names[i] = co->scopes[i].name;
+            if (co->scopes[i].params)
+                g->cache_only_params_count++;
+            else
+                g->cache_only_count++;
+        }
         g->cache_only_indices = co->names;
+        g->cache_only_params = co->names + g->cache_only_count;
     }
+    admit_stats(h->limits, &as);
+    g->quota_table_full = as.quota_table_full;
+    g->cache_only_evicted = as.scopes_evicted;
     cache_memory_stats(h->cache, &ls);
     g->lru_entries = ls.entries;
     g->lru_bytes = ls.bytes;
@@ -788,13 +806,13 @@ serve_metrics(struct handler *h, enum req_route route, char *const *envp,
         return;
     }
     if (route == ROUTE_METRICS_PROMETHEUS) {
-        /* ~75 KB: on the heap, not on a worker's stack. */
-        struct cache_only_view *co = malloc(sizeof(*co));
+        struct cache_only_view co;
         struct servers_view sv;
 
-        fill_gauges(h, &g, co, &sv);
+        fill_gauges(h, &g, &co, &sv);
         text = metrics_render_prometheus(h->metrics, &g, PACKAGE_VERSION);
-        free(co);
+        free(co.names);
+        free(co.scopes);
     } else {
         text = metrics_render_json(h->metrics);
     }
@@ -1044,8 +1062,9 @@ handler_serve(struct handler *h, char *const *envp, struct FCGX_Stream *out,
     struct access_record rec;
     struct tile_req req;
     char err[256], request_id[LOG_REQUEST_ID_MAX + 1];
-    int rc, result = 0;
+    int rc, result = 0, refused = 0;
     int64_t elapsed_us;
+    const char *label;
 
     memset(&o, 0, sizeof(o));
     memset(&meta, 0, sizeof(meta));
@@ -1070,9 +1089,11 @@ handler_serve(struct handler *h, char *const *envp, struct FCGX_Stream *out,
         meta.client_tokens = *cfg->client_tokens != '\0';
     }
     if (uri == NULL) {
+        refused = 1;
         fail(out, &o, 400, "bad_request", "no REQUEST_URI: include "
             "fastcgi_params in the web server's configuration", &meta);
     } else if (rc != 0) {
+        refused = 1;
         if (rc == 405)
             meta.allow = req.route == ROUTE_HEALTHZ ||
                 req.route == ROUTE_READYZ || req.route == ROUTE_METRICS ||
@@ -1098,8 +1119,9 @@ handler_serve(struct handler *h, char *const *envp, struct FCGX_Stream *out,
         case ROUTE_TILE:
         case ROUTE_META:
             /* The token decides the indice; the limits then count it. */
-            if (admit_client(h, &req, envp, out, &meta, &o) == 0 &&
-                check_rate(h, &req, envp, out, &meta, &o) == 0)
+            if (admit_client(h, &req, envp, out, &meta, &o) != 0)
+                refused = 1;
+            else if (check_rate(h, &req, envp, out, &meta, &o) == 0)
                 result = serve_proxied(h, &req, envp, out, &meta, &o,
                     later);
             break;
@@ -1116,10 +1138,16 @@ handler_serve(struct handler *h, char *const *envp, struct FCGX_Stream *out,
         }
     }
     elapsed_us = util_mono_us() - t0;
-    metrics_request(h->metrics, req.indice, metrics_cache_of(o.cache_status),
+    /*
+     * Refused before admission, the índice is only what the client wrote:
+     * one fixed label, so that junk índices take no series of their own
+     * (the access line keeps what was asked).
+     */
+    label = refused ? METRICS_REFUSED : req.indice;
+    metrics_request(h->metrics, label, metrics_cache_of(o.cache_status),
         o.status, (double)elapsed_us / 1e6, (uint64_t)o.bytes);
     if (o.error_kind != NULL)
-        metrics_error(h->metrics, req.indice, o.error_kind);
+        metrics_error(h->metrics, label, o.error_kind);
     memset(&rec, 0, sizeof(rec));
     rec.wall_ms = wall;
     rec.method = method ? method : "-";

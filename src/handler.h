@@ -56,6 +56,7 @@ struct handler_later {
     size_t key_len;
     char key[REQUEST_KEY_MAX];
     char indice[REQUEST_INDICE_MAX + 1];  /* its metrics; whose quota it spends */
+    char plan[REQUEST_PLAN_MAX + 1];      /* its plan class (request.h) */
 };
 
 /*

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "lru.h"
+#include "siphash.h"
 #include "util.h"
 
 #define LRU_SHARDS 16
@@ -289,7 +290,7 @@ lru_get(struct lru *lru, const char *key, size_t keylen, int64_t now)
 
     if (lru->disabled)
         return NULL;
-    hash = util_hash64(key, keylen, 0);
+    hash = siphash_keyed(key, keylen);
     s = shard_for(lru, hash);
     pthread_mutex_lock(&s->lock);
     sketch_count(s, hash);
@@ -322,7 +323,7 @@ put(struct lru *lru, const char *key, size_t keylen, struct entry *e,
 
     if (lru->disabled)
         return -1;
-    hash = util_hash64(key, keylen, 0);
+    hash = siphash_keyed(key, keylen);
     s = shard_for(lru, hash);
     footprint = sizeof(*n) + keylen + 1 + entry_footprint(e);
     if (footprint > s->max_bytes || s->max_entries == 0)
@@ -386,7 +387,7 @@ lru_delete(struct lru *lru, const char *key, size_t keylen)
 
     if (lru->disabled)
         return 0;
-    hash = util_hash64(key, keylen, 0);
+    hash = siphash_keyed(key, keylen);
     s = shard_for(lru, hash);
     pthread_mutex_lock(&s->lock);
     slot = bucket_slot(s, hash, key, keylen);

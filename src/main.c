@@ -27,6 +27,7 @@
 #include "nginxhits.h"
 #include "nginxlog.h"
 #include "metrics.h"
+#include "siphash.h"
 #include "util.h"
 #include "settings.h"
 #include "upstream.h"
@@ -464,6 +465,10 @@ main(int argc, char **argv)
         return 0;
     }
     log_set_level((enum log_level)cfg.log_level);
+    /* The key of every table a client picks the keys of: before any. */
+    if (siphash_process_init() != 0)
+        fatalx("no random bytes from getrandom() or /dev/urandom for the "
+            "hash tables' key");
     if (listen_addr == NULL && *cfg.listen != '\0')
         listen_addr = cfg.listen;
 

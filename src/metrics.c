@@ -12,7 +12,10 @@
 #include <cjson/cJSON.h>
 
 #include "metrics.h"
+#include "siphash.h"
 #include "util.h"
+
+const char METRICS_REFUSED[] = "_refused";
 
 /* A scrape of 1000 busy indices is a few MB; this only stops runaways. */
 #define RENDER_MAX (256u * 1024 * 1024)
@@ -89,12 +92,12 @@ struct idx {
 struct metrics {
     size_t max_indices;
     size_t nslots;              /* a power of two, over 2 * max_indices */
-    uint64_t seed;
     _Atomic(struct idx *) *slots;
     struct idx **order;         /* insertion order, `count` valid */
     _Atomic size_t count;
     pthread_mutex_t insert_lock;
     struct idx *other;
+    struct idx *refused;        /* METRICS_REFUSED */
     _Atomic uint64_t overflow;
     struct histogram request_duration[METRICS_NCACHE];
     struct histogram upstream_duration;
@@ -240,14 +243,16 @@ metrics_new(size_t max_indices)
     m->nslots = 16;
     while (m->nslots < 2 * max_indices + 1)
         m->nslots <<= 1;
-    /* Per-process seed: a client cannot precompute colliding labels. */
-    m->seed = (uint64_t)util_mono_us() ^ (uint64_t)(uintptr_t)m;
     m->slots = calloc(m->nslots, sizeof(*m->slots));
     m->order = calloc(max_indices + 1, sizeof(*m->order));
     m->other = calloc(1, sizeof(*m->other));
-    if (m->slots == NULL || m->order == NULL || m->other == NULL)
+    m->refused = calloc(1, sizeof(*m->refused));
+    if (m->slots == NULL || m->order == NULL || m->other == NULL ||
+        m->refused == NULL)
         goto fail;
     util_strlcpy(m->other->name, "_other", sizeof(m->other->name));
+    util_strlcpy(m->refused->name, METRICS_REFUSED,
+        sizeof(m->refused->name));
     if (pthread_mutex_init(&m->insert_lock, NULL) != 0)
         goto fail;
     return m;
@@ -255,6 +260,7 @@ fail:
     free(m->slots);
     free(m->order);
     free(m->other);
+    free(m->refused);
     free(m);
     return NULL;
 }
@@ -272,6 +278,7 @@ metrics_free(struct metrics *m)
     free(m->order);
     free(m->slots);
     free(m->other);
+    free(m->refused);
     pthread_mutex_destroy(&m->insert_lock);
     free(m);
 }
@@ -304,11 +311,15 @@ idx_get(struct metrics *m, const char *indice, int *overflowed)
     size_t len, slot, n;
 
     *overflowed = 0;
+    if (indice == METRICS_REFUSED)
+        return m->refused;
     if (indice == NULL || *indice == '\0')
         indice = "-";
-    if ((len = indice_len(indice)) == 0 || strcmp(indice, "_other") == 0)
+    /* The fixed labels are ours: a client naming them is "_other". */
+    if ((len = indice_len(indice)) == 0 || strcmp(indice, "_other") == 0 ||
+        strcmp(indice, METRICS_REFUSED) == 0)
         return m->other;
-    hash = util_hash64(indice, len, m->seed);
+    hash = siphash_keyed(indice, len);
     probe(m, indice, hash, &p);
     if (p != NULL)
         return p;
@@ -494,7 +505,8 @@ metrics_memcached(struct metrics *m, double seconds, int ok)
 
 /*
  * The indices to render, sorted by name so that scrapes are stable, with
- * "_other" last when it has anything. Free the array, not the entries.
+ * "_refused" and "_other" last when they have anything. Free the array,
+ * not the entries.
  */
 static int
 cmp_idx(const void *a, const void *b)
@@ -529,12 +541,14 @@ static struct idx **
 snapshot(struct metrics *m, size_t *np)
 {
     size_t n = atomic_load_explicit(&m->count, memory_order_acquire);
-    struct idx **v = malloc((n + 1) * sizeof(*v));
+    struct idx **v = malloc((n + 2) * sizeof(*v));
 
     if (v == NULL)
         return NULL;
     memcpy(v, m->order, n * sizeof(*v));
     qsort(v, n, sizeof(*v), cmp_idx);
+    if (idx_used(m->refused))
+        v[n++] = m->refused;
     if (idx_used(m->other))
         v[n++] = m->other;
     *np = n;
@@ -848,8 +862,8 @@ metrics_render_prometheus(struct metrics *m, const struct metrics_gauges *g,
         g->breaker_open != 0);
     family(&o, "hereproxy_cache_only", "gauge",
         "1 while misses are refused to spare HERE (an indice's upstream "
-        "limit or the daily budget spent, or HERE refusing): scope all, or "
-        "one series per indice.");
+        "limit or the daily budget spent, or HERE refusing): scope all, "
+        "one series per indice, or per plan class (params) HERE refused.");
     out_printf(&o, "hereproxy_cache_only{scope=\"all\"} %d\n",
         g->cache_only_all != 0);
     for (i = 0; i < g->cache_only_count; i++) {
@@ -857,6 +871,17 @@ metrics_render_prometheus(struct metrics *m, const struct metrics_gauges *g,
         out_label_value(&o, g->cache_only_indices[i]);
         out_printf(&o, "\"} 1\n");
     }
+    for (i = 0; i < g->cache_only_params_count; i++) {
+        out_printf(&o, "hereproxy_cache_only{scope=\"params\",params=\"");
+        out_label_value(&o, g->cache_only_params[i]);
+        out_printf(&o, "\"} 1\n");
+    }
+    out_single(&o, "hereproxy_quota_table_full_total", "counter",
+        "Misses refused because this instance's table of upstream quota "
+        "counts was full of running windows.", g->quota_table_full);
+    out_single(&o, "hereproxy_cache_only_evictions_total", "counter",
+        "Cache-only scopes ended early to make room in a full table.",
+        g->cache_only_evicted);
     family(&o, "hereproxy_cache_purges_total", "counter",
         "Purges through POST /admin/purge, by scope.");
     out_printf(&o, "hereproxy_cache_purges_total{scope=\"tile\"} %" PRIu64

@@ -19,8 +19,15 @@
  * bound.
  *
  * Indice values: NULL or "" count as "-" (absent). A value that is not 1 to
- * 64 of [A-Za-z0-9_.-], and the literal "_other", count under "_other".
+ * 64 of [A-Za-z0-9_.-], and the literals "_other" and "_refused", count
+ * under "_other". METRICS_REFUSED (that pointer, not an equal string)
+ * counts under indice="_refused": requests refused before admission (a
+ * bad or missing client token, an índice not allowed, a request that does
+ * not parse), whose índice is the client's word only, so that they never
+ * take a series of their own.
  */
+
+extern const char METRICS_REFUSED[];
 
 #define METRICS_DEFAULT_MAX_INDICES 1000
 #define METRICS_MAX_INDICES_LIMIT 100000
@@ -89,6 +96,10 @@ struct metrics_gauges {
     int cache_only_all;         /* 1: the whole proxy is cache-only */
     const char *const *cache_only_indices;  /* indices in cache-only mode */
     size_t cache_only_count;
+    const char *const *cache_only_params;   /* plan classes in it */
+    size_t cache_only_params_count;
+    uint64_t quota_table_full;  /* misses refused: quota table full */
+    uint64_t cache_only_evicted; /* cache-only scopes ended for room */
     double start_time;          /* Unix seconds the process started */
     double now;                 /* Unix seconds; 0 reads the clock */
 };

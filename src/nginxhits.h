@@ -11,9 +11,11 @@
  * they count in the per-indice metrics like the NGINX_LOG_FILE lines do,
  * without a log line per hit. Each step adds what grew since the last
  * one. Counts in the file when hereproxy starts are not counted; a file
- * that appears later, or replaces the one mapped (another inode: NGINX
- * recreated it), is counted from zero. A missing or not yet valid file is
- * waited for (logged once).
+ * that appears later, or replaces the one read (another inode: NGINX
+ * recreated it), is counted from zero. The file is read with pread, not
+ * mapped: one cut short (truncated) or rewritten with another header
+ * under the reader is let go, and counted from zero once it is whole
+ * again. A missing or not yet valid file is waited for (logged once).
  */
 
 struct nginxhits;

@@ -4,8 +4,9 @@
 /*
  * The counters file NGINX's hereproxy module (contrib/nginx-module) writes
  * and hereproxy reads (NGINX_HITS_FILE): the hits NGINX's cache answered,
- * per indice, in a file both map shared. NGINX workers add with atomic
- * instructions; hereproxy reads each second and counts what grew. This
+ * per indice, in a file NGINX maps shared. NGINX workers add with atomic
+ * instructions; hereproxy reads it (pread) every 100 ms and counts what
+ * grew. This
  * header is the whole contract: both sides include it.
  *
  * Layout: a header, then nslots slots. Slot 0 is "_other": the counts of

@@ -7,6 +7,7 @@
 #include <strings.h>
 
 #include "ratelimit.h"
+#include "siphash.h"
 #include "util.h"
 
 #define SHARDS 16
@@ -205,7 +206,7 @@ void
 ratelimiter_take(struct ratelimiter *rl, const char *key, size_t keylen,
     const struct rate_spec *spec, int64_t now_ms, struct rate_decision *out)
 {
-    uint64_t hash = util_hash64(key, keylen, 0x5bd1e995);
+    uint64_t hash = siphash_keyed(key, keylen);
     struct shard *s = &rl->shards[hash % SHARDS];
     struct bucket **slot, *b;
     double cap = (double)spec->burst;

@@ -217,11 +217,10 @@ valid_pview(const char *v)
     return 1;
 }
 
-/* 1..64 of [A-Za-z0-9_.-] */
-static int
-valid_indice(const char *v)
+int
+request_indice_valid(const char *v, size_t len)
 {
-    size_t len = strlen(v), i;
+    size_t i;
 
     if (len < 1 || len > REQUEST_INDICE_MAX)
         return 0;
@@ -350,7 +349,7 @@ apply_param(const char *name, const char *value, struct params *p,
             snprintf(err, errlen, "indice: given more than once");
             return -1;
         }
-        if (!valid_indice(value)) {
+        if (!request_indice_valid(value, strlen(value))) {
             snprintf(err, errlen, "indice: must be 1 to 64 of "
                 "A-Z a-z 0-9 _ . -");
             return -1;
@@ -576,7 +575,7 @@ build_key(struct tile_req *req, struct params *p)
             return -1;
         /* HERE's defaults, so that explicit and implied ones match. */
         if (p->style == NULL)
-            p->style = "explore.day";
+            p->style = styles[0];   /* explore.day */
         if (p->size == 0)
             p->size = 256;
         if (p->ppi == 0)
@@ -612,6 +611,73 @@ build_key(struct tile_req *req, struct params *p)
         key_param_str(req, "style", p->style) != 0)
         return -1;
     return 0;
+}
+
+/* Append "&name=value" (no '&' first) to the plan class, if it fits. */
+static void
+plan_put(struct tile_req *req, const char *name, const char *value)
+{
+    size_t len = strlen(req->plan);
+
+    snprintf(req->plan + len, sizeof(req->plan) - len, "%s%s=%s",
+        len > 0 ? "&" : "", name, value);
+}
+
+static void
+plan_put_long(struct tile_req *req, const char *name, long value)
+{
+    char buf[24];
+
+    plan_put(req, name, format_long(buf, value));
+}
+
+/*
+ * What a plan may lack, HERE's defaults left out: only the position of a
+ * tile does not count. Everything else a client may choose does, so that
+ * no choice of one client can pass for the defaults every client uses.
+ * Every request pays for it, hits too: the defaults cost a few tests.
+ */
+static void
+build_plan(struct tile_req *req, const struct params *p)
+{
+    size_t i, len;
+
+    req->plan[0] = '\0';
+    if (req->route == ROUTE_TILE) {
+        if (req->resource != resources[0])
+            plan_put(req, "resource", req->resource);
+        if (req->format != formats[0])
+            plan_put(req, "format", req->format);
+    } else {
+        plan_put(req, "endpoint", req->endpoint);
+    }
+    if (p->has_features) {
+        len = strlen(req->plan);
+        snprintf(req->plan + len, sizeof(req->plan) - len, "%sfeatures=",
+            len > 0 ? "&" : "");
+        for (i = 0; i < NFEATURES; i++) {
+            if (p->feature_value[i] == NULL)
+                continue;
+            len = strlen(req->plan);
+            snprintf(req->plan + len, sizeof(req->plan) - len, "%s%s:%s",
+                req->plan[len - 1] == '=' ? "" : ",", feature_table[i].name,
+                p->feature_value[i]);
+        }
+    }
+    if (*p->lang != '\0')
+        plan_put(req, "lang", p->lang);
+    if (*p->lang2 != '\0')
+        plan_put(req, "lang2", p->lang2);
+    if (p->ppi != 0 && p->ppi != 100)
+        plan_put_long(req, "ppi", p->ppi);
+    if (*p->pview != '\0')
+        plan_put(req, "pview", p->pview);
+    if (p->scale != 0 && p->scale != 1)
+        plan_put_long(req, "scale", p->scale);
+    if (p->size != 0 && p->size != 256)
+        plan_put_long(req, "size", p->size);
+    if (p->style != NULL && p->style != styles[0])  /* explore.day */
+        plan_put(req, "style", p->style);
 }
 
 /* Split the path after the prefix into at most 6 segments. */
@@ -801,5 +867,6 @@ request_parse(const char *method, const char *uri,
         snprintf(err, errlen, "request too long");
         return 414;
     }
+    build_plan(req, &p);
     return 0;
 }

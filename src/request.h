@@ -14,6 +14,7 @@
 #define REQUEST_INDICE_MAX 64
 #define REQUEST_TOKEN_MAX 128
 #define REQUEST_PATH_LOG_MAX 256
+#define REQUEST_PLAN_MAX 256
 
 enum req_route {
     ROUTE_NONE,
@@ -59,9 +60,21 @@ struct tile_req {
     char key[REQUEST_KEY_MAX];
     size_t key_len;
     int key_has_query;
+    /*
+     * The plan class: the request's choices that HERE's plan may not
+     * include, "" for HERE's defaults. A tile's non-default resource,
+     * format and parameters other than its position, as name=value pairs
+     * in the key's order ("style=satellite.day&size=512"); metadata's
+     * endpoint and parameters ("endpoint=copyright&lang=de"). HERE's
+     * 403s for one class make only that class cache-only (admit.h).
+     */
+    char plan[REQUEST_PLAN_MAX + 1];
 };
 
 enum req_method request_method_parse(const char *method);
+
+/* An índice as requests may carry it: 1 to 64 of [A-Za-z0-9_.-]. */
+int request_indice_valid(const char *s, size_t len);
 
 /*
  * Parse and validate. Returns 0 with *req filled, or an HTTP status

@@ -13,6 +13,7 @@
 #include "settings.h"
 #include "log.h"
 #include "ratelimit.h"
+#include "request.h"
 #include "util.h"
 
 
@@ -639,23 +640,6 @@ settings_load(struct settings *cfg, char *const *envp, char *err, size_t errlen)
     return settings_validate(cfg, err, errlen);
 }
 
-/* An indice as request.c accepts it: 1 to 64 of A-Z a-z 0-9 _ . - */
-static int
-indice_ok(const char *s, size_t len)
-{
-    size_t i;
-
-    if (len < 1 || len > 64)
-        return 0;
-    for (i = 0; i < len; i++) {
-        char c = s[i];
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-                (c >= '0' && c <= '9') || c == '_' || c == '.' || c == '-'))
-            return 0;
-    }
-    return 1;
-}
-
 /*
  * Walk "a,b" (indices); entries are trimmed of blanks, empty ones skipped.
  * Calls fn for each; stops when it returns non-zero and returns that.
@@ -691,7 +675,7 @@ static int
 check_indice_entry(const char *s, size_t len, void *arg)
 {
     (void)arg;
-    return indice_ok(s, len) ? 0 : 1;
+    return request_indice_valid(s, len) ? 0 : 1;
 }
 
 int
@@ -883,9 +867,9 @@ static const char *const reloadable[] = {
     "HEREPROXY_CLIENT_TOKENS", "HEREPROXY_INDICES", "HEREPROXY_ADMIN_TOKEN",
     /* the limits: main.c hands them to admit_reload */
     "RATE_LIMIT_INDEX", "RATE_LIMIT_INDEX_OVERRIDES", "RATE_LIMIT_IP",
-    "RATE_TRUSTED_PROXIES", "RATE_LIMIT_SHARED", "QUOTA_UPSTREAM_INDEX",
-    "QUOTA_UPSTREAM_INDEX_OVERRIDES", "HERE_DAILY_BUDGET",
-    "HERE_DENY_THRESHOLD", "HERE_CACHE_ONLY_S",
+    "RATE_LIMIT_IPV6_PREFIX", "RATE_TRUSTED_PROXIES", "RATE_LIMIT_SHARED",
+    "QUOTA_UPSTREAM_INDEX", "QUOTA_UPSTREAM_INDEX_OVERRIDES",
+    "HERE_DAILY_BUDGET", "HERE_DENY_THRESHOLD", "HERE_CACHE_ONLY_S",
 };
 
 int

@@ -62,6 +62,7 @@
     X(RATE_LIMIT_INDEX_OVERRIDES, rate_limit_index_overrides, CFG_RATES, "",  \
         0, 0)                                                                \
     X(RATE_LIMIT_IP, rate_limit_ip, CFG_RATE, "off", 0, 0)                    \
+    X(RATE_LIMIT_IPV6_PREFIX, rate_limit_ipv6_prefix, CFG_LONG, "64", 1, 128) \
     X(RATE_TRUSTED_PROXIES, rate_trusted_proxies, CFG_CIDRS, "", 0, 0)        \
     X(RATE_LIMIT_SHARED, rate_limit_shared, CFG_SHARE, "local", 0, 0)         \
     X(QUOTA_UPSTREAM_INDEX, quota_upstream_index, CFG_QUOTA, "off", 0, 0)     \
@@ -137,6 +138,7 @@ struct settings {
     char *rate_limit_index;
     char *rate_limit_index_overrides;
     char *rate_limit_ip;
+    long rate_limit_ipv6_prefix; /* bits of an IPv6 client that count */
     char *rate_trusted_proxies;
     char *rate_limit_shared;
     char *quota_upstream_index;

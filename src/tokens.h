@@ -5,9 +5,9 @@
 
 /*
  * Client tokens (HEREPROXY_CLIENT_TOKENS): the "token:indice,..." list,
- * parsed once into a hash table keyed with a random per-table secret
- * (SipHash-2-4 from libcrypto, its key from getrandom), so that a lookup
- * costs one MAC and one comparison however many tokens there are, and no
+ * parsed once into a hash table keyed with SipHash-2-4 under the process
+ * key (siphash.h, from getrandom), so that a lookup costs one hash and
+ * one comparison however many tokens there are, and no
  * client can choose tokens that collide. The candidate the hash finds is
  * still compared byte for byte in constant time. Immutable once built:
  * any number of threads may call token_table_find at once.

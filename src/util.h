@@ -20,7 +20,10 @@ int util_parse_size(const char *s, uint64_t *out);
 /* Copy at most size-1 bytes and terminate; returns strlen(src). */
 size_t util_strlcpy(char *dst, const char *src, size_t size);
 
-/* FNV-1a, 64 bits: shard and bucket selection, not security. */
+/*
+ * FNV-1a, 64 bits, unkeyed: the same value on every instance (memcached
+ * keys). Tables keyed by strings a client picks use siphash_keyed.
+ */
 uint64_t util_hash64(const void *data, size_t len, uint64_t seed);
 
 /* Monotonic milliseconds and microseconds; wall-clock seconds and ms. */

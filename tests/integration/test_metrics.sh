@@ -252,6 +252,51 @@ check_status 200 "after the cooldown the probe succeeds: 200"
 assert_eq "$(log_events "$CLOSED_LOG" breaker_open)" 1 "log: one breaker_open event"
 assert_eq "$(log_events "$CLOSED_LOG" breaker_closed)" 1 "log: one breaker_closed event"
 
+# ------------------------------------------- refused before admission
+# METRICS_MAX_INDICES=5, and many requests naming junk índices that are
+# refused before admission (parse errors, unlisted índices, bad tokens):
+# they count under indice="_refused" and take no series, so the admitted
+# índice still gets its own (before, the junk filled the table and it
+# was counted as _other).
+REF_TOKEN="tok-$(od -An -N6 -tx1 /dev/urandom | tr -d ' \n')"
+start_proxy refused METRICS_MAX_INDICES=5 HEREPROXY_INDICES=good \
+    "HEREPROXY_CLIENT_TOKENS=$REF_TOKEN:good"
+REFUSED_LOG=$PROXY_LOG
+start_nginx refused "$PROXY_ADDR"
+R=$NGINX_URL/here-proxy
+for i in $(seq 1 20); do
+    req GET "$R/base/mc/3/1/1/png?indice=junk$i&bogus=1&token=$REF_TOKEN"
+    [ "$HTTP_STATUS" = 400 ] || break
+done
+check_json_error 400 "refused: 20 requests with unknown parameters, each 400"
+for i in $(seq 21 30); do
+    req GET "$R/base/mc/3/1/1/png?indice=junk$i"
+    [ "$HTTP_STATUS" = 401 ] || break
+done
+check_json_error 401 "refused: 10 requests without a token, each 401"
+req GET "$R/base/mc/99/1/1/png?indice=junk31&token=$REF_TOKEN"
+check_json_error 400 "refused: a zoom out of range, 400"
+req GET "$R/nothing?indice=junk32"
+check_json_error 404 "refused: no such endpoint, 404"
+req GET "$R/base/mc/3/1/1/png?token=$REF_TOKEN"
+check_status 200 "refused: the admitted índice's request is served"
+req GET "$NGINX_URL/metrics/prometheus"
+assert_contains "$HTTP_BODY" 'hereproxy_requests_total{indice="good",cache="miss",code="200"} 1' \
+    "refused: the admitted índice has a series of its own"
+assert_contains "$HTTP_BODY" 'hereproxy_requests_total{indice="_refused",cache="none",code="400"} 21' \
+    "refused: the 400s count under indice=_refused"
+assert_contains "$HTTP_BODY" 'hereproxy_requests_total{indice="_refused",cache="none",code="401"} 10' \
+    "refused: the 401s count under indice=_refused"
+assert_contains "$HTTP_BODY" 'hereproxy_errors_total{indice="_refused",kind="unauthorized"} 10' \
+    "refused: ... and their errors too"
+assert_not_contains "$HTTP_BODY" 'indice="junk' "refused: no junk índice has a series"
+assert_not_contains "$HTTP_BODY" 'indice="_other"' "refused: nothing was pushed to _other"
+assert_eq "$(printf '%s\n' "$HTTP_BODY" | sed -n 's/^hereproxy_indices_tracked //p')" 1 \
+    "refused: one índice tracked"
+sleep 0.3   # LOG_FLUSH_MS
+assert_eq "$(grep '"event":"access"' "$REFUSED_LOG" | grep -c '"indice":"junk')" 30 \
+    "refused: the access lines keep the índice that was asked"
+
 # ----------------------------------------------- stop, then every line
 stop_pid "$MAIN_PID" TERM 15
 assert_eq "$STOP_RC" 0 "main proxy stops cleanly on SIGTERM"
@@ -302,5 +347,6 @@ EOF
 }
 check_every_line "$MAIN_LOG" "main log: every line is JSON; access lines have every field" 20
 check_every_line "$CLOSED_LOG" "second log: every line is JSON; access lines have every field" 6
-check_no_key_leak "no key in responses or logs" "$MAIN_LOG" "$CLOSED_LOG"
+check_every_line "$REFUSED_LOG" "refused log: every line is JSON; access lines have every field" 30
+check_no_key_leak "no key in responses or logs" "$MAIN_LOG" "$CLOSED_LOG" "$REFUSED_LOG"
 finish

@@ -97,9 +97,12 @@ assert_eq "$(json_field 'd["indices"]["A"]["requests"]')" 11 "rotation: nothing 
 # ------------------------------------------------ one entry for every indice
 TS=/here-proxy/base/mc/7/15/10/png
 check_shared_entry "$N" "$TS" "$LOG_A"
-# P: the filler, the repeated one (hereproxy read P first) and the encoded.
-wait_requests "[3, 1, 2]" P Q R
-assert_eq "$got" "[3, 1, 2]" "shared key: per-indice counts exact (P 3, Q 1, R 2)"
+# P: the filler and the encoded one; the repeated indice is a 400 before
+# admission, counted as _refused (as is the invalid one).
+wait_requests "[2, 1, 2]" P Q R
+assert_eq "$got" "[2, 1, 2]" "shared key: per-indice counts exact (P 2, Q 1, R 2)"
+assert_match "$(json_field 'd["indices"]["_refused"]["requests"]')" '^([2-9]|[1-9][0-9]+)$' \
+    "shared key: the two 400s count as _refused"
 
 check_log_json "$LOG_A" "proxy log is JSON lines" 3
 check_no_key_leak "no key in responses or logs" "$LOG_A"

@@ -1,6 +1,7 @@
 #!/bin/bash
 # HERE's bill: the per-índice upstream quota, the daily budget, and HERE
-# refusing (401 again and again) each put their scope in cache-only mode:
+# refusing (401 again and again; 403s for one style: only that style) each
+# put their scope in cache-only mode:
 # cached and stale tiles are still served, misses get 503 with Retry-After
 # and a JSON reason, HERE is not asked, and the log says so (entering and
 # leaving).
@@ -140,8 +141,69 @@ assert_contains "$HTTP_BODY" 'hereproxy_cache_only{scope="all"} 0' "metrics: her
 assert_eq "$(count_events "$LOG_D" cache_only_end 'o.get("scope") == "all"')" 1 \
     "log: cache_only_end, scope all"
 
-for f in "$LOG_Q" "$LOG_B" "$LOG_D"; do
+# ------------------------------------------------ HERE refuses one índice's style
+# Índice sat asks six times for a style the plan lacks (HERE 403s it: the
+# fail rule matches zoom 13, where only satellite tiles are asked for):
+# only satellite requests become cache-only, for every índice; another
+# índice's miss with the default style is still fetched. Before, three 403s
+# made the whole fleet cache-only.
+start_proxy scoped HERE_CACHE_ONLY_S=30
+LOG_S=$PROXY_LOG
+start_nginx scoped "$PROXY_ADDR"
+S=$NGINX_URL/here-proxy
+upstream_control reset
+upstream_control fail "status=403&times=6&path=/mc/13/"
+statuses=""
+for i in 1 2 3 4 5 6; do
+    req GET "$S/base/mc/13/$i/1/png?indice=sat&style=satellite.day"
+    statuses="$statuses $HTTP_STATUS"
+done
+assert_eq "$statuses" " 403 403 403 503 503 503" \
+    "scoped: HERE's 403 three times, then satellite is cache-only (503)"
+assert_contains "$(json_field 'd["error"]')" "style=satellite.day" \
+    "scoped: the 503 names the parameters HERE refused"
+assert_match "$(header Retry-After)" '^([1-9]|[12][0-9]|30)$' \
+    "scoped: Retry-After is HERE_CACHE_ONLY_S (30) at most"
+before=$(upstream_requests)
+req GET "$S/base/mc/12/1/1/png?indice=other"
+check_status 200 "scoped: another índice's miss with the default style is fetched"
+check_header X-Cache MISS "scoped: ... as a MISS"
+assert_eq "$(upstream_requests)" "$((before + 1))" "scoped: ... from HERE (counted upstream)"
+req GET "$S/base/mc/12/2/1/png?indice=sat"
+check_status 200 "scoped: índice sat's own default-style miss is fetched too"
+before=$(upstream_requests)
+req GET "$S/base/mc/12/3/1/png?indice=other&style=satellite.day"
+check_json_error 503 "scoped: satellite is refused for every índice while scoped"
+assert_contains "$(json_field 'd["error"]')" "cache-only" "scoped: ... as cache-only"
+assert_eq "$(upstream_requests)" "$before" "scoped: ... without asking HERE"
+req GET "$NGINX_URL/metrics/prometheus"
+assert_contains "$HTTP_BODY" 'hereproxy_cache_only{scope="params",params="style=satellite.day"} 1' \
+    "metrics: hereproxy_cache_only 1 for the parameter set"
+assert_contains "$HTTP_BODY" 'hereproxy_cache_only{scope="all"} 0' \
+    "metrics: the proxy as a whole is not cache-only"
+assert_eq "$(count_events "$LOG_S" cache_only_start 'o.get("scope") == "params" and o.get("params") == "style=satellite.day" and o.get("cause") == "here_denied" and o.get("status") == 403')" 1 \
+    "log: one cache_only_start, scope params, for style=satellite.day"
+assert_eq "$(count_events "$LOG_S" cache_only_start 'o.get("scope") == "all"')" 0 \
+    "log: no cache_only_start for scope all"
+
+# 403s for HERE's default parameters are about the plan itself: everything.
+upstream_control reset
+upstream_control fail "status=403&times=3&path=/mc/14/"
+for i in 1 2 3; do
+    req GET "$S/base/mc/14/$i/1/png?indice=other"
+    check_status 403 "scoped: HERE answers 403 for the default style ($i of 3)"
+done
+before=$(upstream_requests)
+req GET "$S/base/mc/12/9/1/png?indice=third"
+check_json_error 503 "scoped: after 3 default-style 403s every miss is 503"
+assert_eq "$(upstream_requests)" "$before" "scoped: ... and HERE is not asked"
+req GET "$S/base/mc/12/1/1/png?indice=third"
+check_status 200 "scoped: a cached tile is still served"
+assert_eq "$(count_events "$LOG_S" cache_only_start 'o.get("scope") == "all" and o.get("status") == 403')" 1 \
+    "log: cache_only_start, scope all, for the default parameters' 403s"
+
+for f in "$LOG_Q" "$LOG_B" "$LOG_D" "$LOG_S"; do
     check_log_json "$f" "$(basename "$f") is JSON lines with complete access lines" 5
 done
-check_no_key_leak "no key in responses or logs" "$LOG_Q" "$LOG_B" "$LOG_D"
+check_no_key_leak "no key in responses or logs" "$LOG_Q" "$LOG_B" "$LOG_D" "$LOG_S"
 finish

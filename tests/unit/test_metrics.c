@@ -761,7 +761,7 @@ test_indice_values(void **state)
     assert_null(strstr(text, long65));
     assert_int_equal(sample(text, "hereproxy_requests_total{"
         "indice=\"_other\",cache=\"hit\",code=\"200\"}"), 7);
-    assert_null(strstr(text, "quo"));
+    assert_null(strstr(text, "\"quo"));
     assert_null(strstr(text, "slash"));
     assert_null(strstr(text, "caf"));
     assert_int_equal(sample(text, "hereproxy_indices_tracked"), 3);
@@ -868,6 +868,48 @@ test_full_table(void **state)
     metrics_free(m);
 }
 
+/*
+ * Requests refused before admission count under one fixed label, whatever
+ * índice they named and however full the table: they take no series, so
+ * the admitted índice still gets its own. A client writing "_refused"
+ * gets no share of it.
+ */
+static void
+test_refused_label(void **state)
+{
+    struct metrics *m = metrics_new(2);
+    char *text;
+    cJSON *j;
+    int i;
+
+    (void)state;
+    for (i = 0; i < 20; i++) {
+        metrics_request(m, METRICS_REFUSED, METRICS_NONE, 400, 0.001, 10);
+        metrics_error(m, METRICS_REFUSED, "bad_request");
+    }
+    metrics_request(m, "_refused", METRICS_NONE, 200, 0.001, 10);
+    metrics_request(m, "good", METRICS_HIT, 200, 0.001, 10);
+    text = render(m);
+    check_exposition(text);
+    assert_int_equal(sample(text, "hereproxy_requests_total{"
+        "indice=\"_refused\",cache=\"none\",code=\"400\"}"), 20);
+    assert_int_equal(sample(text, "hereproxy_errors_total{"
+        "indice=\"_refused\",kind=\"bad_request\"}"), 20);
+    assert_int_equal(sample(text, "hereproxy_requests_total{"
+        "indice=\"_other\",cache=\"none\",code=\"200\"}"), 1);
+    assert_int_equal(sample(text, "hereproxy_requests_total{"
+        "indice=\"good\",cache=\"hit\",code=\"200\"}"), 1);
+    assert_int_equal(sample(text, "hereproxy_indices_tracked"), 1);
+    assert_int_equal(sample(text, "hereproxy_indices_overflow_total"), 0);
+    free(text);
+    j = json(m);
+    assert_true(jnum(j, "_refused", "requests") == 20);
+    assert_true(jnum(j, "_refused", "errors") == 20);
+    assert_true(jnum(j, "good", "requests") == 1);
+    cJSON_Delete(j);
+    metrics_free(m);
+}
+
 static void
 test_escaping(void **state)
 {
@@ -923,10 +965,15 @@ test_gauges(void **state)
     g.now = 1700003600.75;
     {
         static const char *const co[] = {"spent", "we\"ird"};
+        static const char *const params[] = {"style=satellite.day&size=512"};
 
         g.cache_only_all = 1;
         g.cache_only_indices = co;
         g.cache_only_count = 2;
+        g.cache_only_params = params;
+        g.cache_only_params_count = 1;
+        g.quota_table_full = 4;
+        g.cache_only_evicted = 5;
     }
     metrics_purge(m, 0);
     metrics_purge(m, 0);
@@ -939,6 +986,10 @@ test_gauges(void **state)
         "hereproxy_cache_only{scope=\"indice\",indice=\"spent\"}"), 1);
     assert_int_equal(sample(text,
         "hereproxy_cache_only{scope=\"indice\",indice=\"we\\\"ird\"}"), 1);
+    assert_int_equal(sample(text, "hereproxy_cache_only{scope=\"params\","
+        "params=\"style=satellite.day&size=512\"}"), 1);
+    assert_int_equal(sample(text, "hereproxy_quota_table_full_total"), 4);
+    assert_int_equal(sample(text, "hereproxy_cache_only_evictions_total"), 5);
     assert_int_equal(sample(text,
         "hereproxy_cache_purges_total{scope=\"tile\"}"), 2);
     assert_int_equal(sample(text,
@@ -1369,6 +1420,7 @@ main(int argc, char **argv)
         cmocka_unit_test(test_indice_values),
         cmocka_unit_test(test_overflow),
         cmocka_unit_test(test_full_table),
+        cmocka_unit_test(test_refused_label),
         cmocka_unit_test(test_escaping),
         cmocka_unit_test(test_gauges),
         cmocka_unit_test(test_null),

@@ -37,22 +37,30 @@ slot(struct nginxhits_header *h, uint32_t i)
     return (struct nginxhits_slot *)(h + 1) + i;
 }
 
-/* Create path afresh (a new inode) with nslots slots and map it. */
+/*
+ * Size path for nslots slots and map it (x->h, the writer's side):
+ * afresh (a new inode), or with in_place the file there now, keeping what
+ * it holds. A file without a header gets one.
+ */
 static void
-create(struct fx *x, uint32_t nslots)
+open_map(struct fx *x, uint32_t nslots, int in_place)
 {
     int fd;
 
     if (x->h != NULL)
         munmap(x->h, x->size);
-    unlink(x->path);
+    x->h = NULL;
+    if (!in_place)
+        unlink(x->path);
     x->size = NGINXHITS_FILE_SIZE(nslots);
-    fd = open(x->path, O_RDWR | O_CREAT | O_EXCL, 0644);
+    fd = open(x->path, O_RDWR | O_CREAT | (in_place ? 0 : O_EXCL), 0644);
     assert_true(fd >= 0);
     assert_int_equal(ftruncate(fd, (off_t)x->size), 0);
     x->h = mmap(NULL, x->size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
     close(fd);
     assert_true(x->h != MAP_FAILED);
+    if (memcmp(x->h->magic, NGINXHITS_MAGIC, 8) == 0)
+        return;
     strcpy(slot(x->h, 0)->name, NGINXHITS_OTHER);
     slot(x->h, 0)->len = strlen(NGINXHITS_OTHER);
     slot(x->h, 0)->ready = 1;
@@ -61,6 +69,13 @@ create(struct fx *x, uint32_t nslots)
     x->h->nslots = nslots;
     x->h->used = 1;
     memcpy(x->h->magic, NGINXHITS_MAGIC, 8);
+}
+
+/* Create path afresh (a new inode) with nslots slots and map it. */
+static void
+create(struct fx *x, uint32_t nslots)
+{
+    open_map(x, nslots, 0);
 }
 
 /* A new slot for name (a name may have two: two workers raced). */
@@ -288,6 +303,63 @@ test_missing_then_replaced(void **state)
     assert_int_equal(nginxhits_step(x->nh), 0);
 }
 
+/*
+ * Cut short in place under the reader (truncate(1), a copytruncate
+ * rotation), then whole again, then replaced: the reader never faults
+ * (a mapping of the file did: SIGBUS), and each time the file is whole
+ * again its counts start from zero, as a file NGINX created anew.
+ */
+static void
+test_cut_short_under_the_reader(void **state)
+{
+    struct fx *x = *state;
+    struct nginxhits_slot *a;
+    int i;
+
+    create(x, 8);
+    a = take(x, "A");
+    hit(a, 0, 0, 0, 0, 1);
+    assert_non_null(x->nh = nginxhits_new(x->path, x->m));
+    assert_int_equal(nginxhits_step(x->nh), 0);     /* the baseline */
+    hit(a, 0, 0, 0, 0, 1);
+    assert_int_equal(nginxhits_step(x->nh), 1);
+
+    /* To nothing: the reader lets it go, and waits. */
+    munmap(x->h, x->size);
+    x->h = NULL;
+    assert_int_equal(truncate(x->path, 0), 0);
+    assert_int_equal(nginxhits_step(x->nh), 0);
+    assert_int_equal(nginxhits_step(x->nh), 0);
+    /* Whole again (the same inode), counted from zero. */
+    open_map(x, 8, 1);
+    a = take(x, "A");
+    for (i = 0; i < 3; i++)
+        hit(a, 0, 0, 0, 0, 1);
+    assert_int_equal(nginxhits_step(x->nh), 3);
+    hit(a, 0, 0, 0, 0, 1);
+    assert_int_equal(nginxhits_step(x->nh), 1);
+
+    /* Shorter than its header says, slots cut off: let go. */
+    munmap(x->h, x->size);
+    x->h = NULL;
+    assert_int_equal(truncate(x->path, (off_t)NGINXHITS_FILE_SIZE(1)), 0);
+    assert_int_equal(nginxhits_step(x->nh), 0);
+    /* Whole again: slot A came back empty, counted from zero. */
+    open_map(x, 8, 1);
+    a = take(x, "A");
+    hit(a, 0, 0, 0, 0, 1);
+    hit(a, 0, 0, 0, 0, 1);
+    assert_int_equal(nginxhits_step(x->nh), 2);
+
+    /* Replaced by a new file: counted whole. */
+    create(x, 4);
+    a = take(x, "A");
+    hit(a, 0, 0, 0, 0, 1);
+    assert_int_equal(nginxhits_step(x->nh), 1);
+    assert_true(has(x->m,
+        "hereproxy_requests_total{indice=\"A\",cache=\"hit\",code=\"200\"} 8"));
+}
+
 static void
 test_not_a_counters_file(void **state)
 {
@@ -345,6 +417,8 @@ main(void)
             fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_missing_then_replaced, fx_setup,
             fx_teardown),
+        cmocka_unit_test_setup_teardown(test_cut_short_under_the_reader,
+            fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_not_a_counters_file, fx_setup,
             fx_teardown),
         cmocka_unit_test_setup_teardown(test_thread, fx_setup, fx_teardown),

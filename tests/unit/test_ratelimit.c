@@ -200,6 +200,35 @@ test_bounded(void **state)
     ratelimiter_free(rl);
 }
 
+/*
+ * A full table forgets the least recently used bucket, never the one in
+ * use: a client held at its limit stays held however many keys others
+ * bring (a forgotten bucket would come back full).
+ */
+static void
+test_full_keeps_active(void **state)
+{
+    struct ratelimiter *rl = ratelimiter_new(32);
+    struct rate_spec spec = {1, 3600, 1};
+    struct rate_decision d;
+    char key[32];
+    int i;
+
+    (void)state;
+    ratelimiter_take(rl, "victim", 6, &spec, 1, &d);
+    assert_true(d.allowed);
+    for (i = 0; i < 20000; i++) {
+        snprintf(key, sizeof(key), "2001:db8:%x::/64", i);
+        ratelimiter_take(rl, key, strlen(key), &spec, 1, &d);
+        assert_true(d.allowed);
+        ratelimiter_take(rl, "victim", 6, &spec, 1, &d);
+        if (d.allowed)
+            fail_msg("the held bucket was forgotten after %d others", i + 1);
+    }
+    assert_true(ratelimiter_size(rl) <= 32 + 16);
+    ratelimiter_free(rl);
+}
+
 static void
 test_overrides_parse(void **state)
 {
@@ -268,6 +297,7 @@ main(void)
         cmocka_unit_test(test_unlimited),
         cmocka_unit_test(test_concurrent_exact),
         cmocka_unit_test(test_bounded),
+        cmocka_unit_test(test_full_keeps_active),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

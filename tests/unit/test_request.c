@@ -1065,6 +1065,56 @@ test_insert_everywhere(void **state)
 }
 
 /* The error message names a long or hostile parameter safely. */
+/*
+ * The plan class: every choice but the tile's position, HERE's defaults
+ * left out, so that no client's choice passes for the defaults.
+ */
+static void
+test_plan_class(void **state)
+{
+    static const struct {
+        const char *uri, *want;
+    } pc[] = {
+        {"/here-proxy/mc/1/0/0/png", ""},
+        {"/here-proxy/base/mc/12/5/7/png?indice=a&apiKey=x", ""},
+        {"/here-proxy/mc/1/0/0/png?style=explore.day&size=256&ppi=100"
+         "&scale=1", ""},
+        {"/here-proxy/mc/1/0/0/png?style=satellite.day", "style=satellite.day"},
+        {"/here-proxy/mc/3/1/2/png?style=satellite.day&indice=b",
+            "style=satellite.day"},
+        {"/here-proxy/mc/1/0/0/png?size=512&ppi=400&scale=2",
+            "ppi=400&scale=2&size=512"},
+        {"/here-proxy/mc/1/0/0/png?features=pois:all,"
+         "congestion_zones:disabled",
+            "features=congestion_zones:disabled,pois:all"},
+        {"/here-proxy/label/mc/1/0/0/jpeg?lang=de&pview=IND",
+            "resource=label&format=jpeg&lang=de&pview=IND"},
+        {"/here-proxy/info", "endpoint=info"},
+        {"/here-proxy/copyright?lang=pt-BR&style=explore.day",
+            "endpoint=copyright&lang=pt-BR"},
+    };
+    struct tile_req req;
+    char err[256];
+    size_t i;
+
+    (void)state;
+    for (i = 0; i < sizeof(pc) / sizeof(pc[0]); i++) {
+        assert_int_equal(request_parse("GET", pc[i].uri, &policy, &req, err,
+            sizeof(err)), 0);
+        if (strcmp(req.plan, pc[i].want) != 0)
+            fail_msg("%s: plan '%s', expected '%s'", pc[i].uri, req.plan,
+                pc[i].want);
+    }
+    /* The longest there is fits. */
+    assert_int_equal(request_parse("GET", "/here-proxy/background/mc/1/0/0/"
+        "jpeg?style=lite.satellite.day&size=512&ppi=400&scale=2&lang=pt-BRAZ"
+        "&lang2=pt-BRAZ&pview=IND&features=congestion_zones:disabled,"
+        "environmental_zones:disabled,pois:disabled,vehicle_restrictions:"
+        "active_and_inactive", &policy, &req, err, sizeof(err)), 0);
+    assert_true(strlen(req.plan) < REQUEST_PLAN_MAX);
+    assert_non_null(strstr(req.plan, "&style=lite.satellite.day"));
+}
+
 static void
 test_error_messages(void **state)
 {
@@ -1110,6 +1160,7 @@ main(void)
         cmocka_unit_test(test_uri_length),
         cmocka_unit_test(test_param_count),
         cmocka_unit_test(test_insert_everywhere),
+        cmocka_unit_test(test_plan_class),
         cmocka_unit_test(test_error_messages),
     };
 

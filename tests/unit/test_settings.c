@@ -662,7 +662,7 @@ test_dump(void **state)
         char *p;
         for (p = text; *p; p++)
             lines += *p == '\n';
-        assert_int_equal(lines, 51);
+        assert_int_equal(lines, 52);
     }
     free(text);
     settings_cleanup(&c);
@@ -764,6 +764,10 @@ test_limit_settings(void **state)
         {"RATE_LIMIT_INDEX", "100/fortnight", -1},
         {"RATE_LIMIT_IP", "10/second", 0},
         {"RATE_LIMIT_IP", "ten/second", -1},
+        {"RATE_LIMIT_IPV6_PREFIX", "48", 0},
+        {"RATE_LIMIT_IPV6_PREFIX", "128", 0},
+        {"RATE_LIMIT_IPV6_PREFIX", "0", -1},
+        {"RATE_LIMIT_IPV6_PREFIX", "129", -1},
         {"RATE_LIMIT_INDEX_OVERRIDES", "mapa1:1000/minute,demo:off", 0},
         {"RATE_LIMIT_INDEX_OVERRIDES", "a:5/s,burst=9,b:1/m", 0},
         {"RATE_LIMIT_INDEX_OVERRIDES", "mapa1=1000/minute", -1},
@@ -792,6 +796,8 @@ test_limit_settings(void **state)
     assert_string_equal(c.rate_limit_shared, "local");
     assert_int_equal(c.here_deny_threshold, 3);
     assert_int_equal(c.here_cache_only_s, 300);
+    assert_int_equal(c.rate_limit_ipv6_prefix, 64);
+    assert_true(settings_reloadable("RATE_LIMIT_IPV6_PREFIX"));
     for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         int rc = settings_set(&c, cases[i].name, cases[i].value, err,
             sizeof(err));
