@@ -10,8 +10,11 @@
 
 #include "admit.h"
 #include "log.h"
+#include "mac.h"
 #include "mc.h"
+#include "metrics.h"
 #include "ratelimit.h"
+#include "sealcount.h"
 #include "siphash.h"
 #include "util.h"
 
@@ -197,6 +200,8 @@ struct admit {
     struct rules *rules;            /* atomic; never freed before l */
     struct ratelimiter *buckets;
     struct mc *mc;                  /* NULL: count in process */
+    struct mac *mac;                /* seals quota and budget counts */
+    struct metrics *metrics;        /* NULL: rejections not counted */
 
     pthread_mutex_t lock;           /* everything below */
     struct table counters;          /* struct counter */
@@ -375,11 +380,23 @@ admit_new(const struct settings *cfg, char *err, size_t errlen)
             errlen);
         if (l->mc == NULL)
             goto fail;
+        if ((l->mac = mac_new_fleet(cfg->cache_secret,
+                 cfg->here_api_key)) == NULL) {
+            snprintf(err, errlen, "cannot set up the memcached MAC");
+            goto fail;
+        }
     }
     return l;
 fail:
     admit_free(l);
     return NULL;
+}
+
+void
+admit_set_metrics(struct admit *l, struct metrics *m)
+{
+    if (l != NULL)
+        l->metrics = m;
 }
 
 void
@@ -390,6 +407,7 @@ admit_free(struct admit *l)
     rules_free(l->rules);
     ratelimiter_free(l->buckets);
     mc_free(l->mc);
+    mac_free(l->mac);
     table_cleanup(&l->counters);
     table_cleanup(&l->scopes);
     table_cleanup(&l->runs);
@@ -523,9 +541,10 @@ count_local(struct admit *l, const char *key, long period_s, int64_t now_s,
 
 /*
  * Count one in key's fixed window of period_s at now_s: memcached when
- * there is one (shared by every instance), else (or when it fails) in
- * process. Returns the count including this one, 0 when it could not be
- * counted (the in-process table is full: refuse).
+ * there is one (shared by every instance, sealed so that only the fleet
+ * can set it: sealcount.h), else (or when it fails) in process. Returns
+ * the count including this one, 0 when it could not be counted (the
+ * in-process table is full: refuse).
  */
 static uint64_t
 count_window(struct admit *l, const char *key, long period_s, int64_t now_s)
@@ -536,9 +555,19 @@ count_window(struct admit *l, const char *key, long period_s, int64_t now_s)
     int n;
 
     n = snprintf(mkey, sizeof(mkey), "lim:%lld:%s", (long long)window, key);
-    if (l->mc != NULL &&
-        mc_count(l->mc, mkey, (size_t)n, 1, period_s + 60, &value) == 0)
-        return value;
+    if (l->mc != NULL) {
+        switch (sealcount_add(l->mc, l->mac, mkey, (size_t)n, 1,
+            period_s + 60, &value)) {
+        case SEALCOUNT_REPLACED:
+            metrics_cache_rejected(l->metrics, METRICS_REJECT_COUNTER, mkey,
+                (size_t)n);
+            return value;
+        case SEALCOUNT_OK:
+            return value;
+        default:
+            break;
+        }
+    }
     return count_local(l, key, period_s, now_s, window);
 }
 

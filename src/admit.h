@@ -81,6 +81,13 @@ struct admit *admit_new(const struct settings *cfg, char *err,
 void admit_free(struct admit *l);
 
 /*
+ * Count values refused in memcached (a quota or budget count that does
+ * not verify) in m, which outlives l. Call before the workers start.
+ */
+struct metrics;
+void admit_set_metrics(struct admit *l, struct metrics *m);
+
+/*
  * SIGHUP: the limits, quotas, budget and trusted proxies of cfg from now
  * on. Buckets, counters and cache-only periods carry on. 0, or -1 with err
  * set (the running rules stay).

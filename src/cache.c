@@ -34,7 +34,7 @@
  * carries a MAC (mac.h) bound to its key, under CACHE_SECRET: entries,
  * the generation, purge-log items and coalescing locks. What does not
  * verify is a miss, counted (hereproxy_cache_rejected_total) and logged
- * at most once per REJECT_LOG_MS per reason; an entry that verifies is
+ * at most once per 10 s per reason; an entry that verifies is
  * still bounded (status, type, freshness, size) before it is served. The
  * generation carries a sequence number, so that an old one written back
  * (a replay) is refused as surely as a forged one.
@@ -47,17 +47,10 @@
 #define PURGE_LOG_CATCHUP 1000     /* further behind: clear the tier */
 #define SHARED_TTL_S (30 * 86400)  /* memcached's longest relative expiry */
 #define GKEY_MAX (REQUEST_KEY_MAX + 24)
-#define REJECT_LOG_MS 10000
 /* How far another instance's clock may run ahead of ours. */
 #define CLOCK_SKEW_S 120
 /* The largest sealed small value: a purge-log item holding a key. */
 #define SMALL_MAX (REQUEST_KEY_MAX + MAC_SEAL_LEN + 64)
-
-/* When a reason was last logged, and what was refused since. */
-struct reject_log {
-    int64_t last_ms;            /* atomic */
-    uint64_t since;             /* atomic */
-};
 
 struct cache {
     struct lru *memory;
@@ -70,7 +63,6 @@ struct cache {
     /* Bounds of what memcached may hand us (cache_set_bounds): atomic. */
     long ttl_cap_s, stale_ttl_s;
     uint64_t max_body;
-    struct reject_log rejects[METRICS_NREJECT];
     uint64_t purge_seq;         /* the last purge-log entry applied */
     int stop;                   /* the sync thread's, under sync_lock */
     int syncing;                /* the sync thread runs */
@@ -107,38 +99,12 @@ gen_key(const struct cache *cache, const char *key, size_t keylen,
     return gen_key_format(cache, key, keylen, ENTRY_VERSION, out);
 }
 
-/*
- * One more value refused for reason r: counted, and logged at most once per
- * REJECT_LOG_MS per reason with how many were refused since (an attacker
- * writing junk must not flood the log either). key names where, bounded.
- */
+/* One more value refused for reason r (see metrics_cache_rejected). */
 static void
 reject(struct cache *cache, enum metrics_reject r, const char *key,
     size_t keylen)
 {
-    struct reject_log *rl = &cache->rejects[r];
-    int64_t now = util_mono_ms(), last;
-    uint64_t n;
-    char where[96];
-    cJSON *f;
-
-    metrics_cache_rejected(cache->metrics, r);
-    n = __atomic_add_fetch(&rl->since, 1, __ATOMIC_RELAXED);
-    last = __atomic_load_n(&rl->last_ms, __ATOMIC_RELAXED);
-    if ((last != 0 && now - last < REJECT_LOG_MS) ||
-        !__atomic_compare_exchange_n(&rl->last_ms, &last, now, 0,
-            __ATOMIC_RELAXED, __ATOMIC_RELAXED))
-        return;
-    n = __atomic_exchange_n(&rl->since, 0, __ATOMIC_RELAXED);
-    /* The key is ours or a client's canonical key: printable, cut short. */
-    util_strlcpy(where, key, keylen + 1 < sizeof(where) ? keylen + 1
-                                                        : sizeof(where));
-    if ((f = cJSON_CreateObject()) != NULL) {
-        cJSON_AddStringToObject(f, "reason", metrics_reject_name(r));
-        cJSON_AddNumberToObject(f, "count", (double)n);
-        cJSON_AddStringToObject(f, "key", where);
-    }
-    log_event(LOG_LEVEL_WARN, "cache_rejected", f);
+    metrics_cache_rejected(cache->metrics, r, key, keylen);
 }
 
 /*

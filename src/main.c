@@ -529,6 +529,7 @@ main(int argc, char **argv)
         fatalx("out of memory");
     if ((handler.limits = admit_new(&cfg, err, sizeof(err))) == NULL)
         fatalx("%s", err);
+    admit_set_metrics(handler.limits, handler.metrics);
     handler.upstream = upstream_new(&cfg, handler.flights, err, sizeof(err));
     if (handler.upstream == NULL)
         fatalx("upstream: %s", err);

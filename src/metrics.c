@@ -11,6 +11,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "log.h"
 #include "metrics.h"
 #include "siphash.h"
 #include "util.h"
@@ -107,7 +108,11 @@ struct metrics {
     _Atomic uint64_t memcached_errors;
     _Atomic uint64_t purges[2];         /* one tile, everything */
     _Atomic uint64_t rejected[METRICS_NREJECT];
+    _Atomic int64_t rejected_logged_ms[METRICS_NREJECT];
+    _Atomic uint64_t rejected_since[METRICS_NREJECT];
 };
+
+#define REJECT_LOG_MS 10000
 
 static const char *const reject_names[METRICS_NREJECT] = {
 #define REJECT_NAME(id, name) name,
@@ -485,10 +490,34 @@ metrics_rate_limited(struct metrics *m, const char *indice)
 }
 
 void
-metrics_cache_rejected(struct metrics *m, enum metrics_reject r)
+metrics_cache_rejected(struct metrics *m, enum metrics_reject r,
+    const char *key, size_t keylen)
 {
-    if (m != NULL && (size_t)r < METRICS_NREJECT)
-        inc(&m->rejected[r], 1);
+    int64_t now = util_mono_ms(), last;
+    char where[96];
+    uint64_t n;
+    cJSON *f;
+
+    if (m == NULL || (size_t)r >= METRICS_NREJECT)
+        return;
+    inc(&m->rejected[r], 1);
+    inc(&m->rejected_since[r], 1);
+    last = atomic_load_explicit(&m->rejected_logged_ms[r],
+        memory_order_relaxed);
+    if ((last != 0 && now - last < REJECT_LOG_MS) ||
+        !atomic_compare_exchange_strong_explicit(&m->rejected_logged_ms[r],
+            &last, now, memory_order_relaxed, memory_order_relaxed))
+        return;
+    n = atomic_exchange_explicit(&m->rejected_since[r], 0,
+        memory_order_relaxed);
+    util_strlcpy(where, key, keylen + 1 < sizeof(where) ? keylen + 1
+                                                        : sizeof(where));
+    if ((f = cJSON_CreateObject()) != NULL) {
+        cJSON_AddStringToObject(f, "reason", reject_names[r]);
+        cJSON_AddNumberToObject(f, "count", (double)n);
+        cJSON_AddStringToObject(f, "key", where);
+    }
+    log_event(LOG_LEVEL_WARN, "cache_rejected", f);
 }
 
 void

@@ -168,8 +168,14 @@ void metrics_purge(struct metrics *m, int all);
 /* One request refused by the rate limiter. */
 void metrics_rate_limited(struct metrics *m, const char *indice);
 
-/* One value from memcached refused, for reason r. */
-void metrics_cache_rejected(struct metrics *m, enum metrics_reject r);
+/*
+ * One value from memcached refused, for reason r, read under key (ours or
+ * a client's canonical key: printable). Counted, and logged as the event
+ * cache_rejected at most once per 10 s per reason with how many were
+ * refused since, so that junk written to memcached cannot flood the log.
+ */
+void metrics_cache_rejected(struct metrics *m, enum metrics_reject r,
+    const char *key, size_t keylen);
 
 /* One memcached operation: its latency and whether it succeeded. */
 void metrics_memcached(struct metrics *m, double seconds, int ok);

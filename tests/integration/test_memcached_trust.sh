@@ -22,7 +22,8 @@ start_upstream
 start_memcached "" -I 2m
 MC=$MEMCACHED_PORT
 COMMON=("MEMCACHED_SERVERS=127.0.0.1:$MC" "CACHE_SECRET=$SECRET"
-    "CACHE_COALESCE_WAIT_MS=5000" "HEREPROXY_ADMIN_TOKEN=$TOKEN")
+    "CACHE_COALESCE_WAIT_MS=5000" "HEREPROXY_ADMIN_TOKEN=$TOKEN"
+    "QUOTA_UPSTREAM_INDEX=1000/day" "QUOTA_UPSTREAM_INDEX_OVERRIDES=shared:2/day")
 start_proxy a "${COMMON[@]}"
 LOG_A=$PROXY_LOG
 start_nginx a "$PROXY_ADDR"
@@ -207,6 +208,27 @@ check_header X-Cache MISS "forged lock: fetched at once (MISS)"
 LAT=$(grep '"path":"/here-proxy/base/mc/8/12/38/png"' "$LOG_B" | tail -n 1 | python3 -c 'import json,sys; print(int(json.loads(sys.stdin.read())["latency_ms"]))')
 assert_eq "$((LAT < 2500))" 1 "forged lock: no wait for it (latency $LAT ms, CACHE_COALESCE_WAIT_MS 5000)"
 refused_more lock "$R_LOCK" "forged lock: counted as reason lock"
+
+# ------------------------------------- quota counts only the fleet can set
+# The shared count of a quota is sealed: A and B count into one...
+req GET "$A$T/13/1/png?indice=shared"
+check_status 200 "quota: A's first fetch for indice shared"
+req GET "$B$T/13/2/png?indice=shared"
+check_status 200 "quota: B's fetch for indice shared (2 of 2)"
+req GET "$A$T/13/3/png?indice=shared"
+check_status 503 "quota: the third fetch across A and B is refused (cache-only)"
+DAY=$(( $(date +%s) / 86400 * 86400 ))
+mc_raw "$MC" get "hp1:lim:$DAY:qi:shared" "$RUN_DIR/count" || die "no count for indice shared"
+assert_eq "$(($(stat -c %s "$RUN_DIR/count") > 28))" 1 "quota: the count is sealed"
+# ... and a count pushed over the limit by a writer without the secret is
+# refused: the índice is not made cache-only by it.
+R_COUNTER=$(rejected counter)
+printf '999999' >"$RUN_DIR/count-forged"
+mc_raw "$MC" set "hp1:lim:$DAY:qi:victim2" "$RUN_DIR/count-forged" 3600
+req GET "$B$T/13/4/png?indice=victim2"
+check_status 200 "forged quota count: the índice still fetches"
+check_header X-Cache MISS "forged quota count: a real fetch"
+refused_more counter "$R_COUNTER" "forged quota count: counted as reason counter"
 
 # ------------------------ out of bounds: an instance with a longer TTL cap
 R_BOUNDS=$(rejected bounds)
