@@ -31,7 +31,7 @@ struct outcome {
     size_t bytes;
     const char *cache_status;
     const char *error_kind;   /* metrics_error kind; NULL: no error */
-    char error[320];
+    char error[320];          /* the log's detail, not the client's */
     int upstream;
     int upstream_status;
     int upstream_attempts;
@@ -40,39 +40,79 @@ struct outcome {
     char correlation_id[96];
 };
 
-static const char *
-default_content_type(const struct tile_req *req)
+/* The Content-Types a 200 from HERE may have for this request. */
+static enum upstream_expect
+expect_of(int meta)
 {
-    if (req->route == ROUTE_META)
-        return "application/json";
-    return strcmp(req->format, "jpeg") == 0 ? "image/jpeg" : "image/png";
+    return meta ? UPSTREAM_EXPECT_JSON : UPSTREAM_EXPECT_IMAGE;
 }
 
+/*
+ * An error response: message to the client, and to the access line with
+ * detail (NULL: none) after it. The client learns what kind of failure it
+ * was; addresses, host names and library messages stay in the log, under
+ * the request id the client has.
+ */
 static void
-fail(struct FCGX_Stream *out, struct outcome *o, int status,
-    const char *kind, const char *message, const struct response_meta *meta)
+fail_detail(struct FCGX_Stream *out, struct outcome *o, int status,
+    const char *kind, const char *message, const char *detail,
+    const struct response_meta *meta)
 {
+    size_t n = util_strlcpy(o->error, message, sizeof(o->error));
+
     o->status = status;
     o->error_kind = kind;
-    util_strlcpy(o->error, message, sizeof(o->error));
+    if (detail != NULL && *detail != '\0' && n + 2 < sizeof(o->error)) {
+        memcpy(o->error + n, ": ", 2);
+        util_strlcpy(o->error + n + 2, detail, sizeof(o->error) - n - 2);
+    }
     o->bytes = response_error(out, status, message, meta);
 }
 
-/* A flight that brought no usable head becomes a client-safe error. */
+static void
+fail(struct FCGX_Stream *out, struct outcome *o, int status, const char *kind,
+    const char *message, const struct response_meta *meta)
+{
+    fail_detail(out, o, status, kind, message, NULL, meta);
+}
+
+/*
+ * A flight that brought no usable head becomes a client-safe error: the
+ * kind of failure for the client, curl's words (which name the address and
+ * port) for the log.
+ */
 static void
 fail_flight(struct FCGX_Stream *out, struct outcome *o,
     const struct flight_result *r, struct response_meta *meta)
 {
-    char msg[320];
+    char msg[128];
 
     switch (r->outcome) {
     case UPSTREAM_TIMEOUT:
-        fail(out, o, 504, "upstream_timeout", "HERE did not answer in time",
-            meta);
+        fail_detail(
+            out, o, 504, "upstream_timeout", "HERE timed out", r->error, meta);
         return;
     case UPSTREAM_TOO_BIG:
-        fail(out, o, 502, "other", "HERE's response is larger than "
-            "UPSTREAM_MAX_BYTES", meta);
+        fail_detail(out, o, 502, "other",
+            "HERE's response is larger than UPSTREAM_MAX_BYTES", r->error,
+            meta);
+        return;
+    case UPSTREAM_BAD_RESPONSE:
+        fail_detail(out, o, 502, "upstream_bad_response",
+            "HERE sent an unexpected Content-Type", r->error, meta);
+        return;
+    case UPSTREAM_CONNECT:
+        fail_detail(out, o, 502, "upstream_unreachable", "HERE unreachable",
+            r->error, meta);
+        return;
+    case UPSTREAM_TLS:
+        fail_detail(out, o, 502, "upstream_unreachable",
+            "TLS with HERE failed (certificate refused or handshake error)",
+            r->error, meta);
+        return;
+    case UPSTREAM_BROKEN:
+        fail_detail(out, o, 502, "upstream_unreachable",
+            "HERE's response was broken off or malformed", r->error, meta);
         return;
     case UPSTREAM_BUSY:
         meta->retry_after_s = 1;
@@ -81,7 +121,7 @@ fail_flight(struct FCGX_Stream *out, struct outcome *o,
         return;
     case UPSTREAM_STOPPED:
         meta->retry_after_s = 1;
-        fail(out, o, 503, "other", "shutting down", meta);
+        fail_detail(out, o, 503, "other", "shutting down", r->error, meta);
         return;
     case UPSTREAM_SHED:
         meta->retry_after_s = r->retry_after_s > 0 ? r->retry_after_s : 1;
@@ -103,9 +143,43 @@ fail_flight(struct FCGX_Stream *out, struct outcome *o,
         }
         return;
     default:
-        snprintf(msg, sizeof(msg), "HERE unreachable: %s", r->error);
-        fail(out, o, 502, "upstream_unreachable", msg, meta);
+        fail_detail(out, o, 502, "upstream_unreachable", "HERE unreachable",
+            r->error, meta);
         return;
+    }
+}
+
+/*
+ * A head other than 200: the client gets what HERE's status means, never
+ * its body or headers (a redirect's Location stays here).
+ */
+static void
+fail_status(struct FCGX_Stream *out, struct outcome *o, int status,
+    struct flight *f, struct response_meta *meta)
+{
+    struct flight_result r;
+    char msg[128];
+
+    snprintf(msg, sizeof(msg), "HERE answered %d %s", status,
+        response_reason(status));
+    if (status == 429) {
+        /* Still 429 after the last retry: as fail_flight() does. */
+        flight_result(f, &r);
+        meta->retry_after_s = r.retry_after_s > 0 ? r.retry_after_s : 1;
+        fail(out, o, 503, "upstream_4xx", msg, meta);
+    } else if (status >= 400 && status < 500) {
+        fail(out, o, status, "upstream_4xx", msg, meta);
+    } else if (status >= 500) {
+        fail(out, o, 502, "upstream_5xx", msg, meta);
+    } else if (status >= 300 && status != 304) {
+        /* The engine follows no redirect: HERE moved, or is not HERE. */
+        snprintf(msg, sizeof(msg),
+            "HERE answered %d %s (redirects are not followed)", status,
+            response_reason(status));
+        fail(out, o, 502, "upstream_3xx", msg, meta);
+    } else {
+        /* 304 to a request that was not conditional, 204, 206, ... */
+        fail(out, o, 502, "upstream_bad_response", msg, meta);
     }
 }
 
@@ -193,7 +267,7 @@ upstream_metric_outcome(const struct flight_result *r)
     case UPSTREAM_OK:
         if (r->status == 304)
             return "not_modified";
-        return r->status >= 400 ? "http_error" : "ok";
+        return r->status >= 300 ? "http_error" : "ok";
     case UPSTREAM_CONNECT: return "connect";
     case UPSTREAM_TLS: return "tls";
     case UPSTREAM_TIMEOUT: return "timeout";
@@ -203,6 +277,7 @@ upstream_metric_outcome(const struct flight_result *r)
     case UPSTREAM_HTTP_ERROR: return "http_error";
     case UPSTREAM_SHED: return "breaker_open";
     case UPSTREAM_CACHE_ONLY: return "cache_only";
+    case UPSTREAM_BAD_RESPONSE: return "bad_response";
     default: return NULL;     /* stopping: not an exchange */
     }
 }
@@ -312,9 +387,20 @@ lead_flight(struct handler *h, const struct tile_req *req, struct flight *f,
     }
     if (spend_quota(h, req->indice, req->plan, f) != 0)
         return locked && cache_shared(h->cache);
-    upstream_submit(h->upstream, f, req->key, req->key_has_query, NULL);
+    upstream_submit(h->upstream, f, req->key, req->key_has_query, NULL,
+        expect_of(req->route == ROUTE_META));
     return locked && cache_shared(h->cache);
 }
+
+/*
+ * Whatever a head holds fits an entry: a value too long for the head was
+ * dropped by the engine, so none is ever cut here or refused there.
+ */
+_Static_assert(sizeof(((struct flight_head *)0)->etag) - 1 <= ENTRY_ETAG_MAX,
+    "a flight's ETag must fit an entry");
+_Static_assert(sizeof(((struct flight_head *)0)->content_type) - 1 <=
+        ENTRY_CTYPE_MAX,
+    "a flight's Content-Type must fit an entry");
 
 /* Build the entry a finished flight stands for, or NULL. */
 static struct entry *
@@ -340,11 +426,12 @@ entry_from_flight(struct handler *h, const struct tile_req *req,
                            "\"status\":404}";
         e = entry_new(404, now + ttl, keep, "application/json", "", json,
             strlen(json));
+    } else if (*head->content_type != '\0') {
+        /* The engine published the canonical type of an allowed one. */
+        e = entry_new(
+            200, now + ttl, keep, head->content_type, head->etag, body, len);
     } else {
-        e = entry_new(200, now + ttl, keep,
-            *head->content_type ? head->content_type
-                                : default_content_type(req),
-            head->etag, body, len);
+        e = NULL;
     }
     free(body);
     return e;
@@ -381,21 +468,8 @@ stream_flight(struct handler *h, const struct tile_req *req,
     util_strlcpy(o->correlation_id, head.correlation_id,
         sizeof(o->correlation_id));
     if (head.status != 200) {
-        char msg[96];
-
-        end = flight_wait_end(f, -1);
-        snprintf(msg, sizeof(msg), "HERE answered %d %s", head.status,
-            response_reason(head.status));
-        if (head.status == 429) {
-            /* Still 429 after the last retry: as fail_flight() does. */
-            flight_result(f, &r);
-            meta->retry_after_s = r.retry_after_s > 0 ? r.retry_after_s : 1;
-            fail(out, o, 503, "upstream_4xx", msg, meta);
-        } else if (head.status >= 400 && head.status < 500) {
-            fail(out, o, head.status, "upstream_4xx", msg, meta);
-        } else {
-            fail(out, o, 502, "upstream_5xx", msg, meta);
-        }
+        flight_wait_end(f, -1);
+        fail_status(out, o, head.status, f, meta);
         return 0;
     }
     if (leader && head.content_length >= 0 &&
@@ -409,10 +483,9 @@ stream_flight(struct handler *h, const struct tile_req *req,
     body = flight_done_body(f, &len);
     if (body != NULL) {
         /* It has all arrived: one write, as for a hit. */
-        o->bytes = response_body(out, 200, *head.content_type
-                ? head.content_type : default_content_type(req),
-            head.etag, body, len, inm, x_cache,
-            fresh_ttl(h, req, 200, head.cache_control), meta, &o->status);
+        o->bytes = response_body(out, 200, head.content_type, head.etag, body,
+            len, inm, x_cache, fresh_ttl(h, req, 200, head.cache_control), meta,
+            &o->status);
         return 0;
     }
     if (leader)
@@ -655,7 +728,8 @@ handler_finish_later(struct handler *h, struct handler_later *later)
     } else if (spend_quota(h, later->indice, later->plan, f) == 0) {
         upstream_submit(h->upstream, f, later->key,
             strchr(later->key, '?') != NULL,
-            *later->stale->etag ? later->stale->etag : NULL);
+            *later->stale->etag ? later->stale->etag : NULL,
+            expect_of(later->meta_ttl >= 0));
     }
     /*
      * Not here: with fastcgi_keep_conn this worker's connection is back

@@ -41,14 +41,16 @@ static const char *const status_extra[6] = {
 /* The last entry of each list is the catch-all. */
 static const char *const outcome_names[] = {
     "ok", "not_modified", "http_error", "connect", "tls", "timeout",
-    "too_big", "broken", "busy", "breaker_open", "cache_only", "other"
+    "too_big", "broken", "busy", "breaker_open", "cache_only",
+    "bad_response", "other"
 };
 #define NOUTCOME (sizeof(outcome_names) / sizeof(outcome_names[0]))
 
 static const char *const error_kinds[] = {
-    "bad_request", "not_found", "method", "upstream_4xx", "upstream_5xx",
-    "upstream_unreachable", "upstream_timeout", "busy", "breaker_open",
-    "cache_only", "unauthorized", "forbidden", "rate_limited", "internal", "other"
+    "bad_request", "not_found", "method", "upstream_3xx", "upstream_4xx",
+    "upstream_5xx", "upstream_bad_response", "upstream_unreachable",
+    "upstream_timeout", "busy", "breaker_open", "cache_only", "unauthorized",
+    "forbidden", "rate_limited", "internal", "other"
 };
 #define NKIND (sizeof(error_kinds) / sizeof(error_kinds[0]))
 

@@ -144,7 +144,8 @@ void metrics_durations_add(struct metrics *m, const char *indice,
 /*
  * One upstream exchange, after its retries: outcome is one of ok,
  * not_modified, http_error, connect, tls, timeout, too_big, broken, busy,
- * breaker_open (anything else counts as "other"). busy and breaker_open
+ * breaker_open, cache_only, bad_response (anything else counts as
+ * "other"). busy and breaker_open
  * mean no call was made: they are counted but not timed.
  * http_version: 10, 11, 20, 30, or 0 when no response came.
  * attempts: tries made (retries are attempts - 1).
@@ -155,10 +156,10 @@ void metrics_upstream(struct metrics *m, const char *indice,
 
 /*
  * One error answered to a client: kind is one of bad_request, not_found,
- * method, upstream_4xx, upstream_5xx, upstream_unreachable,
- * upstream_timeout, busy, breaker_open, unauthorized, forbidden,
- * rate_limited, internal (else
- * "other").
+ * method, upstream_3xx, upstream_4xx, upstream_5xx,
+ * upstream_bad_response, upstream_unreachable, upstream_timeout, busy,
+ * breaker_open, cache_only, unauthorized, forbidden, rate_limited,
+ * internal (else "other").
  */
 void metrics_error(struct metrics *m, const char *indice, const char *kind);
 

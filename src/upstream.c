@@ -26,6 +26,9 @@ struct job {
     CURL *easy;
     int attempts;
     int started;                  /* left the queue at least once */
+    enum upstream_expect expect;  /* the Content-Types a 200 may have */
+    int header_noted;             /* a dropped header was logged */
+    size_t path_off;              /* url's path under HERE_BASE_URL */
     int64_t submitted_ms, deadline_ms, not_before_ms;
     /* The attempt in progress. */
     struct flight_head head;
@@ -33,6 +36,8 @@ struct job {
     int discard;                  /* a retryable error's body: dropped */
     size_t received;
     int too_big;
+    int bad_response;             /* a Content-Type not allowed */
+    char detail[160];             /* why, for the log, not curl's text */
     long retry_after_s;
     long status;
     long http_version;
@@ -114,15 +119,15 @@ next_random(struct upstream *up)
     return x;
 }
 
-static int
-header_value(const char *line, size_t len, const char *name, char *out,
-    size_t outsize)
+enum upstream_header
+upstream_header_value(const char *line, size_t len, const char *name, char *out,
+    size_t outsize, size_t *value_len)
 {
     size_t nlen = strlen(name), vlen, i;
     const char *v;
 
     if (len <= nlen || line[nlen] != ':' || strncasecmp(line, name, nlen))
-        return 0;
+        return UPSTREAM_HEADER_OTHER;
     v = line + nlen + 1;
     vlen = len - nlen - 1;
     while (vlen > 0 && (*v == ' ' || *v == '\t')) {
@@ -132,24 +137,57 @@ header_value(const char *line, size_t len, const char *name, char *out,
     while (vlen > 0 && (v[vlen - 1] == '\r' || v[vlen - 1] == '\n' ||
                            v[vlen - 1] == ' ' || v[vlen - 1] == '\t'))
         vlen--;
+    if (value_len != NULL)
+        *value_len = vlen;
+    out[0] = '\0';
+    /*
+     * A value cut to fit would be another value: an ETag without its
+     * closing quote, a Cache-Control without its last directive. Drop it
+     * whole; the response goes on without it.
+     */
     if (vlen >= outsize)
-        vlen = outsize - 1;
-    memcpy(out, v, vlen);
-    out[vlen] = '\0';
+        return UPSTREAM_HEADER_TOO_LONG;
     /*
      * These values are copied into responses to clients: a CR, LF or
      * other control byte (a lone CR inside a line, a NUL) could split a
      * header there. Drop such a value whole rather than repair it.
      */
     for (i = 0; i < vlen; i++) {
-        unsigned char c = (unsigned char)out[i];
+        unsigned char c = (unsigned char)v[i];
 
-        if ((c < 0x20 && c != '\t') || c == 0x7f) {
-            out[0] = '\0';
-            break;
-        }
+        if ((c < 0x20 && c != '\t') || c == 0x7f)
+            return UPSTREAM_HEADER_BAD_BYTES;
     }
-    return 1;
+    memcpy(out, v, vlen);
+    out[vlen] = '\0';
+    return UPSTREAM_HEADER_KEPT;
+}
+
+const char *
+upstream_media_type(const char *value, enum upstream_expect expect)
+{
+    static const struct {
+        const char *name;
+        enum upstream_expect expect;
+    } allowed[] = {
+        {"image/png", UPSTREAM_EXPECT_IMAGE},
+        {"image/jpeg", UPSTREAM_EXPECT_IMAGE},
+        {"application/json", UPSTREAM_EXPECT_JSON},
+    };
+    size_t len, i;
+
+    if (value == NULL)
+        return NULL;
+    while (*value == ' ' || *value == '\t')
+        value++;
+    len = strcspn(value, ";");
+    while (len > 0 && (value[len - 1] == ' ' || value[len - 1] == '\t'))
+        len--;
+    for (i = 0; i < sizeof(allowed) / sizeof(allowed[0]); i++)
+        if (allowed[i].expect == expect && strlen(allowed[i].name) == len &&
+            strncasecmp(value, allowed[i].name, len) == 0)
+            return allowed[i].name;
+    return NULL;
 }
 
 static int
@@ -164,6 +202,42 @@ can_retry(const struct job *job, int64_t now)
 {
     return job->attempts < job->up->cfg->here_retries &&
         now < job->deadline_ms;
+}
+
+/*
+ * A 200's Content-Type against the allow-list: the head then carries the
+ * canonical media type. Returns -1, with the value (printable, bounded)
+ * in job->detail for the log, when it is not allowed: the transfer stops
+ * before anything reached a reader of the flight.
+ */
+static int
+check_media_type(struct job *job)
+{
+    const char *type = upstream_media_type(job->head.content_type, job->expect);
+    const char *v = job->head.content_type;
+    char shown[72];
+    size_t i;
+
+    if (type != NULL) {
+        util_strlcpy(
+            job->head.content_type, type, sizeof(job->head.content_type));
+        return 0;
+    }
+    job->bad_response = 1;
+    if (*v == '\0') {
+        util_strlcpy(
+            job->detail, "HERE sent no Content-Type", sizeof(job->detail));
+        return -1;
+    }
+    for (i = 0; v[i] != '\0' && i < 64; i++)
+        shown[i] = v[i] >= 0x20 && v[i] < 0x7f && v[i] != '"' ? v[i] : '?';
+    shown[i] = '\0';
+    snprintf(job->detail, sizeof(job->detail),
+        "HERE sent Content-Type \"%s%s\" (allowed: %s)", shown,
+        v[i] != '\0' ? "..." : "",
+        job->expect == UPSTREAM_EXPECT_JSON ? "application/json"
+                                            : "image/png, image/jpeg");
+    return -1;
 }
 
 /*
@@ -183,6 +257,8 @@ on_head_end(struct job *job)
         job->discard = 1;
         return 0;
     }
+    if (job->status == 200 && check_media_type(job) != 0)
+        return -1;
     curl_easy_getinfo(job->easy, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &cl);
     if (cl > 0 && (uint64_t)cl > job->up->cfg->upstream_max_bytes) {
         job->too_big = 1;
@@ -195,13 +271,57 @@ on_head_end(struct job *job)
     return 0;
 }
 
+/*
+ * A header value from HERE was dropped: say which and how long (never the
+ * value), once per transfer.
+ */
+static void
+note_dropped(struct job *job, const char *name, size_t len,
+    enum upstream_header why, size_t max)
+{
+    const char *path = job->url + job->path_off;
+    cJSON *f;
+
+    if (job->header_noted)
+        return;
+    job->header_noted = 1;
+    if ((f = cJSON_CreateObject()) != NULL) {
+        char p[256];
+        size_t plen = strcspn(path, "?");
+
+        /* The path only: the query holds the key. */
+        if (plen >= sizeof(p))
+            plen = sizeof(p) - 1;
+        memcpy(p, path, plen);
+        p[plen] = '\0';
+        cJSON_AddStringToObject(f, "header", name);
+        cJSON_AddNumberToObject(f, "length", (double)len);
+        cJSON_AddNumberToObject(f, "max", (double)max);
+        cJSON_AddStringToObject(f, "reason",
+            why == UPSTREAM_HEADER_TOO_LONG ? "too_long" : "control_bytes");
+        cJSON_AddStringToObject(f, "path", p);
+    }
+    log_event(LOG_LEVEL_WARN, "upstream_header_dropped", f);
+}
+
 static size_t
 on_header(char *data, size_t size, size_t nmemb, void *arg)
 {
     struct job *job = arg;
     struct flight_head *h = &job->head;
-    size_t n = size * nmemb;
+    size_t n = size * nmemb, vlen = 0, i;
     char retry_after[32];
+    const struct {
+        const char *name;
+        char *out;
+        size_t size;
+    } fields[] = {
+        {"Content-Type", h->content_type, sizeof(h->content_type)},
+        {"ETag", h->etag, sizeof(h->etag)},
+        {"Cache-Control", h->cache_control, sizeof(h->cache_control)},
+        {"X-Correlation-Id", h->correlation_id, sizeof(h->correlation_id)},
+        {"Retry-After", retry_after, sizeof(retry_after)},
+    };
 
     if (n >= 5 && strncmp(data, "HTTP/", 5) == 0) {
         memset(h, 0, sizeof(*h));
@@ -211,17 +331,20 @@ on_header(char *data, size_t size, size_t nmemb, void *arg)
     }
     if ((n == 2 && data[0] == '\r') || (n == 1 && data[0] == '\n'))
         return on_head_end(job) == 0 ? n : 0;  /* 0: curl stops */
-    if (header_value(data, n, "Retry-After", retry_after,
-            sizeof(retry_after)))
-        job->retry_after_s = upstream_parse_retry_after(retry_after,
-            time(NULL));
-    else if (!header_value(data, n, "Content-Type", h->content_type,
-                 sizeof(h->content_type)) &&
-             !header_value(data, n, "ETag", h->etag, sizeof(h->etag)) &&
-             !header_value(data, n, "Cache-Control", h->cache_control,
-                 sizeof(h->cache_control)))
-        header_value(data, n, "X-Correlation-Id", h->correlation_id,
-            sizeof(h->correlation_id));
+    for (i = 0; i < sizeof(fields) / sizeof(fields[0]); i++) {
+        enum upstream_header rc = upstream_header_value(
+            data, n, fields[i].name, fields[i].out, fields[i].size, &vlen);
+
+        if (rc == UPSTREAM_HEADER_OTHER)
+            continue;
+        if (rc != UPSTREAM_HEADER_KEPT)
+            note_dropped(job, fields[i].name, vlen, rc, fields[i].size - 1);
+        if (fields[i].out == retry_after)
+            job->retry_after_s = rc == UPSTREAM_HEADER_KEPT
+                ? upstream_parse_retry_after(retry_after, time(NULL))
+                : -1;
+        break;
+    }
     return n;
 }
 
@@ -245,7 +368,7 @@ on_body(char *data, size_t size, size_t nmemb, void *arg)
 }
 
 static enum upstream_outcome
-classify(CURLcode code, int too_big)
+classify(CURLcode code, const struct job *job)
 {
     switch (code) {
     case CURLE_OK:
@@ -263,7 +386,9 @@ classify(CURLcode code, int too_big)
     case CURLE_SSL_CIPHER:
         return UPSTREAM_TLS;
     case CURLE_WRITE_ERROR:
-        return too_big ? UPSTREAM_TOO_BIG : UPSTREAM_BROKEN;
+        if (job->too_big)
+            return UPSTREAM_TOO_BIG;
+        return job->bad_response ? UPSTREAM_BAD_RESPONSE : UPSTREAM_BROKEN;
     default:
         return UPSTREAM_BROKEN;
     }
@@ -301,7 +426,9 @@ job_finish(struct job *job, enum upstream_outcome outcome)
     r.http_version = job->http_version;
     r.upstream_ms = (double)(util_mono_ms() - job->submitted_ms);
     r.retry_after_s = job->retry_after_s > 0 ? (int)job->retry_after_s : 0;
-    util_strlcpy(r.error, job->error, sizeof(r.error));
+    /* Ours says more than curl's "Failed writing header". */
+    util_strlcpy(
+        r.error, *job->detail ? job->detail : job->error, sizeof(r.error));
     if (*r.error == '\0' && outcome != UPSTREAM_OK)
         util_strlcpy(r.error, upstream_outcome_name(outcome),
             sizeof(r.error));
@@ -355,6 +482,8 @@ attempt_start(struct upstream *up, struct job *job, int64_t now)
     job->discard = 0;
     job->received = 0;
     job->too_big = 0;
+    job->bad_response = 0;
+    job->detail[0] = '\0';
     job->status = 0;
     job->retry_after_s = -1;
     job->error[0] = '\0';
@@ -416,7 +545,7 @@ scrub_error(struct job *job, CURLcode code)
 static void
 attempt_done(struct upstream *up, struct job *job, CURLcode code)
 {
-    enum upstream_outcome outcome = classify(code, job->too_big);
+    enum upstream_outcome outcome = classify(code, job);
     int64_t now = util_mono_ms(), delay;
     long version = 0;
     struct job **link;
@@ -646,7 +775,8 @@ upstream_free(struct upstream *up)
 
 int
 upstream_submit(struct upstream *up, struct flight *f,
-    const char *path_and_query, int has_query, const char *if_none_match)
+    const char *path_and_query, int has_query, const char *if_none_match,
+    enum upstream_expect expect)
 {
     struct job *job = calloc(1, sizeof(*job));
     struct flight_result r;
@@ -667,6 +797,8 @@ upstream_submit(struct upstream *up, struct flight *f,
             goto fail;
     }
     job->up = up;
+    job->expect = expect;
+    job->path_off = strlen(up->cfg->here_base_url);
     job->flight = flight_ref(up->flights, f);
     job->submitted_ms = util_mono_ms();
     job->deadline_ms = job->submitted_ms + up->cfg->here_timeout_ms;
@@ -722,7 +854,7 @@ upstream_outcome_name(int outcome)
 {
     static const char *const names[] = {"ok", "connect", "tls", "timeout",
         "too_big", "broken", "busy", "http_error", "stopped", "shed",
-        "cache_only"};
+        "cache_only", "bad_response"};
 
     if (outcome < 0 || (size_t)outcome >= sizeof(names) / sizeof(names[0]))
         return "unknown";

@@ -24,18 +24,54 @@ struct upstream;
 struct flights;
 
 enum upstream_outcome {
-    UPSTREAM_OK,          /* an HTTP response arrived whole */
-    UPSTREAM_CONNECT,     /* could not connect (or resolve) */
-    UPSTREAM_TLS,         /* TLS handshake or certificate failure */
-    UPSTREAM_TIMEOUT,     /* the deadline passed */
-    UPSTREAM_TOO_BIG,     /* body over UPSTREAM_MAX_BYTES */
-    UPSTREAM_BROKEN,      /* reset, truncated, protocol error */
-    UPSTREAM_BUSY,        /* waited too long for an in-flight slot */
-    UPSTREAM_HTTP_ERROR,  /* 5xx or 429 after the last attempt */
-    UPSTREAM_STOPPED,     /* the engine is shutting down */
-    UPSTREAM_SHED,        /* not asked: the circuit breaker is open */
-    UPSTREAM_CACHE_ONLY   /* not asked: cache-only mode (quota, budget) */
+    UPSTREAM_OK, /* an HTTP response arrived whole */
+    UPSTREAM_CONNECT, /* could not connect (or resolve) */
+    UPSTREAM_TLS, /* TLS handshake or certificate failure */
+    UPSTREAM_TIMEOUT, /* the deadline passed */
+    UPSTREAM_TOO_BIG, /* body over UPSTREAM_MAX_BYTES */
+    UPSTREAM_BROKEN, /* reset, truncated, protocol error */
+    UPSTREAM_BUSY, /* waited too long for an in-flight slot */
+    UPSTREAM_HTTP_ERROR, /* 5xx or 429 after the last attempt */
+    UPSTREAM_STOPPED, /* the engine is shutting down */
+    UPSTREAM_SHED, /* not asked: the circuit breaker is open */
+    UPSTREAM_CACHE_ONLY, /* not asked: cache-only mode (quota, budget) */
+    UPSTREAM_BAD_RESPONSE /* a 200 whose Content-Type is not allowed */
 };
+
+/*
+ * What a 200 from HERE may be: a tile is passed on and cached only as
+ * image/png or image/jpeg, a metadata document only as application/json.
+ * Anything else (text/html, image/svg+xml, none) ends the transfer at its
+ * head: the flight fails as UPSTREAM_BAD_RESPONSE, so no reader of it ever
+ * gets the body and nothing is cached.
+ */
+enum upstream_expect { UPSTREAM_EXPECT_IMAGE, UPSTREAM_EXPECT_JSON };
+
+/*
+ * The canonical media type ("image/png", "image/jpeg", "application/json")
+ * of a Content-Type value when expect allows it, else NULL. Only the media
+ * type counts (before any ';', trimmed, any case); parameters are dropped.
+ * Pure, for tests.
+ */
+const char *upstream_media_type(const char *value, enum upstream_expect expect);
+
+/* What upstream_header_value found in a header line. */
+enum upstream_header {
+    UPSTREAM_HEADER_OTHER, /* another header */
+    UPSTREAM_HEADER_KEPT, /* the value is in out */
+    UPSTREAM_HEADER_TOO_LONG, /* does not fit out: dropped whole, out "" */
+    UPSTREAM_HEADER_BAD_BYTES /* a control byte inside: dropped, out "" */
+};
+
+/*
+ * If line (len bytes, CRLF included) is header `name` (any case), its
+ * value without surrounding blanks goes into out (outsize bytes with the
+ * NUL), or out is "" when the value does not fit or holds a control byte:
+ * never a value cut short. *value_len (may be NULL) gets the value's
+ * length. Pure, for tests.
+ */
+enum upstream_header upstream_header_value(const char *line, size_t len,
+    const char *name, char *out, size_t outsize, size_t *value_len);
 
 struct upstream_stats {
     uint64_t requests;        /* attempts started */
@@ -54,11 +90,14 @@ void upstream_free(struct upstream *up);
 /*
  * Start fetching HERE_BASE_URL/path_and_query (the API key appended) into
  * flight f, which the engine references until it calls flight_end.
- * if_none_match, when not NULL, makes it a conditional request. Returns 0,
- * or -1 when the engine is stopping (the flight is ended as failed).
+ * if_none_match, when not NULL, makes it a conditional request. expect
+ * says which Content-Types a 200 may have; the published head carries the
+ * canonical one. Returns 0, or -1 when the engine is stopping (the flight
+ * is ended as failed).
  */
 int upstream_submit(struct upstream *up, struct flight *f,
-    const char *path_and_query, int has_query, const char *if_none_match);
+    const char *path_and_query, int has_query, const char *if_none_match,
+    enum upstream_expect expect);
 
 void upstream_stats(struct upstream *up, struct upstream_stats *out);
 

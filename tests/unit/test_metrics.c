@@ -628,6 +628,10 @@ test_upstream_errors_memcached(void **state)
     metrics_upstream(m, "u", NULL, 10, 0, 0, 1.0);
     metrics_upstream(m, "u", "ok", 30, 1, 0, 1.0);
     metrics_upstream(m, "u", "ok", 99, 1, 0, 1.0);
+    /* What HERE answered wrong: labels of their own, not "other". */
+    metrics_upstream(m, "u", "bad_response", 0, 1, 0, 0.1);
+    metrics_error(m, "u", "upstream_bad_response");
+    metrics_error(m, "u", "upstream_3xx");
     metrics_error(m, "u", "strange");
     metrics_error(m, "u", NULL);
     metrics_rate_limited(m, "u");
@@ -648,6 +652,12 @@ test_upstream_errors_memcached(void **state)
     }
     assert_int_equal(sample(text, "hereproxy_upstream_requests_total{"
         "indice=\"u\",outcome=\"other\"}"), 2);
+    assert_int_equal(sample(text, "hereproxy_upstream_requests_total{"
+        "indice=\"u\",outcome=\"bad_response\"}"), 1);
+    assert_int_equal(sample(text, "hereproxy_errors_total{indice=\"u\","
+        "kind=\"upstream_bad_response\"}"), 1);
+    assert_int_equal(sample(text, "hereproxy_errors_total{indice=\"u\","
+        "kind=\"upstream_3xx\"}"), 1);
     assert_int_equal(sample(text, "hereproxy_errors_total{indice=\"u\","
         "kind=\"other\"}"), 2);
     /* Ten exchanges of three attempts each. */
@@ -660,9 +670,9 @@ test_upstream_errors_memcached(void **state)
         "version=\"3\"}"), 1);
     assert_int_equal(sample(text, "hereproxy_upstream_http_version_total{"
         "version=\"1.1\"}"), 0);
-    /* busy and breaker_open are counted but not timed. */
+    /* busy and breaker_open are counted but not timed; bad_response is. */
     assert_int_equal(sample(text, "hereproxy_upstream_duration_seconds_count"),
-        12);
+        13);
     assert_int_equal(sample(text,
         "hereproxy_upstream_bytes_total{indice=\"u\"}"), 100);
     assert_int_equal(sample(text,
@@ -681,9 +691,9 @@ test_upstream_errors_memcached(void **state)
     free(text);
 
     j = json(m);
-    /* 14 exchanges, busy and breaker_open made no call. */
-    assert_int_equal(jnum(j, "u", "upstream_calls"), 12);
-    assert_int_equal(jnum(j, "u", "errors"), 12);
+    /* 15 exchanges, busy and breaker_open made no call. */
+    assert_int_equal(jnum(j, "u", "upstream_calls"), 13);
+    assert_int_equal(jnum(j, "u", "errors"), 14);
     assert_int_equal(jnum(j, "u", "rate_limited"), 2);
     assert_int_equal(jnum(j, "u", "requests"), 0);
     assert_int_equal(jnum(j, "v", "rate_limited"), 1);

@@ -159,7 +159,12 @@ test_reason(void **state)
     } cases[] = {
         {200, "OK"},
         {204, "No Content"},
+        {301, "Moved Permanently"},
+        {302, "Found"},
+        {303, "See Other"},
         {304, "Not Modified"},
+        {307, "Temporary Redirect"},
+        {308, "Permanent Redirect"},
         {400, "Bad Request"},
         {401, "Unauthorized"},
         {403, "Forbidden"},
@@ -190,6 +195,7 @@ test_reason(void **state)
         for (p = r; *p; p++)
             assert_true(*p >= 0x20 && *p < 0x7f);
     }
+    assert_string_equal(response_reason(300), "Redirection");
     assert_string_equal(response_reason(418), "Error");
     assert_string_equal(response_reason(599), "Error");
 }

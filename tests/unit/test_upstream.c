@@ -6,6 +6,8 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include <stdio.h>
+#include <string.h>
 #include <time.h>
 
 #include "upstream.h"
@@ -83,6 +85,133 @@ test_retry_after(void **state)
                          "Tue, 14 Jul 2026 03:33:20 GMT", now + 3600), 0);
 }
 
+/* The allow-list: the media type alone, any case, parameters dropped. */
+static void
+test_media_type(void **state)
+{
+    static const struct {
+        const char *value;
+        enum upstream_expect expect;
+        const char *canonical; /* NULL: refused */
+    } cases[] = {
+        {"image/png", UPSTREAM_EXPECT_IMAGE, "image/png"},
+        {"image/jpeg", UPSTREAM_EXPECT_IMAGE, "image/jpeg"},
+        {"IMAGE/PNG", UPSTREAM_EXPECT_IMAGE, "image/png"},
+        {"Image/Jpeg; q=1", UPSTREAM_EXPECT_IMAGE, "image/jpeg"},
+        {"  image/png ;charset=binary", UPSTREAM_EXPECT_IMAGE, "image/png"},
+        {"image/png\t", UPSTREAM_EXPECT_IMAGE, "image/png"},
+        {"application/json", UPSTREAM_EXPECT_JSON, "application/json"},
+        {"application/json; charset=utf-8", UPSTREAM_EXPECT_JSON,
+            "application/json"},
+        {"Application/JSON;charset=UTF-8", UPSTREAM_EXPECT_JSON,
+            "application/json"},
+        /* Not for this kind of request. */
+        {"application/json", UPSTREAM_EXPECT_IMAGE, NULL},
+        {"image/png", UPSTREAM_EXPECT_JSON, NULL},
+        /* Not on the list at all. */
+        {"text/html", UPSTREAM_EXPECT_IMAGE, NULL},
+        {"text/html; charset=utf-8", UPSTREAM_EXPECT_JSON, NULL},
+        {"image/svg+xml", UPSTREAM_EXPECT_IMAGE, NULL},
+        {"image/jpg", UPSTREAM_EXPECT_IMAGE, NULL},
+        {"image/pngx", UPSTREAM_EXPECT_IMAGE, NULL},
+        {"image/pn", UPSTREAM_EXPECT_IMAGE, NULL},
+        {"image/png,text/html", UPSTREAM_EXPECT_IMAGE, NULL},
+        {"image / png", UPSTREAM_EXPECT_IMAGE, NULL},
+        {"application/javascript", UPSTREAM_EXPECT_JSON, NULL},
+        {"application/json5", UPSTREAM_EXPECT_JSON, NULL},
+        {"*/*", UPSTREAM_EXPECT_IMAGE, NULL},
+        {"", UPSTREAM_EXPECT_IMAGE, NULL},
+        {";", UPSTREAM_EXPECT_IMAGE, NULL},
+        {"   ", UPSTREAM_EXPECT_JSON, NULL},
+    };
+    size_t i;
+
+    (void)state;
+    for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        const char *got = upstream_media_type(cases[i].value, cases[i].expect);
+
+        if (cases[i].canonical == NULL) {
+            if (got != NULL)
+                fail_msg("\"%s\" was allowed as %s", cases[i].value, got);
+        } else {
+            if (got == NULL)
+                fail_msg("\"%s\" was refused", cases[i].value);
+            assert_string_equal(got, cases[i].canonical);
+        }
+    }
+    assert_null(upstream_media_type(NULL, UPSTREAM_EXPECT_IMAGE));
+}
+
+/* A value that does not fit is dropped whole, never cut. */
+static void
+test_header_value(void **state)
+{
+    char out[16], line[4096];
+    size_t vlen = 0;
+    int n;
+
+    (void)state;
+    /* Another header: untouched. */
+    strcpy(out, "keep");
+    assert_int_equal(upstream_header_value(
+                         "Expires: 0\r\n", 12, "ETag", out, sizeof(out), &vlen),
+        UPSTREAM_HEADER_OTHER);
+    assert_string_equal(out, "keep");
+    assert_int_equal(upstream_header_value(
+                         "ETagX: 1\r\n", 10, "ETag", out, sizeof(out), NULL),
+        UPSTREAM_HEADER_OTHER);
+    /* Kept, blanks trimmed, any case of the name. */
+    assert_int_equal(upstream_header_value("etag:  \"abc\" \r\n", 15, "ETag",
+                         out, sizeof(out), &vlen),
+        UPSTREAM_HEADER_KEPT);
+    assert_string_equal(out, "\"abc\"");
+    assert_int_equal(vlen, 5);
+    /* Exactly the room there is: 15 bytes and the NUL. */
+    n = snprintf(line, sizeof(line), "ETag: \"%013d\"\r\n", 7);
+    assert_int_equal(
+        upstream_header_value(line, (size_t)n, "ETag", out, sizeof(out), &vlen),
+        UPSTREAM_HEADER_KEPT);
+    assert_int_equal(vlen, 15);
+    assert_int_equal(strlen(out), 15);
+    assert_int_equal(out[14], '"');
+    /* One byte more: dropped, not cut to 15. */
+    n = snprintf(line, sizeof(line), "ETag: \"%014d\"\r\n", 7);
+    assert_int_equal(
+        upstream_header_value(line, (size_t)n, "ETag", out, sizeof(out), &vlen),
+        UPSTREAM_HEADER_TOO_LONG);
+    assert_int_equal(vlen, 16);
+    assert_string_equal(out, "");
+    /* The 3,000-byte ETag of the issue, in a 256-byte field. */
+    {
+        char etag[256];
+
+        memset(line, 'a', sizeof(line));
+        memcpy(line, "ETag: \"", 7);
+        line[7 + 2998] = '"';
+        memcpy(line + 7 + 2999, "\r\n", 2);
+        assert_int_equal(upstream_header_value(
+                             line, 7 + 3001, "ETag", etag, sizeof(etag), &vlen),
+            UPSTREAM_HEADER_TOO_LONG);
+        assert_int_equal(vlen, 3000);
+        assert_string_equal(etag, "");
+    }
+    /* Control bytes: dropped too, and told apart. */
+    assert_int_equal(upstream_header_value("ETag: \"a\rb\"\r\n", 13, "ETag",
+                         out, sizeof(out), &vlen),
+        UPSTREAM_HEADER_BAD_BYTES);
+    assert_string_equal(out, "");
+    assert_int_equal(upstream_header_value("ETag: \"a\0b\"\r\n", 13, "ETag",
+                         out, sizeof(out), &vlen),
+        UPSTREAM_HEADER_BAD_BYTES);
+    assert_string_equal(out, "");
+    /* An empty value is kept as empty. */
+    assert_int_equal(
+        upstream_header_value("ETag:\r\n", 7, "ETag", out, sizeof(out), &vlen),
+        UPSTREAM_HEADER_KEPT);
+    assert_string_equal(out, "");
+    assert_int_equal(vlen, 0);
+}
+
 int
 main(void)
 {
@@ -90,6 +219,8 @@ main(void)
         cmocka_unit_test(test_backoff_bounds),
         cmocka_unit_test(test_backoff_spread),
         cmocka_unit_test(test_retry_after),
+        cmocka_unit_test(test_media_type),
+        cmocka_unit_test(test_header_value),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
