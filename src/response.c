@@ -104,7 +104,8 @@ common_headers(char *buf, size_t *len, int status,
     put_num(buf, len, (unsigned)status);
     put(buf, len, " ");
     put(buf, len, response_reason(status));
-    put(buf, len, "\r\n");
+    /* Every response: no browser reads a tile or an error as a script. */
+    put(buf, len, "\r\nX-Content-Type-Options: nosniff\r\n");
     if (meta->indice != NULL) {
         put(buf, len, "X-Index: ");
         put(buf, len, meta->indice);

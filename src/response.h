@@ -9,7 +9,8 @@
 /*
  * Everything the proxy writes to the web server: status line, headers and
  * body on the FastCGI stream. Errors become JSON bodies here and nowhere
- * else. Each function returns the number of body bytes written.
+ * else. Every response carries X-Content-Type-Options: nosniff. Each
+ * function returns the number of body bytes written.
  */
 
 struct FCGX_Stream;

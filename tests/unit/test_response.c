@@ -304,6 +304,56 @@ test_preflight_token_header(void **state)
     assert_int_equal(header_lines("Status: 204 No Content"), 1);
 }
 
+/* Every kind of response says nosniff, once, among its headers. */
+static void
+test_nosniff(void **state)
+{
+    struct response_meta meta;
+    struct entry e;
+    int status, kind;
+
+    (void)state;
+    memset(&meta, 0, sizeof(meta));
+    meta.indice = "a";
+    meta.request_id = "r1";
+    memset(&e, 0, sizeof(e));
+    e.status = 200;
+    e.content_type = "image/png";
+    e.etag = "\"x\"";
+    e.body = (const unsigned char *)"PNG";
+    e.body_len = 3;
+    for (kind = 0; kind < 6; kind++) {
+        FCGX_Stream *o = out_reset();
+
+        switch (kind) {
+        case 0:
+            response_error(o, 502, "HERE unreachable", &meta);
+            break;
+        case 1:
+            response_json(o, 200, "{\"status\":\"ok\"}", &meta);
+            break;
+        case 2:
+            response_entry(o, &e, NULL, "HIT", 60, &meta, &status);
+            break;
+        case 3:
+            response_entry(o, &e, "\"x\"", "HIT", 60, &meta, &status);
+            assert_int_equal(status, 304);
+            break;
+        case 4:
+            response_begin(o, 200, "image/png", "", -1, "MISS", 60, &meta);
+            break;
+        default:
+            response_preflight(o, &meta);
+            break;
+        }
+        if (header_lines("X-Content-Type-Options: nosniff") != 1)
+            fail_msg("response %d: %s", kind, sbuf);
+        /* Among the headers, not after them. */
+        assert_true(strstr(sbuf, "X-Content-Type-Options") <
+            strstr(sbuf, "\r\n\r\n"));
+    }
+}
+
 int
 main(void)
 {
@@ -315,6 +365,7 @@ main(void)
         cmocka_unit_test(test_vary_origin),
         cmocka_unit_test(test_private_under_tokens),
         cmocka_unit_test(test_preflight_token_header),
+        cmocka_unit_test(test_nosniff),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
