@@ -27,10 +27,22 @@ struct fcgi_conn {
  * out is closed (FCGX_Finish_r writes nothing more; later writes to out
  * fail). Returns 0, or -1 when the web server is gone or stopped reading
  * (the connection is then shut down, so that libfcgi closes it and the
- * web server sees the response cut off). A response too large for one
- * writev goes through out instead, and libfcgi ends the request.
+ * web server sees the response cut off; FCGX_GetError(out) is then not
+ * 0). A response too large for one writev goes through out instead, and
+ * libfcgi ends the request. *body_sent (may be NULL) gets how many body
+ * bytes the socket took: body_len, or fewer on failure.
  */
 int fcgi_write_response(const struct fcgi_conn *c, struct FCGX_Stream *out,
-    const void *head, size_t head_len, const void *body, size_t body_len);
+    const void *head, size_t head_len, const void *body, size_t body_len,
+    size_t *body_sent);
+
+/*
+ * 1 when the web server has hung up c (NGINX does when its client goes
+ * away, unless fastcgi_ignore_client_abort): a response written now would
+ * be taken by the socket and lost, so the failure would show nowhere. The
+ * connection is then shut down and out marked failed, as when a write
+ * fails. One poll(2): for responses that waited on HERE, not for hits.
+ */
+int fcgi_peer_gone(const struct fcgi_conn *c, struct FCGX_Stream *out);
 
 #endif

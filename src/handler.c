@@ -28,7 +28,7 @@ handler_cfg(const struct handler *h)
 /* What the handler learned along the way, for the access line. */
 struct outcome {
     int status;
-    size_t bytes;
+    size_t bytes;             /* body bytes the web server took */
     const char *cache_status;
     const char *error_kind;   /* metrics_error kind; NULL: no error */
     char error[320];          /* the log's detail, not the client's */
@@ -536,6 +536,8 @@ serve_miss(struct handler *h, const struct tile_req *req, struct flight *f,
     struct flight_result r;
     int leader = 0, locked = 0, shared_hit = 0, rc;
 
+    /* Whatever it answers comes after a wait: the client may be gone. */
+    meta->check_gone = 1;
     if (f == NULL &&
         (f = flight_join(h->flights, req->key, req->key_len, &leader)) ==
         NULL) {
@@ -1123,6 +1125,26 @@ serve_purge(struct handler *h, const char *uri, char *const *envp,
     free(text);
 }
 
+/*
+ * The web server went away (its client did) before the response was out
+ * whole: logged and counted as 499, as NGINX logs it, with the body bytes
+ * it took; the status that was meant goes into the detail.
+ */
+static void
+note_client_gone(struct outcome *o)
+{
+    char detail[sizeof(o->error)];
+    int n = snprintf(detail, sizeof(detail),
+        "client went away: %d not delivered whole", o->status);
+
+    if (*o->error != '\0' && n > 0 && (size_t)n + 2 < sizeof(detail)) {
+        memcpy(detail + n, "; ", 2);
+        util_strlcpy(detail + n + 2, o->error, sizeof(detail) - (size_t)n - 2);
+    }
+    util_strlcpy(o->error, detail, sizeof(o->error));
+    o->status = 499;
+}
+
 int
 handler_serve(struct handler *h, char *const *envp, struct FCGX_Stream *out,
     const struct fcgi_conn *conn, struct handler_later *later)
@@ -1211,6 +1233,8 @@ handler_serve(struct handler *h, char *const *envp, struct FCGX_Stream *out,
             break;
         }
     }
+    if (response_client_gone(out))
+        note_client_gone(&o);
     elapsed_us = util_mono_us() - t0;
     /*
      * Refused before admission, the índice is only what the client wrote:

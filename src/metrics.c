@@ -30,7 +30,8 @@ static const char *const cache_names[METRICS_NCACHE] = {
  * so that code=~"5.." still sees every server error.
  */
 static const int status_codes[] = {
-    200, 204, 304, 400, 401, 403, 404, 405, 413, 429, 500, 502, 503, 504
+    200, 204, 304, 400, 401, 403, 404, 405, 413, 429, 499, 500, 502, 503,
+    504
 };
 #define NCODES (sizeof(status_codes) / sizeof(status_codes[0]))
 #define NSTATUS (NCODES + 6)    /* + 1xx..5xx + other */

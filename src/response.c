@@ -134,26 +134,40 @@ common_headers(char *buf, size_t *len, int status,
 }
 
 /*
- * What fits libfcgi's 8 KiB buffer goes out with the end of the request in
- * one write anyway; a larger response is one writev of its own (conn).
+ * A whole response, with the end of the request, in one writev (conn):
+ * one syscall, as libfcgi's buffer and FCGX_Finish_r would make for a
+ * small one, but a web server that is gone shows here, where libfcgi
+ * would find it only in FCGX_Finish_r and say nothing. Returns the body
+ * bytes written; response_client_gone() tells whether all went out.
  */
-#define DIRECT_MIN 8000
-
 static size_t
-send_all(struct FCGX_Stream *out, const struct fcgi_conn *conn,
+send_all(struct FCGX_Stream *out, const struct response_meta *meta,
     const char *headers, size_t hlen, const void *body, size_t blen,
     int head)
 {
+    const struct fcgi_conn *conn = meta->conn;
+    size_t sent = 0;
+
     if (head)
         blen = 0;
-    if (conn != NULL && hlen + blen > DIRECT_MIN)
-        return fcgi_write_response(conn, out, headers, hlen, body, blen) == 0
-            ? blen : 0;
-    FCGX_PutStr(headers, (int)hlen, out);
-    if (blen == 0)
+    if (conn != NULL) {
+        /* A hit is written at once: no syscall to ask first. */
+        if (meta->check_gone && fcgi_peer_gone(conn, out))
+            return 0;
+        fcgi_write_response(conn, out, headers, hlen, body, blen, &sent);
+        return sent;
+    }
+    if (FCGX_PutStr(headers, (int)hlen, out) < 0)
         return 0;
-    FCGX_PutStr(body, (int)blen, out);
+    if (blen == 0 || FCGX_PutStr(body, (int)blen, out) < 0)
+        return 0;
     return blen;
+}
+
+int
+response_client_gone(struct FCGX_Stream *out)
+{
+    return FCGX_GetError(out) != 0;
 }
 
 size_t
@@ -171,7 +185,7 @@ response_text(struct FCGX_Stream *out, int status, const char *content_type,
     hdr(buf, &len, "Content-Type: %s\r\n"
         "Content-Length: %zu\r\nCache-Control: no-store\r\n\r\n",
         content_type, blen);
-    return send_all(out, meta->conn, buf, len, body, blen, meta->head);
+    return send_all(out, meta, buf, len, body, blen, meta->head);
 }
 
 size_t
@@ -294,7 +308,7 @@ response_body(struct FCGX_Stream *out, int status, const char *content_type,
     }
     put(buf, &len, "\r\n");
     *status_out = status;
-    return send_all(out, meta->conn, buf, len, body, body_len,
+    return send_all(out, meta, buf, len, body, body_len,
         meta->head || not_modified);
 }
 
@@ -315,6 +329,9 @@ response_begin(struct FCGX_Stream *out, int status, const char *content_type,
     char buf[HEADERS_MAX];
     size_t len = 0;
 
+    if (meta->conn != NULL && meta->check_gone &&
+        fcgi_peer_gone(meta->conn, out))
+        return -1;
     common_headers(buf, &len, status, meta);
     hdr(buf, &len, "X-Cache: %s\r\nX-Accel-Buffering: no\r\n", x_cache);
     hdr(buf, &len, "Cache-Control: %s, max-age=%ld\r\n",
@@ -356,5 +373,5 @@ response_preflight(struct FCGX_Stream *out, const struct response_meta *meta)
             "Access-Control-Max-Age: 86400\r\n",
             meta->client_tokens ? ", X-Proxy-Token" : "");
     hdr(buf, &len, "Content-Length: 0\r\n\r\n");
-    send_all(out, NULL, buf, len, NULL, 0, 1);
+    send_all(out, meta, buf, len, NULL, 0, 1);
 }

@@ -10,7 +10,8 @@
  * Everything the proxy writes to the web server: status line, headers and
  * body on the FastCGI stream. Errors become JSON bodies here and nowhere
  * else. Every response carries X-Content-Type-Options: nosniff. Each
- * function returns the number of body bytes written.
+ * function returns the number of body bytes written (fewer than the body
+ * when the web server went away: see response_client_gone).
  */
 
 struct FCGX_Stream;
@@ -30,7 +31,7 @@ struct response_meta {
     long rate_limit;
     long rate_remaining;
     long rate_reset_s;
-    /* The request's connection, for large bodies in one write; or NULL. */
+    /* The request's connection, for the response in one write; or NULL. */
     const struct fcgi_conn *conn;
     /*
      * Vary: Origin, when the CORS headers depend on the request's Origin
@@ -44,6 +45,11 @@ struct response_meta {
      * preflight allows the X-Proxy-Token header.
      */
     int client_tokens;
+    /*
+     * 1: the response waited (on HERE): first ask whether the web server
+     * hung up meanwhile (its client went away), and write nothing then.
+     */
+    int check_gone;
 };
 
 /* {"error": message, "status": status} with Content-Type JSON. */
@@ -92,6 +98,12 @@ int response_chunk(struct FCGX_Stream *out, const void *data, size_t len);
 /* 204 for a CORS preflight. */
 void response_preflight(struct FCGX_Stream *out,
     const struct response_meta *meta);
+
+/*
+ * True once a write to out failed: the web server (the client behind it)
+ * went away before the response was out whole.
+ */
+int response_client_gone(struct FCGX_Stream *out);
 
 /* True when an If-None-Match value matches etag (weak comparison). */
 int response_etag_matches(const char *if_none_match, const char *etag);

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 #include <fastcgi.h>
@@ -107,6 +108,7 @@ roundtrip(size_t head_len, size_t body_len, int request_id, int records)
     unsigned char *head = pattern(head_len, 7), *body = pattern(body_len, 11);
     unsigned char *got = malloc(head_len + body_len + 1);
     struct fcgi_conn c;
+    size_t sent = 12345;
     int sv[2];
 
     assert_non_null(got);
@@ -120,8 +122,11 @@ roundtrip(size_t head_len, size_t body_len, int request_id, int records)
     fake_reset();
     c.fd = sv[0];
     c.request_id = request_id;
-    assert_int_equal(fcgi_write_response(&c, &fake, head, head_len, body,
-                         body_len), 0);
+    assert_int_equal(
+        fcgi_write_response(&c, &fake, head, head_len, body, body_len, &sent),
+        0);
+    assert_int_equal(sent, body_len);
+    assert_int_equal(fake.FCGI_errno, 0);
     assert_int_equal(flushes, 1);        /* what libfcgi held went first */
     assert_ptr_equal(fake.wrNext, sbuf); /* and nothing went through it */
     assert_int_equal(read_records(sv[1], request_id, got,
@@ -181,11 +186,13 @@ test_too_large_goes_through_the_stream(void **state)
     size_t body_len = 16 * 65528;
     unsigned char *body = pattern(body_len, 3);
     struct fcgi_conn c = {-1, 1};      /* would fail if it were used */
+    size_t sent = 0;
 
     (void)state;
     fake_reset();
-    assert_int_equal(fcgi_write_response(&c, &fake, "H", 1, body, body_len),
-        0);
+    assert_int_equal(
+        fcgi_write_response(&c, &fake, "H", 1, body, body_len, &sent), 0);
+    assert_int_equal(sent, body_len);
     assert_int_equal(fake.wrNext - sbuf, (long)body_len + 1);
     assert_false(fake.isClosed);         /* libfcgi ends this request */
     assert_int_equal(sbuf[0], 'H');
@@ -198,6 +205,7 @@ test_peer_gone(void **state)
 {
     unsigned char *body = pattern(20000, 5);
     struct fcgi_conn c;
+    size_t sent = 12345;
     int sv[2];
     char byte;
 
@@ -208,10 +216,70 @@ test_peer_gone(void **state)
     fake_reset();
     c.fd = sv[0];
     c.request_id = 1;
-    assert_int_equal(fcgi_write_response(&c, &fake, "H", 1, body, 20000), -1);
+    assert_int_equal(
+        fcgi_write_response(&c, &fake, "H", 1, body, 20000, &sent), -1);
+    /* Nothing went out, and the stream says so (FCGX_GetError). */
+    assert_int_equal(sent, 0);
+    assert_int_not_equal(FCGX_GetError(&fake), 0);
     /* Shut down: libfcgi's own last write fails too, and it closes. */
     assert_true(read(sv[0], &byte, 1) == 0);
     close(sv[0]);
+    free(body);
+}
+
+/* A web server that hung up shows before anything is written. */
+static void
+test_peer_hung_up(void **state)
+{
+    struct fcgi_conn c;
+    int sv[2];
+
+    (void)state;
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+    fake_reset();
+    c.fd = sv[0];
+    c.request_id = 1;
+    /* Still there, even with a request waiting to be read. */
+    assert_int_equal(write(sv[1], "x", 1), 1);
+    assert_int_equal(fcgi_peer_gone(&c, &fake), 0);
+    assert_int_equal(FCGX_GetError(&fake), 0);
+    close(sv[1]);
+    assert_int_equal(fcgi_peer_gone(&c, &fake), 1);
+    assert_int_not_equal(FCGX_GetError(&fake), 0);
+    close(sv[0]);
+}
+
+/*
+ * The web server takes part of the response, then stops reading until the
+ * write timeout: the body bytes it took are told, not the whole body.
+ */
+static void
+test_part_written(void **state)
+{
+    size_t body_len = 600000, sent = 0;
+    unsigned char *body = pattern(body_len, 9);
+    struct timeval tv = {0, 200000};
+    struct fcgi_conn c;
+    int sv[2], size = 4096;
+
+    (void)state;
+    signal(SIGPIPE, SIG_IGN);
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+    setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &size, sizeof(size));
+    setsockopt(sv[1], SOL_SOCKET, SO_RCVBUF, &size, sizeof(size));
+    assert_int_equal(
+        setsockopt(sv[0], SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)), 0);
+    fake_reset();
+    c.fd = sv[0];
+    c.request_id = 1;
+    assert_int_equal(fcgi_write_response(&c, &fake, "Status: 200\r\n\r\n", 15,
+                         body, body_len, &sent),
+        -1);
+    assert_true(sent > 0);
+    assert_true(sent < body_len);
+    assert_int_not_equal(FCGX_GetError(&fake), 0);
+    close(sv[0]);
+    close(sv[1]);
     free(body);
 }
 
@@ -223,6 +291,8 @@ main(void)
         cmocka_unit_test(test_many_records),
         cmocka_unit_test(test_too_large_goes_through_the_stream),
         cmocka_unit_test(test_peer_gone),
+        cmocka_unit_test(test_part_written),
+        cmocka_unit_test(test_peer_hung_up),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -351,6 +351,7 @@ test_nosniff(void **state)
         /* Among the headers, not after them. */
         assert_true(strstr(sbuf, "X-Content-Type-Options") <
             strstr(sbuf, "\r\n\r\n"));
+        assert_int_equal(response_client_gone(o), 0);
     }
 }
 
