@@ -477,7 +477,8 @@ class State:
         with self.lock:
             self.requests, self.by_path = 0, {}
             self.inflight = self.max_inflight = 0  # /v3 requests being answered
-            self.rules = {"fail": [], "delay": [], "slowbody": [], "truncate": [], "chunked": [], "badheader": []}
+            self.rules = {"fail": [], "delay": [], "slowbody": [], "truncate": [], "chunked": [],
+                          "badheader": [], "ctype": [], "longetag": [], "redirect": []}
             self.max_age = self.default_max_age
             self.revision = 0
 
@@ -531,7 +532,8 @@ class State:
 
 
 STATE = None  # set in main()
-REASONS = {400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
+REASONS = {301: "Moved Permanently", 302: "Found", 303: "See Other", 307: "Temporary Redirect",
+           308: "Permanent Redirect", 400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
            405: "Method Not Allowed", 429: "Too Many Requests", 500: "Internal Server Error",
            502: "Bad Gateway", 503: "Service Unavailable", 504: "Gateway Timeout"}
 
@@ -649,12 +651,17 @@ class Handler(BaseHTTPRequestHandler):
         if rule:
             extra = [("Retry-After", "1")] if rule["status"] in (429, 503) else []
             return self.json_response(rule["status"], error_doc(rule["status"], ["injected failure"]), extra)
+        rule = STATE.take("redirect", path)
+        if rule:
+            # a moved API, or a captive portal: the proxy must not follow it
+            page = b"<html><body><a href=\"%s\">moved</a></body></html>" % rule["location"].encode()
+            return rule["status"], [("Content-Type", "text/html"), ("Location", rule["location"])], page
         denied = self.check_api_key(query)
         if denied:
             return denied
         if meta:
-            return self.cacheable("application/json", METADATA_BYTES[meta.group(1)])
-        return self.tile(tile, query)
+            return self.cacheable("application/json", METADATA_BYTES[meta.group(1)], path)
+        return self.tile(tile, query, path)
 
     def check_api_key(self, query):
         key = (query.get("apiKey") or [""])[-1]
@@ -666,7 +673,7 @@ class Handler(BaseHTTPRequestHandler):
             return None
         return self.json_response(401, doc, [("WWW-Authenticate", 'apiKey realm="HERE"')])
 
-    def tile(self, match, query):
+    def tile(self, match, query, path):
         resource, zs, xs, ys, fmt = match.groups()
         problems = []
         if not all(s.isdigit() and len(s) <= 9 for s in (zs, xs, ys)):
@@ -685,17 +692,25 @@ class Handler(BaseHTTPRequestHandler):
         if problems:
             return self.json_response(400, error_doc(400, problems))
         body = tile_bytes(resource, z, x, y, fmt, params, STATE.revision)
-        return self.cacheable("image/jpeg" if fmt == "jpeg" else "image/png", body)
+        return self.cacheable("image/jpeg" if fmt == "jpeg" else "image/png", body, path)
 
-    def cacheable(self, ctype, body):
+    def cacheable(self, ctype, body, path):
         """200 (or 304 on a matching If-None-Match) with ETag and Cache-Control."""
         etag = etag_of(body)
+        rule = STATE.take("longetag", path)
+        if rule:
+            # a well-formed quoted ETag of exactly `bytes` bytes
+            etag = '"%s"' % (etag_of(body)[1:-1] * (rule["bytes"] // 16 + 1))[: max(0, rule["bytes"] - 2)]
         headers = [("ETag", etag)]
         max_age = STATE.max_age
         if max_age > 0:
             headers.append(("Cache-Control", "max-age=%d" % max_age))
         if etag_matches(self.headers.get("If-None-Match"), etag):
             return 304, headers, b""
+        rule = STATE.take("ctype", path)
+        if rule:
+            # the same bytes under another Content-Type (none when empty)
+            return 200, ([("Content-Type", rule["value"])] if rule["value"] else []) + headers, body
         return 200, [("Content-Type", ctype)] + headers, body
 
     @staticmethod
@@ -801,6 +816,20 @@ class Handler(BaseHTTPRequestHandler):
                     "path": path}
         elif action == "badheader":
             rule = {"times": int_arg(query, "times", 1), "path": path}
+        elif action == "ctype":
+            rule = {"value": (query.get("value") or [""])[-1], "times": int_arg(query, "times", 1),
+                    "path": path}
+        elif action == "longetag":
+            n = int_arg(query, "bytes", 3000)
+            if not 2 <= n <= 60000:
+                raise ValueError("bytes must be 2..60000")
+            rule = {"bytes": n, "times": int_arg(query, "times", 1), "path": path}
+        elif action == "redirect":
+            status = int_arg(query, "status", 301)
+            if not 300 <= status <= 399:
+                raise ValueError("status must be 300..399")
+            rule = {"status": status, "location": (query.get("location") or ["https://example.com/"])[-1],
+                    "times": int_arg(query, "times", 1), "path": path}
         else:
             return None
         STATE.add_rule(action, rule, replace=(action == "delay"))
