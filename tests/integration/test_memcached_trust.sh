@@ -49,10 +49,15 @@ rejected() {
     done
     echo "$n"
 }
-# refused_more REASON BEFORE NAME: the count for REASON grew.
+# refused_more REASON BEFORE NAME: the count for REASON grew (waiting up
+# to 10 s for the instances' purge sync, which runs every second).
 refused_more() {
-    local now
-    now=$(rejected "$1")
+    local now i
+    for i in $(seq 50); do
+        now=$(rejected "$1")
+        [ "$now" -gt "$2" ] && break
+        sleep 0.2
+    done
     assert_eq "$((now > $2))" 1 "$3 (reason $1: $2 -> $now)"
 }
 
@@ -140,15 +145,16 @@ req GET "$A$T/12/37/png"
 check_header X-Cache HIT "A serves 12/37 from its own memory"
 req GET "$A/metrics/prometheus"
 ENTRIES_BEFORE=$(prom_value hereproxy_cache_entries)
+R_GEN=$(rejected generation)
 printf '999 deadbeef' >"$RUN_DIR/gen"
 mc_raw "$MC" set hp1:gen "$RUN_DIR/gen"
-sleep 2.5   # two rounds of each instance's purge sync (every second)
+refused_more generation "$R_GEN" "forged generation: counted"
+sleep 1.5   # another round of each instance's purge sync
 req GET "$A$T/12/37/png"
 check_header X-Cache HIT "forged generation: A still serves from memory"
 req GET "$A/metrics/prometheus"
 assert_eq "$(prom_value hereproxy_cache_entries)" "$ENTRIES_BEFORE" "forged generation: A's in-process tier keeps its entries"
 assert_eq "$(grep -c '"cache_generation"' "$LOG_A")" 0 "forged generation: no instance adopted it"
-refused_more generation 0 "forged generation: counted"
 mc_raw "$MC" get hp1:gen "$RUN_DIR/gen-now"
 assert_eq "$(($(stat -c %s "$RUN_DIR/gen-now") > 28))" 1 "forged generation: a sealed one written back over it"
 req GET "$B$T/12/35/png"
@@ -169,27 +175,28 @@ check_header X-Cache HIT "after purge #2: then a hit from memory"
 GENS_A=$(grep -c '"cache_generation"' "$LOG_A")
 R_GEN=$(rejected generation)
 mc_raw "$MC" set hp1:gen "$RUN_DIR/gen1"
-sleep 2.5
+refused_more generation "$R_GEN" "replayed generation: counted"
+sleep 1.5
 req GET "$A$T/12/37/png"
 check_header X-Cache HIT "replayed generation: A still serves from memory"
 assert_eq "$(grep -c '"cache_generation"' "$LOG_A")" "$GENS_A" "replayed generation: not adopted"
-refused_more generation "$R_GEN" "replayed generation: counted"
 
 # ------------------------------------ a forged purge log: nothing emptied
 req GET "$A/metrics/prometheus"
 ENTRIES_BEFORE=$(prom_value hereproxy_cache_entries)
+R_PURGE=$(rejected purge_log)
 printf '5000' >"$RUN_DIR/seq"
 mc_raw "$MC" set hp1:purge-seq "$RUN_DIR/seq"
 for i in 4999 5000; do
     printf 'base/mc/8/12/37/png?ppi=100&scale=1&size=256&style=explore.day' >"$RUN_DIR/p"
     mc_raw "$MC" set "hp1:purge:$i" "$RUN_DIR/p"
 done
-sleep 2.5
+refused_more purge_log "$R_PURGE" "forged purge log: counted"
+sleep 1.5
 req GET "$A$T/12/37/png"
 check_header X-Cache HIT "forged purge log: A keeps the tile it names"
 req GET "$A/metrics/prometheus"
 assert_eq "$(prom_value hereproxy_cache_entries)" "$ENTRIES_BEFORE" "forged purge log: A's in-process tier keeps every entry"
-refused_more purge_log 0 "forged purge log: counted"
 # A real purge after it still reaches every instance.
 req POST "$B/admin/purge$T/12/37/png" -H "Authorization: Bearer $TOKEN"
 check_status 200 "a real purge after the forged ones"
