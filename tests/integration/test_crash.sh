@@ -48,7 +48,7 @@ start_proxy b "$MC"
 start_nginx b "$PROXY_ADDR"
 B=$NGINX_URL
 
-# Plant garbage under one tile's memcached key (hp1:<generation>v2/<key>,
+# Plant garbage under one tile's memcached key (hp1:<generation>v3/<key>,
 # src/cache.c): it must read as a miss, and be replaced.
 python3 - "$MEMCACHED_PORT" 'base/mc/9/%d/77/png?ppi=100&scale=1&size=256&style=explore.day' <<'PYEOF'
 import socket, sys
@@ -65,12 +65,14 @@ def get(k):
     assert f.readline() == b"END\r\n"
     return val
 
-gen = get(b"hp1:gen")
-assert gen is not None, "no cache generation in memcached"
+sealed = get(b"hp1:gen")
+assert sealed is not None, "no cache generation in memcached"
+# "<sequence> <generation>", then the MAC's nonce and tag (28 bytes).
+gen = sealed[:-28].split()[1]
 # Tile 100 was stored before the crash: the layout is right if it is there.
-stored = b"hp1:" + gen + b"v2/" + (key % 100).encode()
+stored = b"hp1:" + gen + b"v3/" + (key % 100).encode()
 assert get(stored) is not None, "tile 100 is not under %r: the key layout changed" % stored
-full = b"hp1:" + gen + b"v2/" + (key % 128).encode()
+full = b"hp1:" + gen + b"v3/" + (key % 128).encode()
 junk = b"HPXE" + b"\x02" * 60
 s.sendall(b"set %s 0 0 %d\r\n%s\r\n" % (full, len(junk), junk))
 assert f.readline().startswith(b"STORED"), "memcached did not store"
