@@ -1138,3 +1138,64 @@ admit_client_addr(const char *remote_addr, const char *xff,
         end = start > xff ? start - 1 : start;
     }
 }
+
+/* ------------------------------------------------------- who may ask */
+
+enum error_kind
+admit_client(const struct settings *cfg, struct tile_req *req,
+    const char *header_token, const char **message)
+{
+    if (*cfg->client_tokens != '\0') {
+        const char *token = header_token;
+        char indice[REQUEST_INDICE_MAX + 1];
+
+        if (token == NULL || *token == '\0')
+            token = *req->token ? req->token : NULL;
+        if (token == NULL) {
+            *message = "a client token is required (header X-Proxy-Token "
+                       "or query token)";
+            return ERROR_UNAUTHORIZED;
+        }
+        if (!settings_token_indice(cfg, token, indice, sizeof(indice))) {
+            *message = "unknown client token";
+            return ERROR_UNAUTHORIZED;
+        }
+        util_strlcpy(req->indice, indice, sizeof(req->indice));
+    }
+    if (!settings_indice_allowed(cfg, req->indice)) {
+        *message = "indice not allowed";
+        return ERROR_FORBIDDEN;
+    }
+    return ERROR_NONE;
+}
+
+const char *
+admit_cors_origin(const struct settings *cfg, const char *origin, int *vary)
+{
+    *vary = strcmp(cfg->cors_origins, "*") != 0;
+    if (!*vary)
+        return "*";
+    return settings_origin_allowed(cfg, origin) ? origin : NULL;
+}
+
+int
+admit_rate(struct admit *l, const char *indice, const char *remote_addr,
+    const char *xff, int64_t now_ms, int64_t now_s, struct admit_verdict *v,
+    char *msg, size_t msglen)
+{
+    char client[ADDR_MAX];
+
+    if (admit_by_address(l))
+        admit_client_addr(remote_addr, xff, admit_trusted(l), client,
+            sizeof(client));
+    admit_request(l, indice, admit_by_address(l) ? client : NULL, now_ms,
+        now_s, v);
+    if (v->allowed)
+        return 1;
+    if (strcmp(v->refused_by, "address") == 0)
+        snprintf(msg, msglen, "rate limit exceeded for this client address "
+                              "(RATE_LIMIT_IP)");
+    else
+        snprintf(msg, msglen, "rate limit exceeded for indice %s", indice);
+    return 0;
+}

@@ -5,6 +5,8 @@
 #include <stdint.h>
 
 #include "acl.h"
+#include "labels.h"
+#include "request.h"
 #include "settings.h"
 
 /*
@@ -94,6 +96,35 @@ void admit_set_metrics(struct admit *l, struct metrics *m);
  */
 int admit_reload(struct admit *l, const struct settings *cfg, char *err,
     size_t errlen);
+
+/*
+ * Who may ask, for every tile and metadata request, before anything else:
+ * with HEREPROXY_CLIENT_TOKENS a valid token (header_token, X-Proxy-Token,
+ * else the query's "token") is required and decides req->indice; with
+ * HEREPROXY_INDICES only the listed índices pass. ERROR_NONE to go on,
+ * else ERROR_UNAUTHORIZED or ERROR_FORBIDDEN with the client's message.
+ * Tokens are never logged or forwarded.
+ */
+enum error_kind admit_client(const struct settings *cfg,
+    struct tile_req *req, const char *header_token, const char **message);
+
+/*
+ * CORS under cfg: the Access-Control-Allow-Origin for a request from
+ * origin: "*", origin itself when HEREPROXY_CORS_ORIGINS lists it, else
+ * NULL. *vary is 1 when the answer depends on Origin (an allow-list).
+ */
+const char *admit_cors_origin(const struct settings *cfg,
+    const char *origin, int *vary);
+
+/*
+ * The rate limits of one tile or metadata request of indice, from the
+ * client at remote_addr (X-Forwarded-For xff, believed from trusted
+ * proxies only): admit_request with the client's address found. When
+ * refused, msg gets the client's message. Returns v->allowed.
+ */
+int admit_rate(struct admit *l, const char *indice, const char *remote_addr,
+    const char *xff, int64_t now_ms, int64_t now_s,
+    struct admit_verdict *v, char *msg, size_t msglen);
 
 /* 1 when RATE_LIMIT_IP is on (the caller must find the client address). */
 int admit_by_address(const struct admit *l);

@@ -16,20 +16,19 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <fcgiapp.h>
-
 #include "acl.h"
+#include "admit.h"
 #include "cache.h"
-#include "fcgiwrite.h"
+#include "fcgi.h"
 #include "flightjobs.h"
 #include "handler.h"
+#include "listen.h"
 #include "log.h"
+#include "metrics.h"
 #include "nginxhits.h"
 #include "nginxlog.h"
-#include "metrics.h"
-#include "siphash.h"
-#include "util.h"
 #include "settings.h"
+#include "siphash.h"
 #include "upstream.h"
 #include "util.h"
 
@@ -42,11 +41,12 @@ extern char **environ;
 
 struct worker {
     pthread_t thread;
-    pthread_mutex_t lock;       /* guards busy against the shutdown path */
+    pthread_mutex_t lock;       /* guards busy and fd against shutdown */
     int busy;
+    int fd;                     /* the connection it serves, or -1 */
     int started;
     int done;                   /* atomic: the thread has returned */
-    FCGX_Request req;
+    int listen_fd;
     struct handler *handler;
 };
 
@@ -55,9 +55,10 @@ static volatile int stopping;
 static int options_inherited;
 
 /*
- * SIGUSR1 only interrupts a worker's accept(): it has no work to do, and
- * is installed without SA_RESTART so that the blocked accept() returns
- * EINTR. Workers keep it blocked except while they wait in FCGX_Accept_r,
+ * SIGUSR1 only interrupts a worker's accept() or its wait for the next
+ * request: it has no work to do, and is installed without SA_RESTART so
+ * that the blocked call returns EINTR. Workers keep it blocked except
+ * while they wait,
  * so a request in progress never sees EINTR.
  */
 static void
@@ -85,32 +86,6 @@ usage(FILE *fp)
         "\n"
         "Settings come from the environment and from the file named by\n"
         "HEREPROXY_CONFIG; see hereproxy.fcgi(8).\n");
-}
-
-/*
- * The response was cut off after its head went out: the client must not
- * take what it got for the whole body. Neither an FCGI_END_REQUEST nor a
- * bare close tells every web server so: Apache ends a chunked body
- * normally on the former, unbuffered NGINX on the latter (and keeps the
- * client waiting for the rest of the Content-Length). Both drop the
- * client's connection on a protocol error: after the last whole record,
- * send a record header of FastCGI version 0, and close.
- */
-static void
-abort_request(FCGX_Request *req)
-{
-    static const unsigned char bogus[8];    /* version 0: invalid */
-
-    /*
-     * A stream in error (a write timed out: the peer stopped reading) gets
-     * no more writes, each of which would wait the timeout again.
-     */
-    if (FCGX_GetError(req->out) == 0 && FCGX_FFlush(req->out) == 0 &&
-        write(req->ipcFd, bogus, sizeof(bogus)) < 0) {
-        /* The web server is gone already: nothing left to tell. */
-    }
-    shutdown(req->ipcFd, SHUT_RDWR);
-    req->keepConnection = 0;
 }
 
 /*
@@ -153,54 +128,108 @@ tune_listener(int fd, long write_timeout_ms)
     return 1;
 }
 
-static void *
-worker_main(void *arg)
+/*
+ * Wait for the next request on a connection or a new connection, with the
+ * wake-up signal let through. A wake-up sent between the stopping check
+ * and the call is lost; the main thread sends it again until the thread
+ * has returned.
+ */
+static void
+waiting(int on)
 {
-    struct worker *w = arg;
-    struct handler_later later;
-    struct fcgi_conn conn;
     sigset_t wake;
 
     sigemptyset(&wake);
     sigaddset(&wake, SIGUSR1);
+    pthread_sigmask(on ? SIG_UNBLOCK : SIG_BLOCK, &wake, NULL);
+}
+
+static void
+set_busy(struct worker *w, int busy, int fd)
+{
+    pthread_mutex_lock(&w->lock);
+    w->busy = busy;
+    w->fd = fd;
+    pthread_mutex_unlock(&w->lock);
+}
+
+/* The requests of one connection, until it closes or must be dropped. */
+static void
+serve_connection(struct worker *w, struct fcgi_conn *conn)
+{
+    struct request_params rp;
+    struct fcgi_request req;
+    struct fcgi_out out;
+
     for (;;) {
         int rc;
 
-        pthread_mutex_lock(&w->lock);
-        w->busy = 0;
-        pthread_mutex_unlock(&w->lock);
-        /*
-         * A wake-up sent between this check and accept() is lost; the
-         * main thread sends it again until the thread has returned.
-         */
-        pthread_sigmask(SIG_UNBLOCK, &wake, NULL);
+        set_busy(w, 0, fcgi_conn_fd(conn));
+        waiting(1);
         if (stopping) {
-            pthread_sigmask(SIG_BLOCK, &wake, NULL);
-            break;
+            waiting(0);
+            return;
         }
-        rc = FCGX_Accept_r(&w->req);
-        pthread_sigmask(SIG_BLOCK, &wake, NULL);
-        if (rc < 0)
-            break;
-        pthread_mutex_lock(&w->lock);
-        w->busy = 1;
-        pthread_mutex_unlock(&w->lock);
-        if (!options_inherited)
-            set_write_timeout(w->req.ipcFd,
-                w->handler->cfg->write_timeout_ms);
+        rc = fcgi_read_request(conn, &req);
+        waiting(0);
+        if (rc == -2)
+            continue;   /* a wake-up: stopping, or a lost race */
+        if (rc <= 0)
+            return;
+        set_busy(w, 1, fcgi_conn_fd(conn));
         atomic_fetch_add_explicit(&w->handler->threads_busy, 1,
             memory_order_relaxed);
-        conn.fd = w->req.ipcFd;
-        conn.request_id = w->req.requestId;
-        if (handler_serve(w->handler, w->req.envp, w->req.out, &conn,
-                &later) != 0)
-            abort_request(&w->req);
-        FCGX_Finish_r(&w->req);
-        handler_finish_later(w->handler, &later);
+        request_params_read(&rp, req.params, req.nparams);
+        fcgi_out_init(&out, conn, req.id);
+        handler_serve(w->handler, &rp, &out);
+        if (!out.ended && !out.failed)
+            fcgi_end(&out);
         atomic_fetch_sub_explicit(&w->handler->threads_busy, 1,
             memory_order_relaxed);
+        if (out.failed || !req.keep_conn)
+            return;
     }
-    FCGX_Free(&w->req, 1);
+}
+
+static void *
+worker_main(void *arg)
+{
+    struct worker *w = arg;
+
+    for (;;) {
+        struct fcgi_conn *conn;
+        int fd;
+
+        set_busy(w, 0, -1);
+        waiting(1);
+        if (stopping) {
+            waiting(0);
+            break;
+        }
+        fd = accept4(w->listen_fd, NULL, NULL, SOCK_CLOEXEC);
+        waiting(0);
+        if (fd < 0) {
+            if (errno == EMFILE || errno == ENFILE || errno == ENOMEM ||
+                errno == ENOBUFS) {
+                /* Out of descriptors: let the others finish some. */
+                struct timespec ts = {0, 100 * 1000000L};
+
+                nanosleep(&ts, NULL);
+            } else if (errno != EINTR && errno != ECONNABORTED &&
+                       errno != EAGAIN && errno != EPROTO) {
+                log_warn("accept");
+                break;
+            }
+            continue;
+        }
+        if (!options_inherited)
+            set_write_timeout(fd, handler_cfg(w->handler)->write_timeout_ms);
+        if ((conn = fcgi_conn_new(fd)) == NULL)
+            continue;
+        serve_connection(w, conn);
+        set_busy(w, 0, -1);
+        fcgi_conn_free(conn);
+    }
     __atomic_store_n(&w->done, 1, __ATOMIC_RELEASE);
     return NULL;
 }
@@ -209,21 +238,18 @@ worker_main(void *arg)
 static int
 open_listener(const char *listen_addr, int *unix_path)
 {
+    struct listen_addr a;
     struct stat st;
+    char err[256];
     int fd;
 
     *unix_path = 0;
     if (listen_addr != NULL && *listen_addr != '\0') {
-        *unix_path = listen_addr[0] == '/';
-        if (*unix_path)
-            unlink(listen_addr);   /* a stale socket from a crash */
-        fd = FCGX_OpenSocket(listen_addr, LISTEN_BACKLOG);
-        if (fd < 0)
-            fatalx("cannot listen on %s (in use, or no permission?)",
-                listen_addr);
-        /* Web servers run as another user; the directory guards access. */
-        if (*unix_path && chmod(listen_addr, 0666) != 0)
-            fatal("chmod %s", listen_addr);
+        if (listen_parse(listen_addr, &a, err, sizeof(err)) != 0)
+            fatalx("--listen %s: %s", listen_addr, err);
+        *unix_path = a.kind == LISTEN_UNIX;
+        if ((fd = listen_open(&a, LISTEN_BACKLOG, err, sizeof(err))) < 0)
+            fatalx("%s (in use, or no permission?)", err);
         return fd;
     }
     if (fstat(0, &st) != 0 || !S_ISSOCK(st.st_mode))
@@ -238,9 +264,7 @@ open_listener(const char *listen_addr, int *unix_path)
  * with other processes (inherited as fd 0 from spawn-fcgi or systemd, or a
  * new instance started beside this one): shutdown() on it would stop them
  * all, so it is left alone and the waiting workers are interrupted with
- * SIGUSR1 instead (libfcgi gives up an interrupted accept() once
- * FCGX_ShutdownPending was called and the request was initialised with
- * FCGI_FAIL_ACCEPT_ON_INTR). Busy workers finish the request they have.
+ * SIGUSR1 instead. Busy workers finish the request they have.
  * Called again (again = 1) until every worker has returned, since a
  * wake-up can come just before a worker enters accept(); only the signal
  * is repeated: a descriptor number read again later could by then belong
@@ -252,7 +276,6 @@ wake_workers(struct worker *workers, long n, int again)
     long i;
 
     stopping = 1;
-    FCGX_ShutdownPending();
     for (i = 0; i < n; i++) {
         struct worker *w = &workers[i];
 
@@ -260,8 +283,8 @@ wake_workers(struct worker *workers, long n, int again)
             continue;
         pthread_mutex_lock(&w->lock);
         /* An idle kept-alive connection is ours alone: end it. */
-        if (!again && !w->busy && w->req.ipcFd >= 0)
-            shutdown(w->req.ipcFd, SHUT_RD);
+        if (!again && !w->busy && w->fd >= 0)
+            shutdown(w->fd, SHUT_RD);
         pthread_mutex_unlock(&w->lock);
         pthread_kill(w->thread, SIGUSR1);
     }
@@ -492,8 +515,6 @@ main(int argc, char **argv)
     }
     pthread_sigmask(SIG_BLOCK, &sigs, NULL);
 
-    if (FCGX_Init() != 0)
-        fatalx("FCGX_Init failed");
     listen_fd = open_listener(listen_addr, &unix_path);
     options_inherited = tune_listener(listen_fd, cfg.write_timeout_ms);
 
@@ -533,10 +554,12 @@ main(int argc, char **argv)
     handler.upstream = upstream_new(&cfg, handler.flights, err, sizeof(err));
     if (handler.upstream == NULL)
         fatalx("upstream: %s", err);
-    handler.revalidations = flight_jobs_start(handler_revalidation_done,
-        &handler);
+    handler.revalidations = flight_jobs_start(tile_revalidation_done,
+        &handler.tiles);
     if (handler.revalidations == NULL)
         fatalx("cannot start the revalidation thread");
+    handler_init_tiles(&handler);
+    fcgi_set_capacity(cfg.threads);
     if ((workers = calloc((size_t)cfg.threads, sizeof(*workers))) == NULL)
         fatalx("out of memory");
 
@@ -550,7 +573,8 @@ main(int argc, char **argv)
 
         pthread_mutex_init(&w->lock, NULL);
         w->handler = &handler;
-        FCGX_InitRequest(&w->req, listen_fd, FCGI_FAIL_ACCEPT_ON_INTR);
+        w->fd = -1;
+        w->listen_fd = listen_fd;
         if (pthread_create(&w->thread, &attr, worker_main, w) != 0)
             fatalx("cannot start worker thread %ld", i);
         w->started = 1;

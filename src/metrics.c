@@ -11,6 +11,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "labels.h"
 #include "log.h"
 #include "metrics.h"
 #include "siphash.h"
@@ -39,21 +40,8 @@ static const char *const status_extra[6] = {
     "1xx", "2xx", "3xx", "4xx", "5xx", "other"
 };
 
-/* The last entry of each list is the catch-all. */
-static const char *const outcome_names[] = {
-    "ok", "not_modified", "http_error", "connect", "tls", "timeout",
-    "too_big", "broken", "busy", "breaker_open", "cache_only",
-    "bad_response", "other"
-};
-#define NOUTCOME (sizeof(outcome_names) / sizeof(outcome_names[0]))
-
-static const char *const error_kinds[] = {
-    "bad_request", "not_found", "method", "upstream_3xx", "upstream_4xx",
-    "upstream_5xx", "upstream_bad_response", "upstream_unreachable",
-    "upstream_timeout", "busy", "breaker_open", "cache_only", "unauthorized",
-    "forbidden", "rate_limited", "internal", "other"
-};
-#define NKIND (sizeof(error_kinds) / sizeof(error_kinds[0]))
+#define NOUTCOME UPSTREAM_LABEL_COUNT
+#define NKIND ERROR_KIND_COUNT
 
 static const char *const version_names[] = { "1.0", "1.1", "2", "3" };
 #define NVERSION (sizeof(version_names) / sizeof(version_names[0]))
@@ -187,16 +175,6 @@ hist_observe(struct histogram *h, double seconds)
     hist_observe_n(h, seconds, 1, seconds);
 }
 
-static size_t
-pick(const char *const *names, size_t n, const char *s)
-{
-    size_t i;
-
-    for (i = 0; s != NULL && i < n - 1; i++)
-        if (strcmp(names[i], s) == 0)
-            return i;
-    return n - 1;
-}
 
 static size_t
 status_slot(int status)
@@ -360,6 +338,18 @@ idx_get(struct metrics *m, const char *indice, int *overflowed)
     return p;
 }
 
+enum metrics_cache
+metrics_cache_of(enum cache_status s)
+{
+    switch (s) {
+    case CACHE_STATUS_HIT: return METRICS_HIT;
+    case CACHE_STATUS_MISS: return METRICS_MISS;
+    case CACHE_STATUS_STALE: return METRICS_STALE;
+    case CACHE_STATUS_COALESCED: return METRICS_COALESCED;
+    default: return METRICS_NONE;     /* no lookup, or a rate limit */
+    }
+}
+
 void
 metrics_request(struct metrics *m, const char *indice,
     enum metrics_cache cache, int status, double seconds, uint64_t bytes)
@@ -424,28 +414,18 @@ metrics_durations_add(struct metrics *m, const char *indice,
     hist_observe_n(&p->duration, seconds, n, sum);
 }
 
-/* Outcomes where no call was made: busy, breaker_open and cache_only. */
-static int
-outcome_called(size_t o)
-{
-    return strcmp(outcome_names[o], "busy") != 0 &&
-        strcmp(outcome_names[o], "breaker_open") != 0 &&
-        strcmp(outcome_names[o], "cache_only") != 0;
-}
-
 void
-metrics_upstream(struct metrics *m, const char *indice, const char *outcome,
-    int http_version, int attempts, uint64_t bytes, double seconds)
+metrics_upstream(struct metrics *m, const char *indice,
+    enum upstream_label outcome, int http_version, int attempts,
+    uint64_t bytes, double seconds)
 {
     struct idx *p;
-    size_t o;
     int overflowed;
 
-    if (m == NULL)
+    if (m == NULL || (unsigned)outcome >= NOUTCOME)
         return;
     p = idx_get(m, indice, &overflowed);
-    o = pick(outcome_names, NOUTCOME, outcome);
-    inc(&p->upstream[o], 1);
+    inc(&p->upstream[outcome], 1);
     inc(&p->upstream_bytes, bytes);
     if (attempts > 1)
         inc(&m->retries, (uint64_t)(attempts - 1));
@@ -457,20 +437,20 @@ metrics_upstream(struct metrics *m, const char *indice, const char *outcome,
     default: break;
     }
     /* A refusal takes no time worth a bucket; it would skew the quantiles. */
-    if (outcome_called(o))
+    if (upstream_label_called(outcome))
         hist_observe(&m->upstream_duration, seconds);
 }
 
 void
-metrics_error(struct metrics *m, const char *indice, const char *kind)
+metrics_error(struct metrics *m, const char *indice, enum error_kind kind)
 {
     struct idx *p;
     int overflowed;
 
-    if (m == NULL)
+    if (m == NULL || kind == ERROR_NONE || (unsigned)kind >= NKIND)
         return;
     p = idx_get(m, indice, &overflowed);
-    inc(&p->errors[pick(error_kinds, NKIND, kind)], 1);
+    inc(&p->errors[kind], 1);
 }
 
 void
@@ -772,7 +752,7 @@ render_indices(struct out *o, struct idx **v, size_t n)
         for (s = 0; s < NOUTCOME; s++)
             if (get(&v[i]->upstream[s]))
                 out_indice_sample(o, "hereproxy_upstream_requests_total",
-                    v[i], "outcome", outcome_names[s],
+                    v[i], "outcome", upstream_label_name(s),
                     get(&v[i]->upstream[s]));
 
     family(o, "hereproxy_upstream_bytes_total", "counter",
@@ -788,7 +768,7 @@ render_indices(struct out *o, struct idx **v, size_t n)
         for (s = 0; s < NKIND; s++)
             if (get(&v[i]->errors[s]))
                 out_indice_sample(o, "hereproxy_errors_total", v[i], "kind",
-                    error_kinds[s], get(&v[i]->errors[s]));
+                    error_kind_name(s), get(&v[i]->errors[s]));
 
     family(o, "hereproxy_rate_limited_total", "counter",
         "Requests refused by the rate limiter, by indice.");
@@ -978,7 +958,7 @@ summarize(struct idx *p, struct summary *s)
         }
     s->bytes += get(&p->response_bytes);
     for (k = 0; k < NOUTCOME; k++)
-        if (outcome_called(k))
+        if (upstream_label_called(k))
             s->upstream_calls += get(&p->upstream[k]);
     s->upstream_bytes += get(&p->upstream_bytes);
     for (k = 0; k < NKIND; k++)

@@ -4,6 +4,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "labels.h"
+
 /*
  * Counters and histograms for /metrics: per indice (the client's label)
  * request, upstream, error and rate-limit counts, global latency
@@ -44,6 +46,9 @@ enum metrics_cache {
     METRICS_NONE       /* no cache lookup: errors, health, preflight */
 };
 #define METRICS_NCACHE 5
+
+/* The label a response's cache status counts under. */
+enum metrics_cache metrics_cache_of(enum cache_status s);
 
 /*
  * Why a value read from memcached was refused (never served, never
@@ -142,26 +147,19 @@ void metrics_durations_add(struct metrics *m, const char *indice,
     enum metrics_cache cache, double seconds, uint64_t n, double sum);
 
 /*
- * One upstream exchange, after its retries: outcome is one of ok,
- * not_modified, http_error, connect, tls, timeout, too_big, broken, busy,
- * breaker_open, cache_only, bad_response (anything else counts as
- * "other"). busy and breaker_open
- * mean no call was made: they are counted but not timed.
+ * One upstream exchange, after its retries (labels.h): the outcomes where
+ * no call was made (busy, breaker_open, cache_only) are counted but not
+ * timed.
  * http_version: 10, 11, 20, 30, or 0 when no response came.
  * attempts: tries made (retries are attempts - 1).
  */
 void metrics_upstream(struct metrics *m, const char *indice,
-    const char *outcome, int http_version, int attempts, uint64_t bytes,
-    double seconds);
+    enum upstream_label outcome, int http_version, int attempts,
+    uint64_t bytes, double seconds);
 
-/*
- * One error answered to a client: kind is one of bad_request, not_found,
- * method, upstream_3xx, upstream_4xx, upstream_5xx,
- * upstream_bad_response, upstream_unreachable, upstream_timeout, busy,
- * breaker_open, cache_only, unauthorized, forbidden, rate_limited,
- * internal (else "other").
- */
-void metrics_error(struct metrics *m, const char *indice, const char *kind);
+/* One error answered to a client, of kind (labels.h; ERROR_NONE: none). */
+void metrics_error(struct metrics *m, const char *indice,
+    enum error_kind kind);
 
 /* One purge through /admin/purge: a tile (all 0) or everything (1). */
 void metrics_purge(struct metrics *m, int all);

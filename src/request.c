@@ -1,9 +1,11 @@
 #include "config.h"
 
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "fcgi.h"
 #include "request.h"
 #include "util.h"
 
@@ -86,17 +88,71 @@ request_method_parse(const char *method)
     return METHOD_OTHER;
 }
 
-const char *
-request_param(char *const *envp, const char *name)
-{
-    size_t len = strlen(name);
+static const char *const route_allow[ROUTE_COUNT] = {
+#define REQUEST_ROUTE_ROW(id, allow) allow,
+    REQUEST_ROUTES_LIST(REQUEST_ROUTE_ROW)
+#undef REQUEST_ROUTE_ROW
+};
 
-    /* The first byte rules out most of the ~30 parameters cheaply. */
-    for (; envp != NULL && *envp != NULL; envp++)
-        if ((*envp)[0] == name[0] && strncmp(*envp, name, len) == 0 &&
-            (*envp)[len] == '=')
-            return *envp + len + 1;
-    return NULL;
+const char *
+request_route_allow(enum req_route route)
+{
+    return (unsigned)route < ROUTE_COUNT ? route_allow[route]
+                                         : route_allow[ROUTE_NONE];
+}
+
+static const struct {
+    const char *name;
+    size_t len;
+    size_t offset;
+} known_params[] = {
+#define REQUEST_PARAM_ROW(field, name)                                       \
+    {name, sizeof(name) - 1, offsetof(struct request_params, field)},
+    REQUEST_PARAMS_LIST(REQUEST_PARAM_ROW)
+#undef REQUEST_PARAM_ROW
+};
+
+/* One parameter: where it goes, if we read it. The first wins. */
+static void
+take_param(struct request_params *p, const char *name, size_t nlen,
+    const char *value)
+{
+    size_t i;
+
+    for (i = 0; i < sizeof(known_params) / sizeof(known_params[0]); i++) {
+        const char **slot;
+
+        if (known_params[i].len != nlen ||
+            memcmp(known_params[i].name, name, nlen) != 0)
+            continue;
+        slot = (const char **)(void *)((char *)p + known_params[i].offset);
+        if (*slot == NULL)
+            *slot = value;
+        return;
+    }
+}
+
+void
+request_params_read(struct request_params *out,
+    const struct fcgi_param *params, size_t n)
+{
+    size_t i;
+
+    memset(out, 0, sizeof(*out));
+    for (i = 0; i < n; i++)
+        take_param(out, params[i].name, params[i].name_len, params[i].value);
+}
+
+void
+request_params_from_env(struct request_params *out, char *const *envp)
+{
+    memset(out, 0, sizeof(*out));
+    for (; envp != NULL && *envp != NULL; envp++) {
+        const char *eq = strchr(*envp, '=');
+
+        if (eq != NULL)
+            take_param(out, *envp, (size_t)(eq - *envp), eq + 1);
+    }
 }
 
 /* Copy for an error message: printable ASCII only, bounded. */

@@ -16,17 +16,30 @@
 #define REQUEST_PATH_LOG_MAX 256
 #define REQUEST_PLAN_MAX 256
 
+/*
+ * The routes, with the methods each answers (the Allow of a 405). One
+ * list drives the enum and the table.
+ */
+#define REQUEST_ROUTES_LIST(X)                                               \
+    X(NONE, "GET, HEAD, OPTIONS")                                            \
+    X(TILE, "GET, HEAD, OPTIONS")   /* /here-proxy/{resource}/mc/z/x/y/f */  \
+    X(META, "GET, HEAD, OPTIONS")   /* /here-proxy/{info|copyright|...} */   \
+    X(PREFLIGHT, "GET, HEAD, OPTIONS")  /* OPTIONS on /here-proxy/... */     \
+    X(HEALTHZ, "GET, HEAD")                                                  \
+    X(READYZ, "GET, HEAD")                                                   \
+    X(METRICS, "GET, HEAD")         /* /metrics: per-indice JSON */          \
+    X(METRICS_PROMETHEUS, "GET, HEAD") /* text format 0.0.4 */               \
+    X(ADMIN_PURGE, "POST")  /* /admin/purge?all=1, /admin/purge/here-proxy */
+
 enum req_route {
-    ROUTE_NONE,
-    ROUTE_TILE,      /* /here-proxy/{resource}/mc/{z}/{x}/{y}/{format} */
-    ROUTE_META,      /* /here-proxy/{info|copyright|...} */
-    ROUTE_PREFLIGHT, /* OPTIONS on /here-proxy/... */
-    ROUTE_HEALTHZ,
-    ROUTE_READYZ,
-    ROUTE_METRICS,   /* /metrics: per-indice JSON */
-    ROUTE_METRICS_PROMETHEUS, /* /metrics/prometheus: text format 0.0.4 */
-    ROUTE_ADMIN_PURGE /* POST /admin/purge?all=1, /admin/purge/here-proxy/... */
+#define REQUEST_ROUTE_ENUM(id, allow) ROUTE_##id,
+    REQUEST_ROUTES_LIST(REQUEST_ROUTE_ENUM)
+#undef REQUEST_ROUTE_ENUM
+    ROUTE_COUNT
 };
+
+/* The methods a route answers, for the Allow header of a 405. */
+const char *request_route_allow(enum req_route route);
 
 enum req_method {
     METHOD_GET,
@@ -86,7 +99,38 @@ int request_parse(const char *method, const char *uri,
     const struct request_policy *policy, struct tile_req *req, char *err,
     size_t errlen);
 
-/* Value of an environment-style entry "NAME=value" in envp, or NULL. */
-const char *request_param(char *const *envp, const char *name);
+/*
+ * The FastCGI parameters the proxy reads, found once per request (one walk
+ * over what the web server sent), each NULL when absent. One list drives
+ * the struct and the lookup.
+ */
+#define REQUEST_PARAMS_LIST(X)                                               \
+    X(method, "REQUEST_METHOD")                                              \
+    X(uri, "REQUEST_URI")                                                    \
+    X(remote_addr, "REMOTE_ADDR")                                            \
+    X(origin, "HTTP_ORIGIN")                                                 \
+    X(if_none_match, "HTTP_IF_NONE_MATCH")                                   \
+    X(request_id, "HTTP_X_REQUEST_ID")                                       \
+    X(proxy_token, "HTTP_X_PROXY_TOKEN")                                     \
+    X(authorization, "HTTP_AUTHORIZATION")                                   \
+    X(forwarded_for, "HTTP_X_FORWARDED_FOR")                                 \
+    X(host, "HTTP_HOST")                                                     \
+    X(https, "HTTPS")                                                        \
+    X(scheme, "REQUEST_SCHEME")
+
+struct request_params {
+#define REQUEST_PARAM_FIELD(field, name) const char *field;
+    REQUEST_PARAMS_LIST(REQUEST_PARAM_FIELD)
+#undef REQUEST_PARAM_FIELD
+};
+
+struct fcgi_param;
+
+/* The parameters out of a FastCGI request's (they must outlive *out). */
+void request_params_read(struct request_params *out,
+    const struct fcgi_param *params, size_t n);
+
+/* The same out of "NAME=value" strings (tests, tools), NULL-terminated. */
+void request_params_from_env(struct request_params *out, char *const *envp);
 
 #endif

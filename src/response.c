@@ -6,10 +6,10 @@
 #include <string.h>
 
 #include <cjson/cJSON.h>
-#include <fcgiapp.h>
 
-#include "fcgiwrite.h"
+#include "fcgi.h"
 #include "response.h"
+#include "util.h"
 
 #define HEADERS_MAX 2048
 
@@ -134,44 +134,63 @@ common_headers(char *buf, size_t *len, int status,
 }
 
 /*
- * A whole response, with the end of the request, in one writev (conn):
- * one syscall, as libfcgi's buffer and FCGX_Finish_r would make for a
- * small one, but a web server that is gone shows here, where libfcgi
- * would find it only in FCGX_Finish_r and say nothing. Returns the body
- * bytes written; response_client_gone() tells whether all went out.
+ * A whole response, with the end of the request, in one writev: a web
+ * server that is gone shows here. Returns the body bytes written;
+ * response_client_gone() tells whether all went out.
  */
 static size_t
-send_all(struct FCGX_Stream *out, const struct response_meta *meta,
+send_all(struct fcgi_out *out, const struct response_meta *meta,
     const char *headers, size_t hlen, const void *body, size_t blen,
     int head)
 {
-    const struct fcgi_conn *conn = meta->conn;
-    size_t sent = 0;
+    uint64_t before = out->body_written;
 
     if (head)
         blen = 0;
-    if (conn != NULL) {
-        /* A hit is written at once: no syscall to ask first. */
-        if (meta->check_gone && fcgi_peer_gone(conn, out))
-            return 0;
-        fcgi_write_response(conn, out, headers, hlen, body, blen, &sent);
-        return sent;
+    /* A hit is written at once: no syscall to ask first. */
+    if (meta->check_gone && fcgi_peer_gone(out)) {
+        out->failed = 1;
+        return 0;
     }
-    if (FCGX_PutStr(headers, (int)hlen, out) < 0)
-        return 0;
-    if (blen == 0 || FCGX_PutStr(body, (int)blen, out) < 0)
-        return 0;
-    return blen;
+    fcgi_write(out, headers, hlen, body, blen, 1);
+    return (size_t)(out->body_written - before);
 }
 
 int
-response_client_gone(struct FCGX_Stream *out)
+response_client_gone(struct fcgi_out *out)
 {
-    return FCGX_GetError(out) != 0;
+    return out->failed;
+}
+
+void
+response_abort(struct fcgi_out *out)
+{
+    fcgi_abort(out);
+}
+
+void
+response_fail(struct fcgi_out *out, struct outcome *o, enum error_kind kind,
+    int status, const char *message, const char *detail,
+    const struct response_meta *meta)
+{
+    size_t n;
+
+    if (status == 0)
+        status = error_kind_status(kind, 500);
+    if (message == NULL && (message = error_kind_message(kind)) == NULL)
+        message = response_reason(status);
+    n = util_strlcpy(o->detail, message, sizeof(o->detail));
+    o->status = status;
+    o->error = kind;
+    if (detail != NULL && *detail != '\0' && n + 2 < sizeof(o->detail)) {
+        memcpy(o->detail + n, ": ", 2);
+        util_strlcpy(o->detail + n + 2, detail, sizeof(o->detail) - n - 2);
+    }
+    o->bytes = response_error(out, status, message, meta);
 }
 
 size_t
-response_text(struct FCGX_Stream *out, int status, const char *content_type,
+response_text(struct fcgi_out *out, int status, const char *content_type,
     const char *body, const struct response_meta *meta)
 {
     char buf[HEADERS_MAX];
@@ -189,14 +208,14 @@ response_text(struct FCGX_Stream *out, int status, const char *content_type,
 }
 
 size_t
-response_json(struct FCGX_Stream *out, int status, const char *json,
+response_json(struct fcgi_out *out, int status, const char *json,
     const struct response_meta *meta)
 {
     return response_text(out, status, "application/json", json, meta);
 }
 
 size_t
-response_error(struct FCGX_Stream *out, int status, const char *message,
+response_error(struct fcgi_out *out, int status, const char *message,
     const struct response_meta *meta)
 {
     cJSON *obj = cJSON_CreateObject();
@@ -276,7 +295,7 @@ response_etag_matches(const char *if_none_match, const char *etag)
 }
 
 size_t
-response_body(struct FCGX_Stream *out, int status, const char *content_type,
+response_body(struct fcgi_out *out, int status, const char *content_type,
     const char *etag, const void *body, size_t body_len,
     const char *if_none_match, const char *x_cache, long max_age_s,
     const struct response_meta *meta, int *status_out)
@@ -313,7 +332,7 @@ response_body(struct FCGX_Stream *out, int status, const char *content_type,
 }
 
 size_t
-response_entry(struct FCGX_Stream *out, const struct entry *e,
+response_entry(struct fcgi_out *out, const struct entry *e,
     const char *if_none_match, const char *x_cache, long max_age_s,
     const struct response_meta *meta, int *status_out)
 {
@@ -322,16 +341,17 @@ response_entry(struct FCGX_Stream *out, const struct entry *e,
 }
 
 int
-response_begin(struct FCGX_Stream *out, int status, const char *content_type,
+response_begin(struct fcgi_out *out, int status, const char *content_type,
     const char *etag, int64_t content_length, const char *x_cache,
     long max_age_s, const struct response_meta *meta)
 {
     char buf[HEADERS_MAX];
     size_t len = 0;
 
-    if (meta->conn != NULL && meta->check_gone &&
-        fcgi_peer_gone(meta->conn, out))
+    if (meta->check_gone && fcgi_peer_gone(out)) {
+        out->failed = 1;
         return -1;
+    }
     common_headers(buf, &len, status, meta);
     hdr(buf, &len, "X-Cache: %s\r\nX-Accel-Buffering: no\r\n", x_cache);
     hdr(buf, &len, "Cache-Control: %s, max-age=%ld\r\n",
@@ -346,21 +366,32 @@ response_begin(struct FCGX_Stream *out, int status, const char *content_type,
                 (long long)content_length);
     }
     hdr(buf, &len, "\r\n");
-    if (FCGX_PutStr(buf, (int)len, out) < 0 || FCGX_FFlush(out) < 0)
-        return -1;
-    return 0;
+    return fcgi_write(out, buf, len, NULL, 0, 0);
 }
 
 int
-response_chunk(struct FCGX_Stream *out, const void *data, size_t len)
+response_chunk(struct fcgi_out *out, const void *data, size_t len)
 {
-    if (FCGX_PutStr(data, (int)len, out) < 0 || FCGX_FFlush(out) < 0)
+    /*
+     * A chunk comes after a wait on HERE: the web server may have hung up
+     * meanwhile, and a write into a socket its peer closed still succeeds
+     * once (one poll per chunk; only slow or large misses stream).
+     */
+    if (fcgi_peer_gone(out)) {
+        out->failed = 1;
         return -1;
-    return 0;
+    }
+    return fcgi_write(out, NULL, 0, data, len, 0);
+}
+
+int
+response_end(struct fcgi_out *out)
+{
+    return fcgi_end(out);
 }
 
 void
-response_preflight(struct FCGX_Stream *out, const struct response_meta *meta)
+response_preflight(struct fcgi_out *out, const struct response_meta *meta)
 {
     char buf[HEADERS_MAX];
     size_t len = 0;

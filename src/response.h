@@ -5,17 +5,18 @@
 #include <stdint.h>
 
 #include "entry.h"
+#include "labels.h"
 
 /*
  * Everything the proxy writes to the web server: status line, headers and
- * body on the FastCGI stream. Errors become JSON bodies here and nowhere
+ * body as FastCGI records (fcgi.h), a whole response with the end of the
+ * request in one write. Errors become JSON bodies here and nowhere
  * else. Every response carries X-Content-Type-Options: nosniff. Each
  * function returns the number of body bytes written (fewer than the body
  * when the web server went away: see response_client_gone).
  */
 
-struct FCGX_Stream;
-struct fcgi_conn;
+struct fcgi_out;
 
 /* Headers every response from a proxy route carries. */
 struct response_meta {
@@ -31,8 +32,6 @@ struct response_meta {
     long rate_limit;
     long rate_remaining;
     long rate_reset_s;
-    /* The request's connection, for the response in one write; or NULL. */
-    const struct fcgi_conn *conn;
     /*
      * Vary: Origin, when the CORS headers depend on the request's Origin
      * (an allow-list): a shared cache must not hand one origin's copy, or
@@ -52,17 +51,43 @@ struct response_meta {
     int check_gone;
 };
 
+/* What a request came to, for its access line and its metrics. */
+struct outcome {
+    int status;
+    size_t bytes;             /* body bytes the web server took */
+    enum cache_status cache;
+    enum error_kind error;    /* ERROR_NONE: none */
+    char detail[320];         /* the log's "error": never the client's */
+    /* The exchange with HERE this request led (attempts 0: none). */
+    int upstream_status;
+    int upstream_attempts;
+    double upstream_ms;
+    long upstream_http;
+    char correlation_id[96];
+};
+
+/*
+ * An error response, and o filled for the access line: status 0 takes the
+ * kind's (labels.h); message (NULL: the kind's words) goes to the client,
+ * detail (NULL: none) after it to the log only, under the request id the
+ * client has. The client learns what kind of failure it was; addresses,
+ * host names and library messages stay in the log.
+ */
+void response_fail(struct fcgi_out *out, struct outcome *o,
+    enum error_kind kind, int status, const char *message,
+    const char *detail, const struct response_meta *meta);
+
 /* {"error": message, "status": status} with Content-Type JSON. */
-size_t response_error(struct FCGX_Stream *out, int status,
+size_t response_error(struct fcgi_out *out, int status,
     const char *message, const struct response_meta *meta);
 
 /* A text document with its Content-Type (Cache-Control: no-store). */
-size_t response_text(struct FCGX_Stream *out, int status,
+size_t response_text(struct fcgi_out *out, int status,
     const char *content_type, const char *body,
     const struct response_meta *meta);
 
 /* A JSON document given as text. */
-size_t response_json(struct FCGX_Stream *out, int status, const char *json,
+size_t response_json(struct fcgi_out *out, int status, const char *json,
     const struct response_meta *meta);
 
 /*
@@ -70,7 +95,7 @@ size_t response_json(struct FCGX_Stream *out, int status, const char *json,
  * ETag. x_cache is HIT or MISS; max_age_s the remaining freshness.
  * *status_out gets the status sent.
  */
-size_t response_entry(struct FCGX_Stream *out, const struct entry *e,
+size_t response_entry(struct fcgi_out *out, const struct entry *e,
     const char *if_none_match, const char *x_cache, long max_age_s,
     const struct response_meta *meta, int *status_out);
 
@@ -78,7 +103,7 @@ size_t response_entry(struct FCGX_Stream *out, const struct entry *e,
  * The same for a body held elsewhere (a flight that has ended): status
  * with its body, or 304 when if_none_match matches etag ("" for none).
  */
-size_t response_body(struct FCGX_Stream *out, int status,
+size_t response_body(struct fcgi_out *out, int status,
     const char *content_type, const char *etag, const void *body,
     size_t body_len, const char *if_none_match, const char *x_cache,
     long max_age_s, const struct response_meta *meta, int *status_out);
@@ -88,22 +113,34 @@ size_t response_body(struct FCGX_Stream *out, int status,
  * with X-Accel-Buffering: no so that NGINX passes each chunk on at once.
  * content_length < 0 when unknown. Returns 0, or -1 when the client is gone.
  */
-int response_begin(struct FCGX_Stream *out, int status,
+int response_begin(struct fcgi_out *out, int status,
     const char *content_type, const char *etag, int64_t content_length,
     const char *x_cache, long max_age_s, const struct response_meta *meta);
 
-/* One chunk of body, flushed to the web server. Returns 0 or -1. */
-int response_chunk(struct FCGX_Stream *out, const void *data, size_t len);
+/*
+ * One chunk of body, written at once, unless the web server hung up
+ * meanwhile. Returns 0 or -1.
+ */
+int response_chunk(struct fcgi_out *out, const void *data, size_t len);
+
+/* The end of a streamed response (after its last chunk). 0 or -1. */
+int response_end(struct fcgi_out *out);
 
 /* 204 for a CORS preflight. */
-void response_preflight(struct FCGX_Stream *out,
+void response_preflight(struct fcgi_out *out,
     const struct response_meta *meta);
 
 /*
  * True once a write to out failed: the web server (the client behind it)
  * went away before the response was out whole.
  */
-int response_client_gone(struct FCGX_Stream *out);
+int response_client_gone(struct fcgi_out *out);
+
+/*
+ * A streamed body was cut off after its head went out: tell the web server
+ * so that its client sees the response incomplete (fcgi_abort).
+ */
+void response_abort(struct fcgi_out *out);
 
 /* True when an If-None-Match value matches etag (weak comparison). */
 int response_etag_matches(const char *if_none_match, const char *etag);

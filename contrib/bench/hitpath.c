@@ -9,14 +9,15 @@
  * Modes (-m):
  *   handler  (default) handler_serve() itself, as a worker thread calls it:
  *            the request's FastCGI parameters as NGINX sends them for a wrk
- *            GET (fastcgi_params, Host), request_parse and the cache key,
- *            the in-process LRU lookup through the cache module, the
- *            response headers and the tile written to a FastCGI stream that
- *            discards its bytes, and the JSON access line (written to
- *            /dev/null; only the write(2) itself is not counted).
- *   fcgi     the same plus libfcgi's part: FCGX_Accept_r reading the
- *            request's records from a kept-alive connection (a Unix socket
- *            pair), handler_serve, FCGX_Finish_r writing the records out.
+ *            GET (fastcgi_params, Host) found once, request_parse and the
+ *            cache key, the in-process LRU lookup through the tile flow,
+ *            the response headers and the tile written as FastCGI records
+ *            (one sendmsg into a socket pair, drained outside the count),
+ *            and the JSON access line (written to /dev/null; only the
+ *            write(2) itself is not counted).
+ *   fcgi     the same plus reading the request: fcgi_read_request reading
+ *            its records from a kept-alive connection (a Unix socket pair)
+ *            and the parameters found in them.
  *
  * Options: -n hits (default 10000), -b tile bytes (default 16384), -v keep
  * the access lines on stderr. Prints the mode, the hits and a wall-clock
@@ -35,12 +36,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <fastcgi.h>
-#include <fcgiapp.h>
 
 #include "cache.h"
 #include "entry.h"
-#include "fcgiwrite.h"
+#include "fcgi.h"
 #include "handler.h"
 #include "log.h"
 #include "request.h"
@@ -49,7 +48,6 @@
 
 #define TILE_PATH "/here-proxy/base/mc/16/34321/22987/png"
 #define TILE_QUERY "indice=hot"
-#define OUT_BUFSIZE 8192    /* libfcgi's stdout buffer */
 
 /* What NGINX's fastcgi_params make of `GET TILE_PATH?TILE_QUERY` from wrk. */
 static char *envp_hot[] = {
@@ -75,101 +73,60 @@ static char *envp_hot[] = {
     NULL
 };
 
-/* ------------------------------------------------ a discarding stream */
-static unsigned char null_buf[OUT_BUFSIZE];
-
-static void
-null_empty(FCGX_Stream *s, int do_close)
-{
-    (void)do_close;
-    s->wrNext = null_buf;           /* the bytes are "sent": dropped */
-}
-
-static void
-null_fill(FCGX_Stream *s)
-{
-    s->isClosed = 1;
-}
-
-static FCGX_Stream null_out = {
-    null_buf, null_buf, null_buf + sizeof(null_buf), NULL,
-    0, 0, 0, 0, null_fill, null_empty, NULL
-};
-
-/* A stream that keeps what was written (for the one checked response). */
-static unsigned char check_buf[1 << 20];
-
-static void
-check_empty(FCGX_Stream *s, int do_close)
-{
-    (void)do_close;
-    s->isClosed = 1;                /* a response larger than 1 MiB: error */
-}
-
-static FCGX_Stream check_out = {
-    check_buf, check_buf, check_buf + sizeof(check_buf), NULL,
-    0, 0, 0, 0, null_fill, check_empty, NULL
-};
-
 /* ------------------------------------------------ the counted functions */
 static struct handler h;
 
 __attribute__((noinline)) static void
-serve_one(char *const *envp, FCGX_Stream *out)
+serve_one(char *const *envp, struct fcgi_conn *conn)
 {
-    struct handler_later later;
+    struct request_params rp;
+    struct fcgi_out out;
 
-    handler_serve(&h, envp, out, NULL, &later);
-    handler_finish_later(&h, &later);
+    request_params_from_env(&rp, envp);
+    fcgi_out_init(&out, conn, 1);
+    handler_serve(&h, &rp, &out);
 }
 
-__attribute__((noinline)) void hit_once(char *const *envp, FCGX_Stream *out);
+__attribute__((noinline)) void hit_once(char *const *envp,
+    struct fcgi_conn *conn);
 
 __attribute__((noinline)) void
-hit_once(char *const *envp, FCGX_Stream *out)
+hit_once(char *const *envp, struct fcgi_conn *conn)
 {
-    serve_one(envp, out);
+    serve_one(envp, conn);
 }
 
 __attribute__((noinline)) static int
-serve_one_fcgi(FCGX_Request *req)
+serve_one_fcgi(struct fcgi_conn *conn)
 {
-    struct handler_later later;
-    struct fcgi_conn conn;
+    struct request_params rp;
+    struct fcgi_request req;
+    struct fcgi_out out;
 
-    if (FCGX_Accept_r(req) < 0)
+    if (fcgi_read_request(conn, &req) != 1)
         return -1;
-    conn.fd = req->ipcFd;
-    conn.request_id = req->requestId;
-    handler_serve(&h, req->envp, req->out, &conn, &later);
-    FCGX_Finish_r(req);
-    handler_finish_later(&h, &later);
+    request_params_read(&rp, req.params, req.nparams);
+    fcgi_out_init(&out, conn, req.id);
+    handler_serve(&h, &rp, &out);
     return 0;
 }
 
-__attribute__((noinline)) int hit_once_fcgi(FCGX_Request *req);
+__attribute__((noinline)) int hit_once_fcgi(struct fcgi_conn *conn);
 
 __attribute__((noinline)) int
-hit_once_fcgi(FCGX_Request *req)
+hit_once_fcgi(struct fcgi_conn *conn)
 {
-    return serve_one_fcgi(req);
+    return serve_one_fcgi(conn);
 }
 
 /* ------------------------------------------------ FastCGI records */
 static size_t
 record(unsigned char *p, int type, const void *content, size_t len)
 {
-    p[0] = FCGI_VERSION_1;
-    p[1] = (unsigned char)type;
-    p[2] = 0;
-    p[3] = 1;                       /* request id 1 */
-    p[4] = (unsigned char)(len >> 8);
-    p[5] = (unsigned char)len;
-    p[6] = 0;                       /* no padding */
-    p[7] = 0;
+    fcgi_record_header(p, type, 1, len, 0);     /* request id 1 */
     if (len > 0)
-        memcpy(p + 8, content, len);
-    return 8 + len;
+        memcpy(p + FCGI_HEADER_LEN, content, len);
+    return FCGI_HEADER_LEN + len;
 }
 
 /* The records NGINX sends for one request, with keep_conn. */
@@ -209,6 +166,29 @@ drain(int fd)
         ;
 }
 
+/* The FCGI_STDOUT content the web server's end got: the HTTP response. */
+static size_t
+response_text(int fd, unsigned char *out, size_t cap)
+{
+    static unsigned char raw[1 << 21];
+    size_t n = 0, off = 0, o = 0;
+    ssize_t got;
+
+    while (n < sizeof(raw) &&
+           (got = recv(fd, raw + n, sizeof(raw) - n, MSG_DONTWAIT)) > 0)
+        n += (size_t)got;
+    while (off + FCGI_HEADER_LEN <= n) {
+        size_t len = (size_t)raw[off + 4] << 8 | raw[off + 5];
+
+        if (raw[off + 1] == FCGI_STDOUT && o + len <= cap) {
+            memcpy(out + o, raw + off + FCGI_HEADER_LEN, len);
+            o += len;
+        }
+        off += FCGI_HEADER_LEN + len + raw[off + 6];
+    }
+    return o;
+}
+
 static double
 now_ns(void)
 {
@@ -235,7 +215,8 @@ main(int argc, char **argv)
     char err[512];
     const char *mode = "handler";
     long n = 10000, i, bytes = 16384;
-    int ch, verbose = 0, out_fd;
+    int ch, verbose = 0, out_fd, sv[2];
+    struct fcgi_conn *conn;
     double t0, t1;
 
     while ((ch = getopt(argc, argv, "n:m:b:v")) != -1) {
@@ -273,6 +254,11 @@ main(int argc, char **argv)
         die("flights_new failed");
     if ((h.upstream = upstream_new(&cfg, h.flights, err, sizeof(err))) == NULL)
         die(err);
+    handler_init_tiles(&h);
+    /* The web server's end (sv[1]) and the proxy's connection. */
+    if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) != 0 ||
+        (conn = fcgi_conn_new(sv[0])) == NULL)
+        die("cannot make a socket pair");
 
     /* The tile in the in-process cache under the key the request makes. */
     if (request_parse("GET", TILE_PATH "?" TILE_QUERY, &h.policy, &req, err,
@@ -301,9 +287,10 @@ main(int argc, char **argv)
     }
 
     /* One checked response: a 200 HIT with the whole tile. */
-    serve_one(envp_hot, &check_out);
+    serve_one(envp_hot, conn);
     {
-        size_t len = (size_t)(check_out.wrNext - check_buf);
+        static unsigned char check_buf[1 << 20];
+        size_t len = response_text(sv[1], check_buf, sizeof(check_buf));
         const char *hdr_end = memmem(check_buf, len, "\r\n\r\n", 4);
 
         if (strncmp((char *)check_buf, "Status: 200", 11) != 0 ||
@@ -317,55 +304,47 @@ main(int argc, char **argv)
     }
 
     if (strcmp(mode, "handler") == 0) {
-        for (i = 0; i < 100; i++)           /* warm caches, not counted */
-            serve_one(envp_hot, &null_out);
+        for (i = 0; i < 100; i++) {         /* warm caches, not counted */
+            serve_one(envp_hot, conn);
+            drain(sv[1]);
+        }
         t0 = now_ns();
-        for (i = 0; i < n; i++)
-            hit_once(envp_hot, &null_out);
-        t1 = now_ns();
+        t1 = 0;
+        for (i = 0; i < n; i++) {
+            double a = now_ns();
+
+            hit_once(envp_hot, conn);
+            t1 += now_ns() - a;
+            drain(sv[1]);
+        }
+        t1 += t0;
     } else {
         unsigned char reqbytes[8192];
         size_t reqlen = build_request(reqbytes, sizeof(reqbytes));
-        struct sockaddr_un sa;
-        char path[64];
-        FCGX_Request fr;
-        int lfd, cfd;
 
-        snprintf(path, sizeof(path), "/tmp/hitpath.%ld.sock", (long)getpid());
-        unlink(path);
-        if (FCGX_Init() != 0 || (lfd = FCGX_OpenSocket(path, 8)) < 0)
-            die("cannot listen on a Unix socket in /tmp");
-        memset(&sa, 0, sizeof(sa));
-        sa.sun_family = AF_UNIX;
-        snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
-        if ((cfd = socket(AF_UNIX, SOCK_STREAM, 0)) < 0 ||
-            connect(cfd, (struct sockaddr *)&sa, sizeof(sa)) != 0)
-            die("cannot connect to the socket");
-        unlink(path);
-        FCGX_InitRequest(&fr, lfd, 0);
-        for (i = 0; i < 100; i++) {         /* accept, warm caches */
-            if (write(cfd, reqbytes, reqlen) != (ssize_t)reqlen ||
-                serve_one_fcgi(&fr) != 0)
+        for (i = 0; i < 100; i++) {         /* warm caches, not counted */
+            if (write(sv[1], reqbytes, reqlen) != (ssize_t)reqlen ||
+                serve_one_fcgi(conn) != 0)
                 die("FastCGI exchange failed");
-            drain(cfd);
+            drain(sv[1]);
         }
         t0 = now_ns();
         t1 = 0;
         for (i = 0; i < n; i++) {
             double a;
 
-            if (write(cfd, reqbytes, reqlen) != (ssize_t)reqlen)
+            if (write(sv[1], reqbytes, reqlen) != (ssize_t)reqlen)
                 die("write failed");
             a = now_ns();
-            if (hit_once_fcgi(&fr) != 0)
-                die("FCGX_Accept_r failed");
+            if (hit_once_fcgi(conn) != 0)
+                die("fcgi_read_request failed");
             t1 += now_ns() - a;
-            drain(cfd);
+            drain(sv[1]);
         }
         t1 += t0;
-        close(cfd);
-        FCGX_Free(&fr, 1);
     }
+    fcgi_conn_free(conn);
+    close(sv[1]);
     dprintf(out_fd, "hitpath: mode %s, %ld hits of a %ld-byte tile, "
         "%.0f ns/hit wall (drifts; count instructions with callgrind)\n",
         mode, n, bytes, (t1 - t0) / (double)n);

@@ -441,12 +441,12 @@ test_exact_workload(void **state)
     (void)state;
     assert_non_null(m);
     metrics_request(m, "A", METRICS_MISS, 200, 0.120, 1000);
-    metrics_upstream(m, "A", "ok", 20, 1, 1000, 0.110);
+    metrics_upstream(m, "A", UPSTREAM_LABEL_OK, 20, 1, 1000, 0.110);
     for (i = 0; i < 4; i++)
         metrics_request(m, "A", METRICS_HIT, 200, 0.0003, 1000);
     for (i = 0; i < 3; i++) {
         metrics_request(m, "B", METRICS_MISS, 200, 0.2, 500);
-        metrics_upstream(m, "B", "ok", 11, 1, 500, 0.19);
+        metrics_upstream(m, "B", UPSTREAM_LABEL_OK, 11, 1, 500, 0.19);
     }
 
     text = render(m);
@@ -610,11 +610,15 @@ static void
 test_upstream_errors_memcached(void **state)
 {
     struct metrics *m = metrics_new(10);
-    const char *outcomes[] = { "ok", "not_modified", "http_error", "connect",
-        "tls", "timeout", "too_big", "broken", "busy", "breaker_open" };
-    const char *kinds[] = { "bad_request", "not_found", "method",
-        "upstream_4xx", "upstream_5xx", "upstream_unreachable",
-        "upstream_timeout", "busy", "breaker_open", "internal" };
+    const enum upstream_label outcomes[] = { UPSTREAM_LABEL_OK,
+        UPSTREAM_LABEL_NOT_MODIFIED, UPSTREAM_LABEL_HTTP_ERROR,
+        UPSTREAM_LABEL_CONNECT, UPSTREAM_LABEL_TLS, UPSTREAM_LABEL_TIMEOUT,
+        UPSTREAM_LABEL_TOO_BIG, UPSTREAM_LABEL_BROKEN, UPSTREAM_LABEL_BUSY,
+        UPSTREAM_LABEL_BREAKER_OPEN };
+    const enum error_kind kinds[] = { ERROR_BAD_REQUEST, ERROR_NOT_FOUND,
+        ERROR_METHOD, ERROR_UPSTREAM_4XX, ERROR_UPSTREAM_5XX,
+        ERROR_UPSTREAM_UNREACHABLE, ERROR_UPSTREAM_TIMEOUT, ERROR_BUSY,
+        ERROR_BREAKER_OPEN, ERROR_INTERNAL };
     char series[256], *text;
     cJSON *j;
     size_t i;
@@ -624,16 +628,19 @@ test_upstream_errors_memcached(void **state)
         metrics_upstream(m, "u", outcomes[i], 20, 3, 10, 0.5);
         metrics_error(m, "u", kinds[i]);
     }
-    metrics_upstream(m, "u", "weird", 0, 1, 0, 1.0);
-    metrics_upstream(m, "u", NULL, 10, 0, 0, 1.0);
-    metrics_upstream(m, "u", "ok", 30, 1, 0, 1.0);
-    metrics_upstream(m, "u", "ok", 99, 1, 0, 1.0);
+    /* Out of the enum's range: ignored, never a series of its own. */
+    metrics_upstream(m, "u", UPSTREAM_LABEL_COUNT, 0, 1, 0, 1.0);
+    metrics_upstream(m, "u", (enum upstream_label)-1, 10, 0, 0, 1.0);
+    metrics_upstream(m, "u", UPSTREAM_LABEL_OK, 30, 1, 0, 1.0);
+    metrics_upstream(m, "u", UPSTREAM_LABEL_OK, 99, 1, 0, 1.0);
     /* What HERE answered wrong: labels of their own, not "other". */
-    metrics_upstream(m, "u", "bad_response", 0, 1, 0, 0.1);
-    metrics_error(m, "u", "upstream_bad_response");
-    metrics_error(m, "u", "upstream_3xx");
-    metrics_error(m, "u", "strange");
-    metrics_error(m, "u", NULL);
+    metrics_upstream(m, "u", UPSTREAM_LABEL_BAD_RESPONSE, 0, 1, 0, 0.1);
+    metrics_error(m, "u", ERROR_UPSTREAM_BAD_RESPONSE);
+    metrics_error(m, "u", ERROR_UPSTREAM_3XX);
+    metrics_error(m, "u", ERROR_OTHER);
+    metrics_error(m, "u", ERROR_OTHER);
+    metrics_error(m, "u", ERROR_NONE);          /* no error: not counted */
+    metrics_error(m, "u", ERROR_KIND_COUNT);    /* out of range: ignored */
     metrics_rate_limited(m, "u");
     metrics_rate_limited(m, "u");
     metrics_rate_limited(m, "v");
@@ -644,14 +651,13 @@ test_upstream_errors_memcached(void **state)
     text = render(m);
     for (i = 0; i < 10; i++) {
         snprintf(series, sizeof(series), "hereproxy_upstream_requests_total{"
-            "indice=\"u\",outcome=\"%s\"}", outcomes[i]);
+            "indice=\"u\",outcome=\"%s\"}", upstream_label_name(outcomes[i]));
         assert_int_equal(sample(text, series), i == 0 ? 3 : 1);
         snprintf(series, sizeof(series), "hereproxy_errors_total{"
-            "indice=\"u\",kind=\"%s\"}", kinds[i]);
+            "indice=\"u\",kind=\"%s\"}", error_kind_name(kinds[i]));
         assert_int_equal(sample(text, series), 1);
     }
-    assert_int_equal(sample(text, "hereproxy_upstream_requests_total{"
-        "indice=\"u\",outcome=\"other\"}"), 2);
+    assert_null(strstr(text, "outcome=\"other\""));
     assert_int_equal(sample(text, "hereproxy_upstream_requests_total{"
         "indice=\"u\",outcome=\"bad_response\"}"), 1);
     assert_int_equal(sample(text, "hereproxy_errors_total{indice=\"u\","
@@ -665,14 +671,14 @@ test_upstream_errors_memcached(void **state)
     assert_int_equal(sample(text, "hereproxy_upstream_http_version_total{"
         "version=\"2\"}"), 10);
     assert_int_equal(sample(text, "hereproxy_upstream_http_version_total{"
-        "version=\"1.0\"}"), 1);
+        "version=\"1.0\"}"), 0);      /* only the ignored one said 1.0 */
     assert_int_equal(sample(text, "hereproxy_upstream_http_version_total{"
         "version=\"3\"}"), 1);
     assert_int_equal(sample(text, "hereproxy_upstream_http_version_total{"
         "version=\"1.1\"}"), 0);
     /* busy and breaker_open are counted but not timed; bad_response is. */
     assert_int_equal(sample(text, "hereproxy_upstream_duration_seconds_count"),
-        13);
+        11);
     assert_int_equal(sample(text,
         "hereproxy_upstream_bytes_total{indice=\"u\"}"), 100);
     assert_int_equal(sample(text,
@@ -691,8 +697,8 @@ test_upstream_errors_memcached(void **state)
     free(text);
 
     j = json(m);
-    /* 15 exchanges, busy and breaker_open made no call. */
-    assert_int_equal(jnum(j, "u", "upstream_calls"), 13);
+    /* 13 exchanges, busy and breaker_open made no call. */
+    assert_int_equal(jnum(j, "u", "upstream_calls"), 11);
     assert_int_equal(jnum(j, "u", "errors"), 14);
     assert_int_equal(jnum(j, "u", "rate_limited"), 2);
     assert_int_equal(jnum(j, "u", "requests"), 0);
@@ -795,10 +801,10 @@ test_overflow(void **state)
     (void)state;
     metrics_request(m, "A", METRICS_HIT, 200, 0, 1);
     metrics_request(m, "B", METRICS_HIT, 200, 0, 1);
-    metrics_error(m, "C", "not_found");
+    metrics_error(m, "C", ERROR_NOT_FOUND);
     metrics_request(m, "D", METRICS_MISS, 200, 0, 1);
     metrics_request(m, "E", METRICS_MISS, 502, 0, 1);
-    metrics_error(m, "E", "upstream_5xx");
+    metrics_error(m, "E", ERROR_UPSTREAM_5XX);
     metrics_rate_limited(m, "F");
     metrics_request(m, "A", METRICS_HIT, 200, 0, 1);
     metrics_request(m, "C", METRICS_HIT, 200, 0, 1);
@@ -895,7 +901,7 @@ test_refused_label(void **state)
     (void)state;
     for (i = 0; i < 20; i++) {
         metrics_request(m, METRICS_REFUSED, METRICS_NONE, 400, 0.001, 10);
-        metrics_error(m, METRICS_REFUSED, "bad_request");
+        metrics_error(m, METRICS_REFUSED, ERROR_BAD_REQUEST);
     }
     metrics_request(m, "_refused", METRICS_NONE, 200, 0.001, 10);
     metrics_request(m, "good", METRICS_HIT, 200, 0.001, 10);
@@ -1033,8 +1039,8 @@ test_null(void **state)
     (void)state;
     metrics_free(NULL);
     metrics_request(NULL, "A", METRICS_HIT, 200, 0, 0);
-    metrics_upstream(NULL, "A", "ok", 20, 1, 0, 0);
-    metrics_error(NULL, "A", "internal");
+    metrics_upstream(NULL, "A", UPSTREAM_LABEL_OK, 20, 1, 0, 0);
+    metrics_error(NULL, "A", ERROR_INTERNAL);
     metrics_rate_limited(NULL, "A");
     metrics_memcached(NULL, 0, 1);
 }
@@ -1068,10 +1074,10 @@ hammer(void *arg)
         metrics_request(w->m, name, i % 5 == 0 ? METRICS_MISS : METRICS_HIT,
             200, 0.001, 10);
         if (i % 5 == 0)
-            metrics_upstream(w->m, name, "ok", 20, 2, 10, 0.05);
+            metrics_upstream(w->m, name, UPSTREAM_LABEL_OK, 20, 2, 10, 0.05);
         if (i % 100 == 0) {
             snprintf(name, sizeof(name), "n%d", i / 100);
-            metrics_error(w->m, name, "not_found");
+            metrics_error(w->m, name, ERROR_NOT_FOUND);
         }
         snprintf(name, sizeof(name), "own%d", w->id);
         metrics_rate_limited(w->m, name);
@@ -1100,11 +1106,11 @@ test_threads(void **state)
      */
     for (i = 0; i < NSHARED; i++) {
         snprintf(name, sizeof(name), "s%d", i);
-        metrics_error(m, name, "internal");
+        metrics_error(m, name, ERROR_INTERNAL);
     }
     for (i = 0; i < NTHREADS; i++) {
         snprintf(name, sizeof(name), "own%d", i);
-        metrics_error(m, name, "internal");
+        metrics_error(m, name, ERROR_INTERNAL);
     }
     pthread_barrier_init(&start, NULL, NTHREADS);
     for (i = 0; i < NTHREADS; i++) {
@@ -1235,10 +1241,10 @@ print_render(void)
     metrics_request(m, "B", METRICS_COALESCED, 200, 0.1, 1000);
     metrics_request(m, NULL, METRICS_NONE, 400, 0.00001, 50);
     metrics_request(m, "B", METRICS_MISS, 502, 0.3, 60);
-    metrics_upstream(m, "A", "ok", 20, 1, 1000, 0.11);
-    metrics_upstream(m, "B", "http_error", 11, 2, 60, 0.29);
-    metrics_error(m, NULL, "bad_request");
-    metrics_error(m, "B", "upstream_5xx");
+    metrics_upstream(m, "A", UPSTREAM_LABEL_OK, 20, 1, 1000, 0.11);
+    metrics_upstream(m, "B", UPSTREAM_LABEL_HTTP_ERROR, 11, 2, 60, 0.29);
+    metrics_error(m, NULL, ERROR_BAD_REQUEST);
+    metrics_error(m, "B", ERROR_UPSTREAM_5XX);
     metrics_rate_limited(m, "C");
     metrics_memcached(m, 0.0002, 1);
     text = metrics_render_prometheus(m, &g, "0.1.0");
@@ -1334,7 +1340,7 @@ test_json_latency(void **state)
         metrics_request(m, "A", METRICS_HIT, 200, 0.0002, 10);
     metrics_request(m, "A", METRICS_MISS, 200, 2.0, 10);
     /* An indice with errors but no request has no latency. */
-    metrics_error(m, "B", "internal");
+    metrics_error(m, "B", ERROR_INTERNAL);
     /* Past max_indices: _other has its own histogram. */
     metrics_request(m, "C", METRICS_MISS, 502, 0.0007, 10);
 
@@ -1407,8 +1413,8 @@ test_forbidden_kind(void **state)
     char *text;
 
     (void)state;
-    metrics_error(m, "-", "forbidden");
-    metrics_error(m, "-", "no-such-kind");
+    metrics_error(m, "-", ERROR_FORBIDDEN);
+    metrics_error(m, "-", ERROR_OTHER);
     text = render(m);
     assert_int_equal(sample(text, "hereproxy_errors_total{indice=\"-\","
         "kind=\"forbidden\"}"), 1);

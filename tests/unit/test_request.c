@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fcgi.h"
 #include "request.h"
 
 static const struct request_policy policy = {20, 0};
@@ -631,21 +632,33 @@ test_method_parse(void **state)
 static void
 test_request_param(void **state)
 {
-    char *envp[] = {"REQUEST_URI=/x", "REQUEST_METHOD=GET",
-        "HTTP_ORIGIN=https://a.example", "EMPTY=", "NOEQUALS",
-        "REQUEST_URIX=no", NULL};
+    char *envp[] = {"REQUEST_URIX=no", "REQUEST_URI=/x", "REQUEST_METHOD=GET",
+        "HTTP_ORIGIN=https://a.example", "HTTP_HOST=", "NOEQUALS",
+        "REQUEST_URI=/second-wins-not", "HTTP_X_PROXY_TOKEN=t", NULL};
+    struct fcgi_param fp[3] = {
+        {"REMOTE_ADDR", "10.0.0.1", 11, 8},
+        {"HTTP_IF_NONE_MATCH", "\"e\"", 18, 3},
+        {"HTTP_IF_NONE_MATC", "x", 17, 1},
+    };
+    struct request_params p;
 
     (void)state;
-    assert_string_equal(request_param(envp, "REQUEST_URI"), "/x");
-    assert_string_equal(request_param(envp, "REQUEST_METHOD"), "GET");
-    assert_string_equal(request_param(envp, "HTTP_ORIGIN"),
-        "https://a.example");
-    assert_string_equal(request_param(envp, "EMPTY"), "");
-    assert_null(request_param(envp, "NOEQUALS"));
-    assert_null(request_param(envp, "REQUEST"));
-    assert_null(request_param(envp, "MISSING"));
-    assert_string_equal(request_param(envp, "REQUEST_URIX"), "no");
-    assert_null(request_param(NULL, "REQUEST_URI"));
+    /* The parameters the proxy reads, found in one walk; the first of a
+     * name wins, near misses and unknown names are ignored. */
+    request_params_from_env(&p, envp);
+    assert_string_equal(p.uri, "/x");
+    assert_string_equal(p.method, "GET");
+    assert_string_equal(p.origin, "https://a.example");
+    assert_string_equal(p.host, "");
+    assert_string_equal(p.proxy_token, "t");
+    assert_null(p.remote_addr);
+    assert_null(p.if_none_match);
+    request_params_from_env(&p, NULL);
+    assert_null(p.uri);
+    request_params_read(&p, fp, 3);
+    assert_string_equal(p.remote_addr, "10.0.0.1");
+    assert_string_equal(p.if_none_match, "\"e\"");
+    assert_null(p.uri);
 }
 
 /* Every z: x and y up to 2^z - 1 pass, 2^z fails; z above zmax fails. */
