@@ -23,8 +23,8 @@
 #define PURGE_PREFIX_LEN 12
 
 static void
-serve_healthz(struct fcgi_out *out, const struct response_meta *meta,
-    struct outcome *o)
+serve_healthz(
+    struct fcgi_out *out, const struct response_meta *meta, struct outcome *o)
 {
     o->status = 200;
     o->bytes = response_json(out, 200, "{\"status\":\"ok\"}", meta);
@@ -52,8 +52,8 @@ serve_readyz(struct handler *h, struct fcgi_out *out,
         goto oom;
     cJSON_AddStringToObject(root, "status", ready > 0 ? "degraded" : "ready");
     cJSON_AddStringToObject(root, "cache", cache_backend(h->cache));
-    cJSON_AddStringToObject(root, "breaker",
-        breaker_state_name(breaker_state(&h->breaker)));
+    cJSON_AddStringToObject(
+        root, "breaker", breaker_state_name(breaker_state(&h->breaker)));
     if (ready > 0) {
         char *item, *save = NULL;
 
@@ -100,8 +100,8 @@ fill_gauges(struct handler *h, const struct settings *cfg,
     size_t i, n = 0;
 
     memset(g, 0, sizeof(*g));
-    co->scopes = admit_cache_only(h->limits, (int64_t)time(NULL),
-        &g->cache_only_all, &n);
+    co->scopes = admit_cache_only(
+        h->limits, (int64_t)time(NULL), &g->cache_only_all, &n);
     co->names = NULL;
     if (co->scopes != NULL &&
         (co->names = malloc(n * sizeof(*co->names))) != NULL) {
@@ -127,8 +127,8 @@ fill_gauges(struct handler *h, const struct settings *cfg,
     g->lru_refused = ls.refused;
     g->memcached_configured = cache_shared(h->cache);
     /* The probes' round trips first: the states below are theirs. */
-    g->memcached_servers = (uint64_t)cache_shared_servers(h->cache,
-        &g->memcached_servers_down);
+    g->memcached_servers =
+        (uint64_t)cache_shared_servers(h->cache, &g->memcached_servers_down);
     g->memcached_up = cache_shared_up(h->cache);
     for (i = 0; i < g->memcached_servers && i < SERVERS_VIEW_MAX; i++)
         sv->names[i] = cache_shared_server(h->cache, (int)i, &sv->up[i]);
@@ -139,8 +139,8 @@ fill_gauges(struct handler *h, const struct settings *cfg,
     g->upstream_inflight = us.inflight;
     g->upstream_queued = us.queued;
     g->breaker_open = breaker_state(&h->breaker) != BREAKER_CLOSED;
-    g->threads_busy = (uint64_t)atomic_load_explicit(&h->threads_busy,
-        memory_order_relaxed);
+    g->threads_busy =
+        (uint64_t)atomic_load_explicit(&h->threads_busy, memory_order_relaxed);
     g->threads_total = (uint64_t)cfg->threads;
     g->start_time = h->start_time;
 }
@@ -148,9 +148,8 @@ fill_gauges(struct handler *h, const struct settings *cfg,
 /* /metrics (JSON) and /metrics/prometheus, for METRICS_ALLOW only. */
 static void
 serve_metrics(struct handler *h, const struct settings *cfg,
-    enum req_route route, const struct request_params *rp,
-    struct fcgi_out *out, const struct response_meta *meta,
-    struct outcome *o)
+    enum req_route route, const struct request_params *rp, struct fcgi_out *out,
+    const struct response_meta *meta, struct outcome *o)
 {
     struct metrics_gauges g;
     char *text;
@@ -179,8 +178,8 @@ serve_metrics(struct handler *h, const struct settings *cfg,
     }
     o->status = 200;
     o->bytes = route == ROUTE_METRICS_PROMETHEUS
-        ? response_text(out, 200, "text/plain; version=0.0.4; charset=utf-8",
-              text, meta)
+        ? response_text(
+              out, 200, "text/plain; version=0.0.4; charset=utf-8", text, meta)
         : response_json(out, 200, text, meta);
     free(text);
 }
@@ -235,8 +234,10 @@ serve_purge(struct handler *h, const struct settings *cfg,
         return;
     }
     all = plen == PURGE_PREFIX_LEN;
-    if (all && (query == NULL || (strcmp(query, "?all=1") != 0 &&
-                                     strcmp(query, "?all=true") != 0))) {
+    if (all &&
+        (query == NULL ||
+            (strcmp(query, "?all=1") != 0 &&
+                strcmp(query, "?all=true") != 0))) {
         response_fail(out, o, ERROR_BAD_REQUEST, 0,
             "say what to purge: POST /admin/purge/here-proxy/{tile path} "
             "for one tile, POST /admin/purge?all=1 for everything",
@@ -246,8 +247,8 @@ serve_purge(struct handler *h, const struct settings *cfg,
     if (all) {
         rc = cache_purge_all(h->cache, &p);
     } else {
-        if (request_parse("GET", uri + PURGE_PREFIX_LEN, &h->policy, &tile,
-                err, sizeof(err)) != 0 ||
+        if (request_parse("GET", uri + PURGE_PREFIX_LEN, &h->policy, &tile, err,
+                sizeof(err)) != 0 ||
             (tile.route != ROUTE_TILE && tile.route != ROUTE_META)) {
             char msg[320];
 
@@ -269,8 +270,8 @@ serve_purge(struct handler *h, const struct settings *cfg,
             cJSON_AddBoolToObject(f, "in_memory", p.in_memory);
             cJSON_AddBoolToObject(f, "in_memcached", p.in_memcached);
         } else {
-            cJSON_AddNumberToObject(f, "memory_entries",
-                (double)p.memory_entries);
+            cJSON_AddNumberToObject(
+                f, "memory_entries", (double)p.memory_entries);
         }
         cJSON_AddStringToObject(f, "generation", p.generation);
         cJSON_AddBoolToObject(f, "memcached_ok", rc == 0);
@@ -300,8 +301,8 @@ serve_purge(struct handler *h, const struct settings *cfg,
     text = doc != NULL ? cJSON_PrintUnformatted(doc) : NULL;
     cJSON_Delete(doc);
     o->status = 200;
-    o->bytes = response_json(out, 200,
-        text != NULL ? text : "{\"status\":\"purged\"}", meta);
+    o->bytes = response_json(
+        out, 200, text != NULL ? text : "{\"status\":\"purged\"}", meta);
     free(text);
 }
 
@@ -311,21 +312,13 @@ admin_serve(struct handler *h, const struct settings *cfg,
     struct fcgi_out *out, struct response_meta *meta, struct outcome *o)
 {
     switch (req->route) {
-    case ROUTE_HEALTHZ:
-        serve_healthz(out, meta, o);
-        break;
-    case ROUTE_READYZ:
-        serve_readyz(h, out, meta, o);
-        break;
+    case ROUTE_HEALTHZ: serve_healthz(out, meta, o); break;
+    case ROUTE_READYZ: serve_readyz(h, out, meta, o); break;
     case ROUTE_METRICS:
     case ROUTE_METRICS_PROMETHEUS:
         serve_metrics(h, cfg, req->route, rp, out, meta, o);
         break;
-    case ROUTE_ADMIN_PURGE:
-        serve_purge(h, cfg, rp, out, meta, o);
-        break;
-    default:
-        response_fail(out, o, ERROR_NOT_FOUND, 0, NULL, NULL, meta);
-        break;
+    case ROUTE_ADMIN_PURGE: serve_purge(h, cfg, rp, out, meta, o); break;
+    default: response_fail(out, o, ERROR_NOT_FOUND, 0, NULL, NULL, meta); break;
     }
 }

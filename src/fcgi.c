@@ -28,15 +28,15 @@ static long capacity = 1;
 
 struct fcgi_conn {
     int fd;
-    unsigned char *in;          /* what was read and not yet taken */
+    unsigned char *in; /* what was read and not yet taken */
     size_t in_off, in_len, in_cap;
     /* The request being read. */
-    int id;                     /* 0: none begun */
+    int id; /* 0: none begun */
     int keep;
     int params_done, stdin_done;
-    unsigned char *pbuf;        /* the FCGI_PARAMS stream, raw */
+    unsigned char *pbuf; /* the FCGI_PARAMS stream, raw */
     size_t plen, pcap;
-    char *arena;                /* "name\0value\0" per parameter */
+    char *arena; /* "name\0value\0" per parameter */
     size_t arena_cap;
     struct fcgi_param params[FCGI_NPARAMS_MAX];
 };
@@ -240,8 +240,7 @@ decode_params(struct fcgi_conn *c)
 
         if (n == FCGI_NPARAMS_MAX ||
             pair_len(c->pbuf + off, c->plen - off, &nlen, &u1) != 0 ||
-            pair_len(c->pbuf + off + u1, c->plen - off - u1, &vlen, &u2) !=
-                0)
+            pair_len(c->pbuf + off + u1, c->plen - off - u1, &vlen, &u2) != 0)
             return -1;
         off += u1 + u2;
         if (nlen > c->plen - off || vlen > c->plen - off - nlen)
@@ -286,7 +285,7 @@ answer_values(struct fcgi_conn *c, const unsigned char *q, size_t qlen)
         if (nlen == 15 && memcmp(name, "FCGI_MPXS_CONNS", 15) == 0)
             vl = snprintf(value, sizeof(value), "0");
         else if ((nlen == 14 && memcmp(name, "FCGI_MAX_CONNS", 14) == 0) ||
-                 (nlen == 13 && memcmp(name, "FCGI_MAX_REQS", 13) == 0))
+            (nlen == 13 && memcmp(name, "FCGI_MAX_REQS", 13) == 0))
             vl = snprintf(value, sizeof(value), "%ld", capacity);
         else
             continue;
@@ -298,8 +297,8 @@ answer_values(struct fcgi_conn *c, const unsigned char *q, size_t qlen)
         memcpy(rec + out + nlen, value, (size_t)vl);
         out += nlen + (size_t)vl;
     }
-    fcgi_record_header(rec, FCGI_GET_VALUES_RESULT, 0,
-        out - FCGI_HEADER_LEN, 0);
+    fcgi_record_header(
+        rec, FCGI_GET_VALUES_RESULT, 0, out - FCGI_HEADER_LEN, 0);
     return send_record(c, rec, out);
 }
 
@@ -308,14 +307,14 @@ answer_values(struct fcgi_conn *c, const unsigned char *q, size_t qlen)
  * complete, 0 to read on, -1 when the connection is done.
  */
 static int
-take_record(struct fcgi_conn *c, int type, int id, const unsigned char *p,
-    size_t len)
+take_record(
+    struct fcgi_conn *c, int type, int id, const unsigned char *p, size_t len)
 {
     switch (type) {
     case FCGI_BEGIN_REQUEST:
         if (len != 8 || id == 0)
             return -1;
-        if (c->id != 0)     /* one at a time: never multiplexed */
+        if (c->id != 0) /* one at a time: never multiplexed */
             return c->id == id ? -1 : refuse(c, id, END_CANT_MPX_CONN);
         if (((int)p[0] << 8 | p[1]) != FCGI_RESPONDER)
             return refuse(c, id, END_UNKNOWN_ROLE);
@@ -357,11 +356,11 @@ take_record(struct fcgi_conn *c, int type, int id, const unsigned char *p,
     case FCGI_STDIN:
         if (c->id != 0 && id == c->id && len == 0)
             c->stdin_done = 1;
-        break;      /* a body is read and dropped */
+        break; /* a body is read and dropped */
     case FCGI_GET_VALUES:
         return id == 0 && answer_values(c, p, len) == 0 ? 0 : -1;
     default:
-        if (id == 0) {  /* a management record we do not know */
+        if (id == 0) { /* a management record we do not know */
             unsigned char rec[2 * FCGI_HEADER_LEN];
 
             fcgi_record_header(rec, FCGI_UNKNOWN_TYPE, 0, 8, 0);
@@ -369,7 +368,7 @@ take_record(struct fcgi_conn *c, int type, int id, const unsigned char *p,
             rec[FCGI_HEADER_LEN] = (unsigned char)type;
             return send_record(c, rec, sizeof(rec)) == 0 ? 0 : -1;
         }
-        return 0;   /* FCGI_DATA, or what a web server never sends */
+        return 0; /* FCGI_DATA, or what a web server never sends */
     }
     return c->id != 0 && c->params_done && c->stdin_done ? 1 : 0;
 }
@@ -389,8 +388,8 @@ fcgi_read_request(struct fcgi_conn *c, struct fcgi_request *req)
             pad = h[6];
             if (avail >= FCGI_HEADER_LEN + clen + pad) {
                 c->in_off += FCGI_HEADER_LEN + clen + pad;
-                rc = take_record(c, h[1], h[2] << 8 | h[3],
-                    h + FCGI_HEADER_LEN, clen);
+                rc = take_record(
+                    c, h[1], h[2] << 8 | h[3], h + FCGI_HEADER_LEN, clen);
                 if (rc < 0)
                     return -1;
                 if (rc > 0) {
@@ -411,7 +410,7 @@ fcgi_read_request(struct fcgi_conn *c, struct fcgi_request *req)
         } else {
             rc = fill(c, FCGI_HEADER_LEN);
         }
-        if (rc == 0)    /* closed: cleanly only between requests */
+        if (rc == 0) /* closed: cleanly only between requests */
             return c->id == 0 && c->in_len == c->in_off ? 0 : -1;
         if (rc < 0)
             return rc;
@@ -470,8 +469,8 @@ fcgi_write(struct fcgi_out *out, const void *head, size_t head_len,
         }
         if (total == 0 && end) {
             iov[n].iov_base = tail;
-            iov[n++].iov_len = end_records(tail, out->id,
-                END_REQUEST_COMPLETE, 1);
+            iov[n++].iov_len =
+                end_records(tail, out->id, END_REQUEST_COMPLETE, 1);
         }
         if (n == 0)
             break;
@@ -496,7 +495,7 @@ fcgi_end(struct fcgi_out *out)
 void
 fcgi_abort(struct fcgi_out *out)
 {
-    static const unsigned char bogus[FCGI_HEADER_LEN];  /* version 0 */
+    static const unsigned char bogus[FCGI_HEADER_LEN]; /* version 0 */
 
     if (!out->failed &&
         send(out->conn->fd, bogus, sizeof(bogus), MSG_NOSIGNAL) < 0) {

@@ -34,10 +34,10 @@ struct fcgi_param {
 #define FCGI_NPARAMS_MAX 256
 
 struct fcgi_request {
-    int id;                    /* the FastCGI request id */
-    int keep_conn;             /* FCGI_KEEP_CONN: the connection stays open */
+    int id; /* the FastCGI request id */
+    int keep_conn; /* FCGI_KEEP_CONN: the connection stays open */
     size_t nparams;
-    const struct fcgi_param *params;  /* valid until the next read */
+    const struct fcgi_param *params; /* valid until the next read */
 };
 
 /* A connection from the web server. */
@@ -72,7 +72,7 @@ struct fcgi_out {
     int id;
     int failed;
     int ended;
-    uint64_t body_written;     /* body bytes the socket took (see below) */
+    uint64_t body_written; /* body bytes the socket took (see below) */
 };
 
 void fcgi_out_init(struct fcgi_out *out, struct fcgi_conn *c, int id);

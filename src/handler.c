@@ -46,18 +46,16 @@ write_answer(struct tile_answer *a, const char *inm, struct fcgi_out *out,
     switch (a->body) {
     case TILE_ERROR:
         meta->retry_after_s = a->retry_after_s;
-        response_fail(out, o, a->error, a->status, a->message, a->detail,
-            meta);
+        response_fail(out, o, a->error, a->status, a->message, a->detail, meta);
         return 0;
     case TILE_ENTRY:
     case TILE_WHOLE:
         /* It has all arrived: one write, headers, body and end. */
         o->bytes = response_body(out, a->status, a->content_type, a->etag,
             a->data, a->len, inm, x_cache, a->max_age_s, meta, &o->status);
-        o->error = a->error;   /* a cached HERE 404 */
+        o->error = a->error; /* a cached HERE 404 */
         return 0;
-    case TILE_STREAM:
-        break;
+    case TILE_STREAM: break;
     }
     status = response_etag_matches(inm, a->etag) ? 304 : 200;
     client_ok = response_begin(out, status, a->content_type, a->etag,
@@ -77,8 +75,8 @@ write_answer(struct tile_answer *a, const char *inm, struct fcgi_out *out,
         }
     }
     if (cut) {
-        util_strlcpy(o->detail, "HERE's response was cut off",
-            sizeof(o->detail));
+        util_strlcpy(
+            o->detail, "HERE's response was cut off", sizeof(o->detail));
         response_abort(out);
         return -1;
     }
@@ -101,8 +99,8 @@ serve_tile(struct handler *h, const struct settings *cfg,
     /* Whatever it answers after a wait, the client may be gone. */
     meta->check_gone = a.waited;
     rc = write_answer(&a, rp->if_none_match, out, meta, o);
-    util_strlcpy(o->correlation_id, a.correlation_id,
-        sizeof(o->correlation_id));
+    util_strlcpy(
+        o->correlation_id, a.correlation_id, sizeof(o->correlation_id));
     tile_done(&h->tiles, cfg, req, &a);
     o->upstream_status = a.upstream.status;
     o->upstream_attempts = a.upstream.attempts;
@@ -118,9 +116,8 @@ serve_tile(struct handler *h, const struct settings *cfg,
  */
 static int
 serve_proxied(struct handler *h, const struct settings *cfg,
-    struct tile_req *req, const struct request_params *rp,
-    struct fcgi_out *out, struct response_meta *meta, struct outcome *o,
-    int *refused)
+    struct tile_req *req, const struct request_params *rp, struct fcgi_out *out,
+    struct response_meta *meta, struct outcome *o, int *refused)
 {
     struct admit_verdict v;
     const char *message = NULL;
@@ -165,8 +162,7 @@ note_client_gone(struct outcome *o)
 
     if (*o->detail != '\0' && n > 0 && (size_t)n + 2 < sizeof(detail)) {
         memcpy(detail + n, "; ", 2);
-        util_strlcpy(detail + n + 2, o->detail,
-            sizeof(detail) - (size_t)n - 2);
+        util_strlcpy(detail + n + 2, o->detail, sizeof(detail) - (size_t)n - 2);
     }
     util_strlcpy(o->detail, detail, sizeof(o->detail));
     o->status = 499;
@@ -211,11 +207,11 @@ account(struct handler *h, const struct request_params *rp,
 }
 
 int
-handler_serve(struct handler *h, const struct request_params *rp,
-    struct fcgi_out *out)
+handler_serve(
+    struct handler *h, const struct request_params *rp, struct fcgi_out *out)
 {
     int64_t t0 = util_mono_us(), wall = util_wall_ms();
-    const struct settings *cfg = handler_cfg(h);   /* one view: reloads */
+    const struct settings *cfg = handler_cfg(h); /* one view: reloads */
     struct response_meta meta;
     struct outcome o;
     struct tile_req req;
@@ -230,14 +226,13 @@ handler_serve(struct handler *h, const struct request_params *rp,
         meta.request_id = rp->request_id;
     else
         meta.request_id = log_request_id_new(request_id, sizeof(request_id));
-    rc = request_parse(rp->method, rp->uri, &h->policy, &req, err,
-        sizeof(err));
+    rc = request_parse(rp->method, rp->uri, &h->policy, &req, err, sizeof(err));
     meta.head = req.method == METHOD_HEAD;
     if (req.route == ROUTE_TILE || req.route == ROUTE_META ||
         req.route == ROUTE_PREFLIGHT) {
         meta.indice = req.indice;
-        meta.cors_origin = admit_cors_origin(cfg, rp->origin,
-            &meta.vary_origin);
+        meta.cors_origin =
+            admit_cors_origin(cfg, rp->origin, &meta.vary_origin);
         meta.client_tokens = *cfg->client_tokens != '\0';
     }
     if (rp->uri == NULL) {
@@ -259,8 +254,7 @@ handler_serve(struct handler *h, const struct request_params *rp,
         switch (req.route) {
         case ROUTE_TILE:
         case ROUTE_META:
-            result = serve_proxied(h, cfg, &req, rp, out, &meta, &o,
-                &refused);
+            result = serve_proxied(h, cfg, &req, rp, out, &meta, &o, &refused);
             break;
         case ROUTE_PREFLIGHT:
             o.status = 204;
@@ -269,9 +263,7 @@ handler_serve(struct handler *h, const struct request_params *rp,
         case ROUTE_NONE:
             response_fail(out, &o, ERROR_NOT_FOUND, 0, NULL, NULL, &meta);
             break;
-        default:
-            admin_serve(h, cfg, &req, rp, out, &meta, &o);
-            break;
+        default: admin_serve(h, cfg, &req, rp, out, &meta, &o); break;
         }
     }
     if (result == 0 && response_client_gone(out))

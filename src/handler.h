@@ -26,19 +26,19 @@ struct upstream;
 
 /* What every request may use: built at start, swapped settings aside. */
 struct handler {
-    const struct settings *cfg;   /* atomic: swapped by a reload */
+    const struct settings *cfg; /* atomic: swapped by a reload */
     struct cache *cache;
     struct upstream *upstream;
     struct flights *flights;
     struct admit *limits;
     struct breaker breaker;
     struct request_policy policy;
-    struct metrics *metrics;      /* NULL: nothing recorded */
-    struct flight_jobs *revalidations;  /* NULL: tile_done waits for them */
-    struct tile_flow tiles;       /* over the members above */
-    struct acl *metrics_acl;      /* METRICS_ALLOW; NULL admits nobody */
-    _Atomic long threads_busy;    /* workers between accept and finish */
-    double start_time;            /* Unix seconds, for uptime */
+    struct metrics *metrics; /* NULL: nothing recorded */
+    struct flight_jobs *revalidations; /* NULL: tile_done waits for them */
+    struct tile_flow tiles; /* over the members above */
+    struct acl *metrics_acl; /* METRICS_ALLOW; NULL admits nobody */
+    _Atomic long threads_busy; /* workers between accept and finish */
+    double start_time; /* Unix seconds, for uptime */
 };
 
 /* The settings now in force (a reload swaps the pointer: see main.c). */
@@ -52,7 +52,7 @@ void handler_init_tiles(struct handler *h);
  * or failed: then the connection is done). Returns 0, or -1 when the
  * response was cut off part way and the web server was told so.
  */
-int handler_serve(struct handler *h, const struct request_params *rp,
-    struct fcgi_out *out);
+int handler_serve(
+    struct handler *h, const struct request_params *rp, struct fcgi_out *out);
 
 #endif

@@ -14,19 +14,19 @@
  * cache_status; the metrics label is the lower-case name (LIMITED counts
  * as none: it never looked).
  */
-#define CACHE_STATUS_LIST(X)                                                 \
-    X(HIT, "HIT")                /* fresh, from either tier */               \
-    X(MISS, "MISS")              /* fetched from HERE by this request */     \
-    X(STALE, "STALE")            /* stale, revalidated elsewhere */          \
-    X(COALESCED, "COALESCED")    /* waited on another request's fetch */     \
-    X(NONE, "NONE")              /* no cache lookup */                       \
-    X(LIMITED, "LIMITED")        /* refused by a rate limit */
+#define CACHE_STATUS_LIST(X)                                                   \
+    X(HIT, "HIT") /* fresh, from either tier */                                \
+    X(MISS, "MISS") /* fetched from HERE by this request */                    \
+    X(STALE, "STALE") /* stale, revalidated elsewhere */                       \
+    X(COALESCED, "COALESCED") /* waited on another request's fetch */          \
+    X(NONE, "NONE") /* no cache lookup */                                      \
+    X(LIMITED, "LIMITED") /* refused by a rate limit */
 
 enum cache_status {
 #define LABELS_ENUM(id, header) CACHE_STATUS_##id,
     CACHE_STATUS_LIST(LABELS_ENUM)
 #undef LABELS_ENUM
-    CACHE_STATUS_COUNT
+        CACHE_STATUS_COUNT
 };
 
 const char *cache_status_header(enum cache_status s);
@@ -37,32 +37,32 @@ const char *cache_status_header(enum cache_status s);
  * 4xx, or the parser's 400/404/405/414) and to the client's message when
  * the kind says it all (NULL: the caller words it).
  */
-#define ERROR_KIND_LIST(X)                                                   \
-    X(NONE, "none", 0, NULL)                                                 \
-    X(BAD_REQUEST, "bad_request", 400, NULL)                                 \
-    X(NOT_FOUND, "not_found", 404, "no such endpoint")                       \
-    X(METHOD, "method", 405, NULL)                                           \
-    X(UPSTREAM_3XX, "upstream_3xx", 502, NULL)                               \
-    X(UPSTREAM_4XX, "upstream_4xx", 0, NULL)                                 \
-    X(UPSTREAM_5XX, "upstream_5xx", 502, NULL)                               \
-    X(UPSTREAM_BAD_RESPONSE, "upstream_bad_response", 502,                   \
-        "HERE sent an unexpected Content-Type")                              \
-    X(UPSTREAM_UNREACHABLE, "upstream_unreachable", 502, "HERE unreachable") \
-    X(UPSTREAM_TIMEOUT, "upstream_timeout", 504, "HERE timed out")           \
-    X(BUSY, "busy", 503, "too many requests to HERE in flight")              \
-    X(BREAKER_OPEN, "breaker_open", 503, NULL)                               \
-    X(CACHE_ONLY, "cache_only", 503, NULL)                                   \
-    X(UNAUTHORIZED, "unauthorized", 401, NULL)                               \
-    X(FORBIDDEN, "forbidden", 403, NULL)                                     \
-    X(RATE_LIMITED, "rate_limited", 429, NULL)                               \
-    X(INTERNAL, "internal", 500, "out of memory")                            \
+#define ERROR_KIND_LIST(X)                                                     \
+    X(NONE, "none", 0, NULL)                                                   \
+    X(BAD_REQUEST, "bad_request", 400, NULL)                                   \
+    X(NOT_FOUND, "not_found", 404, "no such endpoint")                         \
+    X(METHOD, "method", 405, NULL)                                             \
+    X(UPSTREAM_3XX, "upstream_3xx", 502, NULL)                                 \
+    X(UPSTREAM_4XX, "upstream_4xx", 0, NULL)                                   \
+    X(UPSTREAM_5XX, "upstream_5xx", 502, NULL)                                 \
+    X(UPSTREAM_BAD_RESPONSE, "upstream_bad_response", 502,                     \
+        "HERE sent an unexpected Content-Type")                                \
+    X(UPSTREAM_UNREACHABLE, "upstream_unreachable", 502, "HERE unreachable")   \
+    X(UPSTREAM_TIMEOUT, "upstream_timeout", 504, "HERE timed out")             \
+    X(BUSY, "busy", 503, "too many requests to HERE in flight")                \
+    X(BREAKER_OPEN, "breaker_open", 503, NULL)                                 \
+    X(CACHE_ONLY, "cache_only", 503, NULL)                                     \
+    X(UNAUTHORIZED, "unauthorized", 401, NULL)                                 \
+    X(FORBIDDEN, "forbidden", 403, NULL)                                       \
+    X(RATE_LIMITED, "rate_limited", 429, NULL)                                 \
+    X(INTERNAL, "internal", 500, "out of memory")                              \
     X(OTHER, "other", 0, NULL)
 
 enum error_kind {
 #define LABELS_ENUM(id, name, status, message) ERROR_##id,
     ERROR_KIND_LIST(LABELS_ENUM)
 #undef LABELS_ENUM
-    ERROR_KIND_COUNT
+        ERROR_KIND_COUNT
 };
 
 const char *error_kind_name(enum error_kind k);
@@ -76,25 +76,25 @@ const char *error_kind_message(enum error_kind k);
  * the label, and whether a call reached the network (refusals before a
  * call are counted, not timed).
  */
-#define UPSTREAM_LABEL_LIST(X)                                               \
-    X(OK, "ok", 1)                                                           \
-    X(NOT_MODIFIED, "not_modified", 1)                                       \
-    X(HTTP_ERROR, "http_error", 1)                                           \
-    X(CONNECT, "connect", 1)                                                 \
-    X(TLS, "tls", 1)                                                         \
-    X(TIMEOUT, "timeout", 1)                                                 \
-    X(TOO_BIG, "too_big", 1)                                                 \
-    X(BROKEN, "broken", 1)                                                   \
-    X(BUSY, "busy", 0)                                                       \
-    X(BREAKER_OPEN, "breaker_open", 0)                                       \
-    X(CACHE_ONLY, "cache_only", 0)                                           \
+#define UPSTREAM_LABEL_LIST(X)                                                 \
+    X(OK, "ok", 1)                                                             \
+    X(NOT_MODIFIED, "not_modified", 1)                                         \
+    X(HTTP_ERROR, "http_error", 1)                                             \
+    X(CONNECT, "connect", 1)                                                   \
+    X(TLS, "tls", 1)                                                           \
+    X(TIMEOUT, "timeout", 1)                                                   \
+    X(TOO_BIG, "too_big", 1)                                                   \
+    X(BROKEN, "broken", 1)                                                     \
+    X(BUSY, "busy", 0)                                                         \
+    X(BREAKER_OPEN, "breaker_open", 0)                                         \
+    X(CACHE_ONLY, "cache_only", 0)                                             \
     X(BAD_RESPONSE, "bad_response", 1)
 
 enum upstream_label {
 #define LABELS_ENUM(id, name, called) UPSTREAM_LABEL_##id,
     UPSTREAM_LABEL_LIST(LABELS_ENUM)
 #undef LABELS_ENUM
-    UPSTREAM_LABEL_COUNT
+        UPSTREAM_LABEL_COUNT
 };
 
 const char *upstream_label_name(enum upstream_label l);

@@ -13,8 +13,8 @@
 #include "util.h"
 
 int
-listen_parse(const char *addr, struct listen_addr *out, char *err,
-    size_t errlen)
+listen_parse(
+    const char *addr, struct listen_addr *out, char *err, size_t errlen)
 {
     const char *colon, *host;
     size_t hlen;
@@ -48,8 +48,9 @@ listen_parse(const char *addr, struct listen_addr *out, char *err,
     } else {
         colon = strchr(addr, ':');
         if (colon == NULL || strchr(colon + 1, ':') != NULL) {
-            snprintf(err, errlen, "expected host:port, [IPv6]:port or a "
-                                  "Unix socket path (with a /)");
+            snprintf(err, errlen,
+                "expected host:port, [IPv6]:port or a "
+                "Unix socket path (with a /)");
             return -1;
         }
         host = addr;
@@ -80,13 +81,13 @@ open_unix(const struct listen_addr *a, int backlog, char *err, size_t errlen)
     memset(&un, 0, sizeof(un));
     un.sun_family = AF_UNIX;
     memcpy(un.sun_path, a->path, strlen(a->path) + 1);
-    unlink(a->path);    /* a stale socket from a crash */
+    unlink(a->path); /* a stale socket from a crash */
     if (bind(fd, (struct sockaddr *)&un, sizeof(un)) != 0 ||
         listen(fd, backlog) != 0 ||
         /* Web servers run as another user; the directory guards access. */
         chmod(a->path, 0666) != 0) {
-        snprintf(err, errlen, "cannot listen on %s: %s", a->path,
-            strerror(errno));
+        snprintf(
+            err, errlen, "cannot listen on %s: %s", a->path, strerror(errno));
         close(fd);
         return -1;
     }
@@ -104,13 +105,13 @@ open_tcp(const struct listen_addr *a, int backlog, char *err, size_t errlen)
     hints.ai_socktype = SOCK_STREAM;
     hints.ai_flags = AI_PASSIVE;
     if ((rc = getaddrinfo(a->host, a->port, &hints, &res)) != 0) {
-        snprintf(err, errlen, "cannot resolve %s: %s", a->host,
-            gai_strerror(rc));
+        snprintf(
+            err, errlen, "cannot resolve %s: %s", a->host, gai_strerror(rc));
         return -1;
     }
     for (ai = res; ai != NULL; ai = ai->ai_next) {
-        fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC,
-            ai->ai_protocol);
+        fd = socket(
+            ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, ai->ai_protocol);
         if (fd < 0)
             continue;
         setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
@@ -129,8 +130,7 @@ open_tcp(const struct listen_addr *a, int backlog, char *err, size_t errlen)
 }
 
 int
-listen_open(const struct listen_addr *a, int backlog, char *err,
-    size_t errlen)
+listen_open(const struct listen_addr *a, int backlog, char *err, size_t errlen)
 {
     return a->kind == LISTEN_UNIX ? open_unix(a, backlog, err, errlen)
                                   : open_tcp(a, backlog, err, errlen);

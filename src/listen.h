@@ -10,27 +10,24 @@
  * never taken for a file name.
  */
 
-enum listen_kind {
-    LISTEN_UNIX,
-    LISTEN_TCP
-};
+enum listen_kind { LISTEN_UNIX, LISTEN_TCP };
 
 struct listen_addr {
     enum listen_kind kind;
-    char host[256];     /* TCP: the host, without brackets */
-    char port[8];       /* TCP: 1..65535 */
-    char path[108];     /* UNIX: the path */
+    char host[256]; /* TCP: the host, without brackets */
+    char port[8]; /* TCP: 1..65535 */
+    char path[108]; /* UNIX: the path */
 };
 
 /* Parse addr. 0, or -1 with a message in err. Pure. */
-int listen_parse(const char *addr, struct listen_addr *out, char *err,
-    size_t errlen);
+int listen_parse(
+    const char *addr, struct listen_addr *out, char *err, size_t errlen);
 
 /*
  * A listening socket on a (a stale Unix socket file is replaced, the new
  * one made 0666: the directory guards access). The fd, or -1 with err set.
  */
-int listen_open(const struct listen_addr *a, int backlog, char *err,
-    size_t errlen);
+int listen_open(
+    const struct listen_addr *a, int backlog, char *err, size_t errlen);
 
 #endif

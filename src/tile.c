@@ -28,8 +28,8 @@
  */
 _Static_assert(sizeof(((struct flight_head *)0)->etag) - 1 <= ENTRY_ETAG_MAX,
     "a flight's ETag must fit an entry");
-_Static_assert(sizeof(((struct flight_head *)0)->content_type) - 1 <=
-        ENTRY_CTYPE_MAX,
+_Static_assert(
+    sizeof(((struct flight_head *)0)->content_type) - 1 <= ENTRY_CTYPE_MAX,
     "a flight's Content-Type must fit an entry");
 
 /* ------------------------------------------------------ store and fetcher */
@@ -74,8 +74,8 @@ cache_drop_lock(void *ctx, const char *key, size_t keylen)
 }
 
 static void
-cache_store(void *ctx, const char *key, size_t keylen, struct entry *e,
-    int64_t now)
+cache_store(
+    void *ctx, const char *key, size_t keylen, struct entry *e, int64_t now)
 {
     cache_put(ctx, key, keylen, e, now);
 }
@@ -97,8 +97,8 @@ static int
 upstream_fetch(void *ctx, struct flight *f, const char *path_and_query,
     int has_query, const char *if_none_match, enum upstream_expect expect)
 {
-    return upstream_submit(ctx, f, path_and_query, has_query, if_none_match,
-        expect);
+    return upstream_submit(
+        ctx, f, path_and_query, has_query, if_none_match, expect);
 }
 
 void
@@ -111,8 +111,8 @@ tile_fetcher_upstream(struct tile_fetcher *f, struct upstream *up)
 /* ------------------------------------------------------------- policies */
 
 long
-tile_fresh_ttl(const struct settings *cfg, int meta, int status,
-    const char *cache_control)
+tile_fresh_ttl(
+    const struct settings *cfg, int meta, int status, const char *cache_control)
 {
     long cap = cfg->cache_ttl_cap_s, ttl;
 
@@ -121,9 +121,8 @@ tile_fresh_ttl(const struct settings *cfg, int meta, int status,
     else if (meta)
         ttl = cfg->cache_meta_ttl_s;
     else
-        return cache_ttl(cache_control != NULL && *cache_control
-                ? cache_control
-                : NULL,
+        return cache_ttl(
+            cache_control != NULL && *cache_control ? cache_control : NULL,
             cfg->cache_ttl_default_s, cap);
     return ttl < cap ? ttl : cap;
 }
@@ -155,8 +154,8 @@ answer_error(struct tile_answer *a, enum error_kind kind, int status,
     a->status = status != 0 ? status : error_kind_status(kind, 502);
     if (message == NULL)
         message = error_kind_message(kind);
-    util_strlcpy(a->message, message != NULL ? message : "error",
-        sizeof(a->message));
+    util_strlcpy(
+        a->message, message != NULL ? message : "error", sizeof(a->message));
     util_strlcpy(a->detail, detail != NULL ? detail : "", sizeof(a->detail));
 }
 
@@ -215,7 +214,7 @@ answer_failed_flight(struct tile_answer *a, const struct flight_result *r)
             answer_error(a, ERROR_UPSTREAM_5XX, 0, msg, NULL);
         }
         return;
-    default:    /* UPSTREAM_CONNECT, and whatever else failed to connect */
+    default: /* UPSTREAM_CONNECT, and whatever else failed to connect */
         answer_error(a, ERROR_UPSTREAM_UNREACHABLE, 0, NULL, r->error);
         return;
     }
@@ -263,14 +262,13 @@ answer_entry(struct tile_answer *a, struct entry *e, enum cache_status cache,
     a->cache = cache;
     a->entry = e;
     a->status = e->status;
-    a->max_age_s = cache == CACHE_STATUS_HIT ? (long)(e->fresh_until - now)
-                                             : 0;
+    a->max_age_s = cache == CACHE_STATUS_HIT ? (long)(e->fresh_until - now) : 0;
     a->content_type = e->content_type;
     a->etag = e->etag;
     a->data = e->body;
     a->len = e->body_len;
     if (e->status >= 400)
-        a->error = ERROR_UPSTREAM_4XX;   /* a cached HERE 404 */
+        a->error = ERROR_UPSTREAM_4XX; /* a cached HERE 404 */
 }
 
 /* ------------------------------------------------------ HERE's outcomes */
@@ -283,10 +281,10 @@ note_breaker(const struct settings *cfg, enum breaker_change change)
     if (change == BREAKER_SAME)
         return;
     if ((f = cJSON_CreateObject()) != NULL) {
-        cJSON_AddNumberToObject(f, "threshold",
-            (double)cfg->here_breaker_threshold);
-        cJSON_AddNumberToObject(f, "cooldown_ms",
-            (double)cfg->here_breaker_cooldown_ms);
+        cJSON_AddNumberToObject(
+            f, "threshold", (double)cfg->here_breaker_threshold);
+        cJSON_AddNumberToObject(
+            f, "cooldown_ms", (double)cfg->here_breaker_cooldown_ms);
     }
     log_event(change == BREAKER_OPENED ? LOG_LEVEL_WARN : LOG_LEVEL_INFO,
         change == BREAKER_OPENED ? "breaker_open" : "breaker_closed", f);
@@ -300,8 +298,7 @@ upstream_label_of(const struct flight_result *r)
     case UPSTREAM_OK:
         if (r->status == 304)
             return UPSTREAM_LABEL_NOT_MODIFIED;
-        return r->status >= 300 ? UPSTREAM_LABEL_HTTP_ERROR
-                                : UPSTREAM_LABEL_OK;
+        return r->status >= 300 ? UPSTREAM_LABEL_HTTP_ERROR : UPSTREAM_LABEL_OK;
     case UPSTREAM_CONNECT: return UPSTREAM_LABEL_CONNECT;
     case UPSTREAM_TLS: return UPSTREAM_LABEL_TLS;
     case UPSTREAM_TIMEOUT: return UPSTREAM_LABEL_TIMEOUT;
@@ -341,8 +338,8 @@ record_exchange(struct tile_flow *t, const struct settings *cfg,
     note_breaker(cfg, breaker_record(t->breaker, ok, util_mono_ms()));
     /* HERE refusing the key (401), the plan (403) or the volume (429)
      * again and again: stop asking for what it is about. */
-    admit_upstream_result(t->limits, indice, plan, r->status,
-        r->retry_after_s, (int64_t)time(NULL));
+    admit_upstream_result(t->limits, indice, plan, r->status, r->retry_after_s,
+        (int64_t)time(NULL));
 }
 
 /*
@@ -350,8 +347,8 @@ record_exchange(struct tile_flow *t, const struct settings *cfg,
  * the quotas. 0: go ahead (counted); -1: f was ended with the refusal.
  */
 static int
-may_fetch(struct tile_flow *t, const char *indice, const char *plan,
-    struct flight *f)
+may_fetch(
+    struct tile_flow *t, const char *indice, const char *plan, struct flight *f)
 {
     struct flight_result r;
     int64_t retry_ms;
@@ -361,8 +358,8 @@ may_fetch(struct tile_flow *t, const char *indice, const char *plan,
     if (!breaker_allow(t->breaker, util_mono_ms(), &retry_ms)) {
         r.outcome = UPSTREAM_SHED;
         r.retry_after_s = (int)((retry_ms + 999) / 1000);
-        util_strlcpy(r.error, "HERE is failing: circuit breaker open",
-            sizeof(r.error));
+        util_strlcpy(
+            r.error, "HERE is failing: circuit breaker open", sizeof(r.error));
         flight_end(f, FLIGHT_FAILED, &r);
         return -1;
     }
@@ -388,8 +385,7 @@ flight_fill_from_entry(struct flight *f, const struct entry *e)
     memset(&r, 0, sizeof(r));
     head.status = e->status;
     head.content_length = (int64_t)e->body_len;
-    util_strlcpy(head.content_type, e->content_type,
-        sizeof(head.content_type));
+    util_strlcpy(head.content_type, e->content_type, sizeof(head.content_type));
     util_strlcpy(head.etag, e->etag, sizeof(head.etag));
     snprintf(head.cache_control, sizeof(head.cache_control), "max-age=%lld",
         (long long)(e->fresh_until - (int64_t)time(NULL)));
@@ -409,11 +405,11 @@ flight_fill_from_entry(struct flight *f, const struct entry *e)
  * tile): it fills the flight, and this request leads no fetch.
  */
 static int
-filled_from_shared(struct tile_flow *t, const struct tile_req *req,
-    struct flight *f)
+filled_from_shared(
+    struct tile_flow *t, const struct tile_req *req, struct flight *f)
 {
-    struct entry *e = t->store.get_shared(t->store.ctx, req->key,
-        req->key_len, (int64_t)time(NULL));
+    struct entry *e = t->store.get_shared(
+        t->store.ctx, req->key, req->key_len, (int64_t)time(NULL));
 
     if (e == NULL)
         return 0;
@@ -459,8 +455,8 @@ lead(struct tile_flow *t, const struct settings *cfg,
         }
     }
     if (may_fetch(t, req->indice, req->plan, f) == 0)
-        t->fetcher.submit(t->fetcher.ctx, f, req->key, req->key_has_query,
-            NULL, expect_of(req));
+        t->fetcher.submit(t->fetcher.ctx, f, req->key, req->key_has_query, NULL,
+            expect_of(req));
 }
 
 /*
@@ -475,8 +471,7 @@ miss(struct tile_flow *t, const struct settings *cfg,
     const struct tile_req *req, struct flight *f, struct tile_answer *a)
 {
     int64_t deadline = util_mono_ms() + cfg->cache_coalesce_wait_ms +
-        cfg->here_timeout_ms + cfg->here_queue_timeout_ms +
-        FOLLOWER_SLACK_MS;
+        cfg->here_timeout_ms + cfg->here_queue_timeout_ms + FOLLOWER_SLACK_MS;
     struct flight_result r;
 
     a->waited = 1;
@@ -499,8 +494,8 @@ miss(struct tile_flow *t, const struct settings *cfg,
         answer_failed_flight(a, &r);
         return;
     }
-    util_strlcpy(a->correlation_id, a->head.correlation_id,
-        sizeof(a->correlation_id));
+    util_strlcpy(
+        a->correlation_id, a->head.correlation_id, sizeof(a->correlation_id));
     if (a->head.status != 200) {
         flight_wait_end(f, -1);
         answer_status(a, a->head.status, f);
@@ -510,8 +505,8 @@ miss(struct tile_flow *t, const struct settings *cfg,
     a->content_type = a->head.content_type;
     a->etag = a->head.etag;
     a->content_length = a->head.content_length;
-    a->max_age_s = tile_fresh_ttl(cfg, req->route == ROUTE_META, 200,
-        a->head.cache_control);
+    a->max_age_s = tile_fresh_ttl(
+        cfg, req->route == ROUTE_META, 200, a->head.cache_control);
     if (a->leader && a->head.content_length >= 0 &&
         a->head.content_length <= FLIGHT_BLOCK_SIZE)
         flight_wait_end(f, util_mono_ms() + WHOLE_WAIT_MS);
@@ -520,7 +515,7 @@ miss(struct tile_flow *t, const struct settings *cfg,
         return;
     }
     if (a->leader)
-        flight_stream(f);   /* slow or large: the followers stream too */
+        flight_stream(f); /* slow or large: the followers stream too */
     a->body = TILE_STREAM;
 }
 
@@ -541,8 +536,8 @@ entry_from_flight(const struct settings *cfg, const struct tile_req *req,
     struct flight *f, const struct flight_head *head)
 {
     int64_t now = (int64_t)time(NULL), fresh;
-    long ttl = tile_fresh_ttl(cfg, req->route == ROUTE_META, head->status,
-        head->cache_control);
+    long ttl = tile_fresh_ttl(
+        cfg, req->route == ROUTE_META, head->status, head->cache_control);
     size_t len = flight_body_len(f);
     struct entry *e = NULL;
     char *body;
@@ -601,14 +596,14 @@ finish_lead(struct tile_flow *t, const struct settings *cfg,
 /* A stale entry's revalidation, from its start to the store. */
 struct revalidation {
     struct tile_flow *t;
-    const struct settings *cfg;     /* kept by main.c until exit */
+    const struct settings *cfg; /* kept by main.c until exit */
     struct flight *flight;
     struct entry *stale;
     int meta;
     size_t key_len;
     char key[REQUEST_KEY_MAX];
-    char indice[REQUEST_INDICE_MAX + 1];  /* its metrics; whose quota */
-    char plan[REQUEST_PLAN_MAX + 1];      /* its plan class (request.h) */
+    char indice[REQUEST_INDICE_MAX + 1]; /* its metrics; whose quota */
+    char plan[REQUEST_PLAN_MAX + 1]; /* its plan class (request.h) */
 };
 
 /* One revalidation per key at a time: a flight under a key of its own. */
@@ -662,8 +657,7 @@ finish_revalidation(struct revalidation *rv)
             if (body != NULL) {
                 flight_copy_body(f, body);
                 e = entry_new(200, now + ttl, keep_until(cfg, 200, now + ttl),
-                    *head.content_type ? head.content_type
-                                       : old->content_type,
+                    *head.content_type ? head.content_type : old->content_type,
                     head.etag, body, len);
                 free(body);
             }
@@ -741,8 +735,7 @@ tile_get(struct tile_flow *t, const struct settings *cfg,
     a->etag = "";
     e = t->store.get_memory(t->store.ctx, req->key, req->key_len, now);
     if (e == NULL &&
-        (f = flight_join_running(t->flights, req->key, req->key_len)) !=
-            NULL) {
+        (f = flight_join_running(t->flights, req->key, req->key_len)) != NULL) {
         /* Being fetched: follow, without asking memcached (a storm's
          * followers would each ask while the leader waits its turn). */
         miss(t, cfg, req, f, a);

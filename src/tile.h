@@ -36,14 +36,14 @@ struct flight_jobs;
 struct tile_store {
     void *ctx;
     /* The in-process tier's entry (fresh or stale), referenced, or NULL. */
-    struct entry *(*get_memory)(void *ctx, const char *key, size_t keylen,
-        int64_t now);
+    struct entry *(*get_memory)(
+        void *ctx, const char *key, size_t keylen, int64_t now);
     /* The rest of the lookup given the memory tier's entry (taken over). */
     struct entry *(*get_rest)(void *ctx, const char *key, size_t keylen,
         int64_t now, struct entry *memory);
     /* A fresh entry another instance stored in the shared tier, or NULL. */
-    struct entry *(*get_shared)(void *ctx, const char *key, size_t keylen,
-        int64_t now);
+    struct entry *(*get_shared)(
+        void *ctx, const char *key, size_t keylen, int64_t now);
     /* 1 when there is a shared tier (and so a lock across instances). */
     int (*shared)(void *ctx);
     /* 1: this instance fetches; 0: another holds the lock (wait for it). */
@@ -58,8 +58,7 @@ struct tile_fetcher {
     void *ctx;
     /* Fill flight f from HERE (see upstream_submit). */
     int (*submit)(void *ctx, struct flight *f, const char *path_and_query,
-        int has_query, const char *if_none_match,
-        enum upstream_expect expect);
+        int has_query, const char *if_none_match, enum upstream_expect expect);
 };
 
 struct tile_flow {
@@ -67,9 +66,9 @@ struct tile_flow {
     struct tile_fetcher fetcher;
     struct flights *flights;
     struct breaker *breaker;
-    struct admit *limits;          /* quotas, cache-only; NULL: none */
-    struct metrics *metrics;       /* NULL: nothing counted */
-    struct flight_jobs *revalidations;  /* NULL: tile_done waits for them */
+    struct admit *limits; /* quotas, cache-only; NULL: none */
+    struct metrics *metrics; /* NULL: nothing counted */
+    struct flight_jobs *revalidations; /* NULL: tile_done waits for them */
 };
 
 struct cache;
@@ -80,27 +79,27 @@ void tile_store_cache(struct tile_store *s, struct cache *c);
 void tile_fetcher_upstream(struct tile_fetcher *f, struct upstream *up);
 
 enum tile_body {
-    TILE_ENTRY,     /* a cached entry: data and len point into it */
-    TILE_WHOLE,     /* a fetch that has all arrived: data and len */
-    TILE_STREAM,    /* a fetch still arriving: read it with tile_stream */
-    TILE_ERROR      /* nothing to serve: error, message, detail */
+    TILE_ENTRY, /* a cached entry: data and len point into it */
+    TILE_WHOLE, /* a fetch that has all arrived: data and len */
+    TILE_STREAM, /* a fetch still arriving: read it with tile_stream */
+    TILE_ERROR /* nothing to serve: error, message, detail */
 };
 
 struct tile_answer {
     enum tile_body body;
-    enum cache_status cache;        /* HIT, STALE, MISS or COALESCED */
-    int status;                     /* 200, a cached 404, or the error's */
-    long max_age_s;                 /* freshness left, for Cache-Control */
-    const char *content_type;       /* into the entry or head */
-    const char *etag;               /* "" for none */
-    int64_t content_length;         /* TILE_STREAM: -1 when unknown */
+    enum cache_status cache; /* HIT, STALE, MISS or COALESCED */
+    int status; /* 200, a cached 404, or the error's */
+    long max_age_s; /* freshness left, for Cache-Control */
+    const char *content_type; /* into the entry or head */
+    const char *etag; /* "" for none */
+    int64_t content_length; /* TILE_STREAM: -1 when unknown */
     const void *data;
     size_t len;
-    enum error_kind error;          /* TILE_ERROR; also a cached 404 */
-    long retry_after_s;             /* TILE_ERROR: when > 0 */
-    char message[160];              /* TILE_ERROR: for the client */
-    char detail[256];               /* TILE_ERROR: for the log only */
-    int waited;                     /* it came from a flight */
+    enum error_kind error; /* TILE_ERROR; also a cached 404 */
+    long retry_after_s; /* TILE_ERROR: when > 0 */
+    char message[160]; /* TILE_ERROR: for the client */
+    char detail[256]; /* TILE_ERROR: for the log only */
+    int waited; /* it came from a flight */
     /* The exchange with HERE this request led (attempts 0: none). */
     struct flight_result upstream;
     char correlation_id[96];
@@ -110,7 +109,7 @@ struct tile_answer {
     struct flight_head head;
     size_t stream_off;
     int leader, locked, shared_hit;
-    struct flight *revalidation;    /* a stale entry's, led by this one */
+    struct flight *revalidation; /* a stale entry's, led by this one */
 };
 
 /*

@@ -24,8 +24,8 @@
  */
 
 struct pair {
-    int web;                    /* the web server's end */
-    struct fcgi_conn *conn;     /* the proxy's */
+    int web; /* the web server's end */
+    struct fcgi_conn *conn; /* the proxy's */
 };
 
 static void
@@ -113,13 +113,12 @@ get_request(struct rec *r, int id, int keep, const char *uri)
     big[sizeof(big) - 1] = '\0';
     n += pair_bytes(p + n, "REQUEST_METHOD", "GET");
     n += pair_bytes(p + n, "REQUEST_URI", uri);
-    n += pair_bytes(p + n, "HTTP_USER_AGENT", big);   /* 4-byte length */
+    n += pair_bytes(p + n, "HTTP_USER_AGENT", big); /* 4-byte length */
     n += pair_bytes(p + n, "EMPTY", "");
     begin(r, id, FCGI_RESPONDER, keep);
     /* Records of 7 bytes: pairs and lengths split across records. */
     for (off = 0; off < n; off += 7)
-        record(r, FCGI_PARAMS, id, p + off, n - off < 7 ? n - off : 7,
-            off % 3);
+        record(r, FCGI_PARAMS, id, p + off, n - off < 7 ? n - off : 7, off % 3);
     record(r, FCGI_PARAMS, id, NULL, 0, 0);
     record(r, FCGI_STDIN, id, NULL, 0, 0);
 }
@@ -165,8 +164,8 @@ test_read_requests(void **state)
     assert_int_equal(q.keep_conn, 1);
     assert_int_equal(q.nparams, 4);
     assert_string_equal(param(&q, "REQUEST_METHOD"), "GET");
-    assert_string_equal(param(&q, "REQUEST_URI"),
-        "/here-proxy/base/mc/1/0/0/png");
+    assert_string_equal(
+        param(&q, "REQUEST_URI"), "/here-proxy/base/mc/1/0/0/png");
     assert_int_equal(strlen(param(&q, "HTTP_USER_AGENT")), 299);
     assert_string_equal(param(&q, "EMPTY"), "");
     assert_int_equal(fcgi_read_request(p.conn, &q), 1);
@@ -267,9 +266,9 @@ test_refusals_and_management(void **state)
     qn += pair_bytes(q8 + qn, "FCGI_MAX_CONNS", "");
     qn += pair_bytes(q8 + qn, "OTHER", "");
     record(&r, FCGI_GET_VALUES, 0, q8, qn, 0);
-    record(&r, 99, 0, NULL, 0, 0);              /* unknown management */
+    record(&r, 99, 0, NULL, 0, 0); /* unknown management */
     begin(&r, 7, FCGI_RESPONDER, 1);
-    begin(&r, 8, FCGI_RESPONDER, 1);            /* multiplexed: refused */
+    begin(&r, 8, FCGI_RESPONDER, 1); /* multiplexed: refused */
     record(&r, FCGI_ABORT_REQUEST, 7, NULL, 0, 0);
     get_request(&r, 9, 1, "/after");
     send_all(p.web, r.b, r.n);
@@ -398,8 +397,8 @@ read_all(void *arg)
 static void
 test_write_responses(void **state)
 {
-    static const size_t sizes[] = {0, 1, 65527, 65528, 65529, 200000,
-        1100000, 3000000};
+    static const size_t sizes[] = {
+        0, 1, 65527, 65528, 65529, 200000, 1100000, 3000000};
     size_t i, j;
 
     (void)state;
@@ -420,9 +419,8 @@ test_write_responses(void **state)
         r.fd = p.web;
         assert_int_equal(pthread_create(&th, NULL, read_all, &r), 0);
         fcgi_out_init(&out, p.conn, 258);
-        assert_int_equal(fcgi_write(&out, "Status: 200 OK\r\n\r\n", 18,
-                             body, len, 1),
-            0);
+        assert_int_equal(
+            fcgi_write(&out, "Status: 200 OK\r\n\r\n", 18, body, len, 1), 0);
         assert_int_equal(out.body_written, len);
         assert_true(out.ended);
         pthread_join(th, NULL);
