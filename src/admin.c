@@ -154,7 +154,7 @@ serve_metrics(struct handler *h, const struct settings *cfg,
     struct metrics_gauges g;
     char *text;
 
-    if (!acl_allows(h->metrics_acl, rp->remote_addr)) {
+    if (!acl_allows(cfg->metrics_acl, rp->remote_addr)) {
         response_fail(out, o, ERROR_FORBIDDEN, 0,
             "metrics are not available to this address (see "
             "METRICS_ALLOW)",

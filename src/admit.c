@@ -182,11 +182,15 @@ struct deny_run {
     uint64_t touched;               /* admit.tick when last counted */
 };
 
-/* What the settings say; a reload swaps in a new one whole. */
+/*
+ * What the settings say; a reload swaps in a new one whole. The specs,
+ * overrides and trusted proxies are the settings' own, parsed when they
+ * were set (settings.h): a settings object lives until the process ends.
+ */
 struct rules {
     struct rate_spec index_spec, ip_spec, quota_spec;
-    struct rate_overrides index_over, quota_over;
-    struct acl *trusted;
+    const struct rate_overrides *index_over, *quota_over;
+    const struct acl *trusted;
     int shared_rate;
     long budget;
     long deny_threshold;
@@ -280,58 +284,26 @@ rules_free(struct rules *r)
     while (r != NULL) {
         struct rules *older = r->older;
 
-        rate_overrides_free(&r->index_over);
-        rate_overrides_free(&r->quota_over);
-        acl_free(r->trusted);
         free(r);
         r = older;
     }
-}
-
-/* Items of a comma list: an upper bound, for sizing. */
-static size_t
-list_items(const char *list)
-{
-    size_t n = 1;
-
-    if (list == NULL || *list == '\0')
-        return 0;
-    for (; *list != '\0'; list++)
-        n += *list == ',';
-    return n;
 }
 
 static struct rules *
 rules_new(const struct settings *cfg, char *err, size_t errlen)
 {
     struct rules *r = calloc(1, sizeof(*r));
-    char msg[256];
 
     if (r == NULL) {
         snprintf(err, errlen, "out of memory");
         return NULL;
     }
-    if (rate_spec_parse(cfg->rate_limit_index, &r->index_spec, msg,
-            sizeof(msg)) != 0 ||
-        rate_spec_parse(cfg->rate_limit_ip, &r->ip_spec, msg,
-            sizeof(msg)) != 0 ||
-        rate_spec_parse(cfg->quota_upstream_index, &r->quota_spec, msg,
-            sizeof(msg)) != 0 ||
-        rate_overrides_parse(cfg->rate_limit_index_overrides, 1,
-            &r->index_over, msg, sizeof(msg)) != 0 ||
-        rate_overrides_parse(cfg->quota_upstream_index_overrides, 0,
-            &r->quota_over, msg, sizeof(msg)) != 0) {
-        snprintf(err, errlen, "rate limits: %s", msg);
-        rules_free(r);
-        return NULL;
-    }
-    if (*cfg->rate_trusted_proxies != '\0' &&
-        acl_parse(&r->trusted, cfg->rate_trusted_proxies, msg,
-            sizeof(msg)) != 0) {
-        snprintf(err, errlen, "RATE_TRUSTED_PROXIES: %s", msg);
-        rules_free(r);
-        return NULL;
-    }
+    r->index_spec = cfg->index_rate;
+    r->ip_spec = cfg->ip_rate;
+    r->quota_spec = cfg->quota;
+    r->index_over = &cfg->index_rates;
+    r->quota_over = &cfg->quotas;
+    r->trusted = cfg->trusted_acl;
     r->shared_rate = strcmp(cfg->rate_limit_shared, "memcached") == 0;
     r->budget = cfg->here_daily_budget;
     r->deny_threshold = cfg->here_deny_threshold;
@@ -343,8 +315,8 @@ rules_new(const struct settings *cfg, char *err, size_t errlen)
      * those find the tables full (refused, or making room by LRU).
      */
     r->table_cap = TABLE_FLOOR + (size_t)cfg->metrics_max_indices +
-        list_items(cfg->indices) + list_items(cfg->client_tokens) +
-        r->index_over.n + r->quota_over.n;
+        cfg->indices_allowed.n + token_table_count(cfg->client_token_table) +
+        r->index_over->n + r->quota_over->n;
     return r;
 }
 
@@ -632,7 +604,7 @@ admit_request(struct admit *l, const char *indice, const char *client,
     if (l == NULL)
         return 1;
     r = rules_of(l);
-    spec = rate_overrides_find(&r->index_over, indice, &r->index_spec);
+    spec = rate_overrides_find(r->index_over, indice, &r->index_spec);
     memset(&by_ip, 0, sizeof(by_ip));
     by_ip.allowed = 1;
     if (client != NULL && r->ip_spec.limit > 0) {
@@ -866,7 +838,7 @@ admit_upstream_begin(struct admit *l, const char *indice, const char *plan,
     if (plan == NULL)
         plan = "";
     r = rules_of(l);
-    quota = rate_overrides_find(&r->quota_over, indice, &r->quota_spec);
+    quota = rate_overrides_find(r->quota_over, indice, &r->quota_spec);
     pthread_mutex_lock(&l->lock);
     refused =
         co_active(l, SCOPE_ALL, "", now_s, reason, reasonlen, retry_after_s) ||

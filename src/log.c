@@ -17,7 +17,14 @@
 #include "log.h"
 #include "util.h"
 
-static enum log_level log_threshold = LOG_LEVEL_INFO;
+/* Written by a reload, read by every thread that logs: atomic. */
+static int log_threshold = LOG_LEVEL_INFO;
+
+static enum log_level
+threshold(void)
+{
+    return (enum log_level)__atomic_load_n(&log_threshold, __ATOMIC_RELAXED);
+}
 
 static const char *const level_names[] = {"debug", "info", "warn", "error"};
 
@@ -48,7 +55,7 @@ log_level_name(enum log_level level)
 void
 log_set_level(enum log_level level)
 {
-    log_threshold = level;
+    __atomic_store_n(&log_threshold, (int)level, __ATOMIC_RELAXED);
 }
 
 /* Whole lines only, so that lines from threads never interleave. */
@@ -243,7 +250,7 @@ vlog(enum log_level level, int with_errno, const char *fmt, va_list ap)
     int saved = errno;
     cJSON *obj;
 
-    if (level < log_threshold)
+    if (level < threshold())
         return;
     vsnprintf(msg, sizeof(msg), fmt, ap);
     if (with_errno) {
@@ -299,7 +306,7 @@ log_event(enum log_level level, const char *event, cJSON *fields)
 {
     cJSON *obj;
 
-    if (level < log_threshold || (obj = new_line(level)) == NULL) {
+    if (level < threshold() || (obj = new_line(level)) == NULL) {
         cJSON_Delete(fields);
         return;
     }
@@ -443,7 +450,7 @@ log_access(const struct access_record *rec)
     struct jsonw w;
     size_t len;
 
-    if (LOG_LEVEL_INFO < log_threshold)
+    if (LOG_LEVEL_INFO < threshold())
         return;
     jsonw_init(&w, stack, sizeof(stack));
     if (access_write(rec, &w) == 0 && (line = jsonw_finish(&w, &len)))

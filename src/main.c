@@ -25,8 +25,7 @@
 #include "listen.h"
 #include "log.h"
 #include "metrics.h"
-#include "nginxhits.h"
-#include "nginxlog.h"
+#include "nginx/counts.h"
 #include "settings.h"
 #include "siphash.h"
 #include "upstream.h"
@@ -436,8 +435,7 @@ main(int argc, char **argv)
     const char *listen_addr = NULL;
     char err[512];
     struct retired *retired = NULL;
-    struct nginxlog *nginx_log = NULL;
-    struct nginxhits *nginx_hits = NULL;
+    struct nginx_counts *nginx_counts = NULL;
     int ch, check_only = 0, listen_fd, unix_path, sig = 0, clean;
     long i, grace_ms;
     int64_t stop_by;
@@ -524,9 +522,6 @@ main(int argc, char **argv)
     handler.metrics = metrics_new((size_t)cfg.metrics_max_indices);
     if (handler.metrics == NULL)
         fatalx("out of memory");
-    if (acl_parse(&handler.metrics_acl, cfg.metrics_allow, err,
-            sizeof(err)) != 0)
-        fatalx("METRICS_ALLOW: %s", err);
     handler.policy.zmax = cfg.zmax;
     handler.policy.allow_logistics = (int)cfg.here_allow_logistics;
     breaker_init(&handler.breaker, cfg.here_breaker_threshold,
@@ -534,17 +529,9 @@ main(int argc, char **argv)
     if ((handler.cache = cache_new(&cfg, err, sizeof(err))) == NULL)
         fatalx("cache: %s", err);
     cache_set_metrics(handler.cache, handler.metrics);
-    if (*cfg.nginx_log_socket != '\0' &&
-        (nginx_log = nginxlog_start(cfg.nginx_log_socket, handler.metrics,
-             err, sizeof(err))) == NULL)
-        fatalx("%s", err);
-    if (*cfg.nginx_log_file != '\0' &&
-        (nginx_log = nginxlog_start_file(cfg.nginx_log_file,
-             handler.metrics, err, sizeof(err))) == NULL)
-        fatalx("%s", err);
-    if (*cfg.nginx_hits_file != '\0' &&
-        (nginx_hits = nginxhits_start(cfg.nginx_hits_file, handler.metrics,
-             err, sizeof(err))) == NULL)
+    nginx_counts = nginx_counts_start(&cfg, handler.metrics, err,
+        sizeof(err));
+    if (nginx_counts == NULL && *err != '\0')
         fatalx("%s", err);
     if ((handler.flights = flights_new()) == NULL)
         fatalx("out of memory");
@@ -613,10 +600,8 @@ main(int argc, char **argv)
     flights_free(handler.flights);
     admit_free(handler.limits);
     cache_free(handler.cache);
-    nginxlog_stop(nginx_log);
-    nginxhits_stop(nginx_hits);
+    nginx_counts_stop(nginx_counts);
     metrics_free(handler.metrics);
-    acl_free(handler.metrics_acl);
     breaker_cleanup(&handler.breaker);
     /* Our descriptor only: other holders of the socket keep accepting. */
     close(listen_fd);

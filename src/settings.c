@@ -17,6 +17,8 @@
 #include "util.h"
 
 
+enum { RESTART, RELOAD };
+
 struct setting {
     const char *name;
     size_t offset;
@@ -24,10 +26,11 @@ struct setting {
     const char *def;
     long min;
     long max;
+    int reload;
 };
 
-#define SETTING_ROW(name, member, kind, def, min, max)                       \
-    {#name, offsetof(struct settings, member), kind, def, min, max},
+#define SETTING_ROW(name, member, kind, def, min, max, reload)               \
+    {#name, offsetof(struct settings, member), kind, def, min, max, reload},
 
 static const struct setting settings[] = {SETTINGS_LIST(SETTING_ROW)};
 
@@ -39,6 +42,100 @@ static const struct setting settings[] = {SETTINGS_LIST(SETTING_ROW)};
  * HEREPROXY_CLIENT_TOKENS_FILE): the file's cap, not MAX_TEXT_LEN.
  */
 #define TOKENS_TEXT_MAX (16 << 20)
+
+/* Kinds held as text (the rest are numbers). */
+static int
+is_text(enum setting_kind kind)
+{
+    switch (kind) {
+    case CFG_LONG:
+    case CFG_BOOL:
+    case CFG_SIZE:
+    case CFG_LEVEL:
+        return 0;
+    default:
+        return 1;
+    }
+}
+
+/* ------------------------------------------------------------ name lists */
+
+static int
+cmp_names(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static void
+name_list_free(struct name_list *l)
+{
+    size_t i;
+
+    for (i = 0; i < l->n; i++)
+        free(l->names[i]);
+    free(l->names);
+    memset(l, 0, sizeof(*l));
+}
+
+/*
+ * "a, b,c" into a sorted list (blanks around items dropped, empty items
+ * skipped); "*" when star is allowed. 0 or -1 (out of memory).
+ */
+static int
+name_list_parse(const char *text, int star, struct name_list *out)
+{
+    const char *p = text;
+    size_t cap = 0;
+
+    memset(out, 0, sizeof(*out));
+    if (star && strcmp(text, "*") == 0) {
+        out->any = 1;
+        return 0;
+    }
+    while (*p != '\0') {
+        size_t len = strcspn(p, ",");
+        const char *q = p;
+        size_t n = len;
+
+        while (n > 0 && (*q == ' ' || *q == '\t')) {
+            q++;
+            n--;
+        }
+        while (n > 0 && (q[n - 1] == ' ' || q[n - 1] == '\t'))
+            n--;
+        if (n > 0) {
+            if (out->n == cap) {
+                char **v = realloc(out->names,
+                    (cap = cap ? cap * 2 : 8) * sizeof(*v));
+
+                if (v == NULL)
+                    goto oom;
+                out->names = v;
+            }
+            if ((out->names[out->n] = strndup(q, n)) == NULL)
+                goto oom;
+            out->n++;
+        }
+        p += len;
+        if (*p == ',')
+            p++;
+    }
+    qsort(out->names, out->n, sizeof(*out->names), cmp_names);
+    return 0;
+oom:
+    name_list_free(out);
+    return -1;
+}
+
+int
+name_list_has(const struct name_list *l, const char *name)
+{
+    if (l->any)
+        return 1;
+    return name != NULL &&
+        bsearch(&name, l->names, l->n, sizeof(*l->names), cmp_names) !=
+        NULL;
+}
 
 static const struct setting *
 find_setting(const char *name)
@@ -196,24 +293,37 @@ set_text(char **slot, const char *value)
     return 0;
 }
 
-int
-settings_set(struct settings *cfg, const char *name, const char *value,
+/* What a text setting means, parsed, until it is stored. */
+struct parsed {
+    struct token_table *tokens;
+    struct name_list names;
+    struct acl *acl;
+    struct rate_spec spec;
+    struct rate_overrides over;
+};
+
+static void
+parsed_free(struct parsed *p)
+{
+    token_table_free(p->tokens);
+    name_list_free(&p->names);
+    acl_free(p->acl);
+    rate_overrides_free(&p->over);
+}
+
+static int
+check_indice_entry(const char *s, size_t len, void *arg);
+static int
+each_entry(const char *list, int (*fn)(const char *, size_t, void *),
+    void *arg);
+
+/* Check value for s and parse what it means into *p. 0 or -1 (err set). */
+static int
+parse_text(const struct setting *s, const char *value, struct parsed *p,
     char *err, size_t errlen)
 {
-    const struct setting *s = find_setting(name);
-    char *base = (char *)cfg;
-    long num;
-    uint64_t size;
-    enum log_level level;
-    struct token_table *tokens = NULL;
+    char msg[256];
 
-    if (s == NULL)
-        return 1;
-    if (strlen(value) > (s->kind == CFG_TOKENS ? TOKENS_TEXT_MAX
-                                               : MAX_TEXT_LEN)) {
-        snprintf(err, errlen, "%s: value too long", s->name);
-        return -1;
-    }
     switch (s->kind) {
     case CFG_STR:
     case CFG_SECRET:
@@ -223,24 +333,28 @@ settings_set(struct settings *cfg, const char *name, const char *value,
                 "are allowed, at most 512", s->name);
             return -1;
         }
-        break;
-    case CFG_TOKENS: {
-        char msg[256];
-
+        return 0;
+    case CFG_TOKENS:
         /* Parsed once, here: a request only looks its token up. */
-        if (token_table_parse(value, &tokens, msg, sizeof(msg)) != 0) {
+        if (token_table_parse(value, &p->tokens, msg, sizeof(msg)) != 0) {
             snprintf(err, errlen, "%s: %s", s->name, msg);
             return -1;
         }
+        return 0;
+    case CFG_INDICES:
+        if (each_entry(value, check_indice_entry, NULL) != 0) {
+            snprintf(err, errlen, "%s: each entry must be 1 to 64 of A-Z "
+                "a-z 0-9 _ . -", s->name);
+            return -1;
+        }
         break;
-    }
     case CFG_URL:
         if (!is_http_url(value) || strpbrk(value, " ?#\t\r\n") != NULL) {
             snprintf(err, errlen, "%s: must be an http:// or https:// URL "
                 "without query: '%s'", s->name, value);
             return -1;
         }
-        break;
+        return 0;
     case CFG_ORIGINS:
         if (!valid_origins(value)) {
             snprintf(err, errlen, "%s: must be * or a comma list of "
@@ -250,64 +364,137 @@ settings_set(struct settings *cfg, const char *name, const char *value,
         break;
     case CFG_CIDRS:
         if (*value == '\0')            /* no trusted proxies */
-            break;
+            return 0;
         /* FALLTHROUGH: the same address syntax */
         __attribute__((fallthrough));
-    case CFG_ACL: {
-        struct acl *acl = NULL;
-        char msg[256];
-
-        if (acl_parse(&acl, value, msg, sizeof(msg)) != 0) {
+    case CFG_ACL:
+        if (acl_parse(&p->acl, value, msg, sizeof(msg)) != 0) {
             snprintf(err, errlen, "%s: %s", s->name, msg);
             return -1;
         }
-        acl_free(acl);
-        break;
-    }
+        return 0;
     case CFG_SERVERS:
         if (*value != '\0' && !valid_servers(value)) {
-            snprintf(err, errlen, "%s: must be host:port or /socket/path, comma separated: "
-                "'%s'", s->name, value);
+            snprintf(err, errlen, "%s: must be host:port or /socket/path, "
+                "comma separated: '%s'", s->name, value);
             return -1;
         }
-        break;
+        return 0;
     case CFG_RATE:
-    case CFG_QUOTA: {
-        struct rate_spec spec;
-        char msg[200];
-
-        if (rate_spec_parse(value, &spec, msg, sizeof(msg)) != 0) {
+    case CFG_QUOTA:
+        if (rate_spec_parse(value, &p->spec, msg, sizeof(msg)) != 0) {
             snprintf(err, errlen, "%s: %s: '%s'", s->name, msg, value);
             return -1;
         }
-        if (s->kind == CFG_QUOTA && spec.burst != spec.limit) {
+        if (s->kind == CFG_QUOTA && p->spec.burst != p->spec.limit) {
             snprintf(err, errlen, "%s: a quota takes no burst: '%s'",
                 s->name, value);
             return -1;
         }
-        break;
-    }
+        return 0;
     case CFG_RATES:
-    case CFG_QUOTAS: {
-        struct rate_overrides o;
-        char msg[200];
-
-        if (rate_overrides_parse(value, s->kind == CFG_RATES, &o, msg,
+    case CFG_QUOTAS:
+        if (rate_overrides_parse(value, s->kind == CFG_RATES, &p->over, msg,
                 sizeof(msg)) != 0) {
             snprintf(err, errlen, "%s: %s (expected name:spec,name:spec "
                 "such as mapa1:1000/minute,demo:off)", s->name, msg);
             return -1;
         }
-        rate_overrides_free(&o);
-        break;
-    }
+        return 0;
     case CFG_SHARE:
         if (strcmp(value, "local") != 0 && strcmp(value, "memcached") != 0) {
             snprintf(err, errlen, "%s: must be local or memcached: '%s'",
                 s->name, value);
             return -1;
         }
+        return 0;
+    default:
+        return 0;
+    }
+    /* CFG_INDICES and CFG_ORIGINS: a sorted list for lookups. */
+    if (name_list_parse(value, s->kind == CFG_ORIGINS, &p->names) != 0) {
+        snprintf(err, errlen, "%s: out of memory", s->name);
+        return -1;
+    }
+    return 0;
+}
+
+#define SETTING_IS(s, member) ((s)->offset == offsetof(struct settings, member))
+
+/* Hand what a text setting means over to cfg (p is left empty). */
+static void
+store_parsed(struct settings *cfg, const struct setting *s, struct parsed *p)
+{
+    struct parsed old;
+
+    memset(&old, 0, sizeof(old));
+    switch (s->kind) {
+    case CFG_TOKENS:
+        old.tokens = cfg->client_token_table;
+        cfg->client_token_table = p->tokens;
+        p->tokens = NULL;
         break;
+    case CFG_INDICES:
+    case CFG_ORIGINS: {
+        struct name_list *l = s->kind == CFG_INDICES ? &cfg->indices_allowed
+                                                     : &cfg->origins;
+        old.names = *l;
+        *l = p->names;
+        memset(&p->names, 0, sizeof(p->names));
+        break;
+    }
+    case CFG_ACL:
+    case CFG_CIDRS: {
+        struct acl **a = s->kind == CFG_ACL ? &cfg->metrics_acl
+                                            : &cfg->trusted_acl;
+        old.acl = *a;
+        *a = p->acl;
+        p->acl = NULL;
+        break;
+    }
+    case CFG_RATE:
+        if (SETTING_IS(s, rate_limit_index))
+            cfg->index_rate = p->spec;
+        else
+            cfg->ip_rate = p->spec;
+        break;
+    case CFG_QUOTA:
+        cfg->quota = p->spec;
+        break;
+    case CFG_RATES:
+    case CFG_QUOTAS: {
+        struct rate_overrides *o = s->kind == CFG_RATES ? &cfg->index_rates
+                                                        : &cfg->quotas;
+        old.over = *o;
+        *o = p->over;
+        memset(&p->over, 0, sizeof(p->over));
+        break;
+    }
+    default:
+        break;
+    }
+    parsed_free(&old);
+}
+
+int
+settings_set(struct settings *cfg, const char *name, const char *value,
+    char *err, size_t errlen)
+{
+    const struct setting *s = find_setting(name);
+    char *base = (char *)cfg;
+    struct parsed p;
+    long num;
+    uint64_t size;
+    enum log_level level;
+
+    if (s == NULL)
+        return 1;
+    if (strlen(value) > (s->kind == CFG_TOKENS ? TOKENS_TEXT_MAX
+                                               : MAX_TEXT_LEN)) {
+        snprintf(err, errlen, "%s: value too long", s->name);
+        return -1;
+    }
+    switch (s->kind) {
     case CFG_LONG:
         if (util_parse_long(value, s->min, s->max, &num) != 0) {
             snprintf(err, errlen, "%s: must be a whole number from %ld to "
@@ -342,16 +529,20 @@ settings_set(struct settings *cfg, const char *name, const char *value,
         }
         *(long *)(base + s->offset) = (long)level;
         return 0;
+    default:
+        break;
+    }
+    memset(&p, 0, sizeof(p));
+    if (parse_text(s, value, &p, err, errlen) != 0) {
+        parsed_free(&p);
+        return -1;
     }
     if (set_text((char **)(base + s->offset), value) != 0) {
-        token_table_free(tokens);
+        parsed_free(&p);
         snprintf(err, errlen, "%s: out of memory", s->name);
         return -1;
     }
-    if (s->kind == CFG_TOKENS) {
-        token_table_free(cfg->client_token_table);
-        cfg->client_token_table = tokens;
-    }
+    store_parsed(cfg, s, &p);
     if (s->kind == CFG_URL) {
         char *url = *(char **)(base + s->offset);
         size_t len = strlen(url);
@@ -378,34 +569,27 @@ settings_init(struct settings *cfg)
 void
 settings_cleanup(struct settings *cfg)
 {
+    struct parsed p;
     size_t i;
 
     for (i = 0; i < NSETTINGS; i++) {
-        switch (settings[i].kind) {
-        case CFG_STR:
-        case CFG_SECRET:
-        case CFG_TOKENS:
-        case CFG_URL:
-        case CFG_ORIGINS:
-        case CFG_ACL:
-        case CFG_SERVERS:
-        case CFG_RATE:
-        case CFG_RATES:
-        case CFG_QUOTA:
-        case CFG_QUOTAS:
-        case CFG_CIDRS:
-        case CFG_SHARE: {
+        if (is_text(settings[i].kind)) {
             char **slot = (char **)((char *)cfg + settings[i].offset);
             free(*slot);
             *slot = NULL;
-            break;
-        }
-        default:
-            break;
         }
     }
-    token_table_free(cfg->client_token_table);
+    memset(&p, 0, sizeof(p));
+    p.tokens = cfg->client_token_table;
+    parsed_free(&p);
+    name_list_free(&cfg->indices_allowed);
+    name_list_free(&cfg->origins);
+    acl_free(cfg->metrics_acl);
+    acl_free(cfg->trusted_acl);
+    rate_overrides_free(&cfg->index_rates);
+    rate_overrides_free(&cfg->quotas);
     cfg->client_token_table = NULL;
+    cfg->metrics_acl = cfg->trusted_acl = NULL;
 }
 
 static char *
@@ -523,10 +707,82 @@ fail:
     return NULL;
 }
 
+/*
+ * Settings that may come from a file instead (container and Kubernetes
+ * secrets): read when the setting itself is unset. lines: one entry a
+ * line, '#' comments allowed, joined with commas (a list).
+ */
+static const struct setting_file {
+    const char *var;        /* ..._FILE */
+    const char *setting;
+    size_t max;
+    int lines;
+} files[] = {
+    {"HERE_API_KEY_FILE", "HERE_API_KEY", 4096, 0},
+    {"HEREPROXY_ADMIN_TOKEN_FILE", "HEREPROXY_ADMIN_TOKEN", 4096, 0},
+    {"CACHE_SECRET_FILE", "CACHE_SECRET", 4096, 0},
+    {"HEREPROXY_CLIENT_TOKENS_FILE", "HEREPROXY_CLIENT_TOKENS",
+        TOKENS_TEXT_MAX, 1},
+};
+
+/* One entry a line ('#' comment lines and blank lines allowed), as a
+ * comma list. */
+static void
+lines_to_list(char *text)
+{
+    char *c;
+
+    for (c = text; *c; c++) {
+        char *l = c;
+
+        while (*l == ' ' || *l == '\t')
+            l++;
+        if (*l == '#')
+            while (*c && *c != '\n')
+                *c++ = ' ';
+        else
+            while (*c && *c != '\n')
+                c++;
+        if (*c == '\0')
+            break;
+        *c = ',';
+    }
+    for (c = text; *c; c++)
+        if (*c == '\r')
+            *c = ' ';
+}
+
+static int
+read_setting_file(struct settings *cfg, char *const *envp,
+    const struct setting_file *f, char *err, size_t errlen)
+{
+    const struct setting *s = find_setting(f->setting);
+    const char *path = env_get(envp, f->var);
+    char msg[320], *text;
+    int rc;
+
+    if (**(char **)((char *)cfg + s->offset) != '\0' || path == NULL ||
+        *path == '\0')
+        return 0;
+    if ((text = read_small_file(path, f->max, err, errlen, f->var)) == NULL)
+        return -1;
+    if (f->lines)
+        lines_to_list(text);
+    rc = settings_set(cfg, f->setting, f->lines ? text : trim(text), msg,
+        sizeof(msg));
+    if (rc != 0)
+        snprintf(err, errlen, "%s %s%s: %s", f->var, path,
+            f->lines ? " (entry N is line N)" : "", msg);
+    /* The only copy of a secret is now the setting's. */
+    explicit_bzero(text, strlen(text));
+    free(text);
+    return rc;
+}
+
 int
 settings_load(struct settings *cfg, char *const *envp, char *err, size_t errlen)
 {
-    const char *path, *keyfile, *tokfile;
+    const char *path;
     size_t i;
 
     if (settings_init(cfg) != 0) {
@@ -551,92 +807,9 @@ settings_load(struct settings *cfg, char *const *envp, char *err, size_t errlen)
             settings_set(cfg, settings[i].name, v, err, errlen) != 0)
             return -1;
     }
-    keyfile = env_get(envp, "HERE_API_KEY_FILE");
-    if (*cfg->here_api_key == '\0' && keyfile != NULL && *keyfile) {
-        char *text = read_small_file(keyfile, 4096, err, errlen,
-            "HERE_API_KEY_FILE");
-        char msg[256];
-        int rc;
-
-        if (text == NULL)
+    for (i = 0; i < sizeof(files) / sizeof(files[0]); i++)
+        if (read_setting_file(cfg, envp, &files[i], err, errlen) != 0)
             return -1;
-        rc = settings_set(cfg, "HERE_API_KEY", trim(text), msg, sizeof(msg));
-        free(text);
-        if (rc != 0) {
-            snprintf(err, errlen, "HERE_API_KEY_FILE: %s", msg);
-            return -1;
-        }
-    }
-    keyfile = env_get(envp, "HEREPROXY_ADMIN_TOKEN_FILE");
-    if (*cfg->admin_token == '\0' && keyfile != NULL && *keyfile) {
-        char *text = read_small_file(keyfile, 4096, err, errlen,
-            "HEREPROXY_ADMIN_TOKEN_FILE");
-        int rc;
-
-        if (text == NULL)
-            return -1;
-        rc = settings_set(cfg, "HEREPROXY_ADMIN_TOKEN", trim(text), err,
-            errlen);
-        free(text);
-        if (rc != 0)
-            return -1;
-    }
-    keyfile = env_get(envp, "CACHE_SECRET_FILE");
-    if (*cfg->cache_secret == '\0' && keyfile != NULL && *keyfile) {
-        char *text = read_small_file(keyfile, 4096, err, errlen,
-            "CACHE_SECRET_FILE");
-        int rc;
-
-        if (text == NULL)
-            return -1;
-        rc = settings_set(cfg, "CACHE_SECRET", trim(text), err, errlen);
-        free(text);
-        if (rc != 0)
-            return -1;
-    }
-    tokfile = env_get(envp, "HEREPROXY_CLIENT_TOKENS_FILE");
-    if (*cfg->client_tokens == '\0' && tokfile != NULL && *tokfile) {
-        char *text = read_small_file(tokfile, TOKENS_TEXT_MAX, err, errlen,
-            "HEREPROXY_CLIENT_TOKENS_FILE");
-        char *c;
-        int rc;
-
-        if (text == NULL)
-            return -1;
-        /* One entry a line; '#' comment lines and blank lines allowed. */
-        for (c = text; *c; c++) {
-            char *l = c;
-
-            while (*l == ' ' || *l == '\t')
-                l++;
-            if (*l == '#')
-                while (*c && *c != '\n')
-                    *c++ = ' ';
-            else
-                while (*c && *c != '\n')
-                    c++;
-            if (*c == '\0')
-                break;
-            *c = ',';
-        }
-        for (c = text; *c; c++)
-            if (*c == '\r')
-                *c = ' ';
-        {
-            char msg[320];
-
-            rc = settings_set(cfg, "HEREPROXY_CLIENT_TOKENS", text, msg,
-                sizeof(msg));
-            if (rc != 0)
-                snprintf(err, errlen, "HEREPROXY_CLIENT_TOKENS_FILE %s "
-                    "(entry N is line N): %s", tokfile, msg);
-        }
-        /* The only copy of the list is now the setting's. */
-        explicit_bzero(text, strlen(text));
-        free(text);
-        if (rc != 0)
-            return -1;
-    }
     return settings_validate(cfg, err, errlen);
 }
 
@@ -685,30 +858,11 @@ settings_token_indice(const struct settings *cfg, const char *token,
     return token_table_find(cfg->client_token_table, token, indice, size);
 }
 
-struct indice_search {
-    const char *indice;
-    int found;
-};
-
-static int
-match_indice_entry(const char *s, size_t len, void *arg)
-{
-    struct indice_search *is = arg;
-
-    if (strlen(is->indice) == len && memcmp(s, is->indice, len) == 0)
-        is->found = 1;
-    return is->found;
-}
-
 int
 settings_indice_allowed(const struct settings *cfg, const char *indice)
 {
-    struct indice_search is = {indice, 0};
-
-    if (*cfg->indices == '\0')
-        return 1;
-    each_entry(cfg->indices, match_indice_entry, &is);
-    return is.found;
+    return cfg->indices_allowed.n == 0 ||
+        name_list_has(&cfg->indices_allowed, indice);
 }
 
 /* Long enough not to be guessed; sendable in an Authorization header. */
@@ -744,28 +898,16 @@ settings_validate(const struct settings *cfg, char *err, size_t errlen)
             "random value, the same on every instance)");
         return -1;
     }
-    if (each_entry(cfg->indices, check_indice_entry, NULL) != 0) {
-        snprintf(err, errlen, "HEREPROXY_INDICES: each entry must be 1 to 64 "
-            "of A-Z a-z 0-9 _ . -");
-        return -1;
-    }
     if (cfg->cache_ttl_default_s > cfg->cache_ttl_cap_s) {
         snprintf(err, errlen, "CACHE_TTL_DEFAULT (%ld) is larger than "
             "CACHE_TTL_CAP (%ld)", cfg->cache_ttl_default_s,
             cfg->cache_ttl_cap_s);
         return -1;
     }
-    if (*cfg->nginx_log_socket != '\0' && *cfg->nginx_log_file != '\0') {
-        /* One transport: both would count NGINX's hits twice. */
-        snprintf(err, errlen, "NGINX_LOG_SOCKET and NGINX_LOG_FILE are both "
-            "set: use one (NGINX_LOG_FILE loses no lines)");
-        return -1;
-    }
-    if (*cfg->nginx_hits_file != '\0' &&
-        (*cfg->nginx_log_socket != '\0' || *cfg->nginx_log_file != '\0')) {
-        snprintf(err, errlen, "NGINX_HITS_FILE and NGINX_LOG_%s are both "
-            "set: use one (NGINX would count its hits twice)",
-            *cfg->nginx_log_file != '\0' ? "FILE" : "SOCKET");
+    if (*cfg->nginx_hits_file != '\0' && *cfg->nginx_log_file != '\0') {
+        /* One way per deployment: both would count NGINX's hits twice. */
+        snprintf(err, errlen, "NGINX_HITS_FILE and NGINX_LOG_FILE are both "
+            "set: use one (NGINX would count its hits twice)");
         return -1;
     }
     if (strcmp(cfg->rate_limit_shared, "memcached") == 0 &&
@@ -802,19 +944,6 @@ settings_dump(const struct settings *cfg, FILE *fp)
             fprintf(fp, "%s=%s\n", s->name,
                 **(char *const *)slot ? "<redacted>" : "");
             break;
-        case CFG_STR:
-        case CFG_URL:
-        case CFG_ORIGINS:
-        case CFG_ACL:
-        case CFG_SERVERS:
-        case CFG_RATE:
-        case CFG_RATES:
-        case CFG_QUOTA:
-        case CFG_QUOTAS:
-        case CFG_CIDRS:
-        case CFG_SHARE:
-            fprintf(fp, "%s=%s\n", s->name, *(char *const *)slot);
-            break;
         case CFG_LONG:
         case CFG_BOOL:
             fprintf(fp, "%s=%ld\n", s->name, *(const long *)slot);
@@ -827,6 +956,9 @@ settings_dump(const struct settings *cfg, FILE *fp)
             fprintf(fp, "%s=%s\n", s->name,
                 log_level_name((enum log_level) * (const long *)slot));
             break;
+        default:
+            fprintf(fp, "%s=%s\n", s->name, *(char *const *)slot);
+            break;
         }
     }
 }
@@ -834,53 +966,15 @@ settings_dump(const struct settings *cfg, FILE *fp)
 int
 settings_origin_allowed(const struct settings *cfg, const char *origin)
 {
-    const char *p = cfg->cors_origins;
-    size_t olen;
-
-    if (strcmp(p, "*") == 0)
-        return 1;
-    if (origin == NULL || *origin == '\0')
-        return 0;
-    olen = strlen(origin);
-    while (*p != '\0') {
-        size_t len = strcspn(p, ",");
-        const char *item = p;
-
-        while (len > 0 && *item == ' ') {
-            item++;
-            len--;
-        }
-        if (len == olen && memcmp(item, origin, len) == 0)
-            return 1;
-        p += strcspn(p, ",");
-        if (*p == ',')
-            p++;
-    }
-    return 0;
+    return name_list_has(&cfg->origins, origin);
 }
-
-/* What a reload may change: read per request, owned by no other module. */
-static const char *const reloadable[] = {
-    "HEREPROXY_CORS_ORIGINS", "LOG_LEVEL", "CACHE_TTL_DEFAULT",
-    "CACHE_TTL_CAP", "CACHE_META_TTL", "CACHE_STALE_TTL",
-    "CACHE_NEGATIVE_TTL", "CACHE_COALESCE_WAIT_MS", "SHUTDOWN_GRACE_MS",
-    "HEREPROXY_CLIENT_TOKENS", "HEREPROXY_INDICES", "HEREPROXY_ADMIN_TOKEN",
-    /* the limits: main.c hands them to admit_reload */
-    "RATE_LIMIT_INDEX", "RATE_LIMIT_INDEX_OVERRIDES", "RATE_LIMIT_IP",
-    "RATE_LIMIT_IPV6_PREFIX", "RATE_TRUSTED_PROXIES", "RATE_LIMIT_SHARED",
-    "QUOTA_UPSTREAM_INDEX", "QUOTA_UPSTREAM_INDEX_OVERRIDES",
-    "HERE_DAILY_BUDGET", "HERE_DENY_THRESHOLD", "HERE_CACHE_ONLY_S",
-};
 
 int
 settings_reloadable(const char *name)
 {
-    size_t i;
+    const struct setting *s = find_setting(name);
 
-    for (i = 0; i < sizeof(reloadable) / sizeof(reloadable[0]); i++)
-        if (strcmp(reloadable[i], name) == 0)
-            return 1;
-    return 0;
+    return s != NULL && s->reload == RELOAD;
 }
 
 int
@@ -900,7 +994,7 @@ settings_keep_restart_only(struct settings *next,
         const void *cslot = cbase + s->offset;
         int differs;
 
-        if (settings_reloadable(s->name))
+        if (s->reload == RELOAD)
             continue;
         switch (s->kind) {
         case CFG_SIZE:
@@ -914,13 +1008,14 @@ settings_keep_restart_only(struct settings *next,
             *(long *)nslot = *(const long *)cslot;
             break;
         default: {
-            char *copy = strdup(*(char *const *)cslot);
+            /* Set again: what it means (a parsed list, an ACL) goes too. */
+            const char *keep = *(char *const *)cslot;
+            char msg[64];
 
-            if (copy == NULL)
+            differs = strcmp(*(char **)nslot, keep) != 0;
+            if (differs && settings_set(next, s->name, keep, msg,
+                               sizeof(msg)) != 0)
                 return -1;
-            differs = strcmp(*(char **)nslot, copy) != 0;
-            free(*(char **)nslot);
-            *(char **)nslot = copy;
             break;
         }
         }

@@ -6,80 +6,120 @@
 #include <stdio.h>
 
 #include "log.h"
+#include "ratelimit.h"
 #include "tokens.h"
+
+struct acl;
+
+/*
+ * A list of names read from a comma list, sorted for a binary search:
+ * índices, or CORS origins. any: the list was "*" (origins).
+ */
+struct name_list {
+    int any;
+    size_t n;
+    char **names;
+};
+
+/* 1 when name is in the list (or the list is "*"). */
+int name_list_has(const struct name_list *l, const char *name);
 
 /*
  * Every setting, once: name, member, kind, default, lower and upper bound
- * (for numbers). The table drives defaults, parsing, validation and the
- * --check-config dump. Secret settings are never printed.
+ * (for numbers), and whether a reload (SIGHUP) applies it (RELOAD) or only
+ * a restart does (RESTART). The table drives defaults, parsing,
+ * validation, reloads and the --check-config dump. Secret settings are
+ * never printed.
  */
-#define SETTINGS_LIST(X)                                                   \
-    X(HERE_API_KEY, here_api_key, CFG_SECRET, "", 0, 0)                       \
+#define SETTINGS_LIST(X)                                                     \
+    X(HERE_API_KEY, here_api_key, CFG_SECRET, "", 0, 0, RESTART)             \
     X(HERE_BASE_URL, here_base_url, CFG_URL, "https://maps.hereapi.com/v3",  \
-        0, 0)                                                                \
-    X(HERE_CA_FILE, here_ca_file, CFG_STR, "", 0, 0)                          \
-    X(HERE_CONNECT_TIMEOUT_MS, here_connect_timeout_ms, CFG_LONG, "5000", 1, \
-        600000)                                                              \
-    X(HERE_TIMEOUT_MS, here_timeout_ms, CFG_LONG, "30000", 1, 3600000)        \
-    X(HERE_ALLOW_LOGISTICS, here_allow_logistics, CFG_BOOL, "0", 0, 1)        \
-    X(HERE_RETRIES, here_retries, CFG_LONG, "3", 1, 10)                       \
-    X(HERE_RETRY_BASE_MS, here_retry_base_ms, CFG_LONG, "100", 0, 60000)      \
-    X(HERE_RETRY_MAX_MS, here_retry_max_ms, CFG_LONG, "2000", 0, 600000)      \
-    X(HERE_MAX_INFLIGHT, here_max_inflight, CFG_LONG, "64", 1, 100000)        \
-    X(HERE_QUEUE_TIMEOUT_MS, here_queue_timeout_ms, CFG_LONG, "2000", 1,      \
-        600000)                                                              \
-    X(HERE_MAX_CONNECTIONS, here_max_connections, CFG_LONG, "0", 0, 100000)   \
-    X(HERE_BREAKER_THRESHOLD, here_breaker_threshold, CFG_LONG, "5", 0,       \
-        100000)                                                              \
-    X(HERE_BREAKER_COOLDOWN_MS, here_breaker_cooldown_ms, CFG_LONG, "10000",  \
-        1, 3600000)                                                          \
-    X(HEREPROXY_THREADS, threads, CFG_LONG, "64", 1, 4096)                    \
-    X(HEREPROXY_LISTEN, listen, CFG_STR, "", 0, 0)                            \
-    X(HEREPROXY_WRITE_TIMEOUT_MS, write_timeout_ms, CFG_LONG, "30000", 1,     \
-        3600000)                                                             \
-    X(HEREPROXY_CORS_ORIGINS, cors_origins, CFG_ORIGINS, "*", 0, 0)           \
-    X(HEREPROXY_CLIENT_TOKENS, client_tokens, CFG_TOKENS, "", 0, 0)           \
-    X(HEREPROXY_INDICES, indices, CFG_STR, "", 0, 0)                          \
-    X(HEREPROXY_ADMIN_TOKEN, admin_token, CFG_SECRET, "", 0, 0)               \
-    X(HEREPROXY_ZMAX, zmax, CFG_LONG, "20", 0, 22)                            \
-    X(SHUTDOWN_GRACE_MS, shutdown_grace_ms, CFG_LONG, "10000", 0, 600000)     \
-    X(NGINX_LOG_SOCKET, nginx_log_socket, CFG_STR, "", 0, 0)                  \
-    X(NGINX_LOG_FILE, nginx_log_file, CFG_STR, "", 0, 0)                      \
-    X(NGINX_HITS_FILE, nginx_hits_file, CFG_STR, "", 0, 0)                    \
-    X(CACHE_MAXSIZE, cache_maxsize, CFG_LONG, "50000", 0, 100000000)          \
-    X(CACHE_MAXBYTES, cache_maxbytes, CFG_SIZE, "268435456", 0, 0)            \
-    X(CACHE_TTL_DEFAULT, cache_ttl_default_s, CFG_LONG, "3600", 0, 31536000)  \
-    X(CACHE_TTL_CAP, cache_ttl_cap_s, CFG_LONG, "86400", 0, 31536000)         \
-    X(CACHE_META_TTL, cache_meta_ttl_s, CFG_LONG, "3600", 0, 31536000)        \
-    X(CACHE_STALE_TTL, cache_stale_ttl_s, CFG_LONG, "86400", 0, 31536000)     \
-    X(CACHE_NEGATIVE_TTL, cache_negative_ttl_s, CFG_LONG, "60", 0, 86400)     \
-    X(CACHE_COALESCE_WAIT_MS, cache_coalesce_wait_ms, CFG_LONG, "5000", 0,    \
-        600000)                                                              \
-    X(MEMCACHED_SERVERS, memcached_servers, CFG_SERVERS, "", 0, 0)            \
-    X(CACHE_SECRET, cache_secret, CFG_SECRET, "", 0, 0)                       \
-    X(UPSTREAM_MAX_BYTES, upstream_max_bytes, CFG_SIZE, "8388608", 1024, 0)   \
-    X(RATE_LIMIT_INDEX, rate_limit_index, CFG_RATE, "off", 0, 0)              \
-    X(RATE_LIMIT_INDEX_OVERRIDES, rate_limit_index_overrides, CFG_RATES, "",  \
-        0, 0)                                                                \
-    X(RATE_LIMIT_IP, rate_limit_ip, CFG_RATE, "off", 0, 0)                    \
-    X(RATE_LIMIT_IPV6_PREFIX, rate_limit_ipv6_prefix, CFG_LONG, "64", 1, 128) \
-    X(RATE_TRUSTED_PROXIES, rate_trusted_proxies, CFG_CIDRS, "", 0, 0)        \
-    X(RATE_LIMIT_SHARED, rate_limit_shared, CFG_SHARE, "local", 0, 0)         \
-    X(QUOTA_UPSTREAM_INDEX, quota_upstream_index, CFG_QUOTA, "off", 0, 0)     \
-    X(QUOTA_UPSTREAM_INDEX_OVERRIDES, quota_upstream_index_overrides,         \
-        CFG_QUOTAS, "", 0, 0)                                                \
-    X(HERE_DAILY_BUDGET, here_daily_budget, CFG_LONG, "0", 0, 1000000000)     \
-    X(HERE_DENY_THRESHOLD, here_deny_threshold, CFG_LONG, "3", 0, 100000)     \
-    X(HERE_CACHE_ONLY_S, here_cache_only_s, CFG_LONG, "300", 1, 604800)       \
-    X(LOG_LEVEL, log_level, CFG_LEVEL, "INFO", 0, 0)                         \
-    X(LOG_FLUSH_MS, log_flush_ms, CFG_LONG, "100", 0, 10000)                 \
-    X(METRICS_MAX_INDICES, metrics_max_indices, CFG_LONG, "1000", 0, 100000) \
-    X(METRICS_ALLOW, metrics_allow, CFG_ACL, "loopback", 0, 0)
+        0, 0, RESTART)                                                       \
+    X(HERE_CA_FILE, here_ca_file, CFG_STR, "", 0, 0, RESTART)                \
+    X(HERE_CONNECT_TIMEOUT_MS, here_connect_timeout_ms, CFG_LONG, "5000",    \
+        1, 600000, RESTART)                                                  \
+    X(HERE_TIMEOUT_MS, here_timeout_ms, CFG_LONG, "30000",                   \
+        1, 3600000, RESTART)                                                 \
+    X(HERE_ALLOW_LOGISTICS, here_allow_logistics, CFG_BOOL, "0",             \
+        0, 1, RESTART)                                                       \
+    X(HERE_RETRIES, here_retries, CFG_LONG, "3", 1, 10, RESTART)             \
+    X(HERE_RETRY_BASE_MS, here_retry_base_ms, CFG_LONG, "100",               \
+        0, 60000, RESTART)                                                   \
+    X(HERE_RETRY_MAX_MS, here_retry_max_ms, CFG_LONG, "2000",                \
+        0, 600000, RESTART)                                                  \
+    X(HERE_MAX_INFLIGHT, here_max_inflight, CFG_LONG, "64",                  \
+        1, 100000, RESTART)                                                  \
+    X(HERE_QUEUE_TIMEOUT_MS, here_queue_timeout_ms, CFG_LONG, "2000",        \
+        1, 600000, RESTART)                                                  \
+    X(HERE_MAX_CONNECTIONS, here_max_connections, CFG_LONG, "0",             \
+        0, 100000, RESTART)                                                  \
+    X(HERE_BREAKER_THRESHOLD, here_breaker_threshold, CFG_LONG, "5",         \
+        0, 100000, RESTART)                                                  \
+    X(HERE_BREAKER_COOLDOWN_MS, here_breaker_cooldown_ms, CFG_LONG, "10000", \
+        1, 3600000, RESTART)                                                 \
+    X(HEREPROXY_THREADS, threads, CFG_LONG, "64", 1, 4096, RESTART)          \
+    X(HEREPROXY_LISTEN, listen, CFG_STR, "", 0, 0, RESTART)                  \
+    X(HEREPROXY_WRITE_TIMEOUT_MS, write_timeout_ms, CFG_LONG, "30000",       \
+        1, 3600000, RESTART)                                                 \
+    X(HEREPROXY_CORS_ORIGINS, cors_origins, CFG_ORIGINS, "*", 0, 0, RELOAD)  \
+    X(HEREPROXY_CLIENT_TOKENS, client_tokens, CFG_TOKENS, "", 0, 0, RELOAD)  \
+    X(HEREPROXY_INDICES, indices, CFG_INDICES, "", 0, 0, RELOAD)             \
+    X(HEREPROXY_ADMIN_TOKEN, admin_token, CFG_SECRET, "", 0, 0, RELOAD)      \
+    X(HEREPROXY_ZMAX, zmax, CFG_LONG, "20", 0, 22, RESTART)                  \
+    X(SHUTDOWN_GRACE_MS, shutdown_grace_ms, CFG_LONG, "10000",               \
+        0, 600000, RELOAD)                                                   \
+    X(NGINX_LOG_FILE, nginx_log_file, CFG_STR, "", 0, 0, RESTART)            \
+    X(NGINX_HITS_FILE, nginx_hits_file, CFG_STR, "", 0, 0, RESTART)          \
+    X(CACHE_MAXSIZE, cache_maxsize, CFG_LONG, "50000",                       \
+        0, 100000000, RESTART)                                               \
+    X(CACHE_MAXBYTES, cache_maxbytes, CFG_SIZE, "268435456", 0, 0, RESTART)  \
+    X(CACHE_TTL_DEFAULT, cache_ttl_default_s, CFG_LONG, "3600",              \
+        0, 31536000, RELOAD)                                                 \
+    X(CACHE_TTL_CAP, cache_ttl_cap_s, CFG_LONG, "86400",                     \
+        0, 31536000, RELOAD)                                                 \
+    X(CACHE_META_TTL, cache_meta_ttl_s, CFG_LONG, "3600",                    \
+        0, 31536000, RELOAD)                                                 \
+    X(CACHE_STALE_TTL, cache_stale_ttl_s, CFG_LONG, "86400",                 \
+        0, 31536000, RELOAD)                                                 \
+    X(CACHE_NEGATIVE_TTL, cache_negative_ttl_s, CFG_LONG, "60",              \
+        0, 86400, RELOAD)                                                    \
+    X(CACHE_COALESCE_WAIT_MS, cache_coalesce_wait_ms, CFG_LONG, "5000",      \
+        0, 600000, RELOAD)                                                   \
+    X(MEMCACHED_SERVERS, memcached_servers, CFG_SERVERS, "", 0, 0, RESTART)  \
+    X(CACHE_SECRET, cache_secret, CFG_SECRET, "", 0, 0, RESTART)             \
+    X(UPSTREAM_MAX_BYTES, upstream_max_bytes, CFG_SIZE, "8388608",           \
+        1024, 0, RESTART)                                                    \
+    X(RATE_LIMIT_INDEX, rate_limit_index, CFG_RATE, "off", 0, 0, RELOAD)     \
+    X(RATE_LIMIT_INDEX_OVERRIDES, rate_limit_index_overrides, CFG_RATES, "", \
+        0, 0, RELOAD)                                                        \
+    X(RATE_LIMIT_IP, rate_limit_ip, CFG_RATE, "off", 0, 0, RELOAD)           \
+    X(RATE_LIMIT_IPV6_PREFIX, rate_limit_ipv6_prefix, CFG_LONG, "64",        \
+        1, 128, RELOAD)                                                      \
+    X(RATE_TRUSTED_PROXIES, rate_trusted_proxies, CFG_CIDRS, "",             \
+        0, 0, RELOAD)                                                        \
+    X(RATE_LIMIT_SHARED, rate_limit_shared, CFG_SHARE, "local",              \
+        0, 0, RELOAD)                                                        \
+    X(QUOTA_UPSTREAM_INDEX, quota_upstream_index, CFG_QUOTA, "off",          \
+        0, 0, RELOAD)                                                        \
+    X(QUOTA_UPSTREAM_INDEX_OVERRIDES, quota_upstream_index_overrides,        \
+        CFG_QUOTAS, "", 0, 0, RELOAD)                                        \
+    X(HERE_DAILY_BUDGET, here_daily_budget, CFG_LONG, "0",                   \
+        0, 1000000000, RELOAD)                                               \
+    X(HERE_DENY_THRESHOLD, here_deny_threshold, CFG_LONG, "3",               \
+        0, 100000, RELOAD)                                                   \
+    X(HERE_CACHE_ONLY_S, here_cache_only_s, CFG_LONG, "300",                 \
+        1, 604800, RELOAD)                                                   \
+    X(LOG_LEVEL, log_level, CFG_LEVEL, "INFO", 0, 0, RELOAD)                 \
+    X(LOG_FLUSH_MS, log_flush_ms, CFG_LONG, "100", 0, 10000, RESTART)        \
+    X(METRICS_MAX_INDICES, metrics_max_indices, CFG_LONG, "1000",            \
+        0, 100000, RESTART)                                                  \
+    X(METRICS_ALLOW, metrics_allow, CFG_ACL, "loopback", 0, 0, RESTART)
 
 enum setting_kind {
     CFG_STR,      /* any text */
     CFG_SECRET,   /* text never printed */
     CFG_TOKENS,   /* token:indice list, never printed, parsed into a table */
+    CFG_INDICES,  /* a comma list of índices, parsed into a sorted list */
     CFG_URL,      /* http:// or https:// URL, trailing slash removed */
     CFG_ORIGINS,  /* "*" or a comma list of http(s) origins */
     CFG_SERVERS,  /* host[:port][,host[:port]...] */
@@ -116,12 +156,10 @@ struct settings {
     long write_timeout_ms;    /* SO_SNDTIMEO on the FastCGI connection */
     char *cors_origins;
     char *client_tokens;      /* token:indice,... ("" = no tokens needed) */
-    struct token_table *client_token_table;   /* parsed; NULL when "" */
     char *indices;            /* allowed indices, comma list ("" = any) */
     char *admin_token;        /* Bearer token of /admin/ ("" = no admin) */
     long zmax;
     long shutdown_grace_ms;
-    char *nginx_log_socket;
     char *nginx_log_file;     /* NGINX's access log to follow ("" = none) */
     char *nginx_hits_file;    /* the NGINX module's counters ("" = none) */
     long cache_maxsize;
@@ -150,6 +188,22 @@ struct settings {
     long log_flush_ms;        /* 0: every access line written at once */
     long metrics_max_indices; /* METRICS_DEFAULT_MAX_INDICES */
     char *metrics_allow;      /* checked with acl_parse */
+
+    /*
+     * What the text settings above mean, parsed once when they are set
+     * (at load and at each reload), so that no request parses a setting
+     * again. Owned by the settings; settings_cleanup frees them.
+     */
+    struct token_table *client_token_table;  /* NULL when none */
+    struct name_list indices_allowed;        /* HEREPROXY_INDICES */
+    struct name_list origins;                /* HEREPROXY_CORS_ORIGINS */
+    struct acl *metrics_acl;                 /* METRICS_ALLOW */
+    struct acl *trusted_acl;                 /* RATE_TRUSTED_PROXIES */
+    struct rate_spec index_rate;             /* RATE_LIMIT_INDEX */
+    struct rate_spec ip_rate;                /* RATE_LIMIT_IP */
+    struct rate_spec quota;                  /* QUOTA_UPSTREAM_INDEX */
+    struct rate_overrides index_rates;       /* ..._INDEX_OVERRIDES */
+    struct rate_overrides quotas;            /* QUOTA_..._OVERRIDES */
 };
 
 /* Fill every member with its default. Call settings_cleanup later. */

@@ -9,7 +9,7 @@
  * hereproxy_hits counts each request the cache answered (status HIT,
  * STALE or UPDATING) per indice in PATH, a file mapped shared by every
  * worker and read by hereproxy (NGINX_HITS_FILE): a few atomic adds per
- * hit, no write, no syscall. The layout is src/nginxhits_format.h.
+ * hit, no write, no syscall. The layout is src/nginx/nginxhits_format.h.
  *
  * hereproxy_hit_headers gives a cached answer the requester's X-Index (its
  * indice, "-" without one) and X-Request-ID (its own when hereproxy would

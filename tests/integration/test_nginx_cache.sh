@@ -3,8 +3,7 @@
 # request is answered by NGINX without reaching hereproxy, and NGINX's
 # JSON access lines, in a file hereproxy follows (NGINX_LOG_FILE), keep
 # hereproxy's per-indice metrics equal to what the clients sent, across
-# log rotation. The syslog socket variant (NGINX_LOG_SOCKET) gets a
-# smaller check at the end.
+# log rotation.
 . "$(dirname "$0")/lib.sh"
 
 require_cmds nginx spawn-fcgi curl python3
@@ -127,17 +126,4 @@ done
 req GET "$N$TT?indice=TK&token=wrongtoken0123456789xx"
 check_status 401 "a wrong token in the query: 401"
 
-# ------------------------------------------------ the syslog socket variant
-SOCK=$RUN_DIR/nginx-log.sock
-start_proxy b "NGINX_LOG_SOCKET=$SOCK"
-[ -S "$SOCK" ] && ok "NGINX_LOG_SOCKET: the socket exists" || not_ok "NGINX_LOG_SOCKET: the socket exists"
-# The commented alternative in place of the file.
-cache_nginx nginx-cache-sock "$PROXY_ADDR" \
-    -e "\|access_log $SHIPPED_LOG|,/;/d" \
-    -e "s|# access_log syslog:server=unix:/run/hereproxy/nginx-log.sock|access_log syslog:server=unix:$SOCK|"
-grep -q "^ *access_log syslog:server=unix:$SOCK" "$D/nginx.conf" || die "hereproxy-cache.conf has no syslog alternative to enable"
-for i in 1 2 3; do req GET "$N/here-proxy/base/mc/7/13/10/png?indice=S"; done
-wait_requests "[3]" S
-assert_eq "$got" "[3]" "NGINX_LOG_SOCKET: S's 3 requests counted (2 of them NGINX's hits)"
-assert_eq "$(json_field 'd["indices"]["S"]["hits"]')" 2 "NGINX_LOG_SOCKET: S's 2 hits"
 finish

@@ -14,8 +14,10 @@
 #include <unistd.h>
 
 #include "log.h"
-#include "nginxhits.h"
-#include "nginxhits_format.h"
+#include "nginx/counts.h"
+#include "nginx/nginxhits.h"
+#include "nginx/nginxhits_format.h"
+#include "settings.h"
 
 /*
  * The file is written here the way contrib/nginx-module writes it: a
@@ -383,26 +385,39 @@ test_not_a_counters_file(void **state)
     assert_int_equal(nginxhits_step(x->nh), 1);
 }
 
+/* NGINX_HITS_FILE as the process runs it: a thread of nginx/counts.h. */
 static void
 test_thread(void **state)
 {
     struct fx *x = *state;
-    struct nginxhits *nh;
+    struct nginx_counts *nc;
+    struct settings cfg;
     char err[128];
     struct nginxhits_slot *a;
 
     create(x, 8);
     a = take(x, "A");
-    nh = nginxhits_start(x->path, x->m, err, sizeof(err));
-    assert_non_null(nh);
+    assert_int_equal(settings_init(&cfg), 0);
+    assert_int_equal(settings_set(&cfg, "NGINX_HITS_FILE", x->path, err,
+                         sizeof(err)),
+        0);
+    nc = nginx_counts_start(&cfg, x->m, err, sizeof(err));
+    assert_non_null(nc);
     usleep(250 * 1000);
     hit(a, 0, 0, 0, 0, 1);
     hit(a, 0, 0, 0, 0, 1);
     /* Stopping counts a last time. */
-    nginxhits_stop(nh);
+    nginx_counts_stop(nc);
     assert_true(has(x->m,
         "hereproxy_requests_total{indice=\"A\",cache=\"hit\",code=\"200\"} 2"));
-    nginxhits_stop(NULL);
+    nginx_counts_stop(NULL);
+    /* Neither file set: nothing to start, and no error. */
+    assert_int_equal(settings_set(&cfg, "NGINX_HITS_FILE", "", err,
+                         sizeof(err)),
+        0);
+    assert_null(nginx_counts_start(&cfg, x->m, err, sizeof(err)));
+    assert_string_equal(err, "");
+    settings_cleanup(&cfg);
 }
 
 int

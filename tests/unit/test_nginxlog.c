@@ -12,7 +12,9 @@
 #include <unistd.h>
 
 #include "log.h"
-#include "nginxlog.h"
+#include "nginx/counts.h"
+#include "nginx/nginxlog.h"
+#include "settings.h"
 
 static int
 parse(const char *s, struct nginxlog_entry *e)
@@ -298,24 +300,29 @@ test_follow_missing_file(void **state)
     assert_int_equal(requests(x->m, "M"), 3);
 }
 
-/* The thread: counts what is appended, and stops promptly. */
+/* The thread (nginx/counts.h): counts what is appended, stops promptly. */
 static void
 test_follow_thread(void **state)
 {
     struct fx *x = *state;
-    struct nginxlog *nl;
+    struct nginx_counts *nc;
+    struct settings cfg;
     char err[128];
     int i;
 
     put(x->path, "w", "");
-    nl = nginxlog_start_file(x->path, x->m, err, sizeof(err));
-    assert_non_null(nl);
+    assert_int_equal(settings_init(&cfg), 0);
+    assert_int_equal(settings_set(&cfg, "NGINX_LOG_FILE", x->path, err,
+                         sizeof(err)),
+        0);
+    nc = nginx_counts_start(&cfg, x->m, err, sizeof(err));
+    assert_non_null(nc);
     put(x->path, "a", HIT("H") HIT("H"));
     for (i = 0; i < 50 && requests(x->m, "H") < 2; i++)
         usleep(20000);
     assert_int_equal(requests(x->m, "H"), 2);
-    nginxlog_stop(nl);
-    nginxlog_stop(NULL);
+    nginx_counts_stop(nc);
+    settings_cleanup(&cfg);
 }
 
 int

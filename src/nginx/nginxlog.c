@@ -2,29 +2,22 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <poll.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/un.h>
 #include <unistd.h>
 
 #include <cjson/cJSON.h>
 
-#include "log.h"
+#include "../log.h"
 #include "nginxlog.h"
-#include "util.h"
+#include "../util.h"
 
-#define DGRAM_MAX 4096
-#define POLL_MS 200
 /* A line is a few hundred bytes; $arg_indice is bounded by NGINX's request
  * line (8k by default), 6 bytes per character once JSON-escaped. */
 #define LINE_MAX_BYTES 65536
-#define FOLLOW_POLL_MS 100
 /* Reads per step, so that a long backlog does not delay a stop. */
 #define FOLLOW_READS 64
 /* After a rename, NGINX writes the old file until it reopens its logs
@@ -46,15 +39,6 @@ struct nginxlog_follow {
     uint64_t last_data_ms;
     size_t len;                /* a partial line at buf's start */
     char buf[LINE_MAX_BYTES];
-};
-
-struct nginxlog {
-    int fd;                    /* NGINX_LOG_SOCKET; -1 in file mode */
-    int stop;                  /* atomic */
-    pthread_t thread;
-    struct metrics *metrics;
-    struct nginxlog_follow *follow; /* NGINX_LOG_FILE, else NULL */
-    char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
 };
 
 /* The indice rule of request.c: 1 to 64 of [A-Za-z0-9_.-]. */
@@ -302,6 +286,12 @@ nginxlog_follow_step(struct nginxlog_follow *f, uint64_t now_ms)
     return counted;
 }
 
+int
+nginxlog_follow_more(const struct nginxlog_follow *f)
+{
+    return f->more;
+}
+
 void
 nginxlog_follow_free(struct nginxlog_follow *f)
 {
@@ -311,149 +301,4 @@ nginxlog_follow_free(struct nginxlog_follow *f)
         close(f->fd);
     free(f->path);
     free(f);
-}
-
-/* A file has no queue to overflow: NGINX's lines wait there for us. */
-static void *
-follow_main(void *arg)
-{
-    struct nginxlog *nl = arg;
-    struct timespec pause = {0, FOLLOW_POLL_MS * 1000000L};
-
-    while (!__atomic_load_n(&nl->stop, __ATOMIC_ACQUIRE)) {
-        nginxlog_follow_step(nl->follow, (uint64_t)util_mono_ms());
-        if (!nl->follow->more)
-            nanosleep(&pause, NULL);
-    }
-    return NULL;
-}
-
-struct nginxlog *
-nginxlog_start_file(const char *path, struct metrics *m, char *err,
-    size_t errlen)
-{
-    struct nginxlog *nl = calloc(1, sizeof(*nl));
-
-    if (nl == NULL || (nl->follow = nginxlog_follow_new(path, m)) == NULL) {
-        snprintf(err, errlen, "out of memory");
-        free(nl);
-        return NULL;
-    }
-    nl->fd = -1;
-    nl->metrics = m;
-    if (pthread_create(&nl->thread, NULL, follow_main, nl) != 0) {
-        snprintf(err, errlen, "NGINX_LOG_FILE: cannot start the thread");
-        nginxlog_follow_free(nl->follow);
-        free(nl);
-        return NULL;
-    }
-    return nl;
-}
-
-/* ---------------------------------------------------- NGINX_LOG_SOCKET */
-
-/*
- * NGINX sends its syslog datagrams non-blocking and drops a line when the
- * socket's queue is full (net.unix.max_dgram_qlen datagrams, 10 by default
- * on Linux), so the queue is drained whole each time poll wakes us: one
- * poll per datagram left the queue full under load.
- */
-static void *
-reader_main(void *arg)
-{
-    struct nginxlog *nl = arg;
-    char buf[DGRAM_MAX];
-    int bad = 0;
-
-    while (!__atomic_load_n(&nl->stop, __ATOMIC_ACQUIRE)) {
-        struct pollfd p = {nl->fd, POLLIN, 0};
-        ssize_t n;
-
-        if (poll(&p, 1, POLL_MS) <= 0)
-            continue;
-        while (!__atomic_load_n(&nl->stop, __ATOMIC_ACQUIRE)) {
-            n = recv(nl->fd, buf, sizeof(buf), MSG_DONTWAIT);
-            if (n < 0) {
-                if (errno == EINTR)
-                    continue;
-                break;          /* EAGAIN: drained; else poll again */
-            }
-            if (n == 0)         /* an empty datagram: nothing to count */
-                continue;
-            handle_line(nl->metrics, buf, (size_t)n, "NGINX_LOG_SOCKET",
-                &bad);
-        }
-    }
-    return NULL;
-}
-
-struct nginxlog *
-nginxlog_start(const char *path, struct metrics *m, char *err, size_t errlen)
-{
-    struct nginxlog *nl = calloc(1, sizeof(*nl));
-    struct sockaddr_un sa;
-    int rcvbuf = 1 << 20;
-
-    if (nl == NULL) {
-        snprintf(err, errlen, "out of memory");
-        return NULL;
-    }
-    nl->fd = -1;
-    nl->metrics = m;
-    if (strlen(path) >= sizeof(sa.sun_path)) {
-        snprintf(err, errlen, "NGINX_LOG_SOCKET: path too long");
-        goto fail;
-    }
-    snprintf(nl->path, sizeof(nl->path), "%s", path);
-    if ((nl->fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0)) < 0) {
-        snprintf(err, errlen, "NGINX_LOG_SOCKET: socket: %s",
-            strerror(errno));
-        goto fail;
-    }
-    /* Bursts of hits must not be dropped while the thread catches up. */
-    setsockopt(nl->fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf));
-    memset(&sa, 0, sizeof(sa));
-    sa.sun_family = AF_UNIX;
-    memcpy(sa.sun_path, path, strlen(path) + 1);
-    unlink(path);               /* a stale socket from a crash */
-    if (bind(nl->fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
-        snprintf(err, errlen, "NGINX_LOG_SOCKET: bind %s: %s", path,
-            strerror(errno));
-        goto fail;
-    }
-    /* NGINX's workers run as another user; the directory guards access. */
-    if (chmod(path, 0666) != 0) {
-        snprintf(err, errlen, "NGINX_LOG_SOCKET: chmod %s: %s", path,
-            strerror(errno));
-        goto fail;
-    }
-    if (pthread_create(&nl->thread, NULL, reader_main, nl) != 0) {
-        snprintf(err, errlen, "NGINX_LOG_SOCKET: cannot start the thread");
-        goto fail;
-    }
-    return nl;
-fail:
-    if (nl->fd >= 0) {
-        close(nl->fd);
-        if (nl->path[0] != '\0')
-            unlink(nl->path);
-    }
-    free(nl);
-    return NULL;
-}
-
-void
-nginxlog_stop(struct nginxlog *nl)
-{
-    if (nl == NULL)
-        return;
-    __atomic_store_n(&nl->stop, 1, __ATOMIC_RELEASE);
-    pthread_join(nl->thread, NULL);
-    if (nl->follow != NULL)
-        nginxlog_follow_free(nl->follow);
-    else {
-        close(nl->fd);
-        unlink(nl->path);
-    }
-    free(nl);
 }

@@ -4,20 +4,17 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "metrics.h"
+#include "../metrics.h"
 
 /*
  * NGINX's own cache answers requests that never reach hereproxy. So that
- * the per-indice metrics still count them, NGINX writes one JSON access
- * line per request to a log file that a thread follows (NGINX_LOG_FILE),
- * or sends it over syslog to a Unix datagram socket (NGINX_LOG_SOCKET,
- * which loses lines under load); the thread counts the lines NGINX
- * answered itself (cache HIT, STALE, UPDATING). Lines for requests that
+ * the per-indice metrics still count them, stock NGINX writes one JSON
+ * access line per request to a log file that a thread follows
+ * (NGINX_LOG_FILE, counts.h), counting the lines NGINX answered itself
+ * (cache HIT, STALE, UPDATING). Lines for requests that
  * went on to hereproxy (MISS, EXPIRED, BYPASS, REVALIDATED, none) are
  * skipped: hereproxy counted them already.
  */
-
-struct nginxlog;
 
 struct nginxlog_entry {
     char indice[65];            /* "-" when absent or not a valid indice */
@@ -28,7 +25,7 @@ struct nginxlog_entry {
 };
 
 /*
- * Parse one datagram: an optional syslog header, then
+ * Parse one line: an optional syslog header, then
  * {"indice":"...","cache":"$upstream_cache_status","status":N,
  *  "bytes":N,"request_time":S}. Returns 1 when NGINX answered the request
  * from its cache (e filled), 0 for a line to skip, -1 when malformed.
@@ -50,25 +47,12 @@ struct nginxlog_follow;
 struct nginxlog_follow *nginxlog_follow_new(const char *path,
     struct metrics *m);
 
-/* One step at now_ms (a monotonic clock): the number of lines counted. */
+/*
+ * One step at now_ms (a monotonic clock): the number of lines counted.
+ * *more is 1 when it stopped with more to read (step again at once).
+ */
 long nginxlog_follow_step(struct nginxlog_follow *f, uint64_t now_ms);
+int nginxlog_follow_more(const struct nginxlog_follow *f);
 void nginxlog_follow_free(struct nginxlog_follow *f);
-
-/*
- * Follow path in a thread that steps every 100 ms, counting into m.
- * Returns NULL with err set; stop with nginxlog_stop.
- */
-struct nginxlog *nginxlog_start_file(const char *path, struct metrics *m,
-    char *err, size_t errlen);
-
-/*
- * Bind path (a stale socket file is removed; mode 0666, the directory
- * guards access) and start the reading thread, counting into m. Returns
- * NULL with err set. nginxlog_stop(NULL) does nothing; it stops the
- * thread (either kind), closes and unlinks the socket, and frees.
- */
-struct nginxlog *nginxlog_start(const char *path, struct metrics *m,
-    char *err, size_t errlen);
-void nginxlog_stop(struct nginxlog *nl);
 
 #endif

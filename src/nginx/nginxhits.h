@@ -3,7 +3,7 @@
 
 #include <stdint.h>
 
-#include "metrics.h"
+#include "../metrics.h"
 
 /*
  * NGINX_HITS_FILE: the counters NGINX's hereproxy module keeps of the
@@ -26,14 +26,5 @@ struct nginxhits *nginxhits_new(const char *path, struct metrics *m);
 /* One look: the number of requests counted. */
 uint64_t nginxhits_step(struct nginxhits *nh);
 void nginxhits_free(struct nginxhits *nh);
-
-/*
- * A thread that steps every 100 ms, counting into m. Returns NULL with err
- * set; nginxhits_stop(NULL) does nothing, else it counts a last time,
- * stops the thread and frees.
- */
-struct nginxhits *nginxhits_start(const char *path, struct metrics *m,
-    char *err, size_t errlen);
-void nginxhits_stop(struct nginxhits *nh);
 
 #endif

@@ -2,17 +2,16 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "log.h"
+#include "../log.h"
 #include "nginxhits.h"
 #include "nginxhits_format.h"
-#include "util.h"
+#include "../util.h"
 
 #define STEP_MS 100
 #define CHUNK_SLOTS 64         /* slots per pread: 32 KiB */
@@ -40,8 +39,6 @@ struct nginxhits {
     struct nginxhits_slot *chunk;           /* CHUNK_SLOTS read at a time */
     int looked;             /* a first look was made: later files count whole */
     int complained;         /* the path's trouble was logged */
-    int stop;               /* atomic */
-    pthread_t thread;
 };
 
 struct nginxhits *
@@ -273,46 +270,4 @@ nginxhits_free(struct nginxhits *nh)
     free(nh->chunk);
     free(nh->path);
     free(nh);
-}
-
-static void *
-step_main(void *arg)
-{
-    struct nginxhits *nh = arg;
-    struct timespec pause = {0, STEP_MS * 1000000L};
-
-    while (!__atomic_load_n(&nh->stop, __ATOMIC_ACQUIRE)) {
-        nginxhits_step(nh);
-        nanosleep(&pause, NULL);
-    }
-    return NULL;
-}
-
-struct nginxhits *
-nginxhits_start(const char *path, struct metrics *m, char *err,
-    size_t errlen)
-{
-    struct nginxhits *nh = nginxhits_new(path, m);
-
-    if (nh == NULL) {
-        util_strlcpy(err, "out of memory", errlen);
-        return NULL;
-    }
-    if (pthread_create(&nh->thread, NULL, step_main, nh) != 0) {
-        util_strlcpy(err, "NGINX_HITS_FILE: cannot start the thread", errlen);
-        nginxhits_free(nh);
-        return NULL;
-    }
-    return nh;
-}
-
-void
-nginxhits_stop(struct nginxhits *nh)
-{
-    if (nh == NULL)
-        return;
-    __atomic_store_n(&nh->stop, 1, __ATOMIC_RELEASE);
-    pthread_join(nh->thread, NULL);
-    nginxhits_step(nh);
-    nginxhits_free(nh);
 }
