@@ -21,7 +21,7 @@
  */
 struct rule {
     unsigned char addr[16];
-    unsigned prefix;            /* 0..128 */
+    unsigned prefix; /* 0..128 */
 };
 
 struct acl {
@@ -30,8 +30,7 @@ struct acl {
 };
 
 static const unsigned char v4mapped[12] = {
-    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff
-};
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
 
 /* Parse an address without prefix; *is_v4 says which family it was. */
 static int
@@ -112,15 +111,17 @@ parse_item(struct acl *acl, const char *item, char *err, size_t errlen)
         return 0;
     }
     if (util_strlcpy(buf, item, sizeof(buf)) >= sizeof(buf)) {
-        snprintf(err, errlen, "'%.*s...': too long for an address",
-            ITEM_MAX, item);
+        snprintf(
+            err, errlen, "'%.*s...': too long for an address", ITEM_MAX, item);
         return -1;
     }
     if ((slash = strchr(buf, '/')) != NULL)
         *slash = '\0';
     if (parse_addr(buf, r->addr, &is_v4) != 0) {
-        snprintf(err, errlen, "'%s': not an IPv4 or IPv6 address, CIDR, "
-            "'loopback' or 'any'", item);
+        snprintf(err, errlen,
+            "'%s': not an IPv4 or IPv6 address, CIDR, "
+            "'loopback' or 'any'",
+            item);
         return -1;
     }
     if (slash == NULL) {
@@ -135,8 +136,10 @@ parse_item(struct acl *acl, const char *item, char *err, size_t errlen)
         }
         r->prefix = (unsigned)prefix + (max == 32 ? 96 : 0);
         if (host_bits_set(r->addr, r->prefix)) {
-            snprintf(err, errlen, "'%s': address has bits set past the "
-                "/%ld prefix", item, prefix);
+            snprintf(err, errlen,
+                "'%s': address has bits set past the "
+                "/%ld prefix",
+                item, prefix);
             return -1;
         }
     }
@@ -178,9 +181,11 @@ acl_parse(struct acl **out, const char *spec, char *err, size_t errlen)
         while (end > item && (end[-1] == ' ' || end[-1] == '\t'))
             *--end = '\0';
         if (*item == '\0') {
-            snprintf(err, errlen, "empty entry in '%s' (use a comma "
+            snprintf(err, errlen,
+                "empty entry in '%s' (use a comma "
                 "between addresses, and 'loopback' or 'any' for the "
-                "usual lists)", spec);
+                "usual lists)",
+                spec);
             goto fail;
         }
         if (parse_item(acl, item, err, errlen) != 0)

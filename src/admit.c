@@ -18,13 +18,13 @@
 #include "siphash.h"
 #include "util.h"
 
-#define BUCKETS_FLOOR 100000        /* rate-limit buckets: even unconfigured */
-#define TABLE_FLOOR 4096            /* counters, cache-only scopes, runs */
+#define BUCKETS_FLOOR 100000 /* rate-limit buckets: even unconfigured */
+#define TABLE_FLOOR 4096     /* counters, cache-only scopes, runs */
 #define XFF_HOPS_MAX 64
 #define ADDR_MAX 64
-#define NAME_MAX_ (ADMIT_SCOPE_NAME_MAX + 4)  /* "qi:", "i:", "p:" + name */
-#define REASON_MAX 256              /* what flight_result.error holds */
-#define FULL_LOG_S 60               /* "table full" logged at most this often */
+#define NAME_MAX_ (ADMIT_SCOPE_NAME_MAX + 4) /* "qi:", "i:", "p:" + name */
+#define REASON_MAX 256 /* what flight_result.error holds */
+#define FULL_LOG_S 60  /* "table full" logged at most this often */
 
 /* ------------------------------------------------------------ bounded tables
  * Named entries found by a keyed hash (names are índices and parameters a
@@ -36,16 +36,16 @@
 struct tslot {
     struct tslot *chain;
     uint64_t hash;
-    size_t at;                      /* index in table.all */
+    size_t at; /* index in table.all */
     char name[NAME_MAX_ + 1];
 };
 
 struct table {
     struct tslot **buckets;
-    size_t nbuckets;                /* a power of two */
-    struct tslot **all;             /* n of them, in no order */
+    size_t nbuckets;    /* a power of two */
+    struct tslot **all; /* n of them, in no order */
     size_t n, cap;
-    size_t entry_size;              /* of a struct that starts with a tslot */
+    size_t entry_size; /* of a struct that starts with a tslot */
 };
 
 static int
@@ -157,9 +157,9 @@ table_del(struct table *t, void *entry)
 
 /* A fixed-window count kept in process (no memcached, or it failed). */
 struct counter {
-    struct tslot s;                 /* "qi:<indice>" */
-    int64_t window;                 /* its start, Unix seconds */
-    int64_t ends;                   /* reusable from then on */
+    struct tslot s; /* "qi:<indice>" */
+    int64_t window; /* its start, Unix seconds */
+    int64_t ends;   /* reusable from then on */
     uint64_t count;
 };
 
@@ -168,18 +168,18 @@ static const char *const scope_names[] = {"all", "indice", "params"};
 static const char scope_prefix[] = {'\0', 'i', 'p'};
 
 struct cache_only {
-    struct tslot s;                 /* "i:<indice>", "p:<plan class>" */
+    struct tslot s; /* "i:<indice>", "p:<plan class>" */
     enum scope_kind kind;
-    int from_quota;                 /* the counts refuse anyway */
-    int64_t until;                  /* Unix seconds; 0: not in it */
+    int from_quota; /* the counts refuse anyway */
+    int64_t until;  /* Unix seconds; 0: not in it */
     char reason[REASON_MAX];
 };
 
 /* HERE's denials in a row for one scope. */
 struct deny_run {
-    struct tslot s;                 /* "i:<indice>" (429), "p:<plan>" (403) */
+    struct tslot s; /* "i:<indice>" (429), "p:<plan>" (403) */
     long count;
-    uint64_t touched;               /* admit.tick when last counted */
+    uint64_t touched; /* admit.tick when last counted */
 };
 
 /*
@@ -196,33 +196,33 @@ struct rules {
     long deny_threshold;
     long cache_only_s;
     int ipv6_prefix;
-    size_t table_cap;               /* of each table below */
-    struct rules *older;    /* replaced: still read by late requests */
+    size_t table_cap;    /* of each table below */
+    struct rules *older; /* replaced: still read by late requests */
 };
 
 struct admit {
-    struct rules *rules;            /* atomic; never freed before l */
+    struct rules *rules; /* atomic; never freed before l */
     struct ratelimiter *buckets;
-    struct mc *mc;                  /* NULL: count in process */
-    struct mac *mac;                /* seals quota and budget counts */
-    struct metrics *metrics;        /* NULL: rejections not counted */
+    struct mc *mc;           /* NULL: count in process */
+    struct mac *mac;         /* seals quota and budget counts */
+    struct metrics *metrics; /* NULL: rejections not counted */
 
-    pthread_mutex_t lock;           /* everything below */
-    struct table counters;          /* struct counter */
-    int64_t counters_full_until;    /* no window ends before: no room */
-    int64_t budget_window;          /* HERE_DAILY_BUDGET in process */
+    pthread_mutex_t lock;        /* everything below */
+    struct table counters;       /* struct counter */
+    int64_t counters_full_until; /* no window ends before: no room */
+    int64_t budget_window;       /* HERE_DAILY_BUDGET in process */
     uint64_t budget_count;
     struct cache_only all;
-    struct table scopes;            /* struct cache_only */
-    struct table runs;              /* struct deny_run */
+    struct table scopes; /* struct cache_only */
+    struct table runs;   /* struct deny_run */
     uint64_t tick;
-    long all_run;                   /* 401, or 403 with default parameters */
-    long volume_run;                /* 429, whatever the índice */
-    int volume_several;             /* ... from more than one índice */
+    long all_run;       /* 401, or 403 with default parameters */
+    long volume_run;    /* 429, whatever the índice */
+    int volume_several; /* ... from more than one índice */
     char volume_first[RATE_NAME_MAX + 1];
-    int64_t full_logged;            /* a table-full event, Unix seconds */
-    uint64_t quota_table_full;      /* misses refused: no counter free */
-    uint64_t scopes_evicted;        /* cache-only scopes ended for room */
+    int64_t full_logged;       /* a table-full event, Unix seconds */
+    uint64_t quota_table_full; /* misses refused: no counter free */
+    uint64_t scopes_evicted;   /* cache-only scopes ended for room */
 };
 
 /* ------------------------------------------------------------- metrics hooks
@@ -249,8 +249,8 @@ hook_cache_only_changed(enum scope_kind kind, const char *name, int entering,
                 cJSON_AddNumberToObject(f, "status", status);
             cJSON_AddStringToObject(f, "reason", reason);
             cJSON_AddNumberToObject(f, "until", (double)until);
-            cJSON_AddNumberToObject(f, "retry_after_s",
-                (double)(until - now_s));
+            cJSON_AddNumberToObject(
+                f, "retry_after_s", (double)(until - now_s));
         } else if (evicted) {
             cJSON_AddBoolToObject(f, "evicted", 1);
         }
@@ -261,8 +261,7 @@ hook_cache_only_changed(enum scope_kind kind, const char *name, int entering,
 
 /* A table is full (which, and its size); at most once a FULL_LOG_S. */
 static void
-hook_table_full(struct admit *l, const char *table, size_t cap,
-    int64_t now_s)
+hook_table_full(struct admit *l, const char *table, size_t cap, int64_t now_s)
 {
     cJSON *f;
 
@@ -348,12 +347,12 @@ admit_new(const struct settings *cfg, char *err, size_t errlen)
         goto fail;
     }
     if (*cfg->memcached_servers != '\0') {
-        l->mc = mc_new(cfg->memcached_servers, (size_t)cfg->threads, err,
-            errlen);
+        l->mc =
+            mc_new(cfg->memcached_servers, (size_t)cfg->threads, err, errlen);
         if (l->mc == NULL)
             goto fail;
-        if ((l->mac = mac_new_fleet(cfg->cache_secret,
-                 cfg->here_api_key)) == NULL) {
+        if ((l->mac = mac_new_fleet(cfg->cache_secret, cfg->here_api_key)) ==
+            NULL) {
             snprintf(err, errlen, "cannot set up the memcached MAC");
             goto fail;
         }
@@ -388,8 +387,8 @@ admit_free(struct admit *l)
 }
 
 int
-admit_reload(struct admit *l, const struct settings *cfg, char *err,
-    size_t errlen)
+admit_reload(
+    struct admit *l, const struct settings *cfg, char *err, size_t errlen)
 {
     struct rules *r;
     int rc;
@@ -462,7 +461,7 @@ counters_make_room(struct admit *l, int64_t now_s)
         struct counter *c = (struct counter *)l->counters.all[i];
 
         if (c->ends <= now_s) {
-            table_del(&l->counters, c);     /* all[i] is another now */
+            table_del(&l->counters, c); /* all[i] is another now */
             continue;
         }
         if (c->ends < earliest)
@@ -497,9 +496,8 @@ count_local(struct admit *l, const char *key, long period_s, int64_t now_s,
         }
         value = ++l->budget_count;
     } else if ((c = table_find(&l->counters, key, &h)) != NULL ||
-               ((l->counters.n < l->counters.cap ||
-                    counters_make_room(l, now_s)) &&
-                   (c = table_add(&l->counters, key, h)) != NULL)) {
+        ((l->counters.n < l->counters.cap || counters_make_room(l, now_s)) &&
+            (c = table_add(&l->counters, key, h)) != NULL)) {
         if (c->window != window) {
             c->window = window;
             c->count = 0;
@@ -528,16 +526,14 @@ count_window(struct admit *l, const char *key, long period_s, int64_t now_s)
 
     n = snprintf(mkey, sizeof(mkey), "lim:%lld:%s", (long long)window, key);
     if (l->mc != NULL) {
-        switch (sealcount_add(l->mc, l->mac, mkey, (size_t)n, 1,
-            period_s + 60, &value)) {
+        switch (sealcount_add(
+            l->mc, l->mac, mkey, (size_t)n, 1, period_s + 60, &value)) {
         case SEALCOUNT_REPLACED:
-            metrics_cache_rejected(l->metrics, METRICS_REJECT_COUNTER, mkey,
-                (size_t)n);
+            metrics_cache_rejected(
+                l->metrics, METRICS_REJECT_COUNTER, mkey, (size_t)n);
             return value;
-        case SEALCOUNT_OK:
-            return value;
-        default:
-            break;
+        case SEALCOUNT_OK: return value;
+        default: break;
         }
     }
     return count_local(l, key, period_s, now_s, window);
@@ -547,9 +543,8 @@ count_window(struct admit *l, const char *key, long period_s, int64_t now_s)
 
 /* One limit on one key; fills v. */
 static void
-take(struct admit *l, char kind, const char *name,
-    const struct rate_spec *spec, int64_t now_ms, int64_t now_s,
-    struct admit_verdict *v)
+take(struct admit *l, char kind, const char *name, const struct rate_spec *spec,
+    int64_t now_ms, int64_t now_s, struct admit_verdict *v)
 {
     char key[RATE_NAME_MAX + ADDR_MAX + 8];
     struct rate_decision d;
@@ -565,15 +560,15 @@ take(struct admit *l, char kind, const char *name,
         char mkey[200];
         int64_t window = now_s - now_s % spec->period_s;
         uint64_t count;
-        int m = snprintf(mkey, sizeof(mkey), "lim:%lld:%s",
-            (long long)window, key);
+        int m =
+            snprintf(mkey, sizeof(mkey), "lim:%lld:%s", (long long)window, key);
 
-        if (mc_count(l->mc, mkey, (size_t)m, 1, spec->period_s + 60,
-                &count) == 0) {
+        if (mc_count(l->mc, mkey, (size_t)m, 1, spec->period_s + 60, &count) ==
+            0) {
             v->limit = spec->limit;
             v->reset_s = window + spec->period_s - now_s;
-            v->remaining = count >= (uint64_t)spec->limit
-                ? 0 : spec->limit - (long)count;
+            v->remaining =
+                count >= (uint64_t)spec->limit ? 0 : spec->limit - (long)count;
             if (count > (uint64_t)spec->limit) {
                 v->allowed = 0;
                 v->retry_after_s = v->reset_s > 0 ? v->reset_s : 1;
@@ -657,8 +652,8 @@ co_find(struct admit *l, enum scope_kind kind, const char *name)
 static void
 co_end(struct admit *l, struct cache_only *c, int evicted, int64_t now_s)
 {
-    hook_cache_only_changed(c->kind, c->s.name + 2, 0, NULL, 0, 0, NULL,
-        evicted, now_s);
+    hook_cache_only_changed(
+        c->kind, c->s.name + 2, 0, NULL, 0, 0, NULL, evicted, now_s);
     table_del(&l->scopes, c);
 }
 
@@ -711,8 +706,7 @@ co_active(struct admit *l, enum scope_kind kind, const char *name,
         return 1;
     }
     if (kind == SCOPE_ALL) {
-        hook_cache_only_changed(SCOPE_ALL, "", 0, NULL, 0, 0, NULL, 0,
-            now_s);
+        hook_cache_only_changed(SCOPE_ALL, "", 0, NULL, 0, 0, NULL, 0, now_s);
         c->until = 0;
     } else {
         co_end(l, c, 0, now_s);
@@ -736,14 +730,14 @@ co_enter(struct admit *l, enum scope_kind kind, const char *name,
             co_make_room(l, now_s);
         table_find(&l->scopes, key, &h);
         if ((c = table_add(&l->scopes, key, h)) == NULL)
-            return;     /* no memory: refused by its count, or asked */
+            return; /* no memory: refused by its count, or asked */
         c->kind = kind;
     }
     if (c->until > now_s && c->until >= until)
         return;
     if (c->until <= now_s)
-        hook_cache_only_changed(kind, name, 1, cause, status, until, reason,
-            0, now_s);
+        hook_cache_only_changed(
+            kind, name, 1, cause, status, until, reason, 0, now_s);
     c->until = until;
     c->from_quota = strcmp(cause, "quota") == 0;
     util_strlcpy(c->reason, reason, sizeof(c->reason));
@@ -804,18 +798,22 @@ refuse_quota(struct admit *l, const char *indice, const struct rate_spec *q,
         pthread_mutex_lock(&l->lock);
         l->quota_table_full++;
         hook_table_full(l, "quota", l->counters.cap, now_s);
-        until = l->counters_full_until > now_s ? l->counters_full_until
-                                               : now_s + 1;
+        until =
+            l->counters_full_until > now_s ? l->counters_full_until : now_s + 1;
         pthread_mutex_unlock(&l->lock);
-        snprintf(reason, reasonlen, "cache-only: this instance counts the "
+        snprintf(reason, reasonlen,
+            "cache-only: this instance counts the "
             "upstream quotas of too many indices at once to count indice "
-            "%s's; cached tiles are still served", indice);
+            "%s's; cached tiles are still served",
+            indice);
         *retry_after_s = (long)(until - now_s);
         return -1;
     }
     rate_spec_format(q, spec_text, sizeof(spec_text));
-    snprintf(reason, reasonlen, "cache-only: the upstream quota of indice %s "
-        "(%s) is spent; cached tiles are still served", indice, spec_text);
+    snprintf(reason, reasonlen,
+        "cache-only: the upstream quota of indice %s "
+        "(%s) is spent; cached tiles are still served",
+        indice, spec_text);
     *retry_after_s = (long)(until - now_s);
     pthread_mutex_lock(&l->lock);
     co_enter(l, SCOPE_INDICE, indice, "quota", 0, until, reason, now_s);
@@ -842,10 +840,11 @@ admit_upstream_begin(struct admit *l, const char *indice, const char *plan,
     pthread_mutex_lock(&l->lock);
     refused =
         co_active(l, SCOPE_ALL, "", now_s, reason, reasonlen, retry_after_s) ||
-        co_active(l, SCOPE_INDICE, indice, now_s, reason, reasonlen,
-            retry_after_s) ||
-        (*plan != '\0' && co_active(l, SCOPE_PARAMS, plan, now_s, reason,
-                              reasonlen, retry_after_s));
+        co_active(
+            l, SCOPE_INDICE, indice, now_s, reason, reasonlen, retry_after_s) ||
+        (*plan != '\0' &&
+            co_active(l, SCOPE_PARAMS, plan, now_s, reason, reasonlen,
+                retry_after_s));
     pthread_mutex_unlock(&l->lock);
     if (refused)
         return -1;
@@ -856,13 +855,15 @@ admit_upstream_begin(struct admit *l, const char *indice, const char *plan,
             return refuse_quota(l, indice, quota, count, now_s, reason,
                 reasonlen, retry_after_s);
     }
-    if (r->budget > 0 && count_window(l, "budget", 86400, now_s) >
-        (uint64_t)r->budget) {
+    if (r->budget > 0 &&
+        count_window(l, "budget", 86400, now_s) > (uint64_t)r->budget) {
         int64_t until = now_s - now_s % 86400 + 86400;
 
-        snprintf(reason, reasonlen, "cache-only: HERE_DAILY_BUDGET (%ld "
+        snprintf(reason, reasonlen,
+            "cache-only: HERE_DAILY_BUDGET (%ld "
             "requests to HERE a day) is spent; cached tiles are still "
-            "served", r->budget);
+            "served",
+            r->budget);
         *retry_after_s = (long)(until - now_s);
         pthread_mutex_lock(&l->lock);
         co_enter(l, SCOPE_ALL, "", "budget", 0, until, reason, now_s);
@@ -900,7 +901,7 @@ run_count(struct admit *l, enum scope_kind kind, const char *name)
             table_del(&l->runs, oldest);
         }
         if ((d = table_add(&l->runs, key, h)) == NULL)
-            return 1;   /* no memory: a run of one */
+            return 1; /* no memory: a run of one */
     }
     d->touched = ++l->tick;
     return ++d->count;
@@ -980,22 +981,27 @@ admit_upstream_result(struct admit *l, const char *indice, const char *plan,
     if (run >= r->deny_threshold) {
         /* HERE's Retry-After may shorten the period, never lengthen it. */
         period = retry_after_s > 0 && retry_after_s < r->cache_only_s
-            ? retry_after_s : r->cache_only_s;
+            ? retry_after_s
+            : r->cache_only_s;
         if (kind == SCOPE_ALL)
-            snprintf(reason, sizeof(reason), "cache-only: HERE answered "
+            snprintf(reason, sizeof(reason),
+                "cache-only: HERE answered "
                 "%d %ld times in a row%s; cached tiles are still served",
                 status, run, status == 429 ? " across indices" : "");
         else if (kind == SCOPE_INDICE)
-            snprintf(reason, sizeof(reason), "cache-only for indice %s: "
+            snprintf(reason, sizeof(reason),
+                "cache-only for indice %s: "
                 "HERE answered %d %ld times in a row; cached tiles are "
-                "still served", indice, status, run);
+                "still served",
+                indice, status, run);
         else
-            snprintf(reason, sizeof(reason), "cache-only for these "
+            snprintf(reason, sizeof(reason),
+                "cache-only for these "
                 "parameters (not in the plan?): HERE answered %d %ld times "
-                "in a row; cached tiles are still served: %s", status, run,
-                plan);
-        co_enter(l, kind, name, "here_denied", status, now_s + period,
-            reason, now_s);
+                "in a row; cached tiles are still served: %s",
+                status, run, plan);
+        co_enter(l, kind, name, "here_denied", status, now_s + period, reason,
+            now_s);
     }
     pthread_mutex_unlock(&l->lock);
 }
@@ -1024,7 +1030,7 @@ hop_addr(const char *p, size_t len, char *out, size_t outlen)
         return -1;
     memcpy(buf, p, len);
     buf[len] = '\0';
-    if (buf[0] == '[') {                    /* [v6] or [v6]:port */
+    if (buf[0] == '[') { /* [v6] or [v6]:port */
         char *end = strchr(buf, ']');
 
         if (end == NULL || (end[1] != '\0' && end[1] != ':'))
@@ -1032,11 +1038,10 @@ hop_addr(const char *p, size_t len, char *out, size_t outlen)
         *end = '\0';
         memmove(buf, buf + 1, strlen(buf + 1) + 1);
     } else if ((colon = strchr(buf, ':')) != NULL &&
-               strchr(colon + 1, ':') == NULL) {
-        buf[colon - buf] = '\0';            /* a.b.c.d:port */
+        strchr(colon + 1, ':') == NULL) {
+        buf[colon - buf] = '\0'; /* a.b.c.d:port */
     }
-    if (inet_pton(AF_INET, buf, &a4) != 1 &&
-        inet_pton(AF_INET6, buf, &a6) != 1)
+    if (inet_pton(AF_INET, buf, &a4) != 1 && inet_pton(AF_INET6, buf, &a6) != 1)
         return -1;
     util_strlcpy(out, buf, outlen);
     return 0;
@@ -1047,7 +1052,7 @@ admit_addr_key(const char *addr, int ipv6_prefix, char *out, size_t outlen)
 {
     struct in6_addr a6;
     struct in_addr a4;
-    char text[INET6_ADDRSTRLEN + 8];     /* and "/128" */
+    char text[INET6_ADDRSTRLEN + 8]; /* and "/128" */
     int i;
 
     if (inet_pton(AF_INET, addr, &a4) == 1) {
@@ -1078,7 +1083,7 @@ admit_addr_key(const char *addr, int ipv6_prefix, char *out, size_t outlen)
             }
         }
     } else {
-        util_strlcpy(out, addr, outlen);    /* "-": no address */
+        util_strlcpy(out, addr, outlen); /* "-": no address */
         return;
     }
     util_strlcpy(out, text, outlen);
@@ -1091,8 +1096,8 @@ admit_client_addr(const char *remote_addr, const char *xff,
     const char *end;
     int hops = 0;
 
-    util_strlcpy(out, remote_addr != NULL && *remote_addr ? remote_addr : "-",
-        outlen);
+    util_strlcpy(
+        out, remote_addr != NULL && *remote_addr ? remote_addr : "-", outlen);
     if (trusted == NULL || xff == NULL || !acl_allows(trusted, out))
         return;
     end = xff + strlen(xff);
@@ -1103,7 +1108,7 @@ admit_client_addr(const char *remote_addr, const char *xff,
         while (start > xff && start[-1] != ',')
             start--;
         if (hop_addr(start, (size_t)(end - start), hop, sizeof(hop)) != 0)
-            return;                 /* junk: the last trusted hop stays */
+            return; /* junk: the last trusted hop stays */
         util_strlcpy(out, hop, outlen);
         if (!acl_allows(trusted, hop))
             return;
@@ -1158,15 +1163,16 @@ admit_rate(struct admit *l, const char *indice, const char *remote_addr,
     char client[ADDR_MAX];
 
     if (admit_by_address(l))
-        admit_client_addr(remote_addr, xff, admit_trusted(l), client,
-            sizeof(client));
-    admit_request(l, indice, admit_by_address(l) ? client : NULL, now_ms,
-        now_s, v);
+        admit_client_addr(
+            remote_addr, xff, admit_trusted(l), client, sizeof(client));
+    admit_request(
+        l, indice, admit_by_address(l) ? client : NULL, now_ms, now_s, v);
     if (v->allowed)
         return 1;
     if (strcmp(v->refused_by, "address") == 0)
-        snprintf(msg, msglen, "rate limit exceeded for this client address "
-                              "(RATE_LIMIT_IP)");
+        snprintf(msg, msglen,
+            "rate limit exceeded for this client address "
+            "(RATE_LIMIT_IP)");
     else
         snprintf(msg, msglen, "rate limit exceeded for indice %s", indice);
     return 0;

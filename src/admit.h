@@ -52,34 +52,33 @@
 
 struct admit;
 
-#define ADMIT_SCOPE_NAME_MAX 256    /* an índice, or a plan class */
+#define ADMIT_SCOPE_NAME_MAX 256 /* an índice, or a plan class */
 
 /* A scope in cache-only mode, for the metrics. */
 struct admit_scope {
-    int params;                     /* 0: an índice, 1: a plan class */
+    int params; /* 0: an índice, 1: a plan class */
     char name[ADMIT_SCOPE_NAME_MAX + 1];
 };
 
 /* Counts of what full tables did, for the metrics. */
 struct admit_stats {
-    uint64_t quota_table_full;      /* misses refused: no room to count */
-    uint64_t scopes_evicted;        /* cache-only scopes ended for room */
-    uint64_t table_size;            /* entries each table holds */
+    uint64_t quota_table_full; /* misses refused: no room to count */
+    uint64_t scopes_evicted;   /* cache-only scopes ended for room */
+    uint64_t table_size;       /* entries each table holds */
 };
 
 struct admit_verdict {
     int allowed;
-    int limited;              /* a rate limit applies: send RateLimit-* */
-    long limit;               /* RateLimit-Limit */
-    long remaining;           /* RateLimit-Remaining */
-    long reset_s;             /* RateLimit-Reset */
-    long retry_after_s;       /* when refused */
-    const char *refused_by;   /* "indice" or "address" when refused */
+    int limited;            /* a rate limit applies: send RateLimit-* */
+    long limit;             /* RateLimit-Limit */
+    long remaining;         /* RateLimit-Remaining */
+    long reset_s;           /* RateLimit-Reset */
+    long retry_after_s;     /* when refused */
+    const char *refused_by; /* "indice" or "address" when refused */
 };
 
 /* NULL with err set when a setting cannot be used (or memory ran out). */
-struct admit *admit_new(const struct settings *cfg, char *err,
-    size_t errlen);
+struct admit *admit_new(const struct settings *cfg, char *err, size_t errlen);
 void admit_free(struct admit *l);
 
 /*
@@ -94,8 +93,8 @@ void admit_set_metrics(struct admit *l, struct metrics *m);
  * on. Buckets, counters and cache-only periods carry on. 0, or -1 with err
  * set (the running rules stay).
  */
-int admit_reload(struct admit *l, const struct settings *cfg, char *err,
-    size_t errlen);
+int admit_reload(
+    struct admit *l, const struct settings *cfg, char *err, size_t errlen);
 
 /*
  * Who may ask, for every tile and metadata request, before anything else:
@@ -105,16 +104,16 @@ int admit_reload(struct admit *l, const struct settings *cfg, char *err,
  * else ERROR_UNAUTHORIZED or ERROR_FORBIDDEN with the client's message.
  * Tokens are never logged or forwarded.
  */
-enum error_kind admit_client(const struct settings *cfg,
-    struct tile_req *req, const char *header_token, const char **message);
+enum error_kind admit_client(const struct settings *cfg, struct tile_req *req,
+    const char *header_token, const char **message);
 
 /*
  * CORS under cfg: the Access-Control-Allow-Origin for a request from
  * origin: "*", origin itself when HEREPROXY_CORS_ORIGINS lists it, else
  * NULL. *vary is 1 when the answer depends on Origin (an allow-list).
  */
-const char *admit_cors_origin(const struct settings *cfg,
-    const char *origin, int *vary);
+const char *admit_cors_origin(
+    const struct settings *cfg, const char *origin, int *vary);
 
 /*
  * The rate limits of one tile or metadata request of indice, from the
@@ -123,8 +122,8 @@ const char *admit_cors_origin(const struct settings *cfg,
  * refused, msg gets the client's message. Returns v->allowed.
  */
 int admit_rate(struct admit *l, const char *indice, const char *remote_addr,
-    const char *xff, int64_t now_ms, int64_t now_s,
-    struct admit_verdict *v, char *msg, size_t msglen);
+    const char *xff, int64_t now_ms, int64_t now_s, struct admit_verdict *v,
+    char *msg, size_t msglen);
 
 /* 1 when RATE_LIMIT_IP is on (the caller must find the client address). */
 int admit_by_address(const struct admit *l);
@@ -148,9 +147,8 @@ int admit_request(struct admit *l, const char *indice, const char *client,
  * or the plan class), with a client-safe reason and the seconds until it
  * may try again.
  */
-int admit_upstream_begin(struct admit *l, const char *indice,
-    const char *plan, int64_t now_s, char *reason, size_t reasonlen,
-    long *retry_after_s);
+int admit_upstream_begin(struct admit *l, const char *indice, const char *plan,
+    int64_t now_s, char *reason, size_t reasonlen, long *retry_after_s);
 
 /*
  * What HERE answered a fetch for indice with plan class plan: its final
@@ -165,8 +163,8 @@ void admit_upstream_result(struct admit *l, const char *indice,
  * the índices and plan classes cache-only at now_s, índices first, each
  * sorted by name (*n of them; NULL when none), which the caller frees.
  */
-struct admit_scope *admit_cache_only(struct admit *l, int64_t now_s,
-    int *all, size_t *n);
+struct admit_scope *admit_cache_only(
+    struct admit *l, int64_t now_s, int *all, size_t *n);
 
 void admit_stats(struct admit *l, struct admit_stats *out);
 
@@ -191,7 +189,7 @@ void admit_client_addr(const char *remote_addr, const char *xff,
  * "network/prefix" below 128. Anything else is copied as it is. Writes at
  * most outlen bytes (64 hold every key). Pure.
  */
-void admit_addr_key(const char *addr, int ipv6_prefix, char *out,
-    size_t outlen);
+void admit_addr_key(
+    const char *addr, int ipv6_prefix, char *out, size_t outlen);
 
 #endif

@@ -29,8 +29,7 @@ breaker_allow(struct breaker *b, int64_t now_ms, int64_t *retry_after_ms)
     *retry_after_ms = 0;
     pthread_mutex_lock(&b->lock);
     switch (b->state) {
-    case BREAKER_CLOSED:
-        break;
+    case BREAKER_CLOSED: break;
     case BREAKER_OPEN:
         if (now_ms - b->opened_ms >= b->cooldown_ms) {
             b->state = BREAKER_HALF_OPEN;
@@ -67,8 +66,8 @@ breaker_record(struct breaker *b, int ok, int64_t now_ms)
             change = BREAKER_CLOSED_AGAIN;
         }
     } else if (b->state == BREAKER_HALF_OPEN ||
-               (b->state == BREAKER_CLOSED && b->threshold > 0 &&
-                   ++b->failures >= b->threshold)) {
+        (b->state == BREAKER_CLOSED && b->threshold > 0 &&
+            ++b->failures >= b->threshold)) {
         b->state = BREAKER_OPEN;
         b->opened_ms = now_ms;
         b->opens++;

@@ -11,26 +11,18 @@
  * failure opens it again. Time comes in as an argument.
  */
 
-enum breaker_state {
-    BREAKER_CLOSED,
-    BREAKER_OPEN,
-    BREAKER_HALF_OPEN
-};
+enum breaker_state { BREAKER_CLOSED, BREAKER_OPEN, BREAKER_HALF_OPEN };
 
-enum breaker_change {
-    BREAKER_SAME,
-    BREAKER_OPENED,
-    BREAKER_CLOSED_AGAIN
-};
+enum breaker_change { BREAKER_SAME, BREAKER_OPENED, BREAKER_CLOSED_AGAIN };
 
 struct breaker {
     pthread_mutex_t lock;
-    long threshold;           /* 0: never opens */
+    long threshold; /* 0: never opens */
     long cooldown_ms;
     enum breaker_state state;
     long failures;
     int64_t opened_ms;
-    int64_t probe_ms;         /* when the probe went, in half-open */
+    int64_t probe_ms; /* when the probe went, in half-open */
     uint64_t opens;
 };
 

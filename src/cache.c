@@ -44,8 +44,8 @@
 #define PURGE_LOG_PREFIX "purge:"
 #define PURGE_SYNC_MS 1000
 #define PURGE_LOG_TTL_S 86400
-#define PURGE_LOG_CATCHUP 1000     /* further behind: clear the tier */
-#define SHARED_TTL_S (30 * 86400)  /* memcached's longest relative expiry */
+#define PURGE_LOG_CATCHUP 1000    /* further behind: clear the tier */
+#define SHARED_TTL_S (30 * 86400) /* memcached's longest relative expiry */
 #define GKEY_MAX (REQUEST_KEY_MAX + 24)
 /* How far another instance's clock may run ahead of ours. */
 #define CLOCK_SKEW_S 120
@@ -54,18 +54,18 @@
 
 struct cache {
     struct lru *memory;
-    struct mc *mc;              /* NULL: in-process only */
-    struct mac *mac;            /* keyed with CACHE_SECRET; with mc only */
-    struct metrics *metrics;    /* NULL: nothing counted */
-    uint64_t generation;        /* atomic; part of every memcached key */
-    uint64_t gen_seq;           /* atomic; the generation's sequence */
-    uint64_t owner;             /* this instance, in the locks it takes */
+    struct mc *mc;           /* NULL: in-process only */
+    struct mac *mac;         /* keyed with CACHE_SECRET; with mc only */
+    struct metrics *metrics; /* NULL: nothing counted */
+    uint64_t generation;     /* atomic; part of every memcached key */
+    uint64_t gen_seq;        /* atomic; the generation's sequence */
+    uint64_t owner;          /* this instance, in the locks it takes */
     /* Bounds of what memcached may hand us (cache_set_bounds): atomic. */
     long ttl_cap_s, stale_ttl_s;
     uint64_t max_body;
-    uint64_t purge_seq;         /* the last purge-log entry applied */
-    int stop;                   /* the sync thread's, under sync_lock */
-    int syncing;                /* the sync thread runs */
+    uint64_t purge_seq; /* the last purge-log entry applied */
+    int stop;           /* the sync thread's, under sync_lock */
+    int syncing;        /* the sync thread runs */
     pthread_t sync_thread;
     pthread_mutex_t sync_lock;
     pthread_cond_t sync_wake;
@@ -93,16 +93,15 @@ gen_key_format(const struct cache *cache, const char *key, size_t keylen,
 }
 
 static size_t
-gen_key(const struct cache *cache, const char *key, size_t keylen,
-    char *out)
+gen_key(const struct cache *cache, const char *key, size_t keylen, char *out)
 {
     return gen_key_format(cache, key, keylen, ENTRY_VERSION, out);
 }
 
 /* One more value refused for reason r (see metrics_cache_rejected). */
 static void
-reject(struct cache *cache, enum metrics_reject r, const char *key,
-    size_t keylen)
+reject(
+    struct cache *cache, enum metrics_reject r, const char *key, size_t keylen)
 {
     metrics_cache_rejected(cache->metrics, r, key, keylen);
 }
@@ -121,15 +120,10 @@ read_sealed(struct cache *cache, const char *name, size_t namelen,
     ssize_t plen;
 
     switch (mc_get(cache->mc, name, namelen, &val, &len)) {
-    case MC_HIT:
-        break;
-    case MC_MISS:
-        return 0;
-    case MC_TOO_LARGE:
-        reject(cache, r, name, namelen);
-        return -2;
-    default:
-        return -1;
+    case MC_HIT: break;
+    case MC_MISS: return 0;
+    case MC_TOO_LARGE: reject(cache, r, name, namelen); return -2;
+    default: return -1;
     }
     plen = mac_open(cache->mac, name, namelen, val, len);
     if (plen < 0 || (size_t)plen >= size) {
@@ -147,8 +141,8 @@ write_sealed(struct cache *cache, const char *name, size_t namelen,
     const char *payload, size_t len, int64_t ttl_s, int add)
 {
     char sealed[SMALL_MAX];
-    size_t n = mac_seal(cache->mac, name, namelen, payload, len, sealed,
-        sizeof(sealed));
+    size_t n = mac_seal(
+        cache->mac, name, namelen, payload, len, sealed, sizeof(sealed));
 
     if (n == 0)
         return -1;
@@ -213,8 +207,7 @@ generation_cmp(const struct cache *cache, uint64_t seq, uint64_t gen)
 static void
 restore_generation(struct cache *cache, int add)
 {
-    write_generation(cache, __atomic_load_n(&cache->gen_seq,
-                                __ATOMIC_ACQUIRE),
+    write_generation(cache, __atomic_load_n(&cache->gen_seq, __ATOMIC_ACQUIRE),
         __atomic_load_n(&cache->generation, __ATOMIC_ACQUIRE), add);
 }
 
@@ -223,8 +216,7 @@ restore_generation(struct cache *cache, int add)
  * how many it dropped; logs why when why is set.
  */
 static size_t
-adopt_generation(struct cache *cache, uint64_t seq, uint64_t g,
-    const char *why)
+adopt_generation(struct cache *cache, uint64_t seq, uint64_t g, const char *why)
 {
     char text[20];
     cJSON *f;
@@ -295,12 +287,11 @@ sync_shared(struct cache *cache, int first)
 
     r = read_generation(cache, &seq, &g);
     if (r > 0 && (first || generation_cmp(cache, seq, g) > 0)) {
-        adopt_generation(cache, seq, g,
-            first ? NULL : "purge on another instance");
+        adopt_generation(
+            cache, seq, g, first ? NULL : "purge on another instance");
     } else if (r > 0 && generation_cmp(cache, seq, g) < 0) {
         /* An older generation written back: a replay, refused. */
-        reject(cache, METRICS_REJECT_GENERATION, GEN_KEY,
-            sizeof(GEN_KEY) - 1);
+        reject(cache, METRICS_REJECT_GENERATION, GEN_KEY, sizeof(GEN_KEY) - 1);
         restore_generation(cache, 0);
     } else if (r == 0 || r == -2) {
         /* Lost with a memcached restart, or forged: ours goes back. */
@@ -313,8 +304,8 @@ sync_shared(struct cache *cache, int first)
         size_t len = 0;
         char *end;
 
-        r = mc_get(cache->mc, PURGE_SEQ_KEY, sizeof(PURGE_SEQ_KEY) - 1, &val,
-            &len);
+        r = mc_get(
+            cache->mc, PURGE_SEQ_KEY, sizeof(PURGE_SEQ_KEY) - 1, &val, &len);
         if (r == MC_ERROR)
             return;
         seq = 0;
@@ -365,12 +356,13 @@ sync_main(void *arg)
  * HERE credential (every instance with that credential shares the cache).
  */
 static int
-cache_mac_new(struct cache *cache, const struct settings *cfg, char *err,
-    size_t errlen)
+cache_mac_new(
+    struct cache *cache, const struct settings *cfg, char *err, size_t errlen)
 {
     cache->mac = mac_new_fleet(cfg->cache_secret, cfg->here_api_key);
     if (cache->mac == NULL) {
-        snprintf(err, errlen, "cannot set up the memcached MAC (CACHE_SECRET "
+        snprintf(err, errlen,
+            "cannot set up the memcached MAC (CACHE_SECRET "
             "or the HERE credential it derives from)");
         return -1;
     }
@@ -380,12 +372,11 @@ cache_mac_new(struct cache *cache, const struct settings *cfg, char *err,
 void
 cache_set_bounds(struct cache *cache, const struct settings *cfg)
 {
-    __atomic_store_n(&cache->ttl_cap_s, cfg->cache_ttl_cap_s,
-        __ATOMIC_RELAXED);
-    __atomic_store_n(&cache->stale_ttl_s, cfg->cache_stale_ttl_s,
-        __ATOMIC_RELAXED);
-    __atomic_store_n(&cache->max_body, cfg->upstream_max_bytes,
-        __ATOMIC_RELAXED);
+    __atomic_store_n(&cache->ttl_cap_s, cfg->cache_ttl_cap_s, __ATOMIC_RELAXED);
+    __atomic_store_n(
+        &cache->stale_ttl_s, cfg->cache_stale_ttl_s, __ATOMIC_RELAXED);
+    __atomic_store_n(
+        &cache->max_body, cfg->upstream_max_bytes, __ATOMIC_RELAXED);
 }
 
 struct cache *
@@ -410,8 +401,8 @@ cache_new(const struct settings *cfg, char *err, size_t errlen)
         cache->owner = (uint64_t)util_mono_us() ^ (uint64_t)getpid() << 32;
     if (*cfg->memcached_servers != '\0') {
         /* One connection per worker at most (+1 for the sync thread). */
-        cache->mc = mc_new(cfg->memcached_servers, (size_t)cfg->threads + 1,
-            err, errlen);
+        cache->mc = mc_new(
+            cfg->memcached_servers, (size_t)cfg->threads + 1, err, errlen);
         if (cache->mc == NULL)
             goto fail;
         if (cache_mac_new(cache, cfg, err, errlen) != 0)
@@ -473,9 +464,9 @@ entry_in_bounds(const struct cache *cache, const struct entry *e,
     const char *ct = e->content_type;
 
     if (e->status == 200) {
-        if (is_tile_key(key, keylen) ? strcmp(ct, "image/png") != 0 &&
-                    strcmp(ct, "image/jpeg") != 0
-                                     : strcmp(ct, "application/json") != 0)
+        if (is_tile_key(key, keylen)
+                ? strcmp(ct, "image/png") != 0 && strcmp(ct, "image/jpeg") != 0
+                : strcmp(ct, "application/json") != 0)
             return 0;
     } else if (e->status != 404 || strcmp(ct, "application/json") != 0) {
         return 0;
@@ -494,8 +485,8 @@ entry_in_bounds(const struct cache *cache, const struct entry *e,
  * the next fetch overwrites it.
  */
 static struct entry *
-tier2_get(struct cache *cache, const char *key, size_t keylen,
-    uint64_t *gen, int64_t now)
+tier2_get(struct cache *cache, const char *key, size_t keylen, uint64_t *gen,
+    int64_t now)
 {
     const char *val = NULL;
     char gkey[GKEY_MAX];
@@ -505,25 +496,20 @@ tier2_get(struct cache *cache, const char *key, size_t keylen,
     *gen = __atomic_load_n(&cache->generation, __ATOMIC_ACQUIRE);
     glen = gen_key(cache, key, keylen, gkey);
     switch (mc_get(cache->mc, gkey, glen, &val, &len)) {
-    case MC_HIT:
-        break;
+    case MC_HIT: break;
     case MC_TOO_LARGE:
         reject(cache, METRICS_REJECT_TOO_LARGE, key, keylen);
         return NULL;
-    default:
-        return NULL;
+    default: return NULL;
     }
     switch (entry_check(val, len, cache->mac, gkey, glen)) {
-    case ENTRY_OK:
-        break;
+    case ENTRY_OK: break;
     case ENTRY_MALFORMED:
         reject(cache, METRICS_REJECT_FORMAT, key, keylen);
         return NULL;
-    default:
-        reject(cache, METRICS_REJECT_MAC, key, keylen);
-        return NULL;
+    default: reject(cache, METRICS_REJECT_MAC, key, keylen); return NULL;
     }
-    e = entry_decode(val, len);   /* copies: val is the thread's buffer */
+    e = entry_decode(val, len); /* copies: val is the thread's buffer */
     if (e != NULL && !entry_in_bounds(cache, e, key, keylen, now)) {
         reject(cache, METRICS_REJECT_BOUNDS, key, keylen);
         entry_unref(e);
@@ -545,8 +531,8 @@ memory_fill(struct cache *cache, const char *key, size_t keylen,
 }
 
 struct entry *
-cache_get_memory(struct cache *cache, const char *key, size_t keylen,
-    int64_t now)
+cache_get_memory(
+    struct cache *cache, const char *key, size_t keylen, int64_t now)
 {
     return lru_get(cache->memory, key, keylen, now);
 }
@@ -582,8 +568,8 @@ cache_get(struct cache *cache, const char *key, size_t keylen, int64_t now,
 }
 
 struct entry *
-cache_get_shared(struct cache *cache, const char *key, size_t keylen,
-    int64_t now)
+cache_get_shared(
+    struct cache *cache, const char *key, size_t keylen, int64_t now)
 {
     struct entry *e;
     uint64_t gen;
@@ -634,10 +620,9 @@ cache_lock(struct cache *cache, const char *key, size_t keylen, long ttl_s)
     /* A memcached error must not stop tiles: fetch ourselves. */
     if (write_sealed(cache, lkey, llen, text, (size_t)r, ttl_s, 1) != 1)
         return 1;
-    n = read_sealed(cache, lkey, llen, METRICS_REJECT_LOCK, held,
-        sizeof(held));
+    n = read_sealed(cache, lkey, llen, METRICS_REJECT_LOCK, held, sizeof(held));
     if (n == 0 || n == -1)
-        return 1;   /* gone meanwhile, or memcached failed: fetch */
+        return 1; /* gone meanwhile, or memcached failed: fetch */
     if (n > 0) {
         errno = 0;
         owner = strtoull(held, &end, 16);
@@ -646,7 +631,7 @@ cache_lock(struct cache *cache, const char *key, size_t keylen, long ttl_s)
             if (errno == 0 && *end == '\0' && (int64_t)until > now &&
                 (int64_t)until <= now + (ttl_s + CLOCK_SKEW_S) * 1000 &&
                 owner != cache->owner)
-                return 0;   /* another instance fetches it: wait */
+                return 0; /* another instance fetches it: wait */
         }
     }
     /* Forged, expired or not ours to believe: take it over. */
@@ -673,8 +658,8 @@ cache_shared(const struct cache *cache)
 }
 
 void
-cache_put(struct cache *cache, const char *key, size_t keylen,
-    struct entry *e, int64_t now)
+cache_put(struct cache *cache, const char *key, size_t keylen, struct entry *e,
+    int64_t now)
 {
     char gkey[GKEY_MAX];
     size_t glen = 0;
@@ -690,8 +675,8 @@ cache_put(struct cache *cache, const char *key, size_t keylen,
     }
     lru_put(cache->memory, key, keylen, e);
     if (shared)
-        mc_set(cache->mc, gkey, glen, e->blob, e->blob_len,
-            e->keep_until - now);
+        mc_set(
+            cache->mc, gkey, glen, e->blob, e->blob_len, e->keep_until - now);
 }
 
 int
@@ -710,13 +695,9 @@ cache_purge_key(struct cache *cache, const char *key, size_t keylen,
         return 0;
     glen = gen_key(cache, key, keylen, gkey);
     switch (mc_delete(cache->mc, gkey, glen)) {
-    case 0:
-        out->in_memcached = 1;
-        break;
-    case 1:
-        break;
-    default:
-        return -1;
+    case 0: out->in_memcached = 1; break;
+    case 1: break;
+    default: return -1;
     }
     /* The previous format's copy, for instances of the previous version. */
     glen = gen_key_format(cache, key, keylen, ENTRY_VERSION - 1, gkey);
@@ -727,8 +708,8 @@ cache_purge_key(struct cache *cache, const char *key, size_t keylen,
             SHARED_TTL_S, &seq) != 0)
         return -1;
     snprintf(name, sizeof(name), PURGE_LOG_PREFIX "%" PRIu64, seq);
-    if (write_sealed(cache, name, strlen(name), key, keylen, PURGE_LOG_TTL_S,
-            0) != 0)
+    if (write_sealed(
+            cache, name, strlen(name), key, keylen, PURGE_LOG_TTL_S, 0) != 0)
         return -1;
     return 0;
 }
@@ -742,8 +723,7 @@ cache_purge_all(struct cache *cache, struct cache_purge *out)
     memset(out, 0, sizeof(out[0]));
     /* Random, not a counter: a lost counter must never come back to a
      * generation whose entries still sit in memcached. */
-    while (g == 0 || g == __atomic_load_n(&cache->generation,
-                                   __ATOMIC_ACQUIRE))
+    while (g == 0 || g == __atomic_load_n(&cache->generation, __ATOMIC_ACQUIRE))
         if (getrandom(&g, sizeof(g), 0) != (ssize_t)sizeof(g))
             g ^= (uint64_t)util_mono_us() * 0x9e3779b97f4a7c15ULL ^
                 (uint64_t)getpid();
@@ -864,8 +844,7 @@ cache_ttl(const char *cache_control, long default_s, long cap_s)
             return 0;
         if (eq != NULL && nlen == 7 && strncasecmp(p, "max-age", 7) == 0)
             max_age = directive_seconds(eq + 1, len - nlen - 1);
-        else if (eq != NULL && nlen == 8 &&
-                 strncasecmp(p, "s-maxage", 8) == 0)
+        else if (eq != NULL && nlen == 8 && strncasecmp(p, "s-maxage", 8) == 0)
             s_maxage = directive_seconds(eq + 1, len - nlen - 1);
         p += strcspn(p, ",");
     }

@@ -17,14 +17,9 @@
 struct cache;
 struct metrics;
 
-enum cache_source {
-    CACHE_SRC_NONE,
-    CACHE_SRC_MEMORY,
-    CACHE_SRC_MEMCACHED
-};
+enum cache_source { CACHE_SRC_NONE, CACHE_SRC_MEMORY, CACHE_SRC_MEMCACHED };
 
-struct cache *cache_new(const struct settings *cfg, char *err,
-    size_t errlen);
+struct cache *cache_new(const struct settings *cfg, char *err, size_t errlen);
 void cache_free(struct cache *cache);
 
 /*
@@ -42,14 +37,14 @@ struct entry *cache_get(struct cache *cache, const char *key, size_t keylen,
  * tiers: the in-process tier's entry (or NULL), then the rest of
  * cache_get given it (its reference is taken over).
  */
-struct entry *cache_get_memory(struct cache *cache, const char *key,
-    size_t keylen, int64_t now);
+struct entry *cache_get_memory(
+    struct cache *cache, const char *key, size_t keylen, int64_t now);
 struct entry *cache_get_after_memory(struct cache *cache, const char *key,
     size_t keylen, int64_t now, struct entry *e, enum cache_source *src);
 
 /* A fresh entry from memcached only (waiting on another instance). */
-struct entry *cache_get_shared(struct cache *cache, const char *key,
-    size_t keylen, int64_t now);
+struct entry *cache_get_shared(
+    struct cache *cache, const char *key, size_t keylen, int64_t now);
 
 /*
  * Take the short cross-instance fetch lock for key in memcached. Returns 1
@@ -57,16 +52,15 @@ struct entry *cache_get_shared(struct cache *cache, const char *key,
  * there is not one an instance of the fleet sealed: fetch), 0 when another
  * instance holds it (wait for its result in memcached).
  */
-int cache_lock(struct cache *cache, const char *key, size_t keylen,
-    long ttl_s);
+int cache_lock(struct cache *cache, const char *key, size_t keylen, long ttl_s);
 void cache_unlock(struct cache *cache, const char *key, size_t keylen);
 
 /* What a purge found and did. */
 struct cache_purge {
-    int in_memory;          /* one key: it was in this process's tier */
-    int in_memcached;       /* one key: memcached held it */
-    size_t memory_entries;  /* everything: entries dropped in this process */
-    char generation[20];    /* the generation now in use (hex) */
+    int in_memory;         /* one key: it was in this process's tier */
+    int in_memcached;      /* one key: memcached held it */
+    size_t memory_entries; /* everything: entries dropped in this process */
+    char generation[20];   /* the generation now in use (hex) */
 };
 
 /*

@@ -59,8 +59,7 @@ get64(const unsigned char *p)
 static struct entry *
 alloc_entry(size_t blob_len, size_t ctype_len, size_t etag_len)
 {
-    struct entry *e = malloc(sizeof(*e) + blob_len + ctype_len + etag_len +
-        2);
+    struct entry *e = malloc(sizeof(*e) + blob_len + ctype_len + etag_len + 2);
     char *strings;
 
     if (e == NULL)
@@ -112,7 +111,7 @@ entry_new(int status, int64_t fresh_until, int64_t keep_until,
     put32(h + 24, (uint32_t)body_len);
     put16(h + 28, (uint32_t)clen);
     put16(h + 30, (uint32_t)elen);
-    memset(h + NONCE_AT, 0, MAC_NONCE_LEN + MAC_TAG_LEN);  /* unsealed */
+    memset(h + NONCE_AT, 0, MAC_NONCE_LEN + MAC_TAG_LEN); /* unsealed */
     memcpy(h + ENTRY_HEADER_SIZE, content_type, clen);
     memcpy(h + ENTRY_HEADER_SIZE + clen, etag, elen);
     if (body_len > 0)
@@ -220,8 +219,8 @@ entry_seal(struct entry *e, struct mac *m, const char *key, size_t keylen)
 }
 
 enum entry_check
-entry_check(const void *blob, size_t len, struct mac *m, const char *key,
-    size_t keylen)
+entry_check(
+    const void *blob, size_t len, struct mac *m, const char *key, size_t keylen)
 {
     const unsigned char *h = blob;
     size_t clen, elen, body_len;
@@ -233,7 +232,7 @@ entry_check(const void *blob, size_t len, struct mac *m, const char *key,
         return ENTRY_MALFORMED;
     n = tag_parts(parts, klen, key, keylen, h, len);
     return mac_check(m, h + NONCE_AT, parts, n, h + TAG_AT) ? ENTRY_OK
-                                                              : ENTRY_FORGED;
+                                                            : ENTRY_FORGED;
 }
 
 size_t

@@ -30,16 +30,16 @@
 struct mac;
 
 struct entry {
-    int refs;                 /* atomic; the last entry_unref frees */
+    int refs; /* atomic; the last entry_unref frees */
     int status;
-    int64_t fresh_until;      /* Unix seconds */
+    int64_t fresh_until; /* Unix seconds */
     int64_t keep_until;
     const char *content_type; /* NUL-terminated copies after the blob */
     const char *etag;         /* "" when the upstream sent none */
     const unsigned char *body;
     size_t body_len;
     size_t blob_len;
-    unsigned char *blob;      /* the serialised layout above */
+    unsigned char *blob; /* the serialised layout above */
 };
 
 /*
@@ -63,13 +63,12 @@ struct entry *entry_decode(const void *blob, size_t len);
  * before e is shared with other threads (the tag is written into the
  * blob). 0, or -1 when libcrypto failed (store it nowhere then).
  */
-int entry_seal(struct entry *e, struct mac *m, const char *key,
-    size_t keylen);
+int entry_seal(struct entry *e, struct mac *m, const char *key, size_t keylen);
 
 enum entry_check {
     ENTRY_OK,
-    ENTRY_MALFORMED,  /* not an entry of this layout */
-    ENTRY_FORGED      /* the tag does not verify under this key */
+    ENTRY_MALFORMED, /* not an entry of this layout */
+    ENTRY_FORGED     /* the tag does not verify under this key */
 };
 
 /* Whether blob, read from memcached under key, is a sealed entry. */

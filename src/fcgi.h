@@ -34,7 +34,7 @@ struct fcgi_param {
 #define FCGI_NPARAMS_MAX 256
 
 struct fcgi_request {
-    int id; /* the FastCGI request id */
+    int id;        /* the FastCGI request id */
     int keep_conn; /* FCGI_KEEP_CONN: the connection stays open */
     size_t nparams;
     const struct fcgi_param *params; /* valid until the next read */

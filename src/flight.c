@@ -33,23 +33,23 @@ struct block {
  * each publication, each on the kinds of news it waits for.
  */
 struct flight {
-    struct flight *chain;         /* registry bucket */
-    int refs;                     /* guarded by the registry lock */
+    struct flight *chain; /* registry bucket */
+    int refs;             /* guarded by the registry lock */
     int registered;
     atomic_int readers;
-    _Atomic uint32_t changes;     /* futex word: one more per publication */
-    atomic_int sleepers;          /* readers in FUTEX_WAIT: wake only then */
+    _Atomic uint32_t changes; /* futex word: one more per publication */
+    atomic_int sleepers;      /* readers in FUTEX_WAIT: wake only then */
     atomic_int has_head;
-    atomic_int streaming;         /* the leader streams: followers too */
-    struct flight_head head;      /* written once, before has_head */
-    atomic_int ended;             /* flight_end was called (writer side) */
-    flight_end_fn *end_fn;        /* flight_notify_end: written before */
-    void *end_arg;                /* end_hook is set */
+    atomic_int streaming;    /* the leader streams: followers too */
+    struct flight_head head; /* written once, before has_head */
+    atomic_int ended;        /* flight_end was called (writer side) */
+    flight_end_fn *end_fn;   /* flight_notify_end: written before */
+    void *end_arg;           /* end_hook is set */
     atomic_int end_hook;
-    atomic_int end;               /* enum flight_end */
-    struct flight_result result;  /* written once, before end */
-    struct block *first, *last;   /* linked before body_len covers them */
-    _Atomic size_t body_len;      /* bytes published so far */
+    atomic_int end;              /* enum flight_end */
+    struct flight_result result; /* written once, before end */
+    struct block *first, *last;  /* linked before body_len covers them */
+    _Atomic size_t body_len;     /* bytes published so far */
     uint64_t hash;
     size_t keylen;
     char key[];
@@ -129,8 +129,7 @@ flight_destroy(struct flight *f)
 
 /* The registered flight for key, as one more reader; reg->lock held. */
 static struct flight *
-find_locked(struct flights *reg, const char *key, size_t keylen,
-    uint64_t hash)
+find_locked(struct flights *reg, const char *key, size_t keylen, uint64_t hash)
 {
     struct flight *f;
 
@@ -146,8 +145,7 @@ find_locked(struct flights *reg, const char *key, size_t keylen,
 }
 
 struct flight *
-flight_join(struct flights *reg, const char *key, size_t keylen,
-    int *leader)
+flight_join(struct flights *reg, const char *key, size_t keylen, int *leader)
 {
     uint64_t hash = siphash_keyed(key, keylen);
     struct flight *f;
@@ -205,9 +203,9 @@ flight_release(struct flights *reg, struct flight *f)
 }
 
 /* What a publication brings: readers sleep until the kind they wait for. */
-#define NEWS_HEAD   1u
-#define NEWS_DATA   2u
-#define NEWS_END    4u
+#define NEWS_HEAD 1u
+#define NEWS_DATA 2u
+#define NEWS_END 4u
 #define NEWS_STREAM 8u
 
 static void
@@ -236,23 +234,22 @@ await(struct flight *f, uint32_t seen, unsigned mask, int64_t deadline_ms)
     }
     atomic_fetch_add(&f->sleepers, 1);
     /* FUTEX_WAIT_BITSET's timeout is absolute, on CLOCK_MONOTONIC. */
-    syscall(SYS_futex, &f->changes, FUTEX_WAIT_BITSET_PRIVATE, seen, tsp,
-        NULL, mask);
+    syscall(SYS_futex, &f->changes, FUTEX_WAIT_BITSET_PRIVATE, seen, tsp, NULL,
+        mask);
     atomic_fetch_sub(&f->sleepers, 1);
 }
 
 static enum flight_end
 end_of(struct flight *f)
 {
-    return (enum flight_end)atomic_load_explicit(&f->end,
-        memory_order_acquire);
+    return (enum flight_end)atomic_load_explicit(&f->end, memory_order_acquire);
 }
 
 void
 flight_set_head(struct flight *f, const struct flight_head *head)
 {
     if (atomic_load_explicit(&f->has_head, memory_order_relaxed))
-        return;   /* published once: readers copy it without a lock */
+        return; /* published once: readers copy it without a lock */
     f->head = *head;
     atomic_store_explicit(&f->has_head, 1, memory_order_release);
     publish(f, NEWS_HEAD);
@@ -262,8 +259,7 @@ int
 flight_append(struct flight *f, const void *data, size_t len)
 {
     const unsigned char *p = data;
-    size_t published = atomic_load_explicit(&f->body_len,
-        memory_order_relaxed);
+    size_t published = atomic_load_explicit(&f->body_len, memory_order_relaxed);
 
     while (len > 0) {
         struct block *b = f->last;
@@ -340,11 +336,11 @@ flight_wait_whole(struct flight *f, int64_t deadline_ms)
 }
 
 void
-flight_end(struct flight *f, enum flight_end end,
-    const struct flight_result *result)
+flight_end(
+    struct flight *f, enum flight_end end, const struct flight_result *result)
 {
     if (atomic_exchange(&f->ended, 1))
-        return;   /* ended once: readers copy the result without a lock */
+        return; /* ended once: readers copy the result without a lock */
     if (result != NULL)
         f->result = *result;
     atomic_store(&f->end, end);
@@ -361,7 +357,7 @@ flight_notify_end(struct flight *f, flight_end_fn *fn, void *arg)
     f->end_arg = arg;
     atomic_store(&f->end_hook, 1);
     if (atomic_load(&f->end) != FLIGHT_RUNNING)
-        fn(arg);   /* ended already (fn may run twice: it only wakes) */
+        fn(arg); /* ended already (fn may run twice: it only wakes) */
 }
 
 int
@@ -405,23 +401,22 @@ locate(struct flight *f, size_t offset, size_t published, size_t *len)
         b = b->next;
         start += FLIGHT_BLOCK_SIZE;
     }
-    *len = published - start < FLIGHT_BLOCK_SIZE ? published - offset
-                                                : start + FLIGHT_BLOCK_SIZE -
-            offset;
+    *len = published - start < FLIGHT_BLOCK_SIZE
+        ? published - offset
+        : start + FLIGHT_BLOCK_SIZE - offset;
     return b->data + (offset - start);
 }
 
 const void *
-flight_read(struct flight *f, size_t offset, size_t *len,
-    enum flight_end *end)
+flight_read(struct flight *f, size_t offset, size_t *len, enum flight_end *end)
 {
     *len = 0;
     for (;;) {
         uint32_t seen = atomic_load(&f->changes);
         /* The end first: once it is seen, body_len is final. */
         enum flight_end e = end_of(f);
-        size_t published = atomic_load_explicit(&f->body_len,
-            memory_order_acquire);
+        size_t published =
+            atomic_load_explicit(&f->body_len, memory_order_acquire);
 
         *end = e;
         if (published > offset)

@@ -22,14 +22,14 @@ struct flights;
 
 enum flight_end {
     FLIGHT_RUNNING,
-    FLIGHT_OK,        /* the whole body arrived */
-    FLIGHT_FAILED     /* no usable response, or cut off part way */
+    FLIGHT_OK,    /* the whole body arrived */
+    FLIGHT_FAILED /* no usable response, or cut off part way */
 };
 
 /* What the upstream answered, published once. */
 struct flight_head {
     int status;
-    int64_t content_length;       /* -1 when not announced */
+    int64_t content_length; /* -1 when not announced */
     char content_type[128];
     char etag[256];
     char cache_control[256];
@@ -38,12 +38,12 @@ struct flight_head {
 
 /* How it went, published at the end (also on success). */
 struct flight_result {
-    int outcome;                  /* enum upstream_outcome */
+    int outcome; /* enum upstream_outcome */
     int attempts;
-    int status;                   /* last HTTP status, 0 when none */
+    int status; /* last HTTP status, 0 when none */
     long http_version;
     double upstream_ms;
-    int retry_after_s;            /* for a 503 to the client, or 0 */
+    int retry_after_s; /* for a 503 to the client, or 0 */
     char error[256];
 };
 
@@ -56,16 +56,16 @@ void flights_free(struct flights *reg);
  * *leader is 1 when it was created by this call: the caller must then make
  * something fill it (upstream, or another tier) and call flight_end.
  */
-struct flight *flight_join(struct flights *reg, const char *key,
-    size_t keylen, int *leader);
+struct flight *flight_join(
+    struct flights *reg, const char *key, size_t keylen, int *leader);
 
 /*
  * The running flight for key, referenced as one more reader, or NULL:
  * never starts one (a request that would only follow looks here before
  * asking memcached what the leader is already fetching).
  */
-struct flight *flight_join_running(struct flights *reg, const char *key,
-    size_t keylen);
+struct flight *flight_join_running(
+    struct flights *reg, const char *key, size_t keylen);
 
 /* Take another reference (for the engine while it fills f). */
 struct flight *flight_ref(struct flights *reg, struct flight *f);
@@ -85,8 +85,8 @@ int flight_append(struct flight *f, const void *data, size_t len);
  * whole body at once) until its leader retires it, after storing the
  * result in the cache, so that no request falls between the two.
  */
-void flight_end(struct flight *f, enum flight_end end,
-    const struct flight_result *result);
+void flight_end(
+    struct flight *f, enum flight_end end, const struct flight_result *result);
 
 /*
  * Call fn(arg) when the flight ends (at once if it has): from the thread
@@ -130,8 +130,8 @@ int flight_wait_head(struct flight *f, int64_t deadline_ms,
  * Returns a pointer valid while the flight is referenced and sets *len
  * (0 at the end); *end tells how it ended once no bytes remain.
  */
-const void *flight_read(struct flight *f, size_t offset, size_t *len,
-    enum flight_end *end);
+const void *flight_read(
+    struct flight *f, size_t offset, size_t *len, enum flight_end *end);
 
 /*
  * The whole body, without waiting, when the flight has ended well and the

@@ -16,7 +16,7 @@ struct job {
 
 struct flight_jobs {
     pthread_mutex_t lock;
-    pthread_cond_t cond;          /* news: a flight ended, a job, a stop */
+    pthread_cond_t cond; /* news: a flight ended, a job, a stop */
     pthread_cond_t done_cond;
     struct job *queue;
     int stopping, done;

@@ -33,12 +33,12 @@ struct handler {
     struct admit *limits;
     struct breaker breaker;
     struct request_policy policy;
-    struct metrics *metrics; /* NULL: nothing recorded */
+    struct metrics *metrics;           /* NULL: nothing recorded */
     struct flight_jobs *revalidations; /* NULL: tile_done waits for them */
-    struct tile_flow tiles; /* over the members above */
-    struct acl *metrics_acl; /* METRICS_ALLOW; NULL admits nobody */
-    _Atomic long threads_busy; /* workers between accept and finish */
-    double start_time; /* Unix seconds, for uptime */
+    struct tile_flow tiles;            /* over the members above */
+    struct acl *metrics_acl;           /* METRICS_ALLOW; NULL admits nobody */
+    _Atomic long threads_busy;         /* workers between accept and finish */
+    double start_time;                 /* Unix seconds, for uptime */
 };
 
 /* The settings now in force (a reload swaps the pointer: see main.c). */

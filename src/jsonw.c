@@ -114,7 +114,7 @@ jsonw_str(struct jsonw *w, const char *name, const char *value)
             w->len += n;
             i += n;
         } else {
-            memcpy(o, "\xef\xbf\xbd", 3);      /* U+FFFD */
+            memcpy(o, "\xef\xbf\xbd", 3); /* U+FFFD */
             w->len += 3;
             i++;
         }
@@ -137,8 +137,8 @@ void
 jsonw_int(struct jsonw *w, const char *name, long long value)
 {
     char tmp[24], *p;
-    unsigned long long v = value < 0 ? 0ULL - (unsigned long long)value :
-        (unsigned long long)value;
+    unsigned long long v = value < 0 ? 0ULL - (unsigned long long)value
+                                     : (unsigned long long)value;
 
     p = digits(tmp + sizeof(tmp), v);
     if (value < 0)
@@ -164,7 +164,7 @@ jsonw_ms(struct jsonw *w, const char *name, double value)
 
     if (negative)
         value = -value;
-    if (!(value < 9e12))            /* NaN, infinity, absurd: clamp */
+    if (!(value < 9e12)) /* NaN, infinity, absurd: clamp */
         value = value != value ? 0 : 9e12;
     micro = (unsigned long long)(value * 1000.0 + 0.5);
     whole = micro / 1000;

@@ -28,8 +28,8 @@ struct jsonw {
     char *buf;
     size_t len;
     size_t cap;
-    int on_heap;      /* buf was malloc'd by the writer */
-    int failed;       /* out of memory: finish returns NULL */
+    int on_heap; /* buf was malloc'd by the writer */
+    int failed;  /* out of memory: finish returns NULL */
 };
 
 void jsonw_init(struct jsonw *w, char *buf, size_t cap);

@@ -4,30 +4,36 @@
 
 #include "labels.h"
 
+/* clang-format off */
 static const char *const cache_statuses[CACHE_STATUS_COUNT] = {
 #define LABELS_ROW(id, header) header,
     CACHE_STATUS_LIST(LABELS_ROW)
 #undef LABELS_ROW
 };
+/* clang-format on */
 
 static const struct {
     const char *name;
     int status;
     const char *message;
+    /* clang-format off */
 } error_kinds[ERROR_KIND_COUNT] = {
 #define LABELS_ROW(id, name, status, message) {name, status, message},
     ERROR_KIND_LIST(LABELS_ROW)
 #undef LABELS_ROW
 };
+/* clang-format on */
 
 static const struct {
     const char *name;
     int called;
+    /* clang-format off */
 } upstream_labels[UPSTREAM_LABEL_COUNT] = {
 #define LABELS_ROW(id, name, called) {name, called},
     UPSTREAM_LABEL_LIST(LABELS_ROW)
 #undef LABELS_ROW
 };
+/* clang-format on */
 
 const char *
 cache_status_header(enum cache_status s)

@@ -14,20 +14,24 @@
  * cache_status; the metrics label is the lower-case name (LIMITED counts
  * as none: it never looked).
  */
-#define CACHE_STATUS_LIST(X)                                                   \
-    X(HIT, "HIT") /* fresh, from either tier */                                \
-    X(MISS, "MISS") /* fetched from HERE by this request */                    \
-    X(STALE, "STALE") /* stale, revalidated elsewhere */                       \
-    X(COALESCED, "COALESCED") /* waited on another request's fetch */          \
-    X(NONE, "NONE") /* no cache lookup */                                      \
-    X(LIMITED, "LIMITED") /* refused by a rate limit */
+/* clang-format off */
+#define CACHE_STATUS_LIST(X)                                                 \
+    X(HIT, "HIT")              /* fresh, from either tier */                 \
+    X(MISS, "MISS")            /* fetched from HERE by this request */       \
+    X(STALE, "STALE")          /* stale, revalidated elsewhere */            \
+    X(COALESCED, "COALESCED")  /* waited on another request's fetch */       \
+    X(NONE, "NONE")            /* no cache lookup */                         \
+    X(LIMITED, "LIMITED")      /* refused by a rate limit */
+/* clang-format on */
 
+/* clang-format off */
 enum cache_status {
 #define LABELS_ENUM(id, header) CACHE_STATUS_##id,
     CACHE_STATUS_LIST(LABELS_ENUM)
 #undef LABELS_ENUM
-        CACHE_STATUS_COUNT
+    CACHE_STATUS_COUNT
 };
+/* clang-format on */
 
 const char *cache_status_header(enum cache_status s);
 
@@ -37,6 +41,7 @@ const char *cache_status_header(enum cache_status s);
  * 4xx, or the parser's 400/404/405/414) and to the client's message when
  * the kind says it all (NULL: the caller words it).
  */
+/* clang-format off */
 #define ERROR_KIND_LIST(X)                                                     \
     X(NONE, "none", 0, NULL)                                                   \
     X(BAD_REQUEST, "bad_request", 400, NULL)                                   \
@@ -57,13 +62,16 @@ const char *cache_status_header(enum cache_status s);
     X(RATE_LIMITED, "rate_limited", 429, NULL)                                 \
     X(INTERNAL, "internal", 500, "out of memory")                              \
     X(OTHER, "other", 0, NULL)
+/* clang-format on */
 
+/* clang-format off */
 enum error_kind {
 #define LABELS_ENUM(id, name, status, message) ERROR_##id,
     ERROR_KIND_LIST(LABELS_ENUM)
 #undef LABELS_ENUM
-        ERROR_KIND_COUNT
+    ERROR_KIND_COUNT
 };
+/* clang-format on */
 
 const char *error_kind_name(enum error_kind k);
 /* The status a kind answers with, or fallback when the table has 0. */
@@ -76,6 +84,7 @@ const char *error_kind_message(enum error_kind k);
  * the label, and whether a call reached the network (refusals before a
  * call are counted, not timed).
  */
+/* clang-format off */
 #define UPSTREAM_LABEL_LIST(X)                                                 \
     X(OK, "ok", 1)                                                             \
     X(NOT_MODIFIED, "not_modified", 1)                                         \
@@ -89,13 +98,16 @@ const char *error_kind_message(enum error_kind k);
     X(BREAKER_OPEN, "breaker_open", 0)                                         \
     X(CACHE_ONLY, "cache_only", 0)                                             \
     X(BAD_RESPONSE, "bad_response", 1)
+/* clang-format on */
 
+/* clang-format off */
 enum upstream_label {
 #define LABELS_ENUM(id, name, called) UPSTREAM_LABEL_##id,
     UPSTREAM_LABEL_LIST(LABELS_ENUM)
 #undef LABELS_ENUM
-        UPSTREAM_LABEL_COUNT
+    UPSTREAM_LABEL_COUNT
 };
+/* clang-format on */
 
 const char *upstream_label_name(enum upstream_label l);
 int upstream_label_called(enum upstream_label l);

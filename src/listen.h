@@ -15,7 +15,7 @@ enum listen_kind { LISTEN_UNIX, LISTEN_TCP };
 struct listen_addr {
     enum listen_kind kind;
     char host[256]; /* TCP: the host, without brackets */
-    char port[8]; /* TCP: 1..65535 */
+    char port[8];   /* TCP: 1..65535 */
     char path[108]; /* UNIX: the path */
 };
 

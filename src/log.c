@@ -84,15 +84,15 @@ write_all(const char *text, size_t len)
 
 static struct {
     pthread_mutex_t lock;
-    pthread_cond_t wake;       /* the buffer got its first line, or stop */
+    pthread_cond_t wake; /* the buffer got its first line, or stop */
     char buf[PENDING_MAX];
     size_t len;
     long flush_ms;
-    int running;               /* atomic: the flusher thread is there */
+    int running; /* atomic: the flusher thread is there */
     int stop;
     pthread_t flusher;
-} pending = {.lock = PTHREAD_MUTEX_INITIALIZER,
-    .wake = PTHREAD_COND_INITIALIZER};
+} pending = {
+    .lock = PTHREAD_MUTEX_INITIALIZER, .wake = PTHREAD_COND_INITIALIZER};
 
 /* Called with pending.lock held. */
 static void
@@ -144,8 +144,8 @@ flusher_main(void *arg)
         }
         /* The first line came: give it LOG_FLUSH_MS of company. */
         util_timespec_in(CLOCK_MONOTONIC, pending.flush_ms, &until);
-        while (!pending.stop && pthread_cond_timedwait(&pending.wake,
-                   &pending.lock, &until) == 0)
+        while (!pending.stop &&
+            pthread_cond_timedwait(&pending.wake, &pending.lock, &until) == 0)
             ;
         pending_write();
     }
@@ -264,13 +264,13 @@ vlog(enum log_level level, int with_errno, const char *fmt, va_list ap)
     errno = saved;
 }
 
-#define LOG_FN(name, level, with_errno)                                      \
-    void name(const char *fmt, ...)                                          \
-    {                                                                        \
-        va_list ap;                                                          \
-        va_start(ap, fmt);                                                   \
-        vlog(level, with_errno, fmt, ap);                                    \
-        va_end(ap);                                                          \
+#define LOG_FN(name, level, with_errno)                                        \
+    void name(const char *fmt, ...)                                            \
+    {                                                                          \
+        va_list ap;                                                            \
+        va_start(ap, fmt);                                                     \
+        vlog(level, with_errno, fmt, ap);                                      \
+        va_end(ap);                                                            \
     }
 
 LOG_FN(log_debug, LOG_LEVEL_DEBUG, 0)
@@ -436,7 +436,7 @@ log_access_render(const struct access_record *rec)
     if (access_write(rec, &w) == 0 && (line = jsonw_finish(&w, &len)) &&
         (text = malloc(len)) != NULL) {
         memcpy(text, line, len - 1);
-        text[len - 1] = '\0';            /* without the newline */
+        text[len - 1] = '\0'; /* without the newline */
     }
     jsonw_release(&w);
     return text;

@@ -74,7 +74,7 @@ char *log_request_id_new(char *buf, size_t size);
 struct access_record {
     int64_t wall_ms;
     const char *method;
-    const char *path;        /* without the query: no key can be in it */
+    const char *path; /* without the query: no key can be in it */
     const char *indice;
     const char *cache_status;
     const char *request_id;
@@ -82,10 +82,10 @@ struct access_record {
     int status;
     double latency_ms;
     size_t bytes;
-    int upstream;            /* 1 when it went upstream; else the
+    int upstream;        /* 1 when it went upstream; else the
                                 upstream_status and upstream_http fields
                                 are null and upstream_attempts 0 */
-    int upstream_status;     /* HTTP status, 0 when none came */
+    int upstream_status; /* HTTP status, 0 when none came */
     int upstream_attempts;
     double upstream_ms;
     const char *upstream_http;

@@ -11,8 +11,8 @@
 #define LRU_SHARDS 16
 
 struct node {
-    struct node *prev, *next;   /* recency list, most recent at head */
-    struct node *chain;         /* hash bucket chain */
+    struct node *prev, *next; /* recency list, most recent at head */
+    struct node *chain;       /* hash bucket chain */
     uint64_t hash;
     struct entry *entry;
     size_t footprint;
@@ -37,22 +37,22 @@ struct node {
 struct shard {
     pthread_mutex_t lock;
     struct node **buckets;
-    size_t nbuckets;            /* a power of two */
+    size_t nbuckets; /* a power of two */
     struct node *head, *tail;
     size_t entries, max_entries;
     uint64_t bytes, max_bytes;
     uint64_t evictions;
-    uint64_t refused;           /* offers turned down */
-    uint8_t *sketch;            /* nsketch counters, a power of two */
+    uint64_t refused; /* offers turned down */
+    uint8_t *sketch;  /* nsketch counters, a power of two */
     size_t nsketch;
-    uint64_t *door;             /* ndoor bits, a power of two */
+    uint64_t *door; /* ndoor bits, a power of two */
     size_t ndoor;
-    size_t lookups;             /* since the last halving */
+    size_t lookups; /* since the last halving */
 };
 
 struct lru {
     int disabled;
-    size_t nshards;             /* a power of two, at most LRU_SHARDS */
+    size_t nshards; /* a power of two, at most LRU_SHARDS */
     struct shard shards[LRU_SHARDS];
 };
 
@@ -264,8 +264,8 @@ lru_free(struct lru *lru)
     for (i = 0; i < LRU_SHARDS; i++) {
         struct shard *s = &lru->shards[i];
         while (s->tail != NULL)
-            remove_node(s, bucket_slot(s, s->tail->hash, s->tail->key,
-                               s->tail->keylen));
+            remove_node(s,
+                bucket_slot(s, s->tail->hash, s->tail->key, s->tail->keylen));
         free(s->buckets);
         free(s->sketch);
         free(s->door);
@@ -313,8 +313,7 @@ lru_get(struct lru *lru, const char *key, size_t keylen, int64_t now)
 
 /* gated: refuse an entry that would evict one asked for as often or more. */
 static int
-put(struct lru *lru, const char *key, size_t keylen, struct entry *e,
-    int gated)
+put(struct lru *lru, const char *key, size_t keylen, struct entry *e, int gated)
 {
     uint64_t hash;
     struct shard *s;
@@ -343,18 +342,18 @@ put(struct lru *lru, const char *key, size_t keylen, struct entry *e,
     if (*slot != NULL) {
         remove_node(s, slot);
     } else if (gated && s->tail != NULL &&
-               (s->entries + 1 > s->max_entries ||
-                   s->bytes + footprint > s->max_bytes) &&
-               sketch_estimate(s, hash) <=
-                   sketch_estimate(s, s->tail->hash)) {
+        (s->entries + 1 > s->max_entries ||
+            s->bytes + footprint > s->max_bytes) &&
+        sketch_estimate(s, hash) <= sketch_estimate(s, s->tail->hash)) {
         s->refused++;
         pthread_mutex_unlock(&s->lock);
         entry_unref(n->entry);
         free(n);
         return 1;
     }
-    while (s->entries > 0 && (s->entries + 1 > s->max_entries ||
-                                 s->bytes + footprint > s->max_bytes))
+    while (s->entries > 0 &&
+        (s->entries + 1 > s->max_entries ||
+            s->bytes + footprint > s->max_bytes))
         evict_tail(s);
     slot = bucket_slot(s, hash, key, keylen);
     *slot = n;
@@ -407,8 +406,8 @@ lru_clear(struct lru *lru)
 
         pthread_mutex_lock(&s->lock);
         while (s->tail != NULL) {
-            remove_node(s, bucket_slot(s, s->tail->hash, s->tail->key,
-                s->tail->keylen));
+            remove_node(s,
+                bucket_slot(s, s->tail->hash, s->tail->key, s->tail->keylen));
             n++;
         }
         pthread_mutex_unlock(&s->lock);

@@ -20,7 +20,7 @@ struct lru_stats {
     uint64_t entries;
     uint64_t bytes;
     uint64_t evictions;
-    uint64_t refused;         /* lru_offer declined */
+    uint64_t refused; /* lru_offer declined */
 };
 
 /* max_entries 0 or max_bytes 0 disables the tier (every get misses). */
@@ -31,16 +31,15 @@ void lru_free(struct lru *lru);
  * Look up key. Returns a referenced entry (entry_unref when done) or NULL.
  * Entries past keep_until at `now` (Unix seconds) are dropped and miss.
  */
-struct entry *lru_get(struct lru *lru, const char *key, size_t keylen,
-    int64_t now);
+struct entry *lru_get(
+    struct lru *lru, const char *key, size_t keylen, int64_t now);
 
 /*
  * Insert or replace key, taking a reference of its own to e. Evicts least
  * recently used entries to stay within bounds. An entry larger than a
  * shard's byte bound is not stored. Returns 0 when stored, -1 otherwise.
  */
-int lru_put(struct lru *lru, const char *key, size_t keylen,
-    struct entry *e);
+int lru_put(struct lru *lru, const char *key, size_t keylen, struct entry *e);
 
 /*
  * lru_put for a copy that lives elsewhere too (read from memcached): when
@@ -51,8 +50,7 @@ int lru_put(struct lru *lru, const char *key, size_t keylen,
  * tiles cannot flush the popular ones. Returns 0 when stored, 1 when
  * refused, -1 as lru_put.
  */
-int lru_offer(struct lru *lru, const char *key, size_t keylen,
-    struct entry *e);
+int lru_offer(struct lru *lru, const char *key, size_t keylen, struct entry *e);
 
 /* Remove key if present. Returns 1 when it was there. */
 int lru_delete(struct lru *lru, const char *key, size_t keylen);

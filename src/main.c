@@ -40,11 +40,11 @@ extern char **environ;
 
 struct worker {
     pthread_t thread;
-    pthread_mutex_t lock;       /* guards busy and fd against shutdown */
+    pthread_mutex_t lock; /* guards busy and fd against shutdown */
     int busy;
-    int fd;                     /* the connection it serves, or -1 */
+    int fd; /* the connection it serves, or -1 */
     int started;
-    int done;                   /* atomic: the thread has returned */
+    int done; /* atomic: the thread has returned */
     int listen_fd;
     struct handler *handler;
 };
@@ -172,19 +172,19 @@ serve_connection(struct worker *w, struct fcgi_conn *conn)
         rc = fcgi_read_request(conn, &req);
         waiting(0);
         if (rc == -2)
-            continue;   /* a wake-up: stopping, or a lost race */
+            continue; /* a wake-up: stopping, or a lost race */
         if (rc <= 0)
             return;
         set_busy(w, 1, fcgi_conn_fd(conn));
-        atomic_fetch_add_explicit(&w->handler->threads_busy, 1,
-            memory_order_relaxed);
+        atomic_fetch_add_explicit(
+            &w->handler->threads_busy, 1, memory_order_relaxed);
         request_params_read(&rp, req.params, req.nparams);
         fcgi_out_init(&out, conn, req.id);
         handler_serve(w->handler, &rp, &out);
         if (!out.ended && !out.failed)
             fcgi_end(&out);
-        atomic_fetch_sub_explicit(&w->handler->threads_busy, 1,
-            memory_order_relaxed);
+        atomic_fetch_sub_explicit(
+            &w->handler->threads_busy, 1, memory_order_relaxed);
         if (out.failed || !req.keep_conn)
             return;
     }
@@ -215,7 +215,7 @@ worker_main(void *arg)
 
                 nanosleep(&ts, NULL);
             } else if (errno != EINTR && errno != ECONNABORTED &&
-                       errno != EAGAIN && errno != EPROTO) {
+                errno != EAGAIN && errno != EPROTO) {
                 log_warn("accept");
                 break;
             }
@@ -253,7 +253,7 @@ open_listener(const char *listen_addr, int *unix_path)
     }
     if (fstat(0, &st) != 0 || !S_ISSOCK(st.st_mode))
         fatalx("fd 0 is not a listening socket: start under spawn-fcgi, "
-            "or use --listen HOST:PORT or --listen /path/to.sock");
+               "or use --listen HOST:PORT or --listen /path/to.sock");
     return 0;
 }
 
@@ -355,8 +355,8 @@ reload(struct handler *h, struct retired **retired)
     }
     if (settings_load(next, environ, err, sizeof(err)) != 0)
         goto fail;
-    if ((n = settings_keep_restart_only(next, cur, changed,
-             sizeof(changed))) < 0) {
+    if ((n = settings_keep_restart_only(next, cur, changed, sizeof(changed))) <
+        0) {
         snprintf(err, sizeof(err), "out of memory");
         goto fail;
     }
@@ -370,12 +370,11 @@ reload(struct handler *h, struct retired **retired)
     *retired = r;
     if ((f = cJSON_CreateObject()) != NULL) {
         cJSON_AddStringToObject(f, "cors_origins", next->cors_origins);
-        cJSON_AddStringToObject(f, "log_level",
-            log_level_name((enum log_level)next->log_level));
-        cJSON_AddStringToObject(f, "rate_limit_index",
-            next->rate_limit_index);
-        cJSON_AddStringToObject(f, "quota_upstream_index",
-            next->quota_upstream_index);
+        cJSON_AddStringToObject(
+            f, "log_level", log_level_name((enum log_level)next->log_level));
+        cJSON_AddStringToObject(f, "rate_limit_index", next->rate_limit_index);
+        cJSON_AddStringToObject(
+            f, "quota_upstream_index", next->quota_upstream_index);
         if (n > 0)
             cJSON_AddStringToObject(f, "restart_needed", changed);
     }
@@ -406,14 +405,13 @@ log_start(const struct settings *cfg, const char *listen_addr,
     cJSON_AddStringToObject(f, "cache", cache_backend(cache));
     cJSON_AddStringToObject(f, "here_base_url", cfg->here_base_url);
     cJSON_AddStringToObject(f, "here_api_key", "<redacted>");
-    cJSON_AddNumberToObject(f, "dumpable",
-        (double)prctl(PR_GET_DUMPABLE, 0, 0, 0, 0));
+    cJSON_AddNumberToObject(
+        f, "dumpable", (double)prctl(PR_GET_DUMPABLE, 0, 0, 0, 0));
     cJSON_AddNumberToObject(f, "cache_maxsize", (double)cfg->cache_maxsize);
-    cJSON_AddNumberToObject(f, "cache_maxbytes",
-        (double)cfg->cache_maxbytes);
+    cJSON_AddNumberToObject(f, "cache_maxbytes", (double)cfg->cache_maxbytes);
     cJSON_AddStringToObject(f, "memcached_servers", cfg->memcached_servers);
-    cJSON_AddNumberToObject(f, "metrics_max_indices",
-        (double)cfg->metrics_max_indices);
+    cJSON_AddNumberToObject(
+        f, "metrics_max_indices", (double)cfg->metrics_max_indices);
     cJSON_AddStringToObject(f, "metrics_allow", cfg->metrics_allow);
     log_event(LOG_LEVEL_INFO, "start", f);
 }
@@ -424,8 +422,7 @@ main(int argc, char **argv)
     static const struct option longopts[] = {
         {"listen", required_argument, NULL, 'l'},
         {"check-config", no_argument, NULL, 'c'},
-        {"help", no_argument, NULL, 'h'},
-        {"version", no_argument, NULL, 'V'},
+        {"help", no_argument, NULL, 'h'}, {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0}};
     struct settings cfg;
     struct handler handler;
@@ -449,21 +446,11 @@ main(int argc, char **argv)
 
     while ((ch = getopt_long(argc, argv, "l:chV", longopts, NULL)) != -1) {
         switch (ch) {
-        case 'l':
-            listen_addr = optarg;
-            break;
-        case 'c':
-            check_only = 1;
-            break;
-        case 'h':
-            usage(stdout);
-            return 0;
-        case 'V':
-            printf("hereproxy.fcgi %s\n", PACKAGE_VERSION);
-            return 0;
-        default:
-            usage(stderr);
-            return 2;
+        case 'l': listen_addr = optarg; break;
+        case 'c': check_only = 1; break;
+        case 'h': usage(stdout); return 0;
+        case 'V': printf("hereproxy.fcgi %s\n", PACKAGE_VERSION); return 0;
+        default: usage(stderr); return 2;
         }
     }
     if (optind != argc) {
@@ -472,8 +459,7 @@ main(int argc, char **argv)
     }
     if (settings_load(&cfg, environ, err, sizeof(err)) != 0) {
         if (check_only)
-            fprintf(stderr, "hereproxy.fcgi: configuration error: %s\n",
-                err);
+            fprintf(stderr, "hereproxy.fcgi: configuration error: %s\n", err);
         else
             log_error("configuration error: %s", err);
         settings_cleanup(&cfg);
@@ -489,7 +475,7 @@ main(int argc, char **argv)
     /* The key of every table a client picks the keys of: before any. */
     if (siphash_process_init() != 0)
         fatalx("no random bytes from getrandom() or /dev/urandom for the "
-            "hash tables' key");
+               "hash tables' key");
     if (listen_addr == NULL && *cfg.listen != '\0')
         listen_addr = cfg.listen;
 
@@ -505,7 +491,7 @@ main(int argc, char **argv)
         memset(&sa, 0, sizeof(sa));
         sa.sa_handler = on_wake;
         sigemptyset(&sa.sa_mask);
-        sa.sa_flags = 0;        /* no SA_RESTART: accept() must return */
+        sa.sa_flags = 0; /* no SA_RESTART: accept() must return */
         sigaction(SIGUSR1, &sa, NULL);
         sigemptyset(&wake);
         sigaddset(&wake, SIGUSR1);
@@ -529,8 +515,7 @@ main(int argc, char **argv)
     if ((handler.cache = cache_new(&cfg, err, sizeof(err))) == NULL)
         fatalx("cache: %s", err);
     cache_set_metrics(handler.cache, handler.metrics);
-    nginx_counts = nginx_counts_start(&cfg, handler.metrics, err,
-        sizeof(err));
+    nginx_counts = nginx_counts_start(&cfg, handler.metrics, err, sizeof(err));
     if (nginx_counts == NULL && *err != '\0')
         fatalx("%s", err);
     if ((handler.flights = flights_new()) == NULL)
@@ -541,8 +526,8 @@ main(int argc, char **argv)
     handler.upstream = upstream_new(&cfg, handler.flights, err, sizeof(err));
     if (handler.upstream == NULL)
         fatalx("upstream: %s", err);
-    handler.revalidations = flight_jobs_start(tile_revalidation_done,
-        &handler.tiles);
+    handler.revalidations =
+        flight_jobs_start(tile_revalidation_done, &handler.tiles);
     if (handler.revalidations == NULL)
         fatalx("cannot start the revalidation thread");
     handler_init_tiles(&handler);
@@ -573,8 +558,8 @@ main(int argc, char **argv)
             break;
         reload(&handler, &retired);
     }
-    grace_ms = __atomic_load_n(&handler.cfg, __ATOMIC_ACQUIRE)->
-        shutdown_grace_ms;
+    grace_ms =
+        __atomic_load_n(&handler.cfg, __ATOMIC_ACQUIRE)->shutdown_grace_ms;
     log_event(LOG_LEVEL_INFO, "stopping", NULL);
     stop_by = util_mono_ms() + grace_ms;
     wake_workers(workers, cfg.threads, 0);
@@ -583,20 +568,20 @@ main(int argc, char **argv)
         unlink(listen_addr);
     if (!clean) {
         /* A worker still talks to a stuck client: do not wait forever. */
-        log_warnx("workers still busy after %ld ms; exiting anyway",
-            grace_ms);
+        log_warnx("workers still busy after %ld ms; exiting anyway", grace_ms);
         _exit(0);
     }
     /* Revalidations under way store what HERE answers, within the grace. */
     if (!flight_jobs_stop(handler.revalidations, stop_by)) {
         log_warnx("revalidations still waiting on HERE after %ld ms; "
-            "exiting anyway", grace_ms);
+                  "exiting anyway",
+            grace_ms);
         _exit(0);
     }
     log_event(LOG_LEVEL_INFO, "stop", NULL);
     free(workers);
     upstream_free(handler.upstream);
-    flight_jobs_free(handler.revalidations);   /* nothing ends flights now */
+    flight_jobs_free(handler.revalidations); /* nothing ends flights now */
     flights_free(handler.flights);
     admit_free(handler.limits);
     cache_free(handler.cache);

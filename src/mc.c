@@ -30,10 +30,10 @@
 struct mc_probe {
     memcached_st *m;
     pthread_mutex_t lock;
-    int64_t back_since_ms;     /* answered again after a failure; or 0 */
-    int failed;                /* the last probes failed */
-    int up;                    /* atomic: the last exchange with it worked */
-    char name[300];            /* host:port */
+    int64_t back_since_ms; /* answered again after a failure; or 0 */
+    int failed;            /* the last probes failed */
+    int up;                /* atomic: the last exchange with it worked */
+    char name[300];        /* host:port */
 };
 
 struct mc {
@@ -44,11 +44,11 @@ struct mc {
      * differently from its clones'.
      */
     memcached_st *picker;
-    struct mcget *getter;         /* gets, on each thread's connections */
+    struct mcget *getter; /* gets, on each thread's connections */
     memcached_pool_st *pool;
-    struct mc_probe *probes;   /* one per server, in libmemcached's order */
+    struct mc_probe *probes; /* one per server, in libmemcached's order */
     uint32_t nprobes;
-    struct metrics *metrics;   /* set before the workers start */
+    struct metrics *metrics; /* set before the workers start */
 };
 
 size_t
@@ -95,8 +95,8 @@ set_behaviors(memcached_st *m)
     memcached_behavior_set(m, MEMCACHED_BEHAVIOR_SND_TIMEOUT, 250000);
     /* After a failure skip the server for 2 s, then try it again. */
     memcached_behavior_set(m, MEMCACHED_BEHAVIOR_SERVER_FAILURE_LIMIT, 1);
-    memcached_behavior_set(m, MEMCACHED_BEHAVIOR_RETRY_TIMEOUT,
-        RETRY_TIMEOUT_S);
+    memcached_behavior_set(
+        m, MEMCACHED_BEHAVIOR_RETRY_TIMEOUT, RETRY_TIMEOUT_S);
 }
 
 static int
@@ -127,8 +127,8 @@ add_servers(memcached_st *m, const char *servers, char *err, size_t errlen)
         if (colon != NULL) {
             *colon = '\0';
             if (util_parse_long(colon + 1, 1, 65535, &port) != 0) {
-                snprintf(err, errlen, "MEMCACHED_SERVERS: bad port in '%s'",
-                    item);
+                snprintf(
+                    err, errlen, "MEMCACHED_SERVERS: bad port in '%s'", item);
                 goto done;
             }
         }
@@ -184,22 +184,21 @@ probes_new(struct mc *mc, char *err, size_t errlen)
         mc->nprobes = i + 1;
         pthread_mutex_init(&p->lock, NULL);
         memcached_behavior_set(p->m, MEMCACHED_BEHAVIOR_NO_BLOCK, 1);
-        memcached_behavior_set(p->m, MEMCACHED_BEHAVIOR_CONNECT_TIMEOUT,
-            PROBE_TIMEOUT_MS);
-        memcached_behavior_set(p->m, MEMCACHED_BEHAVIOR_POLL_TIMEOUT,
-            PROBE_TIMEOUT_MS);
-        memcached_behavior_set(p->m, MEMCACHED_BEHAVIOR_RCV_TIMEOUT,
-            PROBE_TIMEOUT_MS * 1000);
-        memcached_behavior_set(p->m, MEMCACHED_BEHAVIOR_SND_TIMEOUT,
-            PROBE_TIMEOUT_MS * 1000);
+        memcached_behavior_set(
+            p->m, MEMCACHED_BEHAVIOR_CONNECT_TIMEOUT, PROBE_TIMEOUT_MS);
+        memcached_behavior_set(
+            p->m, MEMCACHED_BEHAVIOR_POLL_TIMEOUT, PROBE_TIMEOUT_MS);
+        memcached_behavior_set(
+            p->m, MEMCACHED_BEHAVIOR_RCV_TIMEOUT, PROBE_TIMEOUT_MS * 1000);
+        memcached_behavior_set(
+            p->m, MEMCACHED_BEHAVIOR_SND_TIMEOUT, PROBE_TIMEOUT_MS * 1000);
         memcached_behavior_set(p->m, MEMCACHED_BEHAVIOR_RETRY_TIMEOUT, 0);
-        if ((is_socket_path(memcached_server_name(s)) ?
-                memcached_server_add_unix_socket(p->m,
-                    memcached_server_name(s)) :
-                memcached_server_add(p->m, memcached_server_name(s),
-                    memcached_server_port(s))) != MEMCACHED_SUCCESS) {
-            snprintf(err, errlen, "MEMCACHED_SERVERS: cannot add %s",
-                p->name);
+        if ((is_socket_path(memcached_server_name(s))
+                    ? memcached_server_add_unix_socket(
+                          p->m, memcached_server_name(s))
+                    : memcached_server_add(p->m, memcached_server_name(s),
+                          memcached_server_port(s))) != MEMCACHED_SUCCESS) {
+            snprintf(err, errlen, "MEMCACHED_SERVERS: cannot add %s", p->name);
             return -1;
         }
     }
@@ -223,8 +222,8 @@ getter_new(struct mc *mc, char *err, size_t errlen)
             ports[i] = (unsigned)memcached_server_port(s);
         }
         /* Nothing the proxy stores is larger than an item. */
-        mc->getter = mcget_new(n, hosts, ports, IO_TIMEOUT_MS,
-            RETRY_TIMEOUT_S, MC_ITEM_MAX);
+        mc->getter = mcget_new(
+            n, hosts, ports, IO_TIMEOUT_MS, RETRY_TIMEOUT_S, MC_ITEM_MAX);
     }
     free(hosts);
     free(ports);
@@ -326,8 +325,7 @@ mc_set_metrics(struct mc *mc, struct metrics *m)
 static void
 observe(struct mc *mc, int64_t t0_us, int ok)
 {
-    metrics_memcached(mc->metrics, (double)(util_mono_us() - t0_us) / 1e6,
-        ok);
+    metrics_memcached(mc->metrics, (double)(util_mono_us() - t0_us) / 1e6, ok);
 }
 
 static memcached_st *
@@ -361,12 +359,9 @@ mc_get(struct mc *mc, const char *key, size_t keylen, const char **val,
         *val = v;
         *len = vlen;
         return MC_HIT;
-    case MCGET_MISS:
-        return MC_MISS;
-    case MCGET_TOO_LARGE:
-        return MC_TOO_LARGE;
-    default:
-        return MC_ERROR;
+    case MCGET_MISS: return MC_MISS;
+    case MCGET_TOO_LARGE: return MC_TOO_LARGE;
+    default: return MC_ERROR;
     }
 }
 
@@ -414,15 +409,15 @@ mc_add(struct mc *mc, const char *key, size_t keylen, const void *val,
     }
     rc = memcached_add(m, mkey, mlen, val, len, (time_t)ttl_s, 0);
     memcached_pool_push(mc->pool, m);
-    observe(mc, t0, rc == MEMCACHED_SUCCESS || rc == MEMCACHED_NOTSTORED ||
-        rc == MEMCACHED_DATA_EXISTS);
+    observe(mc, t0,
+        rc == MEMCACHED_SUCCESS || rc == MEMCACHED_NOTSTORED ||
+            rc == MEMCACHED_DATA_EXISTS);
     if (rc == MEMCACHED_SUCCESS || rc == MEMCACHED_NOTSTORED ||
         rc == MEMCACHED_DATA_EXISTS) {
         note_server(mc, server_of(mc, mkey, mlen), 1, NULL);
         return rc == MEMCACHED_SUCCESS ? 0 : 1;
     }
-    note_server(mc, server_of(mc, mkey, mlen), 0,
-        memcached_strerror(NULL, rc));
+    note_server(mc, server_of(mc, mkey, mlen), 0, memcached_strerror(NULL, rc));
     return -1;
 }
 
@@ -532,8 +527,8 @@ mc_cas(struct mc *mc, const char *key, size_t keylen, const void *val,
     ok = rc == MEMCACHED_SUCCESS || rc == MEMCACHED_DATA_EXISTS ||
         rc == MEMCACHED_NOTFOUND;
     observe(mc, t0, ok);
-    note_server(mc, server_of(mc, mkey, mlen), ok,
-        memcached_strerror(NULL, rc));
+    note_server(
+        mc, server_of(mc, mkey, mlen), ok, memcached_strerror(NULL, rc));
     return rc == MEMCACHED_SUCCESS ? 0 : ok ? 1 : -1;
 }
 
@@ -557,8 +552,7 @@ mc_delete(struct mc *mc, const char *key, size_t keylen)
         note_server(mc, server_of(mc, mkey, mlen), 1, NULL);
         return rc == MEMCACHED_SUCCESS ? 0 : 1;
     }
-    note_server(mc, server_of(mc, mkey, mlen), 0,
-        memcached_strerror(NULL, rc));
+    note_server(mc, server_of(mc, mkey, mlen), 0, memcached_strerror(NULL, rc));
     return -1;
 }
 
@@ -578,12 +572,12 @@ probe_one(struct mc *mc, uint32_t i)
     int ok;
 
     pthread_mutex_lock(&p->lock);
-    v = memcached_get(p->m, PROBE_KEY, sizeof(PROBE_KEY) - 1, &vlen, &flags,
-        &rc);
+    v = memcached_get(
+        p->m, PROBE_KEY, sizeof(PROBE_KEY) - 1, &vlen, &flags, &rc);
     free(v);
     ok = rc == MEMCACHED_SUCCESS || rc == MEMCACHED_NOTFOUND;
     if (!ok) {
-        memcached_quit(p->m);   /* reconnect next time, not half-read */
+        memcached_quit(p->m); /* reconnect next time, not half-read */
         p->failed = 1;
         p->back_since_ms = 0;
     } else if (p->failed) {
@@ -637,8 +631,8 @@ mc_server_count(const struct mc *mc)
 }
 
 int
-mc_server_for(struct mc *mc, const char *key, size_t keylen, char *out,
-    size_t outlen)
+mc_server_for(
+    struct mc *mc, const char *key, size_t keylen, char *out, size_t outlen)
 {
     char mkey[MC_KEY_MAX + 1];
     size_t mlen = mc_key(key, keylen, mkey);

@@ -19,7 +19,7 @@ struct metrics;
 enum mc_result {
     MC_HIT,
     MC_MISS,
-    MC_TOO_LARGE,   /* larger than any value the proxy writes: refused */
+    MC_TOO_LARGE, /* larger than any value the proxy writes: refused */
     MC_ERROR
 };
 
@@ -31,8 +31,8 @@ enum mc_result {
  * servers: "host:port,host:port". Returns NULL with err set when the list
  * cannot be used. Connecting happens lazily.
  */
-struct mc *mc_new(const char *servers, size_t pool_size, char *err,
-    size_t errlen);
+struct mc *mc_new(
+    const char *servers, size_t pool_size, char *err, size_t errlen);
 void mc_free(struct mc *mc);
 
 /*
@@ -67,8 +67,8 @@ int mc_count(struct mc *mc, const char *key, size_t keylen, uint32_t delta,
  * *cas set), MC_MISS, MC_TOO_LARGE (longer than bufsize; *len says how
  * long) or MC_ERROR. Goes through the pool: not for the hot path.
  */
-enum mc_result mc_gets(struct mc *mc, const char *key, size_t keylen,
-    void *buf, size_t bufsize, size_t *len, uint64_t *cas);
+enum mc_result mc_gets(struct mc *mc, const char *key, size_t keylen, void *buf,
+    size_t bufsize, size_t *len, uint64_t *cas);
 
 /*
  * Store val only if key still has CAS id cas. Returns 0 when stored, 1
@@ -97,8 +97,8 @@ int mc_server_count(const struct mc *mc);
  * cache key; no I/O. Not safe against concurrent calls on one mc (tests
  * and tools). Returns 0 or -1.
  */
-int mc_server_for(struct mc *mc, const char *key, size_t keylen, char *out,
-    size_t outlen);
+int mc_server_for(
+    struct mc *mc, const char *key, size_t keylen, char *out, size_t outlen);
 
 /*
  * Time every operation into metrics_memcached (m outlives mc; NULL: off).

@@ -31,7 +31,7 @@
 struct server {
     char *host;
     char port[8];
-    _Atomic int64_t down_until_ms;   /* skipped until then after a failure */
+    _Atomic int64_t down_until_ms; /* skipped until then after a failure */
 };
 
 struct mcget {
@@ -39,13 +39,13 @@ struct mcget {
     struct server *servers;
     int timeout_ms, retry_s;
     size_t value_max;
-    pthread_key_t key;               /* each thread's struct conns */
+    pthread_key_t key; /* each thread's struct conns */
 };
 
 /* One thread's connections, fd1[i] = fd + 1 for server i (0: none). */
 struct conns {
     size_t n;
-    char *buf;                       /* the answer being read */
+    char *buf; /* the answer being read */
     size_t cap;
     int fd1[];
 };
@@ -77,7 +77,8 @@ mcget_new(size_t nservers, const char *const *hosts, const unsigned *ports,
     g->retry_s = retry_s;
     g->value_max = value_max;
     if ((g->servers = calloc(nservers ? nservers : 1, sizeof(*g->servers))) ==
-        NULL || pthread_key_create(&g->key, conns_close) != 0) {
+            NULL ||
+        pthread_key_create(&g->key, conns_close) != 0) {
         free(g->servers);
         free(g);
         return NULL;
@@ -87,8 +88,8 @@ mcget_new(size_t nservers, const char *const *hosts, const unsigned *ports,
             mcget_free(g);
             return NULL;
         }
-        snprintf(g->servers[i].port, sizeof(g->servers[i].port), "%u",
-            ports[i]);
+        snprintf(
+            g->servers[i].port, sizeof(g->servers[i].port), "%u", ports[i]);
     }
     return g;
 }
@@ -337,7 +338,7 @@ mcget_get(struct mcget *g, uint32_t server, const char *key, size_t keylen,
         c->cap = BUF_START;
         pthread_setspecific(g->key, c);
     } else if (c->cap > BUF_KEEP) {
-        buf_resize(c, BUF_START);   /* failing, it stays as it is */
+        buf_resize(c, BUF_START); /* failing, it stays as it is */
     }
     if (now < s->down_until_ms) {
         *why = "server marked down after a failure";

@@ -23,7 +23,7 @@ struct mcget;
 enum mcget_result {
     MCGET_HIT,
     MCGET_MISS,
-    MCGET_TOO_LARGE,  /* the value passed value_max: refused, not read */
+    MCGET_TOO_LARGE, /* the value passed value_max: refused, not read */
     MCGET_ERROR
 };
 

@@ -23,27 +23,23 @@ const char METRICS_REFUSED[] = "_refused";
 #define RENDER_MAX (256u * 1024 * 1024)
 
 static const char *const cache_names[METRICS_NCACHE] = {
-    "hit", "miss", "stale", "coalesced", "none"
-};
+    "hit", "miss", "stale", "coalesced", "none"};
 
 /*
  * Statuses the proxy sends get a slot each; others fall into their class
  * so that code=~"5.." still sees every server error.
  */
 static const int status_codes[] = {
-    200, 204, 304, 400, 401, 403, 404, 405, 413, 429, 499, 500, 502, 503,
-    504
-};
+    200, 204, 304, 400, 401, 403, 404, 405, 413, 429, 499, 500, 502, 503, 504};
 #define NCODES (sizeof(status_codes) / sizeof(status_codes[0]))
-#define NSTATUS (NCODES + 6)    /* + 1xx..5xx + other */
+#define NSTATUS (NCODES + 6) /* + 1xx..5xx + other */
 static const char *const status_extra[6] = {
-    "1xx", "2xx", "3xx", "4xx", "5xx", "other"
-};
+    "1xx", "2xx", "3xx", "4xx", "5xx", "other"};
 
 #define NOUTCOME UPSTREAM_LABEL_COUNT
 #define NKIND ERROR_KIND_COUNT
 
-static const char *const version_names[] = { "1.0", "1.1", "2", "3" };
+static const char *const version_names[] = {"1.0", "1.1", "2", "3"};
 #define NVERSION (sizeof(version_names) / sizeof(version_names[0]))
 
 /*
@@ -51,14 +47,11 @@ static const char *const version_names[] = { "1.0", "1.1", "2", "3" };
  * for misses, so that p50/p95/p99 interpolate within a narrow bucket.
  * The label strings are kept beside the bounds to print them exactly.
  */
-static const double bucket_bounds[] = {
-    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
-    0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30
-};
-static const char *const bucket_le[] = {
-    "0.0001", "0.00025", "0.0005", "0.001", "0.0025", "0.005", "0.01",
-    "0.025", "0.05", "0.1", "0.25", "0.5", "1", "2.5", "5", "10", "30"
-};
+static const double bucket_bounds[] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025,
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30};
+static const char *const bucket_le[] = {"0.0001", "0.00025", "0.0005", "0.001",
+    "0.0025", "0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1",
+    "2.5", "5", "10", "30"};
 #define NBOUNDS (sizeof(bucket_bounds) / sizeof(bucket_bounds[0]))
 
 struct histogram {
@@ -78,18 +71,18 @@ struct idx {
     _Atomic uint64_t upstream_bytes;
     _Atomic uint64_t errors[NKIND];
     _Atomic uint64_t rate_limited;
-    struct histogram duration;  /* every request of the indice */
+    struct histogram duration; /* every request of the indice */
 };
 
 struct metrics {
     size_t max_indices;
-    size_t nslots;              /* a power of two, over 2 * max_indices */
+    size_t nslots; /* a power of two, over 2 * max_indices */
     _Atomic(struct idx *) *slots;
-    struct idx **order;         /* insertion order, `count` valid */
+    struct idx **order; /* insertion order, `count` valid */
     _Atomic size_t count;
     pthread_mutex_t insert_lock;
     struct idx *other;
-    struct idx *refused;        /* METRICS_REFUSED */
+    struct idx *refused; /* METRICS_REFUSED */
     _Atomic uint64_t overflow;
     struct histogram request_duration[METRICS_NCACHE];
     struct histogram upstream_duration;
@@ -97,7 +90,7 @@ struct metrics {
     _Atomic uint64_t retries;
     _Atomic uint64_t http_version[NVERSION];
     _Atomic uint64_t memcached_errors;
-    _Atomic uint64_t purges[2];         /* one tile, everything */
+    _Atomic uint64_t purges[2]; /* one tile, everything */
     _Atomic uint64_t rejected[METRICS_NREJECT];
     _Atomic int64_t rejected_logged_ms[METRICS_NREJECT];
     _Atomic uint64_t rejected_since[METRICS_NREJECT];
@@ -105,11 +98,13 @@ struct metrics {
 
 #define REJECT_LOG_MS 10000
 
+/* clang-format off */
 static const char *const reject_names[METRICS_NREJECT] = {
 #define REJECT_NAME(id, name) name,
     METRICS_REJECT_LIST(REJECT_NAME)
 #undef REJECT_NAME
 };
+/* clang-format on */
 
 const char *
 metrics_reject_name(enum metrics_reject r)
@@ -165,8 +160,8 @@ hist_observe_n(struct histogram *h, double seconds, uint64_t n, double sum)
     old = atomic_load_explicit(&h->sum_bits, memory_order_relaxed);
     do {
         new = double_to_bits(bits_to_double(old) + sum);
-    } while (!atomic_compare_exchange_weak_explicit(&h->sum_bits, &old, new,
-        memory_order_relaxed, memory_order_relaxed));
+    } while (!atomic_compare_exchange_weak_explicit(
+        &h->sum_bits, &old, new, memory_order_relaxed, memory_order_relaxed));
 }
 
 static void
@@ -174,7 +169,6 @@ hist_observe(struct histogram *h, double seconds)
 {
     hist_observe_n(h, seconds, 1, seconds);
 }
-
 
 static size_t
 status_slot(int status)
@@ -237,8 +231,7 @@ metrics_new(size_t max_indices)
         m->refused == NULL)
         goto fail;
     util_strlcpy(m->other->name, "_other", sizeof(m->other->name));
-    util_strlcpy(m->refused->name, METRICS_REFUSED,
-        sizeof(m->refused->name));
+    util_strlcpy(m->refused->name, METRICS_REFUSED, sizeof(m->refused->name));
     if (pthread_mutex_init(&m->insert_lock, NULL) != 0)
         goto fail;
     return m;
@@ -346,13 +339,13 @@ metrics_cache_of(enum cache_status s)
     case CACHE_STATUS_MISS: return METRICS_MISS;
     case CACHE_STATUS_STALE: return METRICS_STALE;
     case CACHE_STATUS_COALESCED: return METRICS_COALESCED;
-    default: return METRICS_NONE;     /* no lookup, or a rate limit */
+    default: return METRICS_NONE; /* no lookup, or a rate limit */
     }
 }
 
 void
-metrics_request(struct metrics *m, const char *indice,
-    enum metrics_cache cache, int status, double seconds, uint64_t bytes)
+metrics_request(struct metrics *m, const char *indice, enum metrics_cache cache,
+    int status, double seconds, uint64_t bytes)
 {
     struct idx *p;
     int overflowed;
@@ -416,8 +409,8 @@ metrics_durations_add(struct metrics *m, const char *indice,
 
 void
 metrics_upstream(struct metrics *m, const char *indice,
-    enum upstream_label outcome, int http_version, int attempts,
-    uint64_t bytes, double seconds)
+    enum upstream_label outcome, int http_version, int attempts, uint64_t bytes,
+    double seconds)
 {
     struct idx *p;
     int overflowed;
@@ -473,8 +466,8 @@ metrics_rate_limited(struct metrics *m, const char *indice)
 }
 
 void
-metrics_cache_rejected(struct metrics *m, enum metrics_reject r,
-    const char *key, size_t keylen)
+metrics_cache_rejected(
+    struct metrics *m, enum metrics_reject r, const char *key, size_t keylen)
 {
     int64_t now = util_mono_ms(), last;
     char where[96];
@@ -485,16 +478,16 @@ metrics_cache_rejected(struct metrics *m, enum metrics_reject r,
         return;
     inc(&m->rejected[r], 1);
     inc(&m->rejected_since[r], 1);
-    last = atomic_load_explicit(&m->rejected_logged_ms[r],
-        memory_order_relaxed);
+    last =
+        atomic_load_explicit(&m->rejected_logged_ms[r], memory_order_relaxed);
     if ((last != 0 && now - last < REJECT_LOG_MS) ||
         !atomic_compare_exchange_strong_explicit(&m->rejected_logged_ms[r],
             &last, now, memory_order_relaxed, memory_order_relaxed))
         return;
-    n = atomic_exchange_explicit(&m->rejected_since[r], 0,
-        memory_order_relaxed);
-    util_strlcpy(where, key, keylen + 1 < sizeof(where) ? keylen + 1
-                                                        : sizeof(where));
+    n = atomic_exchange_explicit(
+        &m->rejected_since[r], 0, memory_order_relaxed);
+    util_strlcpy(
+        where, key, keylen + 1 < sizeof(where) ? keylen + 1 : sizeof(where));
     if ((f = cJSON_CreateObject()) != NULL) {
         cJSON_AddStringToObject(f, "reason", reject_names[r]);
         cJSON_AddNumberToObject(f, "count", (double)n);
@@ -686,8 +679,9 @@ out_histogram(struct out *o, const char *name, const char *label,
         out_printf(o, "\"}");
     }
     out_printf(o, " ");
-    out_double(o, bits_to_double(atomic_load_explicit(&h->sum_bits,
-        memory_order_relaxed)));
+    out_double(o,
+        bits_to_double(
+            atomic_load_explicit(&h->sum_bits, memory_order_relaxed)));
     out_printf(o, "\n%s_count", name);
     if (label != NULL) {
         out_printf(o, "{%s=\"", label);
@@ -712,8 +706,8 @@ out_indice_sample(struct out *o, const char *name, const struct idx *p,
 }
 
 static void
-out_single(struct out *o, const char *name, const char *type,
-    const char *help, uint64_t v)
+out_single(struct out *o, const char *name, const char *type, const char *help,
+    uint64_t v)
 {
     family(o, name, type, help);
     out_printf(o, "%s %" PRIu64 "\n", name, v);
@@ -743,24 +737,23 @@ render_indices(struct out *o, struct idx **v, size_t n)
         "Response body bytes sent to clients, by indice.");
     for (i = 0; i < n; i++)
         if (get(&v[i]->response_bytes))
-            out_indice_sample(o, "hereproxy_response_bytes_total", v[i],
-                NULL, NULL, get(&v[i]->response_bytes));
+            out_indice_sample(o, "hereproxy_response_bytes_total", v[i], NULL,
+                NULL, get(&v[i]->response_bytes));
 
     family(o, "hereproxy_upstream_requests_total", "counter",
         "Upstream exchanges (after retries), by indice and outcome.");
     for (i = 0; i < n; i++)
         for (s = 0; s < NOUTCOME; s++)
             if (get(&v[i]->upstream[s]))
-                out_indice_sample(o, "hereproxy_upstream_requests_total",
-                    v[i], "outcome", upstream_label_name(s),
-                    get(&v[i]->upstream[s]));
+                out_indice_sample(o, "hereproxy_upstream_requests_total", v[i],
+                    "outcome", upstream_label_name(s), get(&v[i]->upstream[s]));
 
     family(o, "hereproxy_upstream_bytes_total", "counter",
         "Body bytes received from the upstream, by indice.");
     for (i = 0; i < n; i++)
         if (get(&v[i]->upstream_bytes))
-            out_indice_sample(o, "hereproxy_upstream_bytes_total", v[i],
-                NULL, NULL, get(&v[i]->upstream_bytes));
+            out_indice_sample(o, "hereproxy_upstream_bytes_total", v[i], NULL,
+                NULL, get(&v[i]->upstream_bytes));
 
     family(o, "hereproxy_errors_total", "counter",
         "Error responses, by indice and kind.");
@@ -779,8 +772,8 @@ render_indices(struct out *o, struct idx **v, size_t n)
 }
 
 char *
-metrics_render_prometheus(struct metrics *m, const struct metrics_gauges *g,
-    const char *version)
+metrics_render_prometheus(
+    struct metrics *m, const struct metrics_gauges *g, const char *version)
 {
     static const struct metrics_gauges zero;
     struct out o;
@@ -817,8 +810,10 @@ metrics_render_prometheus(struct metrics *m, const struct metrics_gauges *g,
     family(&o, "hereproxy_upstream_http_version_total", "counter",
         "Upstream responses by HTTP version.");
     for (i = 0; i < NVERSION; i++)
-        out_printf(&o, "hereproxy_upstream_http_version_total{version=\"%s\"} "
-            "%" PRIu64 "\n", version_names[i], get(&m->http_version[i]));
+        out_printf(&o,
+            "hereproxy_upstream_http_version_total{version=\"%s\"} "
+            "%" PRIu64 "\n",
+            version_names[i], get(&m->http_version[i]));
 
     family(&o, "hereproxy_memcached_duration_seconds", "histogram",
         "Time of memcached operations.");
@@ -838,10 +833,10 @@ metrics_render_prometheus(struct metrics *m, const struct metrics_gauges *g,
         g->lru_evictions);
     out_single(&o, "hereproxy_cache_admissions_refused_total", "counter",
         "Memcached hits not copied into the in-process cache: asked for "
-        "less often than the entry they would evict.", g->lru_refused);
+        "less often than the entry they would evict.",
+        g->lru_refused);
     out_single(&o, "hereproxy_memcached_configured", "gauge",
-        "1 when a memcached tier is configured.",
-        g->memcached_configured != 0);
+        "1 when a memcached tier is configured.", g->memcached_configured != 0);
     out_single(&o, "hereproxy_memcached_up", "gauge",
         "1 when the memcached tier answers.", g->memcached_up != 0);
     out_single(&o, "hereproxy_memcached_servers", "gauge",
@@ -863,21 +858,21 @@ metrics_render_prometheus(struct metrics *m, const struct metrics_gauges *g,
         "Values read from memcached and refused (never served or trusted), "
         "by reason.");
     for (i = 0; i < METRICS_NREJECT; i++)
-        out_printf(&o, "hereproxy_cache_rejected_total{reason=\"%s\"} %"
-            PRIu64 "\n", reject_names[i], get(&m->rejected[i]));
+        out_printf(&o,
+            "hereproxy_cache_rejected_total{reason=\"%s\"} %" PRIu64 "\n",
+            reject_names[i], get(&m->rejected[i]));
     out_single(&o, "hereproxy_upstream_inflight", "gauge",
         "Upstream exchanges in progress.", g->upstream_inflight);
     out_single(&o, "hereproxy_upstream_queued", "gauge",
         "Upstream exchanges waiting for a slot.", g->upstream_queued);
     out_single(&o, "hereproxy_breaker_open", "gauge",
-        "1 while the upstream circuit breaker is open.",
-        g->breaker_open != 0);
+        "1 while the upstream circuit breaker is open.", g->breaker_open != 0);
     family(&o, "hereproxy_cache_only", "gauge",
         "1 while misses are refused to spare HERE (an indice's upstream "
         "limit or the daily budget spent, or HERE refusing): scope all, "
         "one series per indice, or per plan class (params) HERE refused.");
-    out_printf(&o, "hereproxy_cache_only{scope=\"all\"} %d\n",
-        g->cache_only_all != 0);
+    out_printf(
+        &o, "hereproxy_cache_only{scope=\"all\"} %d\n", g->cache_only_all != 0);
     for (i = 0; i < g->cache_only_count; i++) {
         out_printf(&o, "hereproxy_cache_only{scope=\"indice\",indice=\"");
         out_label_value(&o, g->cache_only_indices[i]);
@@ -890,20 +885,21 @@ metrics_render_prometheus(struct metrics *m, const struct metrics_gauges *g,
     }
     out_single(&o, "hereproxy_quota_table_full_total", "counter",
         "Misses refused because this instance's table of upstream quota "
-        "counts was full of running windows.", g->quota_table_full);
+        "counts was full of running windows.",
+        g->quota_table_full);
     out_single(&o, "hereproxy_cache_only_evictions_total", "counter",
         "Cache-only scopes ended early to make room in a full table.",
         g->cache_only_evicted);
     family(&o, "hereproxy_cache_purges_total", "counter",
         "Purges through POST /admin/purge, by scope.");
-    out_printf(&o, "hereproxy_cache_purges_total{scope=\"tile\"} %" PRIu64
-        "\n", get(&m->purges[0]));
-    out_printf(&o, "hereproxy_cache_purges_total{scope=\"all\"} %" PRIu64
-        "\n", get(&m->purges[1]));
+    out_printf(&o, "hereproxy_cache_purges_total{scope=\"tile\"} %" PRIu64 "\n",
+        get(&m->purges[0]));
+    out_printf(&o, "hereproxy_cache_purges_total{scope=\"all\"} %" PRIu64 "\n",
+        get(&m->purges[1]));
     out_single(&o, "hereproxy_threads_busy", "gauge",
         "Worker threads serving a request.", g->threads_busy);
-    out_single(&o, "hereproxy_threads", "gauge", "Worker threads.",
-        g->threads_total);
+    out_single(
+        &o, "hereproxy_threads", "gauge", "Worker threads.", g->threads_total);
 
     family(&o, "hereproxy_build_info", "gauge",
         "Always 1; the version label says which build runs.");
@@ -912,8 +908,7 @@ metrics_render_prometheus(struct metrics *m, const struct metrics_gauges *g,
     out_printf(&o, "\"} 1\n");
 
     now = g->now > 0 ? g->now : (double)util_wall_ms() / 1000.0;
-    uptime = g->start_time > 0 && now > g->start_time ? now - g->start_time :
-        0;
+    uptime = g->start_time > 0 && now > g->start_time ? now - g->start_time : 0;
     family(&o, "hereproxy_start_time_seconds", "gauge",
         "Unix time the process started.");
     out_printf(&o, "hereproxy_start_time_seconds %.3f\n", g->start_time);
@@ -922,11 +917,11 @@ metrics_render_prometheus(struct metrics *m, const struct metrics_gauges *g,
     out_printf(&o, "hereproxy_uptime_seconds %.3f\n", uptime);
 
     out_single(&o, "hereproxy_indices_tracked", "gauge",
-        "Indices with series of their own.",
-        (uint64_t)atomic_load(&m->count));
+        "Indices with series of their own.", (uint64_t)atomic_load(&m->count));
     out_single(&o, "hereproxy_indices_overflow_total", "counter",
         "Requests counted under the _other indice because the indice "
-        "table was full.", get(&m->overflow));
+        "table was full.",
+        get(&m->overflow));
 
     free(v);
     out_raw(&o, "", 1);
@@ -942,7 +937,7 @@ metrics_render_prometheus(struct metrics *m, const struct metrics_gauges *g,
 struct summary {
     uint64_t requests, by_cache[METRICS_NCACHE], bytes;
     uint64_t upstream_calls, upstream_bytes, errors, rate_limited;
-    uint64_t buckets[NBOUNDS + 1];  /* request durations, not cumulative */
+    uint64_t buckets[NBOUNDS + 1]; /* request durations, not cumulative */
 };
 
 static void
@@ -1007,7 +1002,8 @@ metrics_quantile(const uint64_t *counts, size_t n, double q)
              * bucket, the first bucket starting at 0.
              */
             lower = i == 0 ? 0 : bucket_bounds[i - 1];
-            return lower + (bucket_bounds[i] - lower) *
+            return lower +
+                (bucket_bounds[i] - lower) *
                 ((rank - (double)cum) / (double)counts[i]);
         }
         cum += counts[i];
@@ -1032,9 +1028,10 @@ metrics_bucket_bound(size_t i)
 static cJSON *
 latency_json(const struct summary *s)
 {
-    static const struct { const char *name; double q; } qs[] = {
-        {"p50", 0.50}, {"p95", 0.95}
-    };
+    static const struct {
+        const char *name;
+        double q;
+    } qs[] = {{"p50", 0.50}, {"p95", 0.95}};
     cJSON *o = cJSON_CreateObject();
     size_t i;
 
@@ -1066,29 +1063,27 @@ summary_json(const struct summary *s)
     if (o == NULL)
         return NULL;
     served = s->by_cache[METRICS_HIT] + s->by_cache[METRICS_STALE];
-    lookups = served + s->by_cache[METRICS_MISS] +
-        s->by_cache[METRICS_COALESCED];
+    lookups =
+        served + s->by_cache[METRICS_MISS] + s->by_cache[METRICS_COALESCED];
     ok = cJSON_AddNumberToObject(o, "requests", (double)s->requests) &&
-        cJSON_AddNumberToObject(o, "hits",
-            (double)s->by_cache[METRICS_HIT]) &&
-        cJSON_AddNumberToObject(o, "misses",
-            (double)s->by_cache[METRICS_MISS]) &&
-        cJSON_AddNumberToObject(o, "stale",
-            (double)s->by_cache[METRICS_STALE]) &&
-        cJSON_AddNumberToObject(o, "coalesced",
-            (double)s->by_cache[METRICS_COALESCED]) &&
+        cJSON_AddNumberToObject(o, "hits", (double)s->by_cache[METRICS_HIT]) &&
+        cJSON_AddNumberToObject(
+            o, "misses", (double)s->by_cache[METRICS_MISS]) &&
+        cJSON_AddNumberToObject(
+            o, "stale", (double)s->by_cache[METRICS_STALE]) &&
+        cJSON_AddNumberToObject(
+            o, "coalesced", (double)s->by_cache[METRICS_COALESCED]) &&
         cJSON_AddNumberToObject(o, "bytes", (double)s->bytes) &&
-        cJSON_AddNumberToObject(o, "upstream_calls",
-            (double)s->upstream_calls) &&
-        cJSON_AddNumberToObject(o, "upstream_bytes",
-            (double)s->upstream_bytes) &&
+        cJSON_AddNumberToObject(
+            o, "upstream_calls", (double)s->upstream_calls) &&
+        cJSON_AddNumberToObject(
+            o, "upstream_bytes", (double)s->upstream_bytes) &&
         cJSON_AddNumberToObject(o, "errors", (double)s->errors) &&
-        cJSON_AddNumberToObject(o, "rate_limited",
-            (double)s->rate_limited);
+        cJSON_AddNumberToObject(o, "rate_limited", (double)s->rate_limited);
     /* Served from cache over cache lookups; no lookups, no ratio. */
     if (ok && lookups > 0)
-        ok = cJSON_AddNumberToObject(o, "hit_ratio",
-            (double)served / (double)lookups) != NULL;
+        ok = cJSON_AddNumberToObject(
+                 o, "hit_ratio", (double)served / (double)lookups) != NULL;
     else if (ok)
         ok = cJSON_AddNullToObject(o, "hit_ratio") != NULL;
     if (ok) {

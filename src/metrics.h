@@ -55,6 +55,7 @@ enum metrics_cache metrics_cache_of(enum cache_status s);
  * trusted): hereproxy_cache_rejected_total{reason}. One list drives the
  * enum and the label names.
  */
+/* clang-format off */
 #define METRICS_REJECT_LIST(X)                                               \
     X(MAC, "mac")                 /* an entry whose tag does not verify */    \
     X(FORMAT, "format")           /* not an entry of this layout */           \
@@ -64,13 +65,16 @@ enum metrics_cache metrics_cache_of(enum cache_status s);
     X(LOCK, "lock")               /* a coalescing lock that does not verify */\
     X(PURGE_LOG, "purge_log")     /* a purge-log entry that does not verify */\
     X(COUNTER, "counter")         /* a quota or budget count */
+/* clang-format on */
 
+/* clang-format off */
 enum metrics_reject {
 #define METRICS_REJECT_ENUM(id, name) METRICS_REJECT_##id,
     METRICS_REJECT_LIST(METRICS_REJECT_ENUM)
 #undef METRICS_REJECT_ENUM
     METRICS_NREJECT
 };
+/* clang-format on */
 
 /* The label of a reason ("mac", ...). */
 const char *metrics_reject_name(enum metrics_reject r);
@@ -83,30 +87,30 @@ struct metrics_gauges {
     uint64_t lru_entries;
     uint64_t lru_bytes;
     uint64_t lru_max_bytes;
-    uint64_t lru_evictions;     /* a counter owned by the LRU */
-    uint64_t lru_refused;       /* memcached hits not admitted */
-    int memcached_configured;   /* 0 or 1 */
-    int memcached_up;           /* 0 or 1 */
-    uint64_t memcached_servers;       /* in MEMCACHED_SERVERS */
-    uint64_t memcached_servers_down;  /* not answering a round trip now */
+    uint64_t lru_evictions;          /* a counter owned by the LRU */
+    uint64_t lru_refused;            /* memcached hits not admitted */
+    int memcached_configured;        /* 0 or 1 */
+    int memcached_up;                /* 0 or 1 */
+    uint64_t memcached_servers;      /* in MEMCACHED_SERVERS */
+    uint64_t memcached_servers_down; /* not answering a round trip now */
     /* Each server's state from that round trip: name and 1 (up) or 0. */
     const char *const *memcached_server_names;
     const int *memcached_server_up;
-    size_t memcached_listed;          /* entries in the two above */
+    size_t memcached_listed; /* entries in the two above */
     uint64_t upstream_inflight;
     uint64_t upstream_queued;
-    int breaker_open;           /* 0 or 1 */
+    int breaker_open; /* 0 or 1 */
     uint64_t threads_busy;
     uint64_t threads_total;
-    int cache_only_all;         /* 1: the whole proxy is cache-only */
-    const char *const *cache_only_indices;  /* indices in cache-only mode */
+    int cache_only_all; /* 1: the whole proxy is cache-only */
+    const char *const *cache_only_indices; /* indices in cache-only mode */
     size_t cache_only_count;
-    const char *const *cache_only_params;   /* plan classes in it */
+    const char *const *cache_only_params; /* plan classes in it */
     size_t cache_only_params_count;
-    uint64_t quota_table_full;  /* misses refused: quota table full */
+    uint64_t quota_table_full;   /* misses refused: quota table full */
     uint64_t cache_only_evicted; /* cache-only scopes ended for room */
-    double start_time;          /* Unix seconds the process started */
-    double now;                 /* Unix seconds; 0 reads the clock */
+    double start_time;           /* Unix seconds the process started */
+    double now;                  /* Unix seconds; 0 reads the clock */
 };
 
 /*
@@ -154,12 +158,11 @@ void metrics_durations_add(struct metrics *m, const char *indice,
  * attempts: tries made (retries are attempts - 1).
  */
 void metrics_upstream(struct metrics *m, const char *indice,
-    enum upstream_label outcome, int http_version, int attempts,
-    uint64_t bytes, double seconds);
+    enum upstream_label outcome, int http_version, int attempts, uint64_t bytes,
+    double seconds);
 
 /* One error answered to a client, of kind (labels.h; ERROR_NONE: none). */
-void metrics_error(struct metrics *m, const char *indice,
-    enum error_kind kind);
+void metrics_error(struct metrics *m, const char *indice, enum error_kind kind);
 
 /* One purge through /admin/purge: a tile (all 0) or everything (1). */
 void metrics_purge(struct metrics *m, int all);
@@ -173,8 +176,8 @@ void metrics_rate_limited(struct metrics *m, const char *indice);
  * cache_rejected at most once per 10 s per reason with how many were
  * refused since, so that junk written to memcached cannot flood the log.
  */
-void metrics_cache_rejected(struct metrics *m, enum metrics_reject r,
-    const char *key, size_t keylen);
+void metrics_cache_rejected(
+    struct metrics *m, enum metrics_reject r, const char *key, size_t keylen);
 
 /* One memcached operation: its latency and whether it succeeded. */
 void metrics_memcached(struct metrics *m, double seconds, int ok);
@@ -186,8 +189,8 @@ void metrics_memcached(struct metrics *m, double seconds, int ok);
  * NUL-terminated string the caller frees with free(), or NULL when out of
  * memory.
  */
-char *metrics_render_prometheus(struct metrics *m,
-    const struct metrics_gauges *g, const char *version);
+char *metrics_render_prometheus(
+    struct metrics *m, const struct metrics_gauges *g, const char *version);
 
 /*
  * Per-indice summary as JSON:

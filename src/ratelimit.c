@@ -13,8 +13,8 @@
 #define SHARDS 16
 
 struct bucket {
-    struct bucket *chain;           /* hash chain */
-    struct bucket *prev, *next;     /* LRU list, most recent first */
+    struct bucket *chain;       /* hash chain */
+    struct bucket *prev, *next; /* LRU list, most recent first */
     uint64_t hash;
     double tokens;
     int64_t last_ms;
@@ -25,7 +25,7 @@ struct bucket {
 struct shard {
     pthread_mutex_t lock;
     struct bucket **table;
-    size_t nslots;                  /* a power of two */
+    size_t nslots; /* a power of two */
     struct bucket *head, *tail;
     size_t count, max;
 };
@@ -38,15 +38,21 @@ static const struct {
     const char *name;
     long seconds;
 } periods[] = {
-    {"s", 1}, {"sec", 1}, {"second", 1},
-    {"m", 60}, {"min", 60}, {"minute", 60},
-    {"h", 3600}, {"hour", 3600},
-    {"d", 86400}, {"day", 86400},
+    {"s", 1},
+    {"sec", 1},
+    {"second", 1},
+    {"m", 60},
+    {"min", 60},
+    {"minute", 60},
+    {"h", 3600},
+    {"hour", 3600},
+    {"d", 86400},
+    {"day", 86400},
 };
 
 int
-rate_spec_parse(const char *text, struct rate_spec *out, char *err,
-    size_t errlen)
+rate_spec_parse(
+    const char *text, struct rate_spec *out, char *err, size_t errlen)
 {
     char buf[64], *slash, *comma, *unit;
     size_t i;
@@ -80,7 +86,8 @@ rate_spec_parse(const char *text, struct rate_spec *out, char *err,
     return 0;
 bad:
     memset(out, 0, sizeof(*out));
-    snprintf(err, errlen, "must look like 100/minute or 10/second,burst=20 "
+    snprintf(err, errlen,
+        "must look like 100/minute or 10/second,burst=20 "
         "(units: second, minute, hour, day), or off");
     return -1;
 }
@@ -88,17 +95,17 @@ bad:
 void
 rate_spec_format(const struct rate_spec *spec, char *buf, size_t size)
 {
-    const char *unit = spec->period_s == 1 ? "second" :
-        spec->period_s == 60 ? "minute" : spec->period_s == 3600 ? "hour"
-                                                                 : "day";
+    const char *unit = spec->period_s == 1 ? "second"
+        : spec->period_s == 60             ? "minute"
+        : spec->period_s == 3600           ? "hour"
+                                           : "day";
 
     if (spec->limit == 0)
         snprintf(buf, size, "off");
     else if (spec->burst == spec->limit)
         snprintf(buf, size, "%ld/%s", spec->limit, unit);
     else
-        snprintf(buf, size, "%ld/%s,burst=%ld", spec->limit, unit,
-            spec->burst);
+        snprintf(buf, size, "%ld/%s,burst=%ld", spec->limit, unit, spec->burst);
 }
 
 struct ratelimiter *
@@ -175,8 +182,9 @@ slot_of(struct shard *s, uint64_t hash, const char *key, size_t keylen)
 {
     struct bucket **p = &s->table[hash & (s->nslots - 1)];
 
-    while (*p != NULL && ((*p)->hash != hash || (*p)->keylen != keylen ||
-                             memcmp((*p)->key, key, keylen) != 0))
+    while (*p != NULL &&
+        ((*p)->hash != hash || (*p)->keylen != keylen ||
+            memcmp((*p)->key, key, keylen) != 0))
         p = &(*p)->chain;
     return p;
 }
@@ -224,7 +232,7 @@ ratelimiter_take(struct ratelimiter *rl, const char *key, size_t keylen,
         /* Allocation under the lock: rare (a new key), and bounded. */
         if ((b = malloc(sizeof(*b) + keylen)) == NULL) {
             pthread_mutex_unlock(&s->lock);
-            return;             /* out of memory: serve rather than refuse */
+            return; /* out of memory: serve rather than refuse */
         }
         memcpy(b->key, key, keylen);
         b->keylen = keylen;
@@ -244,7 +252,7 @@ ratelimiter_take(struct ratelimiter *rl, const char *key, size_t keylen,
                 b->tokens = cap;
             b->last_ms = now_ms;
         }
-        if (b->tokens > cap)    /* the spec shrank since */
+        if (b->tokens > cap) /* the spec shrank since */
             b->tokens = cap;
     }
     lru_push(s, b);
@@ -327,7 +335,7 @@ rate_overrides_parse(const char *text, int allow_burst,
         item = trim_spaces(item);
         if (*item == '\0') {
             if (next == NULL && n == 0 && cur == NULL)
-                break;          /* "" or only spaces: no overrides */
+                break; /* "" or only spaces: no overrides */
             snprintf(err, errlen, "empty item");
             goto fail;
         }
@@ -337,8 +345,7 @@ rate_overrides_parse(const char *text, int allow_burst,
                 goto fail;
             }
             if (!allow_burst) {
-                snprintf(err, errlen, "%s: a quota takes no burst",
-                    cur->name);
+                snprintf(err, errlen, "%s: a quota takes no burst", cur->name);
                 goto fail;
             }
             if (strlen(spec_text) + 1 + strlen(item) >= sizeof(spec_text)) {
@@ -347,8 +354,7 @@ rate_overrides_parse(const char *text, int allow_burst,
             }
             strcat(spec_text, ",");
             strcat(spec_text, item);
-            if (rate_spec_parse(spec_text, &cur->spec, msg,
-                    sizeof(msg)) != 0) {
+            if (rate_spec_parse(spec_text, &cur->spec, msg, sizeof(msg)) != 0) {
                 snprintf(err, errlen, "%s: %s", cur->name, msg);
                 goto fail;
             }
@@ -367,8 +373,10 @@ rate_overrides_parse(const char *text, int allow_burst,
         }
         for (p = name; *p != '\0'; p++)
             if (!valid_name_char(*p)) {
-                snprintf(err, errlen, "'%.80s': names are letters, digits "
-                    "and _ . -", name);
+                snprintf(err, errlen,
+                    "'%.80s': names are letters, digits "
+                    "and _ . -",
+                    name);
                 goto fail;
             }
         for (i = 0; i < n; i++)

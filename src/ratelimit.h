@@ -13,9 +13,9 @@
  */
 
 struct rate_spec {
-    long limit;                 /* tokens per period; 0: no limit */
+    long limit; /* tokens per period; 0: no limit */
     long period_s;
-    long burst;                 /* bucket size; defaults to limit */
+    long burst; /* bucket size; defaults to limit */
 };
 
 /*
@@ -23,8 +23,8 @@ struct rate_spec {
  * followed by ",burst=M". "" or "0" or "off" means no limit.
  * Returns 0, or -1 with err set.
  */
-int rate_spec_parse(const char *text, struct rate_spec *out, char *err,
-    size_t errlen);
+int rate_spec_parse(
+    const char *text, struct rate_spec *out, char *err, size_t errlen);
 
 /* Format a spec back into the form rate_spec_parse reads. */
 void rate_spec_format(const struct rate_spec *spec, char *buf, size_t size);
@@ -39,7 +39,7 @@ struct rate_override {
 
 struct rate_overrides {
     size_t n;
-    struct rate_override *items;    /* owned; rate_overrides_free */
+    struct rate_override *items; /* owned; rate_overrides_free */
 };
 
 /*
@@ -63,10 +63,10 @@ const struct rate_spec *rate_overrides_find(const struct rate_overrides *o,
 /* What one request was told; the fields feed the RateLimit-* headers. */
 struct rate_decision {
     int allowed;
-    long limit;                 /* RateLimit-Limit: the bucket size */
-    long remaining;             /* RateLimit-Remaining, after this request */
-    long reset_s;               /* RateLimit-Reset: until the bucket is full */
-    long retry_after_s;         /* when refused: until a token is back */
+    long limit;         /* RateLimit-Limit: the bucket size */
+    long remaining;     /* RateLimit-Remaining, after this request */
+    long reset_s;       /* RateLimit-Reset: until the bucket is full */
+    long retry_after_s; /* when refused: until a token is back */
 };
 
 struct ratelimiter;

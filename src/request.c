@@ -15,19 +15,19 @@
 #define MAX_COMPONENT 1024
 #define MAX_FEATURES 8
 
-static const char *const resources[] = {"base", "background", "label",
-    "blank", NULL};
+static const char *const resources[] = {
+    "base", "background", "label", "blank", NULL};
 static const char *const formats[] = {"png", "png8", "jpeg", NULL};
-static const char *const endpoints[] = {"info", "copyright", "languages",
-    "features", "politicalViews", NULL};
+static const char *const endpoints[] = {
+    "info", "copyright", "languages", "features", "politicalViews", NULL};
 static const char *const styles[] = {"explore.day", "explore.night",
     "explore.satellite.day", "lite.day", "lite.night", "lite.satellite.day",
     "satellite.day", "topo.day", "topo.night", NULL};
-static const char *const logistics_styles[] = {"logistics.day",
-    "logistics.night", "logistics.satellite.day", NULL};
+static const char *const logistics_styles[] = {
+    "logistics.day", "logistics.night", "logistics.satellite.day", NULL};
 /* Parameters a client may send that are dropped, never forwarded. */
-static const char *const dropped[] = {"apiKey", "app_id", "app_code", "lg",
-    "mv", NULL};
+static const char *const dropped[] = {
+    "apiKey", "app_id", "app_code", "lg", "mv", NULL};
 
 /* HERE's feature names with their allowed values. */
 static const struct {
@@ -50,7 +50,7 @@ struct params {
     const char *feature_value[NFEATURES];
     int has_features;
     int seen_indice;
-    unsigned seen_dropped;      /* bit i: dropped[i] was given */
+    unsigned seen_dropped; /* bit i: dropped[i] was given */
 };
 
 static const char *
@@ -88,11 +88,13 @@ request_method_parse(const char *method)
     return METHOD_OTHER;
 }
 
+/* clang-format off */
 static const char *const route_allow[ROUTE_COUNT] = {
 #define REQUEST_ROUTE_ROW(id, allow) allow,
     REQUEST_ROUTES_LIST(REQUEST_ROUTE_ROW)
 #undef REQUEST_ROUTE_ROW
 };
+/* clang-format on */
 
 const char *
 request_route_allow(enum req_route route)
@@ -105,17 +107,19 @@ static const struct {
     const char *name;
     size_t len;
     size_t offset;
+    /* clang-format off */
 } known_params[] = {
 #define REQUEST_PARAM_ROW(field, name)                                       \
     {name, sizeof(name) - 1, offsetof(struct request_params, field)},
     REQUEST_PARAMS_LIST(REQUEST_PARAM_ROW)
 #undef REQUEST_PARAM_ROW
 };
+/* clang-format on */
 
 /* One parameter: where it goes, if we read it. The first wins. */
 static void
-take_param(struct request_params *p, const char *name, size_t nlen,
-    const char *value)
+take_param(
+    struct request_params *p, const char *name, size_t nlen, const char *value)
 {
     size_t i;
 
@@ -133,8 +137,8 @@ take_param(struct request_params *p, const char *name, size_t nlen,
 }
 
 void
-request_params_read(struct request_params *out,
-    const struct fcgi_param *params, size_t n)
+request_params_read(
+    struct request_params *out, const struct fcgi_param *params, size_t n)
 {
     size_t i;
 
@@ -188,8 +192,8 @@ hexval(char c)
  * no parameter HERE knows needs them.
  */
 static int
-decode_component(const char *s, size_t len, char *out, size_t outsize,
-    const char **why)
+decode_component(
+    const char *s, size_t len, char *out, size_t outsize, const char **why)
 {
     size_t i, o = 0;
 
@@ -282,8 +286,8 @@ request_indice_valid(const char *v, size_t len)
         return 0;
     for (i = 0; i < len; i++) {
         char c = v[i];
-        if (!is_alpha(c) && !(c >= '0' && c <= '9') && c != '_' &&
-            c != '.' && c != '-')
+        if (!is_alpha(c) && !(c >= '0' && c <= '9') && c != '_' && c != '.' &&
+            c != '-')
             return 0;
     }
     return 1;
@@ -305,7 +309,8 @@ parse_features(const char *v, struct params *p, char *err, size_t errlen)
         int found = 0;
 
         if (++count > MAX_FEATURES || colon == NULL) {
-            snprintf(err, errlen, "features: must be name:value pairs "
+            snprintf(err, errlen,
+                "features: must be name:value pairs "
                 "separated by commas");
             return -1;
         }
@@ -320,8 +325,7 @@ parse_features(const char *v, struct params *p, char *err, size_t errlen)
             value = lookup(feature_table[i].values, colon + 1,
                 len - (size_t)(colon - item) - 1);
             if (value == NULL) {
-                snprintf(err, errlen, "features: unknown value for %s",
-                    name);
+                snprintf(err, errlen, "features: unknown value for %s", name);
                 return -1;
             }
             if (p->feature_value[i] != NULL) {
@@ -406,7 +410,8 @@ apply_param(const char *name, const char *value, struct params *p,
             return -1;
         }
         if (!request_indice_valid(value, strlen(value))) {
-            snprintf(err, errlen, "indice: must be 1 to 64 of "
+            snprintf(err, errlen,
+                "indice: must be 1 to 64 of "
                 "A-Z a-z 0-9 _ . -");
             return -1;
         }
@@ -451,8 +456,7 @@ apply_param(const char *name, const char *value, struct params *p,
     if (strcmp(name, "scale") == 0) {
         if (p->scale != 0)
             goto twice;
-        return parse_choice_long(name, value, scales, &p->scale, err,
-            errlen);
+        return parse_choice_long(name, value, scales, &p->scale, err, errlen);
     }
     if (strcmp(name, "lang") == 0 || strcmp(name, "lang2") == 0) {
         char *slot = name[4] == '2' ? p->lang2 : p->lang;
@@ -492,9 +496,8 @@ twice:
 }
 
 static int
-parse_query(const char *q, size_t qlen, struct params *p,
-    struct tile_req *req, const struct request_policy *policy, char *err,
-    size_t errlen)
+parse_query(const char *q, size_t qlen, struct params *p, struct tile_req *req,
+    const struct request_policy *policy, char *err, size_t errlen)
 {
     size_t pos = 0;
     int count = 0;
@@ -509,7 +512,7 @@ parse_query(const char *q, size_t qlen, struct params *p,
             len++;
         pos += len + 1;
         if (len == 0)
-            continue;   /* "a=1&&b=2" and a trailing '&' are harmless */
+            continue; /* "a=1&&b=2" and a trailing '&' are harmless */
         if (++count > MAX_PARAMS) {
             snprintf(err, errlen, "too many query parameters (at most %d)",
                 MAX_PARAMS);
@@ -521,8 +524,8 @@ parse_query(const char *q, size_t qlen, struct params *p,
             snprintf(err, errlen, "query parameter name: %s", why);
             return -1;
         }
-        if (decode_component(eq ? eq + 1 : item + len,
-                eq ? len - nlen - 1 : 0, value, sizeof(value), &why) != 0) {
+        if (decode_component(eq ? eq + 1 : item + len, eq ? len - nlen - 1 : 0,
+                value, sizeof(value), &why) != 0) {
             char shown[72];
             safe_copy(shown, sizeof(shown), name, strlen(name));
             snprintf(err, errlen, "%s: %s", shown, why);
@@ -631,7 +634,7 @@ build_key(struct tile_req *req, struct params *p)
             return -1;
         /* HERE's defaults, so that explicit and implied ones match. */
         if (p->style == NULL)
-            p->style = styles[0];   /* explore.day */
+            p->style = styles[0]; /* explore.day */
         if (p->size == 0)
             p->size = 256;
         if (p->ppi == 0)
@@ -709,8 +712,8 @@ build_plan(struct tile_req *req, const struct params *p)
     }
     if (p->has_features) {
         len = strlen(req->plan);
-        snprintf(req->plan + len, sizeof(req->plan) - len, "%sfeatures=",
-            len > 0 ? "&" : "");
+        snprintf(req->plan + len, sizeof(req->plan) - len,
+            "%sfeatures=", len > 0 ? "&" : "");
         for (i = 0; i < NFEATURES; i++) {
             if (p->feature_value[i] == NULL)
                 continue;
@@ -732,14 +735,14 @@ build_plan(struct tile_req *req, const struct params *p)
         plan_put_long(req, "scale", p->scale);
     if (p->size != 0 && p->size != 256)
         plan_put_long(req, "size", p->size);
-    if (p->style != NULL && p->style != styles[0])  /* explore.day */
+    if (p->style != NULL && p->style != styles[0]) /* explore.day */
         plan_put(req, "style", p->style);
 }
 
 /* Split the path after the prefix into at most 6 segments. */
 static int
-split_segments(const char *s, size_t len, const char **seg, size_t *seglen,
-    int max)
+split_segments(
+    const char *s, size_t len, const char **seg, size_t *seglen, int max)
 {
     int n = 0;
     size_t start = 0, i;
@@ -758,15 +761,16 @@ split_segments(const char *s, size_t len, const char **seg, size_t *seglen,
 }
 
 static int
-route_tile(struct tile_req *req, const char **seg, const size_t *seglen,
-    int n, const struct request_policy *policy, char *err, size_t errlen)
+route_tile(struct tile_req *req, const char **seg, const size_t *seglen, int n,
+    const struct request_policy *policy, char *err, size_t errlen)
 {
     int i = 0;
     long max;
 
     if (n == 6) {
         if ((req->resource = lookup(resources, seg[0], seglen[0])) == NULL) {
-            snprintf(err, errlen, "unknown resource: use base, background, "
+            snprintf(err, errlen,
+                "unknown resource: use base, background, "
                 "label or blank");
             return 400;
         }
@@ -781,13 +785,17 @@ route_tile(struct tile_req *req, const char **seg, const size_t *seglen,
     }
     max = (1L << req->z) - 1;
     if (parse_coord(seg[i + 2], seglen[i + 2], max, &req->x) != 0) {
-        snprintf(err, errlen, "x: must be 0 to %ld at zoom %ld, without "
-            "leading zeros", max, req->z);
+        snprintf(err, errlen,
+            "x: must be 0 to %ld at zoom %ld, without "
+            "leading zeros",
+            max, req->z);
         return 400;
     }
     if (parse_coord(seg[i + 3], seglen[i + 3], max, &req->y) != 0) {
-        snprintf(err, errlen, "y: must be 0 to %ld at zoom %ld, without "
-            "leading zeros", max, req->z);
+        snprintf(err, errlen,
+            "y: must be 0 to %ld at zoom %ld, without "
+            "leading zeros",
+            max, req->z);
         return 400;
     }
     if ((req->format = lookup(formats, seg[i + 4], seglen[i + 4])) == NULL) {
@@ -841,14 +849,15 @@ request_parse(const char *method, const char *uri,
     plen = q ? (size_t)(q - uri) : ulen;
     safe_copy(req->path, sizeof(req->path), uri, plen);
     if (ulen > REQUEST_URI_MAX) {
-        snprintf(err, errlen, "request URI longer than %d bytes",
-            REQUEST_URI_MAX);
+        snprintf(
+            err, errlen, "request URI longer than %d bytes", REQUEST_URI_MAX);
         return 414;
     }
     for (i = 0; i < ulen; i++) {
         unsigned char c = (unsigned char)uri[i];
         if (c <= 0x20 || c >= 0x7f || c == '#') {
-            snprintf(err, errlen, "request URI contains a byte that is not "
+            snprintf(err, errlen,
+                "request URI contains a byte that is not "
                 "allowed");
             return 400;
         }
@@ -858,7 +867,8 @@ request_parse(const char *method, const char *uri,
         return 400;
     }
     if (has_bad_segment(uri, plen)) {
-        snprintf(err, errlen, "empty, '.' or '..' path segments are not "
+        snprintf(err, errlen,
+            "empty, '.' or '..' path segments are not "
             "allowed");
         return 400;
     }
@@ -902,7 +912,7 @@ request_parse(const char *method, const char *uri,
     if (n == 1 && (req->endpoint = lookup(endpoints, seg[0], seglen[0]))) {
         req->route = ROUTE_META;
     } else if ((n == 5 && seglen[0] == 2 && memcmp(seg[0], "mc", 2) == 0) ||
-               (n == 6 && seglen[1] == 2 && memcmp(seg[1], "mc", 2) == 0)) {
+        (n == 6 && seglen[1] == 2 && memcmp(seg[1], "mc", 2) == 0)) {
         req->route = ROUTE_TILE;
     } else {
         snprintf(err, errlen, "no such endpoint");
@@ -916,8 +926,7 @@ request_parse(const char *method, const char *uri,
         (rc = route_tile(req, seg, seglen, n, policy, err, errlen)) != 0)
         return rc;
     if (q != NULL &&
-        parse_query(q + 1, ulen - plen - 1, &p, req, policy, err,
-            errlen) != 0)
+        parse_query(q + 1, ulen - plen - 1, &p, req, policy, err, errlen) != 0)
         return 400;
     if (build_key(req, &p) != 0) {
         snprintf(err, errlen, "request too long");

@@ -20,6 +20,7 @@
  * The routes, with the methods each answers (the Allow of a 405). One
  * list drives the enum and the table.
  */
+/* clang-format off */
 #define REQUEST_ROUTES_LIST(X)                                               \
     X(NONE, "GET, HEAD, OPTIONS")                                            \
     X(TILE, "GET, HEAD, OPTIONS")   /* /here-proxy/{resource}/mc/z/x/y/f */  \
@@ -30,13 +31,16 @@
     X(METRICS, "GET, HEAD")         /* /metrics: per-indice JSON */          \
     X(METRICS_PROMETHEUS, "GET, HEAD") /* text format 0.0.4 */               \
     X(ADMIN_PURGE, "POST")  /* /admin/purge?all=1, /admin/purge/here-proxy */
+/* clang-format on */
 
+/* clang-format off */
 enum req_route {
 #define REQUEST_ROUTE_ENUM(id, allow) ROUTE_##id,
     REQUEST_ROUTES_LIST(REQUEST_ROUTE_ENUM)
 #undef REQUEST_ROUTE_ENUM
     ROUTE_COUNT
 };
+/* clang-format on */
 
 /* The methods a route answers, for the Allow header of a 405. */
 const char *request_route_allow(enum req_route route);
@@ -57,9 +61,9 @@ struct request_policy {
 struct tile_req {
     enum req_route route;
     enum req_method method;
-    const char *resource;              /* static string, tiles only */
-    const char *format;                /* static string, tiles only */
-    const char *endpoint;              /* static string, metadata only */
+    const char *resource; /* static string, tiles only */
+    const char *format;   /* static string, tiles only */
+    const char *endpoint; /* static string, metadata only */
     long z, x, y;
     char indice[REQUEST_INDICE_MAX + 1]; /* "-" when absent */
     /* query "token" (client token): never in the key, never logged */
@@ -104,6 +108,7 @@ int request_parse(const char *method, const char *uri,
  * over what the web server sent), each NULL when absent. One list drives
  * the struct and the lookup.
  */
+/* clang-format off */
 #define REQUEST_PARAMS_LIST(X)                                               \
     X(method, "REQUEST_METHOD")                                              \
     X(uri, "REQUEST_URI")                                                    \
@@ -117,18 +122,21 @@ int request_parse(const char *method, const char *uri,
     X(host, "HTTP_HOST")                                                     \
     X(https, "HTTPS")                                                        \
     X(scheme, "REQUEST_SCHEME")
+/* clang-format on */
 
+/* clang-format off */
 struct request_params {
 #define REQUEST_PARAM_FIELD(field, name) const char *field;
     REQUEST_PARAMS_LIST(REQUEST_PARAM_FIELD)
 #undef REQUEST_PARAM_FIELD
 };
+/* clang-format on */
 
 struct fcgi_param;
 
 /* The parameters out of a FastCGI request's (they must outlive *out). */
-void request_params_read(struct request_params *out,
-    const struct fcgi_param *params, size_t n);
+void request_params_read(
+    struct request_params *out, const struct fcgi_param *params, size_t n);
 
 /* The same out of "NAME=value" strings (tests, tools), NULL-terminated. */
 void request_params_from_env(struct request_params *out, char *const *envp);

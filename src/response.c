@@ -14,7 +14,8 @@
 #define HEADERS_MAX 2048
 
 /* Headers a browser script may read on a cross-origin tile. */
-#define EXPOSED "X-Cache, X-Index, X-Request-ID, ETag, Retry-After, " \
+#define EXPOSED                                                                \
+    "X-Cache, X-Index, X-Request-ID, ETag, Retry-After, "                      \
     "RateLimit-Limit, RateLimit-Remaining, RateLimit-Reset"
 
 const char *
@@ -48,8 +49,7 @@ response_reason(int status)
 }
 
 /* Append to a header block; silently stops at the cap (never reached). */
-static void
-hdr(char *buf, size_t *len, const char *fmt, ...)
+static void hdr(char *buf, size_t *len, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
 static void
@@ -64,8 +64,8 @@ hdr(char *buf, size_t *len, const char *fmt, ...)
     w = vsnprintf(buf + *len, HEADERS_MAX - *len, fmt, ap);
     va_end(ap);
     if (w > 0)
-        *len += (size_t)w < HEADERS_MAX - *len ? (size_t)w
-                                               : HEADERS_MAX - *len - 1;
+        *len +=
+            (size_t)w < HEADERS_MAX - *len ? (size_t)w : HEADERS_MAX - *len - 1;
 }
 
 /*
@@ -97,8 +97,8 @@ put_num(char *buf, size_t *len, unsigned long long v)
 }
 
 static void
-common_headers(char *buf, size_t *len, int status,
-    const struct response_meta *meta)
+common_headers(
+    char *buf, size_t *len, int status, const struct response_meta *meta)
 {
     put(buf, len, "Status: ");
     put_num(buf, len, (unsigned)status);
@@ -119,9 +119,10 @@ common_headers(char *buf, size_t *len, int status,
     if (meta->retry_after_s > 0)
         hdr(buf, len, "Retry-After: %ld\r\n", meta->retry_after_s);
     if (meta->rate_limited)
-        hdr(buf, len, "RateLimit-Limit: %ld\r\nRateLimit-Remaining: %ld\r\n"
-            "RateLimit-Reset: %ld\r\n", meta->rate_limit,
-            meta->rate_remaining, meta->rate_reset_s);
+        hdr(buf, len,
+            "RateLimit-Limit: %ld\r\nRateLimit-Remaining: %ld\r\n"
+            "RateLimit-Reset: %ld\r\n",
+            meta->rate_limit, meta->rate_remaining, meta->rate_reset_s);
     if (meta->cors_origin != NULL) {
         put(buf, len, "Access-Control-Allow-Origin: ");
         put(buf, len, meta->cors_origin);
@@ -140,8 +141,7 @@ common_headers(char *buf, size_t *len, int status,
  */
 static size_t
 send_all(struct fcgi_out *out, const struct response_meta *meta,
-    const char *headers, size_t hlen, const void *body, size_t blen,
-    int head)
+    const char *headers, size_t hlen, const void *body, size_t blen, int head)
 {
     uint64_t before = out->body_written;
 
@@ -201,7 +201,8 @@ response_text(struct fcgi_out *out, int status, const char *content_type,
         hdr(buf, &len, "Allow: %s\r\n", meta->allow);
     if (meta->www_authenticate != NULL)
         hdr(buf, &len, "WWW-Authenticate: %s\r\n", meta->www_authenticate);
-    hdr(buf, &len, "Content-Type: %s\r\n"
+    hdr(buf, &len,
+        "Content-Type: %s\r\n"
         "Content-Length: %zu\r\nCache-Control: no-store\r\n\r\n",
         content_type, blen);
     return send_all(out, meta, buf, len, body, blen, meta->head);
@@ -309,8 +310,9 @@ response_body(struct fcgi_out *out, int status, const char *content_type,
     common_headers(buf, &len, status, meta);
     put(buf, &len, "X-Cache: ");
     put(buf, &len, x_cache);
-    put(buf, &len, meta->client_tokens ? "\r\nCache-Control: private, max-age="
-                                       : "\r\nCache-Control: public, max-age=");
+    put(buf, &len,
+        meta->client_tokens ? "\r\nCache-Control: private, max-age="
+                            : "\r\nCache-Control: public, max-age=");
     put_num(buf, &len, max_age_s > 0 ? (unsigned long long)max_age_s : 0);
     put(buf, &len, "\r\n");
     if (*etag != '\0') {
@@ -327,8 +329,8 @@ response_body(struct fcgi_out *out, int status, const char *content_type,
     }
     put(buf, &len, "\r\n");
     *status_out = status;
-    return send_all(out, meta, buf, len, body, body_len,
-        meta->head || not_modified);
+    return send_all(
+        out, meta, buf, len, body, body_len, meta->head || not_modified);
 }
 
 size_t
@@ -399,7 +401,8 @@ response_preflight(struct fcgi_out *out, const struct response_meta *meta)
     common_headers(buf, &len, 204, meta);
     /* With tokens a page may send its token in a header, not the query. */
     if (meta->cors_origin != NULL)
-        hdr(buf, &len, "Access-Control-Allow-Methods: GET, HEAD, OPTIONS\r\n"
+        hdr(buf, &len,
+            "Access-Control-Allow-Methods: GET, HEAD, OPTIONS\r\n"
             "Access-Control-Allow-Headers: If-None-Match, X-Request-ID%s\r\n"
             "Access-Control-Max-Age: 86400\r\n",
             meta->client_tokens ? ", X-Proxy-Token" : "");

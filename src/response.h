@@ -20,13 +20,13 @@ struct fcgi_out;
 
 /* Headers every response from a proxy route carries. */
 struct response_meta {
-    const char *indice;       /* X-Index; NULL to omit */
-    const char *cors_origin;  /* Access-Control-Allow-Origin; NULL: none */
-    const char *allow;        /* Allow, on 405 */
+    const char *indice;           /* X-Index; NULL to omit */
+    const char *cors_origin;      /* Access-Control-Allow-Origin; NULL: none */
+    const char *allow;            /* Allow, on 405 */
     const char *www_authenticate; /* WWW-Authenticate, on 401 */
-    long retry_after_s;       /* Retry-After when > 0 */
-    int head;                 /* HEAD: headers only */
-    const char *request_id;   /* X-Request-ID; NULL to omit */
+    long retry_after_s;           /* Retry-After when > 0 */
+    int head;                     /* HEAD: headers only */
+    const char *request_id;       /* X-Request-ID; NULL to omit */
     /* RateLimit-Limit, -Remaining, -Reset when rate_limited is 1 */
     int rate_limited;
     long rate_limit;
@@ -54,10 +54,10 @@ struct response_meta {
 /* What a request came to, for its access line and its metrics. */
 struct outcome {
     int status;
-    size_t bytes;             /* body bytes the web server took */
+    size_t bytes; /* body bytes the web server took */
     enum cache_status cache;
-    enum error_kind error;    /* ERROR_NONE: none */
-    char detail[320];         /* the log's "error": never the client's */
+    enum error_kind error; /* ERROR_NONE: none */
+    char detail[320];      /* the log's "error": never the client's */
     /* The exchange with HERE this request led (attempts 0: none). */
     int upstream_status;
     int upstream_attempts;
@@ -74,17 +74,16 @@ struct outcome {
  * host names and library messages stay in the log.
  */
 void response_fail(struct fcgi_out *out, struct outcome *o,
-    enum error_kind kind, int status, const char *message,
-    const char *detail, const struct response_meta *meta);
+    enum error_kind kind, int status, const char *message, const char *detail,
+    const struct response_meta *meta);
 
 /* {"error": message, "status": status} with Content-Type JSON. */
-size_t response_error(struct fcgi_out *out, int status,
-    const char *message, const struct response_meta *meta);
+size_t response_error(struct fcgi_out *out, int status, const char *message,
+    const struct response_meta *meta);
 
 /* A text document with its Content-Type (Cache-Control: no-store). */
-size_t response_text(struct fcgi_out *out, int status,
-    const char *content_type, const char *body,
-    const struct response_meta *meta);
+size_t response_text(struct fcgi_out *out, int status, const char *content_type,
+    const char *body, const struct response_meta *meta);
 
 /* A JSON document given as text. */
 size_t response_json(struct fcgi_out *out, int status, const char *json,
@@ -103,19 +102,19 @@ size_t response_entry(struct fcgi_out *out, const struct entry *e,
  * The same for a body held elsewhere (a flight that has ended): status
  * with its body, or 304 when if_none_match matches etag ("" for none).
  */
-size_t response_body(struct fcgi_out *out, int status,
-    const char *content_type, const char *etag, const void *body,
-    size_t body_len, const char *if_none_match, const char *x_cache,
-    long max_age_s, const struct response_meta *meta, int *status_out);
+size_t response_body(struct fcgi_out *out, int status, const char *content_type,
+    const char *etag, const void *body, size_t body_len,
+    const char *if_none_match, const char *x_cache, long max_age_s,
+    const struct response_meta *meta, int *status_out);
 
 /*
  * Start a response whose body arrives from HERE in chunks: headers only,
  * with X-Accel-Buffering: no so that NGINX passes each chunk on at once.
  * content_length < 0 when unknown. Returns 0, or -1 when the client is gone.
  */
-int response_begin(struct fcgi_out *out, int status,
-    const char *content_type, const char *etag, int64_t content_length,
-    const char *x_cache, long max_age_s, const struct response_meta *meta);
+int response_begin(struct fcgi_out *out, int status, const char *content_type,
+    const char *etag, int64_t content_length, const char *x_cache,
+    long max_age_s, const struct response_meta *meta);
 
 /*
  * One chunk of body, written at once, unless the web server hung up
@@ -127,8 +126,7 @@ int response_chunk(struct fcgi_out *out, const void *data, size_t len);
 int response_end(struct fcgi_out *out);
 
 /* 204 for a CORS preflight. */
-void response_preflight(struct fcgi_out *out,
-    const struct response_meta *meta);
+void response_preflight(struct fcgi_out *out, const struct response_meta *meta);
 
 /*
  * True once a write to out failed: the web server (the client behind it)

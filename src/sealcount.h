@@ -20,7 +20,7 @@ struct mc;
 enum sealcount_result {
     SEALCOUNT_OK,
     SEALCOUNT_REPLACED, /* what was there did not verify: counted afresh */
-    SEALCOUNT_ERROR /* memcached failed, or too many racing writers */
+    SEALCOUNT_ERROR     /* memcached failed, or too many racing writers */
 };
 
 /*

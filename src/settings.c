@@ -16,7 +16,6 @@
 #include "request.h"
 #include "util.h"
 
-
 enum { RESTART, RELOAD };
 
 struct setting {
@@ -29,7 +28,7 @@ struct setting {
     int reload;
 };
 
-#define SETTING_ROW(name, member, kind, def, min, max, reload)               \
+#define SETTING_ROW(name, member, kind, def, min, max, reload)                 \
     {#name, offsetof(struct settings, member), kind, def, min, max, reload},
 
 static const struct setting settings[] = {SETTINGS_LIST(SETTING_ROW)};
@@ -51,10 +50,8 @@ is_text(enum setting_kind kind)
     case CFG_LONG:
     case CFG_BOOL:
     case CFG_SIZE:
-    case CFG_LEVEL:
-        return 0;
-    default:
-        return 1;
+    case CFG_LEVEL: return 0;
+    default: return 1;
     }
 }
 
@@ -105,8 +102,8 @@ name_list_parse(const char *text, int star, struct name_list *out)
             n--;
         if (n > 0) {
             if (out->n == cap) {
-                char **v = realloc(out->names,
-                    (cap = cap ? cap * 2 : 8) * sizeof(*v));
+                char **v =
+                    realloc(out->names, (cap = cap ? cap * 2 : 8) * sizeof(*v));
 
                 if (v == NULL)
                     goto oom;
@@ -133,8 +130,7 @@ name_list_has(const struct name_list *l, const char *name)
     if (l->any)
         return 1;
     return name != NULL &&
-        bsearch(&name, l->names, l->n, sizeof(*l->names), cmp_names) !=
-        NULL;
+        bsearch(&name, l->names, l->n, sizeof(*l->names), cmp_names) != NULL;
 }
 
 static const struct setting *
@@ -207,7 +203,7 @@ valid_origins(const char *v)
                 return 0;
         p += len;
         if (*p == ',' && *++p == '\0')
-            return 0;           /* a trailing comma names nobody */
+            return 0; /* a trailing comma names nobody */
     }
     return 1;
 }
@@ -311,11 +307,9 @@ parsed_free(struct parsed *p)
     rate_overrides_free(&p->over);
 }
 
-static int
-check_indice_entry(const char *s, size_t len, void *arg);
-static int
-each_entry(const char *list, int (*fn)(const char *, size_t, void *),
-    void *arg);
+static int check_indice_entry(const char *s, size_t len, void *arg);
+static int each_entry(
+    const char *list, int (*fn)(const char *, size_t, void *), void *arg);
 
 /* Check value for s and parse what it means into *p. 0 or -1 (err set). */
 static int
@@ -329,8 +323,10 @@ parse_text(const struct setting *s, const char *value, struct parsed *p,
     case CFG_SECRET:
         if (s->kind == CFG_SECRET && strcmp(s->name, "HERE_API_KEY") == 0 &&
             *value != '\0' && !valid_key(value)) {
-            snprintf(err, errlen, "%s: only letters, digits and -._~ "
-                "are allowed, at most 512", s->name);
+            snprintf(err, errlen,
+                "%s: only letters, digits and -._~ "
+                "are allowed, at most 512",
+                s->name);
             return -1;
         }
         return 0;
@@ -343,27 +339,33 @@ parse_text(const struct setting *s, const char *value, struct parsed *p,
         return 0;
     case CFG_INDICES:
         if (each_entry(value, check_indice_entry, NULL) != 0) {
-            snprintf(err, errlen, "%s: each entry must be 1 to 64 of A-Z "
-                "a-z 0-9 _ . -", s->name);
+            snprintf(err, errlen,
+                "%s: each entry must be 1 to 64 of A-Z "
+                "a-z 0-9 _ . -",
+                s->name);
             return -1;
         }
         break;
     case CFG_URL:
         if (!is_http_url(value) || strpbrk(value, " ?#\t\r\n") != NULL) {
-            snprintf(err, errlen, "%s: must be an http:// or https:// URL "
-                "without query: '%s'", s->name, value);
+            snprintf(err, errlen,
+                "%s: must be an http:// or https:// URL "
+                "without query: '%s'",
+                s->name, value);
             return -1;
         }
         return 0;
     case CFG_ORIGINS:
         if (!valid_origins(value)) {
-            snprintf(err, errlen, "%s: must be * or a comma list of "
-                "http(s) origins", s->name);
+            snprintf(err, errlen,
+                "%s: must be * or a comma list of "
+                "http(s) origins",
+                s->name);
             return -1;
         }
         break;
     case CFG_CIDRS:
-        if (*value == '\0')            /* no trusted proxies */
+        if (*value == '\0') /* no trusted proxies */
             return 0;
         /* FALLTHROUGH: the same address syntax */
         __attribute__((fallthrough));
@@ -375,8 +377,10 @@ parse_text(const struct setting *s, const char *value, struct parsed *p,
         return 0;
     case CFG_SERVERS:
         if (*value != '\0' && !valid_servers(value)) {
-            snprintf(err, errlen, "%s: must be host:port or /socket/path, "
-                "comma separated: '%s'", s->name, value);
+            snprintf(err, errlen,
+                "%s: must be host:port or /socket/path, "
+                "comma separated: '%s'",
+                s->name, value);
             return -1;
         }
         return 0;
@@ -387,17 +391,19 @@ parse_text(const struct setting *s, const char *value, struct parsed *p,
             return -1;
         }
         if (s->kind == CFG_QUOTA && p->spec.burst != p->spec.limit) {
-            snprintf(err, errlen, "%s: a quota takes no burst: '%s'",
-                s->name, value);
+            snprintf(err, errlen, "%s: a quota takes no burst: '%s'", s->name,
+                value);
             return -1;
         }
         return 0;
     case CFG_RATES:
     case CFG_QUOTAS:
-        if (rate_overrides_parse(value, s->kind == CFG_RATES, &p->over, msg,
-                sizeof(msg)) != 0) {
-            snprintf(err, errlen, "%s: %s (expected name:spec,name:spec "
-                "such as mapa1:1000/minute,demo:off)", s->name, msg);
+        if (rate_overrides_parse(
+                value, s->kind == CFG_RATES, &p->over, msg, sizeof(msg)) != 0) {
+            snprintf(err, errlen,
+                "%s: %s (expected name:spec,name:spec "
+                "such as mapa1:1000/minute,demo:off)",
+                s->name, msg);
             return -1;
         }
         return 0;
@@ -408,8 +414,7 @@ parse_text(const struct setting *s, const char *value, struct parsed *p,
             return -1;
         }
         return 0;
-    default:
-        return 0;
+    default: return 0;
     }
     /* CFG_INDICES and CFG_ORIGINS: a sorted list for lookups. */
     if (name_list_parse(value, s->kind == CFG_ORIGINS, &p->names) != 0) {
@@ -436,8 +441,8 @@ store_parsed(struct settings *cfg, const struct setting *s, struct parsed *p)
         break;
     case CFG_INDICES:
     case CFG_ORIGINS: {
-        struct name_list *l = s->kind == CFG_INDICES ? &cfg->indices_allowed
-                                                     : &cfg->origins;
+        struct name_list *l =
+            s->kind == CFG_INDICES ? &cfg->indices_allowed : &cfg->origins;
         old.names = *l;
         *l = p->names;
         memset(&p->names, 0, sizeof(p->names));
@@ -445,8 +450,8 @@ store_parsed(struct settings *cfg, const struct setting *s, struct parsed *p)
     }
     case CFG_ACL:
     case CFG_CIDRS: {
-        struct acl **a = s->kind == CFG_ACL ? &cfg->metrics_acl
-                                            : &cfg->trusted_acl;
+        struct acl **a =
+            s->kind == CFG_ACL ? &cfg->metrics_acl : &cfg->trusted_acl;
         old.acl = *a;
         *a = p->acl;
         p->acl = NULL;
@@ -458,20 +463,17 @@ store_parsed(struct settings *cfg, const struct setting *s, struct parsed *p)
         else
             cfg->ip_rate = p->spec;
         break;
-    case CFG_QUOTA:
-        cfg->quota = p->spec;
-        break;
+    case CFG_QUOTA: cfg->quota = p->spec; break;
     case CFG_RATES:
     case CFG_QUOTAS: {
-        struct rate_overrides *o = s->kind == CFG_RATES ? &cfg->index_rates
-                                                        : &cfg->quotas;
+        struct rate_overrides *o =
+            s->kind == CFG_RATES ? &cfg->index_rates : &cfg->quotas;
         old.over = *o;
         *o = p->over;
         memset(&p->over, 0, sizeof(p->over));
         break;
     }
-    default:
-        break;
+    default: break;
     }
     parsed_free(&old);
 }
@@ -489,48 +491,50 @@ settings_set(struct settings *cfg, const char *name, const char *value,
 
     if (s == NULL)
         return 1;
-    if (strlen(value) > (s->kind == CFG_TOKENS ? TOKENS_TEXT_MAX
-                                               : MAX_TEXT_LEN)) {
+    if (strlen(value) >
+        (s->kind == CFG_TOKENS ? TOKENS_TEXT_MAX : MAX_TEXT_LEN)) {
         snprintf(err, errlen, "%s: value too long", s->name);
         return -1;
     }
     switch (s->kind) {
     case CFG_LONG:
         if (util_parse_long(value, s->min, s->max, &num) != 0) {
-            snprintf(err, errlen, "%s: must be a whole number from %ld to "
-                "%ld: '%s'", s->name, s->min, s->max, value);
+            snprintf(err, errlen,
+                "%s: must be a whole number from %ld to "
+                "%ld: '%s'",
+                s->name, s->min, s->max, value);
             return -1;
         }
         *(long *)(base + s->offset) = num;
         return 0;
     case CFG_BOOL:
         if (parse_bool(value, &num) != 0) {
-            snprintf(err, errlen, "%s: must be 0 or 1: '%s'", s->name,
-                value);
+            snprintf(err, errlen, "%s: must be 0 or 1: '%s'", s->name, value);
             return -1;
         }
         *(long *)(base + s->offset) = num;
         return 0;
     case CFG_SIZE:
-        if (util_parse_size(value, &size) != 0 ||
-            size < (uint64_t)s->min) {
-            snprintf(err, errlen, "%s: must be a byte count (K, M, G "
-                "suffixes allowed) of at least %ld: '%s'", s->name, s->min,
-                value);
+        if (util_parse_size(value, &size) != 0 || size < (uint64_t)s->min) {
+            snprintf(err, errlen,
+                "%s: must be a byte count (K, M, G "
+                "suffixes allowed) of at least %ld: '%s'",
+                s->name, s->min, value);
             return -1;
         }
         *(uint64_t *)(base + s->offset) = size;
         return 0;
     case CFG_LEVEL:
         if (log_level_parse(value, &level) != 0) {
-            snprintf(err, errlen, "%s: must be DEBUG, INFO, WARN or ERROR: "
-                "'%s'", s->name, value);
+            snprintf(err, errlen,
+                "%s: must be DEBUG, INFO, WARN or ERROR: "
+                "'%s'",
+                s->name, value);
             return -1;
         }
         *(long *)(base + s->offset) = (long)level;
         return 0;
-    default:
-        break;
+    default: break;
     }
     memset(&p, 0, sizeof(p));
     if (parse_text(s, value, &p, err, errlen) != 0) {
@@ -560,8 +564,8 @@ settings_init(struct settings *cfg)
 
     memset(cfg, 0, sizeof(*cfg));
     for (i = 0; i < NSETTINGS; i++)
-        if (settings_set(cfg, settings[i].name, settings[i].def, err,
-                sizeof(err)) != 0)
+        if (settings_set(
+                cfg, settings[i].name, settings[i].def, err, sizeof(err)) != 0)
             return -1;
     return 0;
 }
@@ -600,8 +604,9 @@ trim(char *s)
     while (*s == ' ' || *s == '\t' || *s == '\r' || *s == '\n')
         s++;
     end = s + strlen(s);
-    while (end > s && (end[-1] == ' ' || end[-1] == '\t' ||
-               end[-1] == '\r' || end[-1] == '\n'))
+    while (end > s &&
+        (end[-1] == ' ' || end[-1] == '\t' || end[-1] == '\r' ||
+            end[-1] == '\n'))
         *--end = '\0';
     return s;
 }
@@ -629,8 +634,7 @@ settings_apply_text(struct settings *cfg, const char *text, const char *origin,
         if (*name == '\0' || *name == '#')
             continue;
         if ((eq = strchr(name, '=')) == NULL) {
-            snprintf(err, errlen, "%s:%d: expected KEY=value", origin,
-                lineno);
+            snprintf(err, errlen, "%s:%d: expected KEY=value", origin, lineno);
             goto done;
         }
         *eq = '\0';
@@ -644,8 +648,8 @@ settings_apply_text(struct settings *cfg, const char *text, const char *origin,
         }
         r = settings_set(cfg, name, value, msg, sizeof(msg));
         if (r == 1) {
-            snprintf(err, errlen, "%s:%d: unknown setting %s", origin,
-                lineno, name);
+            snprintf(
+                err, errlen, "%s:%d: unknown setting %s", origin, lineno, name);
             goto done;
         }
         if (r != 0) {
@@ -672,8 +676,8 @@ env_get(char *const *envp, const char *name)
 
 /* Read a small text file whole; returns malloc'd text or NULL. */
 static char *
-read_small_file(const char *path, size_t max, char *err, size_t errlen,
-    const char *setting)
+read_small_file(
+    const char *path, size_t max, char *err, size_t errlen, const char *setting)
 {
     FILE *fp = fopen(path, "r");
     char *buf = NULL;
@@ -690,8 +694,10 @@ read_small_file(const char *path, size_t max, char *err, size_t errlen,
     }
     n = fread(buf, 1, max + 1, fp);
     if (ferror(fp) || n > max) {
-        snprintf(err, errlen, "%s: cannot read %s (or larger than %zu "
-            "bytes)", setting, path, max);
+        snprintf(err, errlen,
+            "%s: cannot read %s (or larger than %zu "
+            "bytes)",
+            setting, path, max);
         goto fail;
     }
     buf[n] = '\0';
@@ -713,7 +719,7 @@ fail:
  * line, '#' comments allowed, joined with commas (a list).
  */
 static const struct setting_file {
-    const char *var;        /* ..._FILE */
+    const char *var; /* ..._FILE */
     const char *setting;
     size_t max;
     int lines;
@@ -721,8 +727,8 @@ static const struct setting_file {
     {"HERE_API_KEY_FILE", "HERE_API_KEY", 4096, 0},
     {"HEREPROXY_ADMIN_TOKEN_FILE", "HEREPROXY_ADMIN_TOKEN", 4096, 0},
     {"CACHE_SECRET_FILE", "CACHE_SECRET", 4096, 0},
-    {"HEREPROXY_CLIENT_TOKENS_FILE", "HEREPROXY_CLIENT_TOKENS",
-        TOKENS_TEXT_MAX, 1},
+    {"HEREPROXY_CLIENT_TOKENS_FILE", "HEREPROXY_CLIENT_TOKENS", TOKENS_TEXT_MAX,
+        1},
 };
 
 /* One entry a line ('#' comment lines and blank lines allowed), as a
@@ -768,8 +774,8 @@ read_setting_file(struct settings *cfg, char *const *envp,
         return -1;
     if (f->lines)
         lines_to_list(text);
-    rc = settings_set(cfg, f->setting, f->lines ? text : trim(text), msg,
-        sizeof(msg));
+    rc = settings_set(
+        cfg, f->setting, f->lines ? text : trim(text), msg, sizeof(msg));
     if (rc != 0)
         snprintf(err, errlen, "%s %s%s: %s", f->var, path,
             f->lines ? " (entry N is line N)" : "", msg);
@@ -790,8 +796,8 @@ settings_load(struct settings *cfg, char *const *envp, char *err, size_t errlen)
         return -1;
     }
     if ((path = env_get(envp, "HEREPROXY_CONFIG")) != NULL && *path) {
-        char *text = read_small_file(path, 1 << 20, err, errlen,
-            "HEREPROXY_CONFIG");
+        char *text =
+            read_small_file(path, 1 << 20, err, errlen, "HEREPROXY_CONFIG");
         int rc;
 
         if (text == NULL)
@@ -818,8 +824,7 @@ settings_load(struct settings *cfg, char *const *envp, char *err, size_t errlen)
  * Calls fn for each; stops when it returns non-zero and returns that.
  */
 static int
-each_entry(const char *list, int (*fn)(const char *, size_t, void *),
-    void *arg)
+each_entry(const char *list, int (*fn)(const char *, size_t, void *), void *arg)
 {
     const char *p = list;
 
@@ -852,8 +857,8 @@ check_indice_entry(const char *s, size_t len, void *arg)
 }
 
 int
-settings_token_indice(const struct settings *cfg, const char *token,
-    char *indice, size_t size)
+settings_token_indice(
+    const struct settings *cfg, const char *token, char *indice, size_t size)
 {
     return token_table_find(cfg->client_token_table, token, indice, size);
 }
@@ -883,36 +888,42 @@ int
 settings_validate(const struct settings *cfg, char *err, size_t errlen)
 {
     if (*cfg->here_api_key == '\0') {
-        snprintf(err, errlen, "HERE_API_KEY is not set (or set "
+        snprintf(err, errlen,
+            "HERE_API_KEY is not set (or set "
             "HERE_API_KEY_FILE to a file holding it)");
         return -1;
     }
     if (*cfg->admin_token != '\0' && !admin_token_ok(cfg->admin_token)) {
-        snprintf(err, errlen, "HEREPROXY_ADMIN_TOKEN: use 16 to 256 "
+        snprintf(err, errlen,
+            "HEREPROXY_ADMIN_TOKEN: use 16 to 256 "
             "printable bytes without spaces (a long random value)");
         return -1;
     }
     if (*cfg->cache_secret != '\0' && strlen(cfg->cache_secret) < 16) {
         /* Never quote it: it is secret. */
-        snprintf(err, errlen, "CACHE_SECRET: use at least 16 bytes (a long "
+        snprintf(err, errlen,
+            "CACHE_SECRET: use at least 16 bytes (a long "
             "random value, the same on every instance)");
         return -1;
     }
     if (cfg->cache_ttl_default_s > cfg->cache_ttl_cap_s) {
-        snprintf(err, errlen, "CACHE_TTL_DEFAULT (%ld) is larger than "
-            "CACHE_TTL_CAP (%ld)", cfg->cache_ttl_default_s,
-            cfg->cache_ttl_cap_s);
+        snprintf(err, errlen,
+            "CACHE_TTL_DEFAULT (%ld) is larger than "
+            "CACHE_TTL_CAP (%ld)",
+            cfg->cache_ttl_default_s, cfg->cache_ttl_cap_s);
         return -1;
     }
     if (*cfg->nginx_hits_file != '\0' && *cfg->nginx_log_file != '\0') {
         /* One way per deployment: both would count NGINX's hits twice. */
-        snprintf(err, errlen, "NGINX_HITS_FILE and NGINX_LOG_FILE are both "
+        snprintf(err, errlen,
+            "NGINX_HITS_FILE and NGINX_LOG_FILE are both "
             "set: use one (NGINX would count its hits twice)");
         return -1;
     }
     if (strcmp(cfg->rate_limit_shared, "memcached") == 0 &&
         *cfg->memcached_servers == '\0') {
-        snprintf(err, errlen, "RATE_LIMIT_SHARED=memcached needs "
+        snprintf(err, errlen,
+            "RATE_LIMIT_SHARED=memcached needs "
             "MEMCACHED_SERVERS");
         return -1;
     }
@@ -956,9 +967,7 @@ settings_dump(const struct settings *cfg, FILE *fp)
             fprintf(fp, "%s=%s\n", s->name,
                 log_level_name((enum log_level) * (const long *)slot));
             break;
-        default:
-            fprintf(fp, "%s=%s\n", s->name, *(char *const *)slot);
-            break;
+        default: fprintf(fp, "%s=%s\n", s->name, *(char *const *)slot); break;
         }
     }
 }
@@ -978,8 +987,8 @@ settings_reloadable(const char *name)
 }
 
 int
-settings_keep_restart_only(struct settings *next,
-    const struct settings *cur, char *changed, size_t len)
+settings_keep_restart_only(struct settings *next, const struct settings *cur,
+    char *changed, size_t len)
 {
     char *nbase = (char *)next;
     const char *cbase = (const char *)cur;
@@ -1013,8 +1022,8 @@ settings_keep_restart_only(struct settings *next,
             char msg[64];
 
             differs = strcmp(*(char **)nslot, keep) != 0;
-            if (differs && settings_set(next, s->name, keep, msg,
-                               sizeof(msg)) != 0)
+            if (differs &&
+                settings_set(next, s->name, keep, msg, sizeof(msg)) != 0)
                 return -1;
             break;
         }

@@ -31,6 +31,7 @@ int name_list_has(const struct name_list *l, const char *name);
  * validation, reloads and the --check-config dump. Secret settings are
  * never printed.
  */
+/* clang-format off */
 #define SETTINGS_LIST(X)                                                     \
     X(HERE_API_KEY, here_api_key, CFG_SECRET, "", 0, 0, RESTART)             \
     X(HERE_BASE_URL, here_base_url, CFG_URL, "https://maps.hereapi.com/v3",  \
@@ -114,26 +115,27 @@ int name_list_has(const struct name_list *l, const char *name);
     X(METRICS_MAX_INDICES, metrics_max_indices, CFG_LONG, "1000",            \
         0, 100000, RESTART)                                                  \
     X(METRICS_ALLOW, metrics_allow, CFG_ACL, "loopback", 0, 0, RESTART)
+/* clang-format on */
 
 enum setting_kind {
-    CFG_STR,      /* any text */
-    CFG_SECRET,   /* text never printed */
-    CFG_TOKENS,   /* token:indice list, never printed, parsed into a table */
-    CFG_INDICES,  /* a comma list of índices, parsed into a sorted list */
-    CFG_URL,      /* http:// or https:// URL, trailing slash removed */
-    CFG_ORIGINS,  /* "*" or a comma list of http(s) origins */
-    CFG_SERVERS,  /* host[:port][,host[:port]...] */
-    CFG_LONG,     /* decimal within bounds */
-    CFG_BOOL,     /* 0/1, true/false, yes/no, on/off */
-    CFG_SIZE,     /* bytes with optional K, M, G */
-    CFG_LEVEL,    /* log level */
-    CFG_ACL,      /* address list for acl_parse: loopback, any, CIDRs */
-    CFG_RATE,     /* rate limit: 100/minute[,burst=N] or off */
-    CFG_RATES,    /* per-índice rate limits: name:spec,name:spec */
-    CFG_QUOTA,    /* a count per period without burst: 20000/day or off */
-    CFG_QUOTAS,   /* per-índice quotas: name:count/period,... */
-    CFG_CIDRS,    /* addresses and CIDRs, comma separated */
-    CFG_SHARE     /* local or memcached */
+    CFG_STR,     /* any text */
+    CFG_SECRET,  /* text never printed */
+    CFG_TOKENS,  /* token:indice list, never printed, parsed into a table */
+    CFG_INDICES, /* a comma list of índices, parsed into a sorted list */
+    CFG_URL,     /* http:// or https:// URL, trailing slash removed */
+    CFG_ORIGINS, /* "*" or a comma list of http(s) origins */
+    CFG_SERVERS, /* host[:port][,host[:port]...] */
+    CFG_LONG,    /* decimal within bounds */
+    CFG_BOOL,    /* 0/1, true/false, yes/no, on/off */
+    CFG_SIZE,    /* bytes with optional K, M, G */
+    CFG_LEVEL,   /* log level */
+    CFG_ACL,     /* address list for acl_parse: loopback, any, CIDRs */
+    CFG_RATE,    /* rate limit: 100/minute[,burst=N] or off */
+    CFG_RATES,   /* per-índice rate limits: name:spec,name:spec */
+    CFG_QUOTA,   /* a count per period without burst: 20000/day or off */
+    CFG_QUOTAS,  /* per-índice quotas: name:count/period,... */
+    CFG_CIDRS,   /* addresses and CIDRs, comma separated */
+    CFG_SHARE    /* local or memcached */
 };
 
 struct settings {
@@ -153,15 +155,15 @@ struct settings {
     long here_breaker_cooldown_ms;
     long threads;
     char *listen;
-    long write_timeout_ms;    /* SO_SNDTIMEO on the FastCGI connection */
+    long write_timeout_ms; /* SO_SNDTIMEO on the FastCGI connection */
     char *cors_origins;
-    char *client_tokens;      /* token:indice,... ("" = no tokens needed) */
-    char *indices;            /* allowed indices, comma list ("" = any) */
-    char *admin_token;        /* Bearer token of /admin/ ("" = no admin) */
+    char *client_tokens; /* token:indice,... ("" = no tokens needed) */
+    char *indices;       /* allowed indices, comma list ("" = any) */
+    char *admin_token;   /* Bearer token of /admin/ ("" = no admin) */
     long zmax;
     long shutdown_grace_ms;
-    char *nginx_log_file;     /* NGINX's access log to follow ("" = none) */
-    char *nginx_hits_file;    /* the NGINX module's counters ("" = none) */
+    char *nginx_log_file;  /* NGINX's access log to follow ("" = none) */
+    char *nginx_hits_file; /* the NGINX module's counters ("" = none) */
     long cache_maxsize;
     uint64_t cache_maxbytes;
     long cache_ttl_default_s;
@@ -171,7 +173,7 @@ struct settings {
     long cache_negative_ttl_s;
     long cache_coalesce_wait_ms;
     char *memcached_servers;
-    char *cache_secret;       /* MAC key of memcached values ("": derived) */
+    char *cache_secret; /* MAC key of memcached values ("": derived) */
     uint64_t upstream_max_bytes;
     char *rate_limit_index;
     char *rate_limit_index_overrides;
@@ -194,16 +196,16 @@ struct settings {
      * (at load and at each reload), so that no request parses a setting
      * again. Owned by the settings; settings_cleanup frees them.
      */
-    struct token_table *client_token_table;  /* NULL when none */
-    struct name_list indices_allowed;        /* HEREPROXY_INDICES */
-    struct name_list origins;                /* HEREPROXY_CORS_ORIGINS */
-    struct acl *metrics_acl;                 /* METRICS_ALLOW */
-    struct acl *trusted_acl;                 /* RATE_TRUSTED_PROXIES */
-    struct rate_spec index_rate;             /* RATE_LIMIT_INDEX */
-    struct rate_spec ip_rate;                /* RATE_LIMIT_IP */
-    struct rate_spec quota;                  /* QUOTA_UPSTREAM_INDEX */
-    struct rate_overrides index_rates;       /* ..._INDEX_OVERRIDES */
-    struct rate_overrides quotas;            /* QUOTA_..._OVERRIDES */
+    struct token_table *client_token_table; /* NULL when none */
+    struct name_list indices_allowed;       /* HEREPROXY_INDICES */
+    struct name_list origins;               /* HEREPROXY_CORS_ORIGINS */
+    struct acl *metrics_acl;                /* METRICS_ALLOW */
+    struct acl *trusted_acl;                /* RATE_TRUSTED_PROXIES */
+    struct rate_spec index_rate;            /* RATE_LIMIT_INDEX */
+    struct rate_spec ip_rate;               /* RATE_LIMIT_IP */
+    struct rate_spec quota;                 /* QUOTA_UPSTREAM_INDEX */
+    struct rate_overrides index_rates;      /* ..._INDEX_OVERRIDES */
+    struct rate_overrides quotas;           /* QUOTA_..._OVERRIDES */
 };
 
 /* Fill every member with its default. Call settings_cleanup later. */
@@ -234,8 +236,8 @@ int settings_apply_text(struct settings *cfg, const char *text,
  * validate.
  * envp is a NULL-terminated environment. Returns 0 or -1 with err set.
  */
-int settings_load(struct settings *cfg, char *const *envp, char *err,
-    size_t errlen);
+int settings_load(
+    struct settings *cfg, char *const *envp, char *err, size_t errlen);
 
 /* Cross-setting checks, and the required key. Returns 0 or -1. */
 int settings_validate(const struct settings *cfg, char *err, size_t errlen);
@@ -261,8 +263,8 @@ int settings_keep_restart_only(struct settings *next,
  * keyed-hash lookup in the table parsed when the setting was set, and a
  * constant-time comparison with the one candidate it finds (tokens.h).
  */
-int settings_token_indice(const struct settings *cfg, const char *token,
-    char *indice, size_t size);
+int settings_token_indice(
+    const struct settings *cfg, const char *token, char *indice, size_t size);
 
 /* True when HEREPROXY_INDICES is unset or lists indice. */
 int settings_indice_allowed(const struct settings *cfg, const char *indice);

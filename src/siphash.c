@@ -64,7 +64,7 @@ sip24(uint64_t k0, uint64_t k1, const unsigned char *in, size_t len)
     case 5: b |= (uint64_t)in[4] << 32; /* fall through */
     case 4: b |= (uint64_t)in[3] << 24; /* fall through */
     case 3: b |= (uint64_t)in[2] << 16; /* fall through */
-    case 2: b |= (uint64_t)in[1] << 8; /* fall through */
+    case 2: b |= (uint64_t)in[1] << 8;  /* fall through */
     case 1: b |= (uint64_t)in[0]; break;
     case 0: break;
     }
@@ -91,7 +91,7 @@ siphash24(const uint8_t key[SIPHASH_KEY_BYTES], const void *data, size_t len)
 static struct {
     uint8_t bytes[SIPHASH_KEY_BYTES];
     uint64_t k0, k1;
-    int ready; /* atomic: bytes, k0 and k1 are set */
+    int ready;  /* atomic: bytes, k0 and k1 are set */
     int random; /* the bytes came from the system */
 } pkey;
 

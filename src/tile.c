@@ -603,7 +603,7 @@ struct revalidation {
     size_t key_len;
     char key[REQUEST_KEY_MAX];
     char indice[REQUEST_INDICE_MAX + 1]; /* its metrics; whose quota */
-    char plan[REQUEST_PLAN_MAX + 1]; /* its plan class (request.h) */
+    char plan[REQUEST_PLAN_MAX + 1];     /* its plan class (request.h) */
 };
 
 /* One revalidation per key at a time: a flight under a key of its own. */

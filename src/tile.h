@@ -66,8 +66,8 @@ struct tile_flow {
     struct tile_fetcher fetcher;
     struct flights *flights;
     struct breaker *breaker;
-    struct admit *limits; /* quotas, cache-only; NULL: none */
-    struct metrics *metrics; /* NULL: nothing counted */
+    struct admit *limits;              /* quotas, cache-only; NULL: none */
+    struct metrics *metrics;           /* NULL: nothing counted */
     struct flight_jobs *revalidations; /* NULL: tile_done waits for them */
 };
 
@@ -79,27 +79,27 @@ void tile_store_cache(struct tile_store *s, struct cache *c);
 void tile_fetcher_upstream(struct tile_fetcher *f, struct upstream *up);
 
 enum tile_body {
-    TILE_ENTRY, /* a cached entry: data and len point into it */
-    TILE_WHOLE, /* a fetch that has all arrived: data and len */
+    TILE_ENTRY,  /* a cached entry: data and len point into it */
+    TILE_WHOLE,  /* a fetch that has all arrived: data and len */
     TILE_STREAM, /* a fetch still arriving: read it with tile_stream */
-    TILE_ERROR /* nothing to serve: error, message, detail */
+    TILE_ERROR   /* nothing to serve: error, message, detail */
 };
 
 struct tile_answer {
     enum tile_body body;
-    enum cache_status cache; /* HIT, STALE, MISS or COALESCED */
-    int status; /* 200, a cached 404, or the error's */
-    long max_age_s; /* freshness left, for Cache-Control */
+    enum cache_status cache;  /* HIT, STALE, MISS or COALESCED */
+    int status;               /* 200, a cached 404, or the error's */
+    long max_age_s;           /* freshness left, for Cache-Control */
     const char *content_type; /* into the entry or head */
-    const char *etag; /* "" for none */
-    int64_t content_length; /* TILE_STREAM: -1 when unknown */
+    const char *etag;         /* "" for none */
+    int64_t content_length;   /* TILE_STREAM: -1 when unknown */
     const void *data;
     size_t len;
     enum error_kind error; /* TILE_ERROR; also a cached 404 */
-    long retry_after_s; /* TILE_ERROR: when > 0 */
-    char message[160]; /* TILE_ERROR: for the client */
-    char detail[256]; /* TILE_ERROR: for the log only */
-    int waited; /* it came from a flight */
+    long retry_after_s;    /* TILE_ERROR: when > 0 */
+    char message[160];     /* TILE_ERROR: for the client */
+    char detail[256];      /* TILE_ERROR: for the log only */
+    int waited;            /* it came from a flight */
     /* The exchange with HERE this request led (attempts 0: none). */
     struct flight_result upstream;
     char correlation_id[96];

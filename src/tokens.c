@@ -14,9 +14,9 @@
 
 struct token_entry {
     uint64_t hash;
-    const char *token; /* in the table's text */
+    const char *token;  /* in the table's text */
     const char *indice; /* in the table's text */
-    size_t number; /* its place in the list, for messages */
+    size_t number;      /* its place in the list, for messages */
 };
 
 struct token_table {

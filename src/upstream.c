@@ -25,24 +25,24 @@ struct job {
     struct curl_slist *headers;
     CURL *easy;
     int attempts;
-    int started;                  /* left the queue at least once */
-    enum upstream_expect expect;  /* the Content-Types a 200 may have */
-    int header_noted;             /* a dropped header was logged */
-    size_t path_off;              /* url's path under HERE_BASE_URL */
+    int started;                 /* left the queue at least once */
+    enum upstream_expect expect; /* the Content-Types a 200 may have */
+    int header_noted;            /* a dropped header was logged */
+    size_t path_off;             /* url's path under HERE_BASE_URL */
     int64_t submitted_ms, deadline_ms, not_before_ms;
     /* The attempt in progress. */
     struct flight_head head;
     int head_published;
-    int discard;                  /* a retryable error's body: dropped */
+    int discard; /* a retryable error's body: dropped */
     size_t received;
     int too_big;
-    int bad_response;             /* a Content-Type not allowed */
-    char detail[160];             /* why, for the log, not curl's text */
+    int bad_response; /* a Content-Type not allowed */
+    char detail[160]; /* why, for the log, not curl's text */
     long retry_after_s;
     long status;
     long http_version;
     char error[CURL_ERROR_SIZE];
-    char url[URL_MAX];            /* holds the key: wiped before free */
+    char url[URL_MAX]; /* holds the key: wiped before free */
 };
 
 struct upstream {
@@ -51,12 +51,12 @@ struct upstream {
     CURLM *multi;
     pthread_t thread;
     int thread_started;
-    pthread_mutex_t lock;         /* guards incoming and stopping */
+    pthread_mutex_t lock; /* guards incoming and stopping */
     struct job *incoming, *incoming_tail;
     int stopping;
     /* Engine thread only. */
     struct job *waiting, *waiting_tail;
-    struct job *running_jobs;     /* linked through next */
+    struct job *running_jobs; /* linked through next */
     size_t running;
     int halting;
     CURL **idle;
@@ -134,8 +134,9 @@ upstream_header_value(const char *line, size_t len, const char *name, char *out,
         v++;
         vlen--;
     }
-    while (vlen > 0 && (v[vlen - 1] == '\r' || v[vlen - 1] == '\n' ||
-                           v[vlen - 1] == ' ' || v[vlen - 1] == '\t'))
+    while (vlen > 0 &&
+        (v[vlen - 1] == '\r' || v[vlen - 1] == '\n' || v[vlen - 1] == ' ' ||
+            v[vlen - 1] == '\t'))
         vlen--;
     if (value_len != NULL)
         *value_len = vlen;
@@ -200,8 +201,7 @@ retryable_status(long status)
 static int
 can_retry(const struct job *job, int64_t now)
 {
-    return job->attempts < job->up->cfg->here_retries &&
-        now < job->deadline_ms;
+    return job->attempts < job->up->cfg->here_retries && now < job->deadline_ms;
 }
 
 /*
@@ -252,7 +252,7 @@ on_head_end(struct job *job)
 
     curl_easy_getinfo(job->easy, CURLINFO_RESPONSE_CODE, &job->status);
     if (job->status < 200)
-        return 0;   /* 100 Continue and friends */
+        return 0; /* 100 Continue and friends */
     if (retryable_status(job->status) && can_retry(job, util_mono_ms())) {
         job->discard = 1;
         return 0;
@@ -330,7 +330,7 @@ on_header(char *data, size_t size, size_t nmemb, void *arg)
         return n;
     }
     if ((n == 2 && data[0] == '\r') || (n == 1 && data[0] == '\n'))
-        return on_head_end(job) == 0 ? n : 0;  /* 0: curl stops */
+        return on_head_end(job) == 0 ? n : 0; /* 0: curl stops */
     for (i = 0; i < sizeof(fields) / sizeof(fields[0]); i++) {
         enum upstream_header rc = upstream_header_value(
             data, n, fields[i].name, fields[i].out, fields[i].size, &vlen);
@@ -358,7 +358,7 @@ on_body(char *data, size_t size, size_t nmemb, void *arg)
         return n;
     if (n > job->up->cfg->upstream_max_bytes - job->received) {
         job->too_big = 1;
-        return 0;   /* curl stops with CURLE_WRITE_ERROR */
+        return 0; /* curl stops with CURLE_WRITE_ERROR */
     }
     if (flight_append(job->flight, data, n) != 0)
         return 0;
@@ -371,26 +371,21 @@ static enum upstream_outcome
 classify(CURLcode code, const struct job *job)
 {
     switch (code) {
-    case CURLE_OK:
-        return UPSTREAM_OK;
+    case CURLE_OK: return UPSTREAM_OK;
     case CURLE_COULDNT_RESOLVE_HOST:
     case CURLE_COULDNT_RESOLVE_PROXY:
-    case CURLE_COULDNT_CONNECT:
-        return UPSTREAM_CONNECT;
-    case CURLE_OPERATION_TIMEDOUT:
-        return UPSTREAM_TIMEOUT;
+    case CURLE_COULDNT_CONNECT: return UPSTREAM_CONNECT;
+    case CURLE_OPERATION_TIMEDOUT: return UPSTREAM_TIMEOUT;
     case CURLE_SSL_CONNECT_ERROR:
     case CURLE_PEER_FAILED_VERIFICATION:
     case CURLE_SSL_CERTPROBLEM:
     case CURLE_SSL_CACERT_BADFILE:
-    case CURLE_SSL_CIPHER:
-        return UPSTREAM_TLS;
+    case CURLE_SSL_CIPHER: return UPSTREAM_TLS;
     case CURLE_WRITE_ERROR:
         if (job->too_big)
             return UPSTREAM_TOO_BIG;
         return job->bad_response ? UPSTREAM_BAD_RESPONSE : UPSTREAM_BROKEN;
-    default:
-        return UPSTREAM_BROKEN;
+    default: return UPSTREAM_BROKEN;
     }
 }
 
@@ -415,11 +410,11 @@ job_finish(struct job *job, enum upstream_outcome outcome)
 
     memset(&r, 0, sizeof(r));
     if (outcome == UPSTREAM_OK && job->discard)
-        outcome = UPSTREAM_HTTP_ERROR;  /* retried status, out of tries */
+        outcome = UPSTREAM_HTTP_ERROR; /* retried status, out of tries */
     if (outcome == UPSTREAM_OK && job->head.content_length >= 0 &&
         (int64_t)job->received != job->head.content_length &&
         job->head_published && job->status != 304)
-        outcome = UPSTREAM_BROKEN;      /* the length does not check out */
+        outcome = UPSTREAM_BROKEN; /* the length does not check out */
     r.outcome = (int)outcome;
     r.attempts = job->attempts;
     r.status = (int)job->status;
@@ -430,8 +425,7 @@ job_finish(struct job *job, enum upstream_outcome outcome)
     util_strlcpy(
         r.error, *job->detail ? job->detail : job->error, sizeof(r.error));
     if (*r.error == '\0' && outcome != UPSTREAM_OK)
-        util_strlcpy(r.error, upstream_outcome_name(outcome),
-            sizeof(r.error));
+        util_strlcpy(r.error, upstream_outcome_name(outcome), sizeof(r.error));
     end = outcome == UPSTREAM_OK && job->head_published ? FLIGHT_OK
                                                         : FLIGHT_FAILED;
     flight_end(job->flight, end, &r);
@@ -507,8 +501,8 @@ attempt_start(struct upstream *up, struct job *job, int64_t now)
     if (*cfg->here_ca_file != '\0')
         curl_easy_setopt(h, CURLOPT_CAINFO, cfg->here_ca_file);
     curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS,
-        cfg->here_connect_timeout_ms < remaining
-            ? cfg->here_connect_timeout_ms : remaining);
+        cfg->here_connect_timeout_ms < remaining ? cfg->here_connect_timeout_ms
+                                                 : remaining);
     curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, remaining);
     curl_easy_setopt(h, CURLOPT_TCP_KEEPALIVE, 1L);
     curl_easy_setopt(h, CURLOPT_TCP_NODELAY, 1L);
@@ -538,8 +532,7 @@ scrub_error(struct job *job, CURLcode code)
 {
     if (*job->error == '\0' || strstr(job->error, "apiKey") != NULL ||
         strstr(job->error, job->up->cfg->here_api_key) != NULL)
-        util_strlcpy(job->error, curl_easy_strerror(code),
-            sizeof(job->error));
+        util_strlcpy(job->error, curl_easy_strerror(code), sizeof(job->error));
 }
 
 static void
@@ -553,8 +546,9 @@ attempt_done(struct upstream *up, struct job *job, CURLcode code)
 
     curl_easy_getinfo(job->easy, CURLINFO_HTTP_VERSION, &version);
     job->http_version = version == CURL_HTTP_VERSION_2_0 ? 20
-        : version == CURL_HTTP_VERSION_1_1                ? 11
-        : version == CURL_HTTP_VERSION_1_0                ? 10 : 0;
+        : version == CURL_HTTP_VERSION_1_1               ? 11
+        : version == CURL_HTTP_VERSION_1_0               ? 10
+                                                         : 0;
     for (link = &up->running_jobs; *link != NULL; link = &(*link)->next) {
         if (*link == job) {
             *link = job->next;
@@ -582,8 +576,8 @@ attempt_done(struct upstream *up, struct job *job, CURLcode code)
         up->cfg->here_retry_max_ms, next_random(up));
     if (job->retry_after_s >= 0) {
         int64_t ra = (int64_t)job->retry_after_s * 1000;
-        delay = ra < up->cfg->here_retry_max_ms ? ra
-                                                : up->cfg->here_retry_max_ms;
+        delay =
+            ra < up->cfg->here_retry_max_ms ? ra : up->cfg->here_retry_max_ms;
     }
     if (now + delay >= job->deadline_ms) {
         job_finish(job, outcome);
@@ -822,8 +816,7 @@ fail:
         free(job);
     }
     r.outcome = UPSTREAM_STOPPED;
-    util_strlcpy(r.error, "cannot start the upstream request",
-        sizeof(r.error));
+    util_strlcpy(r.error, "cannot start the upstream request", sizeof(r.error));
     flight_end(f, FLIGHT_FAILED, &r);
     return -1;
 }

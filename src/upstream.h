@@ -24,17 +24,17 @@ struct upstream;
 struct flights;
 
 enum upstream_outcome {
-    UPSTREAM_OK, /* an HTTP response arrived whole */
-    UPSTREAM_CONNECT, /* could not connect (or resolve) */
-    UPSTREAM_TLS, /* TLS handshake or certificate failure */
-    UPSTREAM_TIMEOUT, /* the deadline passed */
-    UPSTREAM_TOO_BIG, /* body over UPSTREAM_MAX_BYTES */
-    UPSTREAM_BROKEN, /* reset, truncated, protocol error */
-    UPSTREAM_BUSY, /* waited too long for an in-flight slot */
-    UPSTREAM_HTTP_ERROR, /* 5xx or 429 after the last attempt */
-    UPSTREAM_STOPPED, /* the engine is shutting down */
-    UPSTREAM_SHED, /* not asked: the circuit breaker is open */
-    UPSTREAM_CACHE_ONLY, /* not asked: cache-only mode (quota, budget) */
+    UPSTREAM_OK,          /* an HTTP response arrived whole */
+    UPSTREAM_CONNECT,     /* could not connect (or resolve) */
+    UPSTREAM_TLS,         /* TLS handshake or certificate failure */
+    UPSTREAM_TIMEOUT,     /* the deadline passed */
+    UPSTREAM_TOO_BIG,     /* body over UPSTREAM_MAX_BYTES */
+    UPSTREAM_BROKEN,      /* reset, truncated, protocol error */
+    UPSTREAM_BUSY,        /* waited too long for an in-flight slot */
+    UPSTREAM_HTTP_ERROR,  /* 5xx or 429 after the last attempt */
+    UPSTREAM_STOPPED,     /* the engine is shutting down */
+    UPSTREAM_SHED,        /* not asked: the circuit breaker is open */
+    UPSTREAM_CACHE_ONLY,  /* not asked: cache-only mode (quota, budget) */
     UPSTREAM_BAD_RESPONSE /* a 200 whose Content-Type is not allowed */
 };
 
@@ -57,8 +57,8 @@ const char *upstream_media_type(const char *value, enum upstream_expect expect);
 
 /* What upstream_header_value found in a header line. */
 enum upstream_header {
-    UPSTREAM_HEADER_OTHER, /* another header */
-    UPSTREAM_HEADER_KEPT, /* the value is in out */
+    UPSTREAM_HEADER_OTHER,    /* another header */
+    UPSTREAM_HEADER_KEPT,     /* the value is in out */
     UPSTREAM_HEADER_TOO_LONG, /* does not fit out: dropped whole, out "" */
     UPSTREAM_HEADER_BAD_BYTES /* a control byte inside: dropped, out "" */
 };
@@ -74,7 +74,7 @@ enum upstream_header upstream_header_value(const char *line, size_t len,
     const char *name, char *out, size_t outsize, size_t *value_len);
 
 struct upstream_stats {
-    uint64_t requests;        /* attempts started */
+    uint64_t requests; /* attempts started */
     uint64_t retries;
     uint64_t inflight;
     uint64_t queued;
@@ -109,8 +109,8 @@ const char *upstream_outcome_name(int outcome);
  * time in [0, min(max_ms, base_ms * 2^(attempt-1))]; `rnd` is a random
  * 32-bit number. Pure, for tests.
  */
-int64_t upstream_backoff_ms(int attempt, long base_ms, long max_ms,
-    uint32_t rnd);
+int64_t upstream_backoff_ms(
+    int attempt, long base_ms, long max_ms, uint32_t rnd);
 
 /*
  * Retry-After (delay-seconds or HTTP-date, judged against now) in seconds,

@@ -42,19 +42,14 @@ util_parse_size(const char *s, uint64_t *out)
         v = v * 10 + (uint64_t)(*p - '0');
     }
     switch (*p) {
-    case '\0':
-        break;
-    case 'k': case 'K':
-        mult = 1024;
-        break;
-    case 'm': case 'M':
-        mult = 1024 * 1024;
-        break;
-    case 'g': case 'G':
-        mult = 1024 * 1024 * 1024;
-        break;
-    default:
-        return -1;
+    case '\0': break;
+    case 'k':
+    case 'K': mult = 1024; break;
+    case 'm':
+    case 'M': mult = 1024 * 1024; break;
+    case 'g':
+    case 'G': mult = 1024 * 1024 * 1024; break;
+    default: return -1;
     }
     if (*p != '\0' && p[1] != '\0')
         return -1;
@@ -143,12 +138,12 @@ util_rfc3339_ms(int64_t wall_ms, char *buf, size_t size)
 {
     /* gmtime_r and printf once per second per thread, not per line. */
     static __thread int64_t cached_sec = INT64_MIN;
-    static __thread char cached[64];        /* "YYYY-MM-DDTHH:MM:SS." */
+    static __thread char cached[64]; /* "YYYY-MM-DDTHH:MM:SS." */
     int64_t sec = wall_ms / 1000;
     int ms = (int)(wall_ms % 1000);
     char whole[25];
 
-    if (size < sizeof(whole)) {             /* truncated, still terminated */
+    if (size < sizeof(whole)) { /* truncated, still terminated */
         util_rfc3339_ms(wall_ms, whole, sizeof(whole));
         if (size > 0) {
             memcpy(buf, whole, size - 1);
@@ -157,15 +152,15 @@ util_rfc3339_ms(int64_t wall_ms, char *buf, size_t size)
         return;
     }
     if (wall_ms < 0)
-        sec = -1, ms = 0;               /* before 1970: not a real clock */
+        sec = -1, ms = 0; /* before 1970: not a real clock */
     if (sec != cached_sec) {
         time_t secs = (time_t)sec;
         struct tm tm;
 
         gmtime_r(&secs, &tm);
         snprintf(cached, sizeof(cached), "%04d-%02d-%02dT%02d:%02d:%02d.",
-            tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
-            tm.tm_min, tm.tm_sec);
+            tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
+            tm.tm_sec);
         cached_sec = sec;
     }
     memcpy(buf, cached, 20);
@@ -255,8 +250,8 @@ util_utf8_sequence(const unsigned char *s)
             return 0;
         cp = cp << 6 | (s[i] & 0x3f);
     }
-    if ((n == 3 && cp < 0x800) || (n == 4 && (cp < 0x10000 ||
-        cp > 0x10ffff)) || (cp >= 0xd800 && cp <= 0xdfff))
-        return 0;               /* overlong, out of range or a surrogate */
+    if ((n == 3 && cp < 0x800) || (n == 4 && (cp < 0x10000 || cp > 0x10ffff)) ||
+        (cp >= 0xd800 && cp <= 0xdfff))
+        return 0; /* overlong, out of range or a surrogate */
     return n;
 }

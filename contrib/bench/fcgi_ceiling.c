@@ -44,7 +44,8 @@ main(int argc, char **argv)
     int i, sig, n = argc > 2 ? atoi(argv[2]) : 64;
 
     if (argc < 2 || n < 1 || (fp = fopen(argv[1], "rb")) == NULL) {
-        fprintf(stderr, "usage: fcgi_ceiling TILE [THREADS] (under spawn-fcgi)\n");
+        fprintf(
+            stderr, "usage: fcgi_ceiling TILE [THREADS] (under spawn-fcgi)\n");
         return 2;
     }
     fseek(fp, 0, SEEK_END);
@@ -61,7 +62,8 @@ main(int argc, char **argv)
         "Access-Control-Expose-Headers: X-Cache, X-Index, ETag\r\n"
         "Content-Type: image/png\r\nContent-Length: %d\r\n"
         "Cache-Control: public, max-age=3600\r\n"
-        "ETag: \"0123456789abcdef\"\r\nX-Cache: HIT\r\n\r\n", body_len);
+        "ETag: \"0123456789abcdef\"\r\nX-Cache: HIT\r\n\r\n",
+        body_len);
     if (FCGX_Init() != 0)
         return 1;
     /* libfcgi catches SIGTERM itself: wait for it here instead. */

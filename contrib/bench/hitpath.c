@@ -36,7 +36,6 @@
 #include <time.h>
 #include <unistd.h>
 
-
 #include "cache.h"
 #include "entry.h"
 #include "fcgi.h"
@@ -50,28 +49,14 @@
 #define TILE_QUERY "indice=hot"
 
 /* What NGINX's fastcgi_params make of `GET TILE_PATH?TILE_QUERY` from wrk. */
-static char *envp_hot[] = {
-    "QUERY_STRING=" TILE_QUERY,
-    "REQUEST_METHOD=GET",
-    "CONTENT_TYPE=",
-    "CONTENT_LENGTH=",
-    "SCRIPT_NAME=" TILE_PATH,
-    "REQUEST_URI=" TILE_PATH "?" TILE_QUERY,
-    "DOCUMENT_URI=" TILE_PATH,
-    "DOCUMENT_ROOT=/usr/share/nginx/html",
-    "SERVER_PROTOCOL=HTTP/1.1",
-    "REQUEST_SCHEME=http",
-    "GATEWAY_INTERFACE=CGI/1.1",
-    "SERVER_SOFTWARE=nginx/1.22.1",
-    "REMOTE_ADDR=127.0.0.1",
-    "REMOTE_PORT=40000",
-    "SERVER_ADDR=127.0.0.1",
-    "SERVER_PORT=8080",
-    "SERVER_NAME=_",
-    "REDIRECT_STATUS=200",
-    "HTTP_HOST=127.0.0.1:8080",
-    NULL
-};
+static char *envp_hot[] = {"QUERY_STRING=" TILE_QUERY, "REQUEST_METHOD=GET",
+    "CONTENT_TYPE=", "CONTENT_LENGTH=", "SCRIPT_NAME=" TILE_PATH,
+    "REQUEST_URI=" TILE_PATH "?" TILE_QUERY, "DOCUMENT_URI=" TILE_PATH,
+    "DOCUMENT_ROOT=/usr/share/nginx/html", "SERVER_PROTOCOL=HTTP/1.1",
+    "REQUEST_SCHEME=http", "GATEWAY_INTERFACE=CGI/1.1",
+    "SERVER_SOFTWARE=nginx/1.22.1", "REMOTE_ADDR=127.0.0.1",
+    "REMOTE_PORT=40000", "SERVER_ADDR=127.0.0.1", "SERVER_PORT=8080",
+    "SERVER_NAME=_", "REDIRECT_STATUS=200", "HTTP_HOST=127.0.0.1:8080", NULL};
 
 /* ------------------------------------------------ the counted functions */
 static struct handler h;
@@ -87,8 +72,8 @@ serve_one(char *const *envp, struct fcgi_conn *conn)
     handler_serve(&h, &rp, &out);
 }
 
-__attribute__((noinline)) void hit_once(char *const *envp,
-    struct fcgi_conn *conn);
+__attribute__((noinline)) void hit_once(
+    char *const *envp, struct fcgi_conn *conn);
 
 __attribute__((noinline)) void
 hit_once(char *const *envp, struct fcgi_conn *conn)
@@ -123,7 +108,7 @@ hit_once_fcgi(struct fcgi_conn *conn)
 static size_t
 record(unsigned char *p, int type, const void *content, size_t len)
 {
-    fcgi_record_header(p, type, 1, len, 0);     /* request id 1 */
+    fcgi_record_header(p, type, 1, len, 0); /* request id 1 */
     if (len > 0)
         memcpy(p + FCGI_HEADER_LEN, content, len);
     return FCGI_HEADER_LEN + len;
@@ -141,7 +126,7 @@ build_request(unsigned char *out, size_t cap)
         const char *eq = strchr(envp_hot[i], '=');
         size_t nl = (size_t)(eq - envp_hot[i]), vl = strlen(eq + 1);
 
-        params[len++] = (unsigned char)nl;   /* all names and values < 128 */
+        params[len++] = (unsigned char)nl; /* all names and values < 128 */
         params[len++] = (unsigned char)vl;
         memcpy(params + len, envp_hot[i], nl);
         len += nl;
@@ -175,7 +160,7 @@ response_text(int fd, unsigned char *out, size_t cap)
     ssize_t got;
 
     while (n < sizeof(raw) &&
-           (got = recv(fd, raw + n, sizeof(raw) - n, MSG_DONTWAIT)) > 0)
+        (got = recv(fd, raw + n, sizeof(raw) - n, MSG_DONTWAIT)) > 0)
         n += (size_t)got;
     while (off + FCGI_HEADER_LEN <= n) {
         size_t len = (size_t)raw[off + 4] << 8 | raw[off + 5];
@@ -226,7 +211,8 @@ main(int argc, char **argv)
         case 'b': bytes = atol(optarg); break;
         case 'v': verbose = 1; break;
         default:
-            fprintf(stderr, "usage: hitpath [-n hits] [-m handler|fcgi] "
+            fprintf(stderr,
+                "usage: hitpath [-n hits] [-m handler|fcgi] "
                 "[-b tile-bytes] [-v]\n");
             return 2;
         }
@@ -238,8 +224,8 @@ main(int argc, char **argv)
     /* The proxy's defaults, with a key and an upstream never contacted. */
     if (settings_init(&cfg) != 0 ||
         settings_set(&cfg, "HERE_API_KEY", "hitpath-key", err, sizeof(err)) ||
-        settings_set(&cfg, "HERE_BASE_URL", "http://127.0.0.1:9/v3", err,
-            sizeof(err)) ||
+        settings_set(
+            &cfg, "HERE_BASE_URL", "http://127.0.0.1:9/v3", err, sizeof(err)) ||
         settings_validate(&cfg, err, sizeof(err)) != 0)
         die(err);
     log_set_level((enum log_level)cfg.log_level);
@@ -248,8 +234,8 @@ main(int argc, char **argv)
     h.policy.allow_logistics = (int)cfg.here_allow_logistics;
     if ((h.cache = cache_new(&cfg, err, sizeof(err))) == NULL)
         die(err);
-    breaker_init(&h.breaker, cfg.here_breaker_threshold,
-        cfg.here_breaker_cooldown_ms);
+    breaker_init(
+        &h.breaker, cfg.here_breaker_threshold, cfg.here_breaker_cooldown_ms);
     if ((h.flights = flights_new()) == NULL)
         die("flights_new failed");
     if ((h.upstream = upstream_new(&cfg, h.flights, err, sizeof(err))) == NULL)
@@ -268,9 +254,8 @@ main(int argc, char **argv)
         die("out of memory");
     for (i = 0; i < bytes; i++)
         tile[i] = (unsigned char)(i * 131 + 7);
-    e = entry_new(200, (int64_t)time(NULL) + 86400,
-        (int64_t)time(NULL) + 86400, "image/png", "\"0123456789abcdef\"",
-        tile, (size_t)bytes);
+    e = entry_new(200, (int64_t)time(NULL) + 86400, (int64_t)time(NULL) + 86400,
+        "image/png", "\"0123456789abcdef\"", tile, (size_t)bytes);
     if (e == NULL)
         die("entry_new failed");
     cache_put(h.cache, req.key, req.key_len, e, (int64_t)time(NULL));
@@ -304,7 +289,7 @@ main(int argc, char **argv)
     }
 
     if (strcmp(mode, "handler") == 0) {
-        for (i = 0; i < 100; i++) {         /* warm caches, not counted */
+        for (i = 0; i < 100; i++) { /* warm caches, not counted */
             serve_one(envp_hot, conn);
             drain(sv[1]);
         }
@@ -322,7 +307,7 @@ main(int argc, char **argv)
         unsigned char reqbytes[8192];
         size_t reqlen = build_request(reqbytes, sizeof(reqbytes));
 
-        for (i = 0; i < 100; i++) {         /* warm caches, not counted */
+        for (i = 0; i < 100; i++) { /* warm caches, not counted */
             if (write(sv[1], reqbytes, reqlen) != (ssize_t)reqlen ||
                 serve_one_fcgi(conn) != 0)
                 die("FastCGI exchange failed");
@@ -345,7 +330,8 @@ main(int argc, char **argv)
     }
     fcgi_conn_free(conn);
     close(sv[1]);
-    dprintf(out_fd, "hitpath: mode %s, %ld hits of a %ld-byte tile, "
+    dprintf(out_fd,
+        "hitpath: mode %s, %ld hits of a %ld-byte tile, "
         "%.0f ns/hit wall (drifts; count instructions with callgrind)\n",
         mode, n, bytes, (t1 - t0) / (double)n);
     cache_free(h.cache);

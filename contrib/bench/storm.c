@@ -55,7 +55,7 @@ struct conn {
 struct worker {
     pthread_t thread;
     int id;
-    double *lat;        /* ms per request */
+    double *lat; /* ms per request */
     long nlat, cap;
     long errors;
     long status[MAX_STATUS];
@@ -187,8 +187,10 @@ get(struct conn *c, const char *path, unsigned long long *body)
     *body = 0;
     if (c->fd < 0 && conn_open(c) != 0)
         return -1;
-    n = snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: %s\r\n"
-        "User-Agent: hereproxy-bench-storm\r\n\r\n", path, o.host);
+    n = snprintf(req, sizeof(req),
+        "GET %s HTTP/1.1\r\nHost: %s\r\n"
+        "User-Agent: hereproxy-bench-storm\r\n\r\n",
+        path, o.host);
     if (write(c->fd, req, (size_t)n) != n) {
         /* a kept connection the server closed meanwhile: once more */
         if (conn_open(c) != 0 || write(c->fd, req, (size_t)n) != n)
@@ -211,10 +213,10 @@ get(struct conn *c, const char *path, unsigned long long *body)
         if (len > 15 && strncasecmp(h, "Content-Length:", 15) == 0)
             clen = atoll(h + 15);
         else if (len > 18 && strncasecmp(h, "Transfer-Encoding:", 18) == 0 &&
-                 memmem(h, (size_t)len, "chunked", 7) != NULL)
+            memmem(h, (size_t)len, "chunked", 7) != NULL)
             chunked = 1;
         else if (len > 11 && strncasecmp(h, "Connection:", 11) == 0 &&
-                 memmem(h, (size_t)len, "close", 5) != NULL)
+            memmem(h, (size_t)len, "close", 5) != NULL)
             keep = 0;
         c->off += (size_t)len + 2;
     }
@@ -226,7 +228,7 @@ get(struct conn *c, const char *path, unsigned long long *body)
                 goto fail;
             sz = strtoull(c->buf + c->off, NULL, 16);
             c->off += (size_t)len + 2;
-            if (skip(c, sz + 2) != 0)   /* data and its CRLF */
+            if (skip(c, sz + 2) != 0) /* data and its CRLF */
                 goto fail;
             *body += sz;
             if (sz == 0)
@@ -237,7 +239,7 @@ get(struct conn *c, const char *path, unsigned long long *body)
             goto fail;
         *body = (unsigned long long)clen;
     } else {
-        goto fail;  /* body until close: not from our servers */
+        goto fail; /* body until close: not from our servers */
     }
     if (!keep)
         conn_close(c);
@@ -301,7 +303,7 @@ run_storm(void *arg)
     if (c == NULL)
         abort();
     c->fd = -1;
-    conn_open(c);   /* connections are open before the first tile */
+    conn_open(c); /* connections are open before the first tile */
     for (k = 0;; k++) {
         pthread_barrier_wait(&bar_start);
         if (stop_all)
@@ -369,7 +371,8 @@ pct(const double *v, long n, double p)
 static void
 usage(void)
 {
-    fprintf(stderr, "usage: storm --mode storm|list --port P [--tiles|--count N] "
+    fprintf(stderr,
+        "usage: storm --mode storm|list --port P [--tiles|--count N] "
         "[--concurrency C] [--host 127.0.0.1] [--prefix P] [--z Z] [--x0 X] "
         "[--y0 Y] [--width W] [--start S] [--format F] [--query Q] "
         "[--max-seconds S] [--timeout-ms MS]\n");
@@ -391,22 +394,38 @@ main(int argc, char **argv)
         if (v == NULL)
             usage();
         k++;
-        if (!strcmp(a, "--mode")) o.mode = v;
-        else if (!strcmp(a, "--host")) o.host = v;
-        else if (!strcmp(a, "--port")) o.port = atoi(v);
-        else if (!strcmp(a, "--tiles") || !strcmp(a, "--count")) o.count = atol(v);
-        else if (!strcmp(a, "--concurrency")) o.concurrency = atoi(v);
-        else if (!strcmp(a, "--prefix")) o.prefix = v;
-        else if (!strcmp(a, "--format")) o.format = v;
-        else if (!strcmp(a, "--query")) o.query = v;
-        else if (!strcmp(a, "--z")) o.z = atol(v);
-        else if (!strcmp(a, "--x0")) o.x0 = atol(v);
-        else if (!strcmp(a, "--y0")) o.y0 = atol(v);
-        else if (!strcmp(a, "--width")) o.width = atol(v);
-        else if (!strcmp(a, "--start")) o.start = atol(v);
-        else if (!strcmp(a, "--max-seconds")) o.max_seconds = atof(v);
-        else if (!strcmp(a, "--timeout-ms")) o.timeout_ms = atoi(v);
-        else usage();
+        if (!strcmp(a, "--mode"))
+            o.mode = v;
+        else if (!strcmp(a, "--host"))
+            o.host = v;
+        else if (!strcmp(a, "--port"))
+            o.port = atoi(v);
+        else if (!strcmp(a, "--tiles") || !strcmp(a, "--count"))
+            o.count = atol(v);
+        else if (!strcmp(a, "--concurrency"))
+            o.concurrency = atoi(v);
+        else if (!strcmp(a, "--prefix"))
+            o.prefix = v;
+        else if (!strcmp(a, "--format"))
+            o.format = v;
+        else if (!strcmp(a, "--query"))
+            o.query = v;
+        else if (!strcmp(a, "--z"))
+            o.z = atol(v);
+        else if (!strcmp(a, "--x0"))
+            o.x0 = atol(v);
+        else if (!strcmp(a, "--y0"))
+            o.y0 = atol(v);
+        else if (!strcmp(a, "--width"))
+            o.width = atol(v);
+        else if (!strcmp(a, "--start"))
+            o.start = atol(v);
+        else if (!strcmp(a, "--max-seconds"))
+            o.max_seconds = atof(v);
+        else if (!strcmp(a, "--timeout-ms"))
+            o.timeout_ms = atoi(v);
+        else
+            usage();
     }
     if (o.port <= 0 || o.concurrency < 1 || o.count < 1 || o.width < 1 ||
         o.max_seconds <= 0 || o.timeout_ms < 1 ||
@@ -426,7 +445,8 @@ main(int argc, char **argv)
     for (k = 0; k < o.concurrency; k++) {
         w[k].id = k;
         if (pthread_create(&w[k].thread, NULL,
-                strcmp(o.mode, "storm") == 0 ? run_storm : run_list, &w[k]) != 0)
+                strcmp(o.mode, "storm") == 0 ? run_storm : run_list,
+                &w[k]) != 0)
             return 1;
     }
     for (k = 0; k < o.concurrency; k++)
@@ -448,8 +468,8 @@ main(int argc, char **argv)
     }
     qsort(all, (size_t)total, sizeof(double), cmp_double);
     printf("{\"mode\": \"%s\", \"requests\": %ld, \"errors\": %ld, "
-        "\"concurrency\": %d, \"tiles\": %ld, \"elapsed_s\": %.3f, "
-        "\"rps\": %.1f, \"bytes\": %llu, \"timed_out\": %s, \"status\": {",
+           "\"concurrency\": %d, \"tiles\": %ld, \"elapsed_s\": %.3f, "
+           "\"rps\": %.1f, \"bytes\": %llu, \"timed_out\": %s, \"status\": {",
         o.mode, total, errors, o.concurrency, o.count, elapsed,
         elapsed > 0 ? (double)total / elapsed : 0.0, bytes,
         timed_out ? "true" : "false");
@@ -460,8 +480,8 @@ main(int argc, char **argv)
         first = 0;
     }
     printf("}, \"latency_ms\": {\"p50\": %.3f, \"p90\": %.3f, \"p99\": %.3f, "
-        "\"max\": %.3f, \"mean\": %.3f}}\n", pct(all, total, 50),
-        pct(all, total, 90), pct(all, total, 99), total ? all[total - 1] : 0.0,
-        total ? sum / (double)total : 0.0);
+           "\"max\": %.3f, \"mean\": %.3f}}\n",
+        pct(all, total, 50), pct(all, total, 90), pct(all, total, 99),
+        total ? all[total - 1] : 0.0, total ? sum / (double)total : 0.0);
     return 0;
 }

@@ -15,8 +15,8 @@
 
 struct nginx_counts {
     struct nginxlog_follow *follow; /* NGINX_LOG_FILE, or NULL */
-    struct nginxhits *hits; /* NGINX_HITS_FILE, or NULL */
-    int stop; /* atomic */
+    struct nginxhits *hits;         /* NGINX_HITS_FILE, or NULL */
+    int stop;                       /* atomic */
     pthread_t thread;
 };
 

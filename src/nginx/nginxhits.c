@@ -14,7 +14,7 @@
 #include "../util.h"
 
 #define STEP_MS 100
-#define CHUNK_SLOTS 64         /* slots per pread: 32 KiB */
+#define CHUNK_SLOTS 64 /* slots per pread: 32 KiB */
 
 static const int hit_statuses[] = NGINXHITS_STATUSES;
 static const unsigned ms_bounds[] = NGINXHITS_MS_BOUNDS;
@@ -30,15 +30,15 @@ struct seen {
 struct nginxhits {
     char *path;
     struct metrics *metrics;
-    int fd;                                 /* the file read; -1: none */
-    size_t size;                            /* what it must measure */
+    int fd;      /* the file read; -1: none */
+    size_t size; /* what it must measure */
     uint32_t nslots;
     dev_t dev;
     ino_t ino;
-    struct seen *seen;                      /* nslots of them */
-    struct nginxhits_slot *chunk;           /* CHUNK_SLOTS read at a time */
-    int looked;             /* a first look was made: later files count whole */
-    int complained;         /* the path's trouble was logged */
+    struct seen *seen;            /* nslots of them */
+    struct nginxhits_slot *chunk; /* CHUNK_SLOTS read at a time */
+    int looked;     /* a first look was made: later files count whole */
+    int complained; /* the path's trouble was logged */
 };
 
 struct nginxhits *
@@ -94,8 +94,8 @@ header_ok(const struct nginxhits_header *head, uint64_t size)
 {
     return memcmp(head->magic, NGINXHITS_MAGIC, 8) == 0 &&
         head->version == NGINXHITS_VERSION &&
-        head->slot_size == sizeof(struct nginxhits_slot) &&
-        head->nslots >= 1 && head->nslots <= NGINXHITS_MAX_SLOTS &&
+        head->slot_size == sizeof(struct nginxhits_slot) && head->nslots >= 1 &&
+        head->nslots <= NGINXHITS_MAX_SLOTS &&
         size == NGINXHITS_FILE_SIZE(head->nslots);
 }
 
@@ -129,23 +129,23 @@ read_slot(struct nginxhits *nh, const struct nginxhits_slot *s,
         /* Classes before the sum: the module adds to the sum first,
          * so a class seen grown has its durations in the sum. */
         for (j = 0, counted = 0; j < NGINXHITS_NCLASS; j++)
-            if ((grew[j] = grown(s->duration[k][j],
-                    &was->duration[k][j])) > 0)
+            if ((grew[j] = grown(s->duration[k][j], &was->duration[k][j])) > 0)
                 counted = 1;
         /* Without a class grown, what the sum gained waits for it. */
         if (!counted)
             continue;
-        d = s->duration_ms_sum[k] >= was->duration_ms_sum[k] ?
-            s->duration_ms_sum[k] - was->duration_ms_sum[k] :
-            s->duration_ms_sum[k];
+        d = s->duration_ms_sum[k] >= was->duration_ms_sum[k]
+            ? s->duration_ms_sum[k] - was->duration_ms_sum[k]
+            : s->duration_ms_sum[k];
         was->duration_ms_sum[k] = s->duration_ms_sum[k];
         for (j = 0; count && j < NGINXHITS_NCLASS; j++) {
             if (grew[j] == 0)
                 continue;
             /* The histograms keep one sum: all of it with the first. */
             metrics_durations_add(nh->metrics, name, cache,
-                j < NGINXHITS_NCLASS - 1 ? ms_bounds[j] / 1000.0 :
-                ms_bounds[NGINXHITS_NCLASS - 2] / 1000.0 + 1,
+                j < NGINXHITS_NCLASS - 1
+                    ? ms_bounds[j] / 1000.0
+                    : ms_bounds[NGINXHITS_NCLASS - 2] / 1000.0 + 1,
                 grew[j], (double)d / 1000.0);
             d = 0;
         }
@@ -210,7 +210,8 @@ open_file(struct nginxhits *nh, const struct stat *st)
         pread(fd, &head, sizeof(head), 0) != (ssize_t)sizeof(head) ||
         !header_ok(&head, (uint64_t)fst.st_size)) {
         close(fd);
-        complain(nh, "not a counters file of this version (is the NGINX "
+        complain(nh,
+            "not a counters file of this version (is the NGINX "
             "module the one built with this hereproxy?)");
         return -1;
     }
@@ -241,10 +242,9 @@ nginxhits_step(struct nginxhits *nh)
         /* Gone: what NGINX still adds to the open one is counted. */
         if (nh->fd == -1)
             complain(nh, strerror(errno));
-    } else if (nh->fd == -1 || st.st_dev != nh->dev ||
-        st.st_ino != nh->ino) {
+    } else if (nh->fd == -1 || st.st_dev != nh->dev || st.st_ino != nh->ino) {
         if (nh->fd != -1) {
-            read_slots(nh, 1, &total);      /* the last of the old file */
+            read_slots(nh, 1, &total); /* the last of the old file */
             close_file(nh);
         }
         if (open_file(nh, &st) == 0 && first &&
@@ -255,7 +255,8 @@ nginxhits_step(struct nginxhits *nh)
         /* Cut short or rewritten under us: once it is whole again, it
          * counts from zero, as a file NGINX created anew. */
         log_info("NGINX_HITS_FILE: %s: cut short or rewritten; counting "
-            "again from zero once it is whole", nh->path);
+                 "again from zero once it is whole",
+            nh->path);
         close_file(nh);
     }
     return total;

@@ -27,17 +27,17 @@
 struct nginxlog_follow {
     char *path;
     struct metrics *metrics;
-    int fd;                    /* -1: not open (missing, or between files) */
+    int fd; /* -1: not open (missing, or between files) */
     dev_t dev;
     ino_t ino;
-    off_t pos;                 /* bytes read from fd */
-    int from_start;            /* the next file opened is all ours */
-    int rotated;               /* the path names another file: finish fd */
-    int more;                  /* the last step stopped before EOF */
-    int skipping;              /* inside a line longer than buf */
+    off_t pos;      /* bytes read from fd */
+    int from_start; /* the next file opened is all ours */
+    int rotated;    /* the path names another file: finish fd */
+    int more;       /* the last step stopped before EOF */
+    int skipping;   /* inside a line longer than buf */
     int missing_logged, long_logged, bad;
     uint64_t last_data_ms;
-    size_t len;                /* a partial line at buf's start */
+    size_t len; /* a partial line at buf's start */
     char buf[LINE_MAX_BYTES];
 };
 
@@ -82,7 +82,7 @@ nginxlog_parse(const char *buf, size_t len, struct nginxlog_entry *e)
     else if (strcmp(cache, "STALE") == 0 || strcmp(cache, "UPDATING") == 0)
         e->cache = METRICS_STALE;
     else {
-        rc = 0;                 /* hereproxy answered: counted there */
+        rc = 0; /* hereproxy answered: counted there */
         goto done;
     }
     v = cJSON_GetObjectItemCaseSensitive(root, "status");
@@ -90,11 +90,10 @@ nginxlog_parse(const char *buf, size_t len, struct nginxlog_entry *e)
         goto done;
     e->status = (int)v->valuedouble;
     v = cJSON_GetObjectItemCaseSensitive(root, "bytes");
-    e->bytes = cJSON_IsNumber(v) && v->valuedouble > 0
-        ? (uint64_t)v->valuedouble : 0;
+    e->bytes =
+        cJSON_IsNumber(v) && v->valuedouble > 0 ? (uint64_t)v->valuedouble : 0;
     v = cJSON_GetObjectItemCaseSensitive(root, "request_time");
-    e->seconds = cJSON_IsNumber(v) && v->valuedouble > 0 ? v->valuedouble
-                                                          : 0.0;
+    e->seconds = cJSON_IsNumber(v) && v->valuedouble > 0 ? v->valuedouble : 0.0;
     v = cJSON_GetObjectItemCaseSensitive(root, "indice");
     if (cJSON_IsString(v) && indice_ok(v->valuestring))
         snprintf(e->indice, sizeof(e->indice), "%s", v->valuestring);
@@ -108,8 +107,8 @@ done:
 
 /* Count one line if NGINX answered it; returns 1 when counted. */
 static int
-handle_line(struct metrics *m, const char *buf, size_t len,
-    const char *setting, int *bad)
+handle_line(struct metrics *m, const char *buf, size_t len, const char *setting,
+    int *bad)
 {
     struct nginxlog_entry e;
 
@@ -118,12 +117,12 @@ handle_line(struct metrics *m, const char *buf, size_t len,
         metrics_request(m, e.indice, e.cache, e.status, e.seconds, e.bytes);
         return 1;
     case -1:
-        if (!(*bad)++)          /* once: the log_format is wrong */
+        if (!(*bad)++) /* once: the log_format is wrong */
             log_warnx("%s: a line that is not the hereproxy_cache "
-                "log_format", setting);
+                      "log_format",
+                setting);
         return 0;
-    default:
-        return 0;
+    default: return 0;
     }
 }
 
@@ -138,10 +137,10 @@ follow_lines(struct nginxlog_follow *f)
 
     while ((nl = memchr(p, '\n', (size_t)(end - p))) != NULL) {
         if (f->skipping)
-            f->skipping = 0;    /* the end of a line too long to count */
+            f->skipping = 0; /* the end of a line too long to count */
         else if (nl > p)
-            counted += handle_line(f->metrics, p, (size_t)(nl - p),
-                "NGINX_LOG_FILE", &f->bad);
+            counted += handle_line(
+                f->metrics, p, (size_t)(nl - p), "NGINX_LOG_FILE", &f->bad);
         p = nl + 1;
     }
     f->len = (size_t)(end - p);
@@ -149,7 +148,8 @@ follow_lines(struct nginxlog_follow *f)
         /* No newline in a full buffer: drop the line up to its end. */
         if (!f->long_logged++)
             log_warnx("NGINX_LOG_FILE: a line longer than %d bytes, "
-                "skipped", LINE_MAX_BYTES);
+                      "skipped",
+                LINE_MAX_BYTES);
         f->skipping = 1;
         f->len = 0;
     } else if (f->len > 0 && p != f->buf)
@@ -170,7 +170,7 @@ follow_read(struct nginxlog_follow *f, uint64_t now_ms)
         if (n < 0 && errno == EINTR)
             continue;
         if (n <= 0)
-            return counted;     /* EOF, or an error the next step retries */
+            return counted; /* EOF, or an error the next step retries */
         f->pos += n;
         f->len += (size_t)n;
         f->last_data_ms = now_ms;
@@ -190,7 +190,8 @@ follow_open(struct nginxlog_follow *f)
 
     /* O_NONBLOCK: a FIFO at the path must not hang the thread. */
     fd = open(f->path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
-    if (fd >= 0 && (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) ||
+    if (fd >= 0 &&
+        (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) ||
             (!f->from_start && (pos = lseek(fd, 0, SEEK_END)) < 0))) {
         close(fd);
         fd = -1;
@@ -198,9 +199,8 @@ follow_open(struct nginxlog_follow *f)
     }
     if (fd < 0) {
         if (!f->missing_logged++)
-            log_warn("NGINX_LOG_FILE: cannot read %s yet, retrying",
-                f->path);
-        f->from_start = 1;      /* when it appears, all of it is new */
+            log_warn("NGINX_LOG_FILE: cannot read %s yet, retrying", f->path);
+        f->from_start = 1; /* when it appears, all of it is new */
         return -1;
     }
     if (f->missing_logged)
@@ -263,7 +263,7 @@ nginxlog_follow_new(const char *path, struct metrics *m)
     }
     f->metrics = m;
     f->fd = -1;
-    follow_open(f);             /* a missing file is retried each step */
+    follow_open(f); /* a missing file is retried each step */
     return f;
 }
 

@@ -17,8 +17,8 @@
  */
 
 struct nginxlog_entry {
-    char indice[65];            /* "-" when absent or not a valid indice */
-    enum metrics_cache cache;   /* METRICS_HIT or METRICS_STALE */
+    char indice[65];          /* "-" when absent or not a valid indice */
+    enum metrics_cache cache; /* METRICS_HIT or METRICS_STALE */
     int status;
     uint64_t bytes;
     double seconds;
@@ -44,8 +44,8 @@ int nginxlog_parse(const char *buf, size_t len, struct nginxlog_entry *e);
  * Returns NULL when out of memory; nginxlog_follow_free(NULL) does nothing.
  */
 struct nginxlog_follow;
-struct nginxlog_follow *nginxlog_follow_new(const char *path,
-    struct metrics *m);
+struct nginxlog_follow *nginxlog_follow_new(
+    const char *path, struct metrics *m);
 
 /*
  * One step at now_ms (a monotonic clock): the number of lines counted.

@@ -19,7 +19,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-
 #include "entry.h"
 #include "mac.h"
 
@@ -65,8 +64,8 @@ check_decoded(const struct entry *e, const uint8_t *blob, size_t len)
     FUZZ_CHECK(again != NULL);
     FUZZ_CHECK(again->blob_len == len);
     FUZZ_CHECK(memcmp(again->blob, blob, 32) == 0);
-    FUZZ_CHECK(memcmp(again->blob + ENTRY_HEADER_SIZE,
-                   blob + ENTRY_HEADER_SIZE, len - ENTRY_HEADER_SIZE) == 0);
+    FUZZ_CHECK(memcmp(again->blob + ENTRY_HEADER_SIZE, blob + ENTRY_HEADER_SIZE,
+                   len - ENTRY_HEADER_SIZE) == 0);
     FUZZ_CHECK(entry_footprint(again) == entry_footprint(e));
     entry_unref(again);
 }
@@ -80,13 +79,13 @@ check_sealed(struct entry *e)
     static const char key[] = "0v3/base/mc/1/0/0/png";
 
     FUZZ_CHECK(entry_seal(e, fleet, key, sizeof(key) - 1) == 0);
-    FUZZ_CHECK(entry_check(e->blob, e->blob_len, fleet, key,
-                   sizeof(key) - 1) == ENTRY_OK);
-    FUZZ_CHECK(entry_check(e->blob, e->blob_len, fleet, key,
-                   sizeof(key) - 2) == ENTRY_FORGED);
+    FUZZ_CHECK(entry_check(e->blob, e->blob_len, fleet, key, sizeof(key) - 1) ==
+        ENTRY_OK);
+    FUZZ_CHECK(entry_check(e->blob, e->blob_len, fleet, key, sizeof(key) - 2) ==
+        ENTRY_FORGED);
     e->blob[e->blob_len - 1] ^= 0x20;
-    FUZZ_CHECK(entry_check(e->blob, e->blob_len, fleet, key,
-                   sizeof(key) - 1) != ENTRY_OK);
+    FUZZ_CHECK(entry_check(e->blob, e->blob_len, fleet, key, sizeof(key) - 1) !=
+        ENTRY_OK);
     e->blob[e->blob_len - 1] ^= 0x20;
 }
 
@@ -114,8 +113,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     static const char secret[] = "the fuzzer's fleet secret";
     uint8_t *copy;
 
-    if (fleet == NULL && (fleet = mac_new(secret, sizeof(secret) - 1)) ==
-        NULL)
+    if (fleet == NULL && (fleet = mac_new(secret, sizeof(secret) - 1)) == NULL)
         abort();
     /* A private copy: ASan then catches any read past the blob. */
     copy = malloc(size > 0 ? size : 1);

@@ -30,7 +30,7 @@ parse_bad(const char *spec, const char *want)
 {
     static char dummy;
     struct acl *const sentinel = (struct acl *)(void *)&dummy;
-    struct acl *acl = sentinel;             /* never freed */
+    struct acl *acl = sentinel; /* never freed */
     char err[256];
 
     memset(err, 'x', sizeof(err));
@@ -92,8 +92,9 @@ test_any(void **state)
 static void
 test_cidrs(void **state)
 {
-    struct acl *acl = parse_ok("10.0.0.0/8, 192.168.1.0/24,"
-        "172.16.0.0/12,fd00::/8,2001:db8:1::/48,198.51.100.7");
+    struct acl *acl =
+        parse_ok("10.0.0.0/8, 192.168.1.0/24,"
+                 "172.16.0.0/12,fd00::/8,2001:db8:1::/48,198.51.100.7");
 
     (void)state;
     assert_true(acl_allows(acl, "10.0.0.0"));
@@ -191,7 +192,8 @@ test_bad_specs(void **state)
     parse_bad("127.0.0.1,,::1", "empty entry");
     parse_bad("localhost", "'localhost': not an IPv4 or IPv6 address");
     parse_bad("loopback,anything", "'anything'");
-    parse_bad("10.0.0.0/33", "'10.0.0.0/33': the prefix length must be "
+    parse_bad("10.0.0.0/33",
+        "'10.0.0.0/33': the prefix length must be "
         "0 to 32");
     parse_bad("::/129", "0 to 128");
     parse_bad("10.0.0.0/", "prefix length");
@@ -199,7 +201,8 @@ test_bad_specs(void **state)
     parse_bad("10.0.0.0/+8", "prefix length");
     parse_bad("10.0.0.0/8x", "prefix length");
     parse_bad("10.0.0.0/ 8", "prefix length");
-    parse_bad("10.0.0.1/8", "'10.0.0.1/8': address has bits set past "
+    parse_bad("10.0.0.1/8",
+        "'10.0.0.1/8': address has bits set past "
         "the /8 prefix");
     parse_bad("fd00::1/8", "bits set");
     parse_bad("::ffff:10.0.0.0/8", "bits set");

@@ -19,7 +19,7 @@ test_opens_after_threshold(void **state)
     breaker_init(&b, 3, 1000);
     assert_int_equal(breaker_record(&b, 0, 0), BREAKER_SAME);
     assert_int_equal(breaker_record(&b, 0, 1), BREAKER_SAME);
-    assert_int_equal(breaker_record(&b, 1, 2), BREAKER_SAME);   /* reset */
+    assert_int_equal(breaker_record(&b, 1, 2), BREAKER_SAME); /* reset */
     assert_int_equal(breaker_record(&b, 0, 3), BREAKER_SAME);
     assert_int_equal(breaker_record(&b, 0, 4), BREAKER_SAME);
     assert_int_equal(breaker_state(&b), BREAKER_CLOSED);
@@ -43,13 +43,13 @@ test_half_open_probe(void **state)
     (void)state;
     breaker_init(&b, 1, 100);
     assert_int_equal(breaker_record(&b, 0, 0), BREAKER_OPENED);
-    assert_int_equal(breaker_allow(&b, 100, &wait), 1);         /* probe */
+    assert_int_equal(breaker_allow(&b, 100, &wait), 1); /* probe */
     assert_int_equal(breaker_state(&b), BREAKER_HALF_OPEN);
-    assert_int_equal(breaker_allow(&b, 101, &wait), 0);         /* others wait */
+    assert_int_equal(breaker_allow(&b, 101, &wait), 0); /* others wait */
     assert_true(wait > 0);
     assert_int_equal(breaker_record(&b, 0, 150), BREAKER_OPENED); /* failed */
     assert_int_equal(breaker_allow(&b, 200, &wait), 0);
-    assert_int_equal(breaker_allow(&b, 250, &wait), 1);         /* next probe */
+    assert_int_equal(breaker_allow(&b, 250, &wait), 1); /* next probe */
     assert_int_equal(breaker_record(&b, 1, 260), BREAKER_CLOSED_AGAIN);
     assert_int_equal(breaker_state(&b), BREAKER_CLOSED);
     assert_int_equal(breaker_allow(&b, 261, &wait), 1);

@@ -20,7 +20,7 @@ static const struct {
     long def, cap, want;
 } ttl_cases[] = {
     {NULL, 3600, 86400, 3600},
-    {NULL, 100000, 86400, 86400},       /* the default is capped too */
+    {NULL, 100000, 86400, 86400}, /* the default is capped too */
     {"", 3600, 86400, 3600},
     {"public", 3600, 86400, 3600},
     {"max-age=60", 3600, 86400, 60},
@@ -94,14 +94,14 @@ test_ttl_table(void **state)
 
     (void)state;
     for (i = 0; i < sizeof(ttl_cases) / sizeof(ttl_cases[0]); i++) {
-        long got = cache_ttl(ttl_cases[i].cc, ttl_cases[i].def,
-            ttl_cases[i].cap);
+        long got =
+            cache_ttl(ttl_cases[i].cc, ttl_cases[i].def, ttl_cases[i].cap);
         if (got != ttl_cases[i].want)
             fail_msg("cache_ttl(%s%s%s, %ld, %ld) = %ld, want %ld",
                 ttl_cases[i].cc ? "\"" : "",
                 ttl_cases[i].cc ? ttl_cases[i].cc : "NULL",
-                ttl_cases[i].cc ? "\"" : "", ttl_cases[i].def,
-                ttl_cases[i].cap, got, ttl_cases[i].want);
+                ttl_cases[i].cc ? "\"" : "", ttl_cases[i].def, ttl_cases[i].cap,
+                got, ttl_cases[i].want);
     }
 }
 
@@ -115,8 +115,8 @@ test_ttl_huge_max_age(void **state)
     (void)state;
     assert_int_equal(cache_ttl("max-age=2147483648", 3600, 86400), 86400);
     assert_int_equal(cache_ttl("max-age=99999999999", 3600, 86400), 86400);
-    assert_int_equal(cache_ttl("s-maxage=999999999999999999999", 3600,
-        86400), 86400);
+    assert_int_equal(
+        cache_ttl("s-maxage=999999999999999999999", 3600, 86400), 86400);
 }
 
 /* ----------------------------------------------------- the cache itself */
@@ -129,8 +129,8 @@ new_cache(struct settings *cfg, long maxsize, const char *maxbytes)
 
     assert_int_equal(settings_init(cfg), 0);
     cfg->cache_maxsize = maxsize;
-    assert_int_equal(settings_set(cfg, "CACHE_MAXBYTES", maxbytes, err,
-        sizeof(err)), 0);
+    assert_int_equal(
+        settings_set(cfg, "CACHE_MAXBYTES", maxbytes, err, sizeof(err)), 0);
     c = cache_new(cfg, err, sizeof(err));
     if (c == NULL)
         fail_msg("cache_new: %s", err);
@@ -140,8 +140,8 @@ new_cache(struct settings *cfg, long maxsize, const char *maxbytes)
 static struct entry *
 tile(int64_t fresh, int64_t keep, const char *body)
 {
-    struct entry *e = entry_new(200, fresh, keep, "image/png", "\"t\"", body,
-        strlen(body));
+    struct entry *e =
+        entry_new(200, fresh, keep, "image/png", "\"t\"", body, strlen(body));
 
     assert_non_null(e);
     return e;

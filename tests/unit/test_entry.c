@@ -10,12 +10,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-
 #include "entry.h"
 #include "mac.h"
 
-static const unsigned char png[] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a,
-    '\n', 0, 0, 0, 13, 'I', 'H', 'D', 'R', 0, 1, 2, 0xff, 0xfe};
+static const unsigned char png[] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n',
+    0, 0, 0, 13, 'I', 'H', 'D', 'R', 0, 1, 2, 0xff, 0xfe};
 
 static struct entry *
 sample(void)
@@ -42,8 +41,8 @@ assert_same(const struct entry *a, const struct entry *b)
     assert_int_equal(a->blob_len, b->blob_len);
     assert_memory_equal(a->blob, b->blob, a->blob_len);
     /* Pointers into the entry's own memory, not the source blob. */
-    assert_true(b->body >= b->blob && b->body + b->body_len <= b->blob +
-        b->blob_len);
+    assert_true(
+        b->body >= b->blob && b->body + b->body_len <= b->blob + b->blob_len);
 }
 
 static void
@@ -65,8 +64,8 @@ test_new_layout(void **state)
     assert_int_equal(h[4], ENTRY_VERSION);
     assert_int_equal(h[5], 0);
     assert_int_equal(h[6] | h[7] << 8, 200);
-    assert_int_equal(h[8] | h[9] << 8 | h[10] << 16 | (uint32_t)h[11] << 24,
-        1700000000);
+    assert_int_equal(
+        h[8] | h[9] << 8 | h[10] << 16 | (uint32_t)h[11] << 24, 1700000000);
     assert_int_equal(h[12] | h[13] | h[14] | h[15], 0);
     assert_int_equal(h[24] | h[25] << 8, sizeof(png));
     assert_int_equal(h[28] | h[29] << 8, 9);
@@ -181,8 +180,8 @@ test_every_bit_flip(void **state)
     (void)state;
     assert_non_null(copy);
     assert_int_equal(entry_seal(e, m, KEY, strlen(KEY)), 0);
-    assert_int_equal(entry_check(e->blob, e->blob_len, m, KEY, strlen(KEY)),
-        ENTRY_OK);
+    assert_int_equal(
+        entry_check(e->blob, e->blob_len, m, KEY, strlen(KEY)), ENTRY_OK);
     for (off = 0; off < e->blob_len; off++) {
         for (bit = 0; bit < 8; bit++) {
             memcpy(copy, e->blob, e->blob_len);
@@ -190,8 +189,8 @@ test_every_bit_flip(void **state)
             if (entry_check(copy, e->blob_len, m, KEY, strlen(KEY)) ==
                 ENTRY_OK) {
                 if (undetected++ == 0)
-                    snprintf(first, sizeof(first), "offset %zu bit %d",
-                        off, bit);
+                    snprintf(
+                        first, sizeof(first), "offset %zu bit %d", off, bit);
             }
         }
     }
@@ -199,8 +198,8 @@ test_every_bit_flip(void **state)
     entry_unref(e);
     mac_free(m);
     if (undetected > 0)
-        fail_msg("%d single-bit corruptions verified (first: %s)",
-            undetected, first);
+        fail_msg("%d single-bit corruptions verified (first: %s)", undetected,
+            first);
 }
 
 /*
@@ -219,24 +218,26 @@ test_sealed_for_its_key(void **state)
 
     (void)state;
     assert_int_equal(entry_seal(e, m, KEY, strlen(KEY)), 0);
-    assert_int_equal(entry_check(e->blob, e->blob_len, m, KEY, strlen(KEY)),
-        ENTRY_OK);
-    assert_int_equal(entry_check(e->blob, e->blob_len, m, k2, strlen(k2)),
+    assert_int_equal(
+        entry_check(e->blob, e->blob_len, m, KEY, strlen(KEY)), ENTRY_OK);
+    assert_int_equal(
+        entry_check(e->blob, e->blob_len, m, k2, strlen(k2)), ENTRY_FORGED);
+    assert_int_equal(entry_check(e->blob, e->blob_len, m, KEY, strlen(KEY) - 1),
         ENTRY_FORGED);
-    assert_int_equal(entry_check(e->blob, e->blob_len, m, KEY,
-                         strlen(KEY) - 1), ENTRY_FORGED);
-    assert_int_equal(entry_check(e->blob, e->blob_len, other, KEY,
-                         strlen(KEY)), ENTRY_FORGED);
-    assert_int_equal(entry_check(plain->blob, plain->blob_len, m, KEY,
-                         strlen(KEY)), ENTRY_FORGED);
+    assert_int_equal(entry_check(e->blob, e->blob_len, other, KEY, strlen(KEY)),
+        ENTRY_FORGED);
+    assert_int_equal(
+        entry_check(plain->blob, plain->blob_len, m, KEY, strlen(KEY)),
+        ENTRY_FORGED);
     /* Two seals of one entry differ (a fresh nonce), both verify. */
     assert_int_equal(entry_seal(plain, m, KEY, strlen(KEY)), 0);
     assert_memory_not_equal(plain->blob + 32, e->blob + 32, 28);
-    assert_int_equal(entry_check(plain->blob, plain->blob_len, m, KEY,
-                         strlen(KEY)), ENTRY_OK);
+    assert_int_equal(
+        entry_check(plain->blob, plain->blob_len, m, KEY, strlen(KEY)),
+        ENTRY_OK);
     /* Structure first: a truncated blob is malformed, not forged. */
-    assert_int_equal(entry_check(e->blob, e->blob_len - 1, m, KEY,
-                         strlen(KEY)), ENTRY_MALFORMED);
+    assert_int_equal(entry_check(e->blob, e->blob_len - 1, m, KEY, strlen(KEY)),
+        ENTRY_MALFORMED);
     entry_unref(e);
     entry_unref(plain);
     mac_free(m);
@@ -304,7 +305,7 @@ test_bad_blobs(void **state)
     copy[6] = 99;
     copy[7] = 0;
     assert_null(entry_decode(copy, e->blob_len));
-    copy[6] = 0x58;   /* 600 */
+    copy[6] = 0x58; /* 600 */
     copy[7] = 0x02;
     assert_null(entry_decode(copy, e->blob_len));
     /* Lengths that disagree with the size. */
@@ -338,8 +339,8 @@ test_control_bytes(void **state)
 {
     static const unsigned char bad[] = {'\0', '\r', '\n', 0x01, 0x1f, 0x7f};
     /* In "image/png", in "\"abc123\"" (right after it) */
-    static const size_t offsets[] = {ENTRY_HEADER_SIZE + 5,
-        ENTRY_HEADER_SIZE + 9 + 4};
+    static const size_t offsets[] = {
+        ENTRY_HEADER_SIZE + 5, ENTRY_HEADER_SIZE + 9 + 4};
     struct entry *e = sample(), *d;
     unsigned char *copy = malloc(e->blob_len);
     size_t i, j;
@@ -391,12 +392,11 @@ test_refcount(void **state)
     /* Still usable with one reference. */
     d = entry_decode(e->blob, e->blob_len);
     assert_non_null(d);
-    entry_unref(e);         /* freed: valgrind reports any leak */
+    entry_unref(e); /* freed: valgrind reports any leak */
     assert_int_equal(d->body_len, sizeof(png));
     entry_unref(d);
-    entry_unref(NULL);      /* does nothing */
+    entry_unref(NULL); /* does nothing */
 }
-
 
 int
 main(void)

@@ -24,7 +24,7 @@
  */
 
 struct pair {
-    int web; /* the web server's end */
+    int web;                /* the web server's end */
     struct fcgi_conn *conn; /* the proxy's */
 };
 

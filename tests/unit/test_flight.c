@@ -15,7 +15,7 @@
 #include "util.h"
 
 #define CHUNKS 300
-#define CHUNK 997               /* odd, so chunks straddle 64 KB blocks */
+#define CHUNK 997 /* odd, so chunks straddle 64 KB blocks */
 #define READERS 8
 
 static unsigned char
@@ -45,8 +45,7 @@ read_all(void *arg)
     r->head_rc = flight_wait_head(r->f, util_mono_ms() + 10000, &head, &res);
     if (r->head_rc != 0)
         return NULL;
-    while ((p = flight_read(r->f, r->got, &len, &r->end)) != NULL &&
-           len > 0) {
+    while ((p = flight_read(r->f, r->got, &len, &r->end)) != NULL && len > 0) {
         size_t i;
         for (i = 0; i < len; i++)
             r->mismatches += p[i] != pattern(r->got + i);
@@ -110,7 +109,7 @@ test_readers_share_one_fetch(void **state)
     assert_int_equal(flight_readers(f), READERS);
     pthread_create(&wt, NULL, write_all, flight_ref(reg, f));
     pthread_join(wt, NULL);
-    flight_release(reg, f);         /* the writer's reference */
+    flight_release(reg, f); /* the writer's reference */
     for (i = 0; i < READERS; i++) {
         pthread_join(rt[i], NULL);
         assert_int_equal(readers[i].head_rc, 0);
@@ -193,15 +192,14 @@ test_failure_reaches_readers(void **state)
     (void)state;
     f = flight_join(reg, "x", 1, &leader);
     /* Nothing yet: waiting for the head times out. */
-    assert_int_equal(flight_wait_head(f, util_mono_ms() + 30, &head, &got),
-        -1);
+    assert_int_equal(flight_wait_head(f, util_mono_ms() + 30, &head, &got), -1);
     memset(&res, 0, sizeof(res));
     res.status = 503;
     res.attempts = 3;
     util_strlcpy(res.error, "HERE answered 503", sizeof(res.error));
     flight_end(f, FLIGHT_FAILED, &res);
-    assert_int_equal(flight_wait_head(f, util_mono_ms() + 1000, &head, &got),
-        -1);
+    assert_int_equal(
+        flight_wait_head(f, util_mono_ms() + 1000, &head, &got), -1);
     assert_int_equal(got.attempts, 3);
     assert_string_equal(got.error, "HERE answered 503");
     assert_null(flight_read(f, 0, &len, &end));

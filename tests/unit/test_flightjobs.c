@@ -77,7 +77,7 @@ test_jobs_run_as_flights_end(void **state)
     a = flight_join(reg, "a", 1, &leader);
     b = flight_join(reg, "b", 1, &leader);
     c = flight_join(reg, "c", 1, &leader);
-    flight_end(c, FLIGHT_OK, NULL);       /* ended before it was added */
+    flight_end(c, FLIGHT_OK, NULL); /* ended before it was added */
     assert_int_equal(flight_jobs_add(fj, a, &ja), 0);
     assert_int_equal(flight_jobs_add(fj, b, &jb), 0);
     assert_int_equal(flight_jobs_add(fj, c, &jc), 0);
@@ -86,11 +86,11 @@ test_jobs_run_as_flights_end(void **state)
     flight_end(b, FLIGHT_FAILED, NULL);
     assert_int_equal(wait_count(&rec, 2), 2);
     assert_int_equal(rec.order[1], 2);
-    assert_int_equal(count(&rec), 2);     /* a is still running */
+    assert_int_equal(count(&rec), 2); /* a is still running */
 
     /* Stopping waits for a, within its deadline; it is not there yet. */
     assert_int_equal(flight_jobs_stop(fj, util_mono_ms() + 50), 0);
-    assert_int_equal(flight_jobs_add(fj, a, &ja), -1);   /* stopping */
+    assert_int_equal(flight_jobs_add(fj, a, &ja), -1); /* stopping */
     flight_end(a, FLIGHT_OK, NULL);
     assert_int_equal(flight_jobs_stop(fj, util_mono_ms() + 5000), 1);
     assert_int_equal(rec.n, 3);

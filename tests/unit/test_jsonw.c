@@ -55,8 +55,8 @@ test_fields(void **state)
     assert_null(cJSON_GetObjectItem(obj, "absent"));
     assert_int_equal(cJSON_GetObjectItem(obj, "zero")->valuedouble, 0);
     assert_int_equal(cJSON_GetObjectItem(obj, "neg")->valuedouble, -42);
-    assert_true(cJSON_GetObjectItem(obj, "big")->valuedouble ==
-        9007199254740991.0);
+    assert_true(
+        cJSON_GetObjectItem(obj, "big")->valuedouble == 9007199254740991.0);
     assert_true(cJSON_GetObjectItem(obj, "ms")->valuedouble == 12.346);
     assert_true(cJSON_GetObjectItem(obj, "whole")->valuedouble == 7.0);
     assert_true(cJSON_GetObjectItem(obj, "tiny")->valuedouble == 0.0);
@@ -79,8 +79,8 @@ test_escaping(void **state)
     jsonw_str(&w, "utf8", "\xc3\xadndice \xe2\x82\xac \xf0\x9f\x97\xba");
     jsonw_str(&w, "bad", "x\xff\xc0\xafy\xed\xa0\x80z\xe2\x82");
     obj = finish_parse(&w);
-    assert_string_equal(cJSON_GetObjectItem(obj, "q")->valuestring,
-        "a\"b\\c\r\n\t\x01\x7f");
+    assert_string_equal(
+        cJSON_GetObjectItem(obj, "q")->valuestring, "a\"b\\c\r\n\t\x01\x7f");
     assert_string_equal(cJSON_GetObjectItem(obj, "utf8")->valuestring,
         "\xc3\xadndice \xe2\x82\xac \xf0\x9f\x97\xba");
     /* Each byte that starts no valid sequence is one U+FFFD. */

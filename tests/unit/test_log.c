@@ -145,7 +145,7 @@ test_access_minimal(void **state)
     memset(&rec, 0, sizeof(rec));
     rec.status = 404;
     rec.error = "no such endpoint";
-    rec.upstream_status = 502;   /* ignored without upstream */
+    rec.upstream_status = 502; /* ignored without upstream */
     obj = render(&rec, NULL);
     assert_int_equal((int)num_field(obj, "status"), 404);
     assert_string_equal(str_field(obj, "error"), "no such endpoint");
@@ -156,10 +156,10 @@ test_access_minimal(void **state)
     assert_null(cJSON_GetObjectItemCaseSensitive(obj, "path"));
     assert_null(cJSON_GetObjectItemCaseSensitive(obj, "indice"));
     assert_null(cJSON_GetObjectItemCaseSensitive(obj, "request_id"));
-    assert_true(cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(obj,
-        "upstream_status")));
-    assert_true(cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(obj,
-        "upstream_http")));
+    assert_true(
+        cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(obj, "upstream_status")));
+    assert_true(
+        cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(obj, "upstream_http")));
     assert_true(num_field(obj, "upstream_attempts") == 0);
     assert_null(cJSON_GetObjectItemCaseSensitive(obj, "upstream_ms"));
     assert_null(cJSON_GetObjectItemCaseSensitive(obj, "correlation_id"));
@@ -171,10 +171,24 @@ static void
 test_access_hostile(void **state)
 {
     static const char *const hostile[] = {
-        "\"", "\\", "\"}, \"status\": 999, \"x\": \"", "a\nb", "a\r\nb",
-        "\t\b\f", "\x01\x02\x1f", "\x7f", "</script>", "{\"a\":1}",
-        "line1\nline2\n\n", "\\u0000", "\\\"", "'", "%s%n%x", "",
-        "\xe2\x80\xa8\xe2\x80\xa9", "caf\xc3\xa9",
+        "\"",
+        "\\",
+        "\"}, \"status\": 999, \"x\": \"",
+        "a\nb",
+        "a\r\nb",
+        "\t\b\f",
+        "\x01\x02\x1f",
+        "\x7f",
+        "</script>",
+        "{\"a\":1}",
+        "line1\nline2\n\n",
+        "\\u0000",
+        "\\\"",
+        "'",
+        "%s%n%x",
+        "",
+        "\xe2\x80\xa8\xe2\x80\xa9",
+        "caf\xc3\xa9",
     };
     size_t i;
 
@@ -214,8 +228,8 @@ test_access_hostile(void **state)
 static void
 test_access_non_utf8(void **state)
 {
-    static const char *const bad[] = {"\xff", "\xc3", "a\x80z",
-        "\xed\xa0\x80", "\xc0\xaf", "\xfe\xff"};
+    static const char *const bad[] = {
+        "\xff", "\xc3", "a\x80z", "\xed\xa0\x80", "\xc0\xaf", "\xfe\xff"};
     size_t i;
     int failures = 0;
 
@@ -308,8 +322,8 @@ test_level_parse(void **state)
     /* Names parse back to their level. */
     for (i = LOG_LEVEL_DEBUG; i <= LOG_LEVEL_ERROR; i++) {
         enum log_level out;
-        assert_int_equal(log_level_parse(log_level_name((enum log_level)i),
-            &out), 0);
+        assert_int_equal(
+            log_level_parse(log_level_name((enum log_level)i), &out), 0);
         assert_int_equal(out, i);
     }
 }
@@ -363,7 +377,6 @@ test_request_id_new(void **state)
     log_request_id_new(small, sizeof(small));
     assert_int_equal(strlen(small), sizeof(small) - 1);
 }
-
 
 /* ------------------------------------------------ the access-line buffer */
 

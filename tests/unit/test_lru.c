@@ -28,8 +28,8 @@ mk(const char *key, size_t body_len, int64_t keep_until)
     assert_non_null(body);
     memset(body, '.', body_len);
     memcpy(body, key, klen < body_len ? klen : body_len);
-    e = entry_new(200, keep_until, keep_until, "image/png", "\"e\"", body,
-        body_len);
+    e = entry_new(
+        200, keep_until, keep_until, "image/png", "\"e\"", body, body_len);
     free(body);
     assert_non_null(e);
     return e;
@@ -55,8 +55,7 @@ has(struct lru *l, const char *key)
 
     if (e == NULL)
         return 0;
-    assert_true(e->body_len >= klen || memcmp(e->body, key, e->body_len) ==
-        0);
+    assert_true(e->body_len >= klen || memcmp(e->body, key, e->body_len) == 0);
     if (e->body_len >= klen)
         assert_memory_equal(e->body, key, klen);
     entry_unref(e);
@@ -93,12 +92,12 @@ test_clear(void **state)
     assert_int_equal(s.bytes, 0);
     assert_int_equal(s.evictions, 0);
     assert_false(has(l, "k1"));
-    assert_int_equal(put(l, "k1", 10), 0);        /* still usable */
+    assert_int_equal(put(l, "k1", 10), 0); /* still usable */
     assert_true(has(l, "k1"));
     assert_int_equal(lru_clear(l), 1);
     lru_free(l);
     l = lru_new(0, 0);
-    assert_int_equal(lru_clear(l), 0);            /* disabled: nothing */
+    assert_int_equal(lru_clear(l), 0); /* disabled: nothing */
     lru_free(l);
 }
 
@@ -136,7 +135,7 @@ test_basic(void **state)
 
     (void)state;
     assert_int_equal(lru_put(l, "k", 1, a), 0);
-    assert_int_equal(a->refs, 2);   /* the cache holds its own */
+    assert_int_equal(a->refs, 2); /* the cache holds its own */
     got = lru_get(l, "k", 1, NOW);
     assert_ptr_equal(got, a);
     assert_int_equal(a->refs, 3);
@@ -168,7 +167,7 @@ test_basic(void **state)
 
     assert_int_equal(lru_delete(l, "k", 1), 1);
     assert_null(lru_get(l, "k", 1, NOW));
-    assert_int_equal(lru_delete(l, "k", 1), 0);   /* absent: nothing */
+    assert_int_equal(lru_delete(l, "k", 1), 0); /* absent: nothing */
     assert_int_equal(lru_delete(l, "nothing", 7), 0);
     assert_int_equal(stats(l).entries, 2);
     lru_delete(l, "k\0x", 3);
@@ -255,7 +254,7 @@ test_byte_bound(void **state)
     entry_unref(e);
     assert_false(has(l, "big"));
     assert_false(has(l, "huge"));
-    assert_true(stats(l).entries == s.entries);   /* nothing evicted */
+    assert_true(stats(l).entries == s.entries); /* nothing evicted */
     lru_free(l);
 }
 
@@ -311,15 +310,15 @@ test_lru_order(void **state)
 
     (void)state;
     same_shard_keys(k, 5);
-    l = lru_new(16 * 3, 1ULL << 30);     /* three per shard */
+    l = lru_new(16 * 3, 1ULL << 30); /* three per shard */
     assert_int_equal(put(l, k[0], 8), 0);
     assert_int_equal(put(l, k[1], 8), 0);
     assert_int_equal(put(l, k[2], 8), 0);
-    assert_true(has(l, k[0]));           /* order now 0, 2, 1 */
+    assert_true(has(l, k[0]));            /* order now 0, 2, 1 */
     assert_int_equal(put(l, k[3], 8), 0); /* evicts 1 */
     assert_true(has(l, k[0]) && has(l, k[2]) && has(l, k[3]));
-    assert_false(has(l, k[1]));          /* order 3, 2, 0 */
-    assert_true(has(l, k[2]));           /* order 2, 3, 0 */
+    assert_false(has(l, k[1]));           /* order 3, 2, 0 */
+    assert_true(has(l, k[2]));            /* order 2, 3, 0 */
     assert_int_equal(put(l, k[4], 8), 0); /* evicts 0 */
     assert_false(has(l, k[0]));
     assert_true(has(l, k[2]) && has(l, k[3]) && has(l, k[4]));
@@ -379,14 +378,14 @@ test_references_survive(void **state)
     assert_non_null(got[0]);
     assert_non_null(got[1]);
     assert_non_null(got[2]);
-    for (k = 0; k < 2000; k++) {     /* evicts everything */
+    for (k = 0; k < 2000; k++) { /* evicts everything */
         snprintf(key, sizeof(key), "other-%d", k);
         assert_int_equal(put(l, key, 10), 0);
     }
     assert_false(has(l, "a"));
-    assert_int_equal(put(l, "b", 10), 0);   /* replaced */
+    assert_int_equal(put(l, "b", 10), 0); /* replaced */
     lru_delete(l, "c", 1);
-    lru_free(l);                            /* cache gone entirely */
+    lru_free(l); /* cache gone entirely */
     assert_memory_equal(got[0]->body, "a...", 4);
     assert_memory_equal(got[1]->body, "b...", 4);
     assert_int_equal(got[2]->body_len, 4000);
@@ -485,7 +484,6 @@ test_threads(void **state)
     lru_free(l);
 }
 
-
 /* lru_offer: put through TinyLFU admission; drops our reference. */
 static int
 offer(struct lru *l, const char *key)
@@ -500,12 +498,12 @@ offer(struct lru *l, const char *key)
 static void
 test_offer_admission(void **state)
 {
-    struct lru *l = lru_new(1, 1 << 20);  /* one shard, one entry */
+    struct lru *l = lru_new(1, 1 << 20); /* one shard, one entry */
     int i;
 
     (void)state;
     assert_non_null(l);
-    assert_int_equal(offer(l, "a"), 0);   /* room: always stored */
+    assert_int_equal(offer(l, "a"), 0); /* room: always stored */
     for (i = 0; i < 3; i++)
         assert_true(has(l, "a"));
     /* b asked for once (a miss), a three times: b is refused. */
@@ -542,12 +540,12 @@ test_offer_counts_age(void **state)
     for (i = 0; i < 8; i++)
         assert_true(has(l, "old"));
     assert_false(has(l, "new"));
-    assert_int_equal(offer(l, "new"), 1);     /* 1 against 8 */
+    assert_int_equal(offer(l, "new"), 1); /* 1 against 8 */
     /* 100 lookups of another key: the counts halve every 20 (10 x 2). */
     for (i = 0; i < 100; i++)
         assert_false(has(l, "other"));
     assert_false(has(l, "new"));
-    assert_int_equal(offer(l, "new"), 0);     /* old's 8 faded to 0 */
+    assert_int_equal(offer(l, "new"), 0); /* old's 8 faded to 0 */
     assert_true(has(l, "new"));
     lru_free(l);
 }
@@ -565,7 +563,7 @@ test_offer_resists_sweep(void **state)
 
     (void)state;
     for (gated = 0; gated <= 1; gated++) {
-        struct lru *l = lru_new(1024, 1 << 26);   /* 16 shards of 64 */
+        struct lru *l = lru_new(1024, 1 << 26); /* 16 shards of 64 */
 
         assert_non_null(l);
         for (i = 0; i < 256; i++) {

@@ -18,8 +18,7 @@
 
 #define NKEYS 10000
 
-static const char three[] =
-    "127.0.0.1:21901,127.0.0.1:21902,127.0.0.1:21903";
+static const char three[] = "127.0.0.1:21901,127.0.0.1:21902,127.0.0.1:21903";
 static const char four[] =
     "127.0.0.1:21901,127.0.0.1:21902,127.0.0.1:21903,127.0.0.1:21904";
 
@@ -79,8 +78,8 @@ test_remove_one_moves_its_share(void **state)
 
     (void)state;
     /* Only the removed server's keys (about 1/4) move. */
-    print_message("moved %d of %d keys removing 1 of 4 servers\n", moved,
-        NKEYS);
+    print_message(
+        "moved %d of %d keys removing 1 of 4 servers\n", moved, NKEYS);
     assert_in_range(moved, NKEYS / 4 - 600, NKEYS / 4 + 600);
 }
 
@@ -112,8 +111,8 @@ assert_three_shares(const char *servers, const char *const names[3])
 static void
 test_each_server_gets_a_share(void **state)
 {
-    static const char *const names[3] = {"127.0.0.1:21901", "127.0.0.1:21902",
-        "127.0.0.1:21903"};
+    static const char *const names[3] = {
+        "127.0.0.1:21901", "127.0.0.1:21902", "127.0.0.1:21903"};
 
     (void)state;
     assert_three_shares(three, names);
@@ -123,8 +122,8 @@ test_each_server_gets_a_share(void **state)
 static void
 test_socket_paths_are_servers(void **state)
 {
-    static const char *const names[3] = {"/run/mc-a.sock", "/run/mc-b.sock",
-        "127.0.0.1:21901"};
+    static const char *const names[3] = {
+        "/run/mc-a.sock", "/run/mc-b.sock", "127.0.0.1:21901"};
 
     (void)state;
     assert_three_shares("/run/mc-a.sock,/run/mc-b.sock,127.0.0.1:21901", names);

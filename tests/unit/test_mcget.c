@@ -25,11 +25,11 @@ enum mode { MISS, HIT_SPLIT, HIT_WHOLE, CLOSE_ONCE, GARBAGE, TRAILING };
 static struct {
     int listen_fd;
     unsigned port;
-    int unix_fd;                /* the same server on a Unix socket */
+    int unix_fd; /* the same server on a Unix socket */
     char path[64];
     pthread_t unix_thread;
     _Atomic int mode;
-    _Atomic size_t whole_len;   /* HIT_WHOLE's value length */
+    _Atomic size_t whole_len; /* HIT_WHOLE's value length */
     _Atomic int accepts;
     pthread_t thread;
 } srv;
@@ -48,7 +48,7 @@ send_str(int fd, const char *s, size_t n)
     struct timespec ts = {0, 2000000L};
 
     send(fd, s, n, MSG_NOSIGNAL);
-    nanosleep(&ts, NULL);   /* so the client sees it in pieces */
+    nanosleep(&ts, NULL); /* so the client sees it in pieces */
 }
 
 /* A value of n bytes in one send: head, value and END together. */
@@ -93,29 +93,21 @@ serve(int fd)
         line[have - 2] = '\0';
         key = line + 4;
         switch (srv.mode) {
-        case MISS:
-            send_str(fd, "END\r\n", 5);
-            break;
+        case MISS: send_str(fd, "END\r\n", 5); break;
         case HIT_SPLIT:
             snprintf(head, sizeof(head), "VALUE %s 0 %d\r\n", key, VLEN);
-            send_str(fd, head, 3);                       /* "VAL" */
+            send_str(fd, head, 3); /* "VAL" */
             send_str(fd, head + 3, strlen(head) - 3);
             send_str(fd, value, 100);
             send_str(fd, value + 100, VLEN - 100);
             send_str(fd, "\r\nEND\r\n", 7);
             break;
-        case HIT_WHOLE:
-            send_whole(fd, key, srv.whole_len, "");
-            break;
-        case TRAILING:
-            send_whole(fd, key, 10, "END\r\n");
-            break;
+        case HIT_WHOLE: send_whole(fd, key, srv.whole_len, ""); break;
+        case TRAILING: send_whole(fd, key, 10, "END\r\n"); break;
         case CLOSE_ONCE:
-            srv.mode = HIT_SPLIT;   /* the next connection is answered */
+            srv.mode = HIT_SPLIT; /* the next connection is answered */
             return;
-        case GARBAGE:
-            send_str(fd, "SERVER_ERROR out of memory\r\n", 28);
-            break;
+        case GARBAGE: send_str(fd, "SERVER_ERROR out of memory\r\n", 28); break;
         }
     }
 }
@@ -148,8 +140,9 @@ setup(void **state)
     a.sin_family = AF_INET;
     a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     srv.listen_fd = socket(AF_INET, SOCK_STREAM, 0);
-    if (srv.listen_fd < 0 || bind(srv.listen_fd, (struct sockaddr *)&a,
-            sizeof(a)) != 0 || listen(srv.listen_fd, 8) != 0 ||
+    if (srv.listen_fd < 0 ||
+        bind(srv.listen_fd, (struct sockaddr *)&a, sizeof(a)) != 0 ||
+        listen(srv.listen_fd, 8) != 0 ||
         getsockname(srv.listen_fd, (struct sockaddr *)&a, &alen) != 0)
         return -1;
     srv.port = ntohs(a.sin_port);
@@ -158,13 +151,14 @@ setup(void **state)
 
     memset(&u, 0, sizeof(u));
     u.sun_family = AF_UNIX;
-    snprintf(srv.path, sizeof(srv.path), "/tmp/test_mcget.%ld.sock",
-        (long)getpid());
+    snprintf(
+        srv.path, sizeof(srv.path), "/tmp/test_mcget.%ld.sock", (long)getpid());
     snprintf(u.sun_path, sizeof(u.sun_path), "%s", srv.path);
     unlink(srv.path);
     srv.unix_fd = socket(AF_UNIX, SOCK_STREAM, 0);
-    if (srv.unix_fd < 0 || bind(srv.unix_fd, (struct sockaddr *)&u,
-            sizeof(u)) != 0 || listen(srv.unix_fd, 8) != 0)
+    if (srv.unix_fd < 0 ||
+        bind(srv.unix_fd, (struct sockaddr *)&u, sizeof(u)) != 0 ||
+        listen(srv.unix_fd, 8) != 0)
         return -1;
     return pthread_create(&srv.unix_thread, NULL, server_main, &srv.unix_fd);
 }
@@ -207,7 +201,7 @@ test_get_against_a_scripted_server(void **state)
         bad += val[i] != pattern(i);
     assert_int_equal(bad, 0);
     assert_int_equal(val[VLEN], '\0');
-    assert_int_equal(srv.accepts, 1);   /* one kept connection so far */
+    assert_int_equal(srv.accepts, 1); /* one kept connection so far */
 
     /* The server hung up the kept connection: a new one, transparently. */
     srv.mode = CLOSE_ONCE;
@@ -216,21 +210,21 @@ test_get_against_a_scripted_server(void **state)
 
     /* An answer that is not one: an error, and the server is skipped. */
     srv.mode = GARBAGE;
-    assert_int_equal(mcget_get(g, 0, "hp1:k", 5, &val, &len, &why),
-        MCGET_ERROR);
+    assert_int_equal(
+        mcget_get(g, 0, "hp1:k", 5, &val, &len, &why), MCGET_ERROR);
     assert_string_equal(why, "unexpected answer");
     srv.mode = MISS;
-    assert_int_equal(mcget_get(g, 0, "hp1:k", 5, &val, &len, &why),
-        MCGET_ERROR);
+    assert_int_equal(
+        mcget_get(g, 0, "hp1:k", 5, &val, &len, &why), MCGET_ERROR);
     assert_string_equal(why, "server marked down after a failure");
-    assert_int_equal(srv.accepts, 2);   /* not even tried */
-    nanosleep(&wait, NULL);             /* retry_s = 1 */
+    assert_int_equal(srv.accepts, 2); /* not even tried */
+    nanosleep(&wait, NULL);           /* retry_s = 1 */
     assert_int_equal(mcget_get(g, 0, "hp1:k", 5, &val, &len, &why), MCGET_MISS);
     assert_int_equal(srv.accepts, 3);
 
     /* No such server index. */
-    assert_int_equal(mcget_get(g, 1, "hp1:k", 5, &val, &len, &why),
-        MCGET_ERROR);
+    assert_int_equal(
+        mcget_get(g, 1, "hp1:k", 5, &val, &len, &why), MCGET_ERROR);
     mcget_free(g);
 }
 
@@ -253,8 +247,8 @@ value_is_pattern(const char *val, size_t len)
 static void
 test_values_of_every_size(void **state)
 {
-    static const size_t sizes[] = {0, 1, 60000, 70000, 200000, 300000,
-        5000, 1200000, 16384};
+    static const size_t sizes[] = {
+        0, 1, 60000, 70000, 200000, 300000, 5000, 1200000, 16384};
     const char *hosts[1] = {"127.0.0.1"};
     unsigned ports[1] = {srv.port};
     struct mcget *g = mcget_new(1, hosts, ports, 1000, 1, 2u << 20);
@@ -266,14 +260,14 @@ test_values_of_every_size(void **state)
     srv.mode = HIT_WHOLE;
     for (i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
         srv.whole_len = sizes[i];
-        assert_int_equal(mcget_get(g, 0, "hp1:big", 7, &val, &len, &why),
-            MCGET_HIT);
+        assert_int_equal(
+            mcget_get(g, 0, "hp1:big", 7, &val, &len, &why), MCGET_HIT);
         assert_int_equal(len, sizes[i]);
         assert_true(value_is_pattern(val, len));
     }
     srv.mode = TRAILING;
-    assert_int_equal(mcget_get(g, 0, "hp1:big", 7, &val, &len, &why),
-        MCGET_ERROR);
+    assert_int_equal(
+        mcget_get(g, 0, "hp1:big", 7, &val, &len, &why), MCGET_ERROR);
     assert_string_equal(why, "unexpected bytes after the value");
     mcget_free(g);
 }
@@ -296,11 +290,11 @@ test_value_over_max_refused(void **state)
     assert_non_null(g);
     srv.mode = HIT_WHOLE;
     srv.whole_len = 100001;
-    assert_int_equal(mcget_get(g, 0, "hp1:big", 7, &val, &len, &why),
-        MCGET_TOO_LARGE);
+    assert_int_equal(
+        mcget_get(g, 0, "hp1:big", 7, &val, &len, &why), MCGET_TOO_LARGE);
     srv.whole_len = 100000;
-    assert_int_equal(mcget_get(g, 0, "hp1:big", 7, &val, &len, &why),
-        MCGET_HIT);
+    assert_int_equal(
+        mcget_get(g, 0, "hp1:big", 7, &val, &len, &why), MCGET_HIT);
     assert_int_equal(len, 100000);
     assert_true(value_is_pattern(val, len));
     mcget_free(g);
@@ -327,14 +321,14 @@ test_unreachable_server(void **state)
     assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
     assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &alen), 0);
     ports[0] = ntohs(a.sin_port);
-    close(fd);   /* a port nobody listens on */
+    close(fd); /* a port nobody listens on */
     g = mcget_new(1, hosts, ports, 250, 2, 1u << 20);
     assert_non_null(g);
-    assert_int_equal(mcget_get(g, 0, "hp1:k", 5, &val, &len, &why),
-        MCGET_ERROR);
+    assert_int_equal(
+        mcget_get(g, 0, "hp1:k", 5, &val, &len, &why), MCGET_ERROR);
     assert_string_equal(why, "cannot connect");
-    assert_int_equal(mcget_get(g, 0, "hp1:k", 5, &val, &len, &why),
-        MCGET_ERROR);
+    assert_int_equal(
+        mcget_get(g, 0, "hp1:k", 5, &val, &len, &why), MCGET_ERROR);
     assert_string_equal(why, "server marked down after a failure");
     mcget_free(g);
 }
@@ -359,14 +353,14 @@ test_get_over_a_unix_socket(void **state)
     assert_int_equal(mcget_get(g, 0, "hp1:u", 5, &val, &len, &why), MCGET_HIT);
     assert_int_equal(len, 70000);
     assert_true(value_is_pattern(val, len));
-    assert_int_equal(srv.accepts, accepts + 1);   /* one kept connection */
+    assert_int_equal(srv.accepts, accepts + 1); /* one kept connection */
 
     /* A path nobody listens on: cannot connect, then skipped. */
-    assert_int_equal(mcget_get(g, 1, "hp1:u", 5, &val, &len, &why),
-        MCGET_ERROR);
+    assert_int_equal(
+        mcget_get(g, 1, "hp1:u", 5, &val, &len, &why), MCGET_ERROR);
     assert_string_equal(why, "cannot connect");
-    assert_int_equal(mcget_get(g, 1, "hp1:u", 5, &val, &len, &why),
-        MCGET_ERROR);
+    assert_int_equal(
+        mcget_get(g, 1, "hp1:u", 5, &val, &len, &why), MCGET_ERROR);
     assert_string_equal(why, "server marked down after a failure");
     mcget_free(g);
 }

@@ -39,7 +39,7 @@ struct family {
 
 struct hgroup {
     char fam[128];
-    char labels[512];           /* without le */
+    char labels[512]; /* without le */
     double last_le, last_count, inf, count;
     int buckets, has_inf, has_sum, has_count;
 };
@@ -90,9 +90,8 @@ find_group(struct checker *c, const char *fam, const char *labels)
 static int
 is_name_char(char ch, int first, int colon)
 {
-    return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
-        ch == '_' || (colon && ch == ':') || (!first && ch >= '0' &&
-        ch <= '9');
+    return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || ch == '_' ||
+        (colon && ch == ':') || (!first && ch >= '0' && ch <= '9');
 }
 
 /* Reads a name at *p; returns its length (0: none). */
@@ -182,8 +181,8 @@ check_sample(struct checker *c, const char *line)
                 strcpy(le, val);
             } else {
                 size_t l = strlen(labels_nole);
-                snprintf(labels_nole + l, sizeof(labels_nole) - l,
-                    "%s=%s;", lname, val);
+                snprintf(labels_nole + l, sizeof(labels_nole) - l, "%s=%s;",
+                    lname, val);
             }
             if (*p == ',')
                 p++;
@@ -204,7 +203,7 @@ check_sample(struct checker *c, const char *line)
     f = find_family(c, name, 0);
     strcpy(base, name);
     if (f == NULL || strcmp(f->type, "histogram") == 0) {
-        const char *suffixes[] = { "_bucket", "_sum", "_count" };
+        const char *suffixes[] = {"_bucket", "_sum", "_count"};
         for (i = 0; i < 3 && f == NULL; i++)
             if (ends_with(name, suffixes[i])) {
                 base[strlen(name) - strlen(suffixes[i])] = '\0';
@@ -405,9 +404,10 @@ json(struct metrics *m)
 static double
 jnum(cJSON *root, const char *indice, const char *field)
 {
-    cJSON *o = indice == NULL ? cJSON_GetObjectItemCaseSensitive(root,
-        "totals") : cJSON_GetObjectItemCaseSensitive(
-        cJSON_GetObjectItemCaseSensitive(root, "indices"), indice);
+    cJSON *o = indice == NULL
+        ? cJSON_GetObjectItemCaseSensitive(root, "totals")
+        : cJSON_GetObjectItemCaseSensitive(
+              cJSON_GetObjectItemCaseSensitive(root, "indices"), indice);
     cJSON *v;
 
     if (o == NULL)
@@ -425,7 +425,8 @@ static int
 jhas(cJSON *root, const char *indice)
 {
     return cJSON_GetObjectItemCaseSensitive(
-        cJSON_GetObjectItemCaseSensitive(root, "indices"), indice) != NULL;
+               cJSON_GetObjectItemCaseSensitive(root, "indices"), indice) !=
+        NULL;
 }
 
 /* ------------------------------------------------- tests */
@@ -450,50 +451,77 @@ test_exact_workload(void **state)
     }
 
     text = render(m);
-    assert_int_equal(sample(text, "hereproxy_requests_total{indice=\"A\","
-        "cache=\"hit\",code=\"200\"}"), 4);
-    assert_int_equal(sample(text, "hereproxy_requests_total{indice=\"A\","
-        "cache=\"miss\",code=\"200\"}"), 1);
-    assert_int_equal(sample(text, "hereproxy_requests_total{indice=\"B\","
-        "cache=\"miss\",code=\"200\"}"), 3);
-    assert_int_equal(sample(text, "hereproxy_requests_total{indice=\"B\","
-        "cache=\"hit\",code=\"200\"}"), -1);
     assert_int_equal(sample(text,
-        "hereproxy_response_bytes_total{indice=\"A\"}"), 5000);
-    assert_int_equal(sample(text,
-        "hereproxy_response_bytes_total{indice=\"B\"}"), 1500);
-    assert_int_equal(sample(text, "hereproxy_upstream_requests_total{"
-        "indice=\"A\",outcome=\"ok\"}"), 1);
-    assert_int_equal(sample(text, "hereproxy_upstream_requests_total{"
-        "indice=\"B\",outcome=\"ok\"}"), 3);
-    assert_int_equal(sample(text,
-        "hereproxy_upstream_bytes_total{indice=\"B\"}"), 1500);
-    assert_int_equal(sample(text, "hereproxy_upstream_http_version_total{"
-        "version=\"2\"}"), 1);
-    assert_int_equal(sample(text, "hereproxy_upstream_http_version_total{"
-        "version=\"1.1\"}"), 3);
-    assert_int_equal(sample(text, "hereproxy_upstream_retries_total"), 0);
-    assert_int_equal(sample(text, "hereproxy_request_duration_seconds_count{"
-        "cache=\"hit\"}"), 4);
-    assert_int_equal(sample(text, "hereproxy_request_duration_seconds_count{"
-        "cache=\"miss\"}"), 4);
-    assert_int_equal(sample(text, "hereproxy_request_duration_seconds_count{"
-        "cache=\"stale\"}"), 0);
-    /* 0.0003 s lands in le=0.0005, not below. */
-    assert_int_equal(sample(text, "hereproxy_request_duration_seconds_bucket{"
-        "cache=\"hit\",le=\"0.00025\"}"), 0);
-    assert_int_equal(sample(text, "hereproxy_request_duration_seconds_bucket{"
-        "cache=\"hit\",le=\"0.0005\"}"), 4);
-    assert_true(fabs(sample(text, "hereproxy_request_duration_seconds_sum{"
-        "cache=\"miss\"}") - 0.72) < 1e-9);
-    assert_int_equal(sample(text, "hereproxy_upstream_duration_seconds_count"),
+                         "hereproxy_requests_total{indice=\"A\","
+                         "cache=\"hit\",code=\"200\"}"),
         4);
+    assert_int_equal(sample(text,
+                         "hereproxy_requests_total{indice=\"A\","
+                         "cache=\"miss\",code=\"200\"}"),
+        1);
+    assert_int_equal(sample(text,
+                         "hereproxy_requests_total{indice=\"B\","
+                         "cache=\"miss\",code=\"200\"}"),
+        3);
+    assert_int_equal(sample(text,
+                         "hereproxy_requests_total{indice=\"B\","
+                         "cache=\"hit\",code=\"200\"}"),
+        -1);
+    assert_int_equal(
+        sample(text, "hereproxy_response_bytes_total{indice=\"A\"}"), 5000);
+    assert_int_equal(
+        sample(text, "hereproxy_response_bytes_total{indice=\"B\"}"), 1500);
+    assert_int_equal(sample(text,
+                         "hereproxy_upstream_requests_total{"
+                         "indice=\"A\",outcome=\"ok\"}"),
+        1);
+    assert_int_equal(sample(text,
+                         "hereproxy_upstream_requests_total{"
+                         "indice=\"B\",outcome=\"ok\"}"),
+        3);
+    assert_int_equal(
+        sample(text, "hereproxy_upstream_bytes_total{indice=\"B\"}"), 1500);
+    assert_int_equal(sample(text,
+                         "hereproxy_upstream_http_version_total{"
+                         "version=\"2\"}"),
+        1);
+    assert_int_equal(sample(text,
+                         "hereproxy_upstream_http_version_total{"
+                         "version=\"1.1\"}"),
+        3);
+    assert_int_equal(sample(text, "hereproxy_upstream_retries_total"), 0);
+    assert_int_equal(sample(text,
+                         "hereproxy_request_duration_seconds_count{"
+                         "cache=\"hit\"}"),
+        4);
+    assert_int_equal(sample(text,
+                         "hereproxy_request_duration_seconds_count{"
+                         "cache=\"miss\"}"),
+        4);
+    assert_int_equal(sample(text,
+                         "hereproxy_request_duration_seconds_count{"
+                         "cache=\"stale\"}"),
+        0);
+    /* 0.0003 s lands in le=0.0005, not below. */
+    assert_int_equal(sample(text,
+                         "hereproxy_request_duration_seconds_bucket{"
+                         "cache=\"hit\",le=\"0.00025\"}"),
+        0);
+    assert_int_equal(sample(text,
+                         "hereproxy_request_duration_seconds_bucket{"
+                         "cache=\"hit\",le=\"0.0005\"}"),
+        4);
+    assert_true(fabs(sample(text,
+                         "hereproxy_request_duration_seconds_sum{"
+                         "cache=\"miss\"}") -
+                    0.72) < 1e-9);
+    assert_int_equal(
+        sample(text, "hereproxy_upstream_duration_seconds_count"), 4);
     assert_int_equal(sample(text, "hereproxy_indices_tracked"), 2);
     assert_int_equal(sample(text, "hereproxy_indices_overflow_total"), 0);
-    assert_int_equal(sample(text, "hereproxy_build_info{version=\"0.1.0\"}"),
-        1);
-    assert_true(fabs(sample(text, "hereproxy_uptime_seconds") - 100.5) <
-        1e-6);
+    assert_int_equal(
+        sample(text, "hereproxy_build_info{version=\"0.1.0\"}"), 1);
+    assert_true(fabs(sample(text, "hereproxy_uptime_seconds") - 100.5) < 1e-6);
     assert_null(strstr(text, "{indice=\"_other\""));
     free(text);
 
@@ -543,15 +571,15 @@ test_hit_ratio_definition(void **state)
     assert_int_equal(jnum(j, "x", "requests"), 5);
     assert_true(fabs(jnum(j, "x", "hit_ratio") - 0.5) < 1e-12);
     assert_int_equal(jnum(j, "y", "requests"), 1);
-    assert_int_equal(jnum(j, "y", "hit_ratio"), -1);    /* null */
+    assert_int_equal(jnum(j, "y", "hit_ratio"), -1); /* null */
     cJSON_Delete(j);
     metrics_free(m);
 
     /* Nothing recorded: empty indices, null ratio, a valid exposition. */
     m = metrics_new(10);
     j = json(m);
-    assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(j,
-        "indices")), 0);
+    assert_int_equal(
+        cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(j, "indices")), 0);
     assert_int_equal(jnum(j, NULL, "requests"), 0);
     assert_int_equal(jnum(j, NULL, "hit_ratio"), -1);
     cJSON_Delete(j);
@@ -563,8 +591,8 @@ static void
 test_status_codes(void **state)
 {
     struct metrics *m = metrics_new(10);
-    const int codes[] = { 200, 204, 304, 400, 401, 403, 404, 405, 413, 429,
-        499, 500, 502, 503, 504 };
+    const int codes[] = {200, 204, 304, 400, 401, 403, 404, 405, 413, 429, 499,
+        500, 502, 503, 504};
     char series[256], *text;
     size_t i;
 
@@ -584,24 +612,40 @@ test_status_codes(void **state)
     metrics_request(m, "c", (enum metrics_cache)42, 200, 0, 0);
     text = render(m);
     for (i = 0; i < sizeof(codes) / sizeof(codes[0]); i++) {
-        snprintf(series, sizeof(series), "hereproxy_requests_total{"
-            "indice=\"c\",cache=\"none\",code=\"%d\"}", codes[i]);
+        snprintf(series, sizeof(series),
+            "hereproxy_requests_total{"
+            "indice=\"c\",cache=\"none\",code=\"%d\"}",
+            codes[i]);
         assert_int_equal(sample(text, series), codes[i] == 200 ? 2 : 1);
     }
-    assert_int_equal(sample(text, "hereproxy_requests_total{indice=\"c\","
-        "cache=\"none\",code=\"5xx\"}"), 2);
-    assert_int_equal(sample(text, "hereproxy_requests_total{indice=\"c\","
-        "cache=\"none\",code=\"2xx\"}"), 1);
-    assert_int_equal(sample(text, "hereproxy_requests_total{indice=\"c\","
-        "cache=\"none\",code=\"1xx\"}"), 1);
-    assert_int_equal(sample(text, "hereproxy_requests_total{indice=\"c\","
-        "cache=\"none\",code=\"3xx\"}"), 1);
-    assert_int_equal(sample(text, "hereproxy_requests_total{indice=\"c\","
-        "cache=\"none\",code=\"4xx\"}"), 1);
-    assert_int_equal(sample(text, "hereproxy_requests_total{indice=\"c\","
-        "cache=\"none\",code=\"other\"}"), 3);
-    assert_int_equal(sample(text, "hereproxy_request_duration_seconds_count{"
-        "cache=\"none\"}"), 25);
+    assert_int_equal(sample(text,
+                         "hereproxy_requests_total{indice=\"c\","
+                         "cache=\"none\",code=\"5xx\"}"),
+        2);
+    assert_int_equal(sample(text,
+                         "hereproxy_requests_total{indice=\"c\","
+                         "cache=\"none\",code=\"2xx\"}"),
+        1);
+    assert_int_equal(sample(text,
+                         "hereproxy_requests_total{indice=\"c\","
+                         "cache=\"none\",code=\"1xx\"}"),
+        1);
+    assert_int_equal(sample(text,
+                         "hereproxy_requests_total{indice=\"c\","
+                         "cache=\"none\",code=\"3xx\"}"),
+        1);
+    assert_int_equal(sample(text,
+                         "hereproxy_requests_total{indice=\"c\","
+                         "cache=\"none\",code=\"4xx\"}"),
+        1);
+    assert_int_equal(sample(text,
+                         "hereproxy_requests_total{indice=\"c\","
+                         "cache=\"none\",code=\"other\"}"),
+        3);
+    assert_int_equal(sample(text,
+                         "hereproxy_request_duration_seconds_count{"
+                         "cache=\"none\"}"),
+        25);
     free(text);
     metrics_free(m);
 }
@@ -610,15 +654,15 @@ static void
 test_upstream_errors_memcached(void **state)
 {
     struct metrics *m = metrics_new(10);
-    const enum upstream_label outcomes[] = { UPSTREAM_LABEL_OK,
+    const enum upstream_label outcomes[] = {UPSTREAM_LABEL_OK,
         UPSTREAM_LABEL_NOT_MODIFIED, UPSTREAM_LABEL_HTTP_ERROR,
         UPSTREAM_LABEL_CONNECT, UPSTREAM_LABEL_TLS, UPSTREAM_LABEL_TIMEOUT,
         UPSTREAM_LABEL_TOO_BIG, UPSTREAM_LABEL_BROKEN, UPSTREAM_LABEL_BUSY,
-        UPSTREAM_LABEL_BREAKER_OPEN };
-    const enum error_kind kinds[] = { ERROR_BAD_REQUEST, ERROR_NOT_FOUND,
+        UPSTREAM_LABEL_BREAKER_OPEN};
+    const enum error_kind kinds[] = {ERROR_BAD_REQUEST, ERROR_NOT_FOUND,
         ERROR_METHOD, ERROR_UPSTREAM_4XX, ERROR_UPSTREAM_5XX,
         ERROR_UPSTREAM_UNREACHABLE, ERROR_UPSTREAM_TIMEOUT, ERROR_BUSY,
-        ERROR_BREAKER_OPEN, ERROR_INTERNAL };
+        ERROR_BREAKER_OPEN, ERROR_INTERNAL};
     char series[256], *text;
     cJSON *j;
     size_t i;
@@ -630,7 +674,7 @@ test_upstream_errors_memcached(void **state)
     }
     /* Out of the enum's range: ignored, never a series of its own. */
     metrics_upstream(m, "u", UPSTREAM_LABEL_COUNT, 0, 1, 0, 1.0);
-    metrics_upstream(m, "u", (enum upstream_label)-1, 10, 0, 0, 1.0);
+    metrics_upstream(m, "u", (enum upstream_label) - 1, 10, 0, 0, 1.0);
     metrics_upstream(m, "u", UPSTREAM_LABEL_OK, 30, 1, 0, 1.0);
     metrics_upstream(m, "u", UPSTREAM_LABEL_OK, 99, 1, 0, 1.0);
     /* What HERE answered wrong: labels of their own, not "other". */
@@ -639,8 +683,8 @@ test_upstream_errors_memcached(void **state)
     metrics_error(m, "u", ERROR_UPSTREAM_3XX);
     metrics_error(m, "u", ERROR_OTHER);
     metrics_error(m, "u", ERROR_OTHER);
-    metrics_error(m, "u", ERROR_NONE);          /* no error: not counted */
-    metrics_error(m, "u", ERROR_KIND_COUNT);    /* out of range: ignored */
+    metrics_error(m, "u", ERROR_NONE);       /* no error: not counted */
+    metrics_error(m, "u", ERROR_KIND_COUNT); /* out of range: ignored */
     metrics_rate_limited(m, "u");
     metrics_rate_limited(m, "u");
     metrics_rate_limited(m, "v");
@@ -650,48 +694,72 @@ test_upstream_errors_memcached(void **state)
 
     text = render(m);
     for (i = 0; i < 10; i++) {
-        snprintf(series, sizeof(series), "hereproxy_upstream_requests_total{"
-            "indice=\"u\",outcome=\"%s\"}", upstream_label_name(outcomes[i]));
+        snprintf(series, sizeof(series),
+            "hereproxy_upstream_requests_total{"
+            "indice=\"u\",outcome=\"%s\"}",
+            upstream_label_name(outcomes[i]));
         assert_int_equal(sample(text, series), i == 0 ? 3 : 1);
-        snprintf(series, sizeof(series), "hereproxy_errors_total{"
-            "indice=\"u\",kind=\"%s\"}", error_kind_name(kinds[i]));
+        snprintf(series, sizeof(series),
+            "hereproxy_errors_total{"
+            "indice=\"u\",kind=\"%s\"}",
+            error_kind_name(kinds[i]));
         assert_int_equal(sample(text, series), 1);
     }
     assert_null(strstr(text, "outcome=\"other\""));
-    assert_int_equal(sample(text, "hereproxy_upstream_requests_total{"
-        "indice=\"u\",outcome=\"bad_response\"}"), 1);
-    assert_int_equal(sample(text, "hereproxy_errors_total{indice=\"u\","
-        "kind=\"upstream_bad_response\"}"), 1);
-    assert_int_equal(sample(text, "hereproxy_errors_total{indice=\"u\","
-        "kind=\"upstream_3xx\"}"), 1);
-    assert_int_equal(sample(text, "hereproxy_errors_total{indice=\"u\","
-        "kind=\"other\"}"), 2);
+    assert_int_equal(sample(text,
+                         "hereproxy_upstream_requests_total{"
+                         "indice=\"u\",outcome=\"bad_response\"}"),
+        1);
+    assert_int_equal(sample(text,
+                         "hereproxy_errors_total{indice=\"u\","
+                         "kind=\"upstream_bad_response\"}"),
+        1);
+    assert_int_equal(sample(text,
+                         "hereproxy_errors_total{indice=\"u\","
+                         "kind=\"upstream_3xx\"}"),
+        1);
+    assert_int_equal(sample(text,
+                         "hereproxy_errors_total{indice=\"u\","
+                         "kind=\"other\"}"),
+        2);
     /* Ten exchanges of three attempts each. */
     assert_int_equal(sample(text, "hereproxy_upstream_retries_total"), 20);
-    assert_int_equal(sample(text, "hereproxy_upstream_http_version_total{"
-        "version=\"2\"}"), 10);
-    assert_int_equal(sample(text, "hereproxy_upstream_http_version_total{"
-        "version=\"1.0\"}"), 0);      /* only the ignored one said 1.0 */
-    assert_int_equal(sample(text, "hereproxy_upstream_http_version_total{"
-        "version=\"3\"}"), 1);
-    assert_int_equal(sample(text, "hereproxy_upstream_http_version_total{"
-        "version=\"1.1\"}"), 0);
+    assert_int_equal(sample(text,
+                         "hereproxy_upstream_http_version_total{"
+                         "version=\"2\"}"),
+        10);
+    assert_int_equal(sample(text,
+                         "hereproxy_upstream_http_version_total{"
+                         "version=\"1.0\"}"),
+        0); /* only the ignored one said 1.0 */
+    assert_int_equal(sample(text,
+                         "hereproxy_upstream_http_version_total{"
+                         "version=\"3\"}"),
+        1);
+    assert_int_equal(sample(text,
+                         "hereproxy_upstream_http_version_total{"
+                         "version=\"1.1\"}"),
+        0);
     /* busy and breaker_open are counted but not timed; bad_response is. */
-    assert_int_equal(sample(text, "hereproxy_upstream_duration_seconds_count"),
-        11);
-    assert_int_equal(sample(text,
-        "hereproxy_upstream_bytes_total{indice=\"u\"}"), 100);
-    assert_int_equal(sample(text,
-        "hereproxy_rate_limited_total{indice=\"u\"}"), 2);
-    assert_int_equal(sample(text,
-        "hereproxy_rate_limited_total{indice=\"v\"}"), 1);
+    assert_int_equal(
+        sample(text, "hereproxy_upstream_duration_seconds_count"), 11);
+    assert_int_equal(
+        sample(text, "hereproxy_upstream_bytes_total{indice=\"u\"}"), 100);
+    assert_int_equal(
+        sample(text, "hereproxy_rate_limited_total{indice=\"u\"}"), 2);
+    assert_int_equal(
+        sample(text, "hereproxy_rate_limited_total{indice=\"v\"}"), 1);
     assert_int_equal(sample(text, "hereproxy_memcached_errors_total"), 2);
-    assert_int_equal(sample(text,
-        "hereproxy_memcached_duration_seconds_count"), 3);
-    assert_int_equal(sample(text,
-        "hereproxy_memcached_duration_seconds_bucket{le=\"0.00025\"}"), 1);
-    assert_int_equal(sample(text,
-        "hereproxy_memcached_duration_seconds_bucket{le=\"0.0025\"}"), 2);
+    assert_int_equal(
+        sample(text, "hereproxy_memcached_duration_seconds_count"), 3);
+    assert_int_equal(
+        sample(text,
+            "hereproxy_memcached_duration_seconds_bucket{le=\"0.00025\"}"),
+        1);
+    assert_int_equal(
+        sample(
+            text, "hereproxy_memcached_duration_seconds_bucket{le=\"0.0025\"}"),
+        2);
     /* No requests were recorded for u: no request series for it. */
     assert_null(strstr(text, "hereproxy_requests_total{"));
     free(text);
@@ -725,20 +793,34 @@ test_histogram_buckets(void **state)
     metrics_request(m, "h", METRICS_HIT, 200, -5, 0);
     metrics_request(m, "h", METRICS_HIT, 200, NAN, 0);
     text = render(m);
-    assert_int_equal(sample(text, "hereproxy_request_duration_seconds_bucket{"
-        "cache=\"hit\",le=\"0.0001\"}"), 3);
-    assert_int_equal(sample(text, "hereproxy_request_duration_seconds_bucket{"
-        "cache=\"hit\",le=\"0.00025\"}"), 4);
-    assert_int_equal(sample(text, "hereproxy_request_duration_seconds_bucket{"
-        "cache=\"hit\",le=\"10\"}"), 4);
-    assert_int_equal(sample(text, "hereproxy_request_duration_seconds_bucket{"
-        "cache=\"hit\",le=\"30\"}"), 5);
-    assert_int_equal(sample(text, "hereproxy_request_duration_seconds_bucket{"
-        "cache=\"hit\",le=\"+Inf\"}"), 7);
-    assert_int_equal(sample(text, "hereproxy_request_duration_seconds_count{"
-        "cache=\"hit\"}"), 7);
-    assert_true(fabs(sample(text, "hereproxy_request_duration_seconds_sum{"
-        "cache=\"hit\"}") - (1e9 + 61.00020001)) < 1e-3);
+    assert_int_equal(sample(text,
+                         "hereproxy_request_duration_seconds_bucket{"
+                         "cache=\"hit\",le=\"0.0001\"}"),
+        3);
+    assert_int_equal(sample(text,
+                         "hereproxy_request_duration_seconds_bucket{"
+                         "cache=\"hit\",le=\"0.00025\"}"),
+        4);
+    assert_int_equal(sample(text,
+                         "hereproxy_request_duration_seconds_bucket{"
+                         "cache=\"hit\",le=\"10\"}"),
+        4);
+    assert_int_equal(sample(text,
+                         "hereproxy_request_duration_seconds_bucket{"
+                         "cache=\"hit\",le=\"30\"}"),
+        5);
+    assert_int_equal(sample(text,
+                         "hereproxy_request_duration_seconds_bucket{"
+                         "cache=\"hit\",le=\"+Inf\"}"),
+        7);
+    assert_int_equal(sample(text,
+                         "hereproxy_request_duration_seconds_count{"
+                         "cache=\"hit\"}"),
+        7);
+    assert_true(fabs(sample(text,
+                         "hereproxy_request_duration_seconds_sum{"
+                         "cache=\"hit\"}") -
+                    (1e9 + 61.00020001)) < 1e-3);
     free(text);
     metrics_free(m);
 }
@@ -769,14 +851,20 @@ test_indice_values(void **state)
     metrics_request(m, "caf\xc3\xa9", METRICS_HIT, 200, 0, 0);
     metrics_request(m, "_other", METRICS_HIT, 200, 0, 0);
     text = render(m);
-    assert_int_equal(sample(text, "hereproxy_requests_total{indice=\"-\","
-        "cache=\"hit\",code=\"200\"}"), 3);
-    assert_int_equal(sample(text, "hereproxy_requests_total{"
-        "indice=\"ok_name-1.2\",cache=\"hit\",code=\"200\"}"), 1);
+    assert_int_equal(sample(text,
+                         "hereproxy_requests_total{indice=\"-\","
+                         "cache=\"hit\",code=\"200\"}"),
+        3);
+    assert_int_equal(sample(text,
+                         "hereproxy_requests_total{"
+                         "indice=\"ok_name-1.2\",cache=\"hit\",code=\"200\"}"),
+        1);
     assert_non_null(strstr(text, long64));
     assert_null(strstr(text, long65));
-    assert_int_equal(sample(text, "hereproxy_requests_total{"
-        "indice=\"_other\",cache=\"hit\",code=\"200\"}"), 7);
+    assert_int_equal(sample(text,
+                         "hereproxy_requests_total{"
+                         "indice=\"_other\",cache=\"hit\",code=\"200\"}"),
+        7);
     assert_null(strstr(text, "\"quo"));
     assert_null(strstr(text, "slash"));
     assert_null(strstr(text, "caf"));
@@ -809,20 +897,34 @@ test_overflow(void **state)
     metrics_request(m, "A", METRICS_HIT, 200, 0, 1);
     metrics_request(m, "C", METRICS_HIT, 200, 0, 1);
     text = render(m);
-    assert_int_equal(sample(text, "hereproxy_requests_total{indice=\"A\","
-        "cache=\"hit\",code=\"200\"}"), 2);
-    assert_int_equal(sample(text, "hereproxy_requests_total{indice=\"C\","
-        "cache=\"hit\",code=\"200\"}"), 1);
-    assert_int_equal(sample(text, "hereproxy_requests_total{"
-        "indice=\"_other\",cache=\"miss\",code=\"200\"}"), 1);
-    assert_int_equal(sample(text, "hereproxy_requests_total{"
-        "indice=\"_other\",cache=\"miss\",code=\"502\"}"), 1);
-    assert_int_equal(sample(text, "hereproxy_errors_total{"
-        "indice=\"_other\",kind=\"upstream_5xx\"}"), 1);
-    assert_int_equal(sample(text, "hereproxy_rate_limited_total{"
-        "indice=\"_other\"}"), 1);
-    assert_int_equal(sample(text, "hereproxy_response_bytes_total{"
-        "indice=\"_other\"}"), 2);
+    assert_int_equal(sample(text,
+                         "hereproxy_requests_total{indice=\"A\","
+                         "cache=\"hit\",code=\"200\"}"),
+        2);
+    assert_int_equal(sample(text,
+                         "hereproxy_requests_total{indice=\"C\","
+                         "cache=\"hit\",code=\"200\"}"),
+        1);
+    assert_int_equal(sample(text,
+                         "hereproxy_requests_total{"
+                         "indice=\"_other\",cache=\"miss\",code=\"200\"}"),
+        1);
+    assert_int_equal(sample(text,
+                         "hereproxy_requests_total{"
+                         "indice=\"_other\",cache=\"miss\",code=\"502\"}"),
+        1);
+    assert_int_equal(sample(text,
+                         "hereproxy_errors_total{"
+                         "indice=\"_other\",kind=\"upstream_5xx\"}"),
+        1);
+    assert_int_equal(sample(text,
+                         "hereproxy_rate_limited_total{"
+                         "indice=\"_other\"}"),
+        1);
+    assert_int_equal(sample(text,
+                         "hereproxy_response_bytes_total{"
+                         "indice=\"_other\"}"),
+        2);
     assert_null(strstr(text, "indice=\"D\""));
     assert_null(strstr(text, "indice=\"E\""));
     assert_null(strstr(text, "indice=\"F\""));
@@ -844,8 +946,10 @@ test_overflow(void **state)
     assert_non_null(m);
     metrics_request(m, "A", METRICS_HIT, 200, 0, 1);
     text = render(m);
-    assert_int_equal(sample(text, "hereproxy_requests_total{"
-        "indice=\"_other\",cache=\"hit\",code=\"200\"}"), 1);
+    assert_int_equal(sample(text,
+                         "hereproxy_requests_total{"
+                         "indice=\"_other\",cache=\"hit\",code=\"200\"}"),
+        1);
     assert_int_equal(sample(text, "hereproxy_indices_overflow_total"), 1);
     free(text);
     metrics_free(m);
@@ -871,15 +975,21 @@ test_full_table(void **state)
         metrics_request(m, name, METRICS_MISS, 200, 0.1, 100);
     }
     text = render(m);
-    assert_int_equal(sample(text, "hereproxy_indices_tracked"),
-        METRICS_DEFAULT_MAX_INDICES);
+    assert_int_equal(
+        sample(text, "hereproxy_indices_tracked"), METRICS_DEFAULT_MAX_INDICES);
     assert_int_equal(sample(text, "hereproxy_indices_overflow_total"), 100);
-    assert_int_equal(sample(text, "hereproxy_requests_total{"
-        "indice=\"client-0999\",cache=\"hit\",code=\"200\"}"), 1);
-    assert_int_equal(sample(text, "hereproxy_requests_total{"
-        "indice=\"client-1000\",cache=\"hit\",code=\"200\"}"), -1);
-    assert_int_equal(sample(text, "hereproxy_requests_total{"
-        "indice=\"_other\",cache=\"hit\",code=\"200\"}"), 50);
+    assert_int_equal(sample(text,
+                         "hereproxy_requests_total{"
+                         "indice=\"client-0999\",cache=\"hit\",code=\"200\"}"),
+        1);
+    assert_int_equal(sample(text,
+                         "hereproxy_requests_total{"
+                         "indice=\"client-1000\",cache=\"hit\",code=\"200\"}"),
+        -1);
+    assert_int_equal(sample(text,
+                         "hereproxy_requests_total{"
+                         "indice=\"_other\",cache=\"hit\",code=\"200\"}"),
+        50);
     free(text);
     metrics_free(m);
 }
@@ -907,14 +1017,22 @@ test_refused_label(void **state)
     metrics_request(m, "good", METRICS_HIT, 200, 0.001, 10);
     text = render(m);
     check_exposition(text);
-    assert_int_equal(sample(text, "hereproxy_requests_total{"
-        "indice=\"_refused\",cache=\"none\",code=\"400\"}"), 20);
-    assert_int_equal(sample(text, "hereproxy_errors_total{"
-        "indice=\"_refused\",kind=\"bad_request\"}"), 20);
-    assert_int_equal(sample(text, "hereproxy_requests_total{"
-        "indice=\"_other\",cache=\"none\",code=\"200\"}"), 1);
-    assert_int_equal(sample(text, "hereproxy_requests_total{"
-        "indice=\"good\",cache=\"hit\",code=\"200\"}"), 1);
+    assert_int_equal(sample(text,
+                         "hereproxy_requests_total{"
+                         "indice=\"_refused\",cache=\"none\",code=\"400\"}"),
+        20);
+    assert_int_equal(sample(text,
+                         "hereproxy_errors_total{"
+                         "indice=\"_refused\",kind=\"bad_request\"}"),
+        20);
+    assert_int_equal(sample(text,
+                         "hereproxy_requests_total{"
+                         "indice=\"_other\",cache=\"none\",code=\"200\"}"),
+        1);
+    assert_int_equal(sample(text,
+                         "hereproxy_requests_total{"
+                         "indice=\"good\",cache=\"hit\",code=\"200\"}"),
+        1);
     assert_int_equal(sample(text, "hereproxy_indices_tracked"), 1);
     assert_int_equal(sample(text, "hereproxy_indices_overflow_total"), 0);
     free(text);
@@ -939,16 +1057,20 @@ test_escaping(void **state)
     text = metrics_render_prometheus(m, &g, "1.0 \"rc\\1\"\nx");
     assert_non_null(text);
     check_exposition(text);
-    assert_int_equal(sample(text, "hereproxy_build_info{"
-        "version=\"1.0 \\\"rc\\\\1\\\"\\nx\"}"), 1);
+    assert_int_equal(sample(text,
+                         "hereproxy_build_info{"
+                         "version=\"1.0 \\\"rc\\\\1\\\"\\nx\"}"),
+        1);
     free(text);
 
     /* NULL gauges and version. */
     text = metrics_render_prometheus(m, NULL, NULL);
     assert_non_null(text);
     check_exposition(text);
-    assert_int_equal(sample(text, "hereproxy_build_info{"
-        "version=\"unknown\"}"), 1);
+    assert_int_equal(sample(text,
+                         "hereproxy_build_info{"
+                         "version=\"unknown\"}"),
+        1);
     assert_int_equal(sample(text, "hereproxy_uptime_seconds"), 0);
     free(text);
     metrics_free(m);
@@ -969,7 +1091,7 @@ test_gauges(void **state)
     g.lru_evictions = 7;
     g.lru_refused = 5;
     g.memcached_configured = 1;
-    g.memcached_up = 5;             /* any true value renders as 1 */
+    g.memcached_up = 5; /* any true value renders as 1 */
     g.memcached_servers = 3;
     g.memcached_servers_down = 1;
     g.upstream_inflight = 3;
@@ -998,24 +1120,29 @@ test_gauges(void **state)
     assert_non_null(text);
     check_exposition(text);
     assert_int_equal(sample(text, "hereproxy_cache_only{scope=\"all\"}"), 1);
+    assert_int_equal(
+        sample(text, "hereproxy_cache_only{scope=\"indice\",indice=\"spent\"}"),
+        1);
+    assert_int_equal(
+        sample(text,
+            "hereproxy_cache_only{scope=\"indice\",indice=\"we\\\"ird\"}"),
+        1);
     assert_int_equal(sample(text,
-        "hereproxy_cache_only{scope=\"indice\",indice=\"spent\"}"), 1);
-    assert_int_equal(sample(text,
-        "hereproxy_cache_only{scope=\"indice\",indice=\"we\\\"ird\"}"), 1);
-    assert_int_equal(sample(text, "hereproxy_cache_only{scope=\"params\","
-        "params=\"style=satellite.day&size=512\"}"), 1);
+                         "hereproxy_cache_only{scope=\"params\","
+                         "params=\"style=satellite.day&size=512\"}"),
+        1);
     assert_int_equal(sample(text, "hereproxy_quota_table_full_total"), 4);
     assert_int_equal(sample(text, "hereproxy_cache_only_evictions_total"), 5);
-    assert_int_equal(sample(text,
-        "hereproxy_cache_purges_total{scope=\"tile\"}"), 2);
-    assert_int_equal(sample(text,
-        "hereproxy_cache_purges_total{scope=\"all\"}"), 1);
+    assert_int_equal(
+        sample(text, "hereproxy_cache_purges_total{scope=\"tile\"}"), 2);
+    assert_int_equal(
+        sample(text, "hereproxy_cache_purges_total{scope=\"all\"}"), 1);
     assert_int_equal(sample(text, "hereproxy_cache_entries"), 123);
     assert_int_equal(sample(text, "hereproxy_cache_bytes"), 456789);
     assert_int_equal(sample(text, "hereproxy_cache_max_bytes"), 268435456);
     assert_int_equal(sample(text, "hereproxy_cache_evictions_total"), 7);
-    assert_int_equal(sample(text, "hereproxy_cache_admissions_refused_total"),
-        5);
+    assert_int_equal(
+        sample(text, "hereproxy_cache_admissions_refused_total"), 5);
     assert_int_equal(sample(text, "hereproxy_memcached_configured"), 1);
     assert_int_equal(sample(text, "hereproxy_memcached_up"), 1);
     assert_int_equal(sample(text, "hereproxy_memcached_servers"), 3);
@@ -1026,9 +1153,8 @@ test_gauges(void **state)
     assert_int_equal(sample(text, "hereproxy_threads_busy"), 9);
     assert_int_equal(sample(text, "hereproxy_threads"), 64);
     assert_true(fabs(sample(text, "hereproxy_start_time_seconds") -
-        1700000000.25) < 1e-3);
-    assert_true(fabs(sample(text, "hereproxy_uptime_seconds") - 3600.5) <
-        1e-3);
+                    1700000000.25) < 1e-3);
+    assert_true(fabs(sample(text, "hereproxy_uptime_seconds") - 3600.5) < 1e-3);
     free(text);
     metrics_free(m);
 }
@@ -1129,8 +1255,8 @@ test_threads(void **state)
     assert_int_equal(jnum(j, NULL, "hits"), NTHREADS * NITER * 4 / 5);
     assert_int_equal(jnum(j, NULL, "bytes"), NTHREADS * NITER * 10);
     assert_int_equal(jnum(j, NULL, "upstream_calls"), NTHREADS * NITER / 5);
-    assert_int_equal(jnum(j, NULL, "errors"),
-        NTHREADS * NITER / 100 + NSHARED + NTHREADS);
+    assert_int_equal(
+        jnum(j, NULL, "errors"), NTHREADS * NITER / 100 + NSHARED + NTHREADS);
     assert_int_equal(jnum(j, NULL, "rate_limited"), NTHREADS * NITER);
     sum = 0;
     for (i = 0; i < NSHARED; i++) {
@@ -1144,19 +1270,27 @@ test_threads(void **state)
     }
     cJSON_Delete(j);
 
-    text = render(m);   /* the checker also finds duplicate series */
-    assert_int_equal(sample(text, "hereproxy_indices_tracked"),
-        NSHARED + NTHREADS + 150);
-    assert_int_equal(sample(text, "hereproxy_request_duration_seconds_count{"
-        "cache=\"hit\"}"), NTHREADS * NITER * 4 / 5);
-    assert_true(fabs(sample(text, "hereproxy_request_duration_seconds_sum{"
-        "cache=\"hit\"}") - NTHREADS * NITER * 4 / 5 * 0.001) < 1e-6);
-    assert_int_equal(sample(text, "hereproxy_upstream_retries_total"),
+    text = render(m); /* the checker also finds duplicate series */
+    assert_int_equal(
+        sample(text, "hereproxy_indices_tracked"), NSHARED + NTHREADS + 150);
+    assert_int_equal(sample(text,
+                         "hereproxy_request_duration_seconds_count{"
+                         "cache=\"hit\"}"),
+        NTHREADS * NITER * 4 / 5);
+    assert_true(fabs(sample(text,
+                         "hereproxy_request_duration_seconds_sum{"
+                         "cache=\"hit\"}") -
+                    NTHREADS * NITER * 4 / 5 * 0.001) < 1e-6);
+    assert_int_equal(
+        sample(text, "hereproxy_upstream_retries_total"), NTHREADS * NITER / 5);
+    assert_int_equal(sample(text,
+                         "hereproxy_upstream_http_version_total{"
+                         "version=\"2\"}"),
         NTHREADS * NITER / 5);
-    assert_int_equal(sample(text, "hereproxy_upstream_http_version_total{"
-        "version=\"2\"}"), NTHREADS * NITER / 5);
-    assert_int_equal(sample(text, "hereproxy_errors_total{indice=\"n0\","
-        "kind=\"not_found\"}"), NTHREADS);
+    assert_int_equal(sample(text,
+                         "hereproxy_errors_total{indice=\"n0\","
+                         "kind=\"not_found\"}"),
+        NTHREADS);
     /* Errors are not requests: overflowing ones do not count as overflow. */
     assert_int_equal(sample(text, "hereproxy_indices_overflow_total"), 0);
     free(text);
@@ -1199,8 +1333,8 @@ test_render_while_recording(void **state)
         r[i].w.id = i;
         r[i].w.start = &start;
         r[i].done = &done;
-        assert_int_equal(pthread_create(&t[i], NULL, hammer_then_done,
-            &r[i]), 0);
+        assert_int_equal(
+            pthread_create(&t[i], NULL, hammer_then_done, &r[i]), 0);
     }
     while (atomic_load(&done) < 4 || renders == 0) {
         char *text = metrics_render_prometheus(m, NULL, "x");
@@ -1262,9 +1396,10 @@ print_render(void)
 static double
 jlat(cJSON *root, const char *indice, const char *q)
 {
-    cJSON *o = indice == NULL ? cJSON_GetObjectItemCaseSensitive(root,
-        "totals") : cJSON_GetObjectItemCaseSensitive(
-        cJSON_GetObjectItemCaseSensitive(root, "indices"), indice);
+    cJSON *o = indice == NULL
+        ? cJSON_GetObjectItemCaseSensitive(root, "totals")
+        : cJSON_GetObjectItemCaseSensitive(
+              cJSON_GetObjectItemCaseSensitive(root, "indices"), indice);
     cJSON *lat = cJSON_GetObjectItemCaseSensitive(o, "latency_ms");
     cJSON *v = cJSON_GetObjectItemCaseSensitive(lat, q);
 
@@ -1292,7 +1427,7 @@ test_quantile(void **state)
         assert_true(metrics_bucket_bound(i) > metrics_bucket_bound(i - 1));
 
     memset(c, 0, sizeof(c));
-    assert_true(metrics_quantile(c, n, 0.5) == -1);     /* nothing yet */
+    assert_true(metrics_quantile(c, n, 0.5) == -1); /* nothing yet */
     /* Ten in the first bucket [0, 0.1 ms]: linear from 0. */
     c[0] = 10;
     assert_true(fabs(metrics_quantile(c, n, 0.5) - 0.00005) < 1e-12);
@@ -1304,10 +1439,10 @@ test_quantile(void **state)
     assert_true(fabs(metrics_quantile(c, n, 0.95) - 0.000975) < 1e-12);
     /* Nine fast, one slow: p50 among the fast, p95 in the slow bucket. */
     memset(c, 0, sizeof(c));
-    c[1] = 9;           /* (0.1 ms, 0.25 ms] */
-    c[13] = 1;          /* (1 s, 2.5 s] */
+    c[1] = 9;  /* (0.1 ms, 0.25 ms] */
+    c[13] = 1; /* (1 s, 2.5 s] */
     assert_true(fabs(metrics_quantile(c, n, 0.5) -
-        (0.0001 + 0.00015 * 5.0 / 9.0)) < 1e-12);
+                    (0.0001 + 0.00015 * 5.0 / 9.0)) < 1e-12);
     assert_true(fabs(metrics_quantile(c, n, 0.95) - 1.75) < 1e-12);
     /* Past the last bound: the highest finite bound. */
     memset(c, 0, sizeof(c));
@@ -1353,8 +1488,7 @@ test_json_latency(void **state)
     assert_true(jhas(j, "_other"));
     assert_true(fabs(jlat(j, "_other", "p50") - 0.75) < 1e-9);
     /* Totals: 11 requests; rank 5.5 and 10.45. */
-    assert_true(fabs(jlat(j, NULL, "p50") -
-        (0.1 + 0.15 * 5.5 / 9.0)) < 1e-3);
+    assert_true(fabs(jlat(j, NULL, "p50") - (0.1 + 0.15 * 5.5 / 9.0)) < 1e-3);
     assert_true(fabs(jlat(j, NULL, "p95") - (1000 + 1500 * 0.45)) < 1e-6);
     cJSON_Delete(j);
     metrics_free(m);
@@ -1364,11 +1498,9 @@ test_json_latency(void **state)
 static void
 test_json_shape(void **state)
 {
-    static const char *const fields[] = {
-        "requests", "hits", "misses", "stale", "coalesced", "bytes",
-        "upstream_calls", "upstream_bytes", "errors", "rate_limited",
-        "hit_ratio", "latency_ms"
-    };
+    static const char *const fields[] = {"requests", "hits", "misses", "stale",
+        "coalesced", "bytes", "upstream_calls", "upstream_bytes", "errors",
+        "rate_limited", "hit_ratio", "latency_ms"};
     struct metrics *m = metrics_new(10);
     cJSON *j, *o, *item;
     const char *where[] = {"A", NULL};
@@ -1384,7 +1516,8 @@ test_json_shape(void **state)
     assert_non_null(cJSON_GetObjectItemCaseSensitive(j, "indices"));
     assert_non_null(cJSON_GetObjectItemCaseSensitive(j, "totals"));
     for (i = 0; i < 2; i++) {
-        o = where[i] == NULL ? cJSON_GetObjectItemCaseSensitive(j, "totals")
+        o = where[i] == NULL
+            ? cJSON_GetObjectItemCaseSensitive(j, "totals")
             : cJSON_GetObjectItemCaseSensitive(
                   cJSON_GetObjectItemCaseSensitive(j, "indices"), where[i]);
         assert_non_null(o);
@@ -1416,10 +1549,14 @@ test_forbidden_kind(void **state)
     metrics_error(m, "-", ERROR_FORBIDDEN);
     metrics_error(m, "-", ERROR_OTHER);
     text = render(m);
-    assert_int_equal(sample(text, "hereproxy_errors_total{indice=\"-\","
-        "kind=\"forbidden\"}"), 1);
-    assert_int_equal(sample(text, "hereproxy_errors_total{indice=\"-\","
-        "kind=\"other\"}"), 1);
+    assert_int_equal(sample(text,
+                         "hereproxy_errors_total{indice=\"-\","
+                         "kind=\"forbidden\"}"),
+        1);
+    assert_int_equal(sample(text,
+                         "hereproxy_errors_total{indice=\"-\","
+                         "kind=\"other\"}"),
+        1);
     free(text);
     metrics_free(m);
 }

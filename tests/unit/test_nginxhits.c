@@ -29,7 +29,7 @@ struct fx {
     char path[128];
     struct metrics *m;
     struct nginxhits *nh;
-    struct nginxhits_header *h;     /* the writer's mapping */
+    struct nginxhits_header *h; /* the writer's mapping */
     size_t size;
 };
 
@@ -116,7 +116,7 @@ fx_setup(void **state)
         return -1;
     }
     snprintf(x->path, sizeof(x->path), "%s/hits", x->dir);
-    log_set_level(LOG_LEVEL_ERROR);     /* "waiting for it" is expected */
+    log_set_level(LOG_LEVEL_ERROR); /* "waiting for it" is expected */
     *state = x;
     return 0;
 }
@@ -182,12 +182,12 @@ test_counts_what_grew(void **state)
     assert_non_null(x->nh = nginxhits_new(x->path, x->m));
     /* Counts from before it started are not its to count. */
     assert_int_equal(nginxhits_step(x->nh), 0);
-    hit(a, NGINXHITS_KIND_HIT, 0, 0, 0, 1000);          /* 200, 0 ms */
-    hit(a, NGINXHITS_KIND_HIT, 0, 1, 1, 1000);          /* 200, 1 ms */
-    hit(a, NGINXHITS_KIND_HIT, 2, 0, 0, 0);             /* 304 */
-    hit(a, NGINXHITS_KIND_STALE, 0, 3, 4, 500);         /* stale, 4 ms */
-    hit(a, NGINXHITS_KIND_HIT, NGINXHITS_NSTATUS - 1,
-        NGINXHITS_NCLASS - 1, 40000, 7);                /* other, > 30 s */
+    hit(a, NGINXHITS_KIND_HIT, 0, 0, 0, 1000);  /* 200, 0 ms */
+    hit(a, NGINXHITS_KIND_HIT, 0, 1, 1, 1000);  /* 200, 1 ms */
+    hit(a, NGINXHITS_KIND_HIT, 2, 0, 0, 0);     /* 304 */
+    hit(a, NGINXHITS_KIND_STALE, 0, 3, 4, 500); /* stale, 4 ms */
+    hit(a, NGINXHITS_KIND_HIT, NGINXHITS_NSTATUS - 1, NGINXHITS_NCLASS - 1,
+        40000, 7); /* other, > 30 s */
     assert_int_equal(nginxhits_step(x->nh), 5);
     assert_int_equal(nginxhits_step(x->nh), 0);
     assert_true(has(x->m,
@@ -195,27 +195,36 @@ test_counts_what_grew(void **state)
     assert_true(has(x->m,
         "hereproxy_requests_total{indice=\"A\",cache=\"hit\",code=\"304\"} 1"));
     assert_true(has(x->m,
-        "hereproxy_requests_total{indice=\"A\",cache=\"stale\",code=\"200\"} 1"));
+        "hereproxy_requests_total{indice=\"A\",cache=\"stale\",code=\"200\"} "
+        "1"));
     assert_true(has(x->m,
-        "hereproxy_requests_total{indice=\"A\",cache=\"hit\",code=\"other\"} 1"));
+        "hereproxy_requests_total{indice=\"A\",cache=\"hit\",code=\"other\"} "
+        "1"));
     assert_true(has(x->m, "hereproxy_response_bytes_total{indice=\"A\"} 2507"));
     assert_false(has(x->m,
-        "hereproxy_requests_total{indice=\"old\",cache=\"hit\",code=\"200\"} 1"));
+        "hereproxy_requests_total{indice=\"old\",cache=\"hit\",code=\"200\"} "
+        "1"));
     /* Each class in its bucket; the sums exact (ms / 1000). */
     assert_true(has(x->m,
-        "hereproxy_request_duration_seconds_bucket{cache=\"hit\",le=\"0.0001\"} 2"));
+        "hereproxy_request_duration_seconds_bucket{cache=\"hit\",le=\"0.0001\"}"
+        " 2"));
     assert_true(has(x->m,
-        "hereproxy_request_duration_seconds_bucket{cache=\"hit\",le=\"0.001\"} 3"));
+        "hereproxy_request_duration_seconds_bucket{cache=\"hit\",le=\"0.001\"} "
+        "3"));
     assert_true(has(x->m,
-        "hereproxy_request_duration_seconds_bucket{cache=\"hit\",le=\"30\"} 3"));
+        "hereproxy_request_duration_seconds_bucket{cache=\"hit\",le=\"30\"} "
+        "3"));
     assert_true(has(x->m,
-        "hereproxy_request_duration_seconds_bucket{cache=\"hit\",le=\"+Inf\"} 4"));
+        "hereproxy_request_duration_seconds_bucket{cache=\"hit\",le=\"+Inf\"} "
+        "4"));
     assert_true(sum_of(x->m, "hit") > 40.001 - 1e-9 &&
         sum_of(x->m, "hit") < 40.001 + 1e-9);
     assert_true(has(x->m,
-        "hereproxy_request_duration_seconds_bucket{cache=\"stale\",le=\"0.0025\"} 0"));
+        "hereproxy_request_duration_seconds_bucket{cache=\"stale\",le=\"0."
+        "0025\"} 0"));
     assert_true(has(x->m,
-        "hereproxy_request_duration_seconds_bucket{cache=\"stale\",le=\"0.005\"} 1"));
+        "hereproxy_request_duration_seconds_bucket{cache=\"stale\",le=\"0."
+        "005\"} 1"));
     assert_true(sum_of(x->m, "stale") > 0.004 - 1e-9 &&
         sum_of(x->m, "stale") < 0.004 + 1e-9);
 }
@@ -237,7 +246,8 @@ test_sum_waits_for_its_class(void **state)
     a->duration[0][4]++;
     assert_int_equal(nginxhits_step(x->nh), 0);
     assert_true(has(x->m,
-        "hereproxy_request_duration_seconds_bucket{cache=\"hit\",le=\"0.01\"} 1"));
+        "hereproxy_request_duration_seconds_bucket{cache=\"hit\",le=\"0.01\"} "
+        "1"));
     assert_true(sum_of(x->m, "hit") > 0.007 - 1e-9 &&
         sum_of(x->m, "hit") < 0.007 + 1e-9);
 }
@@ -254,17 +264,18 @@ test_duplicates_add_up_and_other(void **state)
     a1 = take(x, "A");
     a2 = take(x, "A");
     bad = take(x, "B");
-    bad->len = NGINXHITS_NAME_MAX + 1;   /* a slot no module writes */
+    bad->len = NGINXHITS_NAME_MAX + 1; /* a slot no module writes */
     hit(a1, 0, 0, 0, 0, 10);
     hit(a2, 0, 0, 0, 0, 10);
     hit(bad, 0, 0, 0, 0, 10);
     hit(slot(x->h, 0), 0, 0, 0, 0, 10);
-    x->h->used = 9;                      /* past nslots: the file is full */
+    x->h->used = 9; /* past nslots: the file is full */
     assert_int_equal(nginxhits_step(x->nh), 3);
     assert_true(has(x->m,
         "hereproxy_requests_total{indice=\"A\",cache=\"hit\",code=\"200\"} 2"));
     assert_true(has(x->m,
-        "hereproxy_requests_total{indice=\"_other\",cache=\"hit\",code=\"200\"} 1"));
+        "hereproxy_requests_total{indice=\"_other\",cache=\"hit\",code=\"200\"}"
+        " 1"));
 }
 
 static void
@@ -274,7 +285,7 @@ test_missing_then_replaced(void **state)
     struct nginxhits_slot *a;
 
     assert_non_null(x->nh = nginxhits_new(x->path, x->m));
-    assert_int_equal(nginxhits_step(x->nh), 0);     /* no file yet */
+    assert_int_equal(nginxhits_step(x->nh), 0); /* no file yet */
     create(x, 8);
     a = take(x, "A");
     hit(a, 0, 0, 0, 0, 1);
@@ -322,7 +333,7 @@ test_cut_short_under_the_reader(void **state)
     a = take(x, "A");
     hit(a, 0, 0, 0, 0, 1);
     assert_non_null(x->nh = nginxhits_new(x->path, x->m));
-    assert_int_equal(nginxhits_step(x->nh), 0);     /* the baseline */
+    assert_int_equal(nginxhits_step(x->nh), 0); /* the baseline */
     hit(a, 0, 0, 0, 0, 1);
     assert_int_equal(nginxhits_step(x->nh), 1);
 
@@ -398,9 +409,8 @@ test_thread(void **state)
     create(x, 8);
     a = take(x, "A");
     assert_int_equal(settings_init(&cfg), 0);
-    assert_int_equal(settings_set(&cfg, "NGINX_HITS_FILE", x->path, err,
-                         sizeof(err)),
-        0);
+    assert_int_equal(
+        settings_set(&cfg, "NGINX_HITS_FILE", x->path, err, sizeof(err)), 0);
     nc = nginx_counts_start(&cfg, x->m, err, sizeof(err));
     assert_non_null(nc);
     usleep(250 * 1000);
@@ -412,9 +422,8 @@ test_thread(void **state)
         "hereproxy_requests_total{indice=\"A\",cache=\"hit\",code=\"200\"} 2"));
     nginx_counts_stop(NULL);
     /* Neither file set: nothing to start, and no error. */
-    assert_int_equal(settings_set(&cfg, "NGINX_HITS_FILE", "", err,
-                         sizeof(err)),
-        0);
+    assert_int_equal(
+        settings_set(&cfg, "NGINX_HITS_FILE", "", err, sizeof(err)), 0);
     assert_null(nginx_counts_start(&cfg, x->m, err, sizeof(err)));
     assert_string_equal(err, "");
     settings_cleanup(&cfg);
@@ -424,18 +433,18 @@ int
 main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_counts_what_grew, fx_setup,
-            fx_teardown),
-        cmocka_unit_test_setup_teardown(test_sum_waits_for_its_class,
-            fx_setup, fx_teardown),
-        cmocka_unit_test_setup_teardown(test_duplicates_add_up_and_other,
-            fx_setup, fx_teardown),
-        cmocka_unit_test_setup_teardown(test_missing_then_replaced, fx_setup,
-            fx_teardown),
-        cmocka_unit_test_setup_teardown(test_cut_short_under_the_reader,
-            fx_setup, fx_teardown),
-        cmocka_unit_test_setup_teardown(test_not_a_counters_file, fx_setup,
-            fx_teardown),
+        cmocka_unit_test_setup_teardown(
+            test_counts_what_grew, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(
+            test_sum_waits_for_its_class, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(
+            test_duplicates_add_up_and_other, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(
+            test_missing_then_replaced, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(
+            test_cut_short_under_the_reader, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(
+            test_not_a_counters_file, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_thread, fx_setup, fx_teardown),
     };
 

@@ -30,8 +30,10 @@ test_hit_with_syslog_header(void **state)
 
     (void)state;
     assert_int_equal(parse("<190>Nov 28 15:04:00 nginx: {\"indice\":\"A\","
-        "\"cache\":\"HIT\",\"status\":200,\"bytes\":4053,"
-        "\"request_time\":0.001}", &e), 1);
+                           "\"cache\":\"HIT\",\"status\":200,\"bytes\":4053,"
+                           "\"request_time\":0.001}",
+                         &e),
+        1);
     assert_string_equal(e.indice, "A");
     assert_int_equal(e.cache, METRICS_HIT);
     assert_int_equal(e.status, 200);
@@ -46,30 +48,38 @@ test_stale_and_updating(void **state)
 
     (void)state;
     assert_int_equal(parse("{\"indice\":\"b.1\",\"cache\":\"STALE\","
-        "\"status\":200,\"bytes\":1,\"request_time\":0.000}", &e), 1);
+                           "\"status\":200,\"bytes\":1,\"request_time\":0.000}",
+                         &e),
+        1);
     assert_int_equal(e.cache, METRICS_STALE);
     assert_int_equal(parse("{\"indice\":\"b.1\",\"cache\":\"UPDATING\","
-        "\"status\":200,\"bytes\":1,\"request_time\":0.000}", &e), 1);
+                           "\"status\":200,\"bytes\":1,\"request_time\":0.000}",
+                         &e),
+        1);
     assert_int_equal(e.cache, METRICS_STALE);
     /* A 304 NGINX answered from its cache counts too. */
     assert_int_equal(parse("{\"indice\":\"b\",\"cache\":\"HIT\","
-        "\"status\":304,\"bytes\":0,\"request_time\":0.000}", &e), 1);
+                           "\"status\":304,\"bytes\":0,\"request_time\":0.000}",
+                         &e),
+        1);
     assert_int_equal(e.status, 304);
 }
 
 static void
 test_proxy_answered_is_skipped(void **state)
 {
-    static const char *const skip[] = {"MISS", "EXPIRED", "BYPASS",
-        "REVALIDATED", "", "-"};
+    static const char *const skip[] = {
+        "MISS", "EXPIRED", "BYPASS", "REVALIDATED", "", "-"};
     struct nginxlog_entry e;
     char line[200];
     size_t i;
 
     (void)state;
     for (i = 0; i < sizeof(skip) / sizeof(skip[0]); i++) {
-        snprintf(line, sizeof(line), "{\"indice\":\"A\",\"cache\":\"%s\","
-            "\"status\":200,\"bytes\":10,\"request_time\":0.1}", skip[i]);
+        snprintf(line, sizeof(line),
+            "{\"indice\":\"A\",\"cache\":\"%s\","
+            "\"status\":200,\"bytes\":10,\"request_time\":0.1}",
+            skip[i]);
         assert_int_equal(parse(line, &e), 0);
     }
 }
@@ -82,15 +92,22 @@ test_indice_rules(void **state)
     (void)state;
     /* No indice ($arg_indice empty): "-", as hereproxy counts it. */
     assert_int_equal(parse("{\"indice\":\"\",\"cache\":\"HIT\","
-        "\"status\":200,\"bytes\":1,\"request_time\":0}", &e), 1);
+                           "\"status\":200,\"bytes\":1,\"request_time\":0}",
+                         &e),
+        1);
     assert_string_equal(e.indice, "-");
     /* Not an indice hereproxy accepts: not a series of its own. */
     assert_int_equal(parse("{\"indice\":\"a b\",\"cache\":\"HIT\","
-        "\"status\":200,\"bytes\":1,\"request_time\":0}", &e), 1);
+                           "\"status\":200,\"bytes\":1,\"request_time\":0}",
+                         &e),
+        1);
     assert_string_equal(e.indice, "-");
-    assert_int_equal(parse("{\"indice\":\"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
-        "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\",\"cache\":\"HIT\","
-        "\"status\":200,\"bytes\":1,\"request_time\":0}", &e), 1);
+    assert_int_equal(
+        parse("{\"indice\":\"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+              "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\",\"cache\":\"HIT\","
+              "\"status\":200,\"bytes\":1,\"request_time\":0}",
+            &e),
+        1);
     assert_string_equal(e.indice, "-");
 }
 
@@ -104,18 +121,24 @@ test_malformed(void **state)
     assert_int_equal(parse("<190>no json here", &e), -1);
     assert_int_equal(parse("{\"indice\":\"A\",\"cache\":\"HIT\"", &e), -1);
     assert_int_equal(parse("{\"indice\":\"A\",\"cache\":\"HIT\","
-        "\"status\":\"200\"}", &e), -1);
+                           "\"status\":\"200\"}",
+                         &e),
+        -1);
     assert_int_equal(parse("{\"indice\":\"A\",\"cache\":\"HIT\","
-        "\"status\":700}", &e), -1);
+                           "\"status\":700}",
+                         &e),
+        -1);
     assert_int_equal(parse("[1,2]", &e), -1);
     assert_int_equal(parse("{\"cache\":7}", &e), -1);
 }
 
 /* ------------------------------------------------ the file follower */
 
-#define HIT(ind) "{\"indice\":\"" ind "\",\"cache\":\"HIT\"," \
+#define HIT(ind)                                                               \
+    "{\"indice\":\"" ind "\",\"cache\":\"HIT\","                               \
     "\"status\":200,\"bytes\":10,\"request_time\":0.001}\n"
-#define MISS(ind) "{\"indice\":\"" ind "\",\"cache\":\"MISS\"," \
+#define MISS(ind)                                                              \
+    "{\"indice\":\"" ind "\",\"cache\":\"MISS\","                              \
     "\"status\":200,\"bytes\":10,\"request_time\":0.001}\n"
 
 struct fx {
@@ -138,7 +161,7 @@ fx_setup(void **state)
         return -1;
     }
     snprintf(x->path, sizeof(x->path), "%s/cache.log", x->dir);
-    log_set_level(LOG_LEVEL_ERROR);     /* "waiting for it" is expected */
+    log_set_level(LOG_LEVEL_ERROR); /* "waiting for it" is expected */
     *state = x;
     return 0;
 }
@@ -193,7 +216,9 @@ test_follow_appended(void **state)
     assert_non_null(x->f = nginxlog_follow_new(x->path, x->m));
     /* Lines from before it started are not its to count. */
     assert_int_equal(nginxlog_follow_step(x->f, 0), 0);
-    put(x->path, "a", HIT("A") MISS("A") HIT("A") "\n" "not json\n");
+    put(x->path, "a",
+        HIT("A") MISS("A") HIT("A") "\n"
+                                    "not json\n");
     assert_int_equal(nginxlog_follow_step(x->f, 100), 2);
     assert_int_equal(nginxlog_follow_step(x->f, 200), 0);
     assert_int_equal(requests(x->m, "A"), 2);
@@ -312,9 +337,8 @@ test_follow_thread(void **state)
 
     put(x->path, "w", "");
     assert_int_equal(settings_init(&cfg), 0);
-    assert_int_equal(settings_set(&cfg, "NGINX_LOG_FILE", x->path, err,
-                         sizeof(err)),
-        0);
+    assert_int_equal(
+        settings_set(&cfg, "NGINX_LOG_FILE", x->path, err, sizeof(err)), 0);
     nc = nginx_counts_start(&cfg, x->m, err, sizeof(err));
     assert_non_null(nc);
     put(x->path, "a", HIT("H") HIT("H"));
@@ -334,20 +358,20 @@ main(void)
         cmocka_unit_test(test_proxy_answered_is_skipped),
         cmocka_unit_test(test_indice_rules),
         cmocka_unit_test(test_malformed),
-        cmocka_unit_test_setup_teardown(test_follow_appended, fx_setup,
-            fx_teardown),
-        cmocka_unit_test_setup_teardown(test_follow_partial_line, fx_setup,
-            fx_teardown),
-        cmocka_unit_test_setup_teardown(test_follow_long_line, fx_setup,
-            fx_teardown),
-        cmocka_unit_test_setup_teardown(test_follow_rename_rotation,
-            fx_setup, fx_teardown),
-        cmocka_unit_test_setup_teardown(test_follow_truncation, fx_setup,
-            fx_teardown),
-        cmocka_unit_test_setup_teardown(test_follow_missing_file, fx_setup,
-            fx_teardown),
-        cmocka_unit_test_setup_teardown(test_follow_thread, fx_setup,
-            fx_teardown),
+        cmocka_unit_test_setup_teardown(
+            test_follow_appended, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(
+            test_follow_partial_line, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(
+            test_follow_long_line, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(
+            test_follow_rename_rotation, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(
+            test_follow_truncation, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(
+            test_follow_missing_file, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(
+            test_follow_thread, fx_setup, fx_teardown),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

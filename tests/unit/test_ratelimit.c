@@ -49,20 +49,20 @@ test_spec_parse(void **state)
         int rc = rate_spec_parse(cases[i].text, &s, err, sizeof(err));
 
         if (rc != cases[i].rc)
-            fail_msg("'%s': rc %d, expected %d", cases[i].text, rc,
-                cases[i].rc);
-        if (rc == 0 && (s.limit != cases[i].limit ||
-                           s.period_s != cases[i].period ||
-                           s.burst != cases[i].burst))
-            fail_msg("'%s': parsed %ld/%lds burst %ld", cases[i].text,
-                s.limit, s.period_s, s.burst);
+            fail_msg(
+                "'%s': rc %d, expected %d", cases[i].text, rc, cases[i].rc);
+        if (rc == 0 &&
+            (s.limit != cases[i].limit || s.period_s != cases[i].period ||
+                s.burst != cases[i].burst))
+            fail_msg("'%s': parsed %ld/%lds burst %ld", cases[i].text, s.limit,
+                s.period_s, s.burst);
         if (rc == 0 && s.limit > 0) {
             struct rate_spec again;
             char text[64];
 
             rate_spec_format(&s, text, sizeof(text));
-            assert_int_equal(rate_spec_parse(text, &again, err,
-                                 sizeof(err)), 0);
+            assert_int_equal(
+                rate_spec_parse(text, &again, err, sizeof(err)), 0);
             assert_memory_equal(&s, &again, sizeof(s));
         }
     }
@@ -86,7 +86,7 @@ test_burst_then_refill(void **state)
         } else {
             assert_false(d.allowed);
             assert_int_equal(d.remaining, 0);
-            assert_int_equal(d.retry_after_s, 6);   /* one token: 6 s */
+            assert_int_equal(d.retry_after_s, 6); /* one token: 6 s */
             assert_int_equal(d.reset_s, 60);
         }
         assert_int_equal(d.limit, 10);
@@ -237,9 +237,18 @@ test_overrides_parse(void **state)
     const struct rate_spec *s;
     char err[200];
     static const char *const bad[] = {
-        "mapa1", "mapa1=10/minute", ":10/minute", "a:", "a:10/fortnight",
-        "a:1/m,a:2/m", "burst=5,a:1/m", "a:1/m,,b:2/m", "a:1/m,",
-        "a b:1/m", "a/b:1/m", "a:1/m,burst=0",
+        "mapa1",
+        "mapa1=10/minute",
+        ":10/minute",
+        "a:",
+        "a:10/fortnight",
+        "a:1/m,a:2/m",
+        "burst=5,a:1/m",
+        "a:1/m,,b:2/m",
+        "a:1/m,",
+        "a b:1/m",
+        "a/b:1/m",
+        "a:1/m,burst=0",
         "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa:1/m",
     };
     size_t i;
@@ -251,14 +260,16 @@ test_overrides_parse(void **state)
     rate_overrides_free(&o);
 
     assert_int_equal(rate_overrides_parse(" mapa1:1000/minute , demo:off,"
-        "b.2-x_y:10/second,burst=20 ,z:3/day", 1, &o, err, sizeof(err)), 0);
+                                          "b.2-x_y:10/second,burst=20 ,z:3/day",
+                         1, &o, err, sizeof(err)),
+        0);
     assert_int_equal(o.n, 4);
     s = rate_overrides_find(&o, "mapa1", &def);
     assert_int_equal(s->limit, 1000);
     assert_int_equal(s->period_s, 60);
     assert_int_equal(s->burst, 1000);
     s = rate_overrides_find(&o, "demo", &def);
-    assert_int_equal(s->limit, 0);          /* off: not limited */
+    assert_int_equal(s->limit, 0); /* off: not limited */
     s = rate_overrides_find(&o, "b.2-x_y", &def);
     assert_int_equal(s->limit, 10);
     assert_int_equal(s->period_s, 1);
@@ -267,7 +278,7 @@ test_overrides_parse(void **state)
     assert_ptr_equal(rate_overrides_find(&o, "Mapa1", &def), &def);
     assert_ptr_equal(rate_overrides_find(&o, "nobody", &def), &def);
     rate_overrides_free(&o);
-    rate_overrides_free(&o);                /* twice: harmless */
+    rate_overrides_free(&o); /* twice: harmless */
 
     for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         memset(err, 0, sizeof(err));
@@ -278,11 +289,11 @@ test_overrides_parse(void **state)
         assert_true(err[0] != '\0');
     }
     /* Quotas: a burst means nothing. */
-    assert_int_equal(rate_overrides_parse("a:10/day,burst=20", 0, &o, err,
-        sizeof(err)), -1);
+    assert_int_equal(
+        rate_overrides_parse("a:10/day,burst=20", 0, &o, err, sizeof(err)), -1);
     assert_non_null(strstr(err, "burst"));
-    assert_int_equal(rate_overrides_parse("a:10/day,b:off", 0, &o, err,
-        sizeof(err)), 0);
+    assert_int_equal(
+        rate_overrides_parse("a:10/day,b:off", 0, &o, err, sizeof(err)), 0);
     assert_int_equal(o.n, 2);
     rate_overrides_free(&o);
 }

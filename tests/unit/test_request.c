@@ -47,8 +47,7 @@ static const struct rcase cases[] = {
     {"GET", "/here-proxy/label/mc/3/7/7/png", 0, "label/mc/3/7/7/png?" DEF},
     {"GET", "/here-proxy/label/mc/3/5/2/png8", 0, "label/mc/3/5/2/png8?" DEF},
     {"GET", "/here-proxy/label/mc/3/0/0/jpeg", 0, "label/mc/3/0/0/jpeg?" DEF},
-    {"GET", "/here-proxy/blank/mc/4/15/15/png", 0,
-        "blank/mc/4/15/15/png?" DEF},
+    {"GET", "/here-proxy/blank/mc/4/15/15/png", 0, "blank/mc/4/15/15/png?" DEF},
     {"GET", "/here-proxy/blank/mc/4/1/2/png8", 0, "blank/mc/4/1/2/png8?" DEF},
     {"GET", "/here-proxy/blank/mc/4/9/8/jpeg", 0, "blank/mc/4/9/8/jpeg?" DEF},
     {"HEAD", "/here-proxy/base/mc/1/0/0/png", 0, "base/mc/1/0/0/png?" DEF},
@@ -284,8 +283,7 @@ static const struct rcase cases[] = {
     {"GET", T "?style=lite.day&style=topo.day", 400, "more than once"},
     /* ---- size, ppi, scale */
     {"GET", T "?size=256", 0, TK "?" DEF},
-    {"GET", T "?size=512", 0,
-        TK "?ppi=100&scale=1&size=512&style=explore.day"},
+    {"GET", T "?size=512", 0, TK "?ppi=100&scale=1&size=512&style=explore.day"},
     {"GET", T "?size=128", 400, "size: must be one of 256, 512"},
     {"GET", T "?size=1024", 400, "size"},
     {"GET", T "?size=0", 400, "size"},
@@ -298,18 +296,15 @@ static const struct rcase cases[] = {
     {"GET", T "?size=99999999999999999999", 400, "size"},
     {"GET", T "?size=256&size=512", 400, "more than once"},
     {"GET", T "?ppi=100", 0, TK "?" DEF},
-    {"GET", T "?ppi=200", 0,
-        TK "?ppi=200&scale=1&size=256&style=explore.day"},
-    {"GET", T "?ppi=400", 0,
-        TK "?ppi=400&scale=1&size=256&style=explore.day"},
+    {"GET", T "?ppi=200", 0, TK "?ppi=200&scale=1&size=256&style=explore.day"},
+    {"GET", T "?ppi=400", 0, TK "?ppi=400&scale=1&size=256&style=explore.day"},
     {"GET", T "?ppi=300", 400, "ppi: must be one of 100, 200, 400"},
     {"GET", T "?ppi=72", 400, "ppi"},
     {"GET", T "?ppi=0100", 400, "ppi"},
     {"GET", T "?ppi=", 400, "ppi"},
     {"GET", T "?ppi=200&ppi=200", 400, "more than once"},
     {"GET", T "?scale=1", 0, TK "?" DEF},
-    {"GET", T "?scale=2", 0,
-        TK "?ppi=100&scale=2&size=256&style=explore.day"},
+    {"GET", T "?scale=2", 0, TK "?ppi=100&scale=2&size=256&style=explore.day"},
     {"GET", T "?scale=3", 400, "scale: must be one of 1, 2"},
     {"GET", T "?scale=0", 400, "scale"},
     {"GET", T "?scale=01", 400, "scale"},
@@ -339,10 +334,12 @@ static const struct rcase cases[] = {
     {"GET", T "?lang=en&lang=de", 400, "lang: given more than once"},
     {"GET", T "?lang2=en&lang2=de", 400, "lang2: given more than once"},
     /* ---- pview */
-    {"GET", T "?pview=IN", 0, TK "?ppi=100&pview=IN&scale=1&size=256"
-        "&style=explore.day"},
-    {"GET", T "?pview=ARG", 0, TK "?ppi=100&pview=ARG&scale=1&size=256"
-        "&style=explore.day"},
+    {"GET", T "?pview=IN", 0,
+        TK "?ppi=100&pview=IN&scale=1&size=256"
+           "&style=explore.day"},
+    {"GET", T "?pview=ARG", 0,
+        TK "?ppi=100&pview=ARG&scale=1&size=256"
+           "&style=explore.day"},
     {"GET", T "?pview=A", 400, "pview"},
     {"GET", T "?pview=ABCD", 400, "pview"},
     {"GET", T "?pview=ind", 400, "pview"},
@@ -350,8 +347,7 @@ static const struct rcase cases[] = {
     {"GET", T "?pview=", 400, "pview"},
     {"GET", T "?pview=IN&pview=CN", 400, "more than once"},
     /* ---- features */
-    {"GET", T "?features=pois:disabled", 0,
-        TK "?features=pois:disabled&" DEF},
+    {"GET", T "?features=pois:disabled", 0, TK "?features=pois:disabled&" DEF},
     {"GET", T "?features=pois:all", 0, TK "?features=pois:all&" DEF},
     {"GET", T "?features=environmental_zones:all", 0,
         TK "?features=environmental_zones:all&" DEF},
@@ -369,10 +365,12 @@ static const struct rcase cases[] = {
         TK "?features=vehicle_restrictions:disabled&" DEF},
     {"GET", T "?features=pois:disabled,congestion_zones:all", 0,
         TK "?features=congestion_zones:all,pois:disabled&" DEF},
-    {"GET", T "?features=vehicle_restrictions:disabled,pois:all,"
-        "environmental_zones:all,congestion_zones:disabled", 0,
+    {"GET",
+        T "?features=vehicle_restrictions:disabled,pois:all,"
+          "environmental_zones:all,congestion_zones:disabled",
+        0,
         TK "?features=congestion_zones:disabled,environmental_zones:all,"
-        "pois:all,vehicle_restrictions:disabled&" DEF},
+           "pois:all,vehicle_restrictions:disabled&" DEF},
     {"GET", T "?features=pois%3Adisabled", 0,
         TK "?features=pois:disabled&" DEF},
     {"GET", T "?features=pois%3adisabled%2Cenvironmental_zones%3Aall", 0,
@@ -393,8 +391,7 @@ static const struct rcase cases[] = {
     {"GET", T "?features=pois:all,pois:all", 400, "pois given twice"},
     {"GET", T "?features=pois:all,pois:disabled", 400, "pois given twice"},
     {"GET", T "?features=pois:all+", 400, "unknown value"},
-    {"GET", T "?features=pois:all&features=pois:all", 400,
-        "more than once"},
+    {"GET", T "?features=pois:all&features=pois:all", 400, "more than once"},
     {"GET", T "?features=pois:all&features=congestion_zones:all", 400,
         "more than once"},
     /* ---- indice: never in the key */
@@ -460,10 +457,12 @@ static const struct rcase cases[] = {
     {"GET", T "?lang=pt+BR", 400, "lang"},
     {"GET", T "?lang=pt%2BBR", 400, "lang"},
     {"GET", T "?style=lite.day?size=512", 400, "style"},
-    {"GET", T "?style=lite.day&size=512&ppi=200&scale=2&lang=en&lang2=de"
-        "&pview=IND&features=pois:all&indice=t1&apiKey=k", 0,
+    {"GET",
+        T "?style=lite.day&size=512&ppi=200&scale=2&lang=en&lang2=de"
+          "&pview=IND&features=pois:all&indice=t1&apiKey=k",
+        0,
         TK "?features=pois:all&lang=en&lang2=de&ppi=200&pview=IND&scale=2"
-        "&size=512&style=lite.day"},
+           "&size=512&style=lite.day"},
 };
 
 static void
@@ -478,8 +477,8 @@ check_case(const struct rcase *c, const struct request_policy *pol)
             c->status);
     if (rc == 0) {
         if (c->want != NULL && strcmp(req.key, c->want) != 0)
-            fail_msg("%s %s:\n  key  %s\n  want %s", c->method, c->uri,
-                req.key, c->want);
+            fail_msg("%s %s:\n  key  %s\n  want %s", c->method, c->uri, req.key,
+                c->want);
         if (req.key_len != strlen(req.key))
             fail_msg("%s %s: key_len %zu", c->method, c->uri, req.key_len);
         if (strstr(req.key, "apiKey") || strstr(req.key, "indice") ||
@@ -524,8 +523,11 @@ test_routes(void **state)
     char err[256];
 
     (void)state;
-    assert_int_equal(request_parse("GET", "/here-proxy/label/mc/3/5/6/png8"
-        "?indice=team-7", &policy, &r, err, sizeof(err)), 0);
+    assert_int_equal(request_parse("GET",
+                         "/here-proxy/label/mc/3/5/6/png8"
+                         "?indice=team-7",
+                         &policy, &r, err, sizeof(err)),
+        0);
     assert_int_equal(r.route, ROUTE_TILE);
     assert_int_equal(r.method, METHOD_GET);
     assert_string_equal(r.resource, "label");
@@ -536,8 +538,9 @@ test_routes(void **state)
     assert_string_equal(r.indice, "team-7");
     assert_string_equal(r.path, "/here-proxy/label/mc/3/5/6/png8");
 
-    assert_int_equal(request_parse("HEAD", "/here-proxy/mc/2/1/3/jpeg",
-        &policy, &r, err, sizeof(err)), 0);
+    assert_int_equal(request_parse("HEAD", "/here-proxy/mc/2/1/3/jpeg", &policy,
+                         &r, err, sizeof(err)),
+        0);
     assert_int_equal(r.route, ROUTE_TILE);
     assert_int_equal(r.method, METHOD_HEAD);
     assert_string_equal(r.resource, "base");
@@ -545,71 +548,87 @@ test_routes(void **state)
     assert_string_equal(r.indice, "-");
 
     assert_int_equal(request_parse("GET", "/here-proxy/copyright?lang=en",
-        &policy, &r, err, sizeof(err)), 0);
+                         &policy, &r, err, sizeof(err)),
+        0);
     assert_int_equal(r.route, ROUTE_META);
     assert_string_equal(r.endpoint, "copyright");
     assert_string_equal(r.path, "/here-proxy/copyright");
 
-    assert_int_equal(request_parse("GET", "/healthz", &policy, &r, err,
-        sizeof(err)), 0);
+    assert_int_equal(
+        request_parse("GET", "/healthz", &policy, &r, err, sizeof(err)), 0);
     assert_int_equal(r.route, ROUTE_HEALTHZ);
-    assert_int_equal(request_parse("GET", "/readyz", &policy, &r, err,
-        sizeof(err)), 0);
+    assert_int_equal(
+        request_parse("GET", "/readyz", &policy, &r, err, sizeof(err)), 0);
     assert_int_equal(r.route, ROUTE_READYZ);
-    assert_int_equal(request_parse("GET", "/metrics", &policy, &r, err,
-        sizeof(err)), 0);
+    assert_int_equal(
+        request_parse("GET", "/metrics", &policy, &r, err, sizeof(err)), 0);
     assert_int_equal(r.route, ROUTE_METRICS);
     assert_int_equal(request_parse("GET", "/metrics/prometheus", &policy, &r,
-        err, sizeof(err)), 0);
+                         err, sizeof(err)),
+        0);
     assert_int_equal(r.route, ROUTE_METRICS_PROMETHEUS);
     assert_string_equal(r.indice, "-");
 
     /* The purge endpoint: POST only; the tile after it is the handler's. */
     assert_int_equal(request_parse("POST", "/admin/purge?all=1", &policy, &r,
-        err, sizeof(err)), 0);
+                         err, sizeof(err)),
+        0);
     assert_int_equal(r.route, ROUTE_ADMIN_PURGE);
     assert_int_equal(r.method, METHOD_POST);
-    assert_int_equal(request_parse("POST",
-        "/admin/purge/here-proxy/base/mc/1/0/0/png", &policy, &r, err,
-        sizeof(err)), 0);
+    assert_int_equal(
+        request_parse("POST", "/admin/purge/here-proxy/base/mc/1/0/0/png",
+            &policy, &r, err, sizeof(err)),
+        0);
     assert_int_equal(r.route, ROUTE_ADMIN_PURGE);
-    assert_int_equal(request_parse("GET", "/admin/purge", &policy, &r, err,
-        sizeof(err)), 405);
+    assert_int_equal(
+        request_parse("GET", "/admin/purge", &policy, &r, err, sizeof(err)),
+        405);
     assert_int_equal(r.route, ROUTE_ADMIN_PURGE);
-    assert_int_equal(request_parse("POST", "/admin/purgeX", &policy, &r, err,
-        sizeof(err)), 404);
-    assert_int_equal(request_parse("POST", "/admin/purge/../metrics",
-        &policy, &r, err, sizeof(err)), 400);
+    assert_int_equal(
+        request_parse("POST", "/admin/purgeX", &policy, &r, err, sizeof(err)),
+        404);
+    assert_int_equal(request_parse("POST", "/admin/purge/../metrics", &policy,
+                         &r, err, sizeof(err)),
+        400);
 
     /* Preflight: OPTIONS anywhere under the prefix, before validation. */
     assert_int_equal(request_parse("OPTIONS", "/here-proxy/mc/1/0/0/png",
-        &policy, &r, err, sizeof(err)), 0);
+                         &policy, &r, err, sizeof(err)),
+        0);
     assert_int_equal(r.route, ROUTE_PREFLIGHT);
     assert_int_equal(r.method, METHOD_OPTIONS);
-    assert_int_equal(request_parse("OPTIONS", "/here-proxy/info", &policy,
-        &r, err, sizeof(err)), 0);
+    assert_int_equal(request_parse("OPTIONS", "/here-proxy/info", &policy, &r,
+                         err, sizeof(err)),
+        0);
     assert_int_equal(r.route, ROUTE_PREFLIGHT);
-    assert_int_equal(request_parse("OPTIONS", "/here-proxy/base/mc/1/0/0/png"
-        "?style=lite.day", &policy, &r, err, sizeof(err)), 0);
+    assert_int_equal(request_parse("OPTIONS",
+                         "/here-proxy/base/mc/1/0/0/png"
+                         "?style=lite.day",
+                         &policy, &r, err, sizeof(err)),
+        0);
     assert_int_equal(r.route, ROUTE_PREFLIGHT);
 
     /* 405 still reports the route, for the Allow header. */
-    assert_int_equal(request_parse("POST", "/here-proxy/mc/1/0/0/png",
-        &policy, &r, err, sizeof(err)), 405);
+    assert_int_equal(request_parse("POST", "/here-proxy/mc/1/0/0/png", &policy,
+                         &r, err, sizeof(err)),
+        405);
     assert_int_equal(r.route, ROUTE_TILE);
     assert_int_equal(r.method, METHOD_POST);
-    assert_int_equal(request_parse("PUT", "/here-proxy/info", &policy, &r,
-        err, sizeof(err)), 405);
+    assert_int_equal(
+        request_parse("PUT", "/here-proxy/info", &policy, &r, err, sizeof(err)),
+        405);
     assert_int_equal(r.route, ROUTE_META);
-    assert_int_equal(request_parse("DELETE", "/healthz", &policy, &r, err,
-        sizeof(err)), 405);
+    assert_int_equal(
+        request_parse("DELETE", "/healthz", &policy, &r, err, sizeof(err)),
+        405);
     assert_int_equal(r.route, ROUTE_HEALTHZ);
 
     /* NULL method and URI. */
     assert_int_equal(request_parse(NULL, "/here-proxy/mc/1/0/0/png", &policy,
-        &r, err, sizeof(err)), 405);
-    assert_int_equal(request_parse("GET", NULL, &policy, &r, err,
-        sizeof(err)), 400);
+                         &r, err, sizeof(err)),
+        405);
+    assert_int_equal(
+        request_parse("GET", NULL, &policy, &r, err, sizeof(err)), 400);
     assert_string_equal(r.path, "-");
     assert_string_equal(r.indice, "-");
 }
@@ -673,53 +692,55 @@ test_zoom_bounds(void **state)
     (void)state;
     for (z = 0; z <= 22; z++) {
         max = (1L << z) - 1;
-        snprintf(uri, sizeof(uri), "/here-proxy/mc/%ld/%ld/%ld/png", z, max,
-            max);
-        snprintf(want, sizeof(want), "base/mc/%ld/%ld/%ld/png?" DEF, z, max,
-            max);
+        snprintf(
+            uri, sizeof(uri), "/here-proxy/mc/%ld/%ld/%ld/png", z, max, max);
+        snprintf(
+            want, sizeof(want), "base/mc/%ld/%ld/%ld/png?" DEF, z, max, max);
         if (z <= 20) {
-            assert_int_equal(request_parse("GET", uri, &policy, &r, err,
-                sizeof(err)), 0);
+            assert_int_equal(
+                request_parse("GET", uri, &policy, &r, err, sizeof(err)), 0);
             assert_string_equal(r.key, want);
             assert_int_equal(r.x, max);
         } else {
-            assert_int_equal(request_parse("GET", uri, &policy, &r, err,
-                sizeof(err)), 400);
+            assert_int_equal(
+                request_parse("GET", uri, &policy, &r, err, sizeof(err)), 400);
             assert_non_null(strstr(err, "z:"));
             continue;
         }
-        snprintf(uri, sizeof(uri), "/here-proxy/mc/%ld/%ld/0/png", z,
-            max + 1);
-        assert_int_equal(request_parse("GET", uri, &policy, &r, err,
-            sizeof(err)), 400);
+        snprintf(uri, sizeof(uri), "/here-proxy/mc/%ld/%ld/0/png", z, max + 1);
+        assert_int_equal(
+            request_parse("GET", uri, &policy, &r, err, sizeof(err)), 400);
         assert_non_null(strstr(err, "x:"));
-        snprintf(uri, sizeof(uri), "/here-proxy/base/mc/%ld/0/%ld/png", z,
-            max + 1);
-        assert_int_equal(request_parse("GET", uri, &policy, &r, err,
-            sizeof(err)), 400);
+        snprintf(
+            uri, sizeof(uri), "/here-proxy/base/mc/%ld/0/%ld/png", z, max + 1);
+        assert_int_equal(
+            request_parse("GET", uri, &policy, &r, err, sizeof(err)), 400);
         assert_non_null(strstr(err, "y:"));
         snprintf(uri, sizeof(uri), "/here-proxy/mc/%ld/0%ld/0/png", z, max);
-        assert_int_equal(request_parse("GET", uri, &policy, &r, err,
-            sizeof(err)), 400);
+        assert_int_equal(
+            request_parse("GET", uri, &policy, &r, err, sizeof(err)), 400);
         snprintf(uri, sizeof(uri), "/here-proxy/mc/0%ld/0/0/png", z);
-        assert_int_equal(request_parse("GET", uri, &policy, &r, err,
-            sizeof(err)), 400);
+        assert_int_equal(
+            request_parse("GET", uri, &policy, &r, err, sizeof(err)), 400);
         n += 5;
     }
     /* A policy with a smaller and a larger zmax. */
     {
         const struct request_policy small = {5, 0}, big = {22, 0};
         assert_int_equal(request_parse("GET", "/here-proxy/mc/5/31/31/png",
-            &small, &r, err, sizeof(err)), 0);
+                             &small, &r, err, sizeof(err)),
+            0);
         assert_int_equal(request_parse("GET", "/here-proxy/mc/6/0/0/png",
-            &small, &r, err, sizeof(err)), 400);
+                             &small, &r, err, sizeof(err)),
+            400);
         assert_non_null(strstr(err, "0 to 5"));
-        assert_int_equal(request_parse("GET",
-            "/here-proxy/mc/22/4194303/4194303/png", &big, &r, err,
-            sizeof(err)), 0);
-        assert_int_equal(request_parse("GET",
-            "/here-proxy/mc/22/4194304/0/png", &big, &r, err,
-            sizeof(err)), 400);
+        assert_int_equal(
+            request_parse("GET", "/here-proxy/mc/22/4194303/4194303/png", &big,
+                &r, err, sizeof(err)),
+            0);
+        assert_int_equal(request_parse("GET", "/here-proxy/mc/22/4194304/0/png",
+                             &big, &r, err, sizeof(err)),
+            400);
     }
     print_message("      %d zoom cases\n", n);
 }
@@ -728,8 +749,7 @@ test_zoom_bounds(void **state)
 static void
 test_resource_format_grid(void **state)
 {
-    static const char *const res[] = {"base", "background", "label",
-        "blank"};
+    static const char *const res[] = {"base", "background", "label", "blank"};
     static const char *const fmt[] = {"png", "png8", "jpeg"};
     struct tile_req r;
     char uri[128], want[160], err[256];
@@ -741,21 +761,28 @@ test_resource_format_grid(void **state)
         for (j = 0; j < 3; j++) {
             for (z = 0; z <= 20; z += 4) {
                 long c = (1L << z) / 3;
-                snprintf(uri, sizeof(uri), "/here-proxy/%s/mc/%ld/%ld/%ld/%s"
-                    "?scale=2", res[i], z, c, c, fmt[j]);
-                snprintf(want, sizeof(want), "%s/mc/%ld/%ld/%ld/%s?ppi=100"
-                    "&scale=2&size=256&style=explore.day", res[i], z, c, c,
-                    fmt[j]);
-                assert_int_equal(request_parse("GET", uri, &policy, &r, err,
-                    sizeof(err)), 0);
+                snprintf(uri, sizeof(uri),
+                    "/here-proxy/%s/mc/%ld/%ld/%ld/%s"
+                    "?scale=2",
+                    res[i], z, c, c, fmt[j]);
+                snprintf(want, sizeof(want),
+                    "%s/mc/%ld/%ld/%ld/%s?ppi=100"
+                    "&scale=2&size=256&style=explore.day",
+                    res[i], z, c, c, fmt[j]);
+                assert_int_equal(
+                    request_parse("GET", uri, &policy, &r, err, sizeof(err)),
+                    0);
                 assert_string_equal(r.key, want);
                 assert_string_equal(r.resource, res[i]);
                 assert_string_equal(r.format, fmt[j]);
-                if (i == 0) {   /* short form: same key */
-                    snprintf(uri, sizeof(uri), "/here-proxy/mc/%ld/%ld/%ld/"
-                        "%s?scale=2", z, c, c, fmt[j]);
+                if (i == 0) { /* short form: same key */
+                    snprintf(uri, sizeof(uri),
+                        "/here-proxy/mc/%ld/%ld/%ld/"
+                        "%s?scale=2",
+                        z, c, c, fmt[j]);
                     assert_int_equal(request_parse("HEAD", uri, &policy, &r,
-                        err, sizeof(err)), 0);
+                                         err, sizeof(err)),
+                        0);
                     assert_string_equal(r.key, want);
                 }
             }
@@ -766,8 +793,8 @@ test_resource_format_grid(void **state)
 static void
 test_logistics_policy(void **state)
 {
-    static const char *const ls[] = {"logistics.day", "logistics.night",
-        "logistics.satellite.day"};
+    static const char *const ls[] = {
+        "logistics.day", "logistics.night", "logistics.satellite.day"};
     struct tile_req r;
     char uri[128], want[160], err[256];
     size_t i;
@@ -775,21 +802,25 @@ test_logistics_policy(void **state)
     (void)state;
     for (i = 0; i < 3; i++) {
         snprintf(uri, sizeof(uri), T "?style=%s", ls[i]);
-        snprintf(want, sizeof(want), TK "?ppi=100&scale=1&size=256&style=%s",
-            ls[i]);
-        assert_int_equal(request_parse("GET", uri, &policy, &r, err,
-            sizeof(err)), 400);
-        assert_int_equal(request_parse("GET", uri, &policy_logistics, &r,
-            err, sizeof(err)), 0);
+        snprintf(
+            want, sizeof(want), TK "?ppi=100&scale=1&size=256&style=%s", ls[i]);
+        assert_int_equal(
+            request_parse("GET", uri, &policy, &r, err, sizeof(err)), 400);
+        assert_int_equal(
+            request_parse("GET", uri, &policy_logistics, &r, err, sizeof(err)),
+            0);
         assert_string_equal(r.key, want);
     }
     /* The ordinary styles stay, unknown ones stay out. */
     assert_int_equal(request_parse("GET", T "?style=topo.night",
-        &policy_logistics, &r, err, sizeof(err)), 0);
+                         &policy_logistics, &r, err, sizeof(err)),
+        0);
     assert_int_equal(request_parse("GET", T "?style=logistics.dusk",
-        &policy_logistics, &r, err, sizeof(err)), 400);
+                         &policy_logistics, &r, err, sizeof(err)),
+        400);
     assert_int_equal(request_parse("GET", T "?style=logistics",
-        &policy_logistics, &r, err, sizeof(err)), 400);
+                         &policy_logistics, &r, err, sizeof(err)),
+        400);
 }
 
 /* Equivalent requests, one key. */
@@ -805,16 +836,16 @@ test_canonical_keys(void **state)
             T "?lang=en&features=congestion_zones:disabled,pois:all",
             S "?features=congestion_zones%3Adisabled%2Cpois%3Aall&lang=en",
             T "?lang=en&features=pois:all,congestion_zones:disabled"
-            "&style=explore.day&scale=1",
+              "&style=explore.day&scale=1",
             T "?indice=zz&lang=en&features=congestion_zones:disabled,"
-            "pois:all", NULL},
+              "pois:all",
+            NULL},
         {T "?lang2=de&lang=en&pview=IND&size=512",
             T "?size=512&pview=IND&lang=en&lang2=de&ppi=100",
             S "?pview=IND&size=512&lang2=de&lang=en&indice=q", NULL},
         {"/here-proxy/copyright?lang=en&pview=ARG",
             "/here-proxy/copyright?pview=ARG&lang=en",
-            "/here-proxy/copyright?indice=z&pview=ARG&apiKey=k&lang=en",
-            NULL},
+            "/here-proxy/copyright?indice=z&pview=ARG&apiKey=k&lang=en", NULL},
     };
     size_t g, i;
 
@@ -824,10 +855,11 @@ test_canonical_keys(void **state)
         char err[256];
 
         assert_int_equal(request_parse("GET", groups[g][0], &policy, &first,
-            err, sizeof(err)), 0);
+                             err, sizeof(err)),
+            0);
         for (i = 1; i < 8 && groups[g][i] != NULL; i++) {
-            if (request_parse("GET", groups[g][i], &policy, &r, err,
-                    sizeof(err)) != 0)
+            if (request_parse(
+                    "GET", groups[g][i], &policy, &r, err, sizeof(err)) != 0)
                 fail_msg("%s: %s", groups[g][i], err);
             assert_int_equal(r.key_len, first.key_len);
             if (memcmp(r.key, first.key, first.key_len + 1) != 0)
@@ -850,15 +882,16 @@ test_canonical_keys(void **state)
         char err[256];
 
         for (a = 0; a < n; a++) {
-            assert_int_equal(request_parse("GET", distinct[a], &policy, &r,
-                err, sizeof(err)), 0);
+            assert_int_equal(request_parse("GET", distinct[a], &policy, &r, err,
+                                 sizeof(err)),
+                0);
             strcpy(keys[a], r.key);
         }
         for (a = 0; a < n; a++)
             for (b = a + 1; b < n; b++)
                 if (strcmp(keys[a], keys[b]) == 0)
-                    fail_msg("%s and %s share key %s", distinct[a],
-                        distinct[b], keys[a]);
+                    fail_msg("%s and %s share key %s", distinct[a], distinct[b],
+                        keys[a]);
     }
 }
 
@@ -866,9 +899,9 @@ test_canonical_keys(void **state)
 static void
 test_repeated_params(void **state)
 {
-    static const char *const one[] = {"style=lite.day", "size=512",
-        "ppi=200", "scale=2", "lang=en", "lang2=de", "pview=IND",
-        "features=pois:all", "indice=abc"};
+    static const char *const one[] = {"style=lite.day", "size=512", "ppi=200",
+        "scale=2", "lang=en", "lang2=de", "pview=IND", "features=pois:all",
+        "indice=abc"};
     struct tile_req r;
     char uri[256], err[256];
     size_t i, j;
@@ -878,10 +911,10 @@ test_repeated_params(void **state)
         for (j = 0; j < sizeof(one) / sizeof(one[0]); j++) {
             snprintf(uri, sizeof(uri), T "?%s&%s&%s", one[i], one[j],
                 i == j ? "scale=1" : one[i]);
-            if (i == j)  /* one[i] twice already */
+            if (i == j) /* one[i] twice already */
                 snprintf(uri, sizeof(uri), T "?%s&%s", one[i], one[i]);
-            assert_int_equal(request_parse("GET", uri, &policy, &r, err,
-                sizeof(err)), 400);
+            assert_int_equal(
+                request_parse("GET", uri, &policy, &r, err, sizeof(err)), 400);
             assert_non_null(strstr(err, "more than once"));
         }
     }
@@ -891,8 +924,8 @@ test_repeated_params(void **state)
 static void
 test_repeated_dropped_params(void **state)
 {
-    static const char *const dropped[] = {"apiKey", "app_id", "app_code",
-        "lg", "mv"};
+    static const char *const dropped[] = {
+        "apiKey", "app_id", "app_code", "lg", "mv"};
     struct tile_req r;
     char uri[256], err[256];
     size_t i;
@@ -901,8 +934,7 @@ test_repeated_dropped_params(void **state)
     (void)state;
     for (i = 0; i < 5; i++) {
         snprintf(uri, sizeof(uri), T "?%s=a&%s=b", dropped[i], dropped[i]);
-        if (request_parse("GET", uri, &policy, &r, err, sizeof(err)) !=
-            400) {
+        if (request_parse("GET", uri, &policy, &r, err, sizeof(err)) != 400) {
             print_error("%s: repeated %s accepted\n", uri, dropped[i]);
             accepted++;
         }
@@ -924,13 +956,13 @@ test_indice(void **state)
         ind[n] = '\0';
         snprintf(uri, sizeof(uri), S "?indice=%s", ind);
         if (n <= 64) {
-            assert_int_equal(request_parse("GET", uri, &policy, &r, err,
-                sizeof(err)), 0);
+            assert_int_equal(
+                request_parse("GET", uri, &policy, &r, err, sizeof(err)), 0);
             assert_string_equal(r.indice, ind);
             assert_string_equal(r.key, TK "?" DEF);
         } else {
-            assert_int_equal(request_parse("GET", uri, &policy, &r, err,
-                sizeof(err)), 400);
+            assert_int_equal(
+                request_parse("GET", uri, &policy, &r, err, sizeof(err)), 400);
             assert_non_null(strstr(err, "indice"));
         }
     }
@@ -939,8 +971,9 @@ test_indice(void **state)
         int ok = (n >= '0' && n <= '9') || (n >= 'a' && n <= 'z') ||
             (n >= 'A' && n <= 'Z') || n == '_' || n == '.' || n == '-';
         snprintf(uri, sizeof(uri), S "?indice=x%%%02zXy", n);
-        assert_int_equal(request_parse("GET", uri, &policy, &r, err,
-            sizeof(err)), ok ? 0 : 400);
+        assert_int_equal(
+            request_parse("GET", uri, &policy, &r, err, sizeof(err)),
+            ok ? 0 : 400);
         if (ok)
             assert_int_equal(r.indice[1], (char)n);
     }
@@ -949,26 +982,27 @@ test_indice(void **state)
         if (n >= 0x20 && n < 0x7f)
             continue;
         snprintf(uri, sizeof(uri), S "?indice=ab%%%02zx", n);
-        assert_int_equal(request_parse("GET", uri, &policy, &r, err,
-            sizeof(err)), 400);
+        assert_int_equal(
+            request_parse("GET", uri, &policy, &r, err, sizeof(err)), 400);
     }
     /* 2 KB: too long for a component; 10 KB: too long for a URI. */
     memset(ind, 'i', 2000);
     ind[2000] = '\0';
     snprintf(uri, sizeof(uri), S "?indice=%s", ind);
-    assert_int_equal(request_parse("GET", uri, &policy, &r, err,
-        sizeof(err)), 400);
+    assert_int_equal(
+        request_parse("GET", uri, &policy, &r, err, sizeof(err)), 400);
     assert_non_null(strstr(err, "indice"));
     assert_true(strlen(r.indice) <= REQUEST_INDICE_MAX);
     memset(ind, 'i', 10240);
     ind[10240] = '\0';
     snprintf(uri, sizeof(uri), S "?indice=%s", ind);
-    assert_int_equal(request_parse("GET", uri, &policy, &r, err,
-        sizeof(err)), 414);
+    assert_int_equal(
+        request_parse("GET", uri, &policy, &r, err, sizeof(err)), 414);
     assert_true(strlen(r.indice) <= REQUEST_INDICE_MAX);
     /* The indice is read even when a later parameter fails, for logs. */
-    assert_int_equal(request_parse("GET", S "?indice=team&bogus=1", &policy,
-        &r, err, sizeof(err)), 400);
+    assert_int_equal(request_parse("GET", S "?indice=team&bogus=1", &policy, &r,
+                         err, sizeof(err)),
+        400);
     assert_string_equal(r.indice, "team");
 }
 
@@ -985,22 +1019,22 @@ test_uri_length(void **state)
     memcpy(uri, S "?", base);
     memset(uri + base, '&', REQUEST_URI_MAX - base);
     uri[REQUEST_URI_MAX] = '\0';
-    assert_int_equal(request_parse("GET", uri, &policy, &r, err,
-        sizeof(err)), 0);
+    assert_int_equal(
+        request_parse("GET", uri, &policy, &r, err, sizeof(err)), 0);
     assert_string_equal(r.key, TK "?" DEF);
     /* One more byte: 414. */
     uri[REQUEST_URI_MAX] = '&';
     uri[REQUEST_URI_MAX + 1] = '\0';
-    assert_int_equal(request_parse("GET", uri, &policy, &r, err,
-        sizeof(err)), 414);
+    assert_int_equal(
+        request_parse("GET", uri, &policy, &r, err, sizeof(err)), 414);
     assert_non_null(strstr(err, "4096"));
     assert_true(strlen(r.path) <= REQUEST_PATH_LOG_MAX);
     /* A long path: 414 too, and the logged path is cut short. */
     memcpy(uri, "/here-proxy/", 12);
     memset(uri + 12, 'a', REQUEST_URI_MAX + 1 - 12);
     uri[REQUEST_URI_MAX + 1] = '\0';
-    assert_int_equal(request_parse("GET", uri, &policy, &r, err,
-        sizeof(err)), 414);
+    assert_int_equal(
+        request_parse("GET", uri, &policy, &r, err, sizeof(err)), 414);
     assert_int_equal(strlen(r.path), REQUEST_PATH_LOG_MAX);
     assert_non_null(strstr(r.path, "..."));
     free(uri);
@@ -1009,10 +1043,9 @@ test_uri_length(void **state)
 static void
 test_param_count(void **state)
 {
-    static const char *const all[] = {"style=lite.day", "size=512",
-        "ppi=200", "scale=2", "lang=en", "lang2=de", "pview=IND",
-        "features=pois:all", "indice=abc", "apiKey=k", "app_id=i",
-        "app_code=c", "lg=l", "mv=m"};
+    static const char *const all[] = {"style=lite.day", "size=512", "ppi=200",
+        "scale=2", "lang=en", "lang2=de", "pview=IND", "features=pois:all",
+        "indice=abc", "apiKey=k", "app_id=i", "app_code=c", "lg=l", "mv=m"};
     struct tile_req r;
     char uri[1024], err[256];
     size_t len, i;
@@ -1022,47 +1055,49 @@ test_param_count(void **state)
     len = (size_t)snprintf(uri, sizeof(uri), "%s", S "?");
     for (i = 0; i < sizeof(all) / sizeof(all[0]); i++)
         len += (size_t)snprintf(uri + len, sizeof(uri) - len, "%s&", all[i]);
-    assert_int_equal(request_parse("GET", uri, &policy, &r, err,
-        sizeof(err)), 0);
-    assert_string_equal(r.key, TK "?features=pois:all&lang=en&lang2=de"
-        "&ppi=200&pview=IND&scale=2&size=512&style=lite.day");
+    assert_int_equal(
+        request_parse("GET", uri, &policy, &r, err, sizeof(err)), 0);
+    assert_string_equal(r.key,
+        TK "?features=pois:all&lang=en&lang2=de"
+           "&ppi=200&pview=IND&scale=2&size=512&style=lite.day");
     /* 33 parameters: refused (too many, or repeated). */
     len = (size_t)snprintf(uri, sizeof(uri), "%s", S "?");
     for (i = 0; i < 33; i++)
         len += (size_t)snprintf(uri + len, sizeof(uri) - len, "lg=%zu&", i);
-    assert_int_equal(request_parse("GET", uri, &policy, &r, err,
-        sizeof(err)), 400);
+    assert_int_equal(
+        request_parse("GET", uri, &policy, &r, err, sizeof(err)), 400);
     assert_true(strstr(err, "too many") || strstr(err, "more than once"));
     /* Empty items do not count. */
     len = (size_t)snprintf(uri, sizeof(uri), "%s", S "?");
     for (i = 0; i < 100; i++)
         len += (size_t)snprintf(uri + len, sizeof(uri) - len, "&");
     snprintf(uri + len, sizeof(uri) - len, "scale=2");
-    assert_int_equal(request_parse("GET", uri, &policy, &r, err,
-        sizeof(err)), 0);
+    assert_int_equal(
+        request_parse("GET", uri, &policy, &r, err, sizeof(err)), 0);
 }
 
 /* A NUL escape, raw CR/LF, NUL-like bytes or '#' at any offset: 400. */
 static void
 test_insert_everywhere(void **state)
 {
-    static const char *const good = "/here-proxy/base/mc/3/2/1/png"
+    static const char *const good =
+        "/here-proxy/base/mc/3/2/1/png"
         "?style=lite.day&indice=a-1&apiKey=secret&features=pois:all";
-    static const char *const inserts[] = {"%00", "\r\n", "\n", "\r", " ",
-        "\t", "#", "%0a", "%0D%0A", "\x7f", "\x80", "\xff", "%"};
+    static const char *const inserts[] = {"%00", "\r\n", "\n", "\r", " ", "\t",
+        "#", "%0a", "%0D%0A", "\x7f", "\x80", "\xff", "%"};
     struct tile_req r;
     char uri[256], err[256];
     size_t glen = strlen(good), off, i;
     int n = 0;
 
     (void)state;
-    assert_int_equal(request_parse("GET", good, &policy, &r, err,
-        sizeof(err)), 0);
+    assert_int_equal(
+        request_parse("GET", good, &policy, &r, err, sizeof(err)), 0);
     for (i = 0; i < sizeof(inserts) / sizeof(inserts[0]); i++) {
         for (off = 0; off <= glen; off++) {
             int rc;
-            snprintf(uri, sizeof(uri), "%.*s%s%s", (int)off, good,
-                inserts[i], good + off);
+            snprintf(uri, sizeof(uri), "%.*s%s%s", (int)off, good, inserts[i],
+                good + off);
             rc = request_parse("GET", uri, &policy, &r, err, sizeof(err));
             /* '%' before two hex digits may form a valid escape. */
             if (rc == 0 && strcmp(inserts[i], "%") == 0)
@@ -1091,7 +1126,8 @@ test_plan_class(void **state)
         {"/here-proxy/mc/1/0/0/png", ""},
         {"/here-proxy/base/mc/12/5/7/png?indice=a&apiKey=x", ""},
         {"/here-proxy/mc/1/0/0/png?style=explore.day&size=256&ppi=100"
-         "&scale=1", ""},
+         "&scale=1",
+            ""},
         {"/here-proxy/mc/1/0/0/png?style=satellite.day", "style=satellite.day"},
         {"/here-proxy/mc/3/1/2/png?style=satellite.day&indice=b",
             "style=satellite.day"},
@@ -1112,18 +1148,24 @@ test_plan_class(void **state)
 
     (void)state;
     for (i = 0; i < sizeof(pc) / sizeof(pc[0]); i++) {
-        assert_int_equal(request_parse("GET", pc[i].uri, &policy, &req, err,
-            sizeof(err)), 0);
+        assert_int_equal(
+            request_parse("GET", pc[i].uri, &policy, &req, err, sizeof(err)),
+            0);
         if (strcmp(req.plan, pc[i].want) != 0)
             fail_msg("%s: plan '%s', expected '%s'", pc[i].uri, req.plan,
                 pc[i].want);
     }
     /* The longest there is fits. */
-    assert_int_equal(request_parse("GET", "/here-proxy/background/mc/1/0/0/"
-        "jpeg?style=lite.satellite.day&size=512&ppi=400&scale=2&lang=pt-BRAZ"
-        "&lang2=pt-BRAZ&pview=IND&features=congestion_zones:disabled,"
-        "environmental_zones:disabled,pois:disabled,vehicle_restrictions:"
-        "active_and_inactive", &policy, &req, err, sizeof(err)), 0);
+    assert_int_equal(
+        request_parse("GET",
+            "/here-proxy/background/mc/1/0/0/"
+            "jpeg?style=lite.satellite.day&size=512&ppi=400&scale=2&lang=pt-"
+            "BRAZ"
+            "&lang2=pt-BRAZ&pview=IND&features=congestion_zones:disabled,"
+            "environmental_zones:disabled,pois:disabled,vehicle_restrictions:"
+            "active_and_inactive",
+            &policy, &req, err, sizeof(err)),
+        0);
     assert_true(strlen(req.plan) < REQUEST_PLAN_MAX);
     assert_non_null(strstr(req.plan, "&style=lite.satellite.day"));
 }
@@ -1138,20 +1180,21 @@ test_error_messages(void **state)
     memset(name, 'n', 1000);
     name[1000] = '\0';
     snprintf(uri, sizeof(uri), S "?%s=1", name);
-    assert_int_equal(request_parse("GET", uri, &policy, &r, err,
-        sizeof(err)), 400);
+    assert_int_equal(
+        request_parse("GET", uri, &policy, &r, err, sizeof(err)), 400);
     assert_non_null(strstr(err, "unknown parameter 'nnn"));
     assert_non_null(strstr(err, "..."));
     assert_true(strlen(err) < sizeof(err));
 
-    assert_int_equal(request_parse("GET", S "?%22%3Cscript%3E=1", &policy,
-        &r, err, sizeof(err)), 400);
+    assert_int_equal(request_parse("GET", S "?%22%3Cscript%3E=1", &policy, &r,
+                         err, sizeof(err)),
+        400);
     assert_non_null(strstr(err, "unknown parameter '\"<script>'"));
 
     /* A tiny error buffer is still terminated. */
     memset(err, 'x', sizeof(err));
-    assert_int_equal(request_parse("GET", S "?foo=1", &policy, &r, err, 8),
-        400);
+    assert_int_equal(
+        request_parse("GET", S "?foo=1", &policy, &r, err, 8), 400);
     assert_int_equal(strlen(err), 7);
 }
 

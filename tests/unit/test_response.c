@@ -53,8 +53,8 @@ text(void)
     size_t off = 0;
 
     while (raw_len < sizeof(raw) &&
-           (n = recv(peer, raw + raw_len, sizeof(raw) - raw_len,
-                MSG_DONTWAIT)) > 0)
+        (n = recv(peer, raw + raw_len, sizeof(raw) - raw_len, MSG_DONTWAIT)) >
+            0)
         raw_len += (size_t)n;
     text_len = 0;
     while (off + FCGI_HEADER_LEN <= raw_len) {
@@ -139,8 +139,7 @@ test_etag_table(void **state)
 
     (void)state;
     for (i = 0; i < sizeof(etag_cases) / sizeof(etag_cases[0]); i++) {
-        int got = response_etag_matches(etag_cases[i].inm,
-            etag_cases[i].etag);
+        int got = response_etag_matches(etag_cases[i].inm, etag_cases[i].etag);
         if (got != etag_cases[i].match)
             fail_msg("If-None-Match '%s' vs ETag '%s': %d, want %d",
                 etag_cases[i].inm, etag_cases[i].etag, got,
@@ -170,8 +169,8 @@ test_etag_long_list(void **state)
 
     (void)state;
     for (i = 0; i < 500; i++)
-        len += (size_t)snprintf(inm + len, sizeof(inm) - len, "%s\"t%d\"",
-            i ? ", " : "", i);
+        len += (size_t)snprintf(
+            inm + len, sizeof(inm) - len, "%s\"t%d\"", i ? ", " : "", i);
     assert_int_equal(response_etag_matches(inm, "\"t0\""), 1);
     assert_int_equal(response_etag_matches(inm, "\"t499\""), 1);
     assert_int_equal(response_etag_matches(inm, "W/\"t250\""), 1);
@@ -213,8 +212,7 @@ test_reason(void **state)
 
     (void)state;
     for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
-        assert_string_equal(response_reason(cases[i].status),
-            cases[i].reason);
+        assert_string_equal(response_reason(cases[i].status), cases[i].reason);
     /* Unknown codes still get a non-empty, header-safe reason. */
     for (s = 100; s < 600; s++) {
         const char *r = response_reason(s);
@@ -244,33 +242,35 @@ test_vary_origin(void **state)
 
     (void)state;
     memset(&meta, 0, sizeof(meta));
-    meta.vary_origin = 1;                      /* allow-list, no grant */
-    response_body(out_reset(), 200, "image/png", "\"e\"", "x", 1, NULL,
-        "HIT", 60, &meta, &st);
+    meta.vary_origin = 1; /* allow-list, no grant */
+    response_body(out_reset(), 200, "image/png", "\"e\"", "x", 1, NULL, "HIT",
+        60, &meta, &st);
     assert_int_equal(header_lines("Vary: Origin"), 1);
     assert_null(strstr(text(), "Access-Control-Allow-Origin"));
     response_error(out_reset(), 401, "no token", &meta);
     assert_int_equal(header_lines("Vary: Origin"), 1);
     assert_int_equal(response_begin(out_reset(), 200, "image/png", "", -1,
-        "MISS", 60, &meta), 0);
+                         "MISS", 60, &meta),
+        0);
     assert_int_equal(header_lines("Vary: Origin"), 1);
     response_preflight(out_reset(), &meta);
     assert_int_equal(header_lines("Vary: Origin"), 1);
     assert_null(strstr(text(), "Access-Control-Allow-Methods"));
     /* The grant: one Vary, not two. */
     meta.cors_origin = "https://maps.example.com";
-    response_body(out_reset(), 200, "image/png", "", "x", 1, NULL, "HIT", 60,
-        &meta, &st);
+    response_body(
+        out_reset(), 200, "image/png", "", "x", 1, NULL, "HIT", 60, &meta, &st);
     assert_int_equal(header_lines("Vary: Origin"), 1);
-    assert_int_equal(header_lines(
-        "Access-Control-Allow-Origin: https://maps.example.com"), 1);
+    assert_int_equal(
+        header_lines("Access-Control-Allow-Origin: https://maps.example.com"),
+        1);
     response_preflight(out_reset(), &meta);
     assert_int_equal(header_lines("Vary: Origin"), 1);
     /* "*": the same for everyone, no Vary. */
     meta.vary_origin = 0;
     meta.cors_origin = "*";
-    response_body(out_reset(), 200, "image/png", "", "x", 1, NULL, "HIT", 60,
-        &meta, &st);
+    response_body(
+        out_reset(), 200, "image/png", "", "x", 1, NULL, "HIT", 60, &meta, &st);
     assert_int_equal(header_lines("Vary: Origin"), 0);
     assert_int_equal(header_lines("Access-Control-Allow-Origin: *"), 1);
     response_error(out_reset(), 404, "nope", &meta);
@@ -291,8 +291,8 @@ test_private_under_tokens(void **state)
     (void)state;
     memset(&meta, 0, sizeof(meta));
     meta.client_tokens = 1;
-    response_body(out_reset(), 200, "image/png", "\"e\"", "x", 1, NULL,
-        "HIT", 120, &meta, &st);
+    response_body(out_reset(), 200, "image/png", "\"e\"", "x", 1, NULL, "HIT",
+        120, &meta, &st);
     assert_int_equal(header_lines("Cache-Control: private, max-age=120"), 1);
     assert_null(strstr(text(), "public"));
     response_body(out_reset(), 200, "image/png", "\"e\"", "x", 1, "\"e\"",
@@ -300,7 +300,8 @@ test_private_under_tokens(void **state)
     assert_int_equal(st, 304);
     assert_int_equal(header_lines("Cache-Control: private, max-age=120"), 1);
     assert_int_equal(response_begin(out_reset(), 200, "image/png", "", -1,
-        "MISS", 30, &meta), 0);
+                         "MISS", 30, &meta),
+        0);
     assert_int_equal(header_lines("Cache-Control: private, max-age=30"), 1);
     response_error(out_reset(), 401, "no token", &meta);
     assert_int_equal(header_lines("Cache-Control: no-store"), 1);
@@ -309,7 +310,8 @@ test_private_under_tokens(void **state)
         &meta, &st);
     assert_int_equal(header_lines("Cache-Control: public, max-age=120"), 1);
     assert_int_equal(response_begin(out_reset(), 200, "image/png", "", -1,
-        "MISS", 30, &meta), 0);
+                         "MISS", 30, &meta),
+        0);
     assert_int_equal(header_lines("Cache-Control: public, max-age=30"), 1);
 }
 
@@ -323,8 +325,10 @@ test_preflight_token_header(void **state)
     memset(&meta, 0, sizeof(meta));
     meta.cors_origin = "*";
     response_preflight(out_reset(), &meta);
-    assert_int_equal(header_lines(
-        "Access-Control-Allow-Headers: If-None-Match, X-Request-ID"), 1);
+    assert_int_equal(
+        header_lines(
+            "Access-Control-Allow-Headers: If-None-Match, X-Request-ID"),
+        1);
     meta.client_tokens = 1;
     response_preflight(out_reset(), &meta);
     assert_int_equal(header_lines("Access-Control-Allow-Headers: "
@@ -355,15 +359,9 @@ test_nosniff(void **state)
         struct fcgi_out *o = out_reset();
 
         switch (kind) {
-        case 0:
-            response_error(o, 502, "HERE unreachable", &meta);
-            break;
-        case 1:
-            response_json(o, 200, "{\"status\":\"ok\"}", &meta);
-            break;
-        case 2:
-            response_entry(o, &e, NULL, "HIT", 60, &meta, &status);
-            break;
+        case 0: response_error(o, 502, "HERE unreachable", &meta); break;
+        case 1: response_json(o, 200, "{\"status\":\"ok\"}", &meta); break;
+        case 2: response_entry(o, &e, NULL, "HIT", 60, &meta, &status); break;
         case 3:
             response_entry(o, &e, "\"x\"", "HIT", 60, &meta, &status);
             assert_int_equal(status, 304);
@@ -371,9 +369,7 @@ test_nosniff(void **state)
         case 4:
             response_begin(o, 200, "image/png", "", -1, "MISS", 60, &meta);
             break;
-        default:
-            response_preflight(o, &meta);
-            break;
+        default: response_preflight(o, &meta); break;
         }
         if (header_lines("X-Content-Type-Options: nosniff") != 1)
             fail_msg("response %d: %s", kind, text());

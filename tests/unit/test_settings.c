@@ -72,13 +72,14 @@ test_defaults(void **state)
     assert_true(c.upstream_max_bytes == 8388608ULL);
     assert_int_equal(c.log_level, LOG_LEVEL_INFO);
     settings_cleanup(&c);
-    settings_cleanup(&c);   /* twice is harmless */
+    settings_cleanup(&c); /* twice is harmless */
 }
 
 #define PATH_10 "abcdefghi/"
 /* 106 bytes: a path of 107 with its leading '/' */
-#define LONG_PATH_106 PATH_10 PATH_10 PATH_10 PATH_10 PATH_10 PATH_10 \
-    PATH_10 PATH_10 PATH_10 PATH_10 "abcdef"
+#define LONG_PATH_106                                                          \
+    PATH_10 PATH_10 PATH_10 PATH_10 PATH_10 PATH_10 PATH_10 PATH_10 PATH_10    \
+        PATH_10 "abcdef"
 
 /* One settings_set call. rc: 0 good, -1 bad, 1 unknown name. */
 static const struct {
@@ -257,8 +258,8 @@ test_set_table(void **state)
 
         assert_int_equal(settings_init(&c), 0);
         before = dump(&c);
-        rc = settings_set(&c, set_cases[i].name, set_cases[i].value, err,
-            sizeof(err));
+        rc = settings_set(
+            &c, set_cases[i].name, set_cases[i].value, err, sizeof(err));
         if (rc != set_cases[i].rc)
             fail_msg("settings_set(%s, \"%s\") = %d (%s), want %d",
                 set_cases[i].name, set_cases[i].value, rc, err,
@@ -267,8 +268,7 @@ test_set_table(void **state)
         if (rc == -1) {
             /* The message names the setting; nothing changed. */
             if (strstr(err, set_cases[i].name) == NULL)
-                fail_msg("error '%s' does not name %s", err,
-                    set_cases[i].name);
+                fail_msg("error '%s' does not name %s", err, set_cases[i].name);
             assert_string_equal(before, after);
         }
         if (rc == 1)
@@ -288,66 +288,66 @@ test_set_values(void **state)
 
     (void)state;
     assert_int_equal(settings_init(&c), 0);
-    assert_int_equal(settings_set(&c, "CACHE_MAXBYTES", "512K", err,
-        sizeof(err)), 0);
+    assert_int_equal(
+        settings_set(&c, "CACHE_MAXBYTES", "512K", err, sizeof(err)), 0);
     assert_true(c.cache_maxbytes == 512 * 1024);
-    assert_int_equal(settings_set(&c, "CACHE_MAXBYTES", "3G", err,
-        sizeof(err)), 0);
+    assert_int_equal(
+        settings_set(&c, "CACHE_MAXBYTES", "3G", err, sizeof(err)), 0);
     assert_true(c.cache_maxbytes == 3ULL << 30);
-    assert_int_equal(settings_set(&c, "UPSTREAM_MAX_BYTES", "2m", err,
-        sizeof(err)), 0);
+    assert_int_equal(
+        settings_set(&c, "UPSTREAM_MAX_BYTES", "2m", err, sizeof(err)), 0);
     assert_true(c.upstream_max_bytes == 2ULL << 20);
-    assert_int_equal(settings_set(&c, "HERE_ALLOW_LOGISTICS", "yes", err,
-        sizeof(err)), 0);
+    assert_int_equal(
+        settings_set(&c, "HERE_ALLOW_LOGISTICS", "yes", err, sizeof(err)), 0);
     assert_int_equal(c.here_allow_logistics, 1);
-    assert_int_equal(settings_set(&c, "HERE_ALLOW_LOGISTICS", "Off", err,
-        sizeof(err)), 0);
+    assert_int_equal(
+        settings_set(&c, "HERE_ALLOW_LOGISTICS", "Off", err, sizeof(err)), 0);
     assert_int_equal(c.here_allow_logistics, 0);
-    assert_int_equal(settings_set(&c, "LOG_LEVEL", "debug", err,
-        sizeof(err)), 0);
+    assert_int_equal(
+        settings_set(&c, "LOG_LEVEL", "debug", err, sizeof(err)), 0);
     assert_int_equal(c.log_level, LOG_LEVEL_DEBUG);
-    assert_int_equal(settings_set(&c, "LOG_LEVEL", "WARNING", err,
-        sizeof(err)), 0);
+    assert_int_equal(
+        settings_set(&c, "LOG_LEVEL", "WARNING", err, sizeof(err)), 0);
     assert_int_equal(c.log_level, LOG_LEVEL_WARN);
-    assert_int_equal(settings_set(&c, "HEREPROXY_ZMAX", "18", err,
-        sizeof(err)), 0);
+    assert_int_equal(
+        settings_set(&c, "HEREPROXY_ZMAX", "18", err, sizeof(err)), 0);
     assert_int_equal(c.zmax, 18);
     /* A bad value leaves the previous one. */
-    assert_int_equal(settings_set(&c, "HEREPROXY_ZMAX", "99", err,
-        sizeof(err)), -1);
+    assert_int_equal(
+        settings_set(&c, "HEREPROXY_ZMAX", "99", err, sizeof(err)), -1);
     assert_int_equal(c.zmax, 18);
     assert_non_null(strstr(err, "99"));
     /* Trailing slashes go from the URL. */
     assert_int_equal(settings_set(&c, "HERE_BASE_URL",
-        "http://127.0.0.1:8080/v3///", err, sizeof(err)), 0);
+                         "http://127.0.0.1:8080/v3///", err, sizeof(err)),
+        0);
     assert_string_equal(c.here_base_url, "http://127.0.0.1:8080/v3");
     /* Replacing a string frees the old one (valgrind checks). */
-    assert_int_equal(settings_set(&c, "MEMCACHED_SERVERS", "a:1,b:2", err,
-        sizeof(err)), 0);
-    assert_int_equal(settings_set(&c, "MEMCACHED_SERVERS", "c:3", err,
-        sizeof(err)), 0);
+    assert_int_equal(
+        settings_set(&c, "MEMCACHED_SERVERS", "a:1,b:2", err, sizeof(err)), 0);
+    assert_int_equal(
+        settings_set(&c, "MEMCACHED_SERVERS", "c:3", err, sizeof(err)), 0);
     assert_string_equal(c.memcached_servers, "c:3");
-    assert_int_equal(settings_set(&c, "MEMCACHED_SERVERS", "", err,
-        sizeof(err)), 0);
+    assert_int_equal(
+        settings_set(&c, "MEMCACHED_SERVERS", "", err, sizeof(err)), 0);
     assert_string_equal(c.memcached_servers, "");
     /* Keys up to 512 characters; too long text for anything. */
     memset(big, 'k', 512);
     big[512] = '\0';
-    assert_int_equal(settings_set(&c, "HERE_API_KEY", big, err,
-        sizeof(err)), 0);
+    assert_int_equal(
+        settings_set(&c, "HERE_API_KEY", big, err, sizeof(err)), 0);
     big[512] = 'k';
     big[513] = '\0';
-    assert_int_equal(settings_set(&c, "HERE_API_KEY", big, err,
-        sizeof(err)), -1);
-    assert_null(strstr(err, big));   /* the key is not echoed */
+    assert_int_equal(
+        settings_set(&c, "HERE_API_KEY", big, err, sizeof(err)), -1);
+    assert_null(strstr(err, big)); /* the key is not echoed */
     memset(big, 'a', sizeof(big) - 1);
     big[sizeof(big) - 1] = '\0';
-    assert_int_equal(settings_set(&c, "HEREPROXY_LISTEN", big, err,
-        sizeof(err)), -1);
+    assert_int_equal(
+        settings_set(&c, "HEREPROXY_LISTEN", big, err, sizeof(err)), -1);
     /* A short err buffer is still terminated. */
     memset(err, 'x', sizeof(err));
-    assert_int_equal(settings_set(&c, "HEREPROXY_THREADS", "0", err, 10),
-        -1);
+    assert_int_equal(settings_set(&c, "HEREPROXY_THREADS", "0", err, 10), -1);
     assert_int_equal(strlen(err), 9);
     settings_cleanup(&c);
 }
@@ -356,8 +356,8 @@ test_set_values(void **state)
 static void
 test_set_url_needs_host(void **state)
 {
-    static const char *const bad[] = {"http://", "https://", "https:///",
-        "http:///v3"};
+    static const char *const bad[] = {
+        "http://", "https://", "https:///", "http:///v3"};
     struct settings c;
     char err[512], failed[512] = "";
     size_t i, len = 0;
@@ -365,8 +365,7 @@ test_set_url_needs_host(void **state)
     (void)state;
     for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         assert_int_equal(settings_init(&c), 0);
-        if (settings_set(&c, "HERE_BASE_URL", bad[i], err,
-                sizeof(err)) != -1)
+        if (settings_set(&c, "HERE_BASE_URL", bad[i], err, sizeof(err)) != -1)
             len += (size_t)snprintf(failed + len, sizeof(failed) - len,
                 " '%s' accepted as '%s';", bad[i], c.here_base_url);
         settings_cleanup(&c);
@@ -384,21 +383,22 @@ test_apply_text(void **state)
     (void)state;
     assert_int_equal(settings_init(&c), 0);
     assert_int_equal(settings_apply_text(&c,
-        "# a comment\n"
-        "\n"
-        "   \n"
-        "\t# indented comment\n"
-        "HEREPROXY_ZMAX=18\n"
-        "  HEREPROXY_THREADS = 8  \n"
-        "LOG_LEVEL=\"debug\"\n"
-        "HERE_BASE_URL='http://127.0.0.1:1/v3/'\n"
-        "MEMCACHED_SERVERS=\"\"\n"
-        "HEREPROXY_LISTEN=\"127.0.0.1:9000'\n"
-        "CACHE_MAXBYTES=1M\r\n"
-        "HERE_API_KEY=abc=def\n",
-        "test.conf", err, sizeof(err)), -1);
+                         "# a comment\n"
+                         "\n"
+                         "   \n"
+                         "\t# indented comment\n"
+                         "HEREPROXY_ZMAX=18\n"
+                         "  HEREPROXY_THREADS = 8  \n"
+                         "LOG_LEVEL=\"debug\"\n"
+                         "HERE_BASE_URL='http://127.0.0.1:1/v3/'\n"
+                         "MEMCACHED_SERVERS=\"\"\n"
+                         "HEREPROXY_LISTEN=\"127.0.0.1:9000'\n"
+                         "CACHE_MAXBYTES=1M\r\n"
+                         "HERE_API_KEY=abc=def\n",
+                         "test.conf", err, sizeof(err)),
+        -1);
     /* The '=' inside the key value is not allowed by the key charset. */
-    assert_non_null(strstr(err, "test.conf:"));   /* line: see below */
+    assert_non_null(strstr(err, "test.conf:")); /* line: see below */
     assert_non_null(strstr(err, "HERE_API_KEY"));
     assert_int_equal(c.zmax, 18);
     assert_int_equal(c.threads, 8);
@@ -413,10 +413,10 @@ test_apply_text(void **state)
     /* Empty text, only comments: fine. */
     assert_int_equal(settings_init(&c), 0);
     assert_int_equal(settings_apply_text(&c, "", "e", err, sizeof(err)), 0);
-    assert_int_equal(settings_apply_text(&c, "#x\n\n#y", "e", err,
-        sizeof(err)), 0);
-    assert_int_equal(settings_apply_text(&c, "HEREPROXY_ZMAX=3", "e", err,
-        sizeof(err)), 0);
+    assert_int_equal(
+        settings_apply_text(&c, "#x\n\n#y", "e", err, sizeof(err)), 0);
+    assert_int_equal(
+        settings_apply_text(&c, "HEREPROXY_ZMAX=3", "e", err, sizeof(err)), 0);
     assert_int_equal(c.zmax, 3);
     settings_cleanup(&c);
 }
@@ -453,14 +453,13 @@ test_apply_text_errors(void **state)
         int rc;
 
         assert_int_equal(settings_init(&c), 0);
-        rc = settings_apply_text(&c, cases[i].text, "f.conf", err,
-            sizeof(err));
+        rc = settings_apply_text(&c, cases[i].text, "f.conf", err, sizeof(err));
         settings_cleanup(&c);
         assert_int_equal(rc, -1);
         if (strstr(err, cases[i].want[0]) == NULL ||
             strstr(err, cases[i].want[1]) == NULL) {
-            print_error("text %zu: error '%s', want '%s' and '%s'\n", i,
-                err, cases[i].want[0], cases[i].want[1]);
+            print_error("text %zu: error '%s', want '%s' and '%s'\n", i, err,
+                cases[i].want[0], cases[i].want[1]);
             failures++;
         }
     }
@@ -476,7 +475,8 @@ test_load(void **state)
     char conf[64], keyfile[64], env1[128], env2[128], err[512];
 
     (void)state;
-    temp_file(conf, "# test\nHERE_API_KEY=fromfile\nHEREPROXY_ZMAX=10\n"
+    temp_file(conf,
+        "# test\nHERE_API_KEY=fromfile\nHEREPROXY_ZMAX=10\n"
         "HEREPROXY_THREADS=4\nLOG_LEVEL=WARN\n");
     snprintf(env1, sizeof(env1), "HEREPROXY_CONFIG=%s", conf);
 
@@ -488,7 +488,7 @@ test_load(void **state)
         assert_int_equal(c.zmax, 10);
         assert_int_equal(c.threads, 4);
         assert_int_equal(c.log_level, LOG_LEVEL_WARN);
-        assert_int_equal(c.cache_maxsize, 50000);   /* default kept */
+        assert_int_equal(c.cache_maxsize, 50000); /* default kept */
         settings_cleanup(&c);
     }
     /* The environment wins over the file. */
@@ -553,7 +553,7 @@ test_load(void **state)
         char *envp[] = {env2, NULL};
         assert_int_equal(settings_load(&c, envp, err, sizeof(err)), -1);
         assert_non_null(strstr(err, "HERE_API_KEY"));
-        assert_null(strstr(err, "spaces"));   /* not echoed */
+        assert_null(strstr(err, "spaces")); /* not echoed */
         settings_cleanup(&c);
     }
     unlink(keyfile);
@@ -597,8 +597,8 @@ test_load(void **state)
         settings_cleanup(&c);
     }
     {
-        char *envp[] = {"HERE_API_KEY=k",
-            "HERE_CA_FILE=/nonexistent/ca.pem", NULL};
+        char *envp[] = {
+            "HERE_API_KEY=k", "HERE_CA_FILE=/nonexistent/ca.pem", NULL};
         assert_int_equal(settings_load(&c, envp, err, sizeof(err)), -1);
         assert_non_null(strstr(err, "HERE_CA_FILE"));
         settings_cleanup(&c);
@@ -637,8 +637,8 @@ test_dump(void **state)
     assert_int_equal(settings_init(&c), 0);
     text = dump(&c);
     assert_non_null(strstr(text, "HERE_API_KEY=\n"));
-    assert_non_null(strstr(text,
-        "HERE_BASE_URL=https://maps.hereapi.com/v3\n"));
+    assert_non_null(
+        strstr(text, "HERE_BASE_URL=https://maps.hereapi.com/v3\n"));
     assert_non_null(strstr(text, "HEREPROXY_ZMAX=20\n"));
     assert_non_null(strstr(text, "CACHE_MAXBYTES=268435456\n"));
     assert_non_null(strstr(text, "UPSTREAM_MAX_BYTES=8388608\n"));
@@ -647,10 +647,11 @@ test_dump(void **state)
     assert_non_null(strstr(text, "LOG_LEVEL="));
     free(text);
 
-    assert_int_equal(settings_set(&c, "HERE_API_KEY", "Sup3rS3cretKey", err,
-        sizeof(err)), 0);
-    assert_int_equal(settings_set(&c, "MEMCACHED_SERVERS", "mc:11211", err,
-        sizeof(err)), 0);
+    assert_int_equal(
+        settings_set(&c, "HERE_API_KEY", "Sup3rS3cretKey", err, sizeof(err)),
+        0);
+    assert_int_equal(
+        settings_set(&c, "MEMCACHED_SERVERS", "mc:11211", err, sizeof(err)), 0);
     text = dump(&c);
     assert_null(strstr(text, "Sup3rS3cretKey"));
     assert_null(strstr(text, "S3cret"));
@@ -715,19 +716,22 @@ test_admin_token(void **state)
 
     (void)state;
     assert_int_equal(settings_init(&c), 0);
-    assert_int_equal(settings_set(&c, "HERE_API_KEY", "k", err, sizeof(err)),
-        0);
+    assert_int_equal(
+        settings_set(&c, "HERE_API_KEY", "k", err, sizeof(err)), 0);
     assert_int_equal(settings_validate(&c, err, sizeof(err)), 0);
-    assert_int_equal(settings_set(&c, "HEREPROXY_ADMIN_TOKEN", "short", err,
-        sizeof(err)), 0);
+    assert_int_equal(
+        settings_set(&c, "HEREPROXY_ADMIN_TOKEN", "short", err, sizeof(err)),
+        0);
     assert_int_equal(settings_validate(&c, err, sizeof(err)), -1);
     assert_non_null(strstr(err, "HEREPROXY_ADMIN_TOKEN"));
     assert_null(strstr(err, "short"));
     assert_int_equal(settings_set(&c, "HEREPROXY_ADMIN_TOKEN",
-        "sixteen bytes ok", err, sizeof(err)), 0);
+                         "sixteen bytes ok", err, sizeof(err)),
+        0);
     assert_int_equal(settings_validate(&c, err, sizeof(err)), -1);
     assert_int_equal(settings_set(&c, "HEREPROXY_ADMIN_TOKEN",
-        "Adm1n-T0ken-0123456789", err, sizeof(err)), 0);
+                         "Adm1n-T0ken-0123456789", err, sizeof(err)),
+        0);
     assert_int_equal(settings_validate(&c, err, sizeof(err)), 0);
     text = dump(&c);
     assert_null(strstr(text, "Adm1n"));
@@ -799,42 +803,45 @@ test_limit_settings(void **state)
     assert_int_equal(c.rate_limit_ipv6_prefix, 64);
     assert_true(settings_reloadable("RATE_LIMIT_IPV6_PREFIX"));
     for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-        int rc = settings_set(&c, cases[i].name, cases[i].value, err,
-            sizeof(err));
+        int rc =
+            settings_set(&c, cases[i].name, cases[i].value, err, sizeof(err));
         if (rc != cases[i].rc)
-            fail_msg("%s=%s: rc %d, expected %d", cases[i].name,
-                cases[i].value, rc, cases[i].rc);
+            fail_msg("%s=%s: rc %d, expected %d", cases[i].name, cases[i].value,
+                rc, cases[i].rc);
         if (rc != 0)
             assert_non_null(strstr(err, cases[i].name));
     }
     text = dump(&c);
-    assert_non_null(strstr(text,
-        "QUOTA_UPSTREAM_INDEX_OVERRIDES=demo:100/hour,big:off\n"));
+    assert_non_null(
+        strstr(text, "QUOTA_UPSTREAM_INDEX_OVERRIDES=demo:100/hour,big:off\n"));
     free(text);
     /* Counters shared through memcached need one. */
-    assert_int_equal(settings_set(&c, "HERE_API_KEY", "k", err,
-        sizeof(err)), 0);
-    assert_int_equal(settings_set(&c, "RATE_LIMIT_SHARED", "memcached", err,
-        sizeof(err)), 0);
+    assert_int_equal(
+        settings_set(&c, "HERE_API_KEY", "k", err, sizeof(err)), 0);
+    assert_int_equal(
+        settings_set(&c, "RATE_LIMIT_SHARED", "memcached", err, sizeof(err)),
+        0);
     assert_int_equal(settings_validate(&c, err, sizeof(err)), -1);
     assert_non_null(strstr(err, "MEMCACHED_SERVERS"));
     assert_int_equal(settings_set(&c, "MEMCACHED_SERVERS", "127.0.0.1:11211",
-        err, sizeof(err)), 0);
+                         err, sizeof(err)),
+        0);
     assert_int_equal(settings_validate(&c, err, sizeof(err)), 0);
     /* One way to count NGINX's hits at a time: both would count twice. */
-    assert_int_equal(settings_set(&c, "NGINX_LOG_FILE", "/tmp/x.log", err,
-        sizeof(err)), 0);
+    assert_int_equal(
+        settings_set(&c, "NGINX_LOG_FILE", "/tmp/x.log", err, sizeof(err)), 0);
     assert_int_equal(settings_validate(&c, err, sizeof(err)), 0);
-    assert_int_equal(settings_set(&c, "NGINX_HITS_FILE", "/tmp/hits", err,
-        sizeof(err)), 0);
+    assert_int_equal(
+        settings_set(&c, "NGINX_HITS_FILE", "/tmp/hits", err, sizeof(err)), 0);
     assert_int_equal(settings_validate(&c, err, sizeof(err)), -1);
     assert_non_null(strstr(err, "NGINX_HITS_FILE and NGINX_LOG_FILE"));
-    assert_int_equal(settings_set(&c, "NGINX_LOG_FILE", "", err,
-        sizeof(err)), 0);
+    assert_int_equal(
+        settings_set(&c, "NGINX_LOG_FILE", "", err, sizeof(err)), 0);
     assert_int_equal(settings_validate(&c, err, sizeof(err)), 0);
     /* The lossy syslog socket is gone. */
-    assert_int_equal(settings_set(&c, "NGINX_LOG_SOCKET", "/tmp/x.sock", err,
-        sizeof(err)), 1);
+    assert_int_equal(
+        settings_set(&c, "NGINX_LOG_SOCKET", "/tmp/x.sock", err, sizeof(err)),
+        1);
     settings_cleanup(&c);
 }
 
@@ -847,9 +854,12 @@ test_dump_roundtrip(void **state)
     (void)state;
     /* What --check-config prints loads back to the same (bar the key). */
     assert_int_equal(settings_init(&a), 0);
-    assert_int_equal(settings_apply_text(&a, "HEREPROXY_ZMAX=7\n"
-        "LOG_LEVEL=ERROR\nCACHE_MAXBYTES=2M\nHERE_ALLOW_LOGISTICS=yes\n",
-        "x", err, sizeof(err)), 0);
+    assert_int_equal(
+        settings_apply_text(&a,
+            "HEREPROXY_ZMAX=7\n"
+            "LOG_LEVEL=ERROR\nCACHE_MAXBYTES=2M\nHERE_ALLOW_LOGISTICS=yes\n",
+            "x", err, sizeof(err)),
+        0);
     ta = dump(&a);
     assert_int_equal(settings_init(&b), 0);
     if (settings_apply_text(&b, ta, "dump", err, sizeof(err)) != 0)
@@ -897,14 +907,15 @@ test_client_tokens_file(void **state)
 
         snprintf(tok, sizeof(tok), "client-token-%06d-abcdefghij", i);
         snprintf(want, sizeof(want), "ind%d", i % 7);
-        assert_int_equal(settings_token_indice(&c, tok, ind, sizeof(ind)),
-            1);
+        assert_int_equal(settings_token_indice(&c, tok, ind, sizeof(ind)), 1);
         assert_string_equal(ind, want);
     }
-    assert_int_equal(settings_token_indice(&c,
-        "client-token-009999-abcdefghij", ind, sizeof(ind)), 1);
-    assert_int_equal(settings_token_indice(&c,
-        "client-token-010000-abcdefghij", ind, sizeof(ind)), 0);
+    assert_int_equal(settings_token_indice(&c, "client-token-009999-abcdefghij",
+                         ind, sizeof(ind)),
+        1);
+    assert_int_equal(settings_token_indice(&c, "client-token-010000-abcdefghij",
+                         ind, sizeof(ind)),
+        0);
     {
         char *d = dump(&c);
 
@@ -939,19 +950,18 @@ test_client_tokens(void **state)
     assert_int_equal(settings_init(&c), 0);
     assert_true(settings_indice_allowed(&c, "anything"));
     assert_int_equal(settings_set(&c, "HEREPROXY_CLIENT_TOKENS",
-        "tokA:indiceA, tok.B~x:indiceB ,", err, sizeof(err)), 0);
-    assert_int_equal(settings_set(&c, "HERE_API_KEY", "k", err,
-        sizeof(err)), 0);
+                         "tokA:indiceA, tok.B~x:indiceB ,", err, sizeof(err)),
+        0);
+    assert_int_equal(
+        settings_set(&c, "HERE_API_KEY", "k", err, sizeof(err)), 0);
     assert_int_equal(settings_validate(&c, err, sizeof(err)), 0);
     assert_int_equal(settings_token_indice(&c, "tokA", ind, sizeof(ind)), 1);
     assert_string_equal(ind, "indiceA");
-    assert_int_equal(settings_token_indice(&c, "tok.B~x", ind, sizeof(ind)),
-        1);
+    assert_int_equal(settings_token_indice(&c, "tok.B~x", ind, sizeof(ind)), 1);
     assert_string_equal(ind, "indiceB");
     assert_int_equal(settings_token_indice(&c, "tok", ind, sizeof(ind)), 0);
     assert_int_equal(settings_token_indice(&c, "tokAA", ind, sizeof(ind)), 0);
-    assert_int_equal(settings_token_indice(&c, "indiceA", ind, sizeof(ind)),
-        0);
+    assert_int_equal(settings_token_indice(&c, "indiceA", ind, sizeof(ind)), 0);
     assert_int_equal(settings_token_indice(&c, "", ind, sizeof(ind)), 0);
     assert_int_equal(settings_token_indice(&c, NULL, ind, sizeof(ind)), 0);
     /*
@@ -959,33 +969,36 @@ test_client_tokens(void **state)
      * twice are refused when set, naming the entry, never its text; the
      * table in force stays.
      */
-    assert_int_equal(settings_set(&c, "HEREPROXY_CLIENT_TOKENS",
-        "secretonly", err, sizeof(err)), -1);
+    assert_int_equal(settings_set(&c, "HEREPROXY_CLIENT_TOKENS", "secretonly",
+                         err, sizeof(err)),
+        -1);
     assert_null(strstr(err, "secretonly"));
     assert_non_null(strstr(err, "HEREPROXY_CLIENT_TOKENS: entry 1 "));
+    assert_int_equal(settings_set(&c, "HEREPROXY_CLIENT_TOKENS", "t:bad indice",
+                         err, sizeof(err)),
+        -1);
     assert_int_equal(settings_set(&c, "HEREPROXY_CLIENT_TOKENS",
-        "t:bad indice", err, sizeof(err)), -1);
-    assert_int_equal(settings_set(&c, "HEREPROXY_CLIENT_TOKENS",
-        "dupTok:a,other:b,dupTok:c", err, sizeof(err)), -1);
+                         "dupTok:a,other:b,dupTok:c", err, sizeof(err)),
+        -1);
     assert_null(strstr(err, "dupTok"));
     assert_non_null(strstr(err, "entry 3 repeats"));
     assert_int_equal(settings_token_indice(&c, "tokA", ind, sizeof(ind)), 1);
     assert_string_equal(ind, "indiceA");
-    assert_int_equal(settings_set(&c, "HEREPROXY_CLIENT_TOKENS", "", err,
-        sizeof(err)), 0);
+    assert_int_equal(
+        settings_set(&c, "HEREPROXY_CLIENT_TOKENS", "", err, sizeof(err)), 0);
     assert_int_equal(settings_token_indice(&c, "tokA", ind, sizeof(ind)), 0);
-    assert_int_equal(settings_set(&c, "HEREPROXY_INDICES", "a, b.c", err,
-        sizeof(err)), 0);
+    assert_int_equal(
+        settings_set(&c, "HEREPROXY_INDICES", "a, b.c", err, sizeof(err)), 0);
     assert_int_equal(settings_validate(&c, err, sizeof(err)), 0);
     assert_true(settings_indice_allowed(&c, "a"));
     assert_true(settings_indice_allowed(&c, "b.c"));
     assert_false(settings_indice_allowed(&c, "b"));
     assert_false(settings_indice_allowed(&c, "-"));
     /* Checked and parsed when set, once. */
-    assert_int_equal(settings_set(&c, "HEREPROXY_INDICES", "a,b/c", err,
-        sizeof(err)), -1);
+    assert_int_equal(
+        settings_set(&c, "HEREPROXY_INDICES", "a,b/c", err, sizeof(err)), -1);
     assert_non_null(strstr(err, "HEREPROXY_INDICES"));
-    assert_true(settings_indice_allowed(&c, "a"));   /* the old list stays */
+    assert_true(settings_indice_allowed(&c, "a")); /* the old list stays */
     settings_cleanup(&c);
 }
 
@@ -999,9 +1012,11 @@ test_origin_allowed(void **state)
     assert_int_equal(settings_init(&c), 0);
     assert_true(settings_origin_allowed(&c, "https://any.example"));
     assert_true(settings_origin_allowed(&c, NULL));
-    assert_int_equal(settings_set(&c, "HEREPROXY_CORS_ORIGINS",
-        "https://a.example, http://b.example:8080,https://c.example", err,
-        sizeof(err)), 0);
+    assert_int_equal(
+        settings_set(&c, "HEREPROXY_CORS_ORIGINS",
+            "https://a.example, http://b.example:8080,https://c.example", err,
+            sizeof(err)),
+        0);
     assert_true(settings_origin_allowed(&c, "https://a.example"));
     assert_true(settings_origin_allowed(&c, "http://b.example:8080"));
     assert_true(settings_origin_allowed(&c, "https://c.example"));
@@ -1016,8 +1031,8 @@ test_origin_allowed(void **state)
     assert_false(settings_origin_allowed(&c, ""));
     assert_false(settings_origin_allowed(&c, "null"));
     assert_false(settings_origin_allowed(&c, NULL));
-    assert_false(settings_origin_allowed(&c,
-        "https://a.example,https://c.example"));
+    assert_false(
+        settings_origin_allowed(&c, "https://a.example,https://c.example"));
     settings_cleanup(&c);
 }
 
@@ -1031,18 +1046,21 @@ test_keep_restart_only(void **state)
     assert_int_equal(settings_init(&cur), 0);
     assert_int_equal(settings_init(&next), 0);
     assert_int_equal(settings_apply_text(&cur,
-        "HERE_API_KEY=old\nMEMCACHED_SERVERS=127.0.0.1:1\n", "cur", err,
-        sizeof(err)), 0);
-    assert_int_equal(settings_apply_text(&next,
-        "HERE_API_KEY=new\nMEMCACHED_SERVERS=127.0.0.1:1\n"
-        "HEREPROXY_THREADS=8\nCACHE_MAXBYTES=1M\n"
-        "HEREPROXY_CORS_ORIGINS=https://a.example\nLOG_LEVEL=DEBUG\n"
-        "CACHE_TTL_DEFAULT=60\nSHUTDOWN_GRACE_MS=500\n", "next", err,
-        sizeof(err)), 0);
-    assert_int_equal(settings_keep_restart_only(&next, &cur, changed,
-        sizeof(changed)), 3);
-    assert_string_equal(changed,
-        "HERE_API_KEY,HEREPROXY_THREADS,CACHE_MAXBYTES");
+                         "HERE_API_KEY=old\nMEMCACHED_SERVERS=127.0.0.1:1\n",
+                         "cur", err, sizeof(err)),
+        0);
+    assert_int_equal(
+        settings_apply_text(&next,
+            "HERE_API_KEY=new\nMEMCACHED_SERVERS=127.0.0.1:1\n"
+            "HEREPROXY_THREADS=8\nCACHE_MAXBYTES=1M\n"
+            "HEREPROXY_CORS_ORIGINS=https://a.example\nLOG_LEVEL=DEBUG\n"
+            "CACHE_TTL_DEFAULT=60\nSHUTDOWN_GRACE_MS=500\n",
+            "next", err, sizeof(err)),
+        0);
+    assert_int_equal(
+        settings_keep_restart_only(&next, &cur, changed, sizeof(changed)), 3);
+    assert_string_equal(
+        changed, "HERE_API_KEY,HEREPROXY_THREADS,CACHE_MAXBYTES");
     /* Restart-only settings keep the running values ... */
     assert_string_equal(next.here_api_key, "old");
     assert_int_equal(next.threads, 64);
@@ -1056,8 +1074,8 @@ test_keep_restart_only(void **state)
     assert_true(settings_reloadable("HEREPROXY_CORS_ORIGINS"));
     assert_false(settings_reloadable("MEMCACHED_SERVERS"));
     /* Nothing restart-only changed: nothing listed. */
-    assert_int_equal(settings_keep_restart_only(&next, &cur, changed,
-        sizeof(changed)), 0);
+    assert_int_equal(
+        settings_keep_restart_only(&next, &cur, changed, sizeof(changed)), 0);
     assert_string_equal(changed, "");
     settings_cleanup(&cur);
     settings_cleanup(&next);

@@ -16,8 +16,8 @@
 static void
 test_backoff_bounds(void **state)
 {
-    static const uint32_t rnds[] = {0, 1, 7, 99, 12345, 0x7fffffffu,
-        0xffffffffu};
+    static const uint32_t rnds[] = {
+        0, 1, 7, 99, 12345, 0x7fffffffu, 0xffffffffu};
     int attempt;
     size_t i;
 
@@ -34,8 +34,9 @@ test_backoff_bounds(void **state)
             assert_true(d <= ceiling);
         }
         /* The top of the range is reachable. */
-        assert_int_equal(upstream_backoff_ms(attempt, 100, 2000,
-                             (uint32_t)ceiling), ceiling);
+        assert_int_equal(
+            upstream_backoff_ms(attempt, 100, 2000, (uint32_t)ceiling),
+            ceiling);
     }
     assert_int_equal(upstream_backoff_ms(1, 100, 2000, 0), 0);
     assert_int_equal(upstream_backoff_ms(3, 0, 2000, 12345), 0);
@@ -57,7 +58,7 @@ test_backoff_spread(void **state)
         x ^= x << 13;
         x ^= x >> 17;
         x ^= x << 5;
-        d = upstream_backoff_ms(4, 100, 2000, x);   /* range 0..800 */
+        d = upstream_backoff_ms(4, 100, 2000, x); /* range 0..800 */
         buckets[d * 4 / 801]++;
     }
     for (i = 0; i < 4; i++)
@@ -67,7 +68,7 @@ test_backoff_spread(void **state)
 static void
 test_retry_after(void **state)
 {
-    const time_t now = 1784000000;      /* 2026-07-14 */
+    const time_t now = 1784000000; /* 2026-07-14 */
 
     (void)state;
     assert_int_equal(upstream_parse_retry_after("0", now), 0);
@@ -79,10 +80,11 @@ test_retry_after(void **state)
     assert_int_equal(upstream_parse_retry_after("soon", now), -1);
     assert_int_equal(upstream_parse_retry_after("1.5", now), -1);
     /* HTTP-date: 30 s after now, and one in the past. */
-    assert_int_equal(upstream_parse_retry_after(
-                         "Tue, 14 Jul 2026 03:33:50 GMT", now), 30);
-    assert_int_equal(upstream_parse_retry_after(
-                         "Tue, 14 Jul 2026 03:33:20 GMT", now + 3600), 0);
+    assert_int_equal(
+        upstream_parse_retry_after("Tue, 14 Jul 2026 03:33:50 GMT", now), 30);
+    assert_int_equal(
+        upstream_parse_retry_after("Tue, 14 Jul 2026 03:33:20 GMT", now + 3600),
+        0);
 }
 
 /* The allow-list: the media type alone, any case, parameters dropped. */

@@ -26,9 +26,9 @@ static const struct {
     {"11", 0, 10, -1, 0},
     {"5", 6, 10, -1, 0},
     {"6", 6, 10, 0, 6},
-    {"0010", 0, 100, 0, 10},  /* leading zeros are digits */
+    {"0010", 0, 100, 0, 10}, /* leading zeros are digits */
     {"", 0, 10, -1, 0},
-    {"-1", -10, 10, -1, 0},   /* no sign, ever */
+    {"-1", -10, 10, -1, 0}, /* no sign, ever */
     {"+1", 0, 10, -1, 0},
     {" 1", 0, 10, -1, 0},
     {"1 ", 0, 10, -1, 0},
@@ -58,8 +58,8 @@ test_parse_long_table(void **state)
     (void)state;
     for (i = 0; i < sizeof(long_cases) / sizeof(long_cases[0]); i++) {
         long out = -12345;
-        int rc = util_parse_long(long_cases[i].s, long_cases[i].min,
-            long_cases[i].max, &out);
+        int rc = util_parse_long(
+            long_cases[i].s, long_cases[i].min, long_cases[i].max, &out);
 
         if (rc != long_cases[i].rc)
             fail_msg("util_parse_long(\"%s\", %ld, %ld) = %d, want %d",
@@ -82,8 +82,8 @@ test_parse_long_every_value(void **state)
     (void)state;
     for (v = 0; v <= 2000; v++) {
         snprintf(buf, sizeof(buf), "%ld", v);
-        assert_int_equal(util_parse_long(buf, 0, 1000, &out),
-            v <= 1000 ? 0 : -1);
+        assert_int_equal(
+            util_parse_long(buf, 0, 1000, &out), v <= 1000 ? 0 : -1);
         if (v <= 1000)
             assert_int_equal(out, v);
     }
@@ -136,8 +136,8 @@ test_parse_size_table(void **state)
         int rc = util_parse_size(size_cases[i].s, &out);
 
         if (rc != size_cases[i].rc)
-            fail_msg("util_parse_size(\"%s\") = %d, want %d",
-                size_cases[i].s, rc, size_cases[i].rc);
+            fail_msg("util_parse_size(\"%s\") = %d, want %d", size_cases[i].s,
+                rc, size_cases[i].rc);
         if (rc == 0 && out != size_cases[i].want)
             fail_msg("util_parse_size(\"%s\") gave %llu", size_cases[i].s,
                 (unsigned long long)out);
@@ -178,12 +178,12 @@ test_strlcpy(void **state)
 
     memset(buf, 'x', sizeof(buf));
     assert_int_equal(util_strlcpy(buf, "abc", 0), 3);
-    assert_int_equal(buf[0], 'x');   /* size 0 writes nothing */
+    assert_int_equal(buf[0], 'x'); /* size 0 writes nothing */
 
     memset(buf, 'x', sizeof(buf));
     assert_int_equal(util_strlcpy(buf, "abcdef", 4), 6);
     assert_string_equal(buf, "abc");
-    assert_int_equal(buf[4], 'x');   /* nothing past size */
+    assert_int_equal(buf[4], 'x'); /* nothing past size */
 }
 
 /* --------------------------------------------------------------- dynbuf */
@@ -224,7 +224,7 @@ test_dynbuf_cap(void **state)
     dynbuf_cleanup(&b);
     assert_null(b.data);
     assert_int_equal(b.len, 0);
-    dynbuf_cleanup(&b);   /* twice is harmless */
+    dynbuf_cleanup(&b); /* twice is harmless */
 }
 
 static void
@@ -311,7 +311,7 @@ test_clocks(void **state)
     (void)state;
     assert_true(b >= a);
     assert_true(ms >= a / 1000);
-    assert_true(wall > 1600000000000LL);   /* after September 2020 */
+    assert_true(wall > 1600000000000LL); /* after September 2020 */
 }
 
 /* --------------------------------------------------- util_consttime_equal */
@@ -342,8 +342,8 @@ test_consttime_equal(void **state)
     (void)state;
     for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
         if (util_consttime_equal(cases[i].a, cases[i].b) != cases[i].eq)
-            fail_msg("util_consttime_equal(\"%s\", \"%s\") != %d",
-                cases[i].a, cases[i].b, cases[i].eq);
+            fail_msg("util_consttime_equal(\"%s\", \"%s\") != %d", cases[i].a,
+                cases[i].b, cases[i].eq);
 }
 
 /* ------------------------------------------------------------ util_hash64 */
