@@ -365,195 +365,208 @@ mc_get(struct mc *mc, const char *key, size_t keylen, const char **val,
     }
 }
 
+/*
+ * What one operation through the pool does with its handle; the mkey is
+ * the memcached key (mc_key). The wrapper below takes and gives back the
+ * handle, times the operation and notes the server's health.
+ */
+struct pool_op {
+    const void *val;
+    size_t len;
+    time_t ttl;
+    uint64_t cas;
+    uint32_t delta;
+    uint64_t *value; /* mc_count's result */
+    void *buf;       /* mc_gets' copy of the value */
+    size_t bufsize, got;
+    enum mc_result found; /* mc_gets' answer */
+};
+
+typedef memcached_return_t pool_fn(
+    memcached_st *m, const char *mkey, size_t mlen, struct pool_op *op);
+
+/* The server answered (found or not, stored or not): it is up. */
+static int
+answered(memcached_return_t rc)
+{
+    return rc == MEMCACHED_SUCCESS || rc == MEMCACHED_NOTFOUND ||
+        rc == MEMCACHED_NOTSTORED || rc == MEMCACHED_DATA_EXISTS ||
+        rc == MEMCACHED_END;
+}
+
+static memcached_return_t
+pool_do(struct mc *mc, const char *key, size_t keylen, pool_fn *fn,
+    struct pool_op *op)
+{
+    char mkey[MC_KEY_MAX + 1];
+    size_t mlen = mc_key(key, keylen, mkey);
+    int64_t t0 = util_mono_us();
+    memcached_st *m = pool_take(mc);
+    memcached_return_t rc;
+
+    if (m == NULL) {
+        observe(mc, t0, 0);
+        return MEMCACHED_FAILURE;
+    }
+    rc = fn(m, mkey, mlen, op);
+    memcached_pool_push(mc->pool, m);
+    observe(mc, t0, answered(rc));
+    note_server(mc, server_of(mc, mkey, mlen), answered(rc),
+        memcached_strerror(NULL, rc));
+    return rc;
+}
+
+/* memcached reads expiries over 30 days as absolute times. */
+static time_t
+relative_ttl(int64_t ttl_s)
+{
+    return (time_t)(ttl_s > 30 * 24 * 3600 ? 30 * 24 * 3600 : ttl_s);
+}
+
+static memcached_return_t
+do_set(memcached_st *m, const char *mkey, size_t mlen, struct pool_op *op)
+{
+    return memcached_set(m, mkey, mlen, op->val, op->len, op->ttl, 0);
+}
+
 int
 mc_set(struct mc *mc, const char *key, size_t keylen, const void *val,
     size_t len, int64_t ttl_s)
 {
-    char mkey[MC_KEY_MAX + 1];
-    size_t mlen = mc_key(key, keylen, mkey);
-    memcached_st *m;
-    memcached_return_t rc;
-    int64_t t0;
+    struct pool_op op = {.val = val, .len = len, .ttl = relative_ttl(ttl_s)};
 
     if (len > MC_ITEM_MAX || ttl_s <= 0)
         return -1;
-    /* memcached reads expiries over 30 days as absolute times. */
-    if (ttl_s > 30 * 24 * 3600)
-        ttl_s = 30 * 24 * 3600;
-    t0 = util_mono_us();
-    if ((m = pool_take(mc)) == NULL) {
-        observe(mc, t0, 0);
-        return -1;
-    }
-    rc = memcached_set(m, mkey, mlen, val, len, (time_t)ttl_s, 0);
-    memcached_pool_push(mc->pool, m);
-    observe(mc, t0, rc == MEMCACHED_SUCCESS);
-    note_server(mc, server_of(mc, mkey, mlen), rc == MEMCACHED_SUCCESS,
-        memcached_strerror(NULL, rc));
-    return rc == MEMCACHED_SUCCESS ? 0 : -1;
+    return pool_do(mc, key, keylen, do_set, &op) == MEMCACHED_SUCCESS ? 0 : -1;
+}
+
+static memcached_return_t
+do_add(memcached_st *m, const char *mkey, size_t mlen, struct pool_op *op)
+{
+    return memcached_add(m, mkey, mlen, op->val, op->len, op->ttl, 0);
 }
 
 int
 mc_add(struct mc *mc, const char *key, size_t keylen, const void *val,
     size_t len, int64_t ttl_s)
 {
-    char mkey[MC_KEY_MAX + 1];
-    size_t mlen = mc_key(key, keylen, mkey);
-    int64_t t0 = util_mono_us();
-    memcached_st *m = pool_take(mc);
-    memcached_return_t rc;
+    struct pool_op op = {.val = val, .len = len, .ttl = relative_ttl(ttl_s)};
+    memcached_return_t rc = pool_do(mc, key, keylen, do_add, &op);
 
-    if (m == NULL) {
-        observe(mc, t0, 0);
-        return -1;
+    if (rc == MEMCACHED_SUCCESS)
+        return 0;
+    return rc == MEMCACHED_NOTSTORED || rc == MEMCACHED_DATA_EXISTS ? 1 : -1;
+}
+
+static memcached_return_t
+do_count(memcached_st *m, const char *mkey, size_t mlen, struct pool_op *op)
+{
+    memcached_return_t rc =
+        memcached_increment(m, mkey, mlen, op->delta, op->value);
+
+    if (rc == MEMCACHED_NOTFOUND) {
+        /* First of its window: create it; a racing add loses harmlessly. */
+        rc = memcached_add(m, mkey, mlen, "0", 1, op->ttl, 0);
+        if (rc == MEMCACHED_SUCCESS || rc == MEMCACHED_NOTSTORED ||
+            rc == MEMCACHED_DATA_EXISTS)
+            rc = memcached_increment(m, mkey, mlen, op->delta, op->value);
     }
-    rc = memcached_add(m, mkey, mlen, val, len, (time_t)ttl_s, 0);
-    memcached_pool_push(mc->pool, m);
-    observe(mc, t0,
-        rc == MEMCACHED_SUCCESS || rc == MEMCACHED_NOTSTORED ||
-            rc == MEMCACHED_DATA_EXISTS);
-    if (rc == MEMCACHED_SUCCESS || rc == MEMCACHED_NOTSTORED ||
-        rc == MEMCACHED_DATA_EXISTS) {
-        note_server(mc, server_of(mc, mkey, mlen), 1, NULL);
-        return rc == MEMCACHED_SUCCESS ? 0 : 1;
-    }
-    note_server(mc, server_of(mc, mkey, mlen), 0, memcached_strerror(NULL, rc));
-    return -1;
+    return rc;
 }
 
 int
 mc_count(struct mc *mc, const char *key, size_t keylen, uint32_t delta,
     int64_t ttl_s, uint64_t *value)
 {
-    char mkey[MC_KEY_MAX + 1];
-    size_t mlen = mc_key(key, keylen, mkey);
-    int64_t t0 = util_mono_us();
-    memcached_st *m = pool_take(mc);
-    memcached_return_t rc;
+    struct pool_op op = {
+        .ttl = relative_ttl(ttl_s), .delta = delta, .value = value};
 
-    if (m == NULL) {
-        observe(mc, t0, 0);
-        return -1;
-    }
-    if (ttl_s > 30 * 24 * 3600)
-        ttl_s = 30 * 24 * 3600;
-    rc = memcached_increment(m, mkey, mlen, delta, value);
-    if (rc == MEMCACHED_NOTFOUND) {
-        /* First of its window: create it; a racing add loses harmlessly. */
-        rc = memcached_add(m, mkey, mlen, "0", 1, (time_t)ttl_s, 0);
-        if (rc == MEMCACHED_SUCCESS || rc == MEMCACHED_NOTSTORED ||
-            rc == MEMCACHED_DATA_EXISTS)
-            rc = memcached_increment(m, mkey, mlen, delta, value);
-    }
-    memcached_pool_push(mc->pool, m);
-    observe(mc, t0, rc == MEMCACHED_SUCCESS);
-    note_server(mc, server_of(mc, mkey, mlen), rc == MEMCACHED_SUCCESS,
-        memcached_strerror(NULL, rc));
-    return rc == MEMCACHED_SUCCESS ? 0 : -1;
+    return pool_do(mc, key, keylen, do_count, &op) == MEMCACHED_SUCCESS ? 0
+                                                                        : -1;
 }
 
-enum mc_result
-mc_gets(struct mc *mc, const char *key, size_t keylen, void *buf,
-    size_t bufsize, size_t *len, uint64_t *cas)
+static memcached_return_t
+do_gets(memcached_st *m, const char *mkey, size_t mlen, struct pool_op *op)
 {
-    char mkey[MC_KEY_MAX + 1];
-    size_t mlen = mc_key(key, keylen, mkey);
     const char *keys[1] = {mkey};
-    int64_t t0 = util_mono_us();
-    memcached_st *m = pool_take(mc);
-    memcached_result_st result, *r = NULL;
-    enum mc_result out = MC_ERROR;
+    memcached_result_st result, *r;
     memcached_return_t rc;
 
-    if (m == NULL) {
-        observe(mc, t0, 0);
-        return MC_ERROR;
-    }
-    if (memcached_result_create(m, &result) == NULL) {
-        memcached_pool_push(mc->pool, m);
-        return MC_ERROR;
-    }
+    if (memcached_result_create(m, &result) == NULL)
+        return MEMCACHED_MEMORY_ALLOCATION_FAILURE;
     rc = memcached_mget(m, keys, &mlen, 1);
     if (rc == MEMCACHED_SUCCESS) {
-        r = memcached_fetch_result(m, &result, &rc);
-        if (r != NULL) {
-            size_t vlen = memcached_result_length(r);
-
-            *cas = memcached_result_cas(r);
-            *len = vlen;
-            if (vlen > bufsize) {
-                out = MC_TOO_LARGE;
+        if ((r = memcached_fetch_result(m, &result, &rc)) != NULL) {
+            op->got = memcached_result_length(r);
+            op->cas = memcached_result_cas(r);
+            if (op->got > op->bufsize) {
+                op->found = MC_TOO_LARGE;
             } else {
-                memcpy(buf, memcached_result_value(r), vlen);
-                out = MC_HIT;
+                memcpy(op->buf, memcached_result_value(r), op->got);
+                op->found = MC_HIT;
             }
             /* Read to the end, so that the handle is in step again. */
             while (memcached_fetch_result(m, &result, &rc) != NULL)
                 ;
             rc = MEMCACHED_SUCCESS;
         } else if (rc == MEMCACHED_END || rc == MEMCACHED_NOTFOUND) {
-            out = MC_MISS;
+            op->found = MC_MISS;
             rc = MEMCACHED_SUCCESS;
         }
     }
     memcached_result_free(&result);
-    memcached_pool_push(mc->pool, m);
-    observe(mc, t0, rc == MEMCACHED_SUCCESS);
-    note_server(mc, server_of(mc, mkey, mlen), rc == MEMCACHED_SUCCESS,
-        memcached_strerror(NULL, rc));
-    return rc == MEMCACHED_SUCCESS ? out : MC_ERROR;
+    return rc;
+}
+
+enum mc_result
+mc_gets(struct mc *mc, const char *key, size_t keylen, void *buf,
+    size_t bufsize, size_t *len, uint64_t *cas)
+{
+    struct pool_op op = {.buf = buf, .bufsize = bufsize, .found = MC_ERROR};
+
+    if (pool_do(mc, key, keylen, do_gets, &op) != MEMCACHED_SUCCESS)
+        return MC_ERROR;
+    *len = op.got;
+    *cas = op.cas;
+    return op.found;
+}
+
+static memcached_return_t
+do_cas(memcached_st *m, const char *mkey, size_t mlen, struct pool_op *op)
+{
+    return memcached_cas(m, mkey, mlen, op->val, op->len, op->ttl, 0, op->cas);
 }
 
 int
 mc_cas(struct mc *mc, const char *key, size_t keylen, const void *val,
     size_t len, int64_t ttl_s, uint64_t cas)
 {
-    char mkey[MC_KEY_MAX + 1];
-    size_t mlen = mc_key(key, keylen, mkey);
-    int64_t t0 = util_mono_us();
-    memcached_st *m = pool_take(mc);
-    memcached_return_t rc;
-    int ok;
+    struct pool_op op = {
+        .val = val, .len = len, .ttl = relative_ttl(ttl_s), .cas = cas};
+    memcached_return_t rc = pool_do(mc, key, keylen, do_cas, &op);
 
-    if (m == NULL) {
-        observe(mc, t0, 0);
-        return -1;
-    }
-    if (ttl_s > 30 * 24 * 3600)
-        ttl_s = 30 * 24 * 3600;
-    rc = memcached_cas(m, mkey, mlen, val, len, (time_t)ttl_s, 0, cas);
-    memcached_pool_push(mc->pool, m);
+    if (rc == MEMCACHED_SUCCESS)
+        return 0;
     /* Changed or gone meanwhile: the caller reads again. */
-    ok = rc == MEMCACHED_SUCCESS || rc == MEMCACHED_DATA_EXISTS ||
-        rc == MEMCACHED_NOTFOUND;
-    observe(mc, t0, ok);
-    note_server(
-        mc, server_of(mc, mkey, mlen), ok, memcached_strerror(NULL, rc));
-    return rc == MEMCACHED_SUCCESS ? 0 : ok ? 1 : -1;
+    return rc == MEMCACHED_DATA_EXISTS || rc == MEMCACHED_NOTFOUND ? 1 : -1;
+}
+
+static memcached_return_t
+do_delete(memcached_st *m, const char *mkey, size_t mlen, struct pool_op *op)
+{
+    (void)op;
+    return memcached_delete(m, mkey, mlen, 0);
 }
 
 int
 mc_delete(struct mc *mc, const char *key, size_t keylen)
 {
-    char mkey[MC_KEY_MAX + 1];
-    size_t mlen = mc_key(key, keylen, mkey);
-    int64_t t0 = util_mono_us();
-    memcached_st *m = pool_take(mc);
-    memcached_return_t rc;
+    struct pool_op op = {0};
+    memcached_return_t rc = pool_do(mc, key, keylen, do_delete, &op);
 
-    if (m == NULL) {
-        observe(mc, t0, 0);
-        return -1;
-    }
-    rc = memcached_delete(m, mkey, mlen, 0);
-    memcached_pool_push(mc->pool, m);
-    observe(mc, t0, rc == MEMCACHED_SUCCESS || rc == MEMCACHED_NOTFOUND);
-    if (rc == MEMCACHED_SUCCESS || rc == MEMCACHED_NOTFOUND) {
-        note_server(mc, server_of(mc, mkey, mlen), 1, NULL);
-        return rc == MEMCACHED_SUCCESS ? 0 : 1;
-    }
-    note_server(mc, server_of(mc, mkey, mlen), 0, memcached_strerror(NULL, rc));
-    return -1;
+    if (rc == MEMCACHED_SUCCESS)
+        return 0;
+    return rc == MEMCACHED_NOTFOUND ? 1 : -1;
 }
 
 /*

@@ -1,6 +1,7 @@
 #include "config.h"
 
 #include <inttypes.h>
+#include <stddef.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -713,11 +714,51 @@ out_single(struct out *o, const char *name, const char *type, const char *help,
     out_printf(o, "%s %" PRIu64 "\n", name, v);
 }
 
+static const char *
+upstream_label_value(size_t i)
+{
+    return upstream_label_name((enum upstream_label)i);
+}
+
+static const char *
+error_kind_value(size_t i)
+{
+    return error_kind_name((enum error_kind)i);
+}
+
+/*
+ * The per-índice counter families after hereproxy_requests_total: a
+ * counter, or an array of them under one label.
+ */
+static const struct family {
+    const char *name, *help;
+    size_t offset;     /* in struct idx */
+    const char *label; /* NULL: one counter */
+    size_t nvalues;
+    const char *(*value_name)(size_t i);
+} families[] = {
+    {"hereproxy_response_bytes_total",
+        "Response body bytes sent to clients, by indice.",
+        offsetof(struct idx, response_bytes), NULL, 1, NULL},
+    {"hereproxy_upstream_requests_total",
+        "Upstream exchanges (after retries), by indice and outcome.",
+        offsetof(struct idx, upstream), "outcome", NOUTCOME,
+        upstream_label_value},
+    {"hereproxy_upstream_bytes_total",
+        "Body bytes received from the upstream, by indice.",
+        offsetof(struct idx, upstream_bytes), NULL, 1, NULL},
+    {"hereproxy_errors_total", "Error responses, by indice and kind.",
+        offsetof(struct idx, errors), "kind", NKIND, error_kind_value},
+    {"hereproxy_rate_limited_total",
+        "Requests refused by the rate limiter, by indice.",
+        offsetof(struct idx, rate_limited), NULL, 1, NULL},
+};
+
 static void
 render_indices(struct out *o, struct idx **v, size_t n)
 {
     char code[16];
-    size_t i, c, s;
+    size_t i, c, s, f;
 
     family(o, "hereproxy_requests_total", "counter",
         "Requests answered, by indice, cache result and HTTP status.");
@@ -733,42 +774,20 @@ render_indices(struct out *o, struct idx **v, size_t n)
                     cache_names[c], status_label(s, code, sizeof(code)), x);
             }
 
-    family(o, "hereproxy_response_bytes_total", "counter",
-        "Response body bytes sent to clients, by indice.");
-    for (i = 0; i < n; i++)
-        if (get(&v[i]->response_bytes))
-            out_indice_sample(o, "hereproxy_response_bytes_total", v[i], NULL,
-                NULL, get(&v[i]->response_bytes));
+    for (f = 0; f < sizeof(families) / sizeof(families[0]); f++) {
+        const struct family *fam = &families[f];
 
-    family(o, "hereproxy_upstream_requests_total", "counter",
-        "Upstream exchanges (after retries), by indice and outcome.");
-    for (i = 0; i < n; i++)
-        for (s = 0; s < NOUTCOME; s++)
-            if (get(&v[i]->upstream[s]))
-                out_indice_sample(o, "hereproxy_upstream_requests_total", v[i],
-                    "outcome", upstream_label_name(s), get(&v[i]->upstream[s]));
+        family(o, fam->name, "counter", fam->help);
+        for (i = 0; i < n; i++) {
+            _Atomic uint64_t *cnt =
+                (_Atomic uint64_t *)(void *)((char *)v[i] + fam->offset);
 
-    family(o, "hereproxy_upstream_bytes_total", "counter",
-        "Body bytes received from the upstream, by indice.");
-    for (i = 0; i < n; i++)
-        if (get(&v[i]->upstream_bytes))
-            out_indice_sample(o, "hereproxy_upstream_bytes_total", v[i], NULL,
-                NULL, get(&v[i]->upstream_bytes));
-
-    family(o, "hereproxy_errors_total", "counter",
-        "Error responses, by indice and kind.");
-    for (i = 0; i < n; i++)
-        for (s = 0; s < NKIND; s++)
-            if (get(&v[i]->errors[s]))
-                out_indice_sample(o, "hereproxy_errors_total", v[i], "kind",
-                    error_kind_name(s), get(&v[i]->errors[s]));
-
-    family(o, "hereproxy_rate_limited_total", "counter",
-        "Requests refused by the rate limiter, by indice.");
-    for (i = 0; i < n; i++)
-        if (get(&v[i]->rate_limited))
-            out_indice_sample(o, "hereproxy_rate_limited_total", v[i], NULL,
-                NULL, get(&v[i]->rate_limited));
+            for (s = 0; s < fam->nvalues; s++)
+                if (get(&cnt[s]))
+                    out_indice_sample(o, fam->name, v[i], fam->label,
+                        fam->label ? fam->value_name(s) : NULL, get(&cnt[s]));
+        }
+    }
 }
 
 char *

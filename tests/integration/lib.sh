@@ -370,15 +370,11 @@ s.connect(sys.argv[1])' "$path" 2>/dev/null; do
     return 0
 }
 
-# wait_for_http URL [CODE] [SECONDS]: until URL answers with CODE (default 200).
+# wait_for_http URL [CODE] [SECONDS]: until URL answers with CODE (default
+# 200); 0 when it did.
 wait_for_http() {
-    local url=$1 code=${2:-200} deadline=$((SECONDS + ${3:-10})) got
-    while :; do
-        got=$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "$url" 2>/dev/null)
-        [ "$got" = "$code" ] && return 0
-        [ "$SECONDS" -ge "$deadline" ] && return 1
-        sleep 0.2
-    done
+    wait_status "${2:-200}" "${3:-10}" "$1"
+    [ "$HTTP_STATUS" = "${2:-200}" ]
 }
 
 # ------------------------------------------------------------------ memcached
@@ -906,6 +902,18 @@ req() {
     cat "$HTTP_HEADERS_FILE" "$HTTP_BODY_FILE" >>"$RUN_DIR/all-responses.txt"
     echo >>"$RUN_DIR/all-responses.txt"
     REQ_COUNT=$((${REQ_COUNT:-0} + 1))
+}
+
+# wait_status STATUS SECONDS URL [curl args...]: GET URL until it answers
+# STATUS or SECONDS pass; the last response stays for the checks after.
+wait_status() {
+    local want=$1 deadline=$((SECONDS + $2)) url=$3
+    shift 3
+    while :; do
+        req GET "$url" "$@"
+        [ "$HTTP_STATUS" = "$want" ] || [ "$SECONDS" -ge "$deadline" ] && break
+        sleep 0.3
+    done
 }
 
 # check_no_key_leak NAME [FILE...]: $SERVER_KEY appears in no response seen so

@@ -60,12 +60,7 @@ check_status 200 "memcached down: new tile via B 200"
 
 for n in A B; do
     eval "url=\$$n"
-    deadline=$((SECONDS + 10))
-    while :; do
-        req GET "$url/readyz"
-        [ "$HTTP_STATUS" = 503 ] || [ "$SECONDS" -ge "$deadline" ] && break
-        sleep 0.3
-    done
+    wait_status 503 10 "$url/readyz"
     check_json_error 503 "instance $n: /readyz 503 JSON while memcached is down"
     assert_eq "$(json_field 'd.get("error")')" "memcached unreachable" "instance $n: /readyz error is 'memcached unreachable'"
 done
@@ -74,12 +69,7 @@ done
 start_memcached "$MC_PORT"
 for n in A B; do
     eval "url=\$$n"
-    deadline=$((SECONDS + 15))
-    while :; do
-        req GET "$url/readyz"
-        [ "$HTTP_STATUS" = 200 ] || [ "$SECONDS" -ge "$deadline" ] && break
-        sleep 0.3
-    done
+    wait_status 200 15 "$url/readyz"
     check_status 200 "instance $n: /readyz back to 200 within 15 s of memcached returning"
 done
 before=$(upstream_requests)

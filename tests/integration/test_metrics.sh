@@ -217,12 +217,7 @@ expect 'hereproxy_memcached_up' 0
 assert_match "$(sample 'hereproxy_memcached_errors_total')" '^[1-9][0-9]*$' \
     "scrape: memcached errors counted while it is down"
 start_memcached "$MEMCACHED_PORT"
-deadline=$((SECONDS + 15))
-while :; do
-    req GET "$U/readyz"
-    [ "$HTTP_STATUS" = 200 ] || [ "$SECONDS" -ge "$deadline" ] && break
-    sleep 0.3
-done
+wait_status 200 15 "$U/readyz"
 check_status 200 "memcached back: /readyz 200"
 assert_eq "$(log_events "$MAIN_LOG" memcached_lost)" 1 "log: one memcached_lost event"
 assert_eq "$(log_events "$MAIN_LOG" memcached_back)" 1 "log: one memcached_back event"

@@ -18,6 +18,7 @@
 #include "nginx/nginxhits.h"
 #include "nginx/nginxhits_format.h"
 #include "settings.h"
+#include "tmpdir_fixture.h"
 
 /*
  * The file is written here the way contrib/nginx-module writes it: a
@@ -25,9 +26,7 @@
  */
 
 struct fx {
-    char dir[64];
-    char path[128];
-    struct metrics *m;
+    struct tmpdir_fx t;
     struct nginxhits *nh;
     struct nginxhits_header *h; /* the writer's mapping */
     size_t size;
@@ -53,9 +52,9 @@ open_map(struct fx *x, uint32_t nslots, int in_place)
         munmap(x->h, x->size);
     x->h = NULL;
     if (!in_place)
-        unlink(x->path);
+        unlink(x->t.path);
     x->size = NGINXHITS_FILE_SIZE(nslots);
-    fd = open(x->path, O_RDWR | O_CREAT | (in_place ? 0 : O_EXCL), 0644);
+    fd = open(x->t.path, O_RDWR | O_CREAT | (in_place ? 0 : O_EXCL), 0644);
     assert_true(fd >= 0);
     assert_int_equal(ftruncate(fd, (off_t)x->size), 0);
     x->h = mmap(NULL, x->size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
@@ -108,15 +107,10 @@ fx_setup(void **state)
 {
     struct fx *x = calloc(1, sizeof(*x));
 
-    if (x == NULL)
-        return -1;
-    snprintf(x->dir, sizeof(x->dir), "/tmp/test_nginxhits.XXXXXX");
-    if (mkdtemp(x->dir) == NULL || (x->m = metrics_new(100)) == NULL) {
+    if (x == NULL || tmpdir_fx_open(&x->t, "test_nginxhits", "hits") != 0) {
         free(x);
         return -1;
     }
-    snprintf(x->path, sizeof(x->path), "%s/hits", x->dir);
-    log_set_level(LOG_LEVEL_ERROR); /* "waiting for it" is expected */
     *state = x;
     return 0;
 }
@@ -125,14 +119,11 @@ static int
 fx_teardown(void **state)
 {
     struct fx *x = *state;
-    char cmd[128];
 
     nginxhits_free(x->nh);
     if (x->h != NULL)
         munmap(x->h, x->size);
-    metrics_free(x->m);
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", x->dir);
-    if (system(cmd) != 0)
+    if (tmpdir_fx_close(&x->t) != 0)
         return -1;
     free(x);
     return 0;
@@ -179,7 +170,7 @@ test_counts_what_grew(void **state)
     hit(old, NGINXHITS_KIND_HIT, 0, 0, 0, 100);
     a = take(x, "A");
     hit(a, NGINXHITS_KIND_HIT, 0, 0, 0, 100);
-    assert_non_null(x->nh = nginxhits_new(x->path, x->m));
+    assert_non_null(x->nh = nginxhits_new(x->t.path, x->t.m));
     /* Counts from before it started are not its to count. */
     assert_int_equal(nginxhits_step(x->nh), 0);
     hit(a, NGINXHITS_KIND_HIT, 0, 0, 0, 1000);  /* 200, 0 ms */
@@ -190,43 +181,44 @@ test_counts_what_grew(void **state)
         40000, 7); /* other, > 30 s */
     assert_int_equal(nginxhits_step(x->nh), 5);
     assert_int_equal(nginxhits_step(x->nh), 0);
-    assert_true(has(x->m,
+    assert_true(has(x->t.m,
         "hereproxy_requests_total{indice=\"A\",cache=\"hit\",code=\"200\"} 2"));
-    assert_true(has(x->m,
+    assert_true(has(x->t.m,
         "hereproxy_requests_total{indice=\"A\",cache=\"hit\",code=\"304\"} 1"));
-    assert_true(has(x->m,
+    assert_true(has(x->t.m,
         "hereproxy_requests_total{indice=\"A\",cache=\"stale\",code=\"200\"} "
         "1"));
-    assert_true(has(x->m,
+    assert_true(has(x->t.m,
         "hereproxy_requests_total{indice=\"A\",cache=\"hit\",code=\"other\"} "
         "1"));
-    assert_true(has(x->m, "hereproxy_response_bytes_total{indice=\"A\"} 2507"));
-    assert_false(has(x->m,
+    assert_true(
+        has(x->t.m, "hereproxy_response_bytes_total{indice=\"A\"} 2507"));
+    assert_false(has(x->t.m,
         "hereproxy_requests_total{indice=\"old\",cache=\"hit\",code=\"200\"} "
         "1"));
     /* Each class in its bucket; the sums exact (ms / 1000). */
-    assert_true(has(x->m,
+    assert_true(has(x->t.m,
         "hereproxy_request_duration_seconds_bucket{cache=\"hit\",le=\"0.0001\"}"
         " 2"));
-    assert_true(has(x->m,
+    assert_true(has(x->t.m,
         "hereproxy_request_duration_seconds_bucket{cache=\"hit\",le=\"0.001\"} "
         "3"));
-    assert_true(has(x->m,
+    assert_true(has(x->t.m,
         "hereproxy_request_duration_seconds_bucket{cache=\"hit\",le=\"30\"} "
         "3"));
-    assert_true(has(x->m,
+    assert_true(has(x->t.m,
         "hereproxy_request_duration_seconds_bucket{cache=\"hit\",le=\"+Inf\"} "
         "4"));
-    assert_true(sum_of(x->m, "hit") > 40.001 - 1e-9 &&
-        sum_of(x->m, "hit") < 40.001 + 1e-9);
-    assert_true(has(x->m,
+    assert_true(sum_of(x->t.m, "hit") > 40.001 - 1e-9 &&
+        sum_of(x->t.m, "hit") < 40.001 + 1e-9);
+    assert_true(has(x->t.m,
         "hereproxy_request_duration_seconds_bucket{cache=\"stale\",le=\"0."
         "0025\"} 0"));
-    assert_true(has(x->m,
+    assert_true(has(x->t.m,
         "hereproxy_request_duration_seconds_bucket{cache=\"stale\",le=\"0."
         "005\"} 1"));
-    assert_true(sum_of(x->m, "stale") > 0.004 - 1e-9 &&
-        sum_of(x->m, "stale") < 0.004 + 1e-9);
+    assert_true(sum_of(x->t.m, "stale") > 0.004 - 1e-9 &&
+        sum_of(x->t.m, "stale") < 0.004 + 1e-9);
 }
 
 static void
@@ -237,7 +229,7 @@ test_sum_waits_for_its_class(void **state)
 
     create(x, 16);
     a = take(x, "A");
-    assert_non_null(x->nh = nginxhits_new(x->path, x->m));
+    assert_non_null(x->nh = nginxhits_new(x->t.path, x->t.m));
     assert_int_equal(nginxhits_step(x->nh), 0);
     /* Caught between the module's two adds: the sum, not yet the class. */
     a->requests[0][0]++;
@@ -245,11 +237,11 @@ test_sum_waits_for_its_class(void **state)
     assert_int_equal(nginxhits_step(x->nh), 1);
     a->duration[0][4]++;
     assert_int_equal(nginxhits_step(x->nh), 0);
-    assert_true(has(x->m,
+    assert_true(has(x->t.m,
         "hereproxy_request_duration_seconds_bucket{cache=\"hit\",le=\"0.01\"} "
         "1"));
-    assert_true(sum_of(x->m, "hit") > 0.007 - 1e-9 &&
-        sum_of(x->m, "hit") < 0.007 + 1e-9);
+    assert_true(sum_of(x->t.m, "hit") > 0.007 - 1e-9 &&
+        sum_of(x->t.m, "hit") < 0.007 + 1e-9);
 }
 
 static void
@@ -259,7 +251,7 @@ test_duplicates_add_up_and_other(void **state)
     struct nginxhits_slot *a1, *a2, *bad;
 
     create(x, 4);
-    assert_non_null(x->nh = nginxhits_new(x->path, x->m));
+    assert_non_null(x->nh = nginxhits_new(x->t.path, x->t.m));
     assert_int_equal(nginxhits_step(x->nh), 0);
     a1 = take(x, "A");
     a2 = take(x, "A");
@@ -271,9 +263,9 @@ test_duplicates_add_up_and_other(void **state)
     hit(slot(x->h, 0), 0, 0, 0, 0, 10);
     x->h->used = 9; /* past nslots: the file is full */
     assert_int_equal(nginxhits_step(x->nh), 3);
-    assert_true(has(x->m,
+    assert_true(has(x->t.m,
         "hereproxy_requests_total{indice=\"A\",cache=\"hit\",code=\"200\"} 2"));
-    assert_true(has(x->m,
+    assert_true(has(x->t.m,
         "hereproxy_requests_total{indice=\"_other\",cache=\"hit\",code=\"200\"}"
         " 1"));
 }
@@ -284,7 +276,7 @@ test_missing_then_replaced(void **state)
     struct fx *x = *state;
     struct nginxhits_slot *a;
 
-    assert_non_null(x->nh = nginxhits_new(x->path, x->m));
+    assert_non_null(x->nh = nginxhits_new(x->t.path, x->t.m));
     assert_int_equal(nginxhits_step(x->nh), 0); /* no file yet */
     create(x, 8);
     a = take(x, "A");
@@ -300,8 +292,8 @@ test_missing_then_replaced(void **state)
         size_t size = x->size;
         char moved[160];
 
-        snprintf(moved, sizeof(moved), "%s.old", x->path);
-        assert_int_equal(rename(x->path, moved), 0);
+        snprintf(moved, sizeof(moved), "%s.old", x->t.path);
+        assert_int_equal(rename(x->t.path, moved), 0);
         x->h = NULL;
         create(x, 8);
         a = take(x, "A");
@@ -309,10 +301,10 @@ test_missing_then_replaced(void **state)
         assert_int_equal(nginxhits_step(x->nh), 2);
         munmap(old, size);
     }
-    assert_true(has(x->m,
+    assert_true(has(x->t.m,
         "hereproxy_requests_total{indice=\"A\",cache=\"hit\",code=\"200\"} 4"));
     /* Removed: nothing new, nothing lost. */
-    unlink(x->path);
+    unlink(x->t.path);
     assert_int_equal(nginxhits_step(x->nh), 0);
 }
 
@@ -332,7 +324,7 @@ test_cut_short_under_the_reader(void **state)
     create(x, 8);
     a = take(x, "A");
     hit(a, 0, 0, 0, 0, 1);
-    assert_non_null(x->nh = nginxhits_new(x->path, x->m));
+    assert_non_null(x->nh = nginxhits_new(x->t.path, x->t.m));
     assert_int_equal(nginxhits_step(x->nh), 0); /* the baseline */
     hit(a, 0, 0, 0, 0, 1);
     assert_int_equal(nginxhits_step(x->nh), 1);
@@ -340,7 +332,7 @@ test_cut_short_under_the_reader(void **state)
     /* To nothing: the reader lets it go, and waits. */
     munmap(x->h, x->size);
     x->h = NULL;
-    assert_int_equal(truncate(x->path, 0), 0);
+    assert_int_equal(truncate(x->t.path, 0), 0);
     assert_int_equal(nginxhits_step(x->nh), 0);
     assert_int_equal(nginxhits_step(x->nh), 0);
     /* Whole again (the same inode), counted from zero. */
@@ -355,7 +347,7 @@ test_cut_short_under_the_reader(void **state)
     /* Shorter than its header says, slots cut off: let go. */
     munmap(x->h, x->size);
     x->h = NULL;
-    assert_int_equal(truncate(x->path, (off_t)NGINXHITS_FILE_SIZE(1)), 0);
+    assert_int_equal(truncate(x->t.path, (off_t)NGINXHITS_FILE_SIZE(1)), 0);
     assert_int_equal(nginxhits_step(x->nh), 0);
     /* Whole again: slot A came back empty, counted from zero. */
     open_map(x, 8, 1);
@@ -369,7 +361,7 @@ test_cut_short_under_the_reader(void **state)
     a = take(x, "A");
     hit(a, 0, 0, 0, 0, 1);
     assert_int_equal(nginxhits_step(x->nh), 1);
-    assert_true(has(x->m,
+    assert_true(has(x->t.m,
         "hereproxy_requests_total{indice=\"A\",cache=\"hit\",code=\"200\"} 8"));
 }
 
@@ -380,11 +372,11 @@ test_not_a_counters_file(void **state)
     FILE *fp;
     struct nginxhits_slot *a;
 
-    fp = fopen(x->path, "w");
+    fp = fopen(x->t.path, "w");
     assert_non_null(fp);
     fputs("hello, not counters\n", fp);
     fclose(fp);
-    assert_non_null(x->nh = nginxhits_new(x->path, x->m));
+    assert_non_null(x->nh = nginxhits_new(x->t.path, x->t.m));
     assert_int_equal(nginxhits_step(x->nh), 0);
     /* A header that claims more slots than the file holds. */
     create(x, 8);
@@ -410,21 +402,21 @@ test_thread(void **state)
     a = take(x, "A");
     assert_int_equal(settings_init(&cfg), 0);
     assert_int_equal(
-        settings_set(&cfg, "NGINX_HITS_FILE", x->path, err, sizeof(err)), 0);
-    nc = nginx_counts_start(&cfg, x->m, err, sizeof(err));
+        settings_set(&cfg, "NGINX_HITS_FILE", x->t.path, err, sizeof(err)), 0);
+    nc = nginx_counts_start(&cfg, x->t.m, err, sizeof(err));
     assert_non_null(nc);
     usleep(250 * 1000);
     hit(a, 0, 0, 0, 0, 1);
     hit(a, 0, 0, 0, 0, 1);
     /* Stopping counts a last time. */
     nginx_counts_stop(nc);
-    assert_true(has(x->m,
+    assert_true(has(x->t.m,
         "hereproxy_requests_total{indice=\"A\",cache=\"hit\",code=\"200\"} 2"));
     nginx_counts_stop(NULL);
     /* Neither file set: nothing to start, and no error. */
     assert_int_equal(
         settings_set(&cfg, "NGINX_HITS_FILE", "", err, sizeof(err)), 0);
-    assert_null(nginx_counts_start(&cfg, x->m, err, sizeof(err)));
+    assert_null(nginx_counts_start(&cfg, x->t.m, err, sizeof(err)));
     assert_string_equal(err, "");
     settings_cleanup(&cfg);
 }

@@ -15,6 +15,7 @@
 #include "nginx/counts.h"
 #include "nginx/nginxlog.h"
 #include "settings.h"
+#include "tmpdir_fixture.h"
 
 static int
 parse(const char *s, struct nginxlog_entry *e)
@@ -142,9 +143,7 @@ test_malformed(void **state)
     "\"status\":200,\"bytes\":10,\"request_time\":0.001}\n"
 
 struct fx {
-    char dir[64];
-    char path[128];
-    struct metrics *m;
+    struct tmpdir_fx t;
     struct nginxlog_follow *f;
 };
 
@@ -153,15 +152,10 @@ fx_setup(void **state)
 {
     struct fx *x = calloc(1, sizeof(*x));
 
-    if (x == NULL)
-        return -1;
-    snprintf(x->dir, sizeof(x->dir), "/tmp/test_nginxlog.XXXXXX");
-    if (mkdtemp(x->dir) == NULL || (x->m = metrics_new(100)) == NULL) {
+    if (x == NULL || tmpdir_fx_open(&x->t, "test_nginxlog", "cache.log") != 0) {
         free(x);
         return -1;
     }
-    snprintf(x->path, sizeof(x->path), "%s/cache.log", x->dir);
-    log_set_level(LOG_LEVEL_ERROR); /* "waiting for it" is expected */
     *state = x;
     return 0;
 }
@@ -170,12 +164,9 @@ static int
 fx_teardown(void **state)
 {
     struct fx *x = *state;
-    char cmd[128];
 
     nginxlog_follow_free(x->f);
-    metrics_free(x->m);
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", x->dir);
-    if (system(cmd) != 0)
+    if (tmpdir_fx_close(&x->t) != 0)
         return -1;
     free(x);
     return 0;
@@ -212,17 +203,17 @@ test_follow_appended(void **state)
 {
     struct fx *x = *state;
 
-    put(x->path, "w", HIT("old") HIT("old"));
-    assert_non_null(x->f = nginxlog_follow_new(x->path, x->m));
+    put(x->t.path, "w", HIT("old") HIT("old"));
+    assert_non_null(x->f = nginxlog_follow_new(x->t.path, x->t.m));
     /* Lines from before it started are not its to count. */
     assert_int_equal(nginxlog_follow_step(x->f, 0), 0);
-    put(x->path, "a",
+    put(x->t.path, "a",
         HIT("A") MISS("A") HIT("A") "\n"
                                     "not json\n");
     assert_int_equal(nginxlog_follow_step(x->f, 100), 2);
     assert_int_equal(nginxlog_follow_step(x->f, 200), 0);
-    assert_int_equal(requests(x->m, "A"), 2);
-    assert_int_equal(requests(x->m, "old"), 0);
+    assert_int_equal(requests(x->t.m, "A"), 2);
+    assert_int_equal(requests(x->t.m, "old"), 0);
 }
 
 static void
@@ -232,15 +223,15 @@ test_follow_partial_line(void **state)
     const char *line = HIT("P");
     char half[128];
 
-    put(x->path, "w", "");
-    assert_non_null(x->f = nginxlog_follow_new(x->path, x->m));
+    put(x->t.path, "w", "");
+    assert_non_null(x->f = nginxlog_follow_new(x->t.path, x->t.m));
     snprintf(half, sizeof(half), "%.*s", 20, line);
-    put(x->path, "a", HIT("P"));
-    put(x->path, "a", half);
+    put(x->t.path, "a", HIT("P"));
+    put(x->t.path, "a", half);
     assert_int_equal(nginxlog_follow_step(x->f, 0), 1);
-    put(x->path, "a", line + 20);
+    put(x->t.path, "a", line + 20);
     assert_int_equal(nginxlog_follow_step(x->f, 100), 1);
-    assert_int_equal(requests(x->m, "P"), 2);
+    assert_int_equal(requests(x->t.m, "P"), 2);
 }
 
 static void
@@ -255,15 +246,15 @@ test_follow_long_line(void **state)
     memcpy(big, "{\"indice\":\"", 11);
     big[n] = '\n';
     big[n + 1] = '\0';
-    put(x->path, "w", "");
-    assert_non_null(x->f = nginxlog_follow_new(x->path, x->m));
-    put(x->path, "a", HIT("L"));
-    put(x->path, "a", big);
-    put(x->path, "a", HIT("L"));
+    put(x->t.path, "w", "");
+    assert_non_null(x->f = nginxlog_follow_new(x->t.path, x->t.m));
+    put(x->t.path, "a", HIT("L"));
+    put(x->t.path, "a", big);
+    put(x->t.path, "a", HIT("L"));
     free(big);
     /* The long line is skipped whole; the lines around it count. */
     assert_int_equal(nginxlog_follow_step(x->f, 0), 2);
-    assert_int_equal(requests(x->m, "L"), 2);
+    assert_int_equal(requests(x->t.m, "L"), 2);
 }
 
 static void
@@ -272,15 +263,15 @@ test_follow_rename_rotation(void **state)
     struct fx *x = *state;
     char old[160];
 
-    snprintf(old, sizeof(old), "%s.1", x->path);
-    put(x->path, "w", "");
-    assert_non_null(x->f = nginxlog_follow_new(x->path, x->m));
-    put(x->path, "a", HIT("R"));
+    snprintf(old, sizeof(old), "%s.1", x->t.path);
+    put(x->t.path, "w", "");
+    assert_non_null(x->f = nginxlog_follow_new(x->t.path, x->t.m));
+    put(x->t.path, "a", HIT("R"));
     assert_int_equal(nginxlog_follow_step(x->f, 0), 1);
     /* logrotate renames and creates; NGINX writes the old file until it
      * reopens its logs. */
-    assert_int_equal(rename(x->path, old), 0);
-    put(x->path, "w", HIT("R") HIT("R"));
+    assert_int_equal(rename(x->t.path, old), 0);
+    put(x->t.path, "w", HIT("R") HIT("R"));
     put(old, "a", HIT("R") HIT("R") HIT("R"));
     assert_int_equal(nginxlog_follow_step(x->f, 1000), 3);
     put(old, "a", HIT("R"));
@@ -288,9 +279,9 @@ test_follow_rename_rotation(void **state)
     /* Idle past the grace: the new file, from its start. */
     assert_int_equal(nginxlog_follow_step(x->f, 3000), 0);
     assert_int_equal(nginxlog_follow_step(x->f, 4000), 2);
-    put(x->path, "a", HIT("R"));
+    put(x->t.path, "a", HIT("R"));
     assert_int_equal(nginxlog_follow_step(x->f, 4100), 1);
-    assert_int_equal(requests(x->m, "R"), 8);
+    assert_int_equal(requests(x->t.m, "R"), 8);
 }
 
 static void
@@ -298,15 +289,15 @@ test_follow_truncation(void **state)
 {
     struct fx *x = *state;
 
-    put(x->path, "w", "");
-    assert_non_null(x->f = nginxlog_follow_new(x->path, x->m));
-    put(x->path, "a", HIT("T") HIT("T") HIT("T"));
+    put(x->t.path, "w", "");
+    assert_non_null(x->f = nginxlog_follow_new(x->t.path, x->t.m));
+    put(x->t.path, "a", HIT("T") HIT("T") HIT("T"));
     assert_int_equal(nginxlog_follow_step(x->f, 0), 3);
     /* copytruncate: the same file, shorter; NGINX appends from 0. */
-    assert_int_equal(truncate(x->path, 0), 0);
-    put(x->path, "a", HIT("T"));
+    assert_int_equal(truncate(x->t.path, 0), 0);
+    put(x->t.path, "a", HIT("T"));
     assert_int_equal(nginxlog_follow_step(x->f, 100), 1);
-    assert_int_equal(requests(x->m, "T"), 4);
+    assert_int_equal(requests(x->t.m, "T"), 4);
 }
 
 static void
@@ -314,15 +305,15 @@ test_follow_missing_file(void **state)
 {
     struct fx *x = *state;
 
-    assert_non_null(x->f = nginxlog_follow_new(x->path, x->m));
+    assert_non_null(x->f = nginxlog_follow_new(x->t.path, x->t.m));
     assert_int_equal(nginxlog_follow_step(x->f, 0), 0);
     assert_int_equal(nginxlog_follow_step(x->f, 100), 0);
     /* Created after the follower started: all of it is new. */
-    put(x->path, "w", HIT("M") HIT("M"));
+    put(x->t.path, "w", HIT("M") HIT("M"));
     assert_int_equal(nginxlog_follow_step(x->f, 200), 2);
-    put(x->path, "a", HIT("M"));
+    put(x->t.path, "a", HIT("M"));
     assert_int_equal(nginxlog_follow_step(x->f, 300), 1);
-    assert_int_equal(requests(x->m, "M"), 3);
+    assert_int_equal(requests(x->t.m, "M"), 3);
 }
 
 /* The thread (nginx/counts.h): counts what is appended, stops promptly. */
@@ -335,16 +326,16 @@ test_follow_thread(void **state)
     char err[128];
     int i;
 
-    put(x->path, "w", "");
+    put(x->t.path, "w", "");
     assert_int_equal(settings_init(&cfg), 0);
     assert_int_equal(
-        settings_set(&cfg, "NGINX_LOG_FILE", x->path, err, sizeof(err)), 0);
-    nc = nginx_counts_start(&cfg, x->m, err, sizeof(err));
+        settings_set(&cfg, "NGINX_LOG_FILE", x->t.path, err, sizeof(err)), 0);
+    nc = nginx_counts_start(&cfg, x->t.m, err, sizeof(err));
     assert_non_null(nc);
-    put(x->path, "a", HIT("H") HIT("H"));
-    for (i = 0; i < 50 && requests(x->m, "H") < 2; i++)
+    put(x->t.path, "a", HIT("H") HIT("H"));
+    for (i = 0; i < 50 && requests(x->t.m, "H") < 2; i++)
         usleep(20000);
-    assert_int_equal(requests(x->m, "H"), 2);
+    assert_int_equal(requests(x->t.m, "H"), 2);
     nginx_counts_stop(nc);
     settings_cleanup(&cfg);
 }
