@@ -206,6 +206,15 @@ account(struct handler *h, const struct request_params *rp,
     log_access(&rec);
 }
 
+void
+handler_policy(const struct handler *h, const struct settings *cfg,
+    struct request_policy *out)
+{
+    *out = h->policy;
+    out->styles = cfg->styles.names;
+    out->nstyles = cfg->styles.n;
+}
+
 int
 handler_serve(
     struct handler *h, const struct request_params *rp, struct fcgi_out *out)
@@ -215,6 +224,7 @@ handler_serve(
     struct response_meta meta;
     struct outcome o;
     struct tile_req req;
+    struct request_policy policy;
     char err[256], request_id[LOG_REQUEST_ID_MAX + 1];
     int rc, result = 0, refused = 0;
 
@@ -226,7 +236,8 @@ handler_serve(
         meta.request_id = rp->request_id;
     else
         meta.request_id = log_request_id_new(request_id, sizeof(request_id));
-    rc = request_parse(rp->method, rp->uri, &h->policy, &req, err, sizeof(err));
+    handler_policy(h, cfg, &policy);
+    rc = request_parse(rp->method, rp->uri, &policy, &req, err, sizeof(err));
     meta.head = req.method == METHOD_HEAD;
     if (req.route == ROUTE_TILE || req.route == ROUTE_META ||
         req.route == ROUTE_PREFLIGHT) {

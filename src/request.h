@@ -14,7 +14,17 @@
 #define REQUEST_INDICE_MAX 64
 #define REQUEST_TOKEN_MAX 128
 #define REQUEST_PATH_LOG_MAX 256
-#define REQUEST_PLAN_MAX 256
+#define REQUEST_PLAN_MAX 512
+#define REQUEST_STYLE_MAX 64
+
+/*
+ * The styles accepted by default (HERE_STYLES' default): HERE's Raster
+ * Tile API v3 styles but the logistics ones, which HERE_ALLOW_LOGISTICS
+ * adds (HERE bills them as advanced).
+ */
+#define REQUEST_STYLES_DEFAULT                                                 \
+    "explore.day,explore.night,explore.satellite.day,lite.day,lite.night,"     \
+    "lite.satellite.day,satellite.day,topo.day,topo.night"
 
 /*
  * The routes, with the methods each answers (the Allow of a 405). One
@@ -56,6 +66,12 @@ enum req_method {
 struct request_policy {
     long zmax;
     int allow_logistics;
+    /*
+     * The styles accepted (HERE_STYLES), sorted by strcmp, owned by the
+     * caller (the settings); NULL: REQUEST_STYLES_DEFAULT.
+     */
+    char *const *styles;
+    size_t nstyles;
 };
 
 struct tile_req {
@@ -89,6 +105,9 @@ struct tile_req {
 };
 
 enum req_method request_method_parse(const char *method);
+
+/* A style name HERE_STYLES may hold: 1 to 64 of [a-z0-9._-], a-z first. */
+int request_style_valid(const char *s, size_t len);
 
 /* An índice as requests may carry it: 1 to 64 of [A-Za-z0-9_.-]. */
 int request_indice_valid(const char *s, size_t len);

@@ -7,6 +7,7 @@
 
 #include "log.h"
 #include "ratelimit.h"
+#include "request.h"
 #include "tokens.h"
 
 struct acl;
@@ -43,6 +44,8 @@ int name_list_has(const struct name_list *l, const char *name);
         1, 3600000, RESTART)                                                 \
     X(HERE_ALLOW_LOGISTICS, here_allow_logistics, CFG_BOOL, "0",             \
         0, 1, RESTART)                                                       \
+    X(HERE_STYLES, here_styles, CFG_STYLES, REQUEST_STYLES_DEFAULT,          \
+        0, 0, RELOAD)                                                        \
     X(HERE_RETRIES, here_retries, CFG_LONG, "3", 1, 10, RESTART)             \
     X(HERE_RETRY_BASE_MS, here_retry_base_ms, CFG_LONG, "100",               \
         0, 60000, RESTART)                                                   \
@@ -122,6 +125,7 @@ enum setting_kind {
     CFG_SECRET,  /* text never printed */
     CFG_TOKENS,  /* token:indice list, never printed, parsed into a table */
     CFG_INDICES, /* a comma list of índices, parsed into a sorted list */
+    CFG_STYLES,  /* a comma list of style names, parsed into a sorted list */
     CFG_URL,     /* http:// or https:// URL, trailing slash removed */
     CFG_ORIGINS, /* "*" or a comma list of http(s) origins */
     CFG_SERVERS, /* host[:port][,host[:port]...] */
@@ -145,6 +149,7 @@ struct settings {
     long here_connect_timeout_ms;
     long here_timeout_ms;
     long here_allow_logistics;
+    char *here_styles; /* the styles accepted, comma list */
     long here_retries;
     long here_retry_base_ms;
     long here_retry_max_ms;
@@ -198,6 +203,7 @@ struct settings {
      */
     struct token_table *client_token_table; /* NULL when none */
     struct name_list indices_allowed;       /* HEREPROXY_INDICES */
+    struct name_list styles;                /* HERE_STYLES */
     struct name_list origins;               /* HEREPROXY_CORS_ORIGINS */
     struct acl *metrics_acl;                /* METRICS_ALLOW */
     struct acl *trusted_acl;                /* RATE_TRUSTED_PROXIES */

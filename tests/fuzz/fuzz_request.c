@@ -34,8 +34,8 @@ static const char *const prefixes[] = {"",
     "/here-proxy/mc/3/4/5/jpeg?"};
 
 /* Query names the key may hold, in the order build_key writes them. */
-static const char *const key_names[] = {"features", "lang", "lang2", "ppi",
-    "pview", "scale", "size", "style", NULL};
+static const char *const key_names[] = {"endTime", "features", "lang", "lang2",
+    "ppi", "pview", "scale", "size", "startTime", "style", NULL};
 
 static int
 known_key_name(const char *name, size_t len)
@@ -108,9 +108,10 @@ check_query(const char *q, const struct tile_req *req)
         idx = known_key_name(q, (size_t)(eq - q));
         FUZZ_CHECK(idx > last); /* known, once, in canonical order */
         last = idx;
-        if (idx >= 5) /* scale, size, style */
-            seen_defaults++;
-        if (idx == 3) /* ppi */
+        if (strcmp(key_names[idx], "ppi") == 0 ||
+            strcmp(key_names[idx], "scale") == 0 ||
+            strcmp(key_names[idx], "size") == 0 ||
+            strcmp(key_names[idx], "style") == 0)
             seen_defaults++;
         q += len;
         if (*q == '&') {
@@ -186,6 +187,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         return 0;
     }
     method = methods[data[0] & 3];
+    memset(&pol, 0, sizeof(pol)); /* the built-in styles */
     pol.allow_logistics = (data[0] >> 4) & 1;
     pol.zmax = (data[0] & 0x20) ? 22 : 20;
     plen = strlen(prefixes[(data[0] >> 2) & 3]);

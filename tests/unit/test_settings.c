@@ -237,6 +237,14 @@ static const struct {
     {"HEREPROXY_LISTEN", "127.0.0.1:9000", 0},
     {"HEREPROXY_LISTEN", "/run/hereproxy.sock", 0},
     /* unknown names */
+    {"HERE_STYLES", "explore.day,Explore.night", -1},
+    {"HERE_STYLES", "explore.day,explore night", -1},
+    {"HERE_STYLES", "explore.day&apiKey=x", -1},
+    {"HERE_STYLES", ".day", -1},
+    {"HERE_STYLES", "", -1},
+    {"HERE_STYLES", " , ,", -1},
+    {"HERE_STYLES", "topo.day", 0},
+    {"HERE_STYLES", "explore.day, explore.dusk,", 0},
     {"HERE_APIKEY", "x", 1},
     {"here_api_key", "x", 1},
     {"", "x", 1},
@@ -663,7 +671,7 @@ test_dump(void **state)
         char *p;
         for (p = text; *p; p++)
             lines += *p == '\n';
-        assert_int_equal(lines, 51);
+        assert_int_equal(lines, 52);
     }
     free(text);
     settings_cleanup(&c);
@@ -1002,6 +1010,40 @@ test_client_tokens(void **state)
     settings_cleanup(&c);
 }
 
+/* HERE_STYLES: parsed once into the sorted list requests search. */
+static void
+test_styles(void **state)
+{
+    struct settings c;
+    char err[256];
+
+    (void)state;
+    assert_int_equal(settings_init(&c), 0);
+    /* The default is the built-in list (request.h), sorted. */
+    assert_string_equal(c.here_styles, REQUEST_STYLES_DEFAULT);
+    assert_int_equal(c.styles.n, 9);
+    assert_string_equal(c.styles.names[0], "explore.day");
+    assert_string_equal(c.styles.names[8], "topo.night");
+    assert_int_equal(
+        settings_set(&c, "HERE_STYLES", " topo.day ,explore.dusk,, explore.day",
+            err, sizeof(err)),
+        0);
+    assert_int_equal(c.styles.n, 3);
+    assert_string_equal(c.styles.names[0], "explore.day");
+    assert_string_equal(c.styles.names[1], "explore.dusk");
+    assert_string_equal(c.styles.names[2], "topo.day");
+    assert_true(name_list_has(&c.styles, "explore.dusk"));
+    assert_false(name_list_has(&c.styles, "lite.day"));
+    /* A bad list names the setting and keeps the old one. */
+    assert_int_equal(settings_set(&c, "HERE_STYLES", "lite.day,LITE.night", err,
+                         sizeof(err)),
+        -1);
+    assert_non_null(strstr(err, "HERE_STYLES"));
+    assert_int_equal(c.styles.n, 3);
+    assert_true(settings_reloadable("HERE_STYLES"));
+    settings_cleanup(&c);
+}
+
 static void
 test_origin_allowed(void **state)
 {
@@ -1097,6 +1139,7 @@ main(void)
         cmocka_unit_test(test_limit_settings),
         cmocka_unit_test(test_admin_token),
         cmocka_unit_test(test_cache_secret),
+        cmocka_unit_test(test_styles),
         cmocka_unit_test(test_origin_allowed),
         cmocka_unit_test(test_keep_restart_only),
         cmocka_unit_test(test_client_tokens),

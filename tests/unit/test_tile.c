@@ -254,7 +254,7 @@ teardown(void **state)
 static void
 parse(struct tile_req *req, const char *uri)
 {
-    struct request_policy policy = {20, 0};
+    struct request_policy policy = {20, 0, NULL, 0};
     char err[256];
 
     assert_int_equal(
