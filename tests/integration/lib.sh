@@ -35,7 +35,8 @@ export abs_top_srcdir abs_top_builddir HEREPROXY_BIN
 unset HERE_API_KEY HERE_API_KEY_FILE HERE_BASE_URL HERE_CA_FILE \
     HERE_CONNECT_TIMEOUT_MS HERE_TIMEOUT_MS HERE_ALLOW_LOGISTICS \
     HEREPROXY_CONFIG HEREPROXY_THREADS HEREPROXY_LISTEN HEREPROXY_CORS_ORIGINS \
-    HEREPROXY_ZMAX CACHE_MAXSIZE CACHE_MAXBYTES CACHE_TTL_DEFAULT CACHE_TTL_CAP \
+    HEREPROXY_ZMAX HEREPROXY_PUBLIC_URL CACHE_MAXSIZE CACHE_MAXBYTES \
+    CACHE_TTL_DEFAULT CACHE_TTL_CAP \
     CACHE_META_TTL MEMCACHED_SERVERS UPSTREAM_MAX_BYTES LOG_LEVEL \
     HERE_RETRIES HERE_RETRY_BASE_MS HERE_RETRY_MAX_MS HERE_MAX_INFLIGHT \
     HERE_QUEUE_TIMEOUT_MS HERE_MAX_CONNECTIONS HERE_BREAKER_THRESHOLD \
@@ -736,6 +737,8 @@ _proxy_env() {
 
 # ---------------------------------------------------------------------- nginx
 # NGINX_EXTRA_LOCATIONS (optional): lines added to the server block.
+# NGINX_PORT_NEXT (optional): the port to listen on instead of a free one
+# (taken once), for a proxy that must know its public URL before NGINX runs.
 # start_nginx NAME FASTCGI_ADDR: a standalone NGINX on a free port whose
 # server block is the shipped conf/nginx/hereproxy.conf with its addresses
 # replaced (FASTCGI_ADDR: HOST:PORT or unix:/path).  Sets NGINX_PORT,
@@ -748,7 +751,8 @@ start_nginx() {
     mkdir -p "$d/tmp"
     cp /etc/nginx/fastcgi_params "$d/fastcgi_params" 2>/dev/null ||
         die "no /etc/nginx/fastcgi_params (is the nginx package installed?)"
-    NGINX_PORT=$(free_port)
+    NGINX_PORT=${NGINX_PORT_NEXT:-$(free_port)}
+    NGINX_PORT_NEXT=
     {
         _nginx_main_conf "$d"
         sed -e "s|127\.0\.0\.1:9000|$addr|g" \
@@ -787,7 +791,8 @@ start_nginx_cache() {
     mkdir -p "$d/tmp" "$d/cache"
     cp /etc/nginx/fastcgi_params "$d/fastcgi_params" ||
         die "no /etc/nginx/fastcgi_params (is the nginx package installed?)"
-    NGINX_PORT=$(free_port)
+    NGINX_PORT=${NGINX_PORT_NEXT:-$(free_port)}
+    NGINX_PORT_NEXT=
     {
         _nginx_main_conf "$d"
         sed -e "s|127\.0\.0\.1:9000|$addr|g" \
