@@ -879,6 +879,37 @@ EOF
     diag "apache $name on $APACHE_URL -> $addr (pid $APACHE_PID)"
 }
 
+# -------------------------------------------------------------------- browser
+# browser_node_install: the npm packages of tests/browser (playwright-core,
+# MapLibre GL JS, OpenLayers: exact versions in package-lock.json) in the
+# build tree (never the source tree, which may be read-only), installed
+# once and reused while the lock is the same; one test at a time installs
+# (flock), so that make -j check does not install twice into one place.
+# Sets NODE_DIR.
+browser_node_install() {
+    require_cmds node npm flock
+    NODE_DIR=$abs_top_builddir/tests/browser-node
+    mkdir -p "$NODE_DIR" || die "cannot create $NODE_DIR"
+    (
+        flock -w 300 9 || exit 2
+        if ! cmp -s "$abs_top_srcdir/tests/browser/package-lock.json" "$NODE_DIR/package-lock.json" ||
+            [ ! -d "$NODE_DIR/node_modules/playwright-core" ] ||
+            [ ! -f "$NODE_DIR/node_modules/maplibre-gl/dist/maplibre-gl.mjs" ] ||
+            [ ! -f "$NODE_DIR/node_modules/ol/dist/ol.js" ]; then
+            cp "$abs_top_srcdir/tests/browser/package.json" \
+                "$abs_top_srcdir/tests/browser/package-lock.json" "$NODE_DIR/" || exit 3
+            (cd "$NODE_DIR" && timeout 240 npm ci --no-audit --no-fund --loglevel=error) \
+                >"$RUN_DIR/npm.log" 2>&1 || exit 4
+        fi
+    ) 9>"$NODE_DIR/.install.lock"
+    case $? in
+    0) ;;
+    2) die "another test held $NODE_DIR/.install.lock for 300 s" ;;
+    3) die "cannot copy tests/browser/package*.json into $NODE_DIR" ;;
+    *) die "npm ci failed: $(tail -n 5 "$RUN_DIR/npm.log" | tr '\n' ' ')" ;;
+    esac
+}
+
 # ----------------------------------------------------------------------- HTTP
 # req METHOD URL [curl args...]: one request.  Sets HTTP_STATUS; the body is
 # in $HTTP_BODY_FILE, the headers in $HTTP_HEADERS_FILE; HTTP_BODY holds the

@@ -16,17 +16,9 @@ export CHROMIUM
 LEAFLET=/usr/share/javascript/leaflet
 [ -f "$LEAFLET/leaflet.js" ] || die "missing $LEAFLET/leaflet.js (apt-get install libjs-leaflet)"
 
-# playwright-core, installed from the lock file into the build tree (never
-# the source tree, which may be read-only), reused while the lock is the same.
-NODE_DIR=$abs_top_builddir/tests/browser-node
-mkdir -p "$NODE_DIR" || die "cannot create $NODE_DIR"
-if ! cmp -s "$abs_top_srcdir/tests/browser/package-lock.json" "$NODE_DIR/package-lock.json" ||
-    [ ! -d "$NODE_DIR/node_modules/playwright-core" ]; then
-    cp "$abs_top_srcdir/tests/browser/package.json" "$abs_top_srcdir/tests/browser/package-lock.json" \
-        "$NODE_DIR/" || die "cannot copy tests/browser/package*.json"
-    (cd "$NODE_DIR" && timeout 180 npm ci --no-audit --no-fund --loglevel=error) \
-        >"$RUN_DIR/npm.log" 2>&1 || die "npm ci failed: $(tail -n 5 "$RUN_DIR/npm.log" | tr '\n' ' ')"
-fi
+# playwright-core (and MapLibre, for the page's switch), installed from the
+# lock file into the build tree (lib.sh: browser_node_install).
+browser_node_install
 ok "playwright-core installed in $NODE_DIR"
 
 start_upstream
