@@ -64,6 +64,7 @@ static const struct {
 /* Validated parameters; NULL or 0 means absent. */
 struct params {
     const char *style;
+    const char *format; /* capabilities: the tiles' format */
     long size, ppi, scale;
     char lang[16], lang2[16], pview[4];
     char start_time[LOCAL_TIME_LEN + 1], end_time[LOCAL_TIME_LEN + 1];
@@ -90,6 +91,41 @@ lookup_index(const char *const *table, const char *entry)
     for (i = 0; table[i] != entry; i++)
         ;
     return i;
+}
+
+static const char *style_accepted(
+    const struct request_policy *policy, const char *v);
+static int cmp_style(const void *key, const void *entry);
+
+size_t
+request_styles(
+    const struct request_policy *policy, const char **out, size_t max)
+{
+    const char *const *list = policy->styles != NULL
+        ? (const char *const *)policy->styles
+        : default_styles;
+    size_t nlist = policy->styles != NULL ? policy->nstyles : NDEFAULT_STYLES;
+    size_t n = 0, i;
+
+    /* HERE's default first: a client that takes the first layer gets it. */
+    if (style_accepted(policy, DEFAULT_STYLE) != NULL && n < max)
+        out[n++] = DEFAULT_STYLE;
+    for (i = 0; i < nlist && n < max; i++)
+        if (strcmp(list[i], DEFAULT_STYLE) != 0)
+            out[n++] = list[i];
+    for (i = 0;
+         policy->allow_logistics && logistics_styles[i] != NULL && n < max; i++)
+        if (policy->styles == NULL ||
+            bsearch(logistics_styles[i], policy->styles, policy->nstyles,
+                sizeof(*policy->styles), cmp_style) == NULL)
+            out[n++] = logistics_styles[i];
+    return n;
+}
+
+const char *const *
+request_resources(void)
+{
+    return resources;
 }
 
 enum req_method
@@ -550,6 +586,7 @@ apply_param(const char *name, const char *value, struct params *p,
             return -1;
         }
         p->seen_indice = 1;
+        req->indice_given = 1;
         util_strlcpy(req->indice, value, sizeof(req->indice));
         return 0;
     }
@@ -563,6 +600,22 @@ apply_param(const char *name, const char *value, struct params *p,
             p->seen_dropped |= bit;
             return 0;
         }
+    }
+    if (strcmp(name, "format") == 0 &&
+        (req->route == ROUTE_TILEJSON || req->route == ROUTE_WMTS)) {
+        if (p->format != NULL)
+            goto twice;
+        if ((p->format = lookup(formats, value, strlen(value))) == NULL) {
+            snprintf(err, errlen, "format: must be png, png8 or jpeg");
+            return -1;
+        }
+        return 0;
+    }
+    if (strcmp(name, "style") == 0 && req->route == ROUTE_WMTS) {
+        snprintf(err, errlen,
+            "style: the capabilities have a layer for each style; leave "
+            "style out");
+        return -1;
     }
     if (strcmp(name, "style") == 0) {
         const char *s = style_accepted(policy, value);
@@ -775,15 +828,26 @@ build_key(struct tile_req *req, struct params *p)
 {
     size_t i;
 
-    if (req->route == ROUTE_TILE) {
-        if (key_put(req, req->resource) != 0 || key_put(req, "/mc/") != 0 ||
+    if (req->route == ROUTE_TILEJSON || req->route == ROUTE_WMTS) {
+        req->format = p->format != NULL ? p->format : formats[0];
+        if (key_put(req,
+                req->route == ROUTE_WMTS ? "wmts/1.0.0" : "tilejson/") != 0 ||
+            (req->route == ROUTE_TILEJSON &&
+                key_put(req, req->resource) != 0) ||
+            key_put(req, "/") != 0 || key_put(req, req->format) != 0)
+            return -1;
+    } else if (req->route == ROUTE_TILE &&
+        (key_put(req, req->resource) != 0 || key_put(req, "/mc/") != 0 ||
             key_put_long(req, req->z) != 0 || key_put(req, "/") != 0 ||
             key_put_long(req, req->x) != 0 || key_put(req, "/") != 0 ||
             key_put_long(req, req->y) != 0 || key_put(req, "/") != 0 ||
-            key_put(req, req->format) != 0)
-            return -1;
-        /* HERE's defaults, so that explicit and implied ones match. */
-        if (p->style == NULL)
+            key_put(req, req->format) != 0)) {
+        return -1;
+    }
+    if (req->route != ROUTE_META) {
+        /* HERE's defaults, so that explicit and implied ones match; a
+         * capabilities document has a layer for each style instead. */
+        if (p->style == NULL && req->route != ROUTE_WMTS)
             p->style = DEFAULT_STYLE;
         if (p->size == 0)
             p->size = 256;
@@ -791,6 +855,8 @@ build_key(struct tile_req *req, struct params *p)
             p->ppi = 100;
         if (p->scale == 0)
             p->scale = 1;
+        req->size = p->size;
+        req->style = p->style;
     } else if (key_put(req, req->endpoint) != 0) {
         return -1;
     }
@@ -1070,6 +1136,13 @@ request_parse(const char *method, const char *uri,
     n = split_segments(uri + PREFIX_LEN, plen - PREFIX_LEN, seg, seglen, 6);
     if (n == 1 && (req->endpoint = lookup(endpoints, seg[0], seglen[0]))) {
         req->route = ROUTE_META;
+    } else if (n == 2 && seglen[0] == 8 && memcmp(seg[0], "tilejson", 8) == 0 &&
+        seglen[1] > 5 && memcmp(seg[1] + seglen[1] - 5, ".json", 5) == 0) {
+        req->route = ROUTE_TILEJSON;
+    } else if (n == 3 && seglen[0] == 4 && memcmp(seg[0], "wmts", 4) == 0 &&
+        seglen[1] == 5 && memcmp(seg[1], "1.0.0", 5) == 0 && seglen[2] == 20 &&
+        memcmp(seg[2], "WMTSCapabilities.xml", 20) == 0) {
+        req->route = ROUTE_WMTS;
     } else if ((n == 5 && seglen[0] == 2 && memcmp(seg[0], "mc", 2) == 0) ||
         (n == 6 && seglen[1] == 2 && memcmp(seg[1], "mc", 2) == 0)) {
         req->route = ROUTE_TILE;
@@ -1084,6 +1157,12 @@ request_parse(const char *method, const char *uri,
     if (req->route == ROUTE_TILE &&
         (rc = route_tile(req, seg, seglen, n, policy, err, errlen)) != 0)
         return rc;
+    if (req->route == ROUTE_TILEJSON &&
+        (req->resource = lookup(resources, seg[1], seglen[1] - 5)) == NULL) {
+        snprintf(err, errlen,
+            "unknown resource: use base, background, label or blank");
+        return 400;
+    }
     if (q != NULL &&
         parse_query(q + 1, ulen - plen - 1, &p, req, policy, err, errlen) != 0)
         return 400;
@@ -1101,6 +1180,7 @@ request_parse(const char *method, const char *uri,
         snprintf(err, errlen, "request too long");
         return 414;
     }
-    build_plan(req, &p);
+    if (req->route == ROUTE_TILE || req->route == ROUTE_META)
+        build_plan(req, &p);
     return 0;
 }

@@ -10,6 +10,7 @@
 #include <sys/un.h>
 
 #include "acl.h"
+#include "caps.h"
 #include "settings.h"
 #include "log.h"
 #include "ratelimit.h"
@@ -370,6 +371,16 @@ parse_text(const struct setting *s, const char *value, struct parsed *p,
             return -1;
         }
         break;
+    case CFG_PUBLIC_URL:
+        if (*value != '\0' && !caps_public_url_valid(value)) {
+            snprintf(err, errlen,
+                "%s: must be an http:// or https:// URL: a host name or "
+                "address, an optional port and path (A-Z a-z 0-9 . _ ~ - /), "
+                "no query, fragment or user: '%s'",
+                s->name, value);
+            return -1;
+        }
+        return 0;
     case CFG_ORIGINS:
         if (!valid_origins(value)) {
             snprintf(err, errlen,
@@ -564,7 +575,7 @@ settings_set(struct settings *cfg, const char *name, const char *value,
         return -1;
     }
     store_parsed(cfg, s, &p);
-    if (s->kind == CFG_URL) {
+    if (s->kind == CFG_URL || s->kind == CFG_PUBLIC_URL) {
         char *url = *(char **)(base + s->offset);
         size_t len = strlen(url);
         while (len > 0 && url[len - 1] == '/')

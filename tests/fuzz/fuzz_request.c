@@ -14,7 +14,8 @@
  * key is printable, shorter than REQUEST_KEY_MAX, has a clean upstream path
  * (no "..", "//", '%', no leading '/'), a query of known names in strictly
  * increasing order, no indice and no dropped parameter; parsing the key
- * again yields the same key (it is canonical).
+ * again yields the same key (it is canonical). TileJSON and WMTS
+ * capabilities keys: their own path, the same query rules.
  */
 #include "config.h"
 
@@ -87,6 +88,13 @@ check_path(const char *path, size_t len, const struct tile_req *req)
         FUZZ_CHECK(req->x <= max && req->y <= max);
         snprintf(expect, sizeof(expect), "%s/mc/%ld/%ld/%ld/%s", req->resource,
             req->z, req->x, req->y, req->format);
+    } else if (req->route == ROUTE_TILEJSON) {
+        FUZZ_CHECK(req->resource != NULL && req->format != NULL);
+        snprintf(expect, sizeof(expect), "tilejson/%s/%s", req->resource,
+            req->format);
+    } else if (req->route == ROUTE_WMTS) {
+        FUZZ_CHECK(req->format != NULL);
+        snprintf(expect, sizeof(expect), "wmts/1.0.0/%s", req->format);
     } else {
         FUZZ_CHECK(req->endpoint != NULL);
         snprintf(expect, sizeof(expect), "%s", req->endpoint);
@@ -119,8 +127,10 @@ check_query(const char *q, const struct tile_req *req)
             FUZZ_CHECK(*q != '\0');
         }
     }
-    /* HERE's defaults are always filled in for tiles. */
-    FUZZ_CHECK(req->route != ROUTE_TILE || seen_defaults == 4);
+    /* HERE's defaults are always filled in for tiles and TileJSON; the
+     * WMTS capabilities have a layer for each style instead. */
+    FUZZ_CHECK(req->route == ROUTE_META ||
+        seen_defaults == (req->route == ROUTE_WMTS ? 3 : 4));
 }
 
 static void
@@ -221,6 +231,14 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         FUZZ_CHECK(req.method == METHOD_GET || req.method == METHOD_HEAD);
         check_key(&req);
         check_reparse(&req, &pol);
+        break;
+    case ROUTE_TILEJSON:
+    case ROUTE_WMTS:
+        /* Keys of their own (request.h), never a request's path. */
+        FUZZ_CHECK(req.method == METHOD_GET || req.method == METHOD_HEAD);
+        FUZZ_CHECK(req.size == 256 || req.size == 512);
+        FUZZ_CHECK(req.plan[0] == '\0');
+        check_key(&req);
         break;
     case ROUTE_PREFLIGHT:
         FUZZ_CHECK(req.method == METHOD_OPTIONS);

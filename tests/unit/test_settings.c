@@ -175,6 +175,16 @@ static const struct {
     {"HERE_BASE_URL", "https://maps.hereapi.com /v3", -1},
     {"HERE_BASE_URL", "https://maps.hereapi.com/v3\n", -1},
     {"HERE_BASE_URL", "", -1},
+    {"HEREPROXY_PUBLIC_URL", "", 0},
+    {"HEREPROXY_PUBLIC_URL", "https://maps.example.com", 0},
+    {"HEREPROXY_PUBLIC_URL", "http://127.0.0.1:8080/maps/", 0},
+    {"HEREPROXY_PUBLIC_URL", "https://[::1]:8443", 0},
+    {"HEREPROXY_PUBLIC_URL", "maps.example.com", -1},
+    {"HEREPROXY_PUBLIC_URL", "https://maps.example.com/?a=1", -1},
+    {"HEREPROXY_PUBLIC_URL", "https://maps.example.com/#x", -1},
+    {"HEREPROXY_PUBLIC_URL", "https://u:p@maps.example.com", -1},
+    {"HEREPROXY_PUBLIC_URL", "https://maps.example.com/a\"b", -1},
+    {"HEREPROXY_PUBLIC_URL", "https://maps.example.com:99999", -1},
     /* origins */
     {"HEREPROXY_CORS_ORIGINS", "*", 0},
     {"HEREPROXY_CORS_ORIGINS", "https://maps.example.com", 0},
@@ -380,6 +390,32 @@ test_set_url_needs_host(void **state)
     }
     if (*failed != '\0')
         fail_msg("HERE_BASE_URL:%s", failed);
+}
+
+/* HEREPROXY_PUBLIC_URL: kept without its trailing slashes, and reloadable. */
+static void
+test_public_url(void **state)
+{
+    struct settings c;
+    char err[512];
+
+    (void)state;
+    assert_int_equal(settings_init(&c), 0);
+    assert_string_equal(c.public_url, "");
+    assert_int_equal(settings_set(&c, "HEREPROXY_PUBLIC_URL",
+                         "https://maps.example.com/tiles//", err, sizeof(err)),
+        -1);
+    assert_int_equal(settings_set(&c, "HEREPROXY_PUBLIC_URL",
+                         "https://maps.example.com/tiles/", err, sizeof(err)),
+        0);
+    assert_string_equal(c.public_url, "https://maps.example.com/tiles");
+    assert_int_equal(settings_set(&c, "HEREPROXY_PUBLIC_URL",
+                         "http://x.example/?q", err, sizeof(err)),
+        -1);
+    assert_non_null(strstr(err, "HEREPROXY_PUBLIC_URL"));
+    assert_string_equal(c.public_url, "https://maps.example.com/tiles");
+    assert_true(settings_reloadable("HEREPROXY_PUBLIC_URL"));
+    settings_cleanup(&c);
 }
 
 static void
@@ -648,6 +684,7 @@ test_dump(void **state)
     assert_non_null(
         strstr(text, "HERE_BASE_URL=https://maps.hereapi.com/v3\n"));
     assert_non_null(strstr(text, "HEREPROXY_ZMAX=20\n"));
+    assert_non_null(strstr(text, "HEREPROXY_PUBLIC_URL=\n"));
     assert_non_null(strstr(text, "CACHE_MAXBYTES=268435456\n"));
     assert_non_null(strstr(text, "UPSTREAM_MAX_BYTES=8388608\n"));
     assert_non_null(strstr(text, "HERE_ALLOW_LOGISTICS=0\n"));
@@ -671,7 +708,7 @@ test_dump(void **state)
         char *p;
         for (p = text; *p; p++)
             lines += *p == '\n';
-        assert_int_equal(lines, 52);
+        assert_int_equal(lines, 53);
     }
     free(text);
     settings_cleanup(&c);
@@ -1131,6 +1168,7 @@ main(void)
         cmocka_unit_test(test_set_table),
         cmocka_unit_test(test_set_values),
         cmocka_unit_test(test_set_url_needs_host),
+        cmocka_unit_test(test_public_url),
         cmocka_unit_test(test_apply_text),
         cmocka_unit_test(test_apply_text_errors),
         cmocka_unit_test(test_load),

@@ -457,7 +457,19 @@ METADATA = {
              "imageFormats": ["png", "png8", "jpeg"], "imageSizes": [256, 512],
              "ppi": [100, 200, 400], "scale": [1, 2], "projections": ["mc"],
              "zoomLevels": {"min": 0, "max": 22}},
-    "copyright": {"base": [{"minLevel": 0, "maxLevel": 20, "label": "HERE", "alt": "\u00a92026 HERE"}]},
+    # HERE's v3 form: copyright ids with their entries, and for each resource
+    # and style the ids that apply (satellite styles credit imagery too).
+    "copyright": {
+        "copyrights": {
+            "here": [{"label": "HERE", "copyrightText": "\u00a92026 HERE", "minLevel": 0,
+                      "maxLevel": 22, "boundingBoxes": [{"west": -180, "south": -90,
+                                                        "east": 180, "north": 90}]}],
+            "sat": [{"label": "Imagery Example Co", "copyrightText": "Imagery Example Co",
+                     "minLevel": 10, "maxLevel": 22,
+                     "boundingBoxes": [{"west": -180, "south": -90, "east": 180, "north": 90}]}]},
+        "resources": {r: {"styles": {s: ["here"] + (["sat"] if "satellite" in s else [])
+                                     for s in STYLES}}
+                      for r in ("base", "background", "label", "blank")}},
     "languages": {"languages": ["ar", "be", "bg", "ca", "cs", "da", "de", "el", "en", "es", "et",
                                 "fi", "fr", "he", "hi", "hr", "hu", "id", "it", "ja", "ko", "lt",
                                 "lv", "ms", "nl", "no", "pl", "pt", "ro", "ru", "sk", "sl", "sr",
@@ -491,6 +503,7 @@ class State:
             self.inflight = self.max_inflight = 0  # /v3 requests being answered
             self.rules = {"fail": [], "delay": [], "slowbody": [], "truncate": [], "chunked": [],
                           "badheader": [], "ctype": [], "longetag": [], "redirect": []}
+            self.metadoc = {}  # metadata documents replaced by /__control/metadoc
             self.max_age = self.default_max_age
             self.revision = 0
 
@@ -709,7 +722,9 @@ class Handler(BaseHTTPRequestHandler):
         if denied:
             return denied
         if meta:
-            return self.cacheable("application/json", METADATA_BYTES[meta.group(1)], path)
+            with STATE.lock:
+                body = STATE.metadoc.get(meta.group(1), METADATA_BYTES[meta.group(1)])
+            return self.cacheable("application/json", body, path)
         return self.tile(tile, query, path)
 
     def check_api_key(self, query):
@@ -846,6 +861,14 @@ class Handler(BaseHTTPRequestHandler):
                 raise ValueError("s must be >= 0")
             STATE.max_age = s
             return {"ok": True, "action": "maxage", "s": s}
+        if action == "metadoc":
+            name = (query.get("name") or [""])[-1]
+            if name not in METADATA:
+                raise ValueError("name must be one of %s" % ", ".join(sorted(METADATA)))
+            body = (query.get("body") or [""])[-1].encode()
+            with STATE.lock:
+                STATE.metadoc[name] = body
+            return {"ok": True, "action": "metadoc", "name": name, "bytes": len(body)}
         if action == "revision":
             STATE.revision = int_arg(query, "n", 0)
             return {"ok": True, "action": "revision", "n": STATE.revision}
