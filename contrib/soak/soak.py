@@ -1160,9 +1160,9 @@ class Soak:
             L.append("restarts: %d, exit codes %s, stop took %d..%d ms"
                      % (len(ms), sorted(set(r["exit"] for r in s["restarts"])), min(ms), max(ms)))
         L.append("")
-        L.append("%-6s %5s %7s %9s %9s %9s %9s %5s %5s %5s  %s"
+        L.append("%-6s %7s %7s %9s %9s %9s %9s %5s %5s %5s %4s  %s"
                  % ("proc", "pid", "life s", "RSS KiB", "last", "max", "cache", "fds",
-                    "last", "max", "second half"))
+                    "last", "max", "thr", "second half"))
         for p in s["processes"]:
             sh = "-"
             if p.get("second_half"):
@@ -1170,11 +1170,11 @@ class Soak:
                     p["rss_net_kb_q3_max"], p["rss_net_kb_q4_max"],
                     "flat" if p["rss_flat"] else "GROWS", p["fds_q3_max"], p["fds_q4_max"],
                     "flat" if p["fds_flat"] else "GROWS", p["rss_kb_per_min_2nd_half"] or 0)
-            L.append("%-6s %5d %7.0f %9d %9d %9d %9s %5d %5d %5d  %s"
+            L.append("%-6s %7d %7.0f %9d %9d %9d %9s %5d %5d %5d %4d  %s"
                      % ("%s#%d" % (p["role"], p["gen"]), p["pid"], p["lived_s"],
                         p["rss_kb_first"], p["rss_kb_last"], p["rss_kb_max"],
                         p["cache_kb_last"] if p["cache_kb_last"] is not None else "-",
-                        p["fds_first"], p["fds_last"], p["fds_max"], sh))
+                        p["fds_first"], p["fds_last"], p["fds_max"], p["threads_max"], sh))
         L.append("")
         L.append("memcached: %d tiles seen in %d key dumps; per incarnation (node.inc items "
                  "evictions): %s" % (s["memcached_tiles_seen"], s["memcached_dumps"],
@@ -1225,8 +1225,8 @@ def parse_args(argv):
     ap.add_argument("--warmup", type=float, default=5)
     ap.add_argument("--sample-every", type=float, default=2)
     ap.add_argument("--dump-every", type=float, default=2)
-    ap.add_argument("--rss-tol", type=float, default=0.05)
-    ap.add_argument("--rss-slack-kb", type=int, default=1024)
+    ap.add_argument("--rss-tol", type=float, default=0.10)
+    ap.add_argument("--rss-slack-kb", type=int, default=2048)
     ap.add_argument("--fd-slack", type=int, default=8)
     ap.add_argument("--seed", type=int, default=1)
     a = ap.parse_args(argv)
