@@ -1127,8 +1127,9 @@ class Soak:
         for role in sorted(self.addr):
             if not any(p["role"] == role and p.get("second_half") for p in procs):
                 lives = [p["lived_s"] for p in procs if p["role"] == role]
-                check("%s: no process ran the whole second half (restarted; lives %s s): "
-                      "its RSS and descriptors are reported, not judged" % (role, lives), True)
+                check("%s: no process ran the whole second half (%d processes, %.0f to %.0f s "
+                      "each): their RSS and descriptors are reported, not judged"
+                      % (role, len(lives), min(lives), max(lives)), True)
         # The pools' bounds (README.md, "Scaling out"): a worker thread's
         # own connection to each memcached plus a pool of threads + 1 and a
         # probe each; transfers to HERE; the FastCGI connections NGINX holds.
@@ -1270,7 +1271,22 @@ class Soak:
         L.append("%-6s %7s %6s %8s %8s %8s %8s %4s %4s %4s %4s %4s %4s %4s %3s"
                  % ("proc", "pid", "life s", "RSS KiB", "last", "max", "cache KiB", "fds",
                     "last", "max", "mc", "HERE", "fcgi", "othr", "thr"))
-        for p in s["processes"]:
+        shown = []
+        for role in sorted(set(p["role"] for p in s["processes"])):
+            mine = [p for p in s["processes"] if p["role"] == role]
+            shown += mine if len(mine) <= 6 else mine[:2] + [None] + mine[-2:]
+            if len(mine) > 6:
+                shown.append("%s: %d processes, RSS max %d to %d KiB, fds max %d to %d"
+                             % (role, len(mine), min(p["rss_kb_max"] for p in mine),
+                                max(p["rss_kb_max"] for p in mine),
+                                min(p["fds_max"] for p in mine), max(p["fds_max"] for p in mine)))
+        for p in shown:
+            if p is None:
+                L.append("  ...")
+                continue
+            if isinstance(p, str):
+                L.append("  " + p)
+                continue
             sh = "-"
             if p.get("second_half"):
                 sh = ("RSS less cache max %s -> %s KiB (%s), RSS %+.0f KiB/min; fds max "
@@ -1291,11 +1307,18 @@ class Soak:
             if sh != "-":
                 L.append("         second half: " + sh)
         L.append("")
-        L.append("memcached: %d tiles seen in %d key dumps; per incarnation (node.inc items "
-                 "evictions): %s" % (s["memcached_tiles_seen"], s["memcached_dumps"],
-                                     " ".join("%d.%d %s %s" % (m["node"], m["inc"], m["items"],
-                                                               m["evictions"])
-                                              for m in s["memcached"])))
+        L.append("log events (not access): " + "; ".join(
+            "%s %s" % (r, ", ".join("%s %d" % kv for kv in sorted(ev.items()) if kv[0] != "access"))
+            for r, ev in sorted(s["log_events"].items())))
+        L.append("")
+        items = [m["items"] for m in s["memcached"] if m["items"] is not None]
+        L.append("memcached: %d tiles seen in %d key dumps; %d server lives (%s), %s to %s "
+                 "items each at its end, %d evictions"
+                 % (s["memcached_tiles_seen"], s["memcached_dumps"], len(s["memcached"]),
+                    ", ".join("node %d: %d" % (n, sum(1 for m in s["memcached"] if m["node"] == n))
+                              for n in sorted(set(m["node"] for m in s["memcached"]))),
+                    min(items) if items else "-", max(items) if items else "-",
+                    sum(m["evictions"] or 0 for m in s["memcached"])))
         L.append("")
         for c in s["checks"]:
             L.append("%s %s%s" % ("PASS" if c["ok"] else "FAIL", c["name"],
