@@ -61,7 +61,7 @@ case ":$PATH:" in *:/usr/sbin:*) ;; *) PATH=$PATH:/usr/sbin ;; esac
 case ":$PATH:" in *:/sbin:*) ;; *) PATH=$PATH:/sbin ;; esac
 export PATH
 
-TEST_NAME=$(basename "$0" .sh)
+TEST_NAME=${TEST_NAME:-$(basename "$0" .sh)}
 RUN_DIR=$(mktemp -d "${TMPDIR:-/tmp}/hereproxy-$TEST_NAME.XXXXXX") || {
     echo "not ok - cannot create a run directory under ${TMPDIR:-/tmp}"
     exit 1
@@ -505,10 +505,11 @@ stop_memcached() {
 # ------------------------------------------------------------------- upstream
 # start_upstream [extra here_upstream.py args]: the local HERE imitation.
 # Sets UPSTREAM_PORT, UPSTREAM_URL (no /v3), UPSTREAM_PID, UPSTREAM_RECORD.
-# It expects apiKey=$SERVER_KEY.
+# It expects apiKey=$SERVER_KEY.  UPSTREAM_SCRIPT (optional) runs another
+# script that takes here_upstream.py's options (contrib/bench/upstream.py).
 start_upstream() {
     require_cmds python3
-    local script=$abs_top_srcdir/tests/upstream/here_upstream.py
+    local script=${UPSTREAM_SCRIPT:-$abs_top_srcdir/tests/upstream/here_upstream.py}
     [ -f "$script" ] || die "missing $script"
     UPSTREAM_RECORD=$RUN_DIR/upstream-requests.jsonl
     rm -f "$RUN_DIR/upstream.port"

@@ -622,6 +622,51 @@ def int_arg(query, name, default):
     return int(vals[-1])  # ValueError -> 400 in the control handler
 
 
+def tile_answer(match, query, revision):
+    """(status, Content-Type, body) of a tile request whose apiKey passed and
+    that no injected rule changes: 200 with the image, or 400 with a JSON
+    error. /__control/digest answers from it too, so both always agree."""
+    resource, zs, xs, ys, fmt = match.groups()
+    problems = []
+    if not all(s.isdigit() and len(s) <= 9 for s in (zs, xs, ys)):
+        problems.append("z, x and y must be non-negative integers")
+    else:
+        z, x, y = int(zs), int(xs), int(ys)
+        if z > 22:
+            problems.append("z must be between 0 and 22")
+        elif x >= 1 << z or y >= 1 << z:
+            problems.append("x and y must be less than 2^z (%d) at zoom %d" % (1 << z, z))
+    params = {p: (query.get(p) or [""])[-1] for p in TILE_PARAMS}
+    params["style"] = params["style"] or "explore.day"
+    params["size"] = params["size"] or "256"
+    if params["size"] not in ("256", "512"):
+        problems.append("size must be 256 or 512")
+    problems += feature_problems(params)
+    if problems:
+        return 400, "application/json", json.dumps(error_doc(400, problems)).encode()
+    body = tile_bytes(resource, z, x, y, fmt, params, revision)
+    return 200, "image/jpeg" if fmt == "jpeg" else "image/png", body
+
+
+def digest_doc(target, revision):
+    """What GET target (a /v3 tile or metadata path with its query, apiKey
+    aside) would answer with no rule applied: status, Content-Type, length,
+    SHA-256 and ETag of the body. Nothing is counted or recorded."""
+    url = urlsplit(target)
+    query = parse_qs(url.query, keep_blank_values=True)
+    tile, meta = TILE_RE.match(url.path), META_RE.match(url.path)
+    if tile:
+        status, ctype, body = tile_answer(tile, query, revision)
+    elif meta:
+        status, ctype, body = 200, "application/json", METADATA_BYTES[meta.group(1)]
+    else:
+        raise ValueError("url must be a /v3 tile or metadata path, not %r" % url.path)
+    return {"ok": True, "action": "digest", "url": target, "status": status,
+            "content_type": ctype, "bytes": len(body),
+            "sha256": hashlib.sha256(body).hexdigest(),
+            "etag": etag_of(body) if status == 200 else None}
+
+
 # --------------------------------------------------------------------------
 # HTTP handler
 # --------------------------------------------------------------------------
@@ -738,26 +783,10 @@ class Handler(BaseHTTPRequestHandler):
         return self.json_response(401, doc, [("WWW-Authenticate", 'apiKey realm="HERE"')])
 
     def tile(self, match, query, path):
-        resource, zs, xs, ys, fmt = match.groups()
-        problems = []
-        if not all(s.isdigit() and len(s) <= 9 for s in (zs, xs, ys)):
-            problems.append("z, x and y must be non-negative integers")
-        else:
-            z, x, y = int(zs), int(xs), int(ys)
-            if z > 22:
-                problems.append("z must be between 0 and 22")
-            elif x >= 1 << z or y >= 1 << z:
-                problems.append("x and y must be less than 2^z (%d) at zoom %d" % (1 << z, z))
-        params = {p: (query.get(p) or [""])[-1] for p in TILE_PARAMS}
-        params["style"] = params["style"] or "explore.day"
-        params["size"] = params["size"] or "256"
-        if params["size"] not in ("256", "512"):
-            problems.append("size must be 256 or 512")
-        problems += feature_problems(params)
-        if problems:
-            return self.json_response(400, error_doc(400, problems))
-        body = tile_bytes(resource, z, x, y, fmt, params, STATE.revision)
-        return self.cacheable("image/jpeg" if fmt == "jpeg" else "image/png", body, path)
+        status, ctype, body = tile_answer(match, query, STATE.revision)
+        if status != 200:
+            return status, [("Content-Type", ctype)], body
+        return self.cacheable(ctype, body, path)
 
     def cacheable(self, ctype, body, path):
         """200 (or 304 on a matching If-None-Match) with ETag and Cache-Control."""
@@ -855,6 +884,8 @@ class Handler(BaseHTTPRequestHandler):
             return {"ok": True, "action": "reset"}
         if action == "stats":
             return STATE.stats()
+        if action == "digest":
+            return digest_doc((query.get("url") or [""])[-1], STATE.revision)
         if action == "maxage":
             s = int_arg(query, "s", STATE.default_max_age)
             if s < 0:
