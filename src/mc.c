@@ -353,7 +353,9 @@ mc_get(struct mc *mc, const char *key, size_t keylen, const char **val,
     /* libmemcached's ketama picks the server, mcget asks it. */
     r = mcget_get(mc->getter, server, mkey, mlen, &v, &vlen, &why);
     observe(mc, t0, r != MCGET_ERROR);
-    note_server(mc, server, r != MCGET_ERROR, why);
+    /* One slow answer is an error, not yet a server lost (mcget.h). */
+    note_server(mc, server,
+        r != MCGET_ERROR || !mcget_server_down(mc->getter, server), why);
     switch (r) {
     case MCGET_HIT:
         *val = v;

@@ -32,6 +32,7 @@ struct server {
     char *host;
     char port[8];
     _Atomic int64_t down_until_ms; /* skipped until then after a failure */
+    _Atomic int strikes;           /* gets failed in a row, any thread */
 };
 
 struct mcget {
@@ -356,17 +357,32 @@ mcget_get(struct mcget *g, uint32_t server, const char *key, size_t keylen,
             fresh = 1;
         }
         rc = exchange(fd, c, g->value_max, key, keylen, val, len, why);
-        if (rc >= 0)
+        if (rc >= 0) {
+            if (s->strikes != 0)
+                s->strikes = 0;
             return rc == 1 ? MCGET_HIT : MCGET_MISS;
+        }
         close(fd);
         c->fd1[server] = 0;
         /* The server answered; what it holds is refused, not its health. */
         if (rc == -3)
             return MCGET_TOO_LARGE;
         /* A kept connection the server closed: once more on a new one. */
-        if (fresh || rc != -2)
+        if (fresh || rc != -2) {
+            /* Slow or garbled: down only after a run of them. */
+            if (++s->strikes < MCGET_STRIKES)
+                return MCGET_ERROR;
             break;
+        }
     }
+    /* Refused (or a run of failures): it is gone, skip it for a while. */
+    s->strikes = 0;
     s->down_until_ms = util_mono_ms() + (int64_t)g->retry_s * 1000;
     return MCGET_ERROR;
+}
+
+int
+mcget_server_down(struct mcget *g, uint32_t server)
+{
+    return server < g->n && util_mono_ms() < g->servers[server].down_until_ms;
 }

@@ -14,9 +14,13 @@
  * send and the recvs of its answer. libmemcached still chooses the server
  * (mc.c) and does every other operation.
  *
- * A server that fails (connect, timeout, a reply that does not parse) is
- * skipped for retry_s seconds; the thread's connection to it is closed.
+ * A server that refuses a connection, or fails MCGET_STRIKES gets in a
+ * row (timeouts, replies that do not parse), is skipped for retry_s
+ * seconds: one slow answer on a busy machine must not hide every tile the
+ * server holds from every thread while HERE may be failing too. The
+ * failing thread's connection to it is closed either way.
  */
+#define MCGET_STRIKES 3
 
 struct mcget;
 
@@ -46,5 +50,8 @@ void mcget_free(struct mcget *g);
  */
 enum mcget_result mcget_get(struct mcget *g, uint32_t server, const char *key,
     size_t keylen, const char **val, size_t *len, const char **why);
+
+/* 1 while server is skipped after failures, else 0. */
+int mcget_server_down(struct mcget *g, uint32_t server);
 
 #endif

@@ -30,7 +30,7 @@ static const char copyright[] =
 
 static struct policy_fixture {
     struct request_policy policy;
-} fx = {{20, 0}};
+} fx = {{20, 0, NULL, 0}};
 
 static void
 parse(const char *uri, struct tile_req *req)
@@ -437,7 +437,7 @@ static void
 test_requests(void **state)
 {
     static struct tile_req req;
-    struct request_policy logistics = {20, 1};
+    struct request_policy logistics = {20, 1, NULL, 0};
     const char *styles[32];
     char err[256];
 

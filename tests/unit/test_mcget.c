@@ -20,7 +20,15 @@
 #include "mcget.h"
 
 /* A scripted memcached on loopback: how it answers the next get. */
-enum mode { MISS, HIT_SPLIT, HIT_WHOLE, CLOSE_ONCE, GARBAGE, TRAILING };
+enum mode {
+    MISS,
+    HIT_SPLIT,
+    HIT_WHOLE,
+    CLOSE_ONCE,
+    GARBAGE,
+    TRAILING,
+    SLOW_ONCE
+};
 
 static struct {
     int listen_fd;
@@ -108,6 +116,14 @@ serve(int fd)
             srv.mode = HIT_SPLIT; /* the next connection is answered */
             return;
         case GARBAGE: send_str(fd, "SERVER_ERROR out of memory\r\n", 28); break;
+        case SLOW_ONCE: {
+            struct timespec slow = {0, 400000000L}; /* past the timeout */
+
+            srv.mode = MISS;
+            nanosleep(&slow, NULL);
+            send_str(fd, "END\r\n", 5);
+            break;
+        }
         }
     }
 }
@@ -208,19 +224,45 @@ test_get_against_a_scripted_server(void **state)
     assert_int_equal(mcget_get(g, 0, "hp1:k", 5, &val, &len, &why), MCGET_HIT);
     assert_int_equal(srv.accepts, 2);
 
-    /* An answer that is not one: an error, and the server is skipped. */
-    srv.mode = GARBAGE;
+    /*
+     * One answer too slow: an error for that get, on a connection closed,
+     * but the server is not skipped: the next get is asked (and answered).
+     */
+    srv.mode = SLOW_ONCE;
     assert_int_equal(
         mcget_get(g, 0, "hp1:k", 5, &val, &len, &why), MCGET_ERROR);
-    assert_string_equal(why, "unexpected answer");
+    assert_string_equal(why, "no answer in time");
+    assert_int_equal(mcget_server_down(g, 0), 0);
+    assert_int_equal(mcget_get(g, 0, "hp1:k", 5, &val, &len, &why), MCGET_MISS);
+    assert_int_equal(srv.accepts, 3);
+
+    /* Answers that are not ones, MCGET_STRIKES in a row: skipped. */
+    srv.mode = GARBAGE;
+    for (i = 0; i < MCGET_STRIKES; i++) {
+        assert_int_equal(mcget_server_down(g, 0), 0);
+        assert_int_equal(
+            mcget_get(g, 0, "hp1:k", 5, &val, &len, &why), MCGET_ERROR);
+        assert_string_equal(why, "unexpected answer");
+    }
+    assert_int_equal(mcget_server_down(g, 0), 1);
     srv.mode = MISS;
     assert_int_equal(
         mcget_get(g, 0, "hp1:k", 5, &val, &len, &why), MCGET_ERROR);
     assert_string_equal(why, "server marked down after a failure");
-    assert_int_equal(srv.accepts, 2); /* not even tried */
-    nanosleep(&wait, NULL);           /* retry_s = 1 */
+    nanosleep(&wait, NULL); /* retry_s = 1 */
     assert_int_equal(mcget_get(g, 0, "hp1:k", 5, &val, &len, &why), MCGET_MISS);
-    assert_int_equal(srv.accepts, 3);
+    assert_int_equal(srv.accepts, 3 + MCGET_STRIKES);
+
+    /* A success between failures starts the count again. */
+    srv.mode = GARBAGE;
+    for (i = 0; i + 1 < MCGET_STRIKES; i++)
+        mcget_get(g, 0, "hp1:k", 5, &val, &len, &why);
+    srv.mode = MISS;
+    assert_int_equal(mcget_get(g, 0, "hp1:k", 5, &val, &len, &why), MCGET_MISS);
+    srv.mode = GARBAGE;
+    mcget_get(g, 0, "hp1:k", 5, &val, &len, &why);
+    assert_int_equal(mcget_server_down(g, 0), 0);
+    srv.mode = MISS;
 
     /* No such server index. */
     assert_int_equal(
