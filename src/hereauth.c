@@ -422,7 +422,8 @@ log_renewal(const struct hereauth *a, const char *reason, long lifetime_s,
     if (f != NULL) {
         cJSON_AddStringToObject(f, "reason", reason);
         cJSON_AddNumberToObject(f, "expires_in_s", (double)lifetime_s);
-        cJSON_AddNumberToObject(f, "renew_in_s", (double)lifetime_s * 0.8);
+        cJSON_AddNumberToObject(
+            f, "renew_in_s", (double)(lifetime_s * 8) / 10.0);
         cJSON_AddStringToObject(f, "here_access_key_id", key_id);
     }
     (void)a;
