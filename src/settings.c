@@ -118,7 +118,9 @@ name_list_parse(const char *text, int star, struct name_list *out)
         if (*p == ',')
             p++;
     }
-    qsort(out->names, out->n, sizeof(*out->names), cmp_names);
+    /* qsort(NULL, 0, ...) is undefined behaviour (UBSan says so). */
+    if (out->n > 0)
+        qsort(out->names, out->n, sizeof(*out->names), cmp_names);
     return 0;
 oom:
     name_list_free(out);

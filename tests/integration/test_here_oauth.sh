@@ -19,6 +19,8 @@ CREDS=$RUN_DIR/credentials.properties
 KEY_ID=hpKeyId-$(od -An -N4 -tx1 /dev/urandom | tr -d ' \n')
 # The secret holds $SERVER_KEY: the teardown scan of every file looks for it.
 SECRET="sec/+=&-$SERVER_KEY"
+# Tokens of an hour first (no renewal to count during the first checks,
+# however slow the build), then of 6 s from the refusal on.
 LIFETIME=6
 
 metric() { # SERIES: its value in /metrics/prometheus of proxy $1's NGINX
@@ -31,7 +33,7 @@ miss() { # a new tile each time: Z/X/Y from a counter
     req GET "$N/here-proxy/base/mc/12/$MISS_N/7/png?indice=oauth" "$@"
 }
 
-start_upstream --credentials-file "$CREDS" --token-lifetime "$LIFETIME"
+start_upstream --credentials-file "$CREDS" --token-lifetime 3600
 write_credentials "$CREDS" "$KEY_ID" "$SECRET"
 
 # ------------------------------------------------------------ --check-config
@@ -79,6 +81,7 @@ assert_match "$(grep -c '"event":"here_token"' "$LOG")" '^1$' "one here_token lo
 # ------------------------------------------------- HERE refuses the token
 R0=$(upstream_stat "s['bearer_refused']")
 T0=$(token_requests)
+upstream_control lifetime "s=$LIFETIME"
 upstream_control revoke
 URLS=()
 for i in $(seq 1 8); do URLS+=("$N/here-proxy/base/mc/11/$i/5/png?indice=oauth"); done
