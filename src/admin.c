@@ -226,6 +226,7 @@ serve_purge(struct handler *h, const struct settings *cfg,
     size_t plen = query ? (size_t)(query - uri) : strlen(uri);
     struct cache_purge p;
     struct tile_req tile;
+    struct request_policy policy;
     char err[256];
     cJSON *f = NULL, *doc;
     char *text;
@@ -260,7 +261,8 @@ serve_purge(struct handler *h, const struct settings *cfg,
     if (all) {
         rc = cache_purge_all(h->cache, &p);
     } else {
-        if (request_parse("GET", uri + PURGE_PREFIX_LEN, &h->policy, &tile, err,
+        handler_policy(h, cfg, &policy);
+        if (request_parse("GET", uri + PURGE_PREFIX_LEN, &policy, &tile, err,
                 sizeof(err)) != 0 ||
             (tile.route != ROUTE_TILE && tile.route != ROUTE_META)) {
             char msg[320];

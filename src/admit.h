@@ -52,7 +52,8 @@
 
 struct admit;
 
-#define ADMIT_SCOPE_NAME_MAX 256 /* an índice, or a plan class */
+/* an índice, or a plan class (whole: two classes never share a scope) */
+#define ADMIT_SCOPE_NAME_MAX REQUEST_PLAN_MAX
 
 /* A scope in cache-only mode, for the metrics. */
 struct admit_scope {

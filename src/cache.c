@@ -448,12 +448,30 @@ is_tile_key(const char *key, size_t keylen)
 }
 
 /*
+ * The Content-Type a 200 under key may have: the WMTS capabilities'
+ * (request.h names their keys "wmts/..."; caps.c writes them), a tile's
+ * image, or JSON (metadata, TileJSON). The WMTS prefix is looked at first:
+ * a capabilities key holds the public URL, which may contain "/mc/".
+ */
+static int
+type_allowed(const char *key, size_t keylen, const char *ct)
+{
+    if (keylen >= 5 && memcmp(key, "wmts/", 5) == 0)
+        return strcmp(ct, "application/xml") == 0;
+    if (!(keylen >= 9 && memcmp(key, "tilejson/", 9) == 0) &&
+        is_tile_key(key, keylen))
+        return strcmp(ct, "image/png") == 0 || strcmp(ct, "image/jpeg") == 0;
+    return strcmp(ct, "application/json") == 0;
+}
+
+/*
  * What an entry that verified may still not be (a fleet of instances with
  * other settings, or the secret in the wrong hands): only 200 or 404;
- * tiles only image/png or image/jpeg, metadata and 404s only
- * application/json; fresh for at most CACHE_TTL_CAP and kept for at most
- * CACHE_STALE_TTL more, from now (give or take another instance's clock);
- * a body no larger than UPSTREAM_MAX_BYTES.
+ * tiles only image/png or image/jpeg, WMTS capabilities only
+ * application/xml, metadata, TileJSON and 404s only application/json;
+ * fresh for at most CACHE_TTL_CAP and kept for at most CACHE_STALE_TTL
+ * more, from now (give or take another instance's clock); a body no larger
+ * than UPSTREAM_MAX_BYTES.
  */
 static int
 entry_in_bounds(const struct cache *cache, const struct entry *e,
@@ -464,9 +482,7 @@ entry_in_bounds(const struct cache *cache, const struct entry *e,
     const char *ct = e->content_type;
 
     if (e->status == 200) {
-        if (is_tile_key(key, keylen)
-                ? strcmp(ct, "image/png") != 0 && strcmp(ct, "image/jpeg") != 0
-                : strcmp(ct, "application/json") != 0)
+        if (!type_allowed(key, keylen, ct))
             return 0;
     } else if (e->status != 404 || strcmp(ct, "application/json") != 0) {
         return 0;

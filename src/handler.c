@@ -7,6 +7,7 @@
 
 #include "admin.h"
 #include "admit.h"
+#include "caps.h"
 #include "fcgi.h"
 #include "handler.h"
 #include "log.h"
@@ -110,7 +111,7 @@ serve_tile(struct handler *h, const struct settings *cfg,
 }
 
 /*
- * Tiles and metadata: who may ask (the token decides the índice), then the
+ * Tiles, metadata and capabilities: who may ask (the token decides the índice), then the
  * rate limits count it, then the cache and HERE. *refused: it was turned
  * away before admission (no metrics series of its own).
  */
@@ -143,6 +144,10 @@ serve_proxied(struct handler *h, const struct settings *cfg,
         meta->retry_after_s = v.retry_after_s > 0 ? v.retry_after_s : 1;
         o->cache = CACHE_STATUS_LIMITED;
         response_fail(out, o, ERROR_RATE_LIMITED, 0, msg, NULL, meta);
+        return 0;
+    }
+    if (req->route == ROUTE_TILEJSON || req->route == ROUTE_WMTS) {
+        caps_serve(h, cfg, req, rp, out, meta, o);
         return 0;
     }
     return serve_tile(h, cfg, req, rp, out, meta, o);
@@ -206,6 +211,15 @@ account(struct handler *h, const struct request_params *rp,
     log_access(&rec);
 }
 
+void
+handler_policy(const struct handler *h, const struct settings *cfg,
+    struct request_policy *out)
+{
+    *out = h->policy;
+    out->styles = cfg->styles.names;
+    out->nstyles = cfg->styles.n;
+}
+
 int
 handler_serve(
     struct handler *h, const struct request_params *rp, struct fcgi_out *out)
@@ -215,6 +229,7 @@ handler_serve(
     struct response_meta meta;
     struct outcome o;
     struct tile_req req;
+    struct request_policy policy;
     char err[256], request_id[LOG_REQUEST_ID_MAX + 1];
     int rc, result = 0, refused = 0;
 
@@ -226,9 +241,11 @@ handler_serve(
         meta.request_id = rp->request_id;
     else
         meta.request_id = log_request_id_new(request_id, sizeof(request_id));
-    rc = request_parse(rp->method, rp->uri, &h->policy, &req, err, sizeof(err));
+    handler_policy(h, cfg, &policy);
+    rc = request_parse(rp->method, rp->uri, &policy, &req, err, sizeof(err));
     meta.head = req.method == METHOD_HEAD;
     if (req.route == ROUTE_TILE || req.route == ROUTE_META ||
+        req.route == ROUTE_TILEJSON || req.route == ROUTE_WMTS ||
         req.route == ROUTE_PREFLIGHT) {
         meta.indice = req.indice;
         meta.cors_origin =
@@ -254,6 +271,8 @@ handler_serve(
         switch (req.route) {
         case ROUTE_TILE:
         case ROUTE_META:
+        case ROUTE_TILEJSON:
+        case ROUTE_WMTS:
             result = serve_proxied(h, cfg, &req, rp, out, &meta, &o, &refused);
             break;
         case ROUTE_PREFLIGHT:

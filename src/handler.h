@@ -46,6 +46,14 @@ struct handler {
 /* The settings now in force (a reload swaps the pointer: see main.c). */
 const struct settings *handler_cfg(const struct handler *h);
 
+/*
+ * The request policy under cfg: h->policy with cfg's styles (HERE_STYLES
+ * is reloadable, so a request takes them from its own snapshot). out
+ * points into cfg.
+ */
+void handler_policy(const struct handler *h, const struct settings *cfg,
+    struct request_policy *out);
+
 /* Set up h->tiles over the cache, upstream and the rest of h. */
 void handler_init_tiles(struct handler *h);
 

@@ -56,7 +56,7 @@ listen_parse(
         host = addr;
         hlen = (size_t)(colon - addr);
     }
-    if (hlen == 0 || hlen >= sizeof(out->host) ||
+    if (hlen >= sizeof(out->host) ||
         util_parse_long(colon + 1, 1, 65535, &port) != 0) {
         snprintf(err, errlen, "expected host:port with a port of 1 to 65535");
         return -1;
@@ -104,7 +104,11 @@ open_tcp(const struct listen_addr *a, int backlog, char *err, size_t errlen)
     hints.ai_family = AF_UNSPEC;
     hints.ai_socktype = SOCK_STREAM;
     hints.ai_flags = AI_PASSIVE;
-    if ((rc = getaddrinfo(a->host, a->port, &hints, &res)) != 0) {
+    /* ":port" is every IPv4 address, as libfcgi's FCGX_OpenSocket had it. */
+    if (a->host[0] == '\0')
+        hints.ai_family = AF_INET;
+    if ((rc = getaddrinfo(a->host[0] != '\0' ? a->host : NULL, a->port, &hints,
+             &res)) != 0) {
         snprintf(
             err, errlen, "cannot resolve %s: %s", a->host, gai_strerror(rc));
         return -1;

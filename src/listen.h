@@ -6,8 +6,8 @@
 /*
  * Where the proxy listens for its web server (--listen, HEREPROXY_LISTEN):
  * a Unix socket's path (anything with a '/'), "[IPv6]:port", or
- * "host:port" (an IPv4 address or a name). Anything else is refused,
- * never taken for a file name.
+ * "host:port" (an IPv4 address or a name; ":port" for every IPv4
+ * address). Anything else is refused, never taken for a file name.
  */
 
 enum listen_kind { LISTEN_UNIX, LISTEN_TCP };

@@ -20,33 +20,54 @@ static const char *const resources[] = {
 static const char *const formats[] = {"png", "png8", "jpeg", NULL};
 static const char *const endpoints[] = {
     "info", "copyright", "languages", "features", "politicalViews", NULL};
-static const char *const styles[] = {"explore.day", "explore.night",
+/*
+ * The styles accepted when the policy names none (HERE_STYLES' default,
+ * REQUEST_STYLES_DEFAULT), sorted by strcmp for the same binary search.
+ */
+static const char *const default_styles[] = {"explore.day", "explore.night",
     "explore.satellite.day", "lite.day", "lite.night", "lite.satellite.day",
-    "satellite.day", "topo.day", "topo.night", NULL};
+    "satellite.day", "topo.day", "topo.night"};
+#define NDEFAULT_STYLES (sizeof(default_styles) / sizeof(default_styles[0]))
+/* HERE's style when a request names none. */
+#define DEFAULT_STYLE "explore.day"
 static const char *const logistics_styles[] = {
     "logistics.day", "logistics.night", "logistics.satellite.day", NULL};
 /* Parameters a client may send that are dropped, never forwarded. */
 static const char *const dropped[] = {
     "apiKey", "app_id", "app_code", "lg", "mv", NULL};
 
-/* HERE's feature names with their allowed values. */
+/*
+ * HERE's feature names with their modes, every one of the Raster Tile API
+ * 3.0.4. Sorted by name: the key lists the features in this order, so the
+ * order a client gives them in does not split the cache.
+ */
 static const struct {
     const char *name;
-    const char *values[4];
+    const char *values[6];
 } feature_table[] = {
     {"congestion_zones", {"all", "disabled", NULL}},
     {"environmental_zones", {"all", "disabled", NULL}},
     {"pois", {"all", "disabled", NULL}},
+    {"public_transit",
+        {"asia_selected_systems", "all_systems", "disabled", NULL}},
+    {"truck_preferred_roads", {"all", "disabled", NULL}},
     {"vehicle_restrictions",
-        {"active_and_inactive", "permanent_only", "disabled", NULL}},
+        {"active_and_inactive", "permanent_only",
+            "active_and_inactive_differentiated", "active_only", "disabled",
+            NULL}},
 };
 #define NFEATURES (sizeof(feature_table) / sizeof(feature_table[0]))
+
+/* "YYYY-MM-DDTHH:mm" */
+#define LOCAL_TIME_LEN 16
 
 /* Validated parameters; NULL or 0 means absent. */
 struct params {
     const char *style;
+    const char *format; /* capabilities: the tiles' format */
     long size, ppi, scale;
     char lang[16], lang2[16], pview[4];
+    char start_time[LOCAL_TIME_LEN + 1], end_time[LOCAL_TIME_LEN + 1];
     const char *feature_value[NFEATURES];
     int has_features;
     int seen_indice;
@@ -70,6 +91,41 @@ lookup_index(const char *const *table, const char *entry)
     for (i = 0; table[i] != entry; i++)
         ;
     return i;
+}
+
+static const char *style_accepted(
+    const struct request_policy *policy, const char *v);
+static int cmp_style(const void *key, const void *entry);
+
+size_t
+request_styles(
+    const struct request_policy *policy, const char **out, size_t max)
+{
+    const char *const *list = policy->styles != NULL
+        ? (const char *const *)policy->styles
+        : default_styles;
+    size_t nlist = policy->styles != NULL ? policy->nstyles : NDEFAULT_STYLES;
+    size_t n = 0, i;
+
+    /* HERE's default first: a client that takes the first layer gets it. */
+    if (style_accepted(policy, DEFAULT_STYLE) != NULL && n < max)
+        out[n++] = DEFAULT_STYLE;
+    for (i = 0; i < nlist && n < max; i++)
+        if (strcmp(list[i], DEFAULT_STYLE) != 0)
+            out[n++] = list[i];
+    for (i = 0;
+         policy->allow_logistics && logistics_styles[i] != NULL && n < max; i++)
+        if (policy->styles == NULL ||
+            bsearch(logistics_styles[i], policy->styles, policy->nstyles,
+                sizeof(*policy->styles), cmp_style) == NULL)
+            out[n++] = logistics_styles[i];
+    return n;
+}
+
+const char *const *
+request_resources(void)
+{
+    return resources;
 }
 
 enum req_method
@@ -278,6 +334,120 @@ valid_pview(const char *v)
 }
 
 int
+request_style_valid(const char *v, size_t len)
+{
+    size_t i;
+
+    if (len < 1 || len > REQUEST_STYLE_MAX || !is_lower(v[0]))
+        return 0;
+    for (i = 1; i < len; i++) {
+        char c = v[i];
+        if (!is_lower(c) && !(c >= '0' && c <= '9') && c != '.' && c != '_' &&
+            c != '-')
+            return 0;
+    }
+    return 1;
+}
+
+static int
+cmp_style(const void *key, const void *entry)
+{
+    return strcmp((const char *)key, *(const char *const *)entry);
+}
+
+/*
+ * The policy's own copy of style v when the deployment accepts it (so that
+ * the key may point to it), else NULL. HERE_STYLES first, then the
+ * logistics styles when HERE_ALLOW_LOGISTICS is on.
+ */
+static const char *
+style_accepted(const struct request_policy *policy, const char *v)
+{
+    const char *const *found;
+
+    if (policy->styles != NULL)
+        found = bsearch(v, policy->styles, policy->nstyles,
+            sizeof(*policy->styles), cmp_style);
+    else
+        found = bsearch(v, default_styles, NDEFAULT_STYLES,
+            sizeof(*default_styles), cmp_style);
+    if (found != NULL)
+        return *found;
+    if (policy->allow_logistics)
+        return lookup(logistics_styles, v, strlen(v));
+    return NULL;
+}
+
+/* Two decimal digits at s, or -1. */
+static int
+two_digits(const char *s)
+{
+    if (s[0] < '0' || s[0] > '9' || s[1] < '0' || s[1] > '9')
+        return -1;
+    return (s[0] - '0') * 10 + (s[1] - '0');
+}
+
+/*
+ * A local date and time as HERE takes it, YYYY-MM-DDTHH:mm, no zone, and
+ * a real one: month 1 to 12, the day within its month (29 February only in
+ * a Gregorian leap year), hour 0 to 23, minute 0 to 59.
+ */
+static int
+valid_local_time(const char *v)
+{
+    static const int days[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    int century, year, month, day, hour, minute, leap;
+
+    if (strlen(v) != LOCAL_TIME_LEN || v[4] != '-' || v[7] != '-' ||
+        v[10] != 'T' || v[13] != ':')
+        return 0;
+    if ((century = two_digits(v)) < 0 || (year = two_digits(v + 2)) < 0 ||
+        (month = two_digits(v + 5)) < 0 || (day = two_digits(v + 8)) < 0 ||
+        (hour = two_digits(v + 11)) < 0 || (minute = two_digits(v + 14)) < 0)
+        return 0;
+    year += century * 100;
+    leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
+    if (month < 1 || month > 12 || hour > 23 || minute > 59 || day < 1)
+        return 0;
+    return day <= days[month - 1] + (month == 2 && leap);
+}
+
+/*
+ * startTime and endTime bound the time window of HERE's time-based
+ * vehicle restrictions: only with the two modes that use one, and the
+ * window runs forwards (an empty one, start equal to end, is an instant).
+ * The fixed-width format orders as text does.
+ */
+static int
+check_time_window(const struct params *p, char *err, size_t errlen)
+{
+    const char *mode = NULL;
+    const char *name = *p->start_time != '\0' ? "startTime" : "endTime";
+    size_t i;
+
+    if (*p->start_time == '\0' && *p->end_time == '\0')
+        return 0;
+    for (i = 0; i < NFEATURES; i++)
+        if (strcmp(feature_table[i].name, "vehicle_restrictions") == 0)
+            mode = p->feature_value[i];
+    if (mode == NULL ||
+        (strcmp(mode, "active_only") != 0 &&
+            strcmp(mode, "active_and_inactive_differentiated") != 0)) {
+        snprintf(err, errlen,
+            "%s: only with features=vehicle_restrictions:active_only or "
+            "vehicle_restrictions:active_and_inactive_differentiated",
+            name);
+        return -1;
+    }
+    if (*p->start_time != '\0' && *p->end_time != '\0' &&
+        strcmp(p->end_time, p->start_time) < 0) {
+        snprintf(err, errlen, "endTime: before startTime");
+        return -1;
+    }
+    return 0;
+}
+
+int
 request_indice_valid(const char *v, size_t len)
 {
     size_t i;
@@ -416,6 +586,7 @@ apply_param(const char *name, const char *value, struct params *p,
             return -1;
         }
         p->seen_indice = 1;
+        req->indice_given = 1;
         util_strlcpy(req->indice, value, sizeof(req->indice));
         return 0;
     }
@@ -430,12 +601,26 @@ apply_param(const char *name, const char *value, struct params *p,
             return 0;
         }
     }
+    if (strcmp(name, "format") == 0 &&
+        (req->route == ROUTE_TILEJSON || req->route == ROUTE_WMTS)) {
+        if (p->format != NULL)
+            goto twice;
+        if ((p->format = lookup(formats, value, strlen(value))) == NULL) {
+            snprintf(err, errlen, "format: must be png, png8 or jpeg");
+            return -1;
+        }
+        return 0;
+    }
+    if (strcmp(name, "style") == 0 && req->route == ROUTE_WMTS) {
+        snprintf(err, errlen,
+            "style: the capabilities have a layer for each style; leave "
+            "style out");
+        return -1;
+    }
     if (strcmp(name, "style") == 0) {
-        const char *s = lookup(styles, value, strlen(value));
+        const char *s = style_accepted(policy, value);
         if (p->style != NULL)
             goto twice;
-        if (s == NULL && policy->allow_logistics)
-            s = lookup(logistics_styles, value, strlen(value));
         if (s == NULL) {
             snprintf(err, errlen, "style: unknown or not enabled style");
             return -1;
@@ -483,6 +668,20 @@ apply_param(const char *name, const char *value, struct params *p,
         if (p->has_features)
             goto twice;
         return parse_features(value, p, err, errlen);
+    }
+    if (strcmp(name, "startTime") == 0 || strcmp(name, "endTime") == 0) {
+        char *slot = name[0] == 's' ? p->start_time : p->end_time;
+        if (*slot != '\0')
+            goto twice;
+        if (!valid_local_time(value)) {
+            snprintf(err, errlen,
+                "%s: must be a local date and time, YYYY-MM-DDTHH:mm "
+                "(a real one, no time zone)",
+                name);
+            return -1;
+        }
+        util_strlcpy(slot, value, LOCAL_TIME_LEN + 1);
+        return 0;
     }
     {
         char shown[72];
@@ -619,31 +818,50 @@ key_param_long(struct tile_req *req, const char *name, long value)
     return key_param_str(req, name, format_long(buf, value));
 }
 
-/* The canonical query: names in byte order, features sorted by name. */
+/*
+ * The canonical query: names in byte order (endTime, features, lang,
+ * lang2, ppi, pview, scale, size, startTime, style), features sorted by
+ * name.
+ */
 static int
 build_key(struct tile_req *req, struct params *p)
 {
     size_t i;
 
-    if (req->route == ROUTE_TILE) {
-        if (key_put(req, req->resource) != 0 || key_put(req, "/mc/") != 0 ||
+    if (req->route == ROUTE_TILEJSON || req->route == ROUTE_WMTS) {
+        req->format = p->format != NULL ? p->format : formats[0];
+        if (key_put(req,
+                req->route == ROUTE_WMTS ? "wmts/1.0.0" : "tilejson/") != 0 ||
+            (req->route == ROUTE_TILEJSON &&
+                key_put(req, req->resource) != 0) ||
+            key_put(req, "/") != 0 || key_put(req, req->format) != 0)
+            return -1;
+    } else if (req->route == ROUTE_TILE &&
+        (key_put(req, req->resource) != 0 || key_put(req, "/mc/") != 0 ||
             key_put_long(req, req->z) != 0 || key_put(req, "/") != 0 ||
             key_put_long(req, req->x) != 0 || key_put(req, "/") != 0 ||
             key_put_long(req, req->y) != 0 || key_put(req, "/") != 0 ||
-            key_put(req, req->format) != 0)
-            return -1;
-        /* HERE's defaults, so that explicit and implied ones match. */
-        if (p->style == NULL)
-            p->style = styles[0]; /* explore.day */
+            key_put(req, req->format) != 0)) {
+        return -1;
+    }
+    if (req->route != ROUTE_META) {
+        /* HERE's defaults, so that explicit and implied ones match; a
+         * capabilities document has a layer for each style instead. */
+        if (p->style == NULL && req->route != ROUTE_WMTS)
+            p->style = DEFAULT_STYLE;
         if (p->size == 0)
             p->size = 256;
         if (p->ppi == 0)
             p->ppi = 100;
         if (p->scale == 0)
             p->scale = 1;
+        req->size = p->size;
+        req->style = p->style;
     } else if (key_put(req, req->endpoint) != 0) {
         return -1;
     }
+    if (key_param_str(req, "endTime", p->end_time) != 0)
+        return -1;
     if (p->has_features) {
         if (req->key_len + 2 >= sizeof(req->key))
             return -1;
@@ -667,6 +885,7 @@ build_key(struct tile_req *req, struct params *p)
         key_param_str(req, "pview", p->pview) != 0 ||
         key_param_long(req, "scale", p->scale) != 0 ||
         key_param_long(req, "size", p->size) != 0 ||
+        key_param_str(req, "startTime", p->start_time) != 0 ||
         key_param_str(req, "style", p->style) != 0)
         return -1;
     return 0;
@@ -735,8 +954,14 @@ build_plan(struct tile_req *req, const struct params *p)
         plan_put_long(req, "scale", p->scale);
     if (p->size != 0 && p->size != 256)
         plan_put_long(req, "size", p->size);
-    if (p->style != NULL && p->style != styles[0]) /* explore.day */
+    if (p->style != NULL && strcmp(p->style, DEFAULT_STYLE) != 0)
         plan_put(req, "style", p->style);
+    /*
+     * startTime and endTime stay out: they come only with a
+     * vehicle_restrictions mode, which is in the class already, and a plan
+     * that lacks the mode lacks it at any time (one class, not one per
+     * window).
+     */
 }
 
 /* Split the path after the prefix into at most 6 segments. */
@@ -911,6 +1136,13 @@ request_parse(const char *method, const char *uri,
     n = split_segments(uri + PREFIX_LEN, plen - PREFIX_LEN, seg, seglen, 6);
     if (n == 1 && (req->endpoint = lookup(endpoints, seg[0], seglen[0]))) {
         req->route = ROUTE_META;
+    } else if (n == 2 && seglen[0] == 8 && memcmp(seg[0], "tilejson", 8) == 0 &&
+        seglen[1] > 5 && memcmp(seg[1] + seglen[1] - 5, ".json", 5) == 0) {
+        req->route = ROUTE_TILEJSON;
+    } else if (n == 3 && seglen[0] == 4 && memcmp(seg[0], "wmts", 4) == 0 &&
+        seglen[1] == 5 && memcmp(seg[1], "1.0.0", 5) == 0 && seglen[2] == 20 &&
+        memcmp(seg[2], "WMTSCapabilities.xml", 20) == 0) {
+        req->route = ROUTE_WMTS;
     } else if ((n == 5 && seglen[0] == 2 && memcmp(seg[0], "mc", 2) == 0) ||
         (n == 6 && seglen[1] == 2 && memcmp(seg[1], "mc", 2) == 0)) {
         req->route = ROUTE_TILE;
@@ -925,13 +1157,30 @@ request_parse(const char *method, const char *uri,
     if (req->route == ROUTE_TILE &&
         (rc = route_tile(req, seg, seglen, n, policy, err, errlen)) != 0)
         return rc;
+    if (req->route == ROUTE_TILEJSON &&
+        (req->resource = lookup(resources, seg[1], seglen[1] - 5)) == NULL) {
+        snprintf(err, errlen,
+            "unknown resource: use base, background, label or blank");
+        return 400;
+    }
     if (q != NULL &&
         parse_query(q + 1, ulen - plen - 1, &p, req, policy, err, errlen) != 0)
         return 400;
+    if (check_time_window(&p, err, errlen) != 0)
+        return 400;
+    /* No style asks HERE for its default: one the deployment may refuse. */
+    if (req->route == ROUTE_TILE && p.style == NULL &&
+        style_accepted(policy, DEFAULT_STYLE) == NULL) {
+        snprintf(err, errlen,
+            "style: the default, " DEFAULT_STYLE
+            ", is not enabled here: name a style");
+        return 400;
+    }
     if (build_key(req, &p) != 0) {
         snprintf(err, errlen, "request too long");
         return 414;
     }
-    build_plan(req, &p);
+    if (req->route == ROUTE_TILE || req->route == ROUTE_META)
+        build_plan(req, &p);
     return 0;
 }

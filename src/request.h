@@ -14,7 +14,17 @@
 #define REQUEST_INDICE_MAX 64
 #define REQUEST_TOKEN_MAX 128
 #define REQUEST_PATH_LOG_MAX 256
-#define REQUEST_PLAN_MAX 256
+#define REQUEST_PLAN_MAX 512
+#define REQUEST_STYLE_MAX 64
+
+/*
+ * The styles accepted by default (HERE_STYLES' default): HERE's Raster
+ * Tile API v3 styles but the logistics ones, which HERE_ALLOW_LOGISTICS
+ * adds (HERE bills them as advanced).
+ */
+#define REQUEST_STYLES_DEFAULT                                                 \
+    "explore.day,explore.night,explore.satellite.day,lite.day,lite.night,"     \
+    "lite.satellite.day,satellite.day,topo.day,topo.night"
 
 /*
  * The routes, with the methods each answers (the Allow of a 405). One
@@ -25,6 +35,8 @@
     X(NONE, "GET, HEAD, OPTIONS")                                            \
     X(TILE, "GET, HEAD, OPTIONS")   /* /here-proxy/{resource}/mc/z/x/y/f */  \
     X(META, "GET, HEAD, OPTIONS")   /* /here-proxy/{info|copyright|...} */   \
+    X(TILEJSON, "GET, HEAD, OPTIONS") /* /here-proxy/tilejson/{res}.json */  \
+    X(WMTS, "GET, HEAD, OPTIONS")   /* .../wmts/1.0.0/WMTSCapabilities.xml */\
     X(PREFLIGHT, "GET, HEAD, OPTIONS")  /* OPTIONS on /here-proxy/... */     \
     X(HEALTHZ, "GET, HEAD")                                                  \
     X(READYZ, "GET, HEAD")                                                   \
@@ -56,16 +68,25 @@ enum req_method {
 struct request_policy {
     long zmax;
     int allow_logistics;
+    /*
+     * The styles accepted (HERE_STYLES), sorted by strcmp, owned by the
+     * caller (the settings); NULL: REQUEST_STYLES_DEFAULT.
+     */
+    char *const *styles;
+    size_t nstyles;
 };
 
 struct tile_req {
     enum req_route route;
     enum req_method method;
-    const char *resource; /* static string, tiles only */
-    const char *format;   /* static string, tiles only */
+    const char *resource; /* static string, tiles and TileJSON */
+    const char *format;   /* static string, tiles and capabilities */
     const char *endpoint; /* static string, metadata only */
+    const char *style;    /* static string, tiles and TileJSON */
     long z, x, y;
+    long size; /* tiles and capabilities: pixels a side (256 or 512) */
     char indice[REQUEST_INDICE_MAX + 1]; /* "-" when absent */
+    int indice_given;                    /* the query had indice= */
     /* query "token" (client token): never in the key, never logged */
     char token[REQUEST_TOKEN_MAX + 1];   /* "" when absent */
     char path[REQUEST_PATH_LOG_MAX + 1]; /* path part, for logs */
@@ -73,6 +94,10 @@ struct tile_req {
      * The canonical key: upstream path relative to HERE_BASE_URL with the
      * normalised query (HERE's defaults filled in, names sorted), without
      * the API key or indice. Equivalent requests have equal keys.
+     * Capabilities (TILEJSON, WMTS) have keys of their own, never asked of
+     * HERE: "tilejson/{resource}/{format}?{a tile's query}" and
+     * "wmts/1.0.0/{format}?{a tile's query without style}", so that the
+     * query after '?' is what their tile URL templates carry.
      */
     char key[REQUEST_KEY_MAX];
     size_t key_len;
@@ -82,13 +107,29 @@ struct tile_req {
      * include, "" for HERE's defaults. A tile's non-default resource,
      * format and parameters other than its position, as name=value pairs
      * in the key's order ("style=satellite.day&size=512"); metadata's
-     * endpoint and parameters ("endpoint=copyright&lang=de"). HERE's
-     * 403s for one class make only that class cache-only (admit.h).
+     * endpoint and parameters ("endpoint=copyright&lang=de"); "" for
+     * capabilities (they ask HERE only for its copyright document, under
+     * that request's own class). HERE's 403s for one class make only that
+     * class cache-only (admit.h).
      */
     char plan[REQUEST_PLAN_MAX + 1];
 };
 
 enum req_method request_method_parse(const char *method);
+
+/* A style name HERE_STYLES may hold: 1 to 64 of [a-z0-9._-], a-z first. */
+int request_style_valid(const char *s, size_t len);
+
+/*
+ * The styles a request may name under policy, HERE's default first, into
+ * out (at most max); returns how many. The one place that knows the
+ * allowed styles: the capabilities list a layer for each.
+ */
+size_t request_styles(
+    const struct request_policy *policy, const char **out, size_t max);
+
+/* HERE's resources (base, background, ...), NULL-terminated. */
+const char *const *request_resources(void);
 
 /* An índice as requests may carry it: 1 to 64 of [A-Za-z0-9_.-]. */
 int request_indice_valid(const char *s, size_t len);

@@ -311,8 +311,9 @@ response_body(struct fcgi_out *out, int status, const char *content_type,
     put(buf, &len, "X-Cache: ");
     put(buf, &len, x_cache);
     put(buf, &len,
-        meta->client_tokens ? "\r\nCache-Control: private, max-age="
-                            : "\r\nCache-Control: public, max-age=");
+        meta->client_tokens || meta->private_cache
+            ? "\r\nCache-Control: private, max-age="
+            : "\r\nCache-Control: public, max-age=");
     put_num(buf, &len, max_age_s > 0 ? (unsigned long long)max_age_s : 0);
     put(buf, &len, "\r\n");
     if (*etag != '\0') {

@@ -45,6 +45,12 @@ struct response_meta {
      */
     int client_tokens;
     /*
+     * A document that only this client may keep (Cache-Control: private):
+     * capabilities built from the request's Host, or carrying its índice,
+     * which a shared cache keyed without them must not hand to others.
+     */
+    int private_cache;
+    /*
      * 1: the response waited (on HERE): first ask whether the web server
      * hung up meanwhile (its client went away), and write nothing then.
      */

@@ -10,6 +10,7 @@
 #include <sys/un.h>
 
 #include "acl.h"
+#include "caps.h"
 #include "credentials.h"
 #include "settings.h"
 #include "log.h"
@@ -311,6 +312,7 @@ parsed_free(struct parsed *p)
 }
 
 static int check_indice_entry(const char *s, size_t len, void *arg);
+static int check_style_entry(const char *s, size_t len, void *arg);
 static int each_entry(
     const char *list, int (*fn)(const char *, size_t, void *), void *arg);
 
@@ -354,6 +356,30 @@ parse_text(const struct setting *s, const char *value, struct parsed *p,
             snprintf(err, errlen,
                 "%s: must be an http:// or https:// URL "
                 "without query: '%s'",
+                s->name, value);
+            return -1;
+        }
+        return 0;
+    case CFG_STYLES:
+        /* The names go to HERE as they are: URL-safe by construction. */
+        if (each_entry(value, check_style_entry, NULL) != 0) {
+            snprintf(err, errlen,
+                "%s: each style must be 1 to %d of a-z 0-9 . _ -, "
+                "starting with a letter",
+                s->name, REQUEST_STYLE_MAX);
+            return -1;
+        }
+        if (strspn(value, " \t,") == strlen(value)) {
+            snprintf(err, errlen, "%s: name at least one style", s->name);
+            return -1;
+        }
+        break;
+    case CFG_PUBLIC_URL:
+        if (*value != '\0' && !caps_public_url_valid(value)) {
+            snprintf(err, errlen,
+                "%s: must be an http:// or https:// URL: a host name or "
+                "address, an optional port and path (A-Z a-z 0-9 . _ ~ - /), "
+                "no query, fragment or user: '%s'",
                 s->name, value);
             return -1;
         }
@@ -419,7 +445,7 @@ parse_text(const struct setting *s, const char *value, struct parsed *p,
         return 0;
     default: return 0;
     }
-    /* CFG_INDICES and CFG_ORIGINS: a sorted list for lookups. */
+    /* CFG_INDICES, CFG_STYLES and CFG_ORIGINS: a sorted list for lookups. */
     if (name_list_parse(value, s->kind == CFG_ORIGINS, &p->names) != 0) {
         snprintf(err, errlen, "%s: out of memory", s->name);
         return -1;
@@ -443,9 +469,11 @@ store_parsed(struct settings *cfg, const struct setting *s, struct parsed *p)
         p->tokens = NULL;
         break;
     case CFG_INDICES:
+    case CFG_STYLES:
     case CFG_ORIGINS: {
-        struct name_list *l =
-            s->kind == CFG_INDICES ? &cfg->indices_allowed : &cfg->origins;
+        struct name_list *l = s->kind == CFG_INDICES ? &cfg->indices_allowed
+            : s->kind == CFG_STYLES                  ? &cfg->styles
+                                                     : &cfg->origins;
         old.names = *l;
         *l = p->names;
         memset(&p->names, 0, sizeof(p->names));
@@ -550,7 +578,7 @@ settings_set(struct settings *cfg, const char *name, const char *value,
         return -1;
     }
     store_parsed(cfg, s, &p);
-    if (s->kind == CFG_URL) {
+    if (s->kind == CFG_URL || s->kind == CFG_PUBLIC_URL) {
         char *url = *(char **)(base + s->offset);
         size_t len = strlen(url);
         while (len > 0 && url[len - 1] == '/')
@@ -590,6 +618,7 @@ settings_cleanup(struct settings *cfg)
     p.tokens = cfg->client_token_table;
     parsed_free(&p);
     name_list_free(&cfg->indices_allowed);
+    name_list_free(&cfg->styles);
     name_list_free(&cfg->origins);
     acl_free(cfg->metrics_acl);
     acl_free(cfg->trusted_acl);
@@ -899,6 +928,13 @@ check_indice_entry(const char *s, size_t len, void *arg)
 {
     (void)arg;
     return request_indice_valid(s, len) ? 0 : 1;
+}
+
+static int
+check_style_entry(const char *s, size_t len, void *arg)
+{
+    (void)arg;
+    return request_style_valid(s, len) ? 0 : 1;
 }
 
 int

@@ -7,6 +7,7 @@
 
 #include "log.h"
 #include "ratelimit.h"
+#include "request.h"
 #include "tokens.h"
 
 struct acl;
@@ -46,6 +47,8 @@ int name_list_has(const struct name_list *l, const char *name);
         1, 3600000, RESTART)                                                 \
     X(HERE_ALLOW_LOGISTICS, here_allow_logistics, CFG_BOOL, "0",             \
         0, 1, RESTART)                                                       \
+    X(HERE_STYLES, here_styles, CFG_STYLES, REQUEST_STYLES_DEFAULT,          \
+        0, 0, RELOAD)                                                        \
     X(HERE_RETRIES, here_retries, CFG_LONG, "3", 1, 10, RESTART)             \
     X(HERE_RETRY_BASE_MS, here_retry_base_ms, CFG_LONG, "100",               \
         0, 60000, RESTART)                                                   \
@@ -70,6 +73,7 @@ int name_list_has(const struct name_list *l, const char *name);
     X(HEREPROXY_INDICES, indices, CFG_INDICES, "", 0, 0, RELOAD)             \
     X(HEREPROXY_ADMIN_TOKEN, admin_token, CFG_SECRET, "", 0, 0, RELOAD)      \
     X(HEREPROXY_ZMAX, zmax, CFG_LONG, "20", 0, 22, RESTART)                  \
+    X(HEREPROXY_PUBLIC_URL, public_url, CFG_PUBLIC_URL, "", 0, 0, RELOAD)    \
     X(SHUTDOWN_GRACE_MS, shutdown_grace_ms, CFG_LONG, "10000",               \
         0, 600000, RELOAD)                                                   \
     X(NGINX_LOG_FILE, nginx_log_file, CFG_STR, "", 0, 0, RESTART)            \
@@ -121,24 +125,26 @@ int name_list_has(const struct name_list *l, const char *name);
 /* clang-format on */
 
 enum setting_kind {
-    CFG_STR,     /* any text */
-    CFG_SECRET,  /* text never printed */
-    CFG_TOKENS,  /* token:indice list, never printed, parsed into a table */
-    CFG_INDICES, /* a comma list of índices, parsed into a sorted list */
-    CFG_URL,     /* http:// or https:// URL, trailing slash removed */
-    CFG_ORIGINS, /* "*" or a comma list of http(s) origins */
-    CFG_SERVERS, /* host[:port][,host[:port]...] */
-    CFG_LONG,    /* decimal within bounds */
-    CFG_BOOL,    /* 0/1, true/false, yes/no, on/off */
-    CFG_SIZE,    /* bytes with optional K, M, G */
-    CFG_LEVEL,   /* log level */
-    CFG_ACL,     /* address list for acl_parse: loopback, any, CIDRs */
-    CFG_RATE,    /* rate limit: 100/minute[,burst=N] or off */
-    CFG_RATES,   /* per-índice rate limits: name:spec,name:spec */
-    CFG_QUOTA,   /* a count per period without burst: 20000/day or off */
-    CFG_QUOTAS,  /* per-índice quotas: name:count/period,... */
-    CFG_CIDRS,   /* addresses and CIDRs, comma separated */
-    CFG_SHARE    /* local or memcached */
+    CFG_STR,        /* any text */
+    CFG_SECRET,     /* text never printed */
+    CFG_TOKENS,     /* token:indice list, never printed, parsed into a table */
+    CFG_INDICES,    /* a comma list of índices, parsed into a sorted list */
+    CFG_STYLES,     /* a comma list of style names, parsed into a sorted list */
+    CFG_URL,        /* http:// or https:// URL, trailing slash removed */
+    CFG_PUBLIC_URL, /* "" or a URL caps.h accepts, trailing slash removed */
+    CFG_ORIGINS,    /* "*" or a comma list of http(s) origins */
+    CFG_SERVERS,    /* host[:port][,host[:port]...] */
+    CFG_LONG,       /* decimal within bounds */
+    CFG_BOOL,       /* 0/1, true/false, yes/no, on/off */
+    CFG_SIZE,       /* bytes with optional K, M, G */
+    CFG_LEVEL,      /* log level */
+    CFG_ACL,        /* address list for acl_parse: loopback, any, CIDRs */
+    CFG_RATE,       /* rate limit: 100/minute[,burst=N] or off */
+    CFG_RATES,      /* per-índice rate limits: name:spec,name:spec */
+    CFG_QUOTA,      /* a count per period without burst: 20000/day or off */
+    CFG_QUOTAS,     /* per-índice quotas: name:count/period,... */
+    CFG_CIDRS,      /* addresses and CIDRs, comma separated */
+    CFG_SHARE       /* local or memcached */
 };
 
 struct settings {
@@ -149,6 +155,7 @@ struct settings {
     long here_connect_timeout_ms;
     long here_timeout_ms;
     long here_allow_logistics;
+    char *here_styles; /* the styles accepted, comma list */
     long here_retries;
     long here_retry_base_ms;
     long here_retry_max_ms;
@@ -165,6 +172,7 @@ struct settings {
     char *indices;       /* allowed indices, comma list ("" = any) */
     char *admin_token;   /* Bearer token of /admin/ ("" = no admin) */
     long zmax;
+    char *public_url; /* the capabilities' base URL ("": the Host's) */
     long shutdown_grace_ms;
     char *nginx_log_file;  /* NGINX's access log to follow ("" = none) */
     char *nginx_hits_file; /* the NGINX module's counters ("" = none) */
@@ -202,6 +210,7 @@ struct settings {
      */
     struct token_table *client_token_table; /* NULL when none */
     struct name_list indices_allowed;       /* HEREPROXY_INDICES */
+    struct name_list styles;                /* HERE_STYLES */
     struct name_list origins;               /* HEREPROXY_CORS_ORIGINS */
     struct acl *metrics_acl;                /* METRICS_ALLOW */
     struct acl *trusted_acl;                /* RATE_TRUSTED_PROXIES */

@@ -761,6 +761,111 @@ tile_get(struct tile_flow *t, const struct settings *cfg,
     miss(t, cfg, req, NULL, a);
 }
 
+/* ------------------------------------------------------------ documents */
+
+/*
+ * HERE's document for a tile_doc, through the flow above (cache, flight,
+ * quotas): its bytes (malloc'd, NUL-terminated), or NULL with a->detail
+ * saying why. a gets the cache status and the exchange with HERE.
+ */
+static char *
+doc_source(struct tile_flow *t, const struct settings *cfg,
+    const struct tile_req *src, struct tile_answer *a, size_t *len)
+{
+    struct tile_answer s;
+    struct dynbuf b;
+    char *out = NULL;
+    int ok = 0, cut = 0;
+
+    dynbuf_init(&b, (size_t)cfg->upstream_max_bytes + 1);
+    tile_get(t, cfg, src, &s);
+    a->cache = s.cache;
+    a->waited = s.waited;
+    switch (s.body) {
+    case TILE_ENTRY:
+    case TILE_WHOLE:
+        ok = s.status == 200 && dynbuf_append(&b, s.data, s.len) == 0;
+        break;
+    case TILE_STREAM:
+        ok = 1;
+        for (;;) {
+            size_t n;
+            const void *p = tile_stream(&s, &n, &cut);
+
+            if (n == 0)
+                break;
+            if (ok && dynbuf_append(&b, p, n) != 0)
+                ok = 0; /* read on: the leader stores it */
+        }
+        ok = ok && !cut;
+        break;
+    case TILE_ERROR: break;
+    }
+    if (ok && dynbuf_append(&b, "", 1) == 0) {
+        out = b.data;
+        *len = b.len - 1;
+        b.data = NULL;
+    } else {
+        snprintf(a->detail, sizeof(a->detail),
+            "HERE's %s document unavailable (%s): fallback attribution",
+            src->endpoint, s.body == TILE_ERROR ? s.message : "not whole");
+    }
+    util_strlcpy(
+        a->correlation_id, s.correlation_id, sizeof(a->correlation_id));
+    tile_done(t, cfg, src, &s);
+    a->upstream = s.upstream;
+    dynbuf_cleanup(&b);
+    return out;
+}
+
+void
+tile_get_doc(struct tile_flow *t, const struct settings *cfg,
+    const struct tile_doc *doc, struct tile_answer *a)
+{
+    int64_t now = (int64_t)time(NULL);
+    enum cache_status cache;
+    struct entry *e = NULL;
+    char *src, *body, etag[24];
+    size_t src_len = 0, len = 0;
+    long ttl = tile_fresh_ttl(cfg, 1, 200, NULL);
+    int have_src;
+
+    memset(a, 0, sizeof(*a));
+    a->content_length = -1;
+    a->etag = "";
+    if (doc->key != NULL) {
+        e = t->store.get_memory(t->store.ctx, doc->key, doc->key_len, now);
+        e = t->store.get_rest(t->store.ctx, doc->key, doc->key_len, now, e);
+        if (e != NULL && e->fresh_until > now) {
+            answer_entry(a, e, CACHE_STATUS_HIT, now);
+            return;
+        }
+        entry_unref(e); /* written anew: HERE's part may be cached */
+    }
+    src = doc_source(t, cfg, doc->source, a, &src_len);
+    have_src = src != NULL;
+    if (!have_src && ttl > cfg->cache_negative_ttl_s)
+        ttl = cfg->cache_negative_ttl_s;
+    body = doc->render(doc->ctx, src, src_len, &len);
+    free(src);
+    cache = a->cache;
+    if (body != NULL) {
+        snprintf(etag, sizeof(etag), "\"%016llx\"",
+            (unsigned long long)util_hash64(body, len, 0));
+        e = entry_new(
+            200, now + ttl, now + ttl, doc->content_type, etag, body, len);
+        free(body);
+    }
+    if (e == NULL) {
+        answer_error(a, ERROR_INTERNAL, 0, NULL, NULL);
+        return;
+    }
+    if (doc->key != NULL && have_src && ttl > 0)
+        t->store.put(t->store.ctx, doc->key, doc->key_len, e, now);
+    answer_entry(a, e, cache, now);
+    a->max_age_s = ttl;
+}
+
 void
 tile_done(struct tile_flow *t, const struct settings *cfg,
     const struct tile_req *req, struct tile_answer *a)

@@ -135,6 +135,37 @@ void tile_done(struct tile_flow *t, const struct settings *cfg,
     const struct tile_req *req, struct tile_answer *a);
 
 /*
+ * A document the proxy writes itself from one of HERE's metadata documents
+ * (the capabilities of caps.h, from HERE's copyright): kept in the cache
+ * under key as metadata is (CACHE_META_TTL), or written anew for every
+ * request when key is NULL.
+ */
+struct tile_doc {
+    const struct tile_req *source; /* HERE's document (a ROUTE_META one) */
+    const char *key;               /* NULL: kept nowhere */
+    size_t key_len;
+    const char *content_type;
+    /*
+     * The document (malloc'd, *len bytes; NULL: out of memory) from
+     * HERE's (src, NUL-terminated), or without it (src NULL) when HERE's
+     * could not be had.
+     */
+    char *(*render)(void *ctx, const char *src, size_t src_len, size_t *len);
+    void *ctx;
+};
+
+/*
+ * Answer doc: a TILE_ENTRY, from the cache (HIT) or written now; then its
+ * cache status is that of HERE's document (HIT: HERE was not asked) and
+ * a->upstream the exchange with HERE this request led, if any. Written
+ * without HERE's document, it is kept nowhere, is fresh for at most
+ * CACHE_NEGATIVE_TTL, and a->detail says why (for the log). TILE_ERROR
+ * only when memory ran out. Call tile_done(a) after writing it.
+ */
+void tile_get_doc(struct tile_flow *t, const struct settings *cfg,
+    const struct tile_doc *doc, struct tile_answer *a);
+
+/*
  * Seconds a response stays fresh: a 404 CACHE_NEGATIVE_TTL, metadata
  * CACHE_META_TTL, a tile HERE's Cache-Control (cache_ttl) or
  * CACHE_TTL_DEFAULT; never over CACHE_TTL_CAP.

@@ -2,7 +2,9 @@
 //   node demo_test.js URL SCREENSHOT INDICE
 // Loads the page, waits until every visible tile has loaded with status 200,
 // pans away and back, and waits until the /metrics panel shows hits for
-// INDICE.  Prints "ok ..." lines; exits 1 with a reason on the first failure.
+// INDICE; then switches the page to MapLibre GL JS (the proxy's TileJSON),
+// which must draw its tiles (screenshot SCREENSHOT with -maplibre before
+// .png).  Prints "ok ..." lines; exits 1 with a reason on the first failure.
 "use strict";
 const { chromium } = require("playwright-core");
 
@@ -42,7 +44,9 @@ async function waitTiles(page, what) {
 (async () => {
   const browser = await chromium.launch({
     executablePath, headless: true,
-    args: ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"],
+    // MapLibre needs WebGL: SwiftShader, Chromium's CPU renderer.
+    args: ["--no-sandbox", "--disable-dev-shm-usage", "--use-angle=swiftshader",
+      "--enable-unsafe-swiftshader", "--ignore-gpu-blocklist"],
   });
   try {
     const page = await browser.newPage({ viewport: { width: 1100, height: 700 } });
@@ -103,6 +107,34 @@ async function waitTiles(page, what) {
     console.log("ok - panel for " + indice + ": " + JSON.stringify(row));
     await page.screenshot({ path: shot });
     console.log("ok - screenshot " + shot);
+
+    // The switch: MapLibre GL JS from /maplibre/, its source the TileJSON.
+    const before = tiles.size;
+    await page.selectOption("#lib", "maplibre");
+    const mlDeadline = Date.now() + 30000;
+    let state = null;
+    while (Date.now() < mlDeadline) {
+      state = await page.evaluate(() => ({
+        map: !!window.mlmap, leaflet: !!window.map,
+        done: !!(window.mlmap && window.mlmap.loaded() && window.mlmap.areTilesLoaded()),
+        status: document.getElementById("status").textContent,
+      }));
+      if (state.done) break;
+      await page.waitForTimeout(200);
+    }
+    if (!state || !state.done) fail("MapLibre did not draw: " + JSON.stringify(state));
+    if (state.leaflet) fail("Leaflet's map is still there after the switch");
+    if (bad.length) fail("non-200 responses with MapLibre: " + bad.join(", "));
+    const mlTiles = [...tiles.keys()].slice(before).filter((u) => u.includes("/mc/"));
+    if (mlTiles.length < 4) fail("MapLibre asked the proxy for " + mlTiles.length + " tiles");
+    if (!mlTiles.every((u) => u.includes("indice=" + indice))) fail("a MapLibre tile lacks indice=" + indice);
+    const attrib = await page.evaluate(() =>
+      (document.querySelector(".maplibregl-ctrl-attrib-inner") || {}).textContent || "");
+    if (!attrib.includes("\u00a9")) fail("MapLibre shows no attribution: '" + attrib + "'");
+    const mlShot = shot.replace(/\.png$/, "-maplibre.png");
+    await page.screenshot({ path: mlShot });
+    console.log("ok - MapLibre switch: " + mlTiles.length + " tiles from the TileJSON, attribution '" +
+      attrib + "', screenshot " + mlShot);
   } finally {
     await browser.close();
   }

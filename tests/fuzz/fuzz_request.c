@@ -14,7 +14,8 @@
  * key is printable, shorter than REQUEST_KEY_MAX, has a clean upstream path
  * (no "..", "//", '%', no leading '/'), a query of known names in strictly
  * increasing order, no indice and no dropped parameter; parsing the key
- * again yields the same key (it is canonical).
+ * again yields the same key (it is canonical). TileJSON and WMTS
+ * capabilities keys: their own path, the same query rules.
  */
 #include "config.h"
 
@@ -34,8 +35,8 @@ static const char *const prefixes[] = {"",
     "/here-proxy/mc/3/4/5/jpeg?"};
 
 /* Query names the key may hold, in the order build_key writes them. */
-static const char *const key_names[] = {"features", "lang", "lang2", "ppi",
-    "pview", "scale", "size", "style", NULL};
+static const char *const key_names[] = {"endTime", "features", "lang", "lang2",
+    "ppi", "pview", "scale", "size", "startTime", "style", NULL};
 
 static int
 known_key_name(const char *name, size_t len)
@@ -87,6 +88,13 @@ check_path(const char *path, size_t len, const struct tile_req *req)
         FUZZ_CHECK(req->x <= max && req->y <= max);
         snprintf(expect, sizeof(expect), "%s/mc/%ld/%ld/%ld/%s", req->resource,
             req->z, req->x, req->y, req->format);
+    } else if (req->route == ROUTE_TILEJSON) {
+        FUZZ_CHECK(req->resource != NULL && req->format != NULL);
+        snprintf(expect, sizeof(expect), "tilejson/%s/%s", req->resource,
+            req->format);
+    } else if (req->route == ROUTE_WMTS) {
+        FUZZ_CHECK(req->format != NULL);
+        snprintf(expect, sizeof(expect), "wmts/1.0.0/%s", req->format);
     } else {
         FUZZ_CHECK(req->endpoint != NULL);
         snprintf(expect, sizeof(expect), "%s", req->endpoint);
@@ -108,9 +116,10 @@ check_query(const char *q, const struct tile_req *req)
         idx = known_key_name(q, (size_t)(eq - q));
         FUZZ_CHECK(idx > last); /* known, once, in canonical order */
         last = idx;
-        if (idx >= 5) /* scale, size, style */
-            seen_defaults++;
-        if (idx == 3) /* ppi */
+        if (strcmp(key_names[idx], "ppi") == 0 ||
+            strcmp(key_names[idx], "scale") == 0 ||
+            strcmp(key_names[idx], "size") == 0 ||
+            strcmp(key_names[idx], "style") == 0)
             seen_defaults++;
         q += len;
         if (*q == '&') {
@@ -118,8 +127,10 @@ check_query(const char *q, const struct tile_req *req)
             FUZZ_CHECK(*q != '\0');
         }
     }
-    /* HERE's defaults are always filled in for tiles. */
-    FUZZ_CHECK(req->route != ROUTE_TILE || seen_defaults == 4);
+    /* HERE's defaults are always filled in for tiles and TileJSON; the
+     * WMTS capabilities have a layer for each style instead. */
+    FUZZ_CHECK(req->route == ROUTE_META ||
+        seen_defaults == (req->route == ROUTE_WMTS ? 3 : 4));
 }
 
 static void
@@ -186,6 +197,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         return 0;
     }
     method = methods[data[0] & 3];
+    memset(&pol, 0, sizeof(pol)); /* the built-in styles */
     pol.allow_logistics = (data[0] >> 4) & 1;
     pol.zmax = (data[0] & 0x20) ? 22 : 20;
     plen = strlen(prefixes[(data[0] >> 2) & 3]);
@@ -219,6 +231,14 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         FUZZ_CHECK(req.method == METHOD_GET || req.method == METHOD_HEAD);
         check_key(&req);
         check_reparse(&req, &pol);
+        break;
+    case ROUTE_TILEJSON:
+    case ROUTE_WMTS:
+        /* Keys of their own (request.h), never a request's path. */
+        FUZZ_CHECK(req.method == METHOD_GET || req.method == METHOD_HEAD);
+        FUZZ_CHECK(req.size == 256 || req.size == 512);
+        FUZZ_CHECK(req.plan[0] == '\0');
+        check_key(&req);
         break;
     case ROUTE_PREFLIGHT:
         FUZZ_CHECK(req.method == METHOD_OPTIONS);

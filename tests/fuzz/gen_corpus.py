@@ -43,6 +43,16 @@ REQUEST = {
                                "&ppi=100&scale=1"),
     "tile_features_permanent": (GET, TILE + "?features=vehicle_restrictions:"
                                 "permanent_only"),
+    "tile_features_all_modes": (GET, TILE + "?features=public_transit:"
+                                "all_systems,truck_preferred_roads:all,"
+                                "vehicle_restrictions:active_only"
+                                "&startTime=2024-02-29T08:00"
+                                "&endTime=2024-02-29T18:00"),
+    "tile_time_window_reversed": (GET, TILE + "?features=vehicle_"
+                                  "restrictions:active_and_inactive_"
+                                  "differentiated&startTime=2025-12-03T18:00"
+                                  "&endTime=2025-12-03T08:00"),
+    "tile_time_without_mode": (GET, TILE + "?startTime=2023-02-29T08:00"),
     "tile_logistics": (GET | LOGISTICS, TILE + "?style=logistics.night"),
     "tile_logistics_disabled": (GET, TILE + "?style=logistics.day"),
     "tile_dropped_params": (GET, TILE + "?indice=abc&apiKey=secret&app_id=x"

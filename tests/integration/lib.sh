@@ -35,7 +35,8 @@ export abs_top_srcdir abs_top_builddir HEREPROXY_BIN
 unset HERE_API_KEY HERE_API_KEY_FILE HERE_BASE_URL HERE_CA_FILE \
     HERE_CONNECT_TIMEOUT_MS HERE_TIMEOUT_MS HERE_ALLOW_LOGISTICS \
     HEREPROXY_CONFIG HEREPROXY_THREADS HEREPROXY_LISTEN HEREPROXY_CORS_ORIGINS \
-    HEREPROXY_ZMAX CACHE_MAXSIZE CACHE_MAXBYTES CACHE_TTL_DEFAULT CACHE_TTL_CAP \
+    HEREPROXY_ZMAX HEREPROXY_PUBLIC_URL CACHE_MAXSIZE CACHE_MAXBYTES \
+    CACHE_TTL_DEFAULT CACHE_TTL_CAP \
     CACHE_META_TTL MEMCACHED_SERVERS UPSTREAM_MAX_BYTES LOG_LEVEL \
     HERE_RETRIES HERE_RETRY_BASE_MS HERE_RETRY_MAX_MS HERE_MAX_INFLIGHT \
     HERE_QUEUE_TIMEOUT_MS HERE_MAX_CONNECTIONS HERE_BREAKER_THRESHOLD \
@@ -49,6 +50,7 @@ unset HERE_API_KEY HERE_API_KEY_FILE HERE_BASE_URL HERE_CA_FILE \
     HEREPROXY_CLIENT_TOKENS_FILE HEREPROXY_INDICES HEREPROXY_ADMIN_TOKEN \
     HEREPROXY_ADMIN_TOKEN_FILE NGINX_LOG_FILE NGINX_HITS_FILE \
     CACHE_SECRET CACHE_SECRET_FILE HERE_CREDENTIALS_FILE
+unset HERE_STYLES
 # Never send loopback test traffic through a proxy.
 unset http_proxy https_proxy HTTP_PROXY HTTPS_PROXY all_proxy ALL_PROXY
 export no_proxy='*' NO_PROXY='*'
@@ -778,6 +780,8 @@ _proxy_env() {
 
 # ---------------------------------------------------------------------- nginx
 # NGINX_EXTRA_LOCATIONS (optional): lines added to the server block.
+# NGINX_PORT_NEXT (optional): the port to listen on instead of a free one
+# (taken once), for a proxy that must know its public URL before NGINX runs.
 # start_nginx NAME FASTCGI_ADDR: a standalone NGINX on a free port whose
 # server block is the shipped conf/nginx/hereproxy.conf with its addresses
 # replaced (FASTCGI_ADDR: HOST:PORT or unix:/path).  Sets NGINX_PORT,
@@ -790,7 +794,8 @@ start_nginx() {
     mkdir -p "$d/tmp"
     cp /etc/nginx/fastcgi_params "$d/fastcgi_params" 2>/dev/null ||
         die "no /etc/nginx/fastcgi_params (is the nginx package installed?)"
-    NGINX_PORT=$(free_port)
+    NGINX_PORT=${NGINX_PORT_NEXT:-$(free_port)}
+    NGINX_PORT_NEXT=
     {
         _nginx_main_conf "$d"
         sed -e "s|127\.0\.0\.1:9000|$addr|g" \
@@ -829,7 +834,8 @@ start_nginx_cache() {
     mkdir -p "$d/tmp" "$d/cache"
     cp /etc/nginx/fastcgi_params "$d/fastcgi_params" ||
         die "no /etc/nginx/fastcgi_params (is the nginx package installed?)"
-    NGINX_PORT=$(free_port)
+    NGINX_PORT=${NGINX_PORT_NEXT:-$(free_port)}
+    NGINX_PORT_NEXT=
     {
         _nginx_main_conf "$d"
         sed -e "s|127\.0\.0\.1:9000|$addr|g" \
@@ -914,6 +920,37 @@ EOF
         die "apache did not listen on 127.0.0.1:$APACHE_PORT; error log: $(tail -n 5 "$d/error.log" 2>/dev/null | tr '\n' ' ')"
     APACHE_URL=http://127.0.0.1:$APACHE_PORT
     diag "apache $name on $APACHE_URL -> $addr (pid $APACHE_PID)"
+}
+
+# -------------------------------------------------------------------- browser
+# browser_node_install: the npm packages of tests/browser (playwright-core,
+# MapLibre GL JS, OpenLayers: exact versions in package-lock.json) in the
+# build tree (never the source tree, which may be read-only), installed
+# once and reused while the lock is the same; one test at a time installs
+# (flock), so that make -j check does not install twice into one place.
+# Sets NODE_DIR.
+browser_node_install() {
+    require_cmds node npm flock
+    NODE_DIR=$abs_top_builddir/tests/browser-node
+    mkdir -p "$NODE_DIR" || die "cannot create $NODE_DIR"
+    (
+        flock -w 300 9 || exit 2
+        if ! cmp -s "$abs_top_srcdir/tests/browser/package-lock.json" "$NODE_DIR/package-lock.json" ||
+            [ ! -d "$NODE_DIR/node_modules/playwright-core" ] ||
+            [ ! -f "$NODE_DIR/node_modules/maplibre-gl/dist/maplibre-gl.mjs" ] ||
+            [ ! -f "$NODE_DIR/node_modules/ol/dist/ol.js" ]; then
+            cp "$abs_top_srcdir/tests/browser/package.json" \
+                "$abs_top_srcdir/tests/browser/package-lock.json" "$NODE_DIR/" || exit 3
+            (cd "$NODE_DIR" && timeout 240 npm ci --no-audit --no-fund --loglevel=error) \
+                >"$RUN_DIR/npm.log" 2>&1 || exit 4
+        fi
+    ) 9>"$NODE_DIR/.install.lock"
+    case $? in
+    0) ;;
+    2) die "another test held $NODE_DIR/.install.lock for 300 s" ;;
+    3) die "cannot copy tests/browser/package*.json into $NODE_DIR" ;;
+    *) die "npm ci failed: $(tail -n 5 "$RUN_DIR/npm.log" | tr '\n' ' ')" ;;
+    esac
 }
 
 # ----------------------------------------------------------------------- HTTP

@@ -16,26 +16,28 @@ export CHROMIUM
 LEAFLET=/usr/share/javascript/leaflet
 [ -f "$LEAFLET/leaflet.js" ] || die "missing $LEAFLET/leaflet.js (apt-get install libjs-leaflet)"
 
-# playwright-core, installed from the lock file into the build tree (never
-# the source tree, which may be read-only), reused while the lock is the same.
-NODE_DIR=$abs_top_builddir/tests/browser-node
-mkdir -p "$NODE_DIR" || die "cannot create $NODE_DIR"
-if ! cmp -s "$abs_top_srcdir/tests/browser/package-lock.json" "$NODE_DIR/package-lock.json" ||
-    [ ! -d "$NODE_DIR/node_modules/playwright-core" ]; then
-    cp "$abs_top_srcdir/tests/browser/package.json" "$abs_top_srcdir/tests/browser/package-lock.json" \
-        "$NODE_DIR/" || die "cannot copy tests/browser/package*.json"
-    (cd "$NODE_DIR" && timeout 180 npm ci --no-audit --no-fund --loglevel=error) \
-        >"$RUN_DIR/npm.log" 2>&1 || die "npm ci failed: $(tail -n 5 "$RUN_DIR/npm.log" | tr '\n' ' ')"
-fi
+# playwright-core (and MapLibre, for the page's switch), installed from the
+# lock file into the build tree (lib.sh: browser_node_install).
+browser_node_install
 ok "playwright-core installed in $NODE_DIR"
+
+# The demo's MapLibre is the one the quickstart installs
+# (contrib/demo/package-lock.json): the same version as the tests'.
+assert_eq "$(json_field 'd["packages"]["node_modules/maplibre-gl"]["version"]' "$abs_top_srcdir/contrib/demo/package-lock.json")" \
+    "$(json_field 'd["packages"]["node_modules/maplibre-gl"]["version"]' "$abs_top_srcdir/tests/browser/package-lock.json")" \
+    "the demo's MapLibre version is the tests'"
 
 start_upstream
 start_memcached
-start_proxy main "MEMCACHED_SERVERS=127.0.0.1:$MEMCACHED_PORT"
+# The TileJSON's links name NGINX (HEREPROXY_PUBLIC_URL), as the quickstart sets.
+NGINX_PORT_NEXT=$(free_port)
+start_proxy main "MEMCACHED_SERVERS=127.0.0.1:$MEMCACHED_PORT" \
+    "HEREPROXY_PUBLIC_URL=http://127.0.0.1:$NGINX_PORT_NEXT"
 DEMO=$abs_top_srcdir/contrib/demo
 NGINX_EXTRA_LOCATIONS="    location = / { root $DEMO; index index.html; }
     location = /index.html { root $DEMO; types { text/html html; } }
-    location /leaflet/ { alias $LEAFLET/; types { text/css css; application/javascript js; image/png png; } }"
+    location /leaflet/ { alias $LEAFLET/; types { text/css css; application/javascript js; image/png png; } }
+    location /maplibre/ { alias $NODE_DIR/node_modules/maplibre-gl/dist/; types { text/css css; text/javascript mjs js; } }"
 start_nginx main "$PROXY_ADDR"
 U=$NGINX_URL
 
@@ -56,7 +58,9 @@ OUT=$(cd "$NODE_DIR" && NODE_PATH=$NODE_DIR/node_modules timeout 90 \
     node "$abs_top_srcdir/tests/browser/demo_test.js" "$U" "$SHOT" browsertest 2>&1)
 rc=$?
 diag "$OUT"
-if [ "$rc" -eq 0 ]; then ok "Chromium: tiles 200, pan away and back, panel shows hits"; else not_ok "Chromium run (exit $rc)"; fi
+if [ "$rc" -eq 0 ]; then ok "Chromium: tiles 200, pan away and back, panel shows hits, the MapLibre switch draws"; else not_ok "Chromium run (exit $rc)"; fi
+assert_eq "$(grep -c '"path":"/here-proxy/tilejson/base.json","indice":"browsertest"' "$PROXY_LOG")" 1 \
+    "the MapLibre switch read the TileJSON (proxy log)"
 
 # The page's numbers are the proxy's: hits for the índice in /metrics.
 req GET "$U/metrics"

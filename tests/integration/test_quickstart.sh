@@ -50,6 +50,13 @@ assert_match "$(curl -s "$QS_UP/__control/stats" | python3 -c 'import json,sys; 
     '^[1-9][0-9]* True 0$' "the demo runs on OAuth: the proxy got a token from the demo upstream and sent it"
 assert_contains "$(grep '"event":"start"' "$QUICKSTART_STATE/hereproxy.log")" '"here_auth":"oauth"' \
     "the demo proxy uses HERE_CREDENTIALS_FILE"
+req GET "$U/maplibre/maplibre-gl.mjs"
+check_status 200 "MapLibre for the demo's switch, from npm, at /maplibre/"
+check_header Content-Type text/javascript "MapLibre's module as JavaScript"
+req GET "$U/here-proxy/tilejson/base.json?indice=qs"
+check_status 200 "TileJSON through the quickstart"
+assert_contains "$(cat "$HTTP_BODY_FILE")" "\"$U/here-proxy/base/mc/{z}/{x}/{y}/png?" \
+    "its tile template names the quickstart's NGINX (HEREPROXY_PUBLIC_URL)"
 req GET "$U/metrics"
 check_status 200 "/metrics through the quickstart NGINX"
 assert_contains "$(cat "$HTTP_BODY_FILE")" '"qs"' "/metrics lists the índice qs"

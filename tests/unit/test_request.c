@@ -13,8 +13,8 @@
 #include "fcgi.h"
 #include "request.h"
 
-static const struct request_policy policy = {20, 0};
-static const struct request_policy policy_logistics = {20, 1};
+static const struct request_policy policy = {20, 0, NULL, 0};
+static const struct request_policy policy_logistics = {20, 1, NULL, 0};
 
 /* HERE's defaults as they appear, sorted, at the end of every tile key. */
 #define DEF "ppi=100&scale=1&size=256&style=explore.day"
@@ -371,6 +371,36 @@ static const struct rcase cases[] = {
         0,
         TK "?features=congestion_zones:disabled,environmental_zones:all,"
            "pois:all,vehicle_restrictions:disabled&" DEF},
+    /* every feature and mode of HERE's Raster Tile API 3.0.4 */
+    {"GET",
+        T "?features=vehicle_restrictions:active_and_inactive_differentiated",
+        0,
+        TK "?features=vehicle_restrictions:active_and_inactive_"
+           "differentiated&" DEF},
+    {"GET", T "?features=vehicle_restrictions:active_only", 0,
+        TK "?features=vehicle_restrictions:active_only&" DEF},
+    {"GET", T "?features=public_transit:asia_selected_systems", 0,
+        TK "?features=public_transit:asia_selected_systems&" DEF},
+    {"GET", T "?features=public_transit:all_systems", 0,
+        TK "?features=public_transit:all_systems&" DEF},
+    {"GET", T "?features=public_transit:disabled", 0,
+        TK "?features=public_transit:disabled&" DEF},
+    {"GET", T "?features=truck_preferred_roads:all", 0,
+        TK "?features=truck_preferred_roads:all&" DEF},
+    {"GET", T "?features=truck_preferred_roads:disabled", 0,
+        TK "?features=truck_preferred_roads:disabled&" DEF},
+    {"GET", T "?features=public_transit:all", 400,
+        "unknown value for public_transit"},
+    {"GET", T "?features=public_transit:asia", 400,
+        "unknown value for public_transit"},
+    {"GET", T "?features=truck_preferred_roads:active_only", 400,
+        "unknown value for truck_preferred_roads"},
+    {"GET", T "?features=vehicle_restrictions:active", 400,
+        "unknown value for vehicle_restrictions"},
+    {"GET", T "?features=truck_preferred_roads:all,public_transit:all_systems",
+        0,
+        TK
+        "?features=public_transit:all_systems,truck_preferred_roads:all&" DEF},
     {"GET", T "?features=pois%3Adisabled", 0,
         TK "?features=pois:disabled&" DEF},
     {"GET", T "?features=pois%3adisabled%2Cenvironmental_zones%3Aall", 0,
@@ -394,6 +424,69 @@ static const struct rcase cases[] = {
     {"GET", T "?features=pois:all&features=pois:all", 400, "more than once"},
     {"GET", T "?features=pois:all&features=congestion_zones:all", 400,
         "more than once"},
+    /* ---- startTime, endTime: with a time-based vehicle_restrictions */
+    {"GET",
+        T "?features=vehicle_restrictions:active_only"
+          "&startTime=2025-12-03T08:00&endTime=2025-12-03T18:00",
+        0,
+        TK "?endTime=2025-12-03T18:00&features=vehicle_restrictions:"
+           "active_only&ppi=100&scale=1&size=256&startTime=2025-12-03T08:00"
+           "&style=explore.day"},
+    {"GET",
+        T "?startTime=2025-12-03T08:00&features=vehicle_restrictions:"
+          "active_and_inactive_differentiated",
+        0,
+        TK "?features=vehicle_restrictions:active_and_inactive_differentiated"
+           "&ppi=100&scale=1&size=256&startTime=2025-12-03T08:00"
+           "&style=explore.day"},
+    {"GET",
+        T "?endTime=2025-12-03T18:00&features=vehicle_restrictions:"
+          "active_only",
+        0,
+        TK "?endTime=2025-12-03T18:00&features=vehicle_restrictions:"
+           "active_only&" DEF},
+    {"GET",
+        T "?features=vehicle_restrictions:active_only"
+          "&startTime=2025-12-03T08:00&endTime=2025-12-03T08:00",
+        0, NULL},
+    {"GET",
+        T "?features=vehicle_restrictions:active_only"
+          "&startTime=2025-12-03T08%3A00",
+        0, NULL},
+    {"GET", T "?startTime=2025-12-03T08:00", 400, "startTime: only with"},
+    {"GET", T "?endTime=2025-12-03T08:00", 400, "endTime: only with"},
+    {"GET", T "?startTime=2025-12-03T08:00&features=pois:all", 400,
+        "startTime: only with"},
+    {"GET",
+        T "?startTime=2025-12-03T08:00&features=vehicle_restrictions:"
+          "active_and_inactive",
+        400, "startTime: only with"},
+    {"GET",
+        T "?endTime=2025-12-03T08:00&features=vehicle_restrictions:"
+          "permanent_only",
+        400, "endTime: only with"},
+    {"GET",
+        T "?endTime=2025-12-03T08:00&features=vehicle_restrictions:disabled",
+        400, "endTime: only with"},
+    {"GET",
+        T "?features=vehicle_restrictions:active_only"
+          "&startTime=2025-12-03T18:00&endTime=2025-12-03T08:00",
+        400, "endTime: before startTime"},
+    {"GET",
+        T "?features=vehicle_restrictions:active_only"
+          "&startTime=2026-01-01T00:00&endTime=2025-12-31T23:59",
+        400, "endTime: before startTime"},
+    {"GET",
+        T "?features=vehicle_restrictions:active_only"
+          "&startTime=2025-12-03T08:00&startTime=2025-12-03T09:00",
+        400, "startTime: given more than once"},
+    {"GET",
+        T "?features=vehicle_restrictions:active_only"
+          "&endTime=2025-12-03T08:00&endTime=2025-12-03T08:00",
+        400, "endTime: given more than once"},
+    {"GET", T "?starttime=2025-12-03T08:00", 400,
+        "unknown parameter 'starttime'"},
+    {"GET", T "?start_time=2025-12-03T08:00", 400, "unknown parameter"},
     /* ---- indice: never in the key */
     {"GET", T "?indice=team-a", 0, TK "?" DEF},
     {"GET", T "?indice=A.b_c-9", 0, TK "?" DEF},
@@ -463,6 +556,18 @@ static const struct rcase cases[] = {
         0,
         TK "?features=pois:all&lang=en&lang2=de&ppi=200&pview=IND&scale=2"
            "&size=512&style=lite.day"},
+    {"GET",
+        T "?startTime=2024-02-29T23:59&style=lite.day&size=512&ppi=200"
+          "&scale=2&lang=en&lang2=de&pview=IND&endTime=2024-03-01T00:00"
+          "&features=truck_preferred_roads:all,vehicle_restrictions:"
+          "active_only,public_transit:all_systems,pois:disabled,"
+          "environmental_zones:all,congestion_zones:all&mv=x&indice=t1",
+        0,
+        TK "?endTime=2024-03-01T00:00&features=congestion_zones:all,"
+           "environmental_zones:all,pois:disabled,public_transit:all_systems,"
+           "truck_preferred_roads:all,vehicle_restrictions:active_only"
+           "&lang=en&lang2=de&ppi=200&pview=IND&scale=2&size=512"
+           "&startTime=2024-02-29T23:59&style=lite.day"},
 };
 
 static void
@@ -726,7 +831,8 @@ test_zoom_bounds(void **state)
     }
     /* A policy with a smaller and a larger zmax. */
     {
-        const struct request_policy small = {5, 0}, big = {22, 0};
+        const struct request_policy small = {5, 0, NULL, 0},
+                                    big = {22, 0, NULL, 0};
         assert_int_equal(request_parse("GET", "/here-proxy/mc/5/31/31/png",
                              &small, &r, err, sizeof(err)),
             0);
@@ -895,13 +1001,258 @@ test_canonical_keys(void **state)
     }
 }
 
+/* One order of the six features (and of the times): the one key. */
+static void
+check_features_order(const int *idx, int times_first)
+{
+    static const char *const items[] = {"vehicle_restrictions:active_only",
+        "truck_preferred_roads:all", "public_transit:all_systems",
+        "pois:disabled", "environmental_zones:all", "congestion_zones:all"};
+    static const char *const want =
+        TK "?endTime=2025-12-03T18:00&features=congestion_zones:all,"
+           "environmental_zones:all,pois:disabled,public_transit:all_systems,"
+           "truck_preferred_roads:all,vehicle_restrictions:active_only"
+           "&ppi=100&scale=1&size=256&startTime=2025-12-03T08:00"
+           "&style=explore.day";
+    struct tile_req r;
+    char uri[512], err[256];
+    size_t len;
+    int k;
+
+    len = (size_t)snprintf(uri, sizeof(uri), "%s",
+        times_first ? T "?startTime=2025-12-03T08:00&features="
+                    : T "?endTime=2025-12-03T18:00&features=");
+    for (k = 0; k < 6; k++)
+        len += (size_t)snprintf(
+            uri + len, sizeof(uri) - len, "%s%s", k ? "," : "", items[idx[k]]);
+    snprintf(uri + len, sizeof(uri) - len, "%s",
+        times_first ? "&endTime=2025-12-03T18:00"
+                    : "&startTime=2025-12-03T08:00");
+    if (request_parse("GET", uri, &policy, &r, err, sizeof(err)) != 0)
+        fail_msg("%s: %s", uri, err);
+    if (strcmp(r.key, want) != 0)
+        fail_msg("%s\n  key  %s\n  want %s", uri, r.key, want);
+}
+
+/*
+ * The order of the features items never splits the cache: every one of the
+ * 720 orders of all six features gives one key (Heap's algorithm), and so
+ * do the places of startTime and endTime among the parameters.
+ */
+static void
+test_features_any_order(void **state)
+{
+    int idx[6] = {0, 1, 2, 3, 4, 5}, c[6] = {0, 0, 0, 0, 0, 0};
+    int n = 1, i = 1, j, t;
+
+    (void)state;
+    check_features_order(idx, 0);
+    while (i < 6) {
+        if (c[i] < i) {
+            j = i % 2 ? c[i] : 0;
+            t = idx[j];
+            idx[j] = idx[i];
+            idx[i] = t;
+            check_features_order(idx, n % 2);
+            n++;
+            c[i]++;
+            i = 1;
+        } else {
+            c[i] = 0;
+            i++;
+        }
+    }
+    assert_int_equal(n, 720);
+}
+
+/* startTime and endTime: HERE's format, and real dates only. */
+static void
+test_local_times(void **state)
+{
+    static const struct {
+        const char *v;
+        int ok;
+    } t[] = {
+        {"2025-12-03T08:00", 1},
+        {"2025-01-01T00:00", 1},
+        {"2025-12-31T23:59", 1},
+        {"2024-02-29T12:00", 1}, /* leap year */
+        {"2000-02-29T12:00", 1}, /* divisible by 400: leap */
+        {"1900-02-29T12:00", 0}, /* by 100, not by 400: not leap */
+        {"2023-02-29T12:00", 0},
+        {"2023-02-28T12:00", 1},
+        {"2025-04-30T00:00", 1},
+        {"2025-04-31T00:00", 0},
+        {"2025-06-31T00:00", 0},
+        {"2025-09-31T00:00", 0},
+        {"2025-11-31T00:00", 0},
+        {"2025-01-31T00:00", 1},
+        {"2025-07-31T00:00", 1},
+        {"2025-08-31T00:00", 1},
+        {"2025-12-32T00:00", 0},
+        {"2025-00-10T00:00", 0},
+        {"2025-13-10T00:00", 0},
+        {"2025-12-00T00:00", 0},
+        {"2025-12-03T24:00", 0},
+        {"2025-12-03T23:60", 0},
+        {"2025-12-03T99:99", 0},
+        {"0000-01-01T00:00", 1},
+        {"9999-12-31T23:59", 1},
+        {"2025-12-03T08:00:00", 0}, /* seconds */
+        {"2025-12-03T08:00Z", 0},   /* a zone */
+        {"2025-12-03T08:00+01:00", 0},
+        {"2025-12-03t08:00", 0},
+        {"2025-12-03+08:00", 0}, /* a space */
+        {"2025-12-3T08:00", 0},
+        {"2025-12-03T8:00", 0},
+        {"25-12-03T08:00", 0},
+        {"+2025-12-03T08:00", 0},
+        {"2025/12/03T08:00", 0},
+        {"2025-12-03T08.00", 0},
+        {"2025-1a-03T08:00", 0},
+        {"2025-12-03", 0},
+        {"", 0},
+    };
+    struct tile_req r;
+    char uri[256], err[256];
+    size_t i;
+    int w;
+
+    (void)state;
+    for (i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
+        for (w = 0; w < 2; w++) {
+            const char *name = w ? "endTime" : "startTime";
+            int rc;
+
+            snprintf(uri, sizeof(uri),
+                T "?features=vehicle_restrictions:active_only&%s=%s", name,
+                t[i].v);
+            rc = request_parse("GET", uri, &policy, &r, err, sizeof(err));
+            if (t[i].ok && rc != 0)
+                fail_msg("%s refused: %s", uri, err);
+            if (!t[i].ok && (rc != 400 || strncmp(err, name, strlen(name))))
+                fail_msg(
+                    "%s: %d '%s', want a 400 naming %s", uri, rc, err, name);
+        }
+    }
+}
+
+/*
+ * HERE_STYLES: the policy's list is the styles accepted; one it adds is
+ * taken, one it leaves out is refused, and HERE's default (no style) only
+ * when the list has it. HERE_ALLOW_LOGISTICS still adds the logistics ones.
+ */
+static void
+test_styles_policy(void **state)
+{
+    /* sorted, as the settings hold them */
+    static char *const mine[] = {"explore.day", "explore.dusk", "topo.day"};
+    static char *const no_default[] = {"lite.day", "topo.day"};
+    const struct request_policy custom = {20, 0, mine, 3};
+    const struct request_policy custom_logistics = {20, 1, mine, 3};
+    const struct request_policy without = {20, 0, no_default, 2};
+    struct tile_req r;
+    char err[256];
+
+    (void)state;
+    assert_int_equal(request_parse("GET", T "?style=explore.dusk", &custom, &r,
+                         err, sizeof(err)),
+        0);
+    assert_string_equal(
+        r.key, TK "?ppi=100&scale=1&size=256&style=explore.dusk");
+    assert_string_equal(r.plan, "style=explore.dusk");
+    /* The built-in list does not know it. */
+    assert_int_equal(request_parse("GET", T "?style=explore.dusk", &policy, &r,
+                         err, sizeof(err)),
+        400);
+    assert_non_null(strstr(err, "style"));
+    /* lite.day is in the default list, not in this one. */
+    assert_int_equal(request_parse("GET", T "?style=lite.day", &policy, &r, err,
+                         sizeof(err)),
+        0);
+    assert_int_equal(request_parse("GET", T "?style=lite.day", &custom, &r, err,
+                         sizeof(err)),
+        400);
+    assert_non_null(strstr(err, "style"));
+    assert_int_equal(request_parse("GET", T "?style=topo.day", &custom, &r, err,
+                         sizeof(err)),
+        0);
+    assert_int_equal(request_parse("GET", T, &custom, &r, err, sizeof(err)), 0);
+    assert_string_equal(r.key, TK "?" DEF);
+    /* Prefixes and longer names of a listed style are other styles. */
+    assert_int_equal(request_parse("GET", T "?style=explore.dus", &custom, &r,
+                         err, sizeof(err)),
+        400);
+    assert_int_equal(request_parse("GET", T "?style=explore.dusky", &custom, &r,
+                         err, sizeof(err)),
+        400);
+    /* Logistics: by the flag, whatever the list. */
+    assert_int_equal(request_parse("GET", T "?style=logistics.day", &custom, &r,
+                         err, sizeof(err)),
+        400);
+    assert_int_equal(request_parse("GET", T "?style=logistics.day",
+                         &custom_logistics, &r, err, sizeof(err)),
+        0);
+    /* Without explore.day, a tile must name a style; metadata need not. */
+    assert_int_equal(
+        request_parse("GET", T, &without, &r, err, sizeof(err)), 400);
+    assert_non_null(strstr(err, "style: the default, explore.day"));
+    assert_int_equal(request_parse("GET", T "?style=explore.day", &without, &r,
+                         err, sizeof(err)),
+        400);
+    assert_int_equal(request_parse("GET", T "?style=lite.day", &without, &r,
+                         err, sizeof(err)),
+        0);
+    assert_int_equal(request_parse("GET", "/here-proxy/info", &without, &r, err,
+                         sizeof(err)),
+        0);
+    /* Names a setting may hold. */
+    assert_true(request_style_valid("explore.day", 11));
+    assert_true(request_style_valid("a", 1));
+    assert_true(request_style_valid("x9_a-b.c", 8));
+    assert_false(request_style_valid("", 0));
+    assert_false(request_style_valid("Explore.day", 11));
+    assert_false(request_style_valid(".day", 4));
+    assert_false(request_style_valid("9day", 4));
+    assert_false(request_style_valid("a b", 3));
+    assert_false(request_style_valid("a&b=c", 5));
+    assert_false(request_style_valid("a%20", 4));
+    {
+        char longest[REQUEST_STYLE_MAX + 2];
+
+        memset(longest, 'a', sizeof(longest));
+        assert_true(request_style_valid(longest, REQUEST_STYLE_MAX));
+        assert_false(request_style_valid(longest, REQUEST_STYLE_MAX + 1));
+    }
+}
+
+/* REQUEST_STYLES_DEFAULT (HERE_STYLES' default) is the built-in list. */
+static void
+test_styles_default(void **state)
+{
+    char text[] = REQUEST_STYLES_DEFAULT;
+    char *item, *save = NULL;
+    struct tile_req r;
+    char uri[128], err[256];
+    int n = 0;
+
+    (void)state;
+    for (item = strtok_r(text, ",", &save); item != NULL;
+         item = strtok_r(NULL, ",", &save), n++) {
+        snprintf(uri, sizeof(uri), T "?style=%s", item);
+        if (request_parse("GET", uri, &policy, &r, err, sizeof(err)) != 0)
+            fail_msg("%s: %s", uri, err);
+    }
+    assert_int_equal(n, 9);
+}
+
 /* Every pair of HERE parameters given twice fails, in either order. */
 static void
 test_repeated_params(void **state)
 {
     static const char *const one[] = {"style=lite.day", "size=512", "ppi=200",
         "scale=2", "lang=en", "lang2=de", "pview=IND", "features=pois:all",
-        "indice=abc"};
+        "indice=abc", "startTime=2025-12-03T08:00", "endTime=2025-12-03T18:00"};
     struct tile_req r;
     char uri[256], err[256];
     size_t i, j;
@@ -1044,8 +1395,10 @@ static void
 test_param_count(void **state)
 {
     static const char *const all[] = {"style=lite.day", "size=512", "ppi=200",
-        "scale=2", "lang=en", "lang2=de", "pview=IND", "features=pois:all",
-        "indice=abc", "apiKey=k", "app_id=i", "app_code=c", "lg=l", "mv=m"};
+        "scale=2", "lang=en", "lang2=de", "pview=IND",
+        "features=pois:all,vehicle_restrictions:active_only",
+        "startTime=2025-12-03T08:00", "endTime=2025-12-03T18:00", "indice=abc",
+        "apiKey=k", "app_id=i", "app_code=c", "lg=l", "mv=m"};
     struct tile_req r;
     char uri[1024], err[256];
     size_t len, i;
@@ -1058,8 +1411,10 @@ test_param_count(void **state)
     assert_int_equal(
         request_parse("GET", uri, &policy, &r, err, sizeof(err)), 0);
     assert_string_equal(r.key,
-        TK "?features=pois:all&lang=en&lang2=de"
-           "&ppi=200&pview=IND&scale=2&size=512&style=lite.day");
+        TK "?endTime=2025-12-03T18:00&features=pois:all,"
+           "vehicle_restrictions:active_only&lang=en&lang2=de"
+           "&ppi=200&pview=IND&scale=2&size=512&startTime=2025-12-03T08:00"
+           "&style=lite.day");
     /* 33 parameters: refused (too many, or repeated). */
     len = (size_t)snprintf(uri, sizeof(uri), "%s", S "?");
     for (i = 0; i < 33; i++)
@@ -1141,6 +1496,16 @@ test_plan_class(void **state)
         {"/here-proxy/info", "endpoint=info"},
         {"/here-proxy/copyright?lang=pt-BR&style=explore.day",
             "endpoint=copyright&lang=pt-BR"},
+        {"/here-proxy/mc/1/0/0/png?features=public_transit:all_systems,"
+         "truck_preferred_roads:all",
+            "features=public_transit:all_systems,truck_preferred_roads:all"},
+        /* the time window is no class of its own: its mode is */
+        {"/here-proxy/mc/1/0/0/png?features=vehicle_restrictions:active_only"
+         "&startTime=2025-12-03T08:00&endTime=2025-12-03T18:00",
+            "features=vehicle_restrictions:active_only"},
+        {"/here-proxy/mc/1/0/0/png?features=vehicle_restrictions:active_only"
+         "&startTime=2026-01-01T00:00",
+            "features=vehicle_restrictions:active_only"},
     };
     struct tile_req req;
     char err[256];
@@ -1155,19 +1520,37 @@ test_plan_class(void **state)
             fail_msg("%s: plan '%s', expected '%s'", pc[i].uri, req.plan,
                 pc[i].want);
     }
-    /* The longest there is fits. */
-    assert_int_equal(
-        request_parse("GET",
-            "/here-proxy/background/mc/1/0/0/"
-            "jpeg?style=lite.satellite.day&size=512&ppi=400&scale=2&lang=pt-"
-            "BRAZ"
-            "&lang2=pt-BRAZ&pview=IND&features=congestion_zones:disabled,"
-            "environmental_zones:disabled,pois:disabled,vehicle_restrictions:"
-            "active_and_inactive",
-            &policy, &req, err, sizeof(err)),
-        0);
-    assert_true(strlen(req.plan) < REQUEST_PLAN_MAX);
-    assert_non_null(strstr(req.plan, "&style=lite.satellite.day"));
+    /*
+     * The longest there is fits whole, with the longest mode of every
+     * feature and a style as long as HERE_STYLES allows: two classes never
+     * share a cut-off prefix.
+     */
+    {
+        static char *const longest_style[] = {
+            "s123456789012345678901234567890123456789012345678901234567890123"};
+        const struct request_policy pol = {20, 0, longest_style, 1};
+        char uri[1024];
+
+        assert_int_equal(strlen(longest_style[0]), REQUEST_STYLE_MAX);
+        snprintf(uri, sizeof(uri),
+            "/here-proxy/background/mc/1/0/0/jpeg?style=%s&size=512&ppi=400"
+            "&scale=2&lang=pt-BRAZ&lang2=pt-BRAZ&pview=IND"
+            "&features=congestion_zones:disabled,"
+            "environmental_zones:disabled,pois:disabled,"
+            "public_transit:asia_selected_systems,"
+            "truck_preferred_roads:disabled,vehicle_restrictions:"
+            "active_and_inactive_differentiated"
+            "&startTime=2025-12-03T08:00&endTime=2025-12-03T18:00",
+            longest_style[0]);
+        assert_int_equal(
+            request_parse("GET", uri, &pol, &req, err, sizeof(err)), 0);
+        assert_true(strlen(req.plan) < REQUEST_PLAN_MAX);
+        assert_true(req.key_len < REQUEST_KEY_MAX);
+        assert_non_null(strstr(req.plan, "&style=s12345"));
+        assert_non_null(strstr(req.plan, "active_and_inactive_differentiated"));
+        print_message("      longest plan class %zu bytes, key %zu\n",
+            strlen(req.plan), req.key_len);
+    }
 }
 
 static void
@@ -1210,6 +1593,10 @@ main(void)
         cmocka_unit_test(test_resource_format_grid),
         cmocka_unit_test(test_logistics_policy),
         cmocka_unit_test(test_canonical_keys),
+        cmocka_unit_test(test_features_any_order),
+        cmocka_unit_test(test_local_times),
+        cmocka_unit_test(test_styles_policy),
+        cmocka_unit_test(test_styles_default),
         cmocka_unit_test(test_repeated_params),
         cmocka_unit_test(test_repeated_dropped_params),
         cmocka_unit_test(test_indice),

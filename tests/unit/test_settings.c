@@ -176,6 +176,16 @@ static const struct {
     {"HERE_BASE_URL", "https://maps.hereapi.com /v3", -1},
     {"HERE_BASE_URL", "https://maps.hereapi.com/v3\n", -1},
     {"HERE_BASE_URL", "", -1},
+    {"HEREPROXY_PUBLIC_URL", "", 0},
+    {"HEREPROXY_PUBLIC_URL", "https://maps.example.com", 0},
+    {"HEREPROXY_PUBLIC_URL", "http://127.0.0.1:8080/maps/", 0},
+    {"HEREPROXY_PUBLIC_URL", "https://[::1]:8443", 0},
+    {"HEREPROXY_PUBLIC_URL", "maps.example.com", -1},
+    {"HEREPROXY_PUBLIC_URL", "https://maps.example.com/?a=1", -1},
+    {"HEREPROXY_PUBLIC_URL", "https://maps.example.com/#x", -1},
+    {"HEREPROXY_PUBLIC_URL", "https://u:p@maps.example.com", -1},
+    {"HEREPROXY_PUBLIC_URL", "https://maps.example.com/a\"b", -1},
+    {"HEREPROXY_PUBLIC_URL", "https://maps.example.com:99999", -1},
     /* origins */
     {"HEREPROXY_CORS_ORIGINS", "*", 0},
     {"HEREPROXY_CORS_ORIGINS", "https://maps.example.com", 0},
@@ -238,6 +248,14 @@ static const struct {
     {"HEREPROXY_LISTEN", "127.0.0.1:9000", 0},
     {"HEREPROXY_LISTEN", "/run/hereproxy.sock", 0},
     /* unknown names */
+    {"HERE_STYLES", "explore.day,Explore.night", -1},
+    {"HERE_STYLES", "explore.day,explore night", -1},
+    {"HERE_STYLES", "explore.day&apiKey=x", -1},
+    {"HERE_STYLES", ".day", -1},
+    {"HERE_STYLES", "", -1},
+    {"HERE_STYLES", " , ,", -1},
+    {"HERE_STYLES", "topo.day", 0},
+    {"HERE_STYLES", "explore.day, explore.dusk,", 0},
     {"HERE_APIKEY", "x", 1},
     {"here_api_key", "x", 1},
     {"", "x", 1},
@@ -373,6 +391,32 @@ test_set_url_needs_host(void **state)
     }
     if (*failed != '\0')
         fail_msg("HERE_BASE_URL:%s", failed);
+}
+
+/* HEREPROXY_PUBLIC_URL: kept without its trailing slashes, and reloadable. */
+static void
+test_public_url(void **state)
+{
+    struct settings c;
+    char err[512];
+
+    (void)state;
+    assert_int_equal(settings_init(&c), 0);
+    assert_string_equal(c.public_url, "");
+    assert_int_equal(settings_set(&c, "HEREPROXY_PUBLIC_URL",
+                         "https://maps.example.com/tiles//", err, sizeof(err)),
+        -1);
+    assert_int_equal(settings_set(&c, "HEREPROXY_PUBLIC_URL",
+                         "https://maps.example.com/tiles/", err, sizeof(err)),
+        0);
+    assert_string_equal(c.public_url, "https://maps.example.com/tiles");
+    assert_int_equal(settings_set(&c, "HEREPROXY_PUBLIC_URL",
+                         "http://x.example/?q", err, sizeof(err)),
+        -1);
+    assert_non_null(strstr(err, "HEREPROXY_PUBLIC_URL"));
+    assert_string_equal(c.public_url, "https://maps.example.com/tiles");
+    assert_true(settings_reloadable("HEREPROXY_PUBLIC_URL"));
+    settings_cleanup(&c);
 }
 
 static void
@@ -723,6 +767,7 @@ test_dump(void **state)
     assert_non_null(
         strstr(text, "HERE_BASE_URL=https://maps.hereapi.com/v3\n"));
     assert_non_null(strstr(text, "HEREPROXY_ZMAX=20\n"));
+    assert_non_null(strstr(text, "HEREPROXY_PUBLIC_URL=\n"));
     assert_non_null(strstr(text, "CACHE_MAXBYTES=268435456\n"));
     assert_non_null(strstr(text, "UPSTREAM_MAX_BYTES=8388608\n"));
     assert_non_null(strstr(text, "HERE_ALLOW_LOGISTICS=0\n"));
@@ -746,7 +791,7 @@ test_dump(void **state)
         char *p;
         for (p = text; *p; p++)
             lines += *p == '\n';
-        assert_int_equal(lines, 52);
+        assert_int_equal(lines, 54);
     }
     free(text);
     settings_cleanup(&c);
@@ -1085,6 +1130,40 @@ test_client_tokens(void **state)
     settings_cleanup(&c);
 }
 
+/* HERE_STYLES: parsed once into the sorted list requests search. */
+static void
+test_styles(void **state)
+{
+    struct settings c;
+    char err[256];
+
+    (void)state;
+    assert_int_equal(settings_init(&c), 0);
+    /* The default is the built-in list (request.h), sorted. */
+    assert_string_equal(c.here_styles, REQUEST_STYLES_DEFAULT);
+    assert_int_equal(c.styles.n, 9);
+    assert_string_equal(c.styles.names[0], "explore.day");
+    assert_string_equal(c.styles.names[8], "topo.night");
+    assert_int_equal(
+        settings_set(&c, "HERE_STYLES", " topo.day ,explore.dusk,, explore.day",
+            err, sizeof(err)),
+        0);
+    assert_int_equal(c.styles.n, 3);
+    assert_string_equal(c.styles.names[0], "explore.day");
+    assert_string_equal(c.styles.names[1], "explore.dusk");
+    assert_string_equal(c.styles.names[2], "topo.day");
+    assert_true(name_list_has(&c.styles, "explore.dusk"));
+    assert_false(name_list_has(&c.styles, "lite.day"));
+    /* A bad list names the setting and keeps the old one. */
+    assert_int_equal(settings_set(&c, "HERE_STYLES", "lite.day,LITE.night", err,
+                         sizeof(err)),
+        -1);
+    assert_non_null(strstr(err, "HERE_STYLES"));
+    assert_int_equal(c.styles.n, 3);
+    assert_true(settings_reloadable("HERE_STYLES"));
+    settings_cleanup(&c);
+}
+
 static void
 test_origin_allowed(void **state)
 {
@@ -1173,6 +1252,7 @@ main(void)
         cmocka_unit_test(test_set_table),
         cmocka_unit_test(test_set_values),
         cmocka_unit_test(test_set_url_needs_host),
+        cmocka_unit_test(test_public_url),
         cmocka_unit_test(test_apply_text),
         cmocka_unit_test(test_apply_text_errors),
         cmocka_unit_test(test_load),
@@ -1182,6 +1262,7 @@ main(void)
         cmocka_unit_test(test_limit_settings),
         cmocka_unit_test(test_admin_token),
         cmocka_unit_test(test_cache_secret),
+        cmocka_unit_test(test_styles),
         cmocka_unit_test(test_origin_allowed),
         cmocka_unit_test(test_keep_restart_only),
         cmocka_unit_test(test_client_tokens),

@@ -254,7 +254,7 @@ teardown(void **state)
 static void
 parse(struct tile_req *req, const char *uri)
 {
-    struct request_policy policy = {20, 0};
+    struct request_policy policy = {20, 0, NULL, 0};
     char err[256];
 
     assert_int_equal(
@@ -551,6 +551,127 @@ test_metadata_ttl(void **state)
     assert_int_equal(tile_fresh_ttl(&fx.cfg, 0, 404, NULL), 60);
 }
 
+/* A tile_doc's render: records what it got, writes "doc:" and it. */
+struct render_log {
+    int calls;
+    int had_src;
+    char src[64];
+};
+
+static char *
+render_doc(void *ctx, const char *src, size_t src_len, size_t *len)
+{
+    struct render_log *r = ctx;
+    char *out = malloc(80);
+
+    r->calls++;
+    r->had_src = src != NULL;
+    snprintf(r->src, sizeof(r->src), "%.*s", (int)src_len, src ? src : "");
+    snprintf(out, 80, "doc:%s", src ? src : "(none)");
+    *len = strlen(out);
+    return out;
+}
+
+/*
+ * A document written from HERE's copyright: the copyright goes through
+ * the flow (fetched once, then a hit), the document is kept under its own
+ * key and is then a HIT without being written again.
+ */
+static void
+test_doc_kept(void **state)
+{
+    struct render_log r = {0, 0, ""};
+    struct tile_req source;
+    struct tile_answer a;
+    struct tile_doc doc;
+
+    (void)state;
+    fx.here.ctype = "application/json";
+    fx.here.body = "{\"copyrights\":{}}";
+    parse(&source, "/here-proxy/copyright?indice=docs");
+    memset(&doc, 0, sizeof(doc));
+    doc.source = &source;
+    doc.key = "tilejson/base/png?x|https://a.example";
+    doc.key_len = strlen(doc.key);
+    doc.content_type = "application/json";
+    doc.render = render_doc;
+    doc.ctx = &r;
+    tile_get_doc(&fx.t, &fx.cfg, &doc, &a);
+    assert_int_equal(a.body, TILE_ENTRY);
+    assert_int_equal(a.cache, CACHE_STATUS_MISS); /* HERE's copyright */
+    assert_int_equal(a.upstream.attempts, 1);
+    assert_int_equal(a.max_age_s, 3600); /* CACHE_META_TTL */
+    assert_string_equal(a.detail, "");
+    assert_int_equal(a.len, strlen("doc:{\"copyrights\":{}}"));
+    assert_memory_equal(a.data, "doc:{\"copyrights\":{}}", a.len);
+    assert_string_equal(a.content_type, "application/json");
+    assert_int_equal(a.etag[0], '"');
+    assert_int_equal(r.calls, 1);
+    assert_string_equal(r.src, "{\"copyrights\":{}}");
+    tile_done(&fx.t, &fx.cfg, &source, &a);
+    assert_int_equal(fx.store.puts, 2); /* the copyright, the document */
+    assert_non_null(slot_of(&fx.store, doc.key, doc.key_len, 0));
+
+    tile_get_doc(&fx.t, &fx.cfg, &doc, &a);
+    assert_int_equal(a.cache, CACHE_STATUS_HIT);
+    assert_int_equal(r.calls, 1); /* not written again */
+    assert_int_equal(fx.here.submits, 1);
+    tile_done(&fx.t, &fx.cfg, &source, &a);
+
+    /* Not kept (key NULL: a Host-made document): written each time, from
+     * the copyright the cache holds. */
+    doc.key = NULL;
+    tile_get_doc(&fx.t, &fx.cfg, &doc, &a);
+    assert_int_equal(a.cache, CACHE_STATUS_HIT);
+    assert_int_equal(r.calls, 2);
+    tile_done(&fx.t, &fx.cfg, &source, &a);
+    assert_int_equal(fx.store.puts, 2);
+    assert_int_equal(fx.here.submits, 1);
+}
+
+/* HERE's copyright fails: written without it, fresh briefly, kept nowhere. */
+static void
+test_doc_fallback(void **state)
+{
+    struct render_log r = {0, 0, ""};
+    struct tile_req source;
+    struct tile_answer a;
+    struct tile_doc doc;
+
+    (void)state;
+    fx.here.status = 503;
+    fx.here.ctype = "application/json";
+    fx.here.body = "{}";
+    parse(&source, "/here-proxy/copyright");
+    memset(&doc, 0, sizeof(doc));
+    doc.source = &source;
+    doc.key = "wmts/1.0.0/png?x|https://a.example";
+    doc.key_len = strlen(doc.key);
+    doc.content_type = "application/xml";
+    doc.render = render_doc;
+    doc.ctx = &r;
+    tile_get_doc(&fx.t, &fx.cfg, &doc, &a);
+    assert_int_equal(a.body, TILE_ENTRY);
+    assert_int_equal(a.status, 200);
+    assert_int_equal(r.calls, 1);
+    assert_false(r.had_src);
+    assert_memory_equal(a.data, "doc:(none)", a.len);
+    assert_int_equal(a.max_age_s, 60); /* CACHE_NEGATIVE_TTL */
+    assert_non_null(strstr(a.detail, "HERE's copyright document unavailable"));
+    assert_non_null(strstr(a.detail, "503"));
+    tile_done(&fx.t, &fx.cfg, &source, &a);
+    assert_int_equal(fx.store.puts, 0);
+    assert_null(slot_of(&fx.store, doc.key, doc.key_len, 0));
+
+    /* HERE answers again: the document is HERE's, and kept. */
+    fx.here.status = 200;
+    tile_get_doc(&fx.t, &fx.cfg, &doc, &a);
+    assert_true(r.had_src);
+    assert_string_equal(a.detail, "");
+    tile_done(&fx.t, &fx.cfg, &source, &a);
+    assert_non_null(slot_of(&fx.store, doc.key, doc.key_len, 0));
+}
+
 int
 main(void)
 {
@@ -568,6 +689,8 @@ main(void)
         cmocka_unit_test_setup_teardown(
             test_errors_not_stored, setup, teardown),
         cmocka_unit_test_setup_teardown(test_metadata_ttl, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_doc_kept, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_doc_fallback, setup, teardown),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

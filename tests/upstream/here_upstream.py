@@ -404,7 +404,8 @@ def encode_jpeg(idx, size, palette, comment):
 # --------------------------------------------------------------------------
 # Tile cache (LRU, 2000 tiles): same URL (apiKey aside) -> same bytes.
 # --------------------------------------------------------------------------
-TILE_PARAMS = ("style", "size", "ppi", "scale", "lang", "lang2", "pview", "features")
+TILE_PARAMS = ("style", "size", "ppi", "scale", "lang", "lang2", "pview", "features",
+               "startTime", "endTime")
 _tiles, _tiles_lock, TILE_CACHE_MAX = {}, threading.Lock(), 2000
 
 
@@ -439,6 +440,18 @@ def tile_bytes(resource, z, x, y, fmt, params, revision=0):
 # --------------------------------------------------------------------------
 # Metadata documents
 # --------------------------------------------------------------------------
+# Every feature and mode of the Raster Tile API 3.0.4 (its OpenAPI document);
+# the first mode is HERE's default.
+FEATURES = {"congestion_zones": ["disabled", "all"],
+            "environmental_zones": ["disabled", "all"],
+            "pois": ["all", "disabled"],
+            "vehicle_restrictions": ["disabled", "active_and_inactive", "permanent_only",
+                                     "active_and_inactive_differentiated", "active_only"],
+            "public_transit": ["disabled", "asia_selected_systems", "all_systems"],
+            "truck_preferred_roads": ["disabled", "all"]}
+# The modes that take a time window (startTime, endTime).
+TIMED_MODES = ("active_only", "active_and_inactive_differentiated")
+LOCAL_TIME_RE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}$")
 STYLES = ["explore.day", "explore.night", "explore.satellite.day", "lite.day", "lite.night",
           "lite.satellite.day", "satellite.day", "topo.day", "topo.night",
           "logistics.day", "logistics.night"]
@@ -447,15 +460,26 @@ METADATA = {
              "imageFormats": ["png", "png8", "jpeg"], "imageSizes": [256, 512],
              "ppi": [100, 200, 400], "scale": [1, 2], "projections": ["mc"],
              "zoomLevels": {"min": 0, "max": 22}},
-    "copyright": {"base": [{"minLevel": 0, "maxLevel": 20, "label": "HERE", "alt": "\u00a92026 HERE"}]},
+    # HERE's v3 form: copyright ids with their entries, and for each resource
+    # and style the ids that apply (satellite styles credit imagery too).
+    "copyright": {
+        "copyrights": {
+            "here": [{"label": "HERE", "copyrightText": "\u00a92026 HERE", "minLevel": 0,
+                      "maxLevel": 22, "boundingBoxes": [{"west": -180, "south": -90,
+                                                        "east": 180, "north": 90}]}],
+            "sat": [{"label": "Imagery Example Co", "copyrightText": "Imagery Example Co",
+                     "minLevel": 10, "maxLevel": 22,
+                     "boundingBoxes": [{"west": -180, "south": -90, "east": 180, "north": 90}]}]},
+        "resources": {r: {"styles": {s: ["here"] + (["sat"] if "satellite" in s else [])
+                                     for s in STYLES}}
+                      for r in ("base", "background", "label", "blank")}},
     "languages": {"languages": ["ar", "be", "bg", "ca", "cs", "da", "de", "el", "en", "es", "et",
                                 "fi", "fr", "he", "hi", "hr", "hu", "id", "it", "ja", "ko", "lt",
                                 "lv", "ms", "nl", "no", "pl", "pt", "ro", "ru", "sk", "sl", "sr",
                                 "sv", "th", "tr", "uk", "vi", "zh", "zh-Hant"]},
-    "features": {"features": {"pois": ["all", "disabled"],
-                              "environmental_zones": ["all", "disabled"],
-                              "congestion_zones": ["all", "disabled"],
-                              "vehicle_restrictions": ["active_and_inactive", "disabled"]}},
+    # HERE's shape: per style, a list of {"name", "modes"} (first mode: the default)
+    "features": {"features": {style: [{"name": n, "modes": m} for n, m in sorted(FEATURES.items())]
+                              for style in STYLES}},
     "politicalViews": {"politicalViews": ["ARG", "CYP", "EGY", "GRC", "IND", "KEN", "MAR", "PAK",
                                           "RUS", "SRB", "SUR", "SYR", "TUR", "TZA", "URY", "VNM"]},
 }
@@ -614,6 +638,7 @@ class State:
             self.rules = {"fail": [], "delay": [], "slowbody": [], "truncate": [], "chunked": [],
                           "badheader": [], "ctype": [], "longetag": [], "redirect": [],
                           "badtoken": []}
+            self.metadoc = {}  # metadata documents replaced by /__control/metadoc
             self.max_age = self.default_max_age
             self.revision = 0
 
@@ -688,6 +713,43 @@ def etag_matches(header, etag):
 
 def error_doc(status, details):
     return {"title": REASONS.get(status, "Error"), "status": status, "detail": details}
+
+
+def local_time(value):
+    """A YYYY-MM-DDTHH:mm local time as a comparable string, or None."""
+    if not LOCAL_TIME_RE.match(value):
+        return None
+    try:
+        time.strptime(value, "%Y-%m-%dT%H:%M")  # a real date and time
+    except ValueError:
+        return None
+    return value
+
+
+def feature_problems(params):
+    """What HERE would refuse in features, startTime and endTime."""
+    problems, modes = [], {}
+    if params["features"]:
+        for item in params["features"].split(","):
+            name, sep, mode = item.partition(":")
+            if not sep or mode not in FEATURES.get(name, ()):
+                problems.append("features: unknown feature or mode '%s'" % item)
+            elif name in modes:
+                problems.append("features: %s given twice" % name)
+            else:
+                modes[name] = mode
+    times = {}
+    for name in ("startTime", "endTime"):
+        if not params[name]:
+            continue
+        times[name] = local_time(params[name])
+        if times[name] is None:
+            problems.append("%s must be YYYY-MM-DDTHH:mm" % name)
+        elif modes.get("vehicle_restrictions") not in TIMED_MODES:
+            problems.append("%s needs vehicle_restrictions:%s" % (name, " or ".join(TIMED_MODES)))
+    if times.get("startTime") and times.get("endTime") and times["endTime"] < times["startTime"]:
+        problems.append("endTime is before startTime")
+    return problems
 
 
 def int_arg(query, name, default):
@@ -805,7 +867,9 @@ class Handler(BaseHTTPRequestHandler):
         if denied:
             return denied
         if meta:
-            return self.cacheable("application/json", METADATA_BYTES[meta.group(1)], path)
+            with STATE.lock:
+                body = STATE.metadoc.get(meta.group(1), METADATA_BYTES[meta.group(1)])
+            return self.cacheable("application/json", body, path)
         return self.tile(tile, query, path)
 
     def check_api_key(self, query):
@@ -919,6 +983,7 @@ class Handler(BaseHTTPRequestHandler):
         params["size"] = params["size"] or "256"
         if params["size"] not in ("256", "512"):
             problems.append("size must be 256 or 512")
+        problems += feature_problems(params)
         if problems:
             return self.json_response(400, error_doc(400, problems))
         body = tile_bytes(resource, z, x, y, fmt, params, STATE.revision)
@@ -1026,6 +1091,14 @@ class Handler(BaseHTTPRequestHandler):
                 raise ValueError("s must be >= 0")
             STATE.max_age = s
             return {"ok": True, "action": "maxage", "s": s}
+        if action == "metadoc":
+            name = (query.get("name") or [""])[-1]
+            if name not in METADATA:
+                raise ValueError("name must be one of %s" % ", ".join(sorted(METADATA)))
+            body = (query.get("body") or [""])[-1].encode()
+            with STATE.lock:
+                STATE.metadoc[name] = body
+            return {"ok": True, "action": "metadoc", "name": name, "bytes": len(body)}
         if action == "revision":
             STATE.revision = int_arg(query, "n", 0)
             return {"ok": True, "action": "revision", "n": STATE.revision}
