@@ -13,6 +13,7 @@
 #include "admit.h"
 #include "cache.h"
 #include "handler.h"
+#include "hereauth.h"
 #include "log.h"
 #include "metrics.h"
 #include "response.h"
@@ -33,7 +34,8 @@ serve_healthz(
 /*
  * Ready when every memcached server answers a round trip; some down:
  * still ready (their tiles come from HERE), but say which, so that
- * operators and probes see it; none: 503.
+ * operators and probes see it; none: 503. With HERE platform credentials,
+ * no valid token is a 503 too: no miss could be fetched.
  */
 static void
 serve_readyz(struct handler *h, struct fcgi_out *out,
@@ -43,9 +45,18 @@ serve_readyz(struct handler *h, struct fcgi_out *out,
     cJSON *root, *down;
     char *body;
     int ready = cache_ready(h->cache, reason, sizeof(reason));
+    struct hereauth_stats as;
 
     if (ready < 0) {
         response_fail(out, o, ERROR_OTHER, 503, reason, NULL, meta);
+        return;
+    }
+    hereauth_stats(h->auth, &as);
+    if (as.bearer && !as.token_valid) {
+        char msg[sizeof(as.why) + 32];
+
+        snprintf(msg, sizeof(msg), "no valid HERE token: %s", as.why);
+        response_fail(out, o, ERROR_OTHER, 503, msg, NULL, meta);
         return;
     }
     if ((root = cJSON_CreateObject()) == NULL)
@@ -54,6 +65,7 @@ serve_readyz(struct handler *h, struct fcgi_out *out,
     cJSON_AddStringToObject(root, "cache", cache_backend(h->cache));
     cJSON_AddStringToObject(
         root, "breaker", breaker_state_name(breaker_state(&h->breaker)));
+    cJSON_AddStringToObject(root, "here_auth", as.bearer ? "oauth" : "api_key");
     if (ready > 0) {
         char *item, *save = NULL;
 
@@ -136,6 +148,7 @@ fill_gauges(struct handler *h, const struct settings *cfg,
     g->memcached_server_names = sv->names;
     g->memcached_server_up = sv->up;
     upstream_stats(h->upstream, &us);
+    hereauth_stats(h->auth, &g->here_auth);
     g->upstream_inflight = us.inflight;
     g->upstream_queued = us.queued;
     g->breaker_open = breaker_state(&h->breaker) != BREAKER_CLOSED;

@@ -351,8 +351,8 @@ admit_new(const struct settings *cfg, char *err, size_t errlen)
             mc_new(cfg->memcached_servers, (size_t)cfg->threads, err, errlen);
         if (l->mc == NULL)
             goto fail;
-        if ((l->mac = mac_new_fleet(cfg->cache_secret, cfg->here_api_key)) ==
-            NULL) {
+        if ((l->mac = mac_new_fleet(
+                 cfg->cache_secret, settings_here_secret(cfg))) == NULL) {
             snprintf(err, errlen, "cannot set up the memcached MAC");
             goto fail;
         }

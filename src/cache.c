@@ -359,7 +359,7 @@ static int
 cache_mac_new(
     struct cache *cache, const struct settings *cfg, char *err, size_t errlen)
 {
-    cache->mac = mac_new_fleet(cfg->cache_secret, cfg->here_api_key);
+    cache->mac = mac_new_fleet(cfg->cache_secret, settings_here_secret(cfg));
     if (cache->mac == NULL) {
         snprintf(err, errlen,
             "cannot set up the memcached MAC (CACHE_SECRET "

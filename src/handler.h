@@ -21,6 +21,7 @@ struct admit;
 struct cache;
 struct fcgi_out;
 struct flight_jobs;
+struct hereauth;
 struct metrics;
 struct upstream;
 
@@ -29,6 +30,7 @@ struct handler {
     const struct settings *cfg; /* atomic: swapped by a reload */
     struct cache *cache;
     struct upstream *upstream;
+    struct hereauth *auth; /* the key or token HERE gets */
     struct flights *flights;
     struct admit *limits;
     struct breaker breaker;

@@ -57,6 +57,8 @@ const char *cache_status_header(enum cache_status s);
     X(BUSY, "busy", 503, "too many requests to HERE in flight")                \
     X(BREAKER_OPEN, "breaker_open", 503, NULL)                                 \
     X(CACHE_ONLY, "cache_only", 503, NULL)                                     \
+    X(UPSTREAM_AUTH, "upstream_auth", 503,                                     \
+        "no valid HERE token: the proxy cannot authenticate to HERE")          \
     X(UNAUTHORIZED, "unauthorized", 401, NULL)                                 \
     X(FORBIDDEN, "forbidden", 403, NULL)                                       \
     X(RATE_LIMITED, "rate_limited", 429, NULL)                                 \
@@ -97,6 +99,7 @@ const char *error_kind_message(enum error_kind k);
     X(BUSY, "busy", 0)                                                         \
     X(BREAKER_OPEN, "breaker_open", 0)                                         \
     X(CACHE_ONLY, "cache_only", 0)                                             \
+    X(AUTH, "auth", 0)                                                         \
     X(BAD_RESPONSE, "bad_response", 1)
 /* clang-format on */
 

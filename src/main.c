@@ -19,9 +19,11 @@
 #include "acl.h"
 #include "admit.h"
 #include "cache.h"
+#include "credentials.h"
 #include "fcgi.h"
 #include "flightjobs.h"
 #include "handler.h"
+#include "hereauth.h"
 #include "listen.h"
 #include "log.h"
 #include "metrics.h"
@@ -334,8 +336,9 @@ struct retired {
 
 /*
  * SIGHUP: load the configuration again (environment, HEREPROXY_CONFIG,
- * HERE_API_KEY_FILE) and, when it is valid, swap in the settings that can
- * change while requests run. The others need a restart: they keep their
+ * HERE_API_KEY_FILE, HERE_CREDENTIALS_FILE) and, when it is valid, swap in
+ * the settings that can change while requests run, the HERE credential
+ * among them (hereauth.h). The others need a restart: they keep their
  * values, and the reload says which of them changed. The replaced settings
  * are kept until exit, as a request may still read them.
  */
@@ -345,7 +348,7 @@ reload(struct handler *h, struct retired **retired)
     const struct settings *cur = __atomic_load_n(&h->cfg, __ATOMIC_ACQUIRE);
     struct settings *next = calloc(1, sizeof(*next));
     struct retired *r = calloc(1, sizeof(*r));
-    char err[512], changed[512];
+    char err[512], changed[512], rotated[32];
     cJSON *f = NULL;
     int n;
 
@@ -362,6 +365,8 @@ reload(struct handler *h, struct retired **retired)
     }
     if (admit_reload(h->limits, next, err, sizeof(err)) != 0)
         goto fail;
+    /* A new key or credentials: for the attempts that start from now. */
+    hereauth_update(h->auth, next, rotated, sizeof(rotated));
     log_set_level((enum log_level)next->log_level);
     cache_set_bounds(h->cache, next);
     __atomic_store_n(&h->cfg, next, __ATOMIC_RELEASE);
@@ -377,6 +382,11 @@ reload(struct handler *h, struct retired **retired)
             f, "quota_upstream_index", next->quota_upstream_index);
         if (n > 0)
             cJSON_AddStringToObject(f, "restart_needed", changed);
+        if (*rotated != '\0')
+            cJSON_AddStringToObject(f, "rotated", rotated);
+        if (*rotated != '\0' && next->here_credentials != NULL)
+            cJSON_AddStringToObject(
+                f, "here_access_key_id", next->here_credentials->access_key_id);
     }
     log_event(LOG_LEVEL_INFO, "reload", f);
     return;
@@ -404,7 +414,15 @@ log_start(const struct settings *cfg, const char *listen_addr,
     cJSON_AddNumberToObject(f, "threads", (double)cfg->threads);
     cJSON_AddStringToObject(f, "cache", cache_backend(cache));
     cJSON_AddStringToObject(f, "here_base_url", cfg->here_base_url);
-    cJSON_AddStringToObject(f, "here_api_key", "<redacted>");
+    if (cfg->here_credentials != NULL) {
+        /* The key's id is no secret: it names which credentials run. */
+        cJSON_AddStringToObject(f, "here_auth", "oauth");
+        cJSON_AddStringToObject(
+            f, "here_access_key_id", cfg->here_credentials->access_key_id);
+    } else {
+        cJSON_AddStringToObject(f, "here_auth", "api_key");
+        cJSON_AddStringToObject(f, "here_api_key", "<redacted>");
+    }
     cJSON_AddNumberToObject(
         f, "dumpable", (double)prctl(PR_GET_DUMPABLE, 0, 0, 0, 0));
     cJSON_AddNumberToObject(f, "cache_maxsize", (double)cfg->cache_maxsize);
@@ -523,7 +541,10 @@ main(int argc, char **argv)
     if ((handler.limits = admit_new(&cfg, err, sizeof(err))) == NULL)
         fatalx("%s", err);
     admit_set_metrics(handler.limits, handler.metrics);
-    handler.upstream = upstream_new(&cfg, handler.flights, err, sizeof(err));
+    if ((handler.auth = hereauth_new(&cfg, err, sizeof(err))) == NULL)
+        fatalx("%s", err);
+    handler.upstream =
+        upstream_new(&cfg, handler.flights, handler.auth, err, sizeof(err));
     if (handler.upstream == NULL)
         fatalx("upstream: %s", err);
     handler.revalidations =
@@ -581,6 +602,7 @@ main(int argc, char **argv)
     log_event(LOG_LEVEL_INFO, "stop", NULL);
     free(workers);
     upstream_free(handler.upstream);
+    hereauth_free(handler.auth);
     flight_jobs_free(handler.revalidations); /* nothing ends flights now */
     flights_free(handler.flights);
     admit_free(handler.limits);

@@ -790,6 +790,34 @@ render_indices(struct out *o, struct idx **v, size_t n)
     }
 }
 
+/* The HERE credential: which kind, and the token's health (OAuth). */
+static void
+render_here_auth(struct out *o, const struct hereauth_stats *a)
+{
+    size_t i;
+
+    family(o, "hereproxy_here_auth", "gauge",
+        "1 for the kind of HERE credential in use: api_key or oauth "
+        "(HERE_CREDENTIALS_FILE).");
+    out_printf(o, "hereproxy_here_auth{kind=\"api_key\"} %d\n", !a->bearer);
+    out_printf(o, "hereproxy_here_auth{kind=\"oauth\"} %d\n", a->bearer != 0);
+    out_single(o, "hereproxy_here_token_valid", "gauge",
+        "1 while the proxy holds a HERE token it may send (OAuth only).",
+        a->token_valid != 0);
+    family(o, "hereproxy_here_token_expiry_seconds", "gauge",
+        "Unix time the HERE token in use expires (0: none).");
+    out_printf(
+        o, "hereproxy_here_token_expiry_seconds %.3f\n", a->token_expiry);
+    family(o, "hereproxy_here_token_renewals_total", "counter",
+        "Requests for a HERE token to the token endpoint, by outcome.");
+    for (i = 0; i < HEREAUTH_NOUTCOME; i++)
+        out_printf(o,
+            "hereproxy_here_token_renewals_total{outcome=\"%s\"} %" PRIu64 "\n",
+            hereauth_outcome_name((enum hereauth_outcome)i), a->renewals[i]);
+    out_single(o, "hereproxy_here_token_refused_total", "counter",
+        "HERE tokens HERE answered 401 to, each replaced at once.", a->refused);
+}
+
 char *
 metrics_render_prometheus(
     struct metrics *m, const struct metrics_gauges *g, const char *version)
@@ -886,6 +914,7 @@ metrics_render_prometheus(
         "Upstream exchanges waiting for a slot.", g->upstream_queued);
     out_single(&o, "hereproxy_breaker_open", "gauge",
         "1 while the upstream circuit breaker is open.", g->breaker_open != 0);
+    render_here_auth(&o, &g->here_auth);
     family(&o, "hereproxy_cache_only", "gauge",
         "1 while misses are refused to spare HERE (an indice's upstream "
         "limit or the daily budget spent, or HERE refusing): scope all, "

@@ -4,6 +4,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "hereauth.h"
 #include "labels.h"
 
 /*
@@ -99,7 +100,8 @@ struct metrics_gauges {
     size_t memcached_listed; /* entries in the two above */
     uint64_t upstream_inflight;
     uint64_t upstream_queued;
-    int breaker_open; /* 0 or 1 */
+    int breaker_open;                /* 0 or 1 */
+    struct hereauth_stats here_auth; /* the key or token (hereauth.h) */
     uint64_t threads_busy;
     uint64_t threads_total;
     int cache_only_all; /* 1: the whole proxy is cache-only */

@@ -11,6 +11,7 @@
 
 #include "acl.h"
 #include "caps.h"
+#include "credentials.h"
 #include "settings.h"
 #include "log.h"
 #include "ratelimit.h"
@@ -118,7 +119,9 @@ name_list_parse(const char *text, int star, struct name_list *out)
         if (*p == ',')
             p++;
     }
-    qsort(out->names, out->n, sizeof(*out->names), cmp_names);
+    /* qsort(NULL, 0, ...) is undefined behaviour (UBSan says so). */
+    if (out->n > 0)
+        qsort(out->names, out->n, sizeof(*out->names), cmp_names);
     return 0;
 oom:
     name_list_free(out);
@@ -621,6 +624,11 @@ settings_cleanup(struct settings *cfg)
     acl_free(cfg->trusted_acl);
     rate_overrides_free(&cfg->index_rates);
     rate_overrides_free(&cfg->quotas);
+    if (cfg->here_credentials != NULL) {
+        credentials_cleanup(cfg->here_credentials);
+        free(cfg->here_credentials);
+    }
+    cfg->here_credentials = NULL;
     cfg->client_token_table = NULL;
     cfg->metrics_acl = cfg->trusted_acl = NULL;
 }
@@ -814,6 +822,41 @@ read_setting_file(struct settings *cfg, char *const *envp,
     return rc;
 }
 
+/*
+ * HERE_CREDENTIALS_FILE: read and parsed into cfg->here_credentials, every
+ * load and reload. Messages name the file and the line, never the secret.
+ */
+static int
+read_credentials(struct settings *cfg, char *err, size_t errlen)
+{
+    const char *path = cfg->here_credentials_file;
+    struct here_credentials *c = NULL;
+    char msg[400], *text;
+    int rc = -1;
+
+    if (*path == '\0')
+        return 0;
+    text = read_small_file(
+        path, CREDENTIALS_FILE_MAX, err, errlen, "HERE_CREDENTIALS_FILE");
+    if (text == NULL)
+        return -1;
+    if ((c = calloc(1, sizeof(*c))) == NULL) {
+        snprintf(err, errlen, "HERE_CREDENTIALS_FILE: out of memory");
+        goto done;
+    }
+    if (credentials_parse(text, path, c, msg, sizeof(msg)) != 0) {
+        snprintf(err, errlen, "HERE_CREDENTIALS_FILE: %s", msg);
+        free(c);
+        goto done;
+    }
+    cfg->here_credentials = c;
+    rc = 0;
+done:
+    explicit_bzero(text, strlen(text));
+    free(text);
+    return rc;
+}
+
 int
 settings_load(struct settings *cfg, char *const *envp, char *err, size_t errlen)
 {
@@ -845,6 +888,8 @@ settings_load(struct settings *cfg, char *const *envp, char *err, size_t errlen)
     for (i = 0; i < sizeof(files) / sizeof(files[0]); i++)
         if (read_setting_file(cfg, envp, &files[i], err, errlen) != 0)
             return -1;
+    if (read_credentials(cfg, err, errlen) != 0)
+        return -1;
     return settings_validate(cfg, err, errlen);
 }
 
@@ -923,10 +968,23 @@ admin_token_ok(const char *t)
 int
 settings_validate(const struct settings *cfg, char *err, size_t errlen)
 {
-    if (*cfg->here_api_key == '\0') {
+    if (*cfg->here_api_key != '\0' && *cfg->here_credentials_file != '\0') {
+        /* Which one would the proxy use? Say so rather than pick. */
         snprintf(err, errlen,
-            "HERE_API_KEY is not set (or set "
-            "HERE_API_KEY_FILE to a file holding it)");
+            "HERE_API_KEY (or HERE_API_KEY_FILE) and HERE_CREDENTIALS_FILE "
+            "are both set: use an API key or HERE platform credentials, "
+            "not both");
+        return -1;
+    }
+    if (*cfg->here_api_key == '\0' && *cfg->here_credentials_file == '\0') {
+        snprintf(err, errlen,
+            "HERE_API_KEY is not set (or set HERE_API_KEY_FILE to a file "
+            "holding it, or HERE_CREDENTIALS_FILE to the "
+            "credentials.properties of HERE platform OAuth credentials)");
+        return -1;
+    }
+    if (*cfg->here_credentials_file != '\0' && cfg->here_credentials == NULL) {
+        snprintf(err, errlen, "HERE_CREDENTIALS_FILE was not read");
         return -1;
     }
     if (*cfg->admin_token != '\0' && !admin_token_ok(cfg->admin_token)) {
@@ -1012,6 +1070,16 @@ int
 settings_origin_allowed(const struct settings *cfg, const char *origin)
 {
     return name_list_has(&cfg->origins, origin);
+}
+
+const char *
+settings_here_secret(const struct settings *cfg)
+{
+    if (*cfg->here_api_key != '\0')
+        return cfg->here_api_key;
+    return cfg->here_credentials != NULL
+        ? cfg->here_credentials->access_key_secret
+        : "";
 }
 
 int

@@ -11,6 +11,7 @@
 #include "tokens.h"
 
 struct acl;
+struct here_credentials;
 
 /*
  * A list of names read from a comma list, sorted for a binary search:
@@ -34,7 +35,9 @@ int name_list_has(const struct name_list *l, const char *name);
  */
 /* clang-format off */
 #define SETTINGS_LIST(X)                                                     \
-    X(HERE_API_KEY, here_api_key, CFG_SECRET, "", 0, 0, RESTART)             \
+    X(HERE_API_KEY, here_api_key, CFG_SECRET, "", 0, 0, RELOAD)              \
+    X(HERE_CREDENTIALS_FILE, here_credentials_file, CFG_STR, "", 0, 0,       \
+        RELOAD)                                                              \
     X(HERE_BASE_URL, here_base_url, CFG_URL, "https://maps.hereapi.com/v3",  \
         0, 0, RESTART)                                                       \
     X(HERE_CA_FILE, here_ca_file, CFG_STR, "", 0, 0, RESTART)                \
@@ -146,6 +149,7 @@ enum setting_kind {
 
 struct settings {
     char *here_api_key;
+    char *here_credentials_file; /* credentials.properties ("" = none) */
     char *here_base_url;
     char *here_ca_file;
     long here_connect_timeout_ms;
@@ -215,6 +219,8 @@ struct settings {
     struct rate_spec quota;                 /* QUOTA_UPSTREAM_INDEX */
     struct rate_overrides index_rates;      /* ..._INDEX_OVERRIDES */
     struct rate_overrides quotas;           /* QUOTA_..._OVERRIDES */
+    /* HERE_CREDENTIALS_FILE's content, read by settings_load; NULL: none */
+    struct here_credentials *here_credentials;
 };
 
 /* Fill every member with its default. Call settings_cleanup later. */
@@ -241,18 +247,28 @@ int settings_apply_text(struct settings *cfg, const char *text,
  * HERE_API_KEY_FILE when HERE_API_KEY is still unset, and
  * HEREPROXY_CLIENT_TOKENS_FILE (one token:indice a line) when
  * HEREPROXY_CLIENT_TOKENS is, HEREPROXY_ADMIN_TOKEN_FILE when
- * HEREPROXY_ADMIN_TOKEN is, CACHE_SECRET_FILE when CACHE_SECRET is; then
- * validate.
+ * HEREPROXY_ADMIN_TOKEN is, CACHE_SECRET_FILE when CACHE_SECRET is, and
+ * HERE_CREDENTIALS_FILE when set (credentials.h); then validate.
  * envp is a NULL-terminated environment. Returns 0 or -1 with err set.
  */
 int settings_load(
     struct settings *cfg, char *const *envp, char *err, size_t errlen);
 
-/* Cross-setting checks, and the required key. Returns 0 or -1. */
+/*
+ * Cross-setting checks, and the required credential: an API key or HERE
+ * platform credentials, not both. Returns 0 or -1.
+ */
 int settings_validate(const struct settings *cfg, char *err, size_t errlen);
 
 /* Print every setting as KEY=value, secrets as <redacted>. */
 void settings_dump(const struct settings *cfg, FILE *fp);
+
+/*
+ * The secret HERE credential (the API key, or the credentials' access key
+ * secret), from which the fleet's MAC key is derived when CACHE_SECRET is
+ * unset (mac_new_fleet); "" when none.
+ */
+const char *settings_here_secret(const struct settings *cfg);
 
 /* True when a reload (SIGHUP) applies the named setting. */
 int settings_reloadable(const char *name);

@@ -204,6 +204,11 @@ answer_failed_flight(struct tile_answer *a, const struct flight_result *r)
         a->retry_after_s = r->retry_after_s > 0 ? r->retry_after_s : 1;
         answer_error(a, ERROR_CACHE_ONLY, 0, r->error, NULL);
         return;
+    case UPSTREAM_AUTH:
+        /* Why (the token endpoint's answer) is for the log only. */
+        a->retry_after_s = 1;
+        answer_error(a, ERROR_UPSTREAM_AUTH, 0, NULL, r->error);
+        return;
     case UPSTREAM_HTTP_ERROR:
         snprintf(msg, sizeof(msg), "HERE answered %d %s", r->status,
             response_reason(r->status));
@@ -309,6 +314,7 @@ upstream_label_of(const struct flight_result *r)
     case UPSTREAM_SHED: return UPSTREAM_LABEL_BREAKER_OPEN;
     case UPSTREAM_CACHE_ONLY: return UPSTREAM_LABEL_CACHE_ONLY;
     case UPSTREAM_BAD_RESPONSE: return UPSTREAM_LABEL_BAD_RESPONSE;
+    case UPSTREAM_AUTH: return UPSTREAM_LABEL_AUTH;
     case UPSTREAM_STOPPED: return -1;
     }
     return -1;

@@ -11,12 +11,17 @@
 #include <curl/curl.h>
 
 #include "flight.h"
+#include "hereauth.h"
 #include "log.h"
 #include "upstream.h"
 #include "util.h"
 
 #define URL_MAX 4096
 #define POLL_MAX_MS 1000
+/* How often a job waiting for a HERE token looks again. */
+#define TOKEN_POLL_MS 20
+/* What "&apiKey=" and the longest key add to a URL. */
+#define KEY_ROOM (8 + 512)
 
 struct job {
     struct job *next;
@@ -29,6 +34,14 @@ struct job {
     enum upstream_expect expect; /* the Content-Types a 200 may have */
     int header_noted;            /* a dropped header was logged */
     size_t path_off;             /* url's path under HERE_BASE_URL */
+    /* The credential of the attempt (hereauth.h). */
+    size_t url_len;                     /* url without the key */
+    int has_query;                      /* the apiKey joins with '&' */
+    int token_wait;                     /* parked until a HERE token comes */
+    int auth_retry;                     /* HERE refused the credential: again */
+    int auth_retried;                   /* once only */
+    struct curl_slist *attempt_headers; /* headers, and the token */
+    struct hereauth_ticket auth;        /* wiped at free */
     int64_t submitted_ms, deadline_ms, not_before_ms;
     /* The attempt in progress. */
     struct flight_head head;
@@ -42,12 +55,13 @@ struct job {
     long status;
     long http_version;
     char error[CURL_ERROR_SIZE];
-    char url[URL_MAX]; /* holds the key: wiped before free */
+    char url[URL_MAX]; /* may hold the key: wiped before free */
 };
 
 struct upstream {
     const struct settings *cfg;
     struct flights *flights;
+    struct hereauth *auth;
     CURLM *multi;
     pthread_t thread;
     int thread_started;
@@ -253,6 +267,18 @@ on_head_end(struct job *job)
     curl_easy_getinfo(job->easy, CURLINFO_RESPONSE_CODE, &job->status);
     if (job->status < 200)
         return 0; /* 100 Continue and friends */
+    /*
+     * HERE refused the key or token this attempt sent: once, when a newer
+     * one is there or on its way (a rotation, a token HERE dropped), try
+     * again with it rather than pass the 401 on.
+     */
+    if (job->status == 401 && !job->auth_retried &&
+        util_mono_ms() < job->deadline_ms &&
+        hereauth_refused(job->up->auth, &job->auth)) {
+        job->auth_retry = 1;
+        job->discard = 1;
+        return 0;
+    }
     if (retryable_status(job->status) && can_retry(job, util_mono_ms())) {
         job->discard = 1;
         return 0;
@@ -400,6 +426,17 @@ queue_append(struct job **head, struct job **tail, struct job *job)
     *tail = job;
 }
 
+/* A header list that may hold a token: wiped, then freed. */
+static void
+headers_free(struct curl_slist *list)
+{
+    struct curl_slist *h;
+
+    for (h = list; h != NULL; h = h->next)
+        explicit_bzero(h->data, strlen(h->data));
+    curl_slist_free_all(list);
+}
+
 /* Finish a job: end its flight with what happened, and free it. */
 static void
 job_finish(struct job *job, enum upstream_outcome outcome)
@@ -431,8 +468,56 @@ job_finish(struct job *job, enum upstream_outcome outcome)
     flight_end(job->flight, end, &r);
     flight_release(up->flights, job->flight);
     curl_slist_free_all(job->headers);
-    memset(job->url, 0, sizeof(job->url));
+    headers_free(job->attempt_headers);
+    explicit_bzero(job->url, sizeof(job->url));
+    explicit_bzero(&job->auth, sizeof(job->auth));
     free(job);
+}
+
+/*
+ * What this attempt sends to HERE: the credential in force now, as apiKey
+ * in the URL or as a bearer token in a header. 0; 1 when there is no
+ * token yet (the job waits); 2 when there is none to be had (why in
+ * job->detail); -1 when out of memory.
+ */
+static int
+attempt_auth(struct upstream *up, struct job *job)
+{
+    struct curl_slist *h, *list = NULL;
+    enum hereauth_state st;
+    char line[HEREAUTH_TOKEN_MAX + 32];
+    int w, rc = -1;
+
+    st = hereauth_take(up->auth, &job->auth, job->detail, sizeof(job->detail));
+    if (st != HEREAUTH_READY)
+        return st == HEREAUTH_WAIT ? 1 : 2;
+    job->url[job->url_len] = '\0';
+    headers_free(job->attempt_headers);
+    job->attempt_headers = NULL;
+    for (h = job->headers; h != NULL; h = h->next)
+        if ((list = curl_slist_append(list, h->data)) == NULL)
+            goto done;
+    if (job->auth.mode == HEREAUTH_KEY) {
+        w = snprintf(job->url + job->url_len, sizeof(job->url) - job->url_len,
+            "%capiKey=%s", job->has_query ? '&' : '?', job->auth.value);
+        if (w < 0 || (size_t)w >= sizeof(job->url) - job->url_len)
+            goto done;
+    } else {
+        w = snprintf(
+            line, sizeof(line), "Authorization: Bearer %s", job->auth.value);
+        h = w > 0 && (size_t)w < sizeof(line) ? curl_slist_append(list, line)
+                                              : NULL;
+        explicit_bzero(line, sizeof(line));
+        if (h == NULL)
+            goto done;
+        list = h;
+    }
+    job->attempt_headers = list;
+    list = NULL;
+    rc = 0;
+done:
+    headers_free(list);
+    return rc;
 }
 
 static CURL *
@@ -466,9 +551,12 @@ attempt_start(struct upstream *up, struct job *job, int64_t now)
 {
     const struct settings *cfg = up->cfg;
     long remaining = (long)(job->deadline_ms - now);
-    CURL *h = easy_take(up);
+    CURL *h;
+    int rc;
 
-    if (h == NULL)
+    if ((rc = attempt_auth(up, job)) != 0)
+        return rc;
+    if ((h = easy_take(up)) == NULL)
         return -1;
     job->easy = h;
     job->attempts++;
@@ -477,6 +565,8 @@ attempt_start(struct upstream *up, struct job *job, int64_t now)
     job->received = 0;
     job->too_big = 0;
     job->bad_response = 0;
+    job->auth_retry = 0;
+    job->token_wait = 0;
     job->detail[0] = '\0';
     job->status = 0;
     job->retry_after_s = -1;
@@ -507,7 +597,7 @@ attempt_start(struct upstream *up, struct job *job, int64_t now)
     curl_easy_setopt(h, CURLOPT_TCP_KEEPALIVE, 1L);
     curl_easy_setopt(h, CURLOPT_TCP_NODELAY, 1L);
     curl_easy_setopt(h, CURLOPT_USERAGENT, up->user_agent);
-    curl_easy_setopt(h, CURLOPT_HTTPHEADER, job->headers);
+    curl_easy_setopt(h, CURLOPT_HTTPHEADER, job->attempt_headers);
     curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
     curl_easy_setopt(h, CURLOPT_WRITEDATA, job);
     curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
@@ -531,7 +621,8 @@ static void
 scrub_error(struct job *job, CURLcode code)
 {
     if (*job->error == '\0' || strstr(job->error, "apiKey") != NULL ||
-        strstr(job->error, job->up->cfg->here_api_key) != NULL)
+        strstr(job->error, "Bearer") != NULL ||
+        strstr(job->error, job->auth.value) != NULL)
         util_strlcpy(job->error, curl_easy_strerror(code), sizeof(job->error));
 }
 
@@ -564,6 +655,17 @@ attempt_done(struct upstream *up, struct job *job, CURLcode code)
     stat_add(&up->n_inflight, -1);
     if (code != CURLE_OK)
         scrub_error(job, code);
+    if (job->auth_retry && !up->halting && !job->head_published &&
+        outcome == UPSTREAM_OK && now < job->deadline_ms) {
+        /* At once: the new credential is there, or the job waits for it. */
+        job->auth_retried = 1;
+        job->discard = 0;
+        job->not_before_ms = now;
+        stat_add(&up->n_retries, 1);
+        stat_add(&up->n_queued, 1);
+        queue_append(&up->waiting, &up->waiting_tail, job);
+        return;
+    }
     retry = !up->halting && !job->head_published && can_retry(job, now) &&
         ((outcome == UPSTREAM_OK && job->discard) ||
             outcome == UPSTREAM_CONNECT || outcome == UPSTREAM_TIMEOUT ||
@@ -601,20 +703,36 @@ start_waiting(struct upstream *up, int64_t now)
         next = job->next;
         if (now >= job->deadline_ms) {
             stat_add(&up->n_queued, -1);
-            job_finish(job, job->started ? UPSTREAM_TIMEOUT : UPSTREAM_BUSY);
+            if (job->token_wait)
+                util_strlcpy(job->detail,
+                    "no HERE token within HERE_TIMEOUT_MS",
+                    sizeof(job->detail));
+            job_finish(job,
+                job->token_wait    ? UPSTREAM_AUTH
+                    : job->started ? UPSTREAM_TIMEOUT
+                                   : UPSTREAM_BUSY);
             continue;
         }
-        if (!job->started &&
+        /* A wait for a token is not a wait for a slot. */
+        if (!job->started && !job->token_wait &&
             now - job->submitted_ms >= up->cfg->here_queue_timeout_ms) {
             stat_add(&up->n_queued, -1);
             job_finish(job, UPSTREAM_BUSY);
             continue;
         }
         if (job->not_before_ms <= now && (long)up->running < max_inflight) {
-            stat_add(&up->n_queued, -1);
-            if (attempt_start(up, job, now) != 0)
-                job_finish(job, UPSTREAM_BROKEN);
-            continue;
+            int rc = attempt_start(up, job, now);
+
+            if (rc == 1) {
+                /* No token yet: look again soon, without a slot. */
+                job->token_wait = 1;
+                job->not_before_ms = now + TOKEN_POLL_MS;
+            } else {
+                stat_add(&up->n_queued, -1);
+                if (rc != 0)
+                    job_finish(job, rc == 2 ? UPSTREAM_AUTH : UPSTREAM_BROKEN);
+                continue;
+            }
         }
         if (job->not_before_ms > now && job->not_before_ms < wake)
             wake = job->not_before_ms;
@@ -697,8 +815,8 @@ engine_main(void *arg)
 }
 
 struct upstream *
-upstream_new(const struct settings *cfg, struct flights *flights, char *err,
-    size_t errlen)
+upstream_new(const struct settings *cfg, struct flights *flights,
+    struct hereauth *auth, char *err, size_t errlen)
 {
     struct upstream *up = calloc(1, sizeof(*up));
     long conns;
@@ -714,6 +832,7 @@ upstream_new(const struct settings *cfg, struct flights *flights, char *err,
     }
     up->cfg = cfg;
     up->flights = flights;
+    up->auth = auth;
     up->rnd = (uint32_t)util_mono_us() ^ ((uint32_t)getpid() << 16) ^ 1u;
     pthread_mutex_init(&up->lock, NULL);
     snprintf(up->user_agent, sizeof(up->user_agent), "hereproxy/%s",
@@ -779,11 +898,13 @@ upstream_submit(struct upstream *up, struct flight *f,
     memset(&r, 0, sizeof(r));
     if (job == NULL)
         goto fail;
-    w = snprintf(job->url, sizeof(job->url), "%s/%s%capiKey=%s",
-        up->cfg->here_base_url, path_and_query, has_query ? '&' : '?',
-        up->cfg->here_api_key);
-    if (w < 0 || (size_t)w >= sizeof(job->url))
+    /* The credential joins at each attempt (attempt_auth). */
+    w = snprintf(job->url, sizeof(job->url), "%s/%s", up->cfg->here_base_url,
+        path_and_query);
+    if (w < 0 || (size_t)w + KEY_ROOM >= sizeof(job->url))
         goto fail;
+    job->url_len = (size_t)w;
+    job->has_query = has_query;
     if (if_none_match != NULL && *if_none_match != '\0') {
         char line[300];
         snprintf(line, sizeof(line), "If-None-Match: %s", if_none_match);
@@ -847,7 +968,7 @@ upstream_outcome_name(int outcome)
 {
     static const char *const names[] = {"ok", "connect", "tls", "timeout",
         "too_big", "broken", "busy", "http_error", "stopped", "shed",
-        "cache_only", "bad_response"};
+        "cache_only", "auth", "bad_response"};
 
     if (outcome < 0 || (size_t)outcome >= sizeof(names) / sizeof(names[0]))
         return "unknown";

@@ -22,6 +22,7 @@
 
 struct upstream;
 struct flights;
+struct hereauth;
 
 enum upstream_outcome {
     UPSTREAM_OK,          /* an HTTP response arrived whole */
@@ -35,6 +36,7 @@ enum upstream_outcome {
     UPSTREAM_STOPPED,     /* the engine is shutting down */
     UPSTREAM_SHED,        /* not asked: the circuit breaker is open */
     UPSTREAM_CACHE_ONLY,  /* not asked: cache-only mode (quota, budget) */
+    UPSTREAM_AUTH,        /* not asked: no valid HERE token (hereauth.h) */
     UPSTREAM_BAD_RESPONSE /* a 200 whose Content-Type is not allowed */
 };
 
@@ -81,15 +83,24 @@ struct upstream_stats {
     uint64_t bytes;
 };
 
-/* Settings are read at creation and must outlive the engine. */
+/*
+ * Settings are read at creation and must outlive the engine; so must auth,
+ * which says what each attempt sends to HERE (an API key or a bearer
+ * token: hereauth.h).
+ */
 struct upstream *upstream_new(const struct settings *cfg,
-    struct flights *flights, char *err, size_t errlen);
+    struct flights *flights, struct hereauth *auth, char *err, size_t errlen);
 /* Ends queued and running transfers (their flights fail), then frees. */
 void upstream_free(struct upstream *up);
 
 /*
- * Start fetching HERE_BASE_URL/path_and_query (the API key appended) into
- * flight f, which the engine references until it calls flight_end.
+ * Start fetching HERE_BASE_URL/path_and_query into flight f, which the
+ * engine references until it calls flight_end. Each attempt takes the
+ * credential in force when it starts: the API key appended as apiKey, or
+ * the token in an Authorization: Bearer header. Without a token the job
+ * waits for one (within HERE_TIMEOUT_MS) while one is asked for, and ends
+ * as UPSTREAM_AUTH when the token endpoint failed. A 401 to a credential
+ * that was replaced or refused since is tried once more with the new one.
  * if_none_match, when not NULL, makes it a conditional request. expect
  * says which Content-Types a 200 may have; the published head carries the
  * canonical one. Returns 0, or -1 when the engine is stopping (the flight

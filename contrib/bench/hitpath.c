@@ -40,6 +40,7 @@
 #include "entry.h"
 #include "fcgi.h"
 #include "handler.h"
+#include "hereauth.h"
 #include "log.h"
 #include "request.h"
 #include "settings.h"
@@ -238,7 +239,9 @@ main(int argc, char **argv)
         &h.breaker, cfg.here_breaker_threshold, cfg.here_breaker_cooldown_ms);
     if ((h.flights = flights_new()) == NULL)
         die("flights_new failed");
-    if ((h.upstream = upstream_new(&cfg, h.flights, err, sizeof(err))) == NULL)
+    if ((h.auth = hereauth_new(&cfg, err, sizeof(err))) == NULL ||
+        (h.upstream = upstream_new(
+             &cfg, h.flights, h.auth, err, sizeof(err))) == NULL)
         die(err);
     handler_init_tiles(&h);
     /* The web server's end (sv[1]) and the proxy's connection. */
@@ -336,6 +339,7 @@ main(int argc, char **argv)
         mode, n, bytes, (t1 - t0) / (double)n);
     cache_free(h.cache);
     upstream_free(h.upstream);
+    hereauth_free(h.auth);
     settings_cleanup(&cfg);
     free(tile);
     return 0;

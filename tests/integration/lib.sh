@@ -49,7 +49,7 @@ unset HERE_API_KEY HERE_API_KEY_FILE HERE_BASE_URL HERE_CA_FILE \
     HEREPROXY_WRITE_TIMEOUT_MS HEREPROXY_CLIENT_TOKENS \
     HEREPROXY_CLIENT_TOKENS_FILE HEREPROXY_INDICES HEREPROXY_ADMIN_TOKEN \
     HEREPROXY_ADMIN_TOKEN_FILE NGINX_LOG_FILE NGINX_HITS_FILE \
-    CACHE_SECRET CACHE_SECRET_FILE
+    CACHE_SECRET CACHE_SECRET_FILE HERE_CREDENTIALS_FILE
 unset HERE_STYLES
 # Never send loopback test traffic through a proxy.
 unset http_proxy https_proxy HTTP_PROXY HTTPS_PROXY all_proxy ALL_PROXY
@@ -528,6 +528,48 @@ start_upstream() {
     UPSTREAM_URL=http://127.0.0.1:$UPSTREAM_PORT
     wait_for_http "$UPSTREAM_URL/healthz" 200 10 || die "upstream $UPSTREAM_URL/healthz does not answer 200"
     diag "upstream on $UPSTREAM_URL (pid $UPSTREAM_PID)"
+}
+
+# write_credentials FILE KEYID SECRET: a credentials.properties as the HERE
+# platform portal hands it out, its token endpoint the local upstream's
+# (start_upstream first, with --credentials-file FILE for the upstream to
+# accept it). The file holds the secret: exempt from the leak scan.
+write_credentials() {
+    printf '%s\n' "here.user.id = HERE-test-user" "here.client.id = test-app" \
+        "here.access.key.id = $2" "here.access.key.secret = $3" \
+        "here.token.endpoint.url = $UPSTREAM_URL/oauth2/token" >"$1.tmp"
+    mv "$1.tmp" "$1"
+    key_exempt "$1"
+}
+
+# upstream_tokens: every bearer token the upstream's token endpoint issued,
+# one a line (for leak scans: none may appear in what the proxy wrote).
+upstream_tokens() {
+    curl -sS --max-time 5 "$UPSTREAM_URL/__control/tokens" |
+        python3 -c 'import json,sys; print("\n".join(json.load(sys.stdin)["tokens"]))'
+}
+
+# check_no_token_leak NAME: no token the upstream issued appears in a file
+# of RUN_DIR but the upstream's own record and log (and key_exempt files).
+check_no_token_leak() {
+    local t hits=() f e tokens skip
+    tokens=$(upstream_tokens)
+    [ -n "$tokens" ] || { not_ok "$1" "the upstream issued no token"; return 1; }
+    while IFS= read -r -d '' f; do
+        case $f in "$RUN_DIR/upstream-requests.jsonl" | "$RUN_DIR/upstream.log") continue ;; esac
+        skip=0
+        for e in "${_KEY_EXEMPT[@]}"; do [ "$f" = "$e" ] && skip=1; done
+        [ "$skip" -eq 1 ] && continue
+        while IFS= read -r t; do
+            [ -n "$t" ] && grep -qaF -- "$t" "$f" && hits+=("$f") && break
+        done <<<"$tokens"
+    done < <(find "$RUN_DIR" -type f -print0)
+    if [ ${#hits[@]} -eq 0 ]; then
+        ok "$1 ($(wc -l <<<"$tokens") tokens, $(find "$RUN_DIR" -type f | wc -l) files)"
+    else
+        not_ok "$1" "a HERE token appears in: ${hits[*]}"
+        return 1
+    fi
 }
 
 # upstream_control ACTION [QUERY]: e.g. upstream_control fail 'status=500&times=2'

@@ -1,11 +1,14 @@
 #!/bin/bash
 # The HERE key stays secret.  A unique random key (lib.sh makes one per run)
-# is given once through HERE_API_KEY and once through HERE_API_KEY_FILE; a
-# broad workload runs through NGINX (hits, misses, every error class, HERE
+# is given once through HERE_API_KEY and once through HERE_API_KEY_FILE, and
+# HERE platform credentials whose secret holds it through
+# HERE_CREDENTIALS_FILE (tiles then go with bearer tokens); a broad workload
+# runs through NGINX (hits, misses, every error class, HERE
 # answering 401/403/500 or too slowly, health, preflight, metrics if any,
 # --check-config, --help); then every byte the proxy, spawn-fcgi, NGINX and
-# the clients saw is searched for the key: zero hits, while the upstream
-# received it on every request.  The process is not dumpable.
+# the clients saw is searched for the key, and for every token the
+# upstream issued: zero hits, while the upstream received the key or a
+# token on every request.  The process is not dumpable.
 . "$(dirname "$0")/lib.sh"
 
 require_cmds nginx spawn-fcgi curl python3
@@ -16,7 +19,9 @@ printf '%s\n' "$SERVER_KEY" >"$KEYFILE"
 chmod 644 "$KEYFILE"
 key_exempt "$KEYFILE"
 
-start_upstream
+CREDS=$RUN_DIR/credentials.properties
+start_upstream --credentials-file "$CREDS"
+write_credentials "$CREDS" hpKeyId-secrecy "sec-$SERVER_KEY"
 start_proxy env HERE_TIMEOUT_MS=800 HERE_RETRIES=1
 LOG_ENV=$PROXY_LOG PID_ENV=$PROXY_PID
 start_nginx env "$PROXY_ADDR"
@@ -25,6 +30,10 @@ start_proxy file HERE_API_KEY= "HERE_API_KEY_FILE=$KEYFILE" HERE_TIMEOUT_MS=800 
 LOG_FILE=$PROXY_LOG
 start_nginx file "$PROXY_ADDR"
 URL_FILE=$NGINX_URL
+start_proxy creds HERE_API_KEY= "HERE_CREDENTIALS_FILE=$CREDS" HERE_TIMEOUT_MS=800 HERE_RETRIES=1
+LOG_CREDS=$PROXY_LOG
+start_nginx creds "$PROXY_ADDR"
+URL_CREDS=$NGINX_URL
 
 # workload BASE_URL TAG: every kind of answer the proxy gives.
 workload() {
@@ -48,6 +57,7 @@ workload() {
     req GET "$u/healthz"
     req GET "$u/readyz"
     req GET "$u/metrics"
+    req GET "$u/metrics/prometheus"
     req GET "$u/here-proxy/metrics"
     for z in 401 403 404 429 500 503; do
         upstream_control fail "status=$z&times=5&path=/v3/base/mc/10/$z/"
@@ -62,13 +72,17 @@ workload() {
 }
 workload "$URL_ENV" env
 workload "$URL_FILE" file
+workload "$URL_CREDS" creds
 
 # ------------------------------------------------------------ command line
 CLI_OUT=$RUN_DIR/cli.out
 for args in --check-config --help --version --bogus; do
     env "HERE_API_KEY=$SERVER_KEY" "$HEREPROXY_BIN" $args >>"$CLI_OUT" 2>&1
     env "HERE_API_KEY_FILE=$KEYFILE" "$HEREPROXY_BIN" $args >>"$CLI_OUT" 2>&1
+    env "HERE_CREDENTIALS_FILE=$CREDS" "$HEREPROXY_BIN" $args >>"$CLI_OUT" 2>&1
 done
+# Both a key and credentials: refused, neither quoted.
+env "HERE_API_KEY_FILE=$KEYFILE" "HERE_CREDENTIALS_FILE=$CREDS" "$HEREPROXY_BIN" --check-config >>"$CLI_OUT" 2>&1
 env "HERE_API_KEY=$SERVER_KEY" HEREPROXY_ZMAX=99 "$HEREPROXY_BIN" --check-config >>"$CLI_OUT" 2>&1
 env "HERE_API_KEY_FILE=$KEYFILE" "HERE_BASE_URL=ftp://x" "$HEREPROXY_BIN" --check-config >>"$CLI_OUT" 2>&1
 assert_contains "$(cat "$CLI_OUT")" "configuration OK" "--check-config ran (its output is searched too)"
@@ -105,14 +119,17 @@ fi
 stop_pid "$DPID"
 
 # ------------------------------------------------------------ the search
-upstream_record_check 'r["query"].get("apiKey") == ["'"$SERVER_KEY"'"]' \
-    "the upstream received the key on every request"
+upstream_record_check 'r["path"] == "/oauth2/token" or r["query"].get("apiKey") == ["'"$SERVER_KEY"'"] or (r["headers"].get("authorization", "").startswith("Bearer hpTOKEN.") and "apiKey" not in r["query"])' \
+    "the upstream received the key, or a token and no key, on every request"
+assert_match "$(grep -c '"authorization": "Bearer ' "$UPSTREAM_RECORD")" '^[1-9][0-9]*$' \
+    "the upstream received bearer tokens from the credentials' proxy"
+check_no_token_leak "no token the upstream issued appears in a file the proxies, NGINX, the CLI or the clients wrote"
 assert_match "$(grep -c '"method"' "$UPSTREAM_RECORD")" '^[1-9][0-9]+$' "the upstream recorded at least 10 requests"
-SCANNED=$(find "$RUN_DIR" -type f ! -name upstream-requests.jsonl ! -name upstream.log ! -path "$KEYFILE" | wc -l)
-HITS=$(find "$RUN_DIR" -type f ! -name upstream-requests.jsonl ! -name upstream.log ! -path "$KEYFILE" \
+SCANNED=$(find "$RUN_DIR" -type f ! -name upstream-requests.jsonl ! -name upstream.log ! -path "$KEYFILE" ! -path "$CREDS" | wc -l)
+HITS=$(find "$RUN_DIR" -type f ! -name upstream-requests.jsonl ! -name upstream.log ! -path "$KEYFILE" ! -path "$CREDS" \
     -exec grep -laF -- "$SERVER_KEY" {} + 2>/dev/null)
 assert_eq "$HITS" "" "the key appears in none of the $SCANNED files written by the proxies, spawn-fcgi, NGINX, the CLI and the clients"
-for f in "$LOG_ENV" "$LOG_FILE" "$NGINX_ENV_DIR/access.log" "$NGINX_ENV_DIR/error.log" "$RUN_DIR/all-responses.txt" "$CLI_OUT"; do
+for f in "$LOG_ENV" "$LOG_FILE" "$LOG_CREDS" "$NGINX_ENV_DIR/access.log" "$NGINX_ENV_DIR/error.log" "$RUN_DIR/all-responses.txt" "$CLI_OUT"; do
     assert_match "$(wc -c <"$f")" '^[1-9]' "searched a non-empty $(basename "$(dirname "$f")")/$(basename "$f")"
 done
 check_log_json "$LOG_ENV" "proxy log lines are JSON" 20

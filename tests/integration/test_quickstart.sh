@@ -26,6 +26,7 @@ rc=$?
 diag "$OUT"
 assert_eq "$rc" 0 "quickstart up exits 0"
 assert_contains "$OUT" "local demo tiles" "without HERE_API_KEY it says the tiles are local demo tiles"
+assert_contains "$OUT" "No HERE_API_KEY or HERE_CREDENTIALS_FILE set" "... and that no key or credentials are set"
 assert_contains "$OUT" "demo map:     $U/" "it prints the demo map URL"
 assert_contains "$OUT" "$QUICKSTART_STATE/hereproxy.log" "it prints where the logs are"
 for c in memcached upstream hereproxy nginx; do
@@ -44,6 +45,11 @@ req GET "$U/here-proxy/base/mc/3/4/2/png?indice=qs&style=explore.night"
 check_status 200 "a tile through NGINX, hereproxy and the demo upstream"
 check_header Content-Type image/png "the tile is a PNG"
 assert_eq "$(head -c 8 "$HTTP_BODY_FILE" | od -An -tx1 | tr -d ' \n')" 89504e470d0a1a0a "PNG signature"
+QS_UP=http://127.0.0.1:$(tr -dc 0-9 <"$QUICKSTART_STATE/upstream.port")
+assert_match "$(curl -s "$QS_UP/__control/stats" | python3 -c 'import json,sys; d = json.load(sys.stdin); print(d["tokens_issued"], d["bearer_ok"] > 0, d["token_refused"])')" \
+    '^[1-9][0-9]* True 0$' "the demo runs on OAuth: the proxy got a token from the demo upstream and sent it"
+assert_contains "$(grep '"event":"start"' "$QUICKSTART_STATE/hereproxy.log")" '"here_auth":"oauth"' \
+    "the demo proxy uses HERE_CREDENTIALS_FILE"
 req GET "$U/maplibre/maplibre-gl.mjs"
 check_status 200 "MapLibre for the demo's switch, from npm, at /maplibre/"
 check_header Content-Type text/javascript "MapLibre's module as JavaScript"
@@ -74,6 +80,35 @@ done
 assert_eq "$(ls "$QUICKSTART_STATE"/*.pid 2>/dev/null | wc -l)" 0 "down removes the pid files"
 OUT=$(timeout 30 "$QS" down 2>&1)
 assert_contains "$OUT" "nothing was running" "down again: nothing was running"
+
+# ------------------------------------- against "HERE" with credentials
+# A local upstream stands in for HERE: HERE_CREDENTIALS_FILE and
+# HERE_BASE_URL as an operator sets them for HERE.
+CREDS=$RUN_DIR/credentials.properties
+start_upstream --credentials-file "$CREDS"
+write_credentials "$CREDS" qs-key-id "qs-secret-$SERVER_KEY"
+OUT=$(HERE_CREDENTIALS_FILE=$CREDS HERE_BASE_URL=$UPSTREAM_URL/v3 timeout 120 "$QS" up 2>&1)
+rc=$?
+diag "$OUT"
+assert_eq "$rc" 0 "quickstart up with HERE_CREDENTIALS_FILE exits 0"
+assert_contains "$OUT" "HERE_CREDENTIALS_FILE is set: tiles come from $UPSTREAM_URL/v3 with OAuth bearer tokens" \
+    "it says tiles come from HERE_BASE_URL with OAuth bearer tokens"
+assert_not_contains "$OUT" "demo upstream" "no demo upstream"
+[ -f "$QUICKSTART_STATE/upstream.pid" ] && not_ok "no demo upstream started" || ok "no demo upstream started"
+req GET "$U/here-proxy/base/mc/5/3/3/png?indice=qs"
+check_status 200 "a tile through the quickstart with HERE_CREDENTIALS_FILE"
+upstream_record_check 'r["path"] == "/oauth2/token" or (r["headers"].get("authorization", "").startswith("Bearer ") and "apiKey" not in r["query"])' \
+    "the quickstart's proxy sent a bearer token, no apiKey"
+OUT=$(timeout 60 "$QS" down 2>&1)
+assert_eq "$?" 0 "down exits 0"
+OUT=$(HERE_CREDENTIALS_FILE=$CREDS HERE_API_KEY=some-key timeout 30 "$QS" up 2>&1)
+rc=$?
+assert_eq "$rc" 1 "up with a key and credentials exits 1"
+assert_contains "$OUT" "HERE_CREDENTIALS_FILE are both set: use one" "it says both are set"
+assert_eq "$(ls "$QUICKSTART_STATE"/*.pid 2>/dev/null | wc -l)" 0 "nothing left running"
+OUT=$(HERE_CREDENTIALS_FILE=$RUN_DIR/nonexistent timeout 30 "$QS" up 2>&1)
+assert_eq "$?" 1 "up with a missing credentials file exits 1"
+assert_contains "$OUT" "is not a readable file" "it says the file is not readable"
 
 # ---------------------------------------------------------- port in use
 python3 -c 'import socket,sys,time

@@ -11,6 +11,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "credentials.h"
 #include "log.h"
 #include "settings.h"
 
@@ -671,6 +672,88 @@ test_load(void **state)
     unlink(conf);
 }
 
+/* HERE_CREDENTIALS_FILE: read at load, exclusive with a key, reloadable. */
+static void
+test_credentials_file(void **state)
+{
+    static const char good[] =
+        "# from the HERE platform portal\n"
+        "here.user.id = HERE-user-1\n"
+        "here.client.id = app-1\n"
+        "here.access.key.id = KEYID-1\n"
+        "here.access.key.secret = S3cr3t-Cred-Value_1\n"
+        "here.token.endpoint.url = https://account.api.here.com/oauth2/token\n";
+    struct settings c;
+    char path[64], keyfile[64], env[128], kenv[128], err[512], *text;
+
+    (void)state;
+    temp_file(path, good);
+    snprintf(env, sizeof(env), "HERE_CREDENTIALS_FILE=%s", path);
+    {
+        char *envp[] = {env, NULL};
+        assert_int_equal(settings_load(&c, envp, err, sizeof(err)), 0);
+        assert_non_null(c.here_credentials);
+        assert_string_equal(c.here_credentials->access_key_id, "KEYID-1");
+        assert_string_equal(c.here_credentials->client_id, "app-1");
+        assert_string_equal(settings_here_secret(&c), "S3cr3t-Cred-Value_1");
+        /* --check-config prints the path, never the secret. */
+        text = dump(&c);
+        assert_non_null(strstr(text, path));
+        assert_null(strstr(text, "S3cr3t"));
+        free(text);
+        settings_cleanup(&c);
+        assert_null(c.here_credentials);
+    }
+    /* A key and credentials: which? A configuration error. */
+    {
+        char *envp[] = {env, "HERE_API_KEY=k", NULL};
+        assert_int_equal(settings_load(&c, envp, err, sizeof(err)), -1);
+        assert_non_null(strstr(err, "HERE_API_KEY"));
+        assert_non_null(strstr(err, "HERE_CREDENTIALS_FILE"));
+        assert_non_null(strstr(err, "both"));
+        assert_null(strstr(err, "S3cr3t"));
+        settings_cleanup(&c);
+    }
+    temp_file(keyfile, "keyInAFile\n");
+    snprintf(kenv, sizeof(kenv), "HERE_API_KEY_FILE=%s", keyfile);
+    {
+        char *envp[] = {kenv, env, NULL};
+        assert_int_equal(settings_load(&c, envp, err, sizeof(err)), -1);
+        assert_non_null(strstr(err, "both"));
+        assert_null(strstr(err, "keyInAFile"));
+        settings_cleanup(&c);
+    }
+    unlink(keyfile);
+    unlink(path);
+    /* A bad file: the file and line named, the secret not quoted. */
+    temp_file(path,
+        "here.access.key.id = KEYID-1\n"
+        "here.access.key.secret = S3cr3t with spaces\n"
+        "here.token.endpoint.url = "
+        "https://account.api.here.com/oauth2/token\n");
+    snprintf(env, sizeof(env), "HERE_CREDENTIALS_FILE=%s", path);
+    {
+        char *envp[] = {env, NULL};
+        char want[96];
+
+        snprintf(want, sizeof(want), "%s:2:", path);
+        assert_int_equal(settings_load(&c, envp, err, sizeof(err)), -1);
+        assert_non_null(strstr(err, "HERE_CREDENTIALS_FILE"));
+        assert_non_null(strstr(err, want));
+        assert_non_null(strstr(err, "here.access.key.secret"));
+        assert_null(strstr(err, "S3cr3t"));
+        settings_cleanup(&c);
+    }
+    unlink(path);
+    {
+        char *envp[] = {"HERE_CREDENTIALS_FILE=/nonexistent/creds", NULL};
+        assert_int_equal(settings_load(&c, envp, err, sizeof(err)), -1);
+        assert_non_null(strstr(err, "HERE_CREDENTIALS_FILE"));
+        assert_non_null(strstr(err, "/nonexistent/creds"));
+        settings_cleanup(&c);
+    }
+}
+
 static void
 test_dump(void **state)
 {
@@ -708,7 +791,7 @@ test_dump(void **state)
         char *p;
         for (p = text; *p; p++)
             lines += *p == '\n';
-        assert_int_equal(lines, 53);
+        assert_int_equal(lines, 54);
     }
     free(text);
     settings_cleanup(&c);
@@ -1137,15 +1220,16 @@ test_keep_restart_only(void **state)
             "next", err, sizeof(err)),
         0);
     assert_int_equal(
-        settings_keep_restart_only(&next, &cur, changed, sizeof(changed)), 3);
-    assert_string_equal(
-        changed, "HERE_API_KEY,HEREPROXY_THREADS,CACHE_MAXBYTES");
+        settings_keep_restart_only(&next, &cur, changed, sizeof(changed)), 2);
+    assert_string_equal(changed, "HEREPROXY_THREADS,CACHE_MAXBYTES");
     /* Restart-only settings keep the running values ... */
-    assert_string_equal(next.here_api_key, "old");
     assert_int_equal(next.threads, 64);
     assert_true(next.cache_maxbytes == 268435456ULL);
     assert_string_equal(next.memcached_servers, "127.0.0.1:1");
-    /* ... the reloadable ones take the new. */
+    /* ... the reloadable ones take the new: the HERE key rotates. */
+    assert_string_equal(next.here_api_key, "new");
+    assert_true(settings_reloadable("HERE_API_KEY"));
+    assert_true(settings_reloadable("HERE_CREDENTIALS_FILE"));
     assert_string_equal(next.cors_origins, "https://a.example");
     assert_int_equal(next.log_level, LOG_LEVEL_DEBUG);
     assert_int_equal(next.cache_ttl_default_s, 60);
@@ -1172,6 +1256,7 @@ main(void)
         cmocka_unit_test(test_apply_text),
         cmocka_unit_test(test_apply_text_errors),
         cmocka_unit_test(test_load),
+        cmocka_unit_test(test_credentials_file),
         cmocka_unit_test(test_dump),
         cmocka_unit_test(test_dump_roundtrip),
         cmocka_unit_test(test_limit_settings),

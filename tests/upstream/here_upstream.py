@@ -6,11 +6,14 @@ a fronting NGINX.  See README in this directory for the control endpoints.
 """
 
 import argparse
+import base64
 import hashlib
+import hmac
 import json
 import math
 import os
 import re
+import secrets
 import signal
 import socket
 import struct
@@ -22,7 +25,7 @@ import zlib
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from itertools import repeat
 from operator import add, mul
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 # --------------------------------------------------------------------------
 # Palettes.  Every tile is rendered as palette indices first, so PNG8 is free
@@ -487,11 +490,142 @@ META_RE = re.compile(r"^/v3/(info|copyright|languages|features|politicalViews)$"
 
 
 # --------------------------------------------------------------------------
+# HERE's token endpoint (POST /oauth2/token): OAuth 1.0a HMAC-SHA256 signed
+# client_credentials requests, verified here with Python's own hmac and
+# hashlib (RFC 5849), not with the proxy's code; bearer tokens for tiles.
+# --------------------------------------------------------------------------
+TOKEN_PATH = "/oauth2/token"
+TIMESTAMP_WINDOW_S = 600
+
+
+def pct(s):
+    """RFC 5849 3.6 percent-encoding (RFC 3986 unreserved kept)."""
+    return quote(s, safe="-._~")
+
+
+def read_properties(path):
+    """key = value / key: value lines of a credentials.properties file."""
+    out = {}
+    with open(path, encoding="ascii") as f:
+        for line in f:
+            line = line.strip()
+            if not line or line[0] in "#!":
+                continue
+            m = re.match(r"([^=:\s]+)\s*[=:]?\s*(.*)$", line)
+            if m:
+                out[m.group(1)] = m.group(2)
+    return out
+
+
+def parse_oauth_header(value):
+    """The parameters of an 'Authorization: OAuth ...' header, or None."""
+    if not value or not value.startswith("OAuth "):
+        return None
+    params = {}
+    for part in value[6:].split(","):
+        m = re.match(r'\s*([A-Za-z_]+)="([^"]*)"\s*$', part)
+        if not m or m.group(1) in params:
+            return None  # malformed, or a parameter given twice
+        params[m.group(1)] = unquote(m.group(2))
+    return params
+
+
+def oauth_signature(method, base_uri, params, consumer_secret, token_secret=""):
+    """Base64 HMAC-SHA256 over the RFC 5849 signature base string."""
+    pairs = sorted((pct(k), pct(v)) for k, v in params)
+    norm = "&".join("%s=%s" % kv for kv in pairs)
+    base = "&".join([method.upper(), pct(base_uri), pct(norm)])
+    key = pct(consumer_secret) + "&" + pct(token_secret)
+    return base64.b64encode(hmac.new(key.encode(), base.encode(), hashlib.sha256).digest()).decode()
+
+
+def here_error(status, code, message, error="invalid_client"):
+    """The shape of HERE account's error answers."""
+    return {"errorId": "ERROR-" + str(uuid.uuid4()), "httpStatus": status, "errorCode": code,
+            "message": message, "error": error,
+            "error_description": "errorCode: '%d'. %s" % (code, message)}
+
+
+class Tokens:
+    """Accepted credentials, issued tokens and what happened to them."""
+
+    def __init__(self, credential_files, lifetime):
+        self.files, self.lifetime = list(credential_files), lifetime
+        self.lock = threading.Lock()
+        self.extra = {}     # access key id -> secret, added by control
+        self.issued = {}    # token -> {"expires": t, "key_id": id, "revoked": bool}
+        self.nonces = set()
+        self.reset_counts()
+
+    def reset_counts(self):
+        with self.lock:
+            self.counts = {"token_requests": 0, "tokens_issued": 0, "token_refused": 0,
+                           "bearer_ok": 0, "bearer_refused": 0}
+
+    def count(self, name):
+        with self.lock:
+            self.counts[name] += 1
+
+    def secret_of(self, key_id):
+        """The secret of an accepted access key id (files read each time)."""
+        with self.lock:
+            if key_id in self.extra:
+                return self.extra[key_id]
+        for path in self.files:
+            try:
+                props = read_properties(path)
+            except OSError:
+                continue
+            if props.get("here.access.key.id") == key_id:
+                return props.get("here.access.key.secret")
+        return None
+
+    def issue(self, key_id):
+        token = "hpTOKEN." + secrets.token_urlsafe(48)
+        with self.lock:
+            self.issued[token] = {"expires": time.time() + self.lifetime, "key_id": key_id,
+                                  "revoked": False}
+            self.counts["tokens_issued"] += 1
+        return token
+
+    def valid(self, token):
+        with self.lock:
+            t = self.issued.get(token)
+            return t is not None and not t["revoked"] and time.time() < t["expires"]
+
+    def revoke(self, key_id=None):
+        """Revoke every token issued so far (to key_id only, when given)."""
+        n = 0
+        with self.lock:
+            for t in self.issued.values():
+                if key_id is None or t["key_id"] == key_id:
+                    t["revoked"] = True
+                    n += 1
+        return n
+
+    def nonce_fresh(self, key_id, nonce, ts):
+        with self.lock:
+            if (key_id, nonce, ts) in self.nonces:
+                return False
+            if len(self.nonces) > 100000:
+                self.nonces.clear()
+            self.nonces.add((key_id, nonce, ts))
+            return True
+
+    def stats(self):
+        with self.lock:
+            return dict(self.counts, lifetime=self.lifetime,
+                        tokens={t: v["key_id"] for t, v in self.issued.items()})
+
+
+# --------------------------------------------------------------------------
 # Shared state: counters, injected behaviour, record file
 # --------------------------------------------------------------------------
 class State:
-    def __init__(self, api_key, record_path, max_age, delay_ms):
+    def __init__(self, api_key, record_path, max_age, delay_ms, tokens=None):
         self.api_key, self.default_max_age, self.delay_ms = api_key, max_age, delay_ms
+        self.api_keys = {api_key} if api_key is not None else None  # None: any
+        self.tokens = tokens if tokens is not None else Tokens([], 86399)
         self.lock = threading.Lock()
         self.record_file = open(record_path, "a", encoding="utf-8") if record_path else None
         self.connections = 0  # ids for accepted connections, never reset
@@ -502,7 +636,8 @@ class State:
             self.requests, self.by_path = 0, {}
             self.inflight = self.max_inflight = 0  # /v3 requests being answered
             self.rules = {"fail": [], "delay": [], "slowbody": [], "truncate": [], "chunked": [],
-                          "badheader": [], "ctype": [], "longetag": [], "redirect": []}
+                          "badheader": [], "ctype": [], "longetag": [], "redirect": [],
+                          "badtoken": []}
             self.metadoc = {}  # metadata documents replaced by /__control/metadoc
             self.max_age = self.default_max_age
             self.revision = 0
@@ -514,8 +649,10 @@ class State:
 
     def stats(self):
         with self.lock:
-            return {"requests": self.requests, "by_path": dict(self.by_path),
-                    "inflight": self.inflight, "max_inflight": self.max_inflight}
+            out = {"requests": self.requests, "by_path": dict(self.by_path),
+                   "inflight": self.inflight, "max_inflight": self.max_inflight}
+        out.update((k, v) for k, v in self.tokens.stats().items() if k != "tokens")
+        return out
 
     def enter(self):
         with self.lock:
@@ -697,8 +834,10 @@ class Handler(BaseHTTPRequestHandler):
 
     def do_POST(self):
         length = int(self.headers.get("Content-Length") or 0)
-        if length:
-            self.rfile.read(length)  # keep the connection usable
+        # read whole to keep the connection usable; the token endpoint reads it
+        self.body = self.rfile.read(length) if 0 < length <= 65536 else b""
+        if length > 65536:
+            self.rfile.read(length)
         self.dispatch(head=False)
 
     do_PUT = do_DELETE = do_PATCH = do_OPTIONS = do_POST
@@ -711,6 +850,12 @@ class Handler(BaseHTTPRequestHandler):
             return self.reply(200, [("Content-Type", "text/plain")], b"ok", head)
         if path.startswith("/__control/"):
             return self.control(path[len("/__control/"):], query)
+        if path == TOKEN_PATH:
+            STATE.record({"ts": time.time(), "method": self.command, "path": path,
+                          "headers": self.lowered_headers(), "conn": self.conn_id,
+                          "version": self.request_version})
+            status, headers, body = self.token_endpoint(path)
+            return self.reply(status, headers, body, head)
         STATE.record({"ts": time.time(), "method": self.command, "path": path, "query": query,
                       "headers": self.lowered_headers(), "conn": self.conn_id,
                       "version": self.request_version})
@@ -773,14 +918,99 @@ class Handler(BaseHTTPRequestHandler):
         return self.tile(tile, query, path)
 
     def check_api_key(self, query):
+        """An apiKey, or a bearer token the token endpoint issued."""
+        auth = self.headers.get("Authorization") or ""
         key = (query.get("apiKey") or [""])[-1]
+        if auth.startswith("Bearer "):
+            if STATE.tokens.valid(auth[7:]):
+                STATE.tokens.count("bearer_ok")
+                return None
+            STATE.tokens.count("bearer_refused")
+            doc = {"error": "Unauthorized",
+                   "error_description": "Token Validation Failure - invalid or expired token"}
+            return self.json_response(401, doc, [("WWW-Authenticate", 'Bearer realm="HERE"')])
         if not key:
             doc = {"error": "Unauthorized", "error_description": "No credentials found"}
-        elif STATE.api_key is not None and key != STATE.api_key:
+        elif STATE.api_keys is not None and key not in STATE.api_keys:
             doc = {"error": "Unauthorized", "error_description": "apiKey invalid. apiKey not found."}
         else:
             return None
         return self.json_response(401, doc, [("WWW-Authenticate", 'apiKey realm="HERE"')])
+
+    def token_endpoint(self, path):
+        """POST /oauth2/token, as HERE account answers it."""
+        tokens = STATE.tokens
+        tokens.count("token_requests")
+
+        def refuse(status, code, message, error="invalid_client"):
+            tokens.count("token_refused")
+            return self.json_response(status, here_error(status, code, message, error))
+
+        if self.command != "POST":
+            return refuse(405, 405002, "Method not allowed", "invalid_request")
+        rule = STATE.take("fail", path)
+        if rule:
+            extra = [("Retry-After", "1")] if rule["status"] in (429, 503) else []
+            return self.json_response(rule["status"],
+                                      here_error(rule["status"], rule["status"] * 1000,
+                                                 "injected failure", "server_error"), extra)
+        params = parse_oauth_header(self.headers.get("Authorization"))
+        if params is None:
+            return refuse(401, 401202, "Malformed OAuth 1.0 header (or none)")
+        need = ("oauth_consumer_key", "oauth_nonce", "oauth_signature",
+                "oauth_signature_method", "oauth_timestamp")
+        if any(n not in params for n in need):
+            return refuse(401, 401202, "Missing OAuth parameters")
+        if params["oauth_signature_method"] != "HMAC-SHA256":
+            return refuse(401, 401205, "Unsupported value for signature method")
+        if params.get("oauth_version", "1.0") != "1.0":
+            return refuse(401, 401206, "Unsupported value for oauth_version")
+        if not params["oauth_timestamp"].isdigit() or \
+                abs(int(params["oauth_timestamp"]) - time.time()) > TIMESTAMP_WINDOW_S:
+            return refuse(401, 401204, "Time stamp is outside the valid period")
+        ctype = (self.headers.get("Content-Type") or "").split(";")[0].strip().lower()
+        if ctype != "application/x-www-form-urlencoded":
+            return refuse(400, 400003, "Content-Type must be application/x-www-form-urlencoded",
+                          "invalid_request")
+        try:
+            form = parse_qs(getattr(self, "body", b"").decode("ascii"), keep_blank_values=True,
+                            strict_parsing=True)
+        except (UnicodeDecodeError, ValueError):
+            return refuse(400, 400200, "Received invalid data", "invalid_request")
+        if form.get("grant_type") != ["client_credentials"]:
+            return refuse(400, 400203, "grant_type must be client_credentials",
+                          "unsupported_grant_type")
+        key_id = params["oauth_consumer_key"]
+        secret = tokens.secret_of(key_id)
+        if secret is None:
+            return refuse(401, 401300, "Invalid client credentials")
+        host = (self.headers.get("Host") or "").lower()
+        if host.endswith(":80"):
+            host = host[:-3]
+        signed = [(k, v) for k, v in params.items() if k not in ("oauth_signature", "realm")]
+        signed += [(k, v) for k, vs in form.items() for v in vs]
+        want = oauth_signature("POST", "http://%s%s" % (host, path), signed, secret)
+        if not hmac.compare_digest(want, params["oauth_signature"]):
+            return refuse(401, 401300,
+                          "Signature mismatch. Authorization signature or client credential is wrong.")
+        if not tokens.nonce_fresh(key_id, params["oauth_nonce"], params["oauth_timestamp"]):
+            return refuse(401, 401207, "Nonce already consumed")
+        token = tokens.issue(key_id)
+        doc = {"accessToken": token, "tokenType": "bearer", "expiresIn": tokens.lifetime}
+        rule = STATE.take("badtoken", path)
+        if rule:
+            kind = rule["kind"]
+            if kind == "crlf":
+                doc["accessToken"] = token + "\r\nX-Injected: 1"
+            elif kind == "huge":
+                doc["accessToken"] = token + "a" * 20000
+            elif kind == "type":
+                doc["tokenType"] = "mac"
+            elif kind == "lifetime":
+                doc["expiresIn"] = 0
+            elif kind == "html":
+                return 200, [("Content-Type", "text/html")], b"<html>captive portal</html>"
+        return self.json_response(200, doc)
 
     def tile(self, match, query, path):
         status, ctype, body = tile_answer(match, query, STATE.revision)
@@ -903,6 +1133,31 @@ class Handler(BaseHTTPRequestHandler):
         if action == "revision":
             STATE.revision = int_arg(query, "n", 0)
             return {"ok": True, "action": "revision", "n": STATE.revision}
+        if action == "apikeys":
+            keys = [k for k in (query.get("keys") or [""])[-1].split(",") if k]
+            STATE.api_keys = set(keys) if keys else None
+            return {"ok": True, "action": "apikeys", "count": len(keys)}
+        if action == "credentials":
+            key_id = (query.get("id") or [""])[-1]
+            if not key_id:
+                raise ValueError("id is required")
+            with STATE.tokens.lock:
+                if (query.get("remove") or [""])[-1]:
+                    STATE.tokens.extra.pop(key_id, None)
+                else:
+                    STATE.tokens.extra[key_id] = (query.get("secret") or [""])[-1]
+            return {"ok": True, "action": "credentials"}
+        if action == "tokens":
+            return dict(STATE.tokens.stats(), ok=True)
+        if action == "revoke":
+            key_id = (query.get("id") or [None])[-1]
+            return {"ok": True, "action": "revoke", "revoked": STATE.tokens.revoke(key_id)}
+        if action == "lifetime":
+            s = int_arg(query, "s", 86399)
+            if s < 1:
+                raise ValueError("s must be >= 1")
+            STATE.tokens.lifetime = s
+            return {"ok": True, "action": "lifetime", "s": s}
         if action == "fail":
             status = int_arg(query, "status", 500)
             if not 100 <= status <= 599:
@@ -920,6 +1175,11 @@ class Handler(BaseHTTPRequestHandler):
                     "path": path}
         elif action == "badheader":
             rule = {"times": int_arg(query, "times", 1), "path": path}
+        elif action == "badtoken":
+            kind = (query.get("kind") or ["crlf"])[-1]
+            if kind not in ("crlf", "huge", "type", "lifetime", "html"):
+                raise ValueError("kind must be crlf, huge, type, lifetime or html")
+            rule = {"kind": kind, "times": int_arg(query, "times", 1), "path": path}
         elif action == "ctype":
             rule = {"value": (query.get("value") or [""])[-1], "times": int_arg(query, "times", 1),
                     "path": path}
@@ -960,6 +1220,11 @@ def parse_args(argv):
     ap.add_argument("--port", type=int, default=0, help="0 = pick a free port")
     ap.add_argument("--port-file", help="write the bound port here once listening")
     ap.add_argument("--api-key", help="expected apiKey (default: accept any non-empty)")
+    ap.add_argument("--credentials-file", action="append", default=[],
+                    help="a credentials.properties whose access key the token endpoint "
+                         "accepts (read at each token request; repeatable)")
+    ap.add_argument("--token-lifetime", type=int, default=86399,
+                    help="expiresIn of the tokens issued, in seconds")
     ap.add_argument("--record", help="append one JSON line per received request")
     ap.add_argument("--max-age", type=int, default=3600, help="Cache-Control max-age; 0 = none")
     ap.add_argument("--delay-ms", type=int, default=0,
@@ -978,7 +1243,8 @@ def write_port_file(path, port):
 def main(argv=None):
     global STATE
     args = parse_args(argv)
-    STATE = State(args.api_key, args.record, args.max_age, args.delay_ms)
+    STATE = State(args.api_key, args.record, args.max_age, args.delay_ms,
+                  Tokens(args.credentials_file, args.token_lifetime))
     if ":" in args.host:
         Server.address_family = socket.AF_INET6
     server = Server((args.host, args.port), Handler)
