@@ -26,6 +26,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "nginx/counts.h"
+#include "procstat.h"
 #include "settings.h"
 #include "siphash.h"
 #include "upstream.h"
@@ -169,7 +170,11 @@ serve_connection(struct worker *w, struct fcgi_conn *conn)
             waiting(0);
             return;
         }
+        atomic_fetch_add_explicit(
+            &w->handler->threads_idle_conn, 1, memory_order_relaxed);
         rc = fcgi_read_request(conn, &req);
+        atomic_fetch_sub_explicit(
+            &w->handler->threads_idle_conn, 1, memory_order_relaxed);
         waiting(0);
         if (rc == -2)
             continue; /* a wake-up: stopping, or a lost race */
@@ -205,7 +210,11 @@ worker_main(void *arg)
             waiting(0);
             break;
         }
+        atomic_fetch_add_explicit(
+            &w->handler->threads_accepting, 1, memory_order_relaxed);
         fd = accept4(w->listen_fd, NULL, NULL, SOCK_CLOEXEC);
+        atomic_fetch_sub_explicit(
+            &w->handler->threads_accepting, 1, memory_order_relaxed);
         waiting(0);
         if (fd < 0) {
             if (errno == EMFILE || errno == ENFILE || errno == ENOMEM ||
@@ -504,7 +513,10 @@ main(int argc, char **argv)
 
     memset(&handler, 0, sizeof(handler));
     handler.cfg = &cfg;
-    handler.start_time = (double)util_wall_ms() / 1000.0;
+    /* From /proc, as process_start_time_seconds; the clock otherwise. */
+    handler.start_time = procstat_start_time();
+    if (handler.start_time <= 0)
+        handler.start_time = (double)util_wall_ms() / 1000.0;
     handler.metrics = metrics_new((size_t)cfg.metrics_max_indices);
     if (handler.metrics == NULL)
         fatalx("out of memory");
