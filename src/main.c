@@ -244,7 +244,7 @@ worker_main(void *arg)
 
 /* A socket on fd 0 (spawn-fcgi), or one we open from --listen. */
 static int
-open_listener(const char *listen_addr, int *unix_path)
+open_listener(const char *listen_addr, const char *what, int *unix_path)
 {
     struct listen_addr a;
     struct stat st;
@@ -254,7 +254,7 @@ open_listener(const char *listen_addr, int *unix_path)
     *unix_path = 0;
     if (listen_addr != NULL && *listen_addr != '\0') {
         if (listen_parse(listen_addr, &a, err, sizeof(err)) != 0)
-            fatalx("--listen %s: %s", listen_addr, err);
+            fatalx("%s %s: %s", what, listen_addr, err);
         *unix_path = a.kind == LISTEN_UNIX;
         if ((fd = listen_open(&a, LISTEN_BACKLOG, err, sizeof(err))) < 0)
             fatalx("%s (in use, or no permission?)", err);
@@ -438,7 +438,7 @@ main(int argc, char **argv)
     struct worker *workers = NULL;
     pthread_attr_t attr;
     sigset_t sigs;
-    const char *listen_addr = NULL;
+    const char *listen_addr = NULL, *listen_what = "--listen";
     char err[512];
     struct retired *retired = NULL;
     struct nginx_counts *nginx_counts = NULL;
@@ -485,8 +485,10 @@ main(int argc, char **argv)
     if (siphash_process_init() != 0)
         fatalx("no random bytes from getrandom() or /dev/urandom for the "
                "hash tables' key");
-    if (listen_addr == NULL && *cfg.listen != '\0')
+    if (listen_addr == NULL && *cfg.listen != '\0') {
         listen_addr = cfg.listen;
+        listen_what = "HEREPROXY_LISTEN";
+    }
 
     signal(SIGPIPE, SIG_IGN);
     sigemptyset(&sigs);
@@ -508,7 +510,7 @@ main(int argc, char **argv)
     }
     pthread_sigmask(SIG_BLOCK, &sigs, NULL);
 
-    listen_fd = open_listener(listen_addr, &unix_path);
+    listen_fd = open_listener(listen_addr, listen_what, &unix_path);
     options_inherited = tune_listener(listen_fd, cfg.write_timeout_ms);
 
     memset(&handler, 0, sizeof(handler));

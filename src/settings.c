@@ -12,6 +12,7 @@
 #include "acl.h"
 #include "caps.h"
 #include "settings.h"
+#include "listen.h"
 #include "log.h"
 #include "ratelimit.h"
 #include "request.h"
@@ -971,6 +972,16 @@ settings_validate(const struct settings *cfg, char *err, size_t errlen)
             return -1;
         }
         fclose(fp);
+    }
+    if (*cfg->listen != '\0') {
+        struct listen_addr a;
+        char why[256];
+
+        /* Refused here, so that --check-config says so too. */
+        if (listen_parse(cfg->listen, &a, why, sizeof(why)) != 0) {
+            snprintf(err, errlen, "HEREPROXY_LISTEN=%s: %s", cfg->listen, why);
+            return -1;
+        }
     }
     return 0;
 }
