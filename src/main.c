@@ -4,11 +4,14 @@
 #include <getopt.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/time.h>
@@ -36,14 +39,23 @@
 #define WORKER_STACK (512 * 1024)
 /* How often a stopping main thread nudges the workers still waiting. */
 #define WAKE_INTERVAL_MS 50
+/* How long the watcher waits for a connection in one poll (and a stop). */
+#define WATCH_POLL_MS 100
+/* The time a worker asked to let its idle connection go is given. */
+#define WATCH_RELEASE_WAIT_MS 20
+/* At most one log line a minute about idle connections closed. */
+#define WATCH_LOG_INTERVAL_MS 60000
 
 extern char **environ;
 
 struct worker {
     pthread_t thread;
-    pthread_mutex_t lock; /* guards busy and fd against shutdown */
+    pthread_mutex_t lock; /* guards busy to release, for shutdown and watch */
     int busy;
-    int fd; /* the connection it serves, or -1 */
+    int fd;                /* the connection it serves, or -1 */
+    int idle;              /* waiting on fd for its next request */
+    int64_t idle_since_ms; /* since when (monotonic) */
+    int release;           /* the watcher asks it to close fd while idle */
     int started;
     int done; /* atomic: the thread has returned */
     int listen_fd;
@@ -51,6 +63,43 @@ struct worker {
 };
 
 static volatile int stopping;
+
+/*
+ * The idle bound (HEREPROXY_IDLE_RELEASE_MS). A worker serves one
+ * connection until it closes, and a web server keeps idle connections
+ * open (NGINX: keepalive N per worker process, with fastcgi_keep_conn on):
+ * when its pool is larger than HEREPROXY_THREADS, idle connections can
+ * hold every worker while a new connection waits in the listen queue
+ * forever. One thread watches for that: while no worker waits in
+ * accept(), it polls the listening socket, and when a connection waits
+ * there and no worker has come free for HEREPROXY_IDLE_RELEASE_MS, it asks
+ * the worker whose connection has been idle longest (and at least that
+ * long) to close it and accept the new one. Under a load that keeps
+ * workers coming free (NGINX closing what its pool cannot keep), nothing
+ * is closed: a connection closed under NGINX costs it a retry, at the
+ * back of the queue.
+ * NGINX sees the close, drops the connection from its pool, and a request
+ * it sent at that very moment is sent again on a new connection. Nothing
+ * polls while a worker is free: the last worker to leave accept() wakes
+ * the watcher.
+ */
+struct watch {
+    pthread_t thread;
+    pthread_mutex_t lock;
+    pthread_cond_t cond; /* no worker is left in accept(), or stop */
+    int stop;
+    struct worker *workers;
+    long n;
+    struct handler *h;
+    int listen_fd;
+    uint64_t logged;   /* idle_conns_closed at the last log line */
+    int64_t logged_ms; /* and when */
+    /* When a worker last went to accept(): a worker came free then. */
+    _Atomic int64_t accept_ms;
+};
+static struct watch watch = {
+    .lock = PTHREAD_MUTEX_INITIALIZER,
+};
 /* TCP connections get the write timeout from the listening socket. */
 static int options_inherited;
 
@@ -144,13 +193,49 @@ waiting(int on)
     pthread_sigmask(on ? SIG_UNBLOCK : SIG_BLOCK, &wake, NULL);
 }
 
+/* Idle: not busy with a connection (fd >= 0) to wait on. */
 static void
 set_busy(struct worker *w, int busy, int fd)
 {
     pthread_mutex_lock(&w->lock);
     w->busy = busy;
     w->fd = fd;
+    w->idle = !busy && fd >= 0;
+    if (w->idle)
+        w->idle_since_ms = util_mono_ms();
+    w->release = 0;
     pthread_mutex_unlock(&w->lock);
+}
+
+/*
+ * The watcher asked this worker to let its idle connection go, and
+ * nothing of a next request has come on it: 1, and it is counted.
+ */
+static int
+released(struct worker *w, struct fcgi_conn *conn)
+{
+    int asked;
+
+    pthread_mutex_lock(&w->lock);
+    asked = w->release;
+    pthread_mutex_unlock(&w->lock);
+    if (!asked || !fcgi_conn_idle(conn))
+        return 0;
+    atomic_fetch_add_explicit(
+        &w->handler->idle_conns_closed, 1, memory_order_relaxed);
+    return 1;
+}
+
+/* A worker leaves accept(): the last one to do so wakes the watcher. */
+static void
+accept_left(struct handler *h)
+{
+    if (atomic_fetch_sub_explicit(
+            &h->threads_accepting, 1, memory_order_relaxed) == 1) {
+        pthread_mutex_lock(&watch.lock);
+        pthread_cond_signal(&watch.cond);
+        pthread_mutex_unlock(&watch.lock);
+    }
 }
 
 /* The requests of one connection, until it closes or must be dropped. */
@@ -166,7 +251,8 @@ serve_connection(struct worker *w, struct fcgi_conn *conn)
 
         set_busy(w, 0, fcgi_conn_fd(conn));
         waiting(1);
-        if (stopping) {
+        /* A wake-up may have come before the wait: look first. */
+        if (stopping || released(w, conn)) {
             waiting(0);
             return;
         }
@@ -176,8 +262,12 @@ serve_connection(struct worker *w, struct fcgi_conn *conn)
         atomic_fetch_sub_explicit(
             &w->handler->threads_idle_conn, 1, memory_order_relaxed);
         waiting(0);
-        if (rc == -2)
-            continue; /* a wake-up: stopping, or a lost race */
+        if (rc == -2) {
+            /* A wake-up: stopping, the watcher, or a lost race. */
+            if (released(w, conn))
+                return;
+            continue;
+        }
         if (rc <= 0)
             return;
         set_busy(w, 1, fcgi_conn_fd(conn));
@@ -212,9 +302,10 @@ worker_main(void *arg)
         }
         atomic_fetch_add_explicit(
             &w->handler->threads_accepting, 1, memory_order_relaxed);
+        atomic_store_explicit(
+            &watch.accept_ms, util_mono_ms(), memory_order_relaxed);
         fd = accept4(w->listen_fd, NULL, NULL, SOCK_CLOEXEC);
-        atomic_fetch_sub_explicit(
-            &w->handler->threads_accepting, 1, memory_order_relaxed);
+        accept_left(w->handler);
         waiting(0);
         if (fd < 0) {
             if (errno == EMFILE || errno == ENFILE || errno == ENOMEM ||
@@ -240,6 +331,179 @@ worker_main(void *arg)
     }
     __atomic_store_n(&w->done, 1, __ATOMIC_RELEASE);
     return NULL;
+}
+
+/*
+ * The worker whose connection has been idle longest, for bound_ms at
+ * least; NULL when none has, and then *wait_ms is when the first will
+ * (-1: no worker is idle). One asked already is asked again: the signal
+ * may have come just before its wait.
+ */
+static struct worker *
+watch_pick(int64_t now_ms, long bound_ms, int64_t *wait_ms)
+{
+    struct worker *best = NULL;
+    int64_t best_since = 0;
+    long i;
+
+    *wait_ms = -1;
+    for (i = 0; i < watch.n; i++) {
+        struct worker *w = &watch.workers[i];
+        int64_t left;
+
+        pthread_mutex_lock(&w->lock);
+        if (w->idle) {
+            left = w->idle_since_ms + bound_ms - now_ms;
+            if (left <= 0 && (best == NULL || w->idle_since_ms < best_since)) {
+                best = w;
+                best_since = w->idle_since_ms;
+            } else if (left > 0 && (*wait_ms < 0 || left < *wait_ms)) {
+                *wait_ms = left;
+            }
+        }
+        pthread_mutex_unlock(&w->lock);
+    }
+    return best;
+}
+
+/* Ask w to close its idle connection (see serve_connection). */
+static void
+watch_release(struct worker *w)
+{
+    pthread_mutex_lock(&w->lock);
+    if (w->idle) {
+        w->release = 1;
+        pthread_kill(w->thread, SIGUSR1);
+    }
+    pthread_mutex_unlock(&w->lock);
+}
+
+/* At most once a minute: how many idle connections were closed. */
+static void
+watch_log(long bound_ms)
+{
+    uint64_t n =
+        atomic_load_explicit(&watch.h->idle_conns_closed, memory_order_relaxed);
+    int64_t now = util_mono_ms();
+    cJSON *f;
+
+    if (n == watch.logged ||
+        (watch.logged_ms != 0 && now - watch.logged_ms < WATCH_LOG_INTERVAL_MS))
+        return;
+    if ((f = cJSON_CreateObject()) != NULL) {
+        cJSON_AddNumberToObject(f, "closed", (double)(n - watch.logged));
+        cJSON_AddNumberToObject(f, "threads", (double)watch.n);
+        cJSON_AddNumberToObject(f, "idle_release_ms", (double)bound_ms);
+        cJSON_AddStringToObject(f, "hint",
+            "every worker was busy or held by an idle kept-alive "
+            "connection while new connections waited: raise "
+            "HEREPROXY_THREADS above the web server's keep-alive pool");
+    }
+    log_event(LOG_LEVEL_WARN, "idle_connections_closed", f);
+    watch.logged = n;
+    watch.logged_ms = now;
+}
+
+/* Sleep on the watch's condition for ms at most; called locked. */
+static void
+watch_wait(long ms)
+{
+    struct timespec ts;
+
+    util_timespec_in(CLOCK_MONOTONIC, ms, &ts);
+    pthread_cond_timedwait(&watch.cond, &watch.lock, &ts);
+}
+
+static void *
+watch_main(void *arg)
+{
+    struct handler *h = arg;
+
+    pthread_mutex_lock(&watch.lock);
+    while (!watch.stop) {
+        long bound = handler_cfg(h)->idle_release_ms;
+        struct pollfd p = {watch.listen_fd, POLLIN, 0};
+        struct worker *w;
+        int64_t wait_ms;
+        int waiting_conn;
+
+        if (bound <= 0 ||
+            atomic_load_explicit(&h->threads_accepting, memory_order_relaxed) >
+                0) {
+            /* A worker is free (or the bound is off): nothing to do. */
+            pthread_cond_wait(&watch.cond, &watch.lock);
+            continue;
+        }
+        pthread_mutex_unlock(&watch.lock);
+        /* No worker in accept(): does a connection wait for one? */
+        waiting_conn = poll(&p, 1, WATCH_POLL_MS) == 1 &&
+            (p.revents & POLLIN) &&
+            atomic_load_explicit(&h->threads_accepting, memory_order_relaxed) ==
+                0;
+        w = NULL;
+        if (waiting_conn) {
+            int64_t now = util_mono_ms();
+            int64_t stuck = now -
+                atomic_load_explicit(&watch.accept_ms, memory_order_relaxed);
+
+            /* No worker came free for the bound: close an idle one. */
+            if (stuck >= bound)
+                w = watch_pick(now, bound, &wait_ms);
+            else
+                wait_ms = bound - stuck;
+        }
+        if (w != NULL)
+            watch_release(w);
+        watch_log(bound);
+        pthread_mutex_lock(&watch.lock);
+        if (!waiting_conn || watch.stop)
+            continue;
+        /*
+         * Until the worker asked has taken the connection (the last to
+         * leave accept() wakes us), or until an idle connection is old
+         * enough, or a busy worker may be done.
+         */
+        watch_wait(w != NULL  ? WATCH_RELEASE_WAIT_MS
+                : wait_ms > 0 ? (long)wait_ms
+                              : WATCH_POLL_MS);
+    }
+    pthread_mutex_unlock(&watch.lock);
+    return NULL;
+}
+
+/* Before the workers start: they signal its condition. */
+static void
+watch_init(struct worker *workers, long n, struct handler *h, int listen_fd)
+{
+    pthread_condattr_t ca;
+
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&watch.cond, &ca);
+    pthread_condattr_destroy(&ca);
+    watch.workers = workers;
+    watch.n = n;
+    watch.h = h;
+    watch.listen_fd = listen_fd;
+}
+
+/* After the workers started: it reads their state. */
+static void
+watch_start(void)
+{
+    if (pthread_create(&watch.thread, NULL, watch_main, watch.h) != 0)
+        fatalx("cannot start the idle connection watcher thread");
+}
+
+static void
+watch_stop(void)
+{
+    pthread_mutex_lock(&watch.lock);
+    watch.stop = 1;
+    pthread_cond_signal(&watch.cond);
+    pthread_mutex_unlock(&watch.lock);
+    pthread_join(watch.thread, NULL);
+    pthread_cond_destroy(&watch.cond);
 }
 
 /* A socket on fd 0 (spawn-fcgi), or one we open from --listen. */
@@ -411,6 +675,7 @@ log_start(const struct settings *cfg, const char *listen_addr,
     cJSON_AddNumberToObject(f, "pid", (double)getpid());
     cJSON_AddStringToObject(f, "listen", listen_addr ? listen_addr : "fd 0");
     cJSON_AddNumberToObject(f, "threads", (double)cfg->threads);
+    cJSON_AddNumberToObject(f, "idle_release_ms", (double)cfg->idle_release_ms);
     cJSON_AddStringToObject(f, "cache", cache_backend(cache));
     cJSON_AddStringToObject(f, "here_base_url", cfg->here_base_url);
     cJSON_AddStringToObject(f, "here_api_key", "<redacted>");
@@ -552,6 +817,7 @@ main(int argc, char **argv)
     if (log_buffer_start(cfg.log_flush_ms) != 0)
         fatalx("cannot start the log flusher thread");
     log_start(&cfg, listen_addr, handler.cache);
+    watch_init(workers, cfg.threads, &handler, listen_fd);
     pthread_attr_init(&attr);
     pthread_attr_setstacksize(&attr, WORKER_STACK);
     for (i = 0; i < cfg.threads; i++) {
@@ -566,6 +832,14 @@ main(int argc, char **argv)
         w->started = 1;
     }
     pthread_attr_destroy(&attr);
+    watch_start();
+    if (cfg.idle_release_ms == 0)
+        log_warnx("HEREPROXY_IDLE_RELEASE_MS=0: a kept-alive FastCGI "
+                  "connection keeps its worker until the web server closes "
+                  "it, so HEREPROXY_THREADS (%ld) must exceed the web "
+                  "server's keep-alive pool (NGINX: keepalive times its "
+                  "worker processes) or new connections wait for good",
+            cfg.threads);
 
     while (sigwait(&sigs, &sig) == 0) {
         if (sig != SIGHUP)
@@ -576,6 +850,7 @@ main(int argc, char **argv)
         __atomic_load_n(&handler.cfg, __ATOMIC_ACQUIRE)->shutdown_grace_ms;
     log_event(LOG_LEVEL_INFO, "stopping", NULL);
     stop_by = util_mono_ms() + grace_ms;
+    watch_stop();
     wake_workers(workers, cfg.threads, 0);
     clean = join_workers(workers, cfg.threads, grace_ms);
     if (unix_path)
