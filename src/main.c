@@ -62,7 +62,8 @@ struct worker {
     struct handler *handler;
 };
 
-static volatile int stopping;
+/* Set once by the main thread, read by the workers: atomic. */
+static int stopping;
 
 /*
  * The idle bound (HEREPROXY_IDLE_RELEASE_MS). A worker serves one
@@ -252,7 +253,7 @@ serve_connection(struct worker *w, struct fcgi_conn *conn)
         set_busy(w, 0, fcgi_conn_fd(conn));
         waiting(1);
         /* A wake-up may have come before the wait: look first. */
-        if (stopping || released(w, conn)) {
+        if (__atomic_load_n(&stopping, __ATOMIC_ACQUIRE) || released(w, conn)) {
             waiting(0);
             return;
         }
@@ -296,7 +297,7 @@ worker_main(void *arg)
 
         set_busy(w, 0, -1);
         waiting(1);
-        if (stopping) {
+        if (__atomic_load_n(&stopping, __ATOMIC_ACQUIRE)) {
             waiting(0);
             break;
         }
@@ -503,7 +504,7 @@ watch_stop(void)
     pthread_cond_signal(&watch.cond);
     pthread_mutex_unlock(&watch.lock);
     pthread_join(watch.thread, NULL);
-    pthread_cond_destroy(&watch.cond);
+    /* The condition stays: workers leaving accept() still signal it. */
 }
 
 /* A socket on fd 0 (spawn-fcgi), or one we open from --listen. */
@@ -547,7 +548,7 @@ wake_workers(struct worker *workers, long n, int again)
 {
     long i;
 
-    stopping = 1;
+    __atomic_store_n(&stopping, 1, __ATOMIC_RELEASE);
     for (i = 0; i < n; i++) {
         struct worker *w = &workers[i];
 
@@ -869,6 +870,7 @@ main(int argc, char **argv)
     }
     log_event(LOG_LEVEL_INFO, "stop", NULL);
     free(workers);
+    pthread_cond_destroy(&watch.cond); /* every worker has returned */
     upstream_free(handler.upstream);
     flight_jobs_free(handler.revalidations); /* nothing ends flights now */
     flights_free(handler.flights);
