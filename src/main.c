@@ -664,6 +664,54 @@ fail:
     free(r);
 }
 
+/*
+ * The proxy libcurl takes from the environment for HERE, in its order
+ * (curl's lib/url.c): for https, https_proxy then HTTPS_PROXY; for http,
+ * http_proxy only; then all_proxy and ALL_PROXY. NULL when none; *name is
+ * the variable it came from. Nothing here sets CURLOPT_PROXY: libcurl
+ * reads these itself, NO_PROXY included, for each transfer.
+ */
+static const char *
+proxy_from_env(const char *base_url, const char **name)
+{
+    static const char *const https[] = {
+        "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY", NULL};
+    static const char *const http[] = {
+        "http_proxy", "all_proxy", "ALL_PROXY", NULL};
+    const char *const *n = strncmp(base_url, "https:", 6) == 0 ? https : http;
+
+    for (; *n != NULL; n++) {
+        const char *v = getenv(*n);
+
+        if (v != NULL && *v != '\0') {
+            *name = *n;
+            return v;
+        }
+    }
+    return NULL;
+}
+
+/* The proxy to HERE in the start event, its credentials redacted. */
+static void
+log_proxy(cJSON *f, const char *base_url)
+{
+    const char *name = NULL, *proxy = proxy_from_env(base_url, &name);
+    const char *no = getenv("no_proxy");
+    char shown[512];
+
+    if (no == NULL || *no == '\0')
+        no = getenv("NO_PROXY");
+    if (proxy == NULL) {
+        cJSON_AddNullToObject(f, "proxy");
+    } else {
+        util_redact_userinfo(proxy, shown, sizeof(shown));
+        cJSON_AddStringToObject(f, "proxy", shown);
+        cJSON_AddStringToObject(f, "proxy_from", name);
+    }
+    if (no != NULL && *no != '\0')
+        cJSON_AddStringToObject(f, "no_proxy", no);
+}
+
 static void
 log_start(const struct settings *cfg, const char *listen_addr,
     const struct cache *cache)
@@ -680,6 +728,7 @@ log_start(const struct settings *cfg, const char *listen_addr,
     cJSON_AddStringToObject(f, "cache", cache_backend(cache));
     cJSON_AddStringToObject(f, "here_base_url", cfg->here_base_url);
     cJSON_AddStringToObject(f, "here_api_key", "<redacted>");
+    log_proxy(f, cfg->here_base_url);
     cJSON_AddNumberToObject(
         f, "dumpable", (double)prctl(PR_GET_DUMPABLE, 0, 0, 0, 0));
     cJSON_AddNumberToObject(f, "cache_maxsize", (double)cfg->cache_maxsize);

@@ -641,6 +641,20 @@ trim(char *s)
     return s;
 }
 
+/* The proxy variables libcurl reads (see proxy_from_env in main.c). */
+static int
+proxy_variable(const char *name)
+{
+    static const char *const names[] = {
+        "HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY", "NO_PROXY", NULL};
+    size_t i;
+
+    for (i = 0; names[i] != NULL; i++)
+        if (strcasecmp(name, names[i]) == 0)
+            return 1;
+    return 0;
+}
+
 int
 settings_apply_text(struct settings *cfg, const char *text, const char *origin,
     char *err, size_t errlen)
@@ -677,6 +691,15 @@ settings_apply_text(struct settings *cfg, const char *text, const char *origin,
             value++;
         }
         r = settings_set(cfg, name, value, msg, sizeof(msg));
+        if (r == 1 && proxy_variable(name)) {
+            /* libcurl reads it from the environment; here it would be lost. */
+            snprintf(err, errlen,
+                "%s:%d: %s is read by libcurl from the environment only: "
+                "set it where hereproxy.fcgi starts (spawn-fcgi's "
+                "environment, systemd Environment= or EnvironmentFile=)",
+                origin, lineno, name);
+            goto done;
+        }
         if (r == 1) {
             snprintf(
                 err, errlen, "%s:%d: unknown setting %s", origin, lineno, name);

@@ -481,6 +481,11 @@ test_apply_text_errors(void **state)
         {"LOG_LEVEL=loud", {"f.conf:1:", "LOG_LEVEL"}},
         {"=1\n", {"f.conf:1:", "unknown setting"}},
         {"here_api_key=x\n", {"f.conf:1:", "here_api_key"}},
+        /* libcurl's proxy variables: the environment's, said so. */
+        {"HTTPS_PROXY=http://u:p@proxy:3128\n",
+            {"f.conf:1:",
+                "HTTPS_PROXY is read by libcurl from the environment"}},
+        {"no_proxy=localhost\n", {"f.conf:1:", "no_proxy is read by libcurl"}},
         /* Blank lines count as lines. */
         {"\nBOGUS=1\n", {"f.conf:2:", "BOGUS"}},
         {"# c\n\nBOGUS=1\n", {"f.conf:3:", "BOGUS"}},
