@@ -39,7 +39,7 @@
 #define WORKER_STACK (512 * 1024)
 /* How often a stopping main thread nudges the workers still waiting. */
 #define WAKE_INTERVAL_MS 50
-/* How long the watcher waits for a connection in one poll (and a stop). */
+/* How long the watcher waits for a busy worker before it looks again. */
 #define WATCH_POLL_MS 100
 /* The time a worker asked to let its idle connection go is given. */
 #define WATCH_RELEASE_WAIT_MS 20
@@ -82,7 +82,8 @@ static int stopping;
  * NGINX sees the close, drops the connection from its pool, and a request
  * it sent at that very moment is sent again on a new connection. Nothing
  * polls while a worker is free: the last worker to leave accept() wakes
- * the watcher.
+ * the watcher, and while every worker is taken it sleeps in ppoll() until a
+ * connection comes.
  */
 struct watch {
     pthread_t thread;
@@ -419,6 +420,11 @@ static void *
 watch_main(void *arg)
 {
     struct handler *h = arg;
+    sigset_t wake_only;
+
+    /* Every signal blocked but SIGUSR1, which watch_stop sends. */
+    sigfillset(&wake_only);
+    sigdelset(&wake_only, SIGUSR1);
 
     pthread_mutex_lock(&watch.lock);
     while (!watch.stop) {
@@ -436,8 +442,12 @@ watch_main(void *arg)
             continue;
         }
         pthread_mutex_unlock(&watch.lock);
-        /* No worker in accept(): does a connection wait for one? */
-        waiting_conn = poll(&p, 1, WATCH_POLL_MS) == 1 &&
+        /*
+         * No worker in accept(): wait for a connection to come, with the
+         * stop signal let through (ppoll unblocks it atomically, so one
+         * sent before is not lost).
+         */
+        waiting_conn = ppoll(&p, 1, NULL, &wake_only) == 1 &&
             (p.revents & POLLIN) &&
             atomic_load_explicit(&h->threads_accepting, memory_order_relaxed) ==
                 0;
@@ -503,6 +513,7 @@ watch_stop(void)
     watch.stop = 1;
     pthread_cond_signal(&watch.cond);
     pthread_mutex_unlock(&watch.lock);
+    pthread_kill(watch.thread, SIGUSR1); /* out of ppoll */
     pthread_join(watch.thread, NULL);
     /* The condition stays: workers leaving accept() still signal it. */
 }
