@@ -7,6 +7,7 @@
 #include <time.h>
 
 #include <cjson/cJSON.h>
+#include <curl/curl.h>
 
 #include "acl.h"
 #include "admin.h"
@@ -16,6 +17,7 @@
 #include "hereauth.h"
 #include "log.h"
 #include "metrics.h"
+#include "procstat.h"
 #include "response.h"
 #include "upstream.h"
 #include "util.h"
@@ -155,7 +157,16 @@ fill_gauges(struct handler *h, const struct settings *cfg,
     g->threads_busy =
         (uint64_t)atomic_load_explicit(&h->threads_busy, memory_order_relaxed);
     g->threads_total = (uint64_t)cfg->threads;
+    g->workers_accepting = (uint64_t)atomic_load_explicit(
+        &h->threads_accepting, memory_order_relaxed);
+    g->workers_idle_conn = (uint64_t)atomic_load_explicit(
+        &h->threads_idle_conn, memory_order_relaxed);
+    g->idle_conns_closed =
+        atomic_load_explicit(&h->idle_conns_closed, memory_order_relaxed);
     g->start_time = h->start_time;
+    g->have_process = 1;
+    procstat_read(&g->process);
+    g->libcurl_version = curl_version_info(CURLVERSION_NOW)->version;
 }
 
 /* /metrics (JSON) and /metrics/prometheus, for METRICS_ALLOW only. */

@@ -94,6 +94,14 @@ fcgi_conn_fd(const struct fcgi_conn *c)
     return c->fd;
 }
 
+int
+fcgi_conn_idle(const struct fcgi_conn *c)
+{
+    struct pollfd p = {c->fd, POLLIN, 0};
+
+    return c->id == 0 && c->in_len == c->in_off && poll(&p, 1, 0) == 0;
+}
+
 /*
  * Send all of iov; a short write (a signal, the timeout) continues. No
  * SIGPIPE: a web server that is gone is an error to report, not a signal.

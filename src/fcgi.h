@@ -59,6 +59,15 @@ int fcgi_conn_fd(const struct fcgi_conn *c);
  */
 int fcgi_read_request(struct fcgi_conn *c, struct fcgi_request *req);
 
+/*
+ * 1 when nothing of a next request has come on c: no byte read and kept,
+ * none waiting on the socket (one poll(2)). Such a connection may be
+ * closed between requests without losing one; a request the web server
+ * sends at that very moment meets a closed connection, and NGINX sends it
+ * again on a new one (main.c, the idle bound).
+ */
+int fcgi_conn_idle(const struct fcgi_conn *c);
+
 /* The FCGI_MAX_CONNS and FCGI_MAX_REQS answered to FCGI_GET_VALUES. */
 void fcgi_set_capacity(long max_conns);
 

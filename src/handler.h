@@ -3,6 +3,7 @@
 
 #include <stdatomic.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "breaker.h"
 #include "request.h"
@@ -41,6 +42,14 @@ struct handler {
     struct acl *metrics_acl;           /* METRICS_ALLOW; NULL admits nobody */
     _Atomic long threads_busy;         /* workers between accept and finish */
     double start_time;                 /* Unix seconds, for uptime */
+    /*
+     * Workers waiting in accept(), and waiting on a kept-alive connection
+     * for its next request; such connections closed so that a waiting
+     * connection got a worker (HEREPROXY_IDLE_RELEASE_MS).
+     */
+    _Atomic long threads_accepting;
+    _Atomic long threads_idle_conn;
+    _Atomic uint64_t idle_conns_closed;
 };
 
 /* The settings now in force (a reload swaps the pointer: see main.c). */

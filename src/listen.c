@@ -47,10 +47,17 @@ listen_parse(
         colon = end + 1;
     } else {
         colon = strchr(addr, ':');
-        if (colon == NULL || strchr(colon + 1, ':') != NULL) {
+        if (colon == NULL) {
             snprintf(err, errlen,
                 "expected host:port, [IPv6]:port or a "
-                "Unix socket path (with a /)");
+                "Unix socket path (with a /, such as ./%s)",
+                addr);
+            return -1;
+        }
+        if (strchr(colon + 1, ':') != NULL) {
+            snprintf(err, errlen,
+                "an IPv6 address goes in brackets: [IPv6]:port, such as "
+                "[::1]:9000");
             return -1;
         }
         host = addr;

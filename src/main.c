@@ -4,11 +4,14 @@
 #include <getopt.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/time.h>
@@ -28,6 +31,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "nginx/counts.h"
+#include "procstat.h"
 #include "settings.h"
 #include "siphash.h"
 #include "upstream.h"
@@ -37,21 +41,69 @@
 #define WORKER_STACK (512 * 1024)
 /* How often a stopping main thread nudges the workers still waiting. */
 #define WAKE_INTERVAL_MS 50
+/* How long the watcher waits for a busy worker before it looks again. */
+#define WATCH_POLL_MS 100
+/* The time a worker asked to let its idle connection go is given. */
+#define WATCH_RELEASE_WAIT_MS 20
+/* At most one log line a minute about idle connections closed. */
+#define WATCH_LOG_INTERVAL_MS 60000
 
 extern char **environ;
 
 struct worker {
     pthread_t thread;
-    pthread_mutex_t lock; /* guards busy and fd against shutdown */
+    pthread_mutex_t lock; /* guards busy to release, for shutdown and watch */
     int busy;
-    int fd; /* the connection it serves, or -1 */
+    int fd;                /* the connection it serves, or -1 */
+    int idle;              /* waiting on fd for its next request */
+    int64_t idle_since_ms; /* since when (monotonic) */
+    int release;           /* the watcher asks it to close fd while idle */
     int started;
     int done; /* atomic: the thread has returned */
     int listen_fd;
     struct handler *handler;
 };
 
-static volatile int stopping;
+/* Set once by the main thread, read by the workers: atomic. */
+static int stopping;
+
+/*
+ * The idle bound (HEREPROXY_IDLE_RELEASE_MS). A worker serves one
+ * connection until it closes, and a web server keeps idle connections
+ * open (NGINX: keepalive N per worker process, with fastcgi_keep_conn on):
+ * when its pool is larger than HEREPROXY_THREADS, idle connections can
+ * hold every worker while a new connection waits in the listen queue
+ * forever. One thread watches for that: while no worker waits in
+ * accept(), it polls the listening socket, and when a connection waits
+ * there and no worker has come free for HEREPROXY_IDLE_RELEASE_MS, it asks
+ * the worker whose connection has been idle longest (and at least that
+ * long) to close it and accept the new one. Under a load that keeps
+ * workers coming free (NGINX closing what its pool cannot keep), nothing
+ * is closed: a connection closed under NGINX costs it a retry, at the
+ * back of the queue.
+ * NGINX sees the close, drops the connection from its pool, and a request
+ * it sent at that very moment is sent again on a new connection. Nothing
+ * polls while a worker is free: the last worker to leave accept() wakes
+ * the watcher, and while every worker is taken it sleeps in ppoll() until a
+ * connection comes.
+ */
+struct watch {
+    pthread_t thread;
+    pthread_mutex_t lock;
+    pthread_cond_t cond; /* no worker is left in accept(), or stop */
+    int stop;
+    struct worker *workers;
+    long n;
+    struct handler *h;
+    int listen_fd;
+    uint64_t logged;   /* idle_conns_closed at the last log line */
+    int64_t logged_ms; /* and when */
+    /* When a worker last went to accept(): a worker came free then. */
+    _Atomic int64_t accept_ms;
+};
+static struct watch watch = {
+    .lock = PTHREAD_MUTEX_INITIALIZER,
+};
 /* TCP connections get the write timeout from the listening socket. */
 static int options_inherited;
 
@@ -145,13 +197,49 @@ waiting(int on)
     pthread_sigmask(on ? SIG_UNBLOCK : SIG_BLOCK, &wake, NULL);
 }
 
+/* Idle: not busy with a connection (fd >= 0) to wait on. */
 static void
 set_busy(struct worker *w, int busy, int fd)
 {
     pthread_mutex_lock(&w->lock);
     w->busy = busy;
     w->fd = fd;
+    w->idle = !busy && fd >= 0;
+    if (w->idle)
+        w->idle_since_ms = util_mono_ms();
+    w->release = 0;
     pthread_mutex_unlock(&w->lock);
+}
+
+/*
+ * The watcher asked this worker to let its idle connection go, and
+ * nothing of a next request has come on it: 1, and it is counted.
+ */
+static int
+released(struct worker *w, struct fcgi_conn *conn)
+{
+    int asked;
+
+    pthread_mutex_lock(&w->lock);
+    asked = w->release;
+    pthread_mutex_unlock(&w->lock);
+    if (!asked || !fcgi_conn_idle(conn))
+        return 0;
+    atomic_fetch_add_explicit(
+        &w->handler->idle_conns_closed, 1, memory_order_relaxed);
+    return 1;
+}
+
+/* A worker leaves accept(): the last one to do so wakes the watcher. */
+static void
+accept_left(struct handler *h)
+{
+    if (atomic_fetch_sub_explicit(
+            &h->threads_accepting, 1, memory_order_relaxed) == 1) {
+        pthread_mutex_lock(&watch.lock);
+        pthread_cond_signal(&watch.cond);
+        pthread_mutex_unlock(&watch.lock);
+    }
 }
 
 /* The requests of one connection, until it closes or must be dropped. */
@@ -167,14 +255,23 @@ serve_connection(struct worker *w, struct fcgi_conn *conn)
 
         set_busy(w, 0, fcgi_conn_fd(conn));
         waiting(1);
-        if (stopping) {
+        /* A wake-up may have come before the wait: look first. */
+        if (__atomic_load_n(&stopping, __ATOMIC_ACQUIRE) || released(w, conn)) {
             waiting(0);
             return;
         }
+        atomic_fetch_add_explicit(
+            &w->handler->threads_idle_conn, 1, memory_order_relaxed);
         rc = fcgi_read_request(conn, &req);
+        atomic_fetch_sub_explicit(
+            &w->handler->threads_idle_conn, 1, memory_order_relaxed);
         waiting(0);
-        if (rc == -2)
-            continue; /* a wake-up: stopping, or a lost race */
+        if (rc == -2) {
+            /* A wake-up: stopping, the watcher, or a lost race. */
+            if (released(w, conn))
+                return;
+            continue;
+        }
         if (rc <= 0)
             return;
         set_busy(w, 1, fcgi_conn_fd(conn));
@@ -203,11 +300,16 @@ worker_main(void *arg)
 
         set_busy(w, 0, -1);
         waiting(1);
-        if (stopping) {
+        if (__atomic_load_n(&stopping, __ATOMIC_ACQUIRE)) {
             waiting(0);
             break;
         }
+        atomic_fetch_add_explicit(
+            &w->handler->threads_accepting, 1, memory_order_relaxed);
+        atomic_store_explicit(
+            &watch.accept_ms, util_mono_ms(), memory_order_relaxed);
         fd = accept4(w->listen_fd, NULL, NULL, SOCK_CLOEXEC);
+        accept_left(w->handler);
         waiting(0);
         if (fd < 0) {
             if (errno == EMFILE || errno == ENFILE || errno == ENOMEM ||
@@ -235,9 +337,192 @@ worker_main(void *arg)
     return NULL;
 }
 
+/*
+ * The worker whose connection has been idle longest, for bound_ms at
+ * least; NULL when none has, and then *wait_ms is when the first will
+ * (-1: no worker is idle). One asked already is asked again: the signal
+ * may have come just before its wait.
+ */
+static struct worker *
+watch_pick(int64_t now_ms, long bound_ms, int64_t *wait_ms)
+{
+    struct worker *best = NULL;
+    int64_t best_since = 0;
+    long i;
+
+    *wait_ms = -1;
+    for (i = 0; i < watch.n; i++) {
+        struct worker *w = &watch.workers[i];
+        int64_t left;
+
+        pthread_mutex_lock(&w->lock);
+        if (w->idle) {
+            left = w->idle_since_ms + bound_ms - now_ms;
+            if (left <= 0 && (best == NULL || w->idle_since_ms < best_since)) {
+                best = w;
+                best_since = w->idle_since_ms;
+            } else if (left > 0 && (*wait_ms < 0 || left < *wait_ms)) {
+                *wait_ms = left;
+            }
+        }
+        pthread_mutex_unlock(&w->lock);
+    }
+    return best;
+}
+
+/* Ask w to close its idle connection (see serve_connection). */
+static void
+watch_release(struct worker *w)
+{
+    pthread_mutex_lock(&w->lock);
+    if (w->idle) {
+        w->release = 1;
+        pthread_kill(w->thread, SIGUSR1);
+    }
+    pthread_mutex_unlock(&w->lock);
+}
+
+/* At most once a minute: how many idle connections were closed. */
+static void
+watch_log(long bound_ms)
+{
+    uint64_t n =
+        atomic_load_explicit(&watch.h->idle_conns_closed, memory_order_relaxed);
+    int64_t now = util_mono_ms();
+    cJSON *f;
+
+    if (n == watch.logged ||
+        (watch.logged_ms != 0 && now - watch.logged_ms < WATCH_LOG_INTERVAL_MS))
+        return;
+    if ((f = cJSON_CreateObject()) != NULL) {
+        cJSON_AddNumberToObject(f, "closed", (double)(n - watch.logged));
+        cJSON_AddNumberToObject(f, "threads", (double)watch.n);
+        cJSON_AddNumberToObject(f, "idle_release_ms", (double)bound_ms);
+        cJSON_AddStringToObject(f, "hint",
+            "every worker was busy or held by an idle kept-alive "
+            "connection while new connections waited: raise "
+            "HEREPROXY_THREADS above the web server's keep-alive pool");
+    }
+    log_event(LOG_LEVEL_WARN, "idle_connections_closed", f);
+    watch.logged = n;
+    watch.logged_ms = now;
+}
+
+/* Sleep on the watch's condition for ms at most; called locked. */
+static void
+watch_wait(long ms)
+{
+    struct timespec ts;
+
+    util_timespec_in(CLOCK_MONOTONIC, ms, &ts);
+    pthread_cond_timedwait(&watch.cond, &watch.lock, &ts);
+}
+
+static void *
+watch_main(void *arg)
+{
+    struct handler *h = arg;
+    sigset_t wake_only;
+
+    /* Every signal blocked but SIGUSR1, which watch_stop sends. */
+    sigfillset(&wake_only);
+    sigdelset(&wake_only, SIGUSR1);
+
+    pthread_mutex_lock(&watch.lock);
+    while (!watch.stop) {
+        long bound = handler_cfg(h)->idle_release_ms;
+        struct pollfd p = {watch.listen_fd, POLLIN, 0};
+        struct worker *w;
+        int64_t wait_ms;
+        int waiting_conn;
+
+        if (bound <= 0 ||
+            atomic_load_explicit(&h->threads_accepting, memory_order_relaxed) >
+                0) {
+            /* A worker is free (or the bound is off): nothing to do. */
+            pthread_cond_wait(&watch.cond, &watch.lock);
+            continue;
+        }
+        pthread_mutex_unlock(&watch.lock);
+        /*
+         * No worker in accept(): wait for a connection to come, with the
+         * stop signal let through (ppoll unblocks it atomically, so one
+         * sent before is not lost).
+         */
+        waiting_conn = ppoll(&p, 1, NULL, &wake_only) == 1 &&
+            (p.revents & POLLIN) &&
+            atomic_load_explicit(&h->threads_accepting, memory_order_relaxed) ==
+                0;
+        w = NULL;
+        if (waiting_conn) {
+            int64_t now = util_mono_ms();
+            int64_t stuck = now -
+                atomic_load_explicit(&watch.accept_ms, memory_order_relaxed);
+
+            /* No worker came free for the bound: close an idle one. */
+            if (stuck >= bound)
+                w = watch_pick(now, bound, &wait_ms);
+            else
+                wait_ms = bound - stuck;
+        }
+        if (w != NULL)
+            watch_release(w);
+        watch_log(bound);
+        pthread_mutex_lock(&watch.lock);
+        if (!waiting_conn || watch.stop)
+            continue;
+        /*
+         * Until the worker asked has taken the connection (the last to
+         * leave accept() wakes us), or until an idle connection is old
+         * enough, or a busy worker may be done.
+         */
+        watch_wait(w != NULL  ? WATCH_RELEASE_WAIT_MS
+                : wait_ms > 0 ? (long)wait_ms
+                              : WATCH_POLL_MS);
+    }
+    pthread_mutex_unlock(&watch.lock);
+    return NULL;
+}
+
+/* Before the workers start: they signal its condition. */
+static void
+watch_init(struct worker *workers, long n, struct handler *h, int listen_fd)
+{
+    pthread_condattr_t ca;
+
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&watch.cond, &ca);
+    pthread_condattr_destroy(&ca);
+    watch.workers = workers;
+    watch.n = n;
+    watch.h = h;
+    watch.listen_fd = listen_fd;
+}
+
+/* After the workers started: it reads their state. */
+static void
+watch_start(void)
+{
+    if (pthread_create(&watch.thread, NULL, watch_main, watch.h) != 0)
+        fatalx("cannot start the idle connection watcher thread");
+}
+
+static void
+watch_stop(void)
+{
+    pthread_mutex_lock(&watch.lock);
+    watch.stop = 1;
+    pthread_cond_signal(&watch.cond);
+    pthread_mutex_unlock(&watch.lock);
+    pthread_kill(watch.thread, SIGUSR1); /* out of ppoll */
+    pthread_join(watch.thread, NULL);
+    /* The condition stays: workers leaving accept() still signal it. */
+}
+
 /* A socket on fd 0 (spawn-fcgi), or one we open from --listen. */
 static int
-open_listener(const char *listen_addr, int *unix_path)
+open_listener(const char *listen_addr, const char *what, int *unix_path)
 {
     struct listen_addr a;
     struct stat st;
@@ -247,7 +532,7 @@ open_listener(const char *listen_addr, int *unix_path)
     *unix_path = 0;
     if (listen_addr != NULL && *listen_addr != '\0') {
         if (listen_parse(listen_addr, &a, err, sizeof(err)) != 0)
-            fatalx("--listen %s: %s", listen_addr, err);
+            fatalx("%s %s: %s", what, listen_addr, err);
         *unix_path = a.kind == LISTEN_UNIX;
         if ((fd = listen_open(&a, LISTEN_BACKLOG, err, sizeof(err))) < 0)
             fatalx("%s (in use, or no permission?)", err);
@@ -276,7 +561,7 @@ wake_workers(struct worker *workers, long n, int again)
 {
     long i;
 
-    stopping = 1;
+    __atomic_store_n(&stopping, 1, __ATOMIC_RELEASE);
     for (i = 0; i < n; i++) {
         struct worker *w = &workers[i];
 
@@ -400,6 +685,54 @@ fail:
     free(r);
 }
 
+/*
+ * The proxy libcurl takes from the environment for HERE, in its order
+ * (curl's lib/url.c): for https, https_proxy then HTTPS_PROXY; for http,
+ * http_proxy only; then all_proxy and ALL_PROXY. NULL when none; *name is
+ * the variable it came from. Nothing here sets CURLOPT_PROXY: libcurl
+ * reads these itself, NO_PROXY included, for each transfer.
+ */
+static const char *
+proxy_from_env(const char *base_url, const char **name)
+{
+    static const char *const https[] = {
+        "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY", NULL};
+    static const char *const http[] = {
+        "http_proxy", "all_proxy", "ALL_PROXY", NULL};
+    const char *const *n = strncmp(base_url, "https:", 6) == 0 ? https : http;
+
+    for (; *n != NULL; n++) {
+        const char *v = getenv(*n);
+
+        if (v != NULL && *v != '\0') {
+            *name = *n;
+            return v;
+        }
+    }
+    return NULL;
+}
+
+/* The proxy to HERE in the start event, its credentials redacted. */
+static void
+log_proxy(cJSON *f, const char *base_url)
+{
+    const char *name = NULL, *proxy = proxy_from_env(base_url, &name);
+    const char *no = getenv("no_proxy");
+    char shown[512];
+
+    if (no == NULL || *no == '\0')
+        no = getenv("NO_PROXY");
+    if (proxy == NULL) {
+        cJSON_AddNullToObject(f, "proxy");
+    } else {
+        util_redact_userinfo(proxy, shown, sizeof(shown));
+        cJSON_AddStringToObject(f, "proxy", shown);
+        cJSON_AddStringToObject(f, "proxy_from", name);
+    }
+    if (no != NULL && *no != '\0')
+        cJSON_AddStringToObject(f, "no_proxy", no);
+}
+
 static void
 log_start(const struct settings *cfg, const char *listen_addr,
     const struct cache *cache)
@@ -412,6 +745,7 @@ log_start(const struct settings *cfg, const char *listen_addr,
     cJSON_AddNumberToObject(f, "pid", (double)getpid());
     cJSON_AddStringToObject(f, "listen", listen_addr ? listen_addr : "fd 0");
     cJSON_AddNumberToObject(f, "threads", (double)cfg->threads);
+    cJSON_AddNumberToObject(f, "idle_release_ms", (double)cfg->idle_release_ms);
     cJSON_AddStringToObject(f, "cache", cache_backend(cache));
     cJSON_AddStringToObject(f, "here_base_url", cfg->here_base_url);
     if (cfg->here_credentials != NULL) {
@@ -423,6 +757,7 @@ log_start(const struct settings *cfg, const char *listen_addr,
         cJSON_AddStringToObject(f, "here_auth", "api_key");
         cJSON_AddStringToObject(f, "here_api_key", "<redacted>");
     }
+    log_proxy(f, cfg->here_base_url);
     cJSON_AddNumberToObject(
         f, "dumpable", (double)prctl(PR_GET_DUMPABLE, 0, 0, 0, 0));
     cJSON_AddNumberToObject(f, "cache_maxsize", (double)cfg->cache_maxsize);
@@ -447,7 +782,7 @@ main(int argc, char **argv)
     struct worker *workers = NULL;
     pthread_attr_t attr;
     sigset_t sigs;
-    const char *listen_addr = NULL;
+    const char *listen_addr = NULL, *listen_what = "--listen";
     char err[512];
     struct retired *retired = NULL;
     struct nginx_counts *nginx_counts = NULL;
@@ -494,8 +829,10 @@ main(int argc, char **argv)
     if (siphash_process_init() != 0)
         fatalx("no random bytes from getrandom() or /dev/urandom for the "
                "hash tables' key");
-    if (listen_addr == NULL && *cfg.listen != '\0')
+    if (listen_addr == NULL && *cfg.listen != '\0') {
         listen_addr = cfg.listen;
+        listen_what = "HEREPROXY_LISTEN";
+    }
 
     signal(SIGPIPE, SIG_IGN);
     sigemptyset(&sigs);
@@ -517,12 +854,15 @@ main(int argc, char **argv)
     }
     pthread_sigmask(SIG_BLOCK, &sigs, NULL);
 
-    listen_fd = open_listener(listen_addr, &unix_path);
+    listen_fd = open_listener(listen_addr, listen_what, &unix_path);
     options_inherited = tune_listener(listen_fd, cfg.write_timeout_ms);
 
     memset(&handler, 0, sizeof(handler));
     handler.cfg = &cfg;
-    handler.start_time = (double)util_wall_ms() / 1000.0;
+    /* From /proc, as process_start_time_seconds; the clock otherwise. */
+    handler.start_time = procstat_start_time();
+    if (handler.start_time <= 0)
+        handler.start_time = (double)util_wall_ms() / 1000.0;
     handler.metrics = metrics_new((size_t)cfg.metrics_max_indices);
     if (handler.metrics == NULL)
         fatalx("out of memory");
@@ -559,6 +899,7 @@ main(int argc, char **argv)
     if (log_buffer_start(cfg.log_flush_ms) != 0)
         fatalx("cannot start the log flusher thread");
     log_start(&cfg, listen_addr, handler.cache);
+    watch_init(workers, cfg.threads, &handler, listen_fd);
     pthread_attr_init(&attr);
     pthread_attr_setstacksize(&attr, WORKER_STACK);
     for (i = 0; i < cfg.threads; i++) {
@@ -573,6 +914,14 @@ main(int argc, char **argv)
         w->started = 1;
     }
     pthread_attr_destroy(&attr);
+    watch_start();
+    if (cfg.idle_release_ms == 0)
+        log_warnx("HEREPROXY_IDLE_RELEASE_MS=0: a kept-alive FastCGI "
+                  "connection keeps its worker until the web server closes "
+                  "it, so HEREPROXY_THREADS (%ld) must exceed the web "
+                  "server's keep-alive pool (NGINX: keepalive times its "
+                  "worker processes) or new connections wait for good",
+            cfg.threads);
 
     while (sigwait(&sigs, &sig) == 0) {
         if (sig != SIGHUP)
@@ -583,6 +932,7 @@ main(int argc, char **argv)
         __atomic_load_n(&handler.cfg, __ATOMIC_ACQUIRE)->shutdown_grace_ms;
     log_event(LOG_LEVEL_INFO, "stopping", NULL);
     stop_by = util_mono_ms() + grace_ms;
+    watch_stop();
     wake_workers(workers, cfg.threads, 0);
     clean = join_workers(workers, cfg.threads, grace_ms);
     if (unix_path)
@@ -601,6 +951,7 @@ main(int argc, char **argv)
     }
     log_event(LOG_LEVEL_INFO, "stop", NULL);
     free(workers);
+    pthread_cond_destroy(&watch.cond); /* every worker has returned */
     upstream_free(handler.upstream);
     hereauth_free(handler.auth);
     flight_jobs_free(handler.revalidations); /* nothing ends flights now */

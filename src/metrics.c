@@ -818,6 +818,71 @@ render_here_auth(struct out *o, const struct hereauth_stats *a)
         "HERE tokens HERE answered 401 to, each replaced at once.", a->refused);
 }
 
+/*
+ * Worker threads by state; busy is what neither waits for a connection
+ * nor on one, so that the three add up to hereproxy_threads.
+ */
+static void
+render_workers(struct out *o, const struct metrics_gauges *g)
+{
+    uint64_t waiting = g->workers_accepting + g->workers_idle_conn;
+
+    family(o, "hereproxy_workers", "gauge",
+        "Worker threads by state: accepting (free for a new connection), "
+        "busy (reading or serving a request), idle_conn (bound to a "
+        "kept-alive connection, waiting for its next request).");
+    out_printf(o, "hereproxy_workers{state=\"accepting\"} %" PRIu64 "\n",
+        g->workers_accepting);
+    out_printf(o, "hereproxy_workers{state=\"busy\"} %" PRIu64 "\n",
+        g->threads_total > waiting ? g->threads_total - waiting : 0);
+    out_printf(o, "hereproxy_workers{state=\"idle_conn\"} %" PRIu64 "\n",
+        g->workers_idle_conn);
+    out_single(o, "hereproxy_idle_connections_closed_total", "counter",
+        "Kept-alive FastCGI connections closed while idle because a new "
+        "connection waited for a worker (HEREPROXY_IDLE_RELEASE_MS).",
+        g->idle_conns_closed);
+}
+
+/*
+ * The process collector's families, as every Prometheus client library
+ * names them, and the CPUs the process may use. What is unknown is left
+ * out rather than shown as 0.
+ */
+static void
+render_process(struct out *o, const struct metrics_gauges *g)
+{
+    const struct procstat *p = &g->process;
+
+    if (!g->have_process)
+        return;
+    if (p->have_stat) {
+        family(o, "process_cpu_seconds_total", "counter",
+            "Total user and system CPU time spent in seconds.");
+        out_printf(o, "process_cpu_seconds_total %.2f\n", p->cpu_seconds);
+        out_single(o, "process_resident_memory_bytes", "gauge",
+            "Resident memory size in bytes.", p->resident_bytes);
+        out_single(o, "process_virtual_memory_bytes", "gauge",
+            "Virtual memory size in bytes.", p->virtual_bytes);
+    }
+    if (p->open_fds >= 0)
+        out_single(o, "process_open_fds", "gauge",
+            "Number of open file descriptors.", (uint64_t)p->open_fds);
+    if (p->max_fds >= 0)
+        out_single(o, "process_max_fds", "gauge",
+            "Maximum number of open file descriptors.", (uint64_t)p->max_fds);
+    if (g->start_time > 0) {
+        family(o, "process_start_time_seconds", "gauge",
+            "Start time of the process since unix epoch in seconds.");
+        out_printf(o, "process_start_time_seconds %.3f\n", g->start_time);
+    }
+    if (p->cpus > 0) {
+        family(o, "hereproxy_cpus_available", "gauge",
+            "CPUs the process may use: its CPU affinity, or its cgroup's "
+            "CPU quota (cpu.max) when lower.");
+        out_printf(o, "hereproxy_cpus_available %g\n", p->cpus);
+    }
+}
+
 char *
 metrics_render_prometheus(
     struct metrics *m, const struct metrics_gauges *g, const char *version)
@@ -948,11 +1013,16 @@ metrics_render_prometheus(
         "Worker threads serving a request.", g->threads_busy);
     out_single(
         &o, "hereproxy_threads", "gauge", "Worker threads.", g->threads_total);
+    render_workers(&o, g);
 
     family(&o, "hereproxy_build_info", "gauge",
-        "Always 1; the version label says which build runs.");
+        "Always 1; the labels say which build runs, with which libcurl.");
     out_printf(&o, "hereproxy_build_info{version=\"");
     out_label_value(&o, version);
+    if (g->libcurl_version != NULL) {
+        out_printf(&o, "\",libcurl=\"");
+        out_label_value(&o, g->libcurl_version);
+    }
     out_printf(&o, "\"} 1\n");
 
     now = g->now > 0 ? g->now : (double)util_wall_ms() / 1000.0;
@@ -963,6 +1033,7 @@ metrics_render_prometheus(
     family(&o, "hereproxy_uptime_seconds", "gauge",
         "Seconds since the process started.");
     out_printf(&o, "hereproxy_uptime_seconds %.3f\n", uptime);
+    render_process(&o, g);
 
     out_single(&o, "hereproxy_indices_tracked", "gauge",
         "Indices with series of their own.", (uint64_t)atomic_load(&m->count));

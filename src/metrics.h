@@ -6,6 +6,7 @@
 
 #include "hereauth.h"
 #include "labels.h"
+#include "procstat.h"
 
 /*
  * Counters and histograms for /metrics: per indice (the client's label)
@@ -113,6 +114,22 @@ struct metrics_gauges {
     uint64_t cache_only_evicted; /* cache-only scopes ended for room */
     double start_time;           /* Unix seconds the process started */
     double now;                  /* Unix seconds; 0 reads the clock */
+    /*
+     * Workers waiting in accept(), and waiting on a kept-alive connection
+     * for its next request; the others are busy. Connections closed while
+     * idle so that a waiting connection got a worker (a counter).
+     */
+    uint64_t workers_accepting;
+    uint64_t workers_idle_conn;
+    uint64_t idle_conns_closed;
+    /*
+     * The process: process_* families (Prometheus client conventions),
+     * each left out when unknown, and hereproxy_cpus_available.
+     * have_process 0: none of them (a caller without /proc, the tests).
+     */
+    int have_process;
+    struct procstat process;
+    const char *libcurl_version; /* a build_info label; NULL: left out */
 };
 
 /*

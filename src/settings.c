@@ -13,6 +13,7 @@
 #include "caps.h"
 #include "credentials.h"
 #include "settings.h"
+#include "listen.h"
 #include "log.h"
 #include "ratelimit.h"
 #include "request.h"
@@ -648,6 +649,20 @@ trim(char *s)
     return s;
 }
 
+/* The proxy variables libcurl reads (see proxy_from_env in main.c). */
+static int
+proxy_variable(const char *name)
+{
+    static const char *const names[] = {
+        "HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY", "NO_PROXY", NULL};
+    size_t i;
+
+    for (i = 0; names[i] != NULL; i++)
+        if (strcasecmp(name, names[i]) == 0)
+            return 1;
+    return 0;
+}
+
 int
 settings_apply_text(struct settings *cfg, const char *text, const char *origin,
     char *err, size_t errlen)
@@ -684,6 +699,15 @@ settings_apply_text(struct settings *cfg, const char *text, const char *origin,
             value++;
         }
         r = settings_set(cfg, name, value, msg, sizeof(msg));
+        if (r == 1 && proxy_variable(name)) {
+            /* libcurl reads it from the environment; here it would be lost. */
+            snprintf(err, errlen,
+                "%s:%d: %s is read by libcurl from the environment only: "
+                "set it where hereproxy.fcgi starts (spawn-fcgi's "
+                "environment, systemd Environment= or EnvironmentFile=)",
+                origin, lineno, name);
+            goto done;
+        }
         if (r == 1) {
             snprintf(
                 err, errlen, "%s:%d: unknown setting %s", origin, lineno, name);
@@ -1029,6 +1053,16 @@ settings_validate(const struct settings *cfg, char *err, size_t errlen)
             return -1;
         }
         fclose(fp);
+    }
+    if (*cfg->listen != '\0') {
+        struct listen_addr a;
+        char why[256];
+
+        /* Refused here, so that --check-config says so too. */
+        if (listen_parse(cfg->listen, &a, why, sizeof(why)) != 0) {
+            snprintf(err, errlen, "HEREPROXY_LISTEN=%s: %s", cfg->listen, why);
+            return -1;
+        }
     }
     return 0;
 }

@@ -68,6 +68,8 @@ int name_list_has(const struct name_list *l, const char *name);
     X(HEREPROXY_LISTEN, listen, CFG_STR, "", 0, 0, RESTART)                  \
     X(HEREPROXY_WRITE_TIMEOUT_MS, write_timeout_ms, CFG_LONG, "30000",       \
         1, 3600000, RESTART)                                                 \
+    X(HEREPROXY_IDLE_RELEASE_MS, idle_release_ms, CFG_LONG, "100",           \
+        0, 3600000, RELOAD)                                                  \
     X(HEREPROXY_CORS_ORIGINS, cors_origins, CFG_ORIGINS, "*", 0, 0, RELOAD)  \
     X(HEREPROXY_CLIENT_TOKENS, client_tokens, CFG_TOKENS, "", 0, 0, RELOAD)  \
     X(HEREPROXY_INDICES, indices, CFG_INDICES, "", 0, 0, RELOAD)             \
@@ -167,6 +169,8 @@ struct settings {
     long threads;
     char *listen;
     long write_timeout_ms; /* SO_SNDTIMEO on the FastCGI connection */
+    long idle_release_ms;  /* a kept-alive connection idle this long goes
+                              when a new one waits for a worker; 0: never */
     char *cors_origins;
     char *client_tokens; /* token:indice,... ("" = no tokens needed) */
     char *indices;       /* allowed indices, comma list ("" = any) */

@@ -228,6 +228,25 @@ util_consttime_equal(const char *a, const char *b)
     return diff == 0;
 }
 
+void
+util_redact_userinfo(const char *url, char *out, size_t size)
+{
+    const char *scheme = strstr(url, "://");
+    const char *host = scheme != NULL ? scheme + 3 : url;
+    size_t authority = strcspn(host, "/?#");
+    const char *at = NULL, *p;
+
+    /* The last '@' of the authority ends the user information. */
+    for (p = host; p < host + authority; p++)
+        if (*p == '@')
+            at = p;
+    if (at == NULL) {
+        util_strlcpy(out, url, size);
+        return;
+    }
+    snprintf(out, size, "%.*s<redacted>%s", (int)(host - url), url, at);
+}
+
 /* Length of the valid UTF-8 sequence at s (RFC 3629), or 0. */
 size_t
 util_utf8_sequence(const unsigned char *s)

@@ -58,6 +58,13 @@ void dynbuf_cleanup(struct dynbuf *b);
 /* Compare two strings in time that depends only on their lengths. */
 int util_consttime_equal(const char *a, const char *b);
 
+/*
+ * url with its user information (user:password@ before the host) replaced
+ * by "<redacted>@", for a log line: a proxy URL as HTTPS_PROXY has it,
+ * with or without a scheme. Cut to fit out (size > 0). Pure.
+ */
+void util_redact_userinfo(const char *url, char *out, size_t size);
+
 /* Length of the valid UTF-8 sequence at s (RFC 3629), or 0. */
 size_t util_utf8_sequence(const unsigned char *s);
 

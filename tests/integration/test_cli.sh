@@ -1,5 +1,6 @@
 #!/bin/bash
-# Command line, configuration, --listen (TCP and Unix socket) and SIGTERM.
+# Command line, configuration, --listen and HEREPROXY_LISTEN (host:port,
+# [IPv6]:port, a Unix socket path; what is refused) and SIGTERM.
 . "$(dirname "$0")/lib.sh"
 
 require_cmds nginx spawn-fcgi curl python3
@@ -101,6 +102,94 @@ req GET "$NGINX_URL/here-proxy/base/mc/2/3/2/png?indice=unix"
 check_status 200 "--listen SOCKET_PATH behind nginx (fastcgi_pass unix:) serves a tile"
 check_header X-Index unix "--listen unix: X-Index"
 
+# ------------------------------------------------------------ --listen forms
+# Each form the man page gives, from --listen and from HEREPROXY_LISTEN, in
+# a working directory of its own: [IPv6]:port is TCP and leaves no file
+# named after it; a path with a '/' (relative too) is a Unix socket; a bare
+# name, a port without a host and IPv6 without brackets are refused with a
+# message saying what to write, before anything is created.
+FCGI_GET=$abs_top_srcdir/tests/integration/fcgi_get.py
+CWD=$RUN_DIR/cwd
+mkdir -p "$CWD/sub"
+# start_in_cwd NAME [VAR=value...] [-- ARGS...]: the binary started in $CWD.
+start_in_cwd() {
+    local name=$1 envs=()
+    shift
+    while [ $# -gt 0 ] && [ "$1" != -- ]; do envs+=("$1"); shift; done
+    [ $# -gt 0 ] && shift
+    PROXY_LOG=$RUN_DIR/proxy-$name.log
+    _proxy_env "${envs[@]}"
+    (cd "$CWD" && exec env "${_PENV[@]}" "$HEREPROXY_BIN" "$@") >>"$PROXY_LOG" 2>&1 </dev/null &
+    PROXY_PID=$!
+    _register "proxy-$name" "$PROXY_PID"
+}
+# fcgi_wait ADDR PID: until a FastCGI GET /healthz there answers 200.
+fcgi_wait() {
+    local deadline=$((SECONDS + 10))
+    until [ "$(python3 "$FCGI_GET" --timeout 2 "$1" /healthz 2>/dev/null | cut -d' ' -f1)" = 200 ]; do
+        kill -0 "$2" 2>/dev/null || return 1
+        [ "$SECONDS" -ge "$deadline" ] && return 1
+        sleep 0.1
+    done
+}
+
+V6_PORT=$(free_port)
+start_in_cwd v6 -- --listen "[::1]:$V6_PORT"
+PID_V6=$PROXY_PID
+LOG_V6=$PROXY_LOG
+fcgi_wait "[::1]:$V6_PORT" "$PID_V6" || die "--listen [::1]:$V6_PORT did not answer: $(tail -n 3 "$LOG_V6")"
+start_nginx v6 "[::1]:$V6_PORT"
+req GET "$NGINX_URL/here-proxy/base/mc/2/1/2/png?indice=v6"
+check_status 200 "--listen [::1]:PORT behind nginx (server [::1]:PORT) serves a tile"
+assert_match "$(ss -Hltn "sport = :$V6_PORT" 2>/dev/null)" '\[::1\]' "--listen [::1]:PORT listens on TCP ::1"
+assert_eq "$(ls -A "$CWD" | grep -v '^sub$' | tr '\n' ' ')" "" \
+    "--listen [::1]:PORT creates no file in the working directory"
+
+ENV6_PORT=$(free_port)
+start_in_cwd env6 "HEREPROXY_LISTEN=[::1]:$ENV6_PORT"
+PID_ENV6=$PROXY_PID
+LOG_ENV6=$PROXY_LOG
+if fcgi_wait "[::1]:$ENV6_PORT" "$PID_ENV6"; then
+    ok "HEREPROXY_LISTEN=[::1]:PORT answers FastCGI on ::1"
+else
+    not_ok "HEREPROXY_LISTEN=[::1]:PORT answers FastCGI on ::1" "$(tail -n 3 "$LOG_ENV6")"
+fi
+assert_match "$(grep '"event":"start"' "$LOG_ENV6")" "\"listen\":\"\\[::1\\]:$ENV6_PORT\"" \
+    "HEREPROXY_LISTEN=[::1]:PORT: the start event names it"
+
+start_in_cwd relunix "HEREPROXY_LISTEN=sub/rel.sock"
+PID_REL=$PROXY_PID
+LOG_REL=$PROXY_LOG
+if fcgi_wait "$CWD/sub/rel.sock" "$PID_REL"; then
+    ok "HEREPROXY_LISTEN=sub/rel.sock (a relative path) is a Unix socket in the working directory"
+else
+    not_ok "HEREPROXY_LISTEN=sub/rel.sock (a relative path) is a Unix socket in the working directory" \
+        "$(tail -n 3 "$LOG_REL")"
+fi
+assert_eq "$(stat -c %F "$CWD/sub/rel.sock" 2>&1)" socket "sub/rel.sock is a socket"
+
+# refused ADDR WHAT: --listen ADDR exits 1 at once with WHAT in its message,
+# and so does HEREPROXY_LISTEN=ADDR, at --check-config too; no file made.
+refused() {
+    local addr=$1 what=$2
+    OUT=$(cd "$CWD" && env "HERE_API_KEY=$SERVER_KEY" timeout 10 "$HEREPROXY_BIN" --listen "$addr" 2>&1 </dev/null)
+    RC=$?
+    assert_eq "$RC" 1 "--listen '$addr' is refused (exit 1)"
+    assert_contains "$OUT" "$what" "--listen '$addr': the message says: $what"
+    OUT=$(cd "$CWD" && env "HERE_API_KEY=$SERVER_KEY" "HEREPROXY_LISTEN=$addr" timeout 10 \
+        "$HEREPROXY_BIN" --check-config 2>&1 </dev/null)
+    RC=$?
+    assert_eq "$RC" 1 "HEREPROXY_LISTEN='$addr': --check-config exits 1"
+    assert_contains "$OUT" "HEREPROXY_LISTEN" "HEREPROXY_LISTEN='$addr': the message names the setting"
+    assert_contains "$OUT" "$what" "HEREPROXY_LISTEN='$addr': the message says: $what"
+    assert_eq "$(ls -A "$CWD" | grep -v '^sub$' | tr '\n' ' ')" "" "'$addr': no file created"
+}
+refused hp.sock "Unix socket path (with a /, such as ./hp.sock)"
+refused "::1:$V6_PORT" "an IPv6 address goes in brackets"
+refused "[::1]" "expected [IPv6]:port"
+refused "127.0.0.1:70000" "a port of 1 to 65535"
+assert_not_contains "$OUT" "$SERVER_KEY" "refusals do not print the key"
+
 # ------------------------------------------------------------ spawn-fcgi
 start_proxy spawned
 PID_SPAWNED=$PROXY_PID
@@ -110,15 +199,16 @@ req GET "$NGINX_URL/here-proxy/base/mc/2/3/3/png"
 check_status 200 "under spawn-fcgi: tile 200"
 
 # ------------------------------------------------------------ SIGTERM
-for v in TCP UNIX SPAWNED FILE; do
+for v in TCP UNIX SPAWNED FILE V6 ENV6 REL; do
     eval "pid=\$PID_$v"
     stop_pid "$pid" TERM 10
     assert_eq "$STOP_RC" 0 "SIGTERM: the $v proxy exits 0 (within 10 s)"
 done
 [ -e "$SOCK" ] && diag "note: $SOCK is left behind after exit"
 
-for f in "$LOG_TCP" "$LOG_UNIX" "$LOG_SPAWNED" "$RUN_DIR/proxy-file.log"; do
+for f in "$LOG_TCP" "$LOG_UNIX" "$LOG_SPAWNED" "$RUN_DIR/proxy-file.log" "$LOG_V6" "$LOG_ENV6" "$LOG_REL"; do
     check_log_json "$f" "$(basename "$f"): JSON lines with complete access lines" 1
 done
-check_no_key_leak "no key in responses or logs" "$LOG_TCP" "$LOG_UNIX" "$LOG_SPAWNED" "$RUN_DIR/proxy-file.log"
+check_no_key_leak "no key in responses or logs" "$LOG_TCP" "$LOG_UNIX" "$LOG_SPAWNED" "$RUN_DIR/proxy-file.log" \
+    "$LOG_V6" "$LOG_ENV6" "$LOG_REL"
 finish

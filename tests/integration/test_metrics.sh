@@ -15,6 +15,7 @@ command -v promtool >/dev/null 2>&1 ||
 
 start_upstream
 start_memcached
+T0=$(date +%s)
 # 48 threads: more than NGINX's FastCGI keep-alive pool (32), which pins
 # one thread per kept connection; the gauge must show exactly that.
 start_proxy main "MEMCACHED_SERVERS=127.0.0.1:$MEMCACHED_PORT" \
@@ -104,7 +105,10 @@ expect 'hereproxy_memcached_errors_total' 0
 expect 'hereproxy_breaker_open' 0
 expect 'hereproxy_threads' 48
 expect 'hereproxy_indices_tracked' 3
-expect "hereproxy_build_info{version=\"$("$HEREPROXY_BIN" --version | awk '{print $2}')\"}" 1
+VERSION=$("$HEREPROXY_BIN" --version | awk '{print $2}')
+assert_match "$(grep '^hereproxy_build_info{' "$SCRAPE")" \
+    "^hereproxy_build_info\\{version=\"${VERSION//./\\.}\",libcurl=\"[0-9]+\\.[0-9]+[^\"]*\"\\} 1\$" \
+    "scrape: hereproxy_build_info{version=$VERSION,libcurl=...} 1"
 # The scrape itself is a busy worker; the previous request's worker may
 # not have counted itself out yet.
 assert_match "$(sample 'hereproxy_threads_busy')" '^[12]$' "scrape: 1 or 2 threads busy"
@@ -113,6 +117,69 @@ assert_match "$(sample 'hereproxy_memcached_duration_seconds_count')" '^[1-9][0-
 assert_match "$(sample 'hereproxy_cache_bytes')" '^[1-9][0-9]*$' "scrape: cache bytes > 0"
 assert_match "$(sample 'hereproxy_uptime_seconds')" '^[0-9.]+$' "scrape: uptime is a number"
 assert_match "$(sample 'hereproxy_start_time_seconds')" '^1[0-9]{9}' "scrape: start time is a Unix time"
+
+# ------------------------------------------------- process metrics
+# The process collector's families (Prometheus client conventions), read
+# from /proc at scrape time; each checked against what the kernel says.
+between() { # VALUE LOW HIGH NAME: LOW <= VALUE <= HIGH (numbers)
+    if python3 -c 'import sys; v, lo, hi = map(float, sys.argv[1:4]); sys.exit(0 if lo <= v <= hi else 1)' \
+        "$1" "$2" "$3" 2>/dev/null; then
+        ok "$4"
+    else
+        not_ok "$4" "value '$1' not within [$2, $3]"
+    fi
+}
+NOW=$(date +%s)
+between "$(sample process_start_time_seconds)" $((T0 - 2)) $((NOW + 1)) \
+    "scrape: process_start_time_seconds is when the proxy started (within this test)"
+between "$(sample process_start_time_seconds)" "$(sample hereproxy_start_time_seconds)" \
+    "$(sample hereproxy_start_time_seconds)" "scrape: process_ and hereproxy_start_time_seconds agree"
+RSS_KB=$(awk '/^VmRSS:/ { print $2 }' "/proc/$MAIN_PID/status")
+between "$(sample process_resident_memory_bytes)" $((RSS_KB * 1024 / 2)) $((RSS_KB * 1024 * 2)) \
+    "scrape: process_resident_memory_bytes near VmRSS ($RSS_KB kB)"
+VM_KB=$(awk '/^VmSize:/ { print $2 }' "/proc/$MAIN_PID/status")
+between "$(sample process_virtual_memory_bytes)" $((VM_KB * 1024 * 9 / 10)) $((VM_KB * 1024 * 11 / 10)) \
+    "scrape: process_virtual_memory_bytes near VmSize ($VM_KB kB)"
+# A few dozen requests have run: some CPU time, less than the wall time.
+between "$(sample process_cpu_seconds_total)" 0.01 $((NOW - T0 + 1)) \
+    "scrape: process_cpu_seconds_total counts CPU time"
+MAX_FDS=$(awk '/^Max open files/ { print $4 }' "/proc/$MAIN_PID/limits")
+expect process_max_fds "$MAX_FDS"
+between "$(sample hereproxy_cpus_available)" 0.01 "$(nproc --all)" \
+    "scrape: hereproxy_cpus_available within 0 and the CPUs of the machine"
+assert_eq "$(python3 -c 'import sys; print(int(sum(map(float, sys.argv[1:]))))' \
+    "$(sample 'hereproxy_workers{state="accepting"}')" \
+    "$(sample 'hereproxy_workers{state="busy"}')" \
+    "$(sample 'hereproxy_workers{state="idle_conn"}')")" 48 \
+    "scrape: hereproxy_workers by state add up to the 48 threads"
+assert_eq "$(sample hereproxy_idle_connections_closed_total)" 0 \
+    "scrape: no idle connection was closed (threads to spare)"
+
+# Hold 12 FastCGI connections to the proxy itself (no request on them):
+# 12 more descriptors, and 12 more workers waiting on an idle connection.
+FDS_BEFORE=$(sample process_open_fds)
+IDLE_BEFORE=$(sample 'hereproxy_workers{state="idle_conn"}')
+python3 -c 'import socket, sys, time
+socks = [socket.create_connection(("127.0.0.1", int(sys.argv[1])), 5) for _ in range(12)]
+open(sys.argv[2], "w").close()
+time.sleep(60)' "$PROXY_PORT" "$RUN_DIR/held.ready" &
+HOLDER=$!
+_register holder "$HOLDER"
+for _ in $(seq 1 50); do [ -e "$RUN_DIR/held.ready" ] && break; sleep 0.1; done
+sleep 0.3   # the workers accept them
+req GET "$U/metrics/prometheus"
+SCRAPE=$(save_body scrape-held.txt)
+between "$(sample process_open_fds)" $((FDS_BEFORE + 12)) $((FDS_BEFORE + 40)) \
+    "scrape: process_open_fds grows by the 12 held connections (from $FDS_BEFORE)"
+between "$(sample 'hereproxy_workers{state="idle_conn"}')" $((IDLE_BEFORE + 12)) 48 \
+    "scrape: hereproxy_workers{state=idle_conn} counts the 12 held connections"
+stop_pid "$HOLDER" KILL 5
+sleep 0.5   # the workers see the connections close
+req GET "$U/metrics/prometheus"
+SCRAPE=$(save_body scrape-released.txt)
+between "$(sample process_open_fds)" 0 $((FDS_BEFORE + 6)) \
+    "scrape: process_open_fds falls back once they are closed"
+SCRAPE=$RUN_DIR/scrape.txt
 
 if out=$(promtool check metrics <"$SCRAPE" 2>&1); then
     ok "promtool check metrics accepts the live scrape"

@@ -95,6 +95,23 @@ refuses_everything_else(void **state)
     }
 }
 
+/* A refusal says what to write instead. */
+static void
+says_what_to_write(void **state)
+{
+    struct listen_addr a;
+    char err[256];
+
+    (void)state;
+    assert_int_equal(listen_parse("fcgi.sock", &a, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "Unix socket path (with a /"));
+    assert_non_null(strstr(err, "./fcgi.sock"));
+    assert_int_equal(listen_parse("::1:9000", &a, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "an IPv6 address goes in brackets"));
+    assert_int_equal(listen_parse("[::1]", &a, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "[IPv6]:port"));
+}
+
 static void
 refuses_a_path_too_long(void **state)
 {
@@ -202,6 +219,7 @@ main(void)
         cmocka_unit_test(parses_port_alone),
         cmocka_unit_test(parses_paths_with_a_slash),
         cmocka_unit_test(refuses_everything_else),
+        cmocka_unit_test(says_what_to_write),
         cmocka_unit_test(refuses_a_path_too_long),
         cmocka_unit_test(opens_a_unix_socket),
         cmocka_unit_test(opens_tcp_of_the_family_named),

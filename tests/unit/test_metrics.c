@@ -1353,6 +1353,74 @@ test_render_while_recording(void **state)
     metrics_free(m);
 }
 
+/* The process families: present with what is known, absent otherwise. */
+static void
+test_process(void **state)
+{
+    struct metrics *m = metrics_new(10);
+    struct metrics_gauges g;
+    char *text;
+
+    (void)state;
+    memset(&g, 0, sizeof(g));
+    g.start_time = 1700000000.5;
+    g.now = 1700000100;
+    text = metrics_render_prometheus(m, &g, "0.1.0");
+    assert_non_null(text);
+    check_exposition(text);
+    /* Without have_process: none of them, not zeros. */
+    assert_null(strstr(text, "process_"));
+    assert_null(strstr(text, "hereproxy_cpus_available"));
+    assert_int_equal(
+        sample(text, "hereproxy_build_info{version=\"0.1.0\"}"), 1);
+    free(text);
+
+    g.have_process = 1;
+    g.process.have_stat = 1;
+    g.process.cpu_seconds = 12.34;
+    g.process.resident_bytes = 52428800;
+    g.process.virtual_bytes = 1073741824;
+    g.process.open_fds = 17;
+    g.process.max_fds = 65536;
+    g.process.cpus = 1.5;
+    g.libcurl_version = "8.1.2";
+    text = metrics_render_prometheus(m, &g, "0.1.0");
+    assert_non_null(text);
+    check_exposition(text);
+    assert_true(fabs(sample(text, "process_cpu_seconds_total") - 12.34) < 1e-9);
+    assert_non_null(strstr(text, "# TYPE process_cpu_seconds_total counter\n"));
+    assert_int_equal(sample(text, "process_resident_memory_bytes"), 52428800);
+    assert_int_equal(sample(text, "process_virtual_memory_bytes"), 1073741824);
+    assert_int_equal(sample(text, "process_open_fds"), 17);
+    assert_int_equal(sample(text, "process_max_fds"), 65536);
+    assert_true(
+        fabs(sample(text, "process_start_time_seconds") - 1700000000.5) < 1e-3);
+    assert_true(fabs(sample(text, "hereproxy_cpus_available") - 1.5) < 1e-9);
+    assert_int_equal(sample(text,
+                         "hereproxy_build_info{version=\"0.1.0\","
+                         "libcurl=\"8.1.2\"}"),
+        1);
+    free(text);
+
+    /* What could not be read is left out, the rest stays. */
+    g.process.have_stat = 0;
+    g.process.open_fds = -1;
+    g.process.max_fds = -1;
+    g.process.cpus = 0;
+    text = metrics_render_prometheus(m, &g, "0.1.0");
+    assert_non_null(text);
+    check_exposition(text);
+    assert_null(strstr(text, "process_cpu_seconds_total"));
+    assert_null(strstr(text, "process_resident_memory_bytes"));
+    assert_null(strstr(text, "process_open_fds"));
+    assert_null(strstr(text, "process_max_fds"));
+    assert_null(strstr(text, "hereproxy_cpus_available"));
+    assert_true(
+        fabs(sample(text, "process_start_time_seconds") - 1700000000.5) < 1e-3);
+    free(text);
+    metrics_free(m);
+}
+
 /* A render with every family populated, for promtool check metrics. */
 static int
 print_render(void)
@@ -1369,6 +1437,15 @@ print_render(void)
     g.memcached_up = 1;
     g.threads_total = 64;
     g.start_time = 1700000000;
+    g.have_process = 1;
+    g.process.have_stat = 1;
+    g.process.cpu_seconds = 12.5;
+    g.process.resident_bytes = 52428800;
+    g.process.virtual_bytes = 1073741824;
+    g.process.open_fds = 40;
+    g.process.max_fds = 65536;
+    g.process.cpus = 2;
+    g.libcurl_version = "8.1.2";
     metrics_request(m, "A", METRICS_MISS, 200, 0.12, 1000);
     metrics_request(m, "A", METRICS_HIT, 200, 0.0003, 1000);
     metrics_request(m, "A", METRICS_STALE, 200, 0.0004, 1000);
@@ -1583,6 +1660,7 @@ main(int argc, char **argv)
         cmocka_unit_test(test_json_latency),
         cmocka_unit_test(test_json_shape),
         cmocka_unit_test(test_forbidden_kind),
+        cmocka_unit_test(test_process),
     };
 
     /* test_metrics --render: a sample exposition on stdout. */

@@ -316,6 +316,40 @@ test_clocks(void **state)
 
 /* --------------------------------------------------- util_consttime_equal */
 
+/* Proxy URLs as HTTPS_PROXY holds them: the credentials never survive. */
+static void
+test_redact_userinfo(void **state)
+{
+    static const char *const cases[][2] = {
+        {"http://user:s3cret@proxy.example:3128",
+            "http://<redacted>@proxy.example:3128"},
+        {"http://user:s3cret@proxy.example:3128/",
+            "http://<redacted>@proxy.example:3128/"},
+        {"user:s3cret@proxy.example:3128", "<redacted>@proxy.example:3128"},
+        /* a password holding '@' ends at the last '@' of the authority */
+        {"http://u:p@ss@proxy:8080", "http://<redacted>@proxy:8080"},
+        {"socks5h://u:p@[::1]:1080", "socks5h://<redacted>@[::1]:1080"},
+        /* no user information, or an '@' past the authority: unchanged */
+        {"http://proxy.example:3128", "http://proxy.example:3128"},
+        {"http://proxy.example:3128/a@b", "http://proxy.example:3128/a@b"},
+        {"proxy.example:3128", "proxy.example:3128"},
+        {"", ""},
+    };
+    char out[128], small[12];
+    size_t i;
+
+    (void)state;
+    for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        util_redact_userinfo(cases[i][0], out, sizeof(out));
+        assert_string_equal(out, cases[i][1]);
+        assert_null(strstr(out, "s3cret"));
+    }
+    /* Cut to fit, still without the secret. */
+    util_redact_userinfo(
+        "http://user:s3cret@proxy.example:3128", small, sizeof(small));
+    assert_string_equal(small, "http://<red");
+}
+
 static void
 test_consttime_equal(void **state)
 {
@@ -401,6 +435,7 @@ main(void)
         cmocka_unit_test(test_rfc3339),
         cmocka_unit_test(test_clocks),
         cmocka_unit_test(test_consttime_equal),
+        cmocka_unit_test(test_redact_userinfo),
         cmocka_unit_test(test_hash64),
     };
 
