@@ -42,6 +42,10 @@ int name_list_has(const struct name_list *l, const char *name);
         1, 600000, RESTART)                                                  \
     X(HERE_TIMEOUT_MS, here_timeout_ms, CFG_LONG, "30000",                   \
         1, 3600000, RESTART)                                                 \
+    X(HERE_ATTEMPT_TIMEOUT_MS, here_attempt_timeout_ms, CFG_LONG, "0",       \
+        0, 3600000, RESTART)                                                 \
+    X(HERE_BUFFER_MAX_BYTES, here_buffer_max_bytes, CFG_SIZE, "65536",       \
+        0, 0, RESTART)                                                       \
     X(HERE_ALLOW_LOGISTICS, here_allow_logistics, CFG_BOOL, "0",             \
         0, 1, RESTART)                                                       \
     X(HERE_STYLES, here_styles, CFG_STYLES, REQUEST_STYLES_DEFAULT,          \
@@ -150,6 +154,8 @@ struct settings {
     char *here_ca_file;
     long here_connect_timeout_ms;
     long here_timeout_ms;
+    long here_attempt_timeout_ms;   /* 0: settings_attempt_timeout_ms */
+    uint64_t here_buffer_max_bytes; /* bodies up to this go out whole */
     long here_allow_logistics;
     char *here_styles; /* the styles accepted, comma list */
     long here_retries;
@@ -247,6 +253,15 @@ int settings_apply_text(struct settings *cfg, const char *text,
  */
 int settings_load(
     struct settings *cfg, char *const *envp, char *err, size_t errlen);
+
+/*
+ * HERE_ATTEMPT_TIMEOUT_MS when set; unset (0), SETTINGS_ATTEMPT_TIMEOUT_MS
+ * or HERE_TIMEOUT_MS when that is shorter: a configuration that shortened
+ * HERE_TIMEOUT_MS alone keeps working. A value set larger than
+ * HERE_TIMEOUT_MS is refused by settings_validate.
+ */
+#define SETTINGS_ATTEMPT_TIMEOUT_MS 5000
+long settings_attempt_timeout_ms(const struct settings *cfg);
 
 /* Cross-setting checks, and the required key. Returns 0 or -1. */
 int settings_validate(const struct settings *cfg, char *err, size_t errlen);
