@@ -292,6 +292,22 @@ flight_append(struct flight *f, const void *data, size_t len)
 }
 
 void
+flight_discard_body(struct flight *f)
+{
+    struct block *b = f->first;
+
+    if (atomic_load_explicit(&f->has_head, memory_order_relaxed))
+        return; /* published: a reader may be reading it */
+    while (b != NULL) {
+        struct block *next = b->next;
+        free(b);
+        b = next;
+    }
+    f->first = f->last = NULL;
+    atomic_store_explicit(&f->body_len, 0, memory_order_release);
+}
+
+void
 flight_retire(struct flights *reg, struct flight *f)
 {
     pthread_mutex_lock(&reg->lock);
@@ -335,19 +351,42 @@ flight_wait_whole(struct flight *f, int64_t deadline_ms)
     }
 }
 
+/* The end, and with head (not NULL) the head too: one wake-up for both. */
+static void
+finish(struct flight *f, const struct flight_head *head, enum flight_end end,
+    const struct flight_result *result)
+{
+    unsigned news = NEWS_END;
+
+    if (atomic_exchange(&f->ended, 1))
+        return; /* ended once: readers copy the result without a lock */
+    if (head != NULL &&
+        !atomic_load_explicit(&f->has_head, memory_order_relaxed)) {
+        f->head = *head;
+        atomic_store_explicit(&f->has_head, 1, memory_order_release);
+        news |= NEWS_HEAD;
+    }
+    if (result != NULL)
+        f->result = *result;
+    atomic_store(&f->end, end);
+    publish(f, news);
+    /* Sequentially consistent with flight_notify_end: one of us calls. */
+    if (atomic_load(&f->end_hook))
+        f->end_fn(f->end_arg);
+}
+
 void
 flight_end(
     struct flight *f, enum flight_end end, const struct flight_result *result)
 {
-    if (atomic_exchange(&f->ended, 1))
-        return; /* ended once: readers copy the result without a lock */
-    if (result != NULL)
-        f->result = *result;
-    atomic_store(&f->end, end);
-    publish(f, NEWS_END);
-    /* Sequentially consistent with flight_notify_end: one of us calls. */
-    if (atomic_load(&f->end_hook))
-        f->end_fn(f->end_arg);
+    finish(f, NULL, end, result);
+}
+
+void
+flight_end_whole(struct flight *f, const struct flight_head *head,
+    const struct flight_result *result)
+{
+    finish(f, head, FLIGHT_OK, result);
 }
 
 void

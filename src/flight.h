@@ -30,6 +30,12 @@ enum flight_end {
 struct flight_head {
     int status;
     int64_t content_length; /* -1 when not announced */
+    /*
+     * 1: published with the whole body appended already (the end follows
+     * at once): a reader waits for the end and writes it in one go. 0: the
+     * body streams (larger than HERE_BUFFER_MAX_BYTES).
+     */
+    int whole;
     char content_type[128];
     char etag[256];
     char cache_control[256];
@@ -44,6 +50,7 @@ struct flight_result {
     long http_version;
     double upstream_ms;
     int retry_after_s; /* for a 503 to the client, or 0 */
+    int stalls;        /* attempts abandoned by HERE_ATTEMPT_TIMEOUT_MS */
     char error[256];
 };
 
@@ -81,12 +88,25 @@ void flight_set_head(struct flight *f, const struct flight_head *head);
 /* Returns 0, or -1 when memory ran out (the flight then fails). */
 int flight_append(struct flight *f, const void *data, size_t len);
 /*
+ * Drop the body appended so far, for another attempt. Only before the head
+ * is published: no reader looks at the body before it has the head.
+ */
+void flight_discard_body(struct flight *f);
+/*
  * The transfer is over. The flight stays joinable (late readers get the
  * whole body at once) until its leader retires it, after storing the
  * result in the cache, so that no request falls between the two.
  */
 void flight_end(
     struct flight *f, enum flight_end end, const struct flight_result *result);
+
+/*
+ * A body appended whole before its head: publish the head (head->whole
+ * set) and a FLIGHT_OK end together, so that a reader waiting for the head
+ * wakes once, with the end there too.
+ */
+void flight_end_whole(struct flight *f, const struct flight_head *head,
+    const struct flight_result *result);
 
 /*
  * Call fn(arg) when the flight ends (at once if it has): from the thread

@@ -34,6 +34,42 @@ handler_init_tiles(struct handler *h)
     h->tiles.revalidations = h->revalidations;
 }
 
+/*
+ * A 200 under way that HERE cut off: the connection to the web server is
+ * aborted on purpose (fcgi_abort), so that the client sees the response
+ * incomplete rather than short. Say so, and why, on the access line: the
+ * web server logs only a protocol error for it (man page, DIAGNOSTICS).
+ */
+static void
+note_cut(const struct tile_answer *a, struct outcome *o)
+{
+    static const struct {
+        int outcome;
+        const char *aborted;
+    } why[] = {
+        {UPSTREAM_STALLED, "upstream_stalled"},
+        {UPSTREAM_TIMEOUT, "upstream_timeout"},
+        {UPSTREAM_TOO_BIG, "upstream_too_big"},
+        {UPSTREAM_STOPPED, "shutting_down"},
+    };
+    size_t i;
+
+    o->aborted = "upstream_broken";
+    for (i = 0; i < sizeof(why) / sizeof(why[0]); i++)
+        if (why[i].outcome == a->cut.outcome)
+            o->aborted = why[i].aborted;
+    /* When it does not fit, what is cut is the end of HERE's reason. */
+    if (snprintf(o->detail, sizeof(o->detail),
+            "response aborted on purpose: HERE's response was cut off after "
+            "%zu of %s%lld bytes: %s",
+            a->stream_off, a->content_length >= 0 ? "" : "at least ",
+            (long long)(a->content_length >= 0 ? a->content_length
+                                               : (int64_t)a->stream_off),
+            *a->cut.error ? a->cut.error
+                          : upstream_outcome_name(a->cut.outcome)) < 0)
+        o->detail[0] = '\0';
+}
+
 /* What the tile flow answered, written; -1 when a stream was cut off. */
 static int
 write_answer(struct tile_answer *a, const char *inm, struct fcgi_out *out,
@@ -76,8 +112,7 @@ write_answer(struct tile_answer *a, const char *inm, struct fcgi_out *out,
         }
     }
     if (cut) {
-        util_strlcpy(
-            o->detail, "HERE's response was cut off", sizeof(o->detail));
+        note_cut(a, o);
         response_abort(out);
         return -1;
     }
@@ -208,6 +243,7 @@ account(struct handler *h, const struct request_params *rp,
     rec.upstream_http = upstream_http_name(o->upstream_http);
     rec.correlation_id = *o->correlation_id ? o->correlation_id : NULL;
     rec.error = *o->detail ? o->detail : NULL;
+    rec.aborted = o->aborted;
     log_access(&rec);
 }
 

@@ -94,6 +94,7 @@ const char *error_kind_message(enum error_kind k);
     X(CONNECT, "connect", 1)                                                   \
     X(TLS, "tls", 1)                                                           \
     X(TIMEOUT, "timeout", 1)                                                   \
+    X(STALLED, "stalled", 1)                                                   \
     X(TOO_BIG, "too_big", 1)                                                   \
     X(BROKEN, "broken", 1)                                                     \
     X(BUSY, "busy", 0)                                                         \

@@ -421,6 +421,7 @@ access_write(const struct access_record *rec, struct jsonw *w)
         jsonw_null(w, "upstream_http");
     }
     jsonw_str(w, "error", rec->error);
+    jsonw_str(w, "aborted", rec->aborted);
     return w->failed ? -1 : 0;
 }
 

@@ -91,6 +91,7 @@ struct access_record {
     const char *upstream_http;
     const char *correlation_id;
     const char *error;
+    const char *aborted; /* the response aborted on purpose: why, or NULL */
 };
 
 void log_access(const struct access_record *rec);

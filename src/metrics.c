@@ -89,6 +89,7 @@ struct metrics {
     struct histogram upstream_duration;
     struct histogram memcached_duration;
     _Atomic uint64_t retries;
+    _Atomic uint64_t stalls; /* attempts HERE stopped feeding */
     _Atomic uint64_t http_version[NVERSION];
     _Atomic uint64_t memcached_errors;
     _Atomic uint64_t purges[2]; /* one tile, everything */
@@ -433,6 +434,13 @@ metrics_upstream(struct metrics *m, const char *indice,
     /* A refusal takes no time worth a bucket; it would skew the quantiles. */
     if (upstream_label_called(outcome))
         hist_observe(&m->upstream_duration, seconds);
+}
+
+void
+metrics_upstream_stalls(struct metrics *m, int stalls)
+{
+    if (m != NULL && stalls > 0)
+        inc(&m->stalls, (uint64_t)stalls);
 }
 
 void
@@ -918,6 +926,10 @@ metrics_render_prometheus(
 
     out_single(&o, "hereproxy_upstream_retries_total", "counter",
         "Upstream attempts beyond the first.", get(&m->retries));
+    out_single(&o, "hereproxy_upstream_stalls_total", "counter",
+        "Upstream attempts abandoned after HERE_ATTEMPT_TIMEOUT_MS without "
+        "progress (HERE stalled), retried or not.",
+        get(&m->stalls));
 
     family(&o, "hereproxy_upstream_http_version_total", "counter",
         "Upstream responses by HTTP version.");

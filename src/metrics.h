@@ -180,6 +180,13 @@ void metrics_upstream(struct metrics *m, const char *indice,
     enum upstream_label outcome, int http_version, int attempts, uint64_t bytes,
     double seconds);
 
+/*
+ * Attempts of one exchange that HERE stopped feeding and the engine
+ * abandoned (HERE_ATTEMPT_TIMEOUT_MS), whether a retry then succeeded or
+ * not: hereproxy_upstream_stalls_total.
+ */
+void metrics_upstream_stalls(struct metrics *m, int stalls);
+
 /* One error answered to a client, of kind (labels.h; ERROR_NONE: none). */
 void metrics_error(struct metrics *m, const char *indice, enum error_kind kind);
 

@@ -64,6 +64,13 @@ struct outcome {
     enum cache_status cache;
     enum error_kind error; /* ERROR_NONE: none */
     char detail[320];      /* the log's "error": never the client's */
+    /*
+     * The log's "aborted": why the connection to the web server was
+     * aborted on purpose (a 200 already under way that HERE cut off, so
+     * that the client sees it incomplete), e.g. "upstream_stalled"; NULL
+     * when it was not.
+     */
+    const char *aborted;
     /* The exchange with HERE this request led (attempts 0: none). */
     int upstream_status;
     int upstream_attempts;

@@ -989,6 +989,16 @@ admin_token_ok(const char *t)
     return 1;
 }
 
+long
+settings_attempt_timeout_ms(const struct settings *cfg)
+{
+    if (cfg->here_attempt_timeout_ms > 0)
+        return cfg->here_attempt_timeout_ms;
+    return cfg->here_timeout_ms < SETTINGS_ATTEMPT_TIMEOUT_MS
+        ? cfg->here_timeout_ms
+        : SETTINGS_ATTEMPT_TIMEOUT_MS;
+}
+
 int
 settings_validate(const struct settings *cfg, char *err, size_t errlen)
 {
@@ -1029,6 +1039,13 @@ settings_validate(const struct settings *cfg, char *err, size_t errlen)
             "CACHE_TTL_DEFAULT (%ld) is larger than "
             "CACHE_TTL_CAP (%ld)",
             cfg->cache_ttl_default_s, cfg->cache_ttl_cap_s);
+        return -1;
+    }
+    if (cfg->here_attempt_timeout_ms > cfg->here_timeout_ms) {
+        snprintf(err, errlen,
+            "HERE_ATTEMPT_TIMEOUT_MS (%ld) is larger than HERE_TIMEOUT_MS "
+            "(%ld): one attempt cannot outlast the whole fetch",
+            cfg->here_attempt_timeout_ms, cfg->here_timeout_ms);
         return -1;
     }
     if (*cfg->nginx_hits_file != '\0' && *cfg->nginx_log_file != '\0') {

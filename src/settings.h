@@ -45,6 +45,10 @@ int name_list_has(const struct name_list *l, const char *name);
         1, 600000, RESTART)                                                  \
     X(HERE_TIMEOUT_MS, here_timeout_ms, CFG_LONG, "30000",                   \
         1, 3600000, RESTART)                                                 \
+    X(HERE_ATTEMPT_TIMEOUT_MS, here_attempt_timeout_ms, CFG_LONG, "0",       \
+        0, 3600000, RESTART)                                                 \
+    X(HERE_BUFFER_MAX_BYTES, here_buffer_max_bytes, CFG_SIZE, "65536",       \
+        0, 0, RESTART)                                                       \
     X(HERE_ALLOW_LOGISTICS, here_allow_logistics, CFG_BOOL, "0",             \
         0, 1, RESTART)                                                       \
     X(HERE_STYLES, here_styles, CFG_STYLES, REQUEST_STYLES_DEFAULT,          \
@@ -156,6 +160,8 @@ struct settings {
     char *here_ca_file;
     long here_connect_timeout_ms;
     long here_timeout_ms;
+    long here_attempt_timeout_ms;   /* 0: settings_attempt_timeout_ms */
+    uint64_t here_buffer_max_bytes; /* bodies up to this go out whole */
     long here_allow_logistics;
     char *here_styles; /* the styles accepted, comma list */
     long here_retries;
@@ -259,10 +265,20 @@ int settings_load(
     struct settings *cfg, char *const *envp, char *err, size_t errlen);
 
 /*
- * Cross-setting checks, and the required credential: an API key or HERE
- * platform credentials, not both. Returns 0 or -1.
+ * HERE_ATTEMPT_TIMEOUT_MS when set; unset (0), SETTINGS_ATTEMPT_TIMEOUT_MS
+ * or HERE_TIMEOUT_MS when that is shorter: a configuration that shortened
+ * HERE_TIMEOUT_MS alone keeps working. A value set larger than
+ * HERE_TIMEOUT_MS is refused by settings_validate.
  */
-int settings_validate(const struct settings *cfg, char *err, size_t errlen);
+#define SETTINGS_ATTEMPT_TIMEOUT_MS 5000
+long settings_attempt_timeout_ms(const struct settings *cfg);
+
+*Cross - setting checks,
+    and the required credential : an API key or HERE *platform credentials,
+    not both.Returns 0 or
+    -1. * /
+        int settings_validate(
+            const struct settings *cfg, char *err, size_t errlen);
 
 /* Print every setting as KEY=value, secrets as <redacted>. */
 void settings_dump(const struct settings *cfg, FILE *fp);

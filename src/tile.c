@@ -17,8 +17,6 @@
 
 /* A follower waits for the leader's whole flight, and this much more. */
 #define FOLLOWER_SLACK_MS 1000
-/* How long a tile-sized body may take after its head and still go out whole. */
-#define WHOLE_WAIT_MS 5
 /* A memcached look for another instance's tile, while it fetches. */
 #define SHARED_POLL_MS 10
 
@@ -172,6 +170,10 @@ answer_failed_flight(struct tile_answer *a, const struct flight_result *r)
     case UPSTREAM_TIMEOUT:
         answer_error(a, ERROR_UPSTREAM_TIMEOUT, 0, NULL, r->error);
         return;
+    case UPSTREAM_STALLED:
+        answer_error(a, ERROR_UPSTREAM_TIMEOUT, 0,
+            "HERE stopped sending (stalled)", r->error);
+        return;
     case UPSTREAM_TOO_BIG:
         answer_error(a, ERROR_OTHER, 502,
             "HERE's response is larger than UPSTREAM_MAX_BYTES", r->error);
@@ -307,6 +309,7 @@ upstream_label_of(const struct flight_result *r)
     case UPSTREAM_CONNECT: return UPSTREAM_LABEL_CONNECT;
     case UPSTREAM_TLS: return UPSTREAM_LABEL_TLS;
     case UPSTREAM_TIMEOUT: return UPSTREAM_LABEL_TIMEOUT;
+    case UPSTREAM_STALLED: return UPSTREAM_LABEL_STALLED;
     case UPSTREAM_TOO_BIG: return UPSTREAM_LABEL_TOO_BIG;
     case UPSTREAM_BROKEN: return UPSTREAM_LABEL_BROKEN;
     case UPSTREAM_BUSY: return UPSTREAM_LABEL_BUSY;
@@ -337,6 +340,7 @@ record_exchange(struct tile_flow *t, const struct settings *cfg,
             (int)r->http_version, r->attempts,
             r->attempts > 0 ? (uint64_t)flight_body_len(f) : 0,
             r->upstream_ms / 1000.0);
+    metrics_upstream_stalls(t->metrics, r->stalls);
     if (r->attempts == 0 || r->outcome == UPSTREAM_BUSY ||
         r->outcome == UPSTREAM_STOPPED)
         return;
@@ -395,15 +399,17 @@ flight_fill_from_entry(struct flight *f, const struct entry *e)
     util_strlcpy(head.etag, e->etag, sizeof(head.etag));
     snprintf(head.cache_control, sizeof(head.cache_control), "max-age=%lld",
         (long long)(e->fresh_until - (int64_t)time(NULL)));
-    flight_set_head(f, &head);
     if (e->body_len > 0 && flight_append(f, e->body, e->body_len) != 0) {
         r.outcome = UPSTREAM_BROKEN;
         flight_end(f, FLIGHT_FAILED, &r);
         return;
     }
+    /* The body first: readers get head, body and end together, as a tile
+     * from HERE. */
+    head.whole = 1;
     r.outcome = UPSTREAM_OK;
     r.status = e->status;
-    flight_end(f, FLIGHT_OK, &r);
+    flight_end_whole(f, &head, &r);
 }
 
 /*
@@ -467,10 +473,10 @@ lead(struct tile_flow *t, const struct settings *cfg,
 
 /*
  * A miss: lead a new flight, or follow f (NULL: the running one, if any).
- * The answer waits for the head, and for the whole body when it is
- * tile-sized and comes soon (it then goes out in one write); else it is
+ * The answer waits for the head. A tile-sized body (HERE_BUFFER_MAX_BYTES)
+ * comes with its head, whole, and goes out in one write; a larger one is
  * streamed as it comes. Followers sleep until the end, or until the leader
- * finds the body slow or large and streams it.
+ * streams it.
  */
 static void
 miss(struct tile_flow *t, const struct settings *cfg,
@@ -513,9 +519,9 @@ miss(struct tile_flow *t, const struct settings *cfg,
     a->content_length = a->head.content_length;
     a->max_age_s = tile_fresh_ttl(
         cfg, req->route == ROUTE_META, 200, a->head.cache_control);
-    if (a->leader && a->head.content_length >= 0 &&
-        a->head.content_length <= FLIGHT_BLOCK_SIZE)
-        flight_wait_end(f, util_mono_ms() + WHOLE_WAIT_MS);
+    /* Published whole: the end is on its way, if not here already. */
+    if (a->head.whole)
+        flight_wait_end(f, -1);
     if ((a->data = flight_done_body(f, &a->len)) != NULL) {
         a->body = TILE_WHOLE;
         return;
@@ -533,6 +539,8 @@ tile_stream(struct tile_answer *a, size_t *len, int *cut)
 
     a->stream_off += *len;
     *cut = *len == 0 && end == FLIGHT_FAILED;
+    if (*cut)
+        flight_result(a->flight, &a->cut);
     return p;
 }
 

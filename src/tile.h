@@ -108,6 +108,7 @@ struct tile_answer {
     struct flight *flight;
     struct flight_head head;
     size_t stream_off;
+    struct flight_result cut; /* a TILE_STREAM cut off: why */
     int leader, locked, shared_hit;
     struct flight *revalidation; /* a stale entry's, led by this one */
 };
@@ -122,7 +123,8 @@ void tile_get(struct tile_flow *t, const struct settings *cfg,
 /*
  * A TILE_STREAM's next bytes (waiting for them): a pointer valid until
  * tile_done, *len 0 at the end; then *cut is 1 when HERE's body was cut
- * off (the client must see it incomplete).
+ * off (the client must see it incomplete), and a->cut says how the fetch
+ * ended (its outcome: stalled, broken, timeout, ...).
  */
 const void *tile_stream(struct tile_answer *a, size_t *len, int *cut);
 

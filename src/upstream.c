@@ -43,9 +43,16 @@ struct job {
     struct curl_slist *attempt_headers; /* headers, and the token */
     struct hereauth_ticket auth;        /* wiped at free */
     int64_t submitted_ms, deadline_ms, not_before_ms;
+    int stalls; /* attempts abandoned by the watchdog */
+    int fresh;  /* the next attempt opens a connection of its own */
     /* The attempt in progress. */
+    int64_t attempt_ms;  /* when it started */
+    int64_t progress_ms; /* the last byte from HERE, or the connection */
+    int connected;       /* a connection was ready for it */
+    int stalled;         /* abandoned by the watchdog */
     struct flight_head head;
     int head_published;
+    int holding; /* the head is kept back until the body is whole */
     int discard; /* a retryable error's body: dropped */
     size_t received;
     int too_big;
@@ -60,6 +67,7 @@ struct job {
 
 struct upstream {
     const struct settings *cfg;
+    long attempt_timeout_ms; /* settings_attempt_timeout_ms */
     struct flights *flights;
     struct hereauth *auth;
     CURLM *multi;
@@ -100,6 +108,27 @@ upstream_backoff_ms(int attempt, long base_ms, long max_ms, uint32_t rnd)
     if (ceiling <= 0)
         return 0;
     return (int64_t)(rnd % (uint32_t)(ceiling + 1));
+}
+
+enum upstream_stall
+upstream_stall_check(int64_t now, int64_t started_ms, int64_t progress_ms,
+    int retryable, long timeout_ms, int64_t *next_ms)
+{
+    int64_t idle_end = progress_ms + timeout_ms;
+    int64_t all_end = started_ms + timeout_ms;
+
+    if (now >= idle_end)
+        return UPSTREAM_STALL_IDLE;
+    if (retryable && now >= all_end)
+        return UPSTREAM_STALL_SLOW;
+    *next_ms = (retryable && all_end < idle_end ? all_end : idle_end) - now;
+    return UPSTREAM_STALL_NONE;
+}
+
+int
+upstream_holds(int64_t content_length, uint64_t buffer_max)
+{
+    return content_length < 0 || (uint64_t)content_length <= buffer_max;
 }
 
 long
@@ -254,10 +283,22 @@ check_media_type(struct job *job)
     return -1;
 }
 
+/* A body larger than a tile: readers have the head now, and stream. */
+static void
+publish_head(struct job *job)
+{
+    job->head.whole = 0;
+    flight_set_head(job->flight, &job->head);
+    job->head_published = 1;
+    job->holding = 0;
+}
+
 /*
- * End of the head: publish it, unless the status will be retried. Returns
- * -1 when the announced body is over UPSTREAM_MAX_BYTES: the transfer
- * stops before anything reached a client, which then gets a clean 502.
+ * End of the head: publish it, unless the status will be retried, or the
+ * body is small enough to wait for (then it goes out whole, at the end).
+ * Returns -1 when the announced body is over UPSTREAM_MAX_BYTES: the
+ * transfer stops before anything reached a client, which then gets a clean
+ * 502.
  */
 static int
 on_head_end(struct job *job)
@@ -292,8 +333,17 @@ on_head_end(struct job *job)
     }
     job->head.status = (int)job->status;
     job->head.content_length = cl >= 0 ? (int64_t)cl : -1;
-    flight_set_head(job->flight, &job->head);
-    job->head_published = 1;
+    /*
+     * A tile-sized body: keep the head back until the body is whole, so
+     * that a stall or a cut part way is retried instead of reaching the
+     * clients as a 200 cut short. A larger one streams from here.
+     */
+    if (upstream_holds(
+            job->head.content_length, job->up->cfg->here_buffer_max_bytes)) {
+        job->holding = 1;
+        return 0;
+    }
+    publish_head(job);
     return 0;
 }
 
@@ -349,6 +399,7 @@ on_header(char *data, size_t size, size_t nmemb, void *arg)
         {"Retry-After", retry_after, sizeof(retry_after)},
     };
 
+    job->progress_ms = util_mono_ms();
     if (n >= 5 && strncmp(data, "HTTP/", 5) == 0) {
         memset(h, 0, sizeof(*h));
         h->content_length = -1;
@@ -380,28 +431,61 @@ on_body(char *data, size_t size, size_t nmemb, void *arg)
     struct job *job = arg;
     size_t n = size * nmemb;
 
-    if (job->discard || !job->head_published)
+    job->progress_ms = util_mono_ms();
+    if (job->discard || (!job->head_published && !job->holding))
         return n;
     if (n > job->up->cfg->upstream_max_bytes - job->received) {
         job->too_big = 1;
         return 0; /* curl stops with CURLE_WRITE_ERROR */
     }
+    /* Held back, the bytes go into the flight unseen: none reads them
+     * before the head. */
     if (flight_append(job->flight, data, n) != 0)
         return 0;
     job->received += n;
     stat_add(&job->up->n_bytes, (int64_t)n);
+    /* Without a Content-Length, larger than a tile: it streams now. */
+    if (job->holding && job->received > job->up->cfg->here_buffer_max_bytes)
+        publish_head(job);
     return n;
+}
+
+/* A connection is ready for the attempt (new or reused): progress. */
+static int
+on_prereq(void *arg, char *conn_primary_ip, char *conn_local_ip,
+    int conn_primary_port, int conn_local_port)
+{
+    struct job *job = arg;
+
+    (void)conn_primary_ip;
+    (void)conn_local_ip;
+    (void)conn_primary_port;
+    (void)conn_local_port;
+    job->connected = 1;
+    job->progress_ms = util_mono_ms();
+    return CURL_PREREQFUNC_OK;
 }
 
 static enum upstream_outcome
 classify(CURLcode code, const struct job *job)
 {
+    /* Abandoned by the watchdog: before a connection, it never had one. */
+    if (job->stalled)
+        return job->connected ? UPSTREAM_STALLED : UPSTREAM_CONNECT;
     switch (code) {
-    case CURLE_OK: return UPSTREAM_OK;
+    case CURLE_OK:
+        /* A body that is not as long as announced was cut off. */
+        if ((job->head_published || job->holding) &&
+            job->head.content_length >= 0 &&
+            (int64_t)job->received != job->head.content_length &&
+            job->status != 304)
+            return UPSTREAM_BROKEN;
+        return UPSTREAM_OK;
     case CURLE_COULDNT_RESOLVE_HOST:
     case CURLE_COULDNT_RESOLVE_PROXY:
     case CURLE_COULDNT_CONNECT: return UPSTREAM_CONNECT;
-    case CURLE_OPERATION_TIMEDOUT: return UPSTREAM_TIMEOUT;
+    case CURLE_OPERATION_TIMEDOUT:
+        return job->connected ? UPSTREAM_TIMEOUT : UPSTREAM_CONNECT;
     case CURLE_SSL_CONNECT_ERROR:
     case CURLE_PEER_FAILED_VERIFICATION:
     case CURLE_SSL_CERTPROBLEM:
@@ -448,12 +532,9 @@ job_finish(struct job *job, enum upstream_outcome outcome)
     memset(&r, 0, sizeof(r));
     if (outcome == UPSTREAM_OK && job->discard)
         outcome = UPSTREAM_HTTP_ERROR; /* retried status, out of tries */
-    if (outcome == UPSTREAM_OK && job->head.content_length >= 0 &&
-        (int64_t)job->received != job->head.content_length &&
-        job->head_published && job->status != 304)
-        outcome = UPSTREAM_BROKEN; /* the length does not check out */
     r.outcome = (int)outcome;
     r.attempts = job->attempts;
+    r.stalls = job->stalls;
     r.status = (int)job->status;
     r.http_version = job->http_version;
     r.upstream_ms = (double)(util_mono_ms() - job->submitted_ms);
@@ -463,9 +544,16 @@ job_finish(struct job *job, enum upstream_outcome outcome)
         r.error, *job->detail ? job->detail : job->error, sizeof(r.error));
     if (*r.error == '\0' && outcome != UPSTREAM_OK)
         util_strlcpy(r.error, upstream_outcome_name(outcome), sizeof(r.error));
-    end = outcome == UPSTREAM_OK && job->head_published ? FLIGHT_OK
-                                                        : FLIGHT_FAILED;
-    flight_end(job->flight, end, &r);
+    /* A body held back is whole: head, body and end reach the readers
+     * now, at once. A failed one never reaches them: a clean error. */
+    if (outcome == UPSTREAM_OK && job->holding) {
+        job->head.whole = 1;
+        flight_end_whole(job->flight, &job->head, &r);
+    } else {
+        end = outcome == UPSTREAM_OK && job->head_published ? FLIGHT_OK
+                                                            : FLIGHT_FAILED;
+        flight_end(job->flight, end, &r);
+    }
     flight_release(up->flights, job->flight);
     curl_slist_free_all(job->headers);
     headers_free(job->attempt_headers);
@@ -551,6 +639,7 @@ attempt_start(struct upstream *up, struct job *job, int64_t now)
 {
     const struct settings *cfg = up->cfg;
     long remaining = (long)(job->deadline_ms - now);
+    long connect_ms = cfg->here_connect_timeout_ms;
     CURL *h;
     int rc;
 
@@ -558,9 +647,20 @@ attempt_start(struct upstream *up, struct job *job, int64_t now)
         return rc;
     if ((h = easy_take(up)) == NULL)
         return -1;
+    /* Connecting is part of the attempt, and of the fetch. */
+    if (connect_ms > up->attempt_timeout_ms)
+        connect_ms = up->attempt_timeout_ms;
+    if (connect_ms > remaining)
+        connect_ms = remaining;
     job->easy = h;
     job->attempts++;
     job->started = 1;
+    job->attempt_ms = job->progress_ms = now;
+    job->connected = 0;
+    job->stalled = 0;
+    job->holding = 0;
+    /* What an earlier attempt appended, unseen: this one starts afresh. */
+    flight_discard_body(job->flight);
     job->discard = 0;
     job->received = 0;
     job->too_big = 0;
@@ -590,10 +690,22 @@ attempt_start(struct upstream *up, struct job *job, int64_t now)
     curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 2L);
     if (*cfg->here_ca_file != '\0')
         curl_easy_setopt(h, CURLOPT_CAINFO, cfg->here_ca_file);
-    curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS,
-        cfg->here_connect_timeout_ms < remaining ? cfg->here_connect_timeout_ms
-                                                 : remaining);
+    curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, connect_ms);
+    /*
+     * The whole fetch's deadline. The attempt's own bound is the
+     * watchdog's (watch_attempts): it holds only while nothing was
+     * published, and a large body that keeps coming is not cut for
+     * taking long.
+     */
     curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, remaining);
+    /*
+     * After a stall, not over the same connection: over HTTP/2 the retry
+     * would be one more stream on a connection that may be what stalled.
+     */
+    curl_easy_setopt(h, CURLOPT_FRESH_CONNECT, job->fresh ? 1L : 0L);
+    job->fresh = 0;
+    curl_easy_setopt(h, CURLOPT_PREREQFUNCTION, on_prereq);
+    curl_easy_setopt(h, CURLOPT_PREREQDATA, job);
     curl_easy_setopt(h, CURLOPT_TCP_KEEPALIVE, 1L);
     curl_easy_setopt(h, CURLOPT_TCP_NODELAY, 1L);
     curl_easy_setopt(h, CURLOPT_USERAGENT, up->user_agent);
@@ -669,7 +781,7 @@ attempt_done(struct upstream *up, struct job *job, CURLcode code)
     retry = !up->halting && !job->head_published && can_retry(job, now) &&
         ((outcome == UPSTREAM_OK && job->discard) ||
             outcome == UPSTREAM_CONNECT || outcome == UPSTREAM_TIMEOUT ||
-            outcome == UPSTREAM_BROKEN);
+            outcome == UPSTREAM_STALLED || outcome == UPSTREAM_BROKEN);
     if (!retry) {
         job_finish(job, outcome);
         return;
@@ -686,8 +798,63 @@ attempt_done(struct upstream *up, struct job *job, CURLcode code)
         return;
     }
     job->not_before_ms = now + delay;
+    job->fresh = outcome == UPSTREAM_STALLED;
     stat_add(&up->n_retries, 1);
     queue_append(&up->waiting, &up->waiting_tail, job);
+}
+
+/*
+ * HERE stopped sending: say so for the log and the client's error (never
+ * the URL: it holds the key), and mark the attempt to be abandoned.
+ */
+static void
+note_stall(struct job *job, enum upstream_stall why, long timeout_ms)
+{
+    job->stalled = 1;
+    if (!job->connected)
+        snprintf(job->detail, sizeof(job->detail),
+            "no connection to HERE within %ld ms (HERE_ATTEMPT_TIMEOUT_MS)",
+            timeout_ms);
+    else if (why == UPSTREAM_STALL_IDLE)
+        snprintf(job->detail, sizeof(job->detail),
+            "HERE sent nothing for %ld ms (HERE_ATTEMPT_TIMEOUT_MS) after "
+            "%zu body bytes%s",
+            timeout_ms, job->received,
+            job->status == 0 ? ", before the head" : "");
+    else
+        snprintf(job->detail, sizeof(job->detail),
+            "HERE took over %ld ms (HERE_ATTEMPT_TIMEOUT_MS) for %zu body "
+            "bytes",
+            timeout_ms, job->received);
+    if (job->connected)
+        job->stalls++;
+}
+
+/*
+ * The watchdog: abandon the attempts HERE stopped feeding (they are
+ * retried as attempt_done decides). Returns ms until it must look again.
+ */
+static long
+watch_attempts(struct upstream *up, int64_t now)
+{
+    long timeout_ms = up->attempt_timeout_ms;
+    int64_t next = POLL_MAX_MS, in = 0;
+    struct job *job, *later;
+
+    for (job = up->running_jobs; job != NULL; job = later) {
+        enum upstream_stall why = upstream_stall_check(now, job->attempt_ms,
+            job->progress_ms, !job->head_published, timeout_ms, &in);
+
+        later = job->next; /* attempt_done unlinks this one only */
+        if (why == UPSTREAM_STALL_NONE) {
+            if (in < next)
+                next = in;
+            continue;
+        }
+        note_stall(job, why, timeout_ms);
+        attempt_done(up, job, CURLE_OPERATION_TIMEDOUT);
+    }
+    return (long)next;
 }
 
 /* Start what may start; end what waited too long. Returns ms to sleep. */
@@ -785,7 +952,7 @@ engine_main(void *arg)
     for (;;) {
         struct job *incoming;
         int stopping, still = 0;
-        long wait_ms;
+        long wait_ms, watch;
 
         pthread_mutex_lock(&up->lock);
         incoming = up->incoming;
@@ -802,6 +969,9 @@ engine_main(void *arg)
         wait_ms = start_waiting(up, util_mono_ms());
         curl_multi_perform(up->multi, &still);
         drain_messages(up);
+        watch = watch_attempts(up, util_mono_ms());
+        if (watch < wait_ms)
+            wait_ms = watch;
         /* A finished transfer may have freed a slot for a waiting one. */
         if (up->waiting != NULL) {
             long again = start_waiting(up, util_mono_ms());
@@ -833,6 +1003,7 @@ upstream_new(const struct settings *cfg, struct flights *flights,
     up->cfg = cfg;
     up->flights = flights;
     up->auth = auth;
+    up->attempt_timeout_ms = settings_attempt_timeout_ms(cfg);
     up->rnd = (uint32_t)util_mono_us() ^ ((uint32_t)getpid() << 16) ^ 1u;
     pthread_mutex_init(&up->lock, NULL);
     snprintf(up->user_agent, sizeof(up->user_agent), "hereproxy/%s",
@@ -967,8 +1138,11 @@ const char *
 upstream_outcome_name(int outcome)
 {
     static const char *const names[] = {"ok", "connect", "tls", "timeout",
-        "too_big", "broken", "busy", "http_error", "stopped", "shed",
+        "stalled", "too_big", "broken", "busy", "http_error", "stopped", "shed",
         "cache_only", "auth", "bad_response"};
+    _Static_assert(
+        sizeof(names) / sizeof(names[0]) == UPSTREAM_BAD_RESPONSE + 1,
+        "a name for each enum upstream_outcome");
 
     if (outcome < 0 || (size_t)outcome >= sizeof(names) / sizeof(names[0]))
         return "unknown";

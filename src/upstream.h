@@ -13,11 +13,19 @@
  * curl multi handle, so concurrent misses share a few HTTP/2 connections
  * (multiplexed streams, negotiated by ALPN; certificates always checked).
  * Each transfer fills a flight. The engine retries what can succeed later
- * (connect errors, timeouts, 5xx, 429 with Retry-After) with capped
+ * (connect errors, timeouts, stalls, 5xx, 429 with Retry-After) with capped
  * exponential backoff and full jitter, only before the response head has
  * been published and within the HERE_TIMEOUT_MS deadline, and caps the
  * transfers in progress at HERE_MAX_INFLIGHT (the rest queue, for at most
  * HERE_QUEUE_TIMEOUT_MS).
+ *
+ * A response whose body fits HERE_BUFFER_MAX_BYTES (every tile) is
+ * published only once it is whole, head and body together, so that an
+ * attempt HERE stalls or breaks off part way can still be retried: no
+ * reader has seen any of it. A larger body is published as it comes
+ * (streamed), and can no longer be retried once it has started. An
+ * attempt that gets no byte for HERE_ATTEMPT_TIMEOUT_MS, or takes longer
+ * than that in all while it could still be retried, is abandoned.
  */
 
 struct upstream;
@@ -29,6 +37,7 @@ enum upstream_outcome {
     UPSTREAM_CONNECT,     /* could not connect (or resolve) */
     UPSTREAM_TLS,         /* TLS handshake or certificate failure */
     UPSTREAM_TIMEOUT,     /* the deadline passed */
+    UPSTREAM_STALLED,     /* HERE_ATTEMPT_TIMEOUT_MS without progress */
     UPSTREAM_TOO_BIG,     /* body over UPSTREAM_MAX_BYTES */
     UPSTREAM_BROKEN,      /* reset, truncated, protocol error */
     UPSTREAM_BUSY,        /* waited too long for an in-flight slot */
@@ -122,6 +131,33 @@ const char *upstream_outcome_name(int outcome);
  */
 int64_t upstream_backoff_ms(
     int attempt, long base_ms, long max_ms, uint32_t rnd);
+
+/* What the watchdog of an attempt finds (upstream_stall_check). */
+enum upstream_stall {
+    UPSTREAM_STALL_NONE, /* it may go on */
+    UPSTREAM_STALL_IDLE, /* no byte from HERE for the attempt timeout */
+    UPSTREAM_STALL_SLOW  /* retryable, and longer than that in all */
+};
+
+/*
+ * The watchdog of one attempt at now (ms on the monotonic clock): it
+ * started at started_ms, HERE last sent a byte at progress_ms (or the
+ * connection came up; started_ms before that), and retryable says that
+ * nothing of it was published yet. An attempt is abandoned after
+ * timeout_ms without progress, or, while it can still be retried, after
+ * timeout_ms in all. With UPSTREAM_STALL_NONE, *next_ms is how long until
+ * it must be looked at again. Pure, for tests.
+ */
+enum upstream_stall upstream_stall_check(int64_t now, int64_t started_ms,
+    int64_t progress_ms, int retryable, long timeout_ms, int64_t *next_ms);
+
+/*
+ * Whether a response head announcing content_length (-1: not announced)
+ * is kept back until its body is whole: bodies up to buffer_max bytes
+ * are; a body without a length is kept back until it passes buffer_max.
+ * Pure, for tests.
+ */
+int upstream_holds(int64_t content_length, uint64_t buffer_max);
 
 /*
  * Retry-After (delay-seconds or HTTP-date, judged against now) in seconds,

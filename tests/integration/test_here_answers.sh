@@ -223,9 +223,10 @@ nosniff "/admin/purge"
 
 # ------------------------------------------------- a client that goes away
 # Mid-body: HERE sends 1 KiB, then the rest 2.5 s later; the client gives up
-# after 1 s, NGINX hangs up, and the proxy's next write fails.
+# after 1 s, NGINX hangs up, and the proxy's next write fails. (200000 bytes:
+# more than HERE_BUFFER_MAX_BYTES, so that it streams.)
 TS=/base/mc/6/5/5/jpeg
-upstream_control slowbody "first=1024&after_ms=2500&times=1&path=/v3$TS"
+upstream_control slowbody "first=1024&after_ms=2500&bytes=200000&times=1&path=/v3$TS"
 curl -s --max-time 1 -o "$RUN_DIR/gone1.body" -H "X-Request-ID: gone-mid-body" \
     "$P$TS?size=512&indice=gone" 2>/dev/null
 assert_eq "$(access_field "$PLOG" gone-mid-body 'l.get("status")')" 499 \

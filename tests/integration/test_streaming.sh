@@ -1,15 +1,18 @@
 #!/bin/bash
-# Misses stream through NGINX (the shipped fastcgi_pass location) as HERE
-# sends them: the client has the first bytes before HERE has sent the last.
-# A transfer HERE cuts off is never cached, and the client can tell: its
-# connection is cut, it never gets a short body that looks complete (through
-# NGINX, which passes the Content-Length on, nor through Apache, which sends
-# the body chunked).
+# Misses larger than HERE_BUFFER_MAX_BYTES (64 KiB) stream through NGINX
+# (the shipped fastcgi_pass location) as HERE sends them: the client has the
+# first bytes before HERE has sent the last. A streaming transfer HERE cuts
+# off is never cached, and the client can tell: its connection is cut, it
+# never gets a short body that looks complete (through NGINX, which passes
+# the Content-Length on, nor through Apache, which sends the body chunked).
+# (Tile-sized bodies go out only whole, and a cut one is retried:
+# test_stalls.sh.) HERE's bodies here are padded to BIG bytes.
 . "$(dirname "$0")/lib.sh"
 
 require_cmds nginx spawn-fcgi curl python3 apache2
 require_bin
 
+BIG=200000
 start_upstream
 start_proxy main
 PLOG=$PROXY_LOG
@@ -57,7 +60,7 @@ check_cut() {
 # ------------------------------------------------ streaming a slow body
 TILE=/base/mc/5/3/4/png
 UPATH=/v3$TILE
-upstream_control slowbody "first=1024&after_ms=2000&times=1&path=$UPATH"
+upstream_control slowbody "first=1024&after_ms=2000&bytes=$BIG&times=1&path=$UPATH"
 fetch_parallel "$RUN_DIR/lead" "$P$TILE?indice=lead" &
 lead_pid=$!
 sleep 0.5   # the first request is in flight, HERE is pausing
@@ -70,8 +73,8 @@ R=$RUN_DIR/lead
 assert_eq "$(results_eval "$R" 'rs[0]["status"]')" 200 "slow body: 200"
 assert_eq "$(results_eval "$R" 'rs[0]["headers"].get("x-cache")')" MISS "slow body: X-Cache MISS"
 assert_eq "$(results_eval "$R" 'rs[0]["error"]')" null "slow body: the body arrived whole"
-assert_eq "$(results_eval "$R" 'rs[0]["length"] == int(rs[0]["headers"].get("content-length", -1))')" true \
-    "slow body: as many bytes as Content-Length"
+assert_eq "$(results_eval "$R" 'rs[0]["length"] == int(rs[0]["headers"].get("content-length", -1)) == '$BIG)" true \
+    "slow body: as many bytes as Content-Length ($BIG, more than HERE_BUFFER_MAX_BYTES)"
 assert_eq "$(results_eval "$R" 'rs[0]["t_first"] is not None and rs[0]["t_first"] < '"$done_ts")" true \
     "slow body: first byte at the client before the upstream sent its last byte"
 diag "first byte $(results_eval "$R" "round($done_ts - rs[0]['t_first'], 3)") s before the upstream finished"
@@ -96,7 +99,7 @@ assert_eq "$(upstream_path_requests "$UPATH")" 1 "slow body: the HIT did not rea
 # truncate: HERE announces the full Content-Length, sends half and hangs up.
 TILE=/base/mc/5/3/5/png
 UPATH=/v3$TILE
-upstream_control truncate "times=1&path=$UPATH"
+upstream_control truncate "bytes=$BIG&times=1&path=$UPATH"
 curl -sS --max-time 15 -o "$RUN_DIR/trunc.body" -D "$RUN_DIR/trunc.headers" \
     "$P$TILE?indice=trunc" 2>"$RUN_DIR/trunc.err"
 check_cut "truncated" $? "$RUN_DIR/trunc.headers" "$RUN_DIR/trunc.body"
@@ -119,7 +122,7 @@ assert_eq "$(sha1sum <"$HTTP_BODY_FILE" | cut -d' ' -f1)" "$FULL_SHA" "truncated
 TILE=/base/mc/5/3/6/png
 UPATH=/v3$TILE
 upstream_control delay "ms=1000&times=1&path=$UPATH"
-upstream_control truncate "times=1&path=$UPATH"
+upstream_control truncate "bytes=$BIG&times=1&path=$UPATH"
 curl -sS --max-time 15 -o "$RUN_DIR/t1.body" -D "$RUN_DIR/t1.headers" "$P$TILE?indice=t1" \
     2>"$RUN_DIR/t1.err" &
 c1=$!
@@ -143,7 +146,7 @@ assert_eq "$(upstream_path_requests "$UPATH")" 2 "truncated, two readers: the ne
 start_apache main "$PROXY_ADDR"
 TILE=/base/mc/5/3/7/png
 UPATH=/v3$TILE
-upstream_control truncate "times=1&path=$UPATH"
+upstream_control truncate "bytes=$BIG&times=1&path=$UPATH"
 curl -sS --max-time 20 -o "$RUN_DIR/ta.body" -D "$RUN_DIR/ta.headers" \
     "$APACHE_URL/here-proxy$TILE?indice=apache" 2>"$RUN_DIR/ta.err"
 check_cut "truncated via Apache" $? "$RUN_DIR/ta.headers" "$RUN_DIR/ta.body"
@@ -152,6 +155,14 @@ assert_eq "$?/$(grep -i '^x-cache:' "$RUN_DIR/ta2.headers" | tr -d '\r' | cut -d
     "truncated via Apache: the next request is whole, and a MISS"
 assert_eq "$(tail -c 8 "$RUN_DIR/ta2.body" | od -An -tx1 | tr -d ' \n')" 49454e44ae426082 \
     "truncated via Apache: the refetched PNG ends with its IEND chunk"
+# The proxy's deliberate abort (a bogus FastCGI record), as Apache logs it
+# (man page, DIAGNOSTICS).
+if grep -q 'AH01068: Got bogus version 0' "$RUN_DIR/apache-main/error.log"; then
+    ok "truncated via Apache: Apache logs 'AH01068: Got bogus version 0' for the abort"
+else
+    not_ok "truncated via Apache: Apache logs 'AH01068: Got bogus version 0'" \
+        "$(tail -n 5 "$RUN_DIR/apache-main/error.log")"
+fi
 
 # ------------------------------------------------ logs
 n=$(python3 - "$PLOG" <<'EOF'
@@ -169,6 +180,21 @@ EOF
 )
 assert_eq "$n" "apache=MISS t1=MISS t2=COALESCED trunc=MISS" \
     "the access lines of the four cut-off requests say so in error (the second reader COALESCED)"
+n=$(python3 - "$PLOG" <<'EOF'
+import json, sys
+n = []
+for line in open(sys.argv[1]):
+    try:
+        o = json.loads(line)
+    except ValueError:
+        continue
+    if o.get("indice") in ("trunc", "t1", "t2", "apache"):
+        n.append("%s=%s" % (o["indice"], o.get("aborted")))
+print(" ".join(sorted(n)))
+EOF
+)
+assert_eq "$n" "apache=upstream_broken t1=upstream_broken t2=upstream_broken trunc=upstream_broken" \
+    "the four cut-off requests' access lines say \"aborted\":\"upstream_broken\""
 check_log_json "$PLOG" "proxy log is JSON lines with complete access lines" 8
 check_no_key_leak "no key in responses or logs" "$PLOG"
 finish

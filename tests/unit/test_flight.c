@@ -238,6 +238,127 @@ test_join_running_never_leads(void **state)
 }
 
 /* The whole body at once only when it ended well and fits one block. */
+struct whole_reader {
+    struct flight *f;
+    int head_rc, whole, ok;
+    size_t len;
+};
+
+/* A tile's reader: the head, then (whole) the end and the body at once. */
+static void *
+read_whole(void *arg)
+{
+    struct whole_reader *r = arg;
+    struct flight_head head;
+    const unsigned char *p;
+    size_t i;
+
+    r->head_rc = flight_wait_head(r->f, util_mono_ms() + 10000, &head, NULL);
+    if (r->head_rc != 0)
+        return NULL;
+    r->whole = head.whole;
+    if (flight_wait_end(r->f, util_mono_ms() + 10000) != FLIGHT_OK ||
+        (p = flight_done_body(r->f, &r->len)) == NULL)
+        return NULL;
+    r->ok = 1;
+    for (i = 0; i < r->len; i++)
+        r->ok &= p[i] == pattern(i);
+    return NULL;
+}
+
+/*
+ * Head and end published together (a tile held until whole): every
+ * reader waiting for the head gets the whole body and an OK end.
+ */
+static void
+test_end_whole(void **state)
+{
+    struct flights *reg = flights_new();
+    struct whole_reader readers[READERS];
+    static unsigned char body[40000];
+    struct flight_head head;
+    struct flight_result res;
+    pthread_t rt[READERS];
+    struct flight *f;
+    int leader, i;
+
+    (void)state;
+    for (i = 0; i < (int)sizeof(body); i++)
+        body[i] = pattern((size_t)i);
+    f = flight_join(reg, "w", 1, &leader);
+    for (i = 0; i < READERS; i++) {
+        memset(&readers[i], 0, sizeof(readers[i]));
+        readers[i].f = f;
+        assert_int_equal(
+            pthread_create(&rt[i], NULL, read_whole, &readers[i]), 0);
+    }
+    assert_int_equal(flight_append(f, body, sizeof(body)), 0);
+    memset(&head, 0, sizeof(head));
+    head.status = 200;
+    head.content_length = sizeof(body);
+    head.whole = 1;
+    memset(&res, 0, sizeof(res));
+    flight_end_whole(f, &head, &res);
+    for (i = 0; i < READERS; i++) {
+        pthread_join(rt[i], NULL);
+        assert_int_equal(readers[i].head_rc, 0);
+        assert_int_equal(readers[i].whole, 1);
+        assert_int_equal(readers[i].ok, 1);
+        assert_int_equal(readers[i].len, sizeof(body));
+    }
+    flight_retire(reg, f);
+    flight_release(reg, f);
+    flights_free(reg);
+}
+
+/*
+ * An attempt that failed before its head was published leaves nothing: the
+ * next one's body replaces it. After the head, the body stays.
+ */
+static void
+test_discard_body(void **state)
+{
+    struct flights *reg = flights_new();
+    static unsigned char big[FLIGHT_BLOCK_SIZE + 100];
+    struct flight_head head;
+    struct flight_result res;
+    const unsigned char *p;
+    struct flight *f;
+    int leader;
+    size_t len;
+
+    (void)state;
+    memset(&head, 0, sizeof(head));
+    head.status = 200;
+    head.whole = 1;
+    memset(&res, 0, sizeof(res));
+    memset(big, 'x', sizeof(big));
+    f = flight_join(reg, "r", 1, &leader);
+    /* The first attempt: more than a block, then it stalled. */
+    assert_int_equal(flight_append(f, big, sizeof(big)), 0);
+    assert_int_equal(flight_body_len(f), sizeof(big));
+    flight_discard_body(f);
+    assert_int_equal(flight_body_len(f), 0);
+    flight_discard_body(f); /* nothing to drop: harmless */
+    /* The retry: the whole tile, head and end at once. */
+    assert_int_equal(flight_append(f, "tile", 4), 0);
+    flight_end_whole(f, &head, &res);
+    flight_discard_body(f);             /* published: kept */
+    flight_end(f, FLIGHT_FAILED, &res); /* ended once: no effect */
+    memset(&head, 0, sizeof(head));
+    assert_int_equal(flight_wait_head(f, util_mono_ms(), &head, NULL), 0);
+    assert_int_equal(head.status, 200);
+    assert_int_equal(head.whole, 1);
+    assert_int_equal(flight_wait_end(f, util_mono_ms()), FLIGHT_OK);
+    p = flight_done_body(f, &len);
+    assert_non_null(p);
+    assert_int_equal(len, 4);
+    assert_memory_equal(p, "tile", 4);
+    flight_retire(reg, f);
+    flight_release(reg, f);
+    flights_free(reg);
+}
+
 static void
 test_done_body(void **state)
 {
@@ -315,6 +436,8 @@ main(void)
         cmocka_unit_test(test_failure_reaches_readers),
         cmocka_unit_test(test_join_running_never_leads),
         cmocka_unit_test(test_done_body),
+        cmocka_unit_test(test_discard_body),
+        cmocka_unit_test(test_end_whole),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -132,6 +132,28 @@ test_access_fields(void **state)
     assert_true(num_field(obj, "upstream_ms") > 9.99 &&
         num_field(obj, "upstream_ms") < 10.01);
     assert_null(cJSON_GetObjectItemCaseSensitive(obj, "error"));
+    assert_null(cJSON_GetObjectItemCaseSensitive(obj, "aborted"));
+    cJSON_Delete(obj);
+}
+
+/* A response aborted on purpose says why, next to its error. */
+static void
+test_access_aborted(void **state)
+{
+    struct access_record rec;
+    cJSON *obj;
+
+    (void)state;
+    memset(&rec, 0, sizeof(rec));
+    rec.status = 200;
+    rec.upstream = 1;
+    rec.upstream_attempts = 1;
+    rec.error = "response aborted on purpose: HERE's response was cut off "
+                "after 100000 of 200000 bytes: HERE sent nothing for 5000 ms";
+    rec.aborted = "upstream_stalled";
+    obj = render(&rec, NULL);
+    assert_string_equal(str_field(obj, "aborted"), "upstream_stalled");
+    assert_non_null(strstr(str_field(obj, "error"), "aborted on purpose"));
     cJSON_Delete(obj);
 }
 
@@ -498,6 +520,7 @@ main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_access_fields),
         cmocka_unit_test(test_access_minimal),
+        cmocka_unit_test(test_access_aborted),
         cmocka_unit_test(test_access_hostile),
         cmocka_unit_test(test_access_non_utf8),
         cmocka_unit_test(test_access_long_values),

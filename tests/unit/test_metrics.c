@@ -490,6 +490,7 @@ test_exact_workload(void **state)
                          "version=\"1.1\"}"),
         3);
     assert_int_equal(sample(text, "hereproxy_upstream_retries_total"), 0);
+    assert_int_equal(sample(text, "hereproxy_upstream_stalls_total"), 0);
     assert_int_equal(sample(text,
                          "hereproxy_request_duration_seconds_count{"
                          "cache=\"hit\"}"),
@@ -679,6 +680,12 @@ test_upstream_errors_memcached(void **state)
     metrics_upstream(m, "u", UPSTREAM_LABEL_OK, 99, 1, 0, 1.0);
     /* What HERE answered wrong: labels of their own, not "other". */
     metrics_upstream(m, "u", UPSTREAM_LABEL_BAD_RESPONSE, 0, 1, 0, 0.1);
+    /* HERE stalled: the exchange's label, and each abandoned attempt. */
+    metrics_upstream(m, "u", UPSTREAM_LABEL_STALLED, 0, 3, 0, 3.0);
+    metrics_upstream_stalls(m, 3);
+    metrics_upstream_stalls(m, 1); /* stalled once, then retried well */
+    metrics_upstream_stalls(m, 0);
+    metrics_upstream_stalls(NULL, 1);
     metrics_error(m, "u", ERROR_UPSTREAM_BAD_RESPONSE);
     metrics_error(m, "u", ERROR_UPSTREAM_3XX);
     metrics_error(m, "u", ERROR_OTHER);
@@ -722,8 +729,13 @@ test_upstream_errors_memcached(void **state)
                          "hereproxy_errors_total{indice=\"u\","
                          "kind=\"other\"}"),
         2);
-    /* Ten exchanges of three attempts each. */
-    assert_int_equal(sample(text, "hereproxy_upstream_retries_total"), 20);
+    assert_int_equal(sample(text,
+                         "hereproxy_upstream_requests_total{"
+                         "indice=\"u\",outcome=\"stalled\"}"),
+        1);
+    assert_int_equal(sample(text, "hereproxy_upstream_stalls_total"), 4);
+    /* Eleven exchanges of three attempts each. */
+    assert_int_equal(sample(text, "hereproxy_upstream_retries_total"), 22);
     assert_int_equal(sample(text,
                          "hereproxy_upstream_http_version_total{"
                          "version=\"2\"}"),
@@ -740,9 +752,10 @@ test_upstream_errors_memcached(void **state)
                          "hereproxy_upstream_http_version_total{"
                          "version=\"1.1\"}"),
         0);
-    /* busy and breaker_open are counted but not timed; bad_response is. */
+    /* busy and breaker_open are counted but not timed; bad_response and
+     * stalled are. */
     assert_int_equal(
-        sample(text, "hereproxy_upstream_duration_seconds_count"), 11);
+        sample(text, "hereproxy_upstream_duration_seconds_count"), 12);
     assert_int_equal(
         sample(text, "hereproxy_upstream_bytes_total{indice=\"u\"}"), 100);
     assert_int_equal(
@@ -765,8 +778,8 @@ test_upstream_errors_memcached(void **state)
     free(text);
 
     j = json(m);
-    /* 13 exchanges, busy and breaker_open made no call. */
-    assert_int_equal(jnum(j, "u", "upstream_calls"), 11);
+    /* 14 exchanges, busy and breaker_open made no call. */
+    assert_int_equal(jnum(j, "u", "upstream_calls"), 12);
     assert_int_equal(jnum(j, "u", "errors"), 14);
     assert_int_equal(jnum(j, "u", "rate_limited"), 2);
     assert_int_equal(jnum(j, "u", "requests"), 0);

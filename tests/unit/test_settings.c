@@ -59,6 +59,9 @@ test_defaults(void **state)
     assert_string_equal(c.here_ca_file, "");
     assert_int_equal(c.here_connect_timeout_ms, 5000);
     assert_int_equal(c.here_timeout_ms, 30000);
+    assert_int_equal(c.here_attempt_timeout_ms, 0);
+    assert_int_equal(settings_attempt_timeout_ms(&c), 5000);
+    assert_true(c.here_buffer_max_bytes == 65536ULL);
     assert_int_equal(c.here_allow_logistics, 0);
     assert_int_equal(c.threads, 64);
     assert_string_equal(c.listen, "");
@@ -102,6 +105,15 @@ static const struct {
     {"HERE_CONNECT_TIMEOUT_MS", "99999999999999999999999", -1},
     {"HERE_TIMEOUT_MS", "3600000", 0},
     {"HERE_TIMEOUT_MS", "3600001", -1},
+    {"HERE_ATTEMPT_TIMEOUT_MS", "1", 0},
+    {"HERE_ATTEMPT_TIMEOUT_MS", "0", 0},
+    {"HERE_ATTEMPT_TIMEOUT_MS", "-1", -1},
+    {"HERE_ATTEMPT_TIMEOUT_MS", "3600001", -1},
+    {"HERE_ATTEMPT_TIMEOUT_MS", "5s", -1},
+    {"HERE_BUFFER_MAX_BYTES", "0", 0},
+    {"HERE_BUFFER_MAX_BYTES", "256K", 0},
+    {"HERE_BUFFER_MAX_BYTES", "-1", -1},
+    {"HERE_BUFFER_MAX_BYTES", "64KiB", -1},
     {"HEREPROXY_THREADS", "1", 0},
     {"HEREPROXY_THREADS", "4096", 0},
     {"HEREPROXY_THREADS", "4097", -1},
@@ -632,6 +644,35 @@ test_load(void **state)
         assert_int_equal(settings_load(&c, envp, err, sizeof(err)), -1);
         assert_non_null(strstr(err, "CACHE_TTL_DEFAULT"));
         assert_non_null(strstr(err, "CACHE_TTL_CAP"));
+        settings_cleanup(&c);
+    }
+    {
+        /* Unset, the attempt timeout follows a shorter HERE_TIMEOUT_MS. */
+        char *envp[] = {"HERE_API_KEY=k", "HERE_TIMEOUT_MS=800", NULL};
+        assert_int_equal(settings_load(&c, envp, err, sizeof(err)), 0);
+        assert_int_equal(settings_attempt_timeout_ms(&c), 800);
+        settings_cleanup(&c);
+    }
+    {
+        /* Set longer than the whole fetch: refused, both named. */
+        char *envp[] = {"HERE_API_KEY=k", "HERE_TIMEOUT_MS=800",
+            "HERE_ATTEMPT_TIMEOUT_MS=5000", NULL};
+        assert_int_equal(settings_load(&c, envp, err, sizeof(err)), -1);
+        assert_non_null(strstr(err, "HERE_ATTEMPT_TIMEOUT_MS (5000)"));
+        assert_non_null(strstr(err, "HERE_TIMEOUT_MS (800)"));
+        settings_cleanup(&c);
+    }
+    {
+        char *envp[] = {"HERE_API_KEY=k", "HERE_TIMEOUT_MS=800",
+            "HERE_ATTEMPT_TIMEOUT_MS=800", NULL};
+        assert_int_equal(settings_load(&c, envp, err, sizeof(err)), 0);
+        assert_int_equal(settings_attempt_timeout_ms(&c), 800);
+        settings_cleanup(&c);
+    }
+    {
+        char *envp[] = {"HERE_API_KEY=k", "HERE_ATTEMPT_TIMEOUT_MS=1500", NULL};
+        assert_int_equal(settings_load(&c, envp, err, sizeof(err)), 0);
+        assert_int_equal(settings_attempt_timeout_ms(&c), 1500);
         settings_cleanup(&c);
     }
     {

@@ -156,15 +156,17 @@ fill(struct flight *f, const struct fake_here *h)
     snprintf(head.etag, sizeof(head.etag), "%s", h->etag);
     snprintf(
         head.cache_control, sizeof(head.cache_control), "%s", h->cache_control);
-    flight_set_head(f, &head);
+    /* As the engine does with a tile-sized body: the body, then the head
+     * (whole) with the end. */
     if (len > 0)
         assert_int_equal(flight_append(f, h->body, len), 0);
+    head.whole = 1;
     memset(&r, 0, sizeof(r));
     r.outcome = UPSTREAM_OK;
     r.attempts = 1;
     r.status = h->status;
     r.http_version = 20;
-    flight_end(f, FLIGHT_OK, &r);
+    flight_end_whole(f, &head, &r);
 }
 
 static int
@@ -531,6 +533,104 @@ test_errors_not_stored(void **state)
     assert_int_equal(fx.store.puts, 0);
 }
 
+/* Run tile_get in a thread and wait until the fake HERE holds the flight. */
+static void
+lead_in_thread(pthread_t *th, struct follower *leader)
+{
+    int i;
+
+    assert_int_equal(pthread_create(th, NULL, follow, leader), 0);
+    for (i = 0; i < 2000 && fx.here.held == NULL; i++) {
+        struct timespec ts = {0, 1000000L};
+
+        nanosleep(&ts, NULL);
+    }
+    assert_non_null(fx.here.held);
+}
+
+/* Every attempt stalled: a clean 504 for the client, nothing stored. */
+static void
+test_stalled_fetch(void **state)
+{
+    struct follower leader;
+    struct flight_result r;
+    pthread_t th;
+
+    (void)state;
+    fx.here.hold = 1;
+    memset(&leader, 0, sizeof(leader));
+    parse(&leader.req, "/here-proxy/base/mc/9/1/1/png");
+    lead_in_thread(&th, &leader);
+    /* The engine kept the head back (a tile): the readers saw nothing. */
+    assert_int_equal(flight_append(fx.here.held, "PNG", 3), 0);
+    memset(&r, 0, sizeof(r));
+    r.outcome = UPSTREAM_STALLED;
+    r.attempts = 3;
+    r.stalls = 3;
+    snprintf(r.error, sizeof(r.error), "HERE sent nothing for 5000 ms");
+    flight_end(fx.here.held, FLIGHT_FAILED, &r);
+    flight_release(flights, fx.here.held);
+    fx.here.held = NULL;
+    pthread_join(th, NULL);
+    assert_int_equal(leader.a.body, TILE_ERROR);
+    assert_int_equal(leader.a.status, 504);
+    assert_int_equal(leader.a.error, ERROR_UPSTREAM_TIMEOUT);
+    assert_non_null(strstr(leader.a.message, "stalled"));
+    assert_non_null(strstr(leader.a.detail, "5000 ms"));
+    tile_done(&fx.t, &fx.cfg, &leader.req, &leader.a);
+    assert_int_equal(leader.a.upstream.stalls, 3);
+    assert_int_equal(fx.store.puts, 0);
+}
+
+/*
+ * A body larger than HERE_BUFFER_MAX_BYTES streams; when HERE stalls part
+ * way, the reader sees it cut, and why.
+ */
+static void
+test_stream_cut_by_stall(void **state)
+{
+    static char chunk[4096];
+    struct follower leader;
+    struct flight_head head;
+    struct flight_result r;
+    const void *p;
+    size_t len, got = 0;
+    pthread_t th;
+    int cut = 0;
+
+    (void)state;
+    fx.here.hold = 1;
+    memset(&leader, 0, sizeof(leader));
+    parse(&leader.req, "/here-proxy/base/mc/9/1/2/png");
+    lead_in_thread(&th, &leader);
+    memset(&head, 0, sizeof(head));
+    head.status = 200;
+    head.content_length = 200000;
+    snprintf(head.content_type, sizeof(head.content_type), "image/png");
+    flight_set_head(fx.here.held, &head); /* not whole: it streams */
+    assert_int_equal(flight_append(fx.here.held, chunk, sizeof(chunk)), 0);
+    pthread_join(th, NULL);
+    assert_int_equal(leader.a.body, TILE_STREAM);
+    assert_int_equal(leader.a.content_length, 200000);
+    p = tile_stream(&leader.a, &len, &cut);
+    assert_non_null(p);
+    got += len;
+    memset(&r, 0, sizeof(r));
+    r.outcome = UPSTREAM_STALLED;
+    r.attempts = 1;
+    r.stalls = 1;
+    flight_end(fx.here.held, FLIGHT_FAILED, &r);
+    flight_release(flights, fx.here.held);
+    fx.here.held = NULL;
+    while ((p = tile_stream(&leader.a, &len, &cut)) != NULL && len > 0)
+        got += len;
+    assert_int_equal(got, sizeof(chunk));
+    assert_int_equal(cut, 1);
+    assert_int_equal(leader.a.cut.outcome, UPSTREAM_STALLED);
+    tile_done(&fx.t, &fx.cfg, &leader.req, &leader.a);
+    assert_int_equal(fx.store.puts, 0);
+}
+
 /* Metadata: its own TTL, whatever HERE says. */
 static void
 test_metadata_ttl(void **state)
@@ -691,6 +791,9 @@ main(void)
         cmocka_unit_test_setup_teardown(test_metadata_ttl, setup, teardown),
         cmocka_unit_test_setup_teardown(test_doc_kept, setup, teardown),
         cmocka_unit_test_setup_teardown(test_doc_fallback, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stalled_fetch, setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_stream_cut_by_stall, setup, teardown),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -214,6 +214,72 @@ test_header_value(void **state)
     assert_int_equal(vlen, 0);
 }
 
+/*
+ * The watchdog: no byte for the attempt timeout ends any attempt; taking
+ * longer than that in all ends one that can still be retried (nothing
+ * published), not a large body that keeps coming.
+ */
+static void
+test_stall_check(void **state)
+{
+    int64_t next = -1;
+
+    (void)state;
+    /* Started at 1000, timeout 500. */
+    assert_int_equal(upstream_stall_check(1000, 1000, 1000, 1, 500, &next),
+        UPSTREAM_STALL_NONE);
+    assert_int_equal(next, 500);
+    assert_int_equal(upstream_stall_check(1499, 1000, 1000, 1, 500, &next),
+        UPSTREAM_STALL_NONE);
+    assert_int_equal(next, 1);
+    /* Nothing at all since the start (before the head, or connecting). */
+    assert_int_equal(upstream_stall_check(1500, 1000, 1000, 1, 500, &next),
+        UPSTREAM_STALL_IDLE);
+    /* Bytes came at 1400: idle until 1900, but in all only until 1500. */
+    assert_int_equal(upstream_stall_check(1450, 1000, 1400, 1, 500, &next),
+        UPSTREAM_STALL_NONE);
+    assert_int_equal(next, 50);
+    assert_int_equal(upstream_stall_check(1500, 1000, 1400, 1, 500, &next),
+        UPSTREAM_STALL_SLOW);
+    /* Streaming (published): only the idle rule. */
+    assert_int_equal(upstream_stall_check(1500, 1000, 1400, 0, 500, &next),
+        UPSTREAM_STALL_NONE);
+    assert_int_equal(next, 400);
+    assert_int_equal(upstream_stall_check(5000, 1000, 4600, 0, 500, &next),
+        UPSTREAM_STALL_NONE);
+    assert_int_equal(upstream_stall_check(5100, 1000, 4600, 0, 500, &next),
+        UPSTREAM_STALL_IDLE);
+}
+
+/* Tile-sized bodies are kept back until whole; larger ones stream. */
+static void
+test_holds(void **state)
+{
+    (void)state;
+    assert_true(upstream_holds(0, 65536));
+    assert_true(upstream_holds(65536, 65536));
+    assert_false(upstream_holds(65537, 65536));
+    assert_true(upstream_holds(-1, 65536)); /* unknown: until it passes */
+    assert_true(upstream_holds(0, 0));
+    assert_false(upstream_holds(1, 0));
+    assert_true(upstream_holds(-1, 0));
+}
+
+static void
+test_outcome_names(void **state)
+{
+    (void)state;
+    assert_string_equal(upstream_outcome_name(UPSTREAM_OK), "ok");
+    assert_string_equal(upstream_outcome_name(UPSTREAM_TIMEOUT), "timeout");
+    assert_string_equal(upstream_outcome_name(UPSTREAM_STALLED), "stalled");
+    assert_string_equal(upstream_outcome_name(UPSTREAM_TOO_BIG), "too_big");
+    assert_string_equal(
+        upstream_outcome_name(UPSTREAM_BAD_RESPONSE), "bad_response");
+    assert_string_equal(upstream_outcome_name(-1), "unknown");
+    assert_string_equal(
+        upstream_outcome_name(UPSTREAM_BAD_RESPONSE + 1), "unknown");
+}
+
 int
 main(void)
 {
@@ -223,6 +289,9 @@ main(void)
         cmocka_unit_test(test_retry_after),
         cmocka_unit_test(test_media_type),
         cmocka_unit_test(test_header_value),
+        cmocka_unit_test(test_stall_check),
+        cmocka_unit_test(test_holds),
+        cmocka_unit_test(test_outcome_names),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -637,7 +637,7 @@ class State:
             self.inflight = self.max_inflight = 0  # /v3 requests being answered
             self.rules = {"fail": [], "delay": [], "slowbody": [], "truncate": [], "chunked": [],
                           "badheader": [], "ctype": [], "longetag": [], "redirect": [],
-                          "badtoken": []}
+                          "badtoken": [], "stall": []}
             self.metadoc = {}  # metadata documents replaced by /__control/metadoc
             self.max_age = self.default_max_age
             self.revision = 0
@@ -750,6 +750,12 @@ def feature_problems(params):
     if times.get("startTime") and times.get("endTime") and times["endTime"] < times["startTime"]:
         problems.append("endTime is before startTime")
     return problems
+
+
+def padded(body, rule):
+    """The body padded with zero bytes to rule["bytes"] (when larger): a body
+    larger than the proxy keeps back before sending (HERE_BUFFER_MAX_BYTES)."""
+    return body + b"\0" * max(0, rule.get("bytes", 0) - len(body))
 
 
 def int_arg(query, name, default):
@@ -1044,13 +1050,24 @@ class Handler(BaseHTTPRequestHandler):
     # -- sending -----------------------------------------------------------
     def reply(self, status, headers, body, head, path=None):
         """Send a response, applying any injected truncate/slowbody behaviour."""
-        truncate = slow = chunked = None
+        truncate = slow = chunked = stall = None
         if path is not None and body and not head:
-            truncate = STATE.take("truncate", path)
-            if not truncate:
+            stall = STATE.take("stall", path)
+            if not stall:
+                truncate = STATE.take("truncate", path)
+            if not stall and not truncate:
                 slow = STATE.take("slowbody", path)
-            if not truncate and not slow:
+            if not stall and not truncate and not slow:
                 chunked = STATE.take("chunked", path)
+        for rule in (stall, truncate, slow):
+            if rule:
+                body = padded(body, rule)
+        if stall and stall["after"] < 0:
+            # HERE took the request and says nothing: not even a status line
+            STATE.record({"event": "stall", "ts": time.time(), "path": path, "sent": -1})
+            time.sleep(stall["ms"] / 1000.0)
+            self.close_connection = True
+            return
         if path is not None and STATE.take("badheader", path):
             # control bytes inside header values: a proxy must not reflect them
             headers = [(n, v + "\rX-Injected: 1") if n == "ETag" else (n, v) for n, v in headers]
@@ -1082,6 +1099,17 @@ class Handler(BaseHTTPRequestHandler):
         elif truncate:
             self.wfile.write(body[: len(body) // 2])
             self.close_connection = True  # Content-Length promised more: hang up
+        elif stall:
+            sent = max(0, min(stall["after"], len(body) - 1))  # always hold back something
+            try:
+                self.wfile.write(body[:sent])
+                self.wfile.flush()
+            except OSError:
+                return
+            STATE.record({"event": "stall", "ts": time.time(), "path": path, "sent": sent,
+                          "total": len(body)})
+            time.sleep(stall["ms"] / 1000.0)
+            self.close_connection = True  # never the rest: hang up
         elif slow:
             first = max(0, min(slow["first"], len(body) - 1))  # always hold back something
             self.wfile.write(body[:first])
@@ -1167,9 +1195,15 @@ class Handler(BaseHTTPRequestHandler):
             rule = {"ms": int_arg(query, "ms", 0), "times": int_arg(query, "times", -1), "path": path}
         elif action == "slowbody":
             rule = {"first": int_arg(query, "first", 1024), "after_ms": int_arg(query, "after_ms", 2000),
-                    "times": int_arg(query, "times", 1), "path": path}
+                    "bytes": int_arg(query, "bytes", 0), "times": int_arg(query, "times", 1),
+                    "path": path}
         elif action == "truncate":
-            rule = {"times": int_arg(query, "times", 1), "path": path}
+            rule = {"bytes": int_arg(query, "bytes", 0), "times": int_arg(query, "times", 1),
+                    "path": path}
+        elif action == "stall":
+            rule = {"after": int_arg(query, "after", 1024), "ms": int_arg(query, "ms", 30000),
+                    "bytes": int_arg(query, "bytes", 0), "times": int_arg(query, "times", 1),
+                    "path": path}
         elif action == "chunked":
             rule = {"bytes": int_arg(query, "bytes", 0), "times": int_arg(query, "times", 1),
                     "path": path}
