@@ -273,12 +273,11 @@ int settings_load(
 #define SETTINGS_ATTEMPT_TIMEOUT_MS 5000
 long settings_attempt_timeout_ms(const struct settings *cfg);
 
-*Cross - setting checks,
-    and the required credential : an API key or HERE *platform credentials,
-    not both.Returns 0 or
-    -1. * /
-        int settings_validate(
-            const struct settings *cfg, char *err, size_t errlen);
+/*
+ * Cross-setting checks, and the required credential: an API key or HERE
+ * platform credentials, not both. Returns 0 or -1.
+ */
+int settings_validate(const struct settings *cfg, char *err, size_t errlen);
 
 /* Print every setting as KEY=value, secrets as <redacted>. */
 void settings_dump(const struct settings *cfg, FILE *fp);
