@@ -176,8 +176,10 @@ assert_contains "$(json_field 'd["error"]')" "answered 401 (errorCode 401300)" \
     "/readyz says the token endpoint answered 401 and HERE's error code"
 miss
 check_json_error 503 "a wrong secret: a miss is a 503 at once"
-assert_match "$(metric 'hereproxy_here_token_renewals_total{outcome="refused"}')" '^[1-3]$' \
-    "metrics: the renewals were refused"
+# Backoff from 0.5-1 s, doubling: a handful in the seconds a loaded
+# machine takes to get here (4 seen under load), never dozens.
+assert_match "$(metric 'hereproxy_here_token_renewals_total{outcome="refused"}')" '^[1-6]$' \
+    "metrics: the renewals were refused, backing off"
 stop_pid "$PROXY_PID" TERM 10
 
 # ------------------------------------------------- nothing leaked
