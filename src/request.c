@@ -299,26 +299,6 @@ is_alpha(char c)
     return is_lower(c) || (c >= 'A' && c <= 'Z');
 }
 
-/* ^[a-z]{2}(-[A-Za-z]{1,4})?$ */
-static int
-valid_lang(const char *v)
-{
-    size_t len = strlen(v), i;
-
-    if (len != 2 && (len < 4 || len > 7))
-        return 0;
-    if (!is_lower(v[0]) || !is_lower(v[1]))
-        return 0;
-    if (len == 2)
-        return 1;
-    if (v[2] != '-')
-        return 0;
-    for (i = 3; i < len; i++)
-        if (!is_alpha(v[i]))
-            return 0;
-    return 1;
-}
-
 /* ^[A-Z]{2,3}$ */
 static int
 valid_pview(const char *v)
@@ -647,7 +627,7 @@ apply_param(const char *name, const char *value, struct params *p,
         char *slot = name[4] == '2' ? p->lang2 : p->lang;
         if (*slot != '\0')
             goto twice;
-        if (!valid_lang(value)) {
+        if (!util_lang_valid(value)) {
             snprintf(err, errlen, "%s: must look like en or pt-BR", name);
             return -1;
         }

@@ -166,21 +166,11 @@ enum upstream_header
 upstream_header_value(const char *line, size_t len, const char *name, char *out,
     size_t outsize, size_t *value_len)
 {
-    size_t nlen = strlen(name), vlen, i;
-    const char *v;
+    size_t vlen, i;
+    const char *v = util_header_field(line, len, name, &vlen);
 
-    if (len <= nlen || line[nlen] != ':' || strncasecmp(line, name, nlen))
+    if (v == NULL)
         return UPSTREAM_HEADER_OTHER;
-    v = line + nlen + 1;
-    vlen = len - nlen - 1;
-    while (vlen > 0 && (*v == ' ' || *v == '\t')) {
-        v++;
-        vlen--;
-    }
-    while (vlen > 0 &&
-        (v[vlen - 1] == '\r' || v[vlen - 1] == '\n' || v[vlen - 1] == ' ' ||
-            v[vlen - 1] == '\t'))
-        vlen--;
     if (value_len != NULL)
         *value_len = vlen;
     out[0] = '\0';

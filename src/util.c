@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #include "util.h"
@@ -273,4 +274,45 @@ util_utf8_sequence(const unsigned char *s)
         (cp >= 0xd800 && cp <= 0xdfff))
         return 0; /* overlong, out of range or a surrogate */
     return n;
+}
+
+const char *
+util_header_field(const char *line, size_t len, const char *name, size_t *vlen)
+{
+    size_t nlen = strlen(name), n;
+    const char *v;
+
+    if (len <= nlen || line[nlen] != ':' || strncasecmp(line, name, nlen) != 0)
+        return NULL;
+    v = line + nlen + 1;
+    n = len - nlen - 1;
+    while (n > 0 && (*v == ' ' || *v == '\t')) {
+        v++;
+        n--;
+    }
+    while (n > 0 &&
+        (v[n - 1] == '\r' || v[n - 1] == '\n' || v[n - 1] == ' ' ||
+            v[n - 1] == '\t'))
+        n--;
+    *vlen = n;
+    return v;
+}
+
+int
+util_lang_valid(const char *v)
+{
+    size_t len = strlen(v), i;
+
+    if (len != 2 && (len < 4 || len > 7))
+        return 0;
+    if (!(v[0] >= 'a' && v[0] <= 'z') || !(v[1] >= 'a' && v[1] <= 'z'))
+        return 0;
+    if (len == 2)
+        return 1;
+    if (v[2] != '-')
+        return 0;
+    for (i = 3; i < len; i++)
+        if (!((v[i] >= 'a' && v[i] <= 'z') || (v[i] >= 'A' && v[i] <= 'Z')))
+            return 0;
+    return 1;
 }

@@ -68,4 +68,15 @@ void util_redact_userinfo(const char *url, char *out, size_t size);
 /* Length of the valid UTF-8 sequence at s (RFC 3629), or 0. */
 size_t util_utf8_sequence(const unsigned char *s);
 
+/*
+ * The value of a header line "Name: value" (CR/LF and blanks around it
+ * trimmed) when its name is name, any case: a pointer into line with its
+ * length in *vlen, else NULL.
+ */
+const char *util_header_field(
+    const char *line, size_t len, const char *name, size_t *vlen);
+
+/* A language tag as HERE takes it: ^[a-z]{2}(-[A-Za-z]{1,4})?$. */
+int util_lang_valid(const char *v);
+
 #endif

@@ -75,25 +75,6 @@ seed_style_valid(const char *s)
 }
 
 int
-seed_lang_valid(const char *s)
-{
-    size_t len = strlen(s), i;
-
-    if (len != 2 && (len < 4 || len > 7))
-        return 0;
-    if (!is_lower(s[0]) || !is_lower(s[1]))
-        return 0;
-    if (len == 2)
-        return 1;
-    if (s[2] != '-')
-        return 0;
-    for (i = 3; i < len; i++)
-        if (!is_alpha(s[i]))
-            return 0;
-    return 1;
-}
-
-int
 seed_indice_valid(const char *s)
 {
     size_t i, len = strlen(s);

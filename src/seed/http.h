@@ -22,8 +22,6 @@ int seed_resource_valid(const char *s);
 int seed_format_valid(const char *s);
 /* A style's spelling (the proxy knows which it serves): [a-z0-9._-]{1,64} */
 int seed_style_valid(const char *s);
-/* ^[a-z]{2}(-[A-Za-z]{1,4})?$, as the proxy's lang. */
-int seed_lang_valid(const char *s);
 /* 1 to 64 of A-Z a-z 0-9 _ . -, as the proxy's indice. */
 int seed_indice_valid(const char *s);
 /* 1 to SEED_TOKEN_MAX printable bytes without blanks. */

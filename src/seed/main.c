@@ -235,7 +235,7 @@ take_option(struct options *o, int id, const char *v, unsigned char *seen)
     case OPT_PPI: return parse_choice("--ppi", v, 100, 200, 400, &o->ppi);
     case OPT_LANG:
         o->lang = v;
-        return seed_lang_valid(v)
+        return util_lang_valid(v)
             ? 0
             : usage_error("--%s: a language such as en or pt-BR", name);
     case OPT_INDICE:

@@ -199,21 +199,11 @@ on_body(char *data, size_t size, size_t nmemb, void *userp)
 static void
 header_take(const char *line, size_t len, const char *name, char *out)
 {
-    size_t nlen = strlen(name), vlen;
-    const char *v;
+    size_t vlen;
+    const char *v = util_header_field(line, len, name, &vlen);
 
-    if (len <= nlen || line[nlen] != ':' || strncasecmp(line, name, nlen) != 0)
+    if (v == NULL)
         return;
-    v = line + nlen + 1;
-    vlen = len - nlen - 1;
-    while (vlen > 0 && (*v == ' ' || *v == '\t')) {
-        v++;
-        vlen--;
-    }
-    while (vlen > 0 &&
-        (v[vlen - 1] == '\r' || v[vlen - 1] == '\n' || v[vlen - 1] == ' ' ||
-            v[vlen - 1] == '\t'))
-        vlen--;
     /* A value too long for us is none of the short ones we look for. */
     if (vlen >= HEADER_VALUE_MAX)
         vlen = 0;

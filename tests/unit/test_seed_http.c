@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "seed/http.h"
+#include "util.h"
 
 static void
 test_values(void **state)
@@ -28,14 +29,14 @@ test_values(void **state)
     assert_false(seed_style_valid("a b"));
     assert_false(seed_style_valid(
         "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"));
-    assert_true(seed_lang_valid("en"));
-    assert_true(seed_lang_valid("pt-BR"));
-    assert_true(seed_lang_valid("zh-Hant"));
-    assert_false(seed_lang_valid("EN"));
-    assert_false(seed_lang_valid("e"));
-    assert_false(seed_lang_valid("en-"));
-    assert_false(seed_lang_valid("en_US"));
-    assert_false(seed_lang_valid("en-Hanto"));
+    assert_true(util_lang_valid("en"));
+    assert_true(util_lang_valid("pt-BR"));
+    assert_true(util_lang_valid("zh-Hant"));
+    assert_false(util_lang_valid("EN"));
+    assert_false(util_lang_valid("e"));
+    assert_false(util_lang_valid("en-"));
+    assert_false(util_lang_valid("en_US"));
+    assert_false(util_lang_valid("en-Hanto"));
     assert_true(seed_indice_valid("map-1_a.b"));
     assert_false(seed_indice_valid(""));
     assert_false(seed_indice_valid("a b"));

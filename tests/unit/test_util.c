@@ -421,6 +421,42 @@ test_ms_timespec(void **state)
     assert_int_equal(ts.tv_nsec, 0);
 }
 
+static void
+test_header_field(void **state)
+{
+    static const char line[] = "content-TYPE: \t image/png ; x \r\n";
+    size_t n = 99;
+    const char *v;
+
+    (void)state;
+    v = util_header_field(line, sizeof(line) - 1, "Content-Type", &n);
+    assert_non_null(v);
+    assert_int_equal(n, strlen("image/png ; x"));
+    assert_memory_equal(v, "image/png ; x", n);
+    /* Another name, a prefix of the name, no colon: none. */
+    assert_null(util_header_field(line, sizeof(line) - 1, "ETag", &n));
+    assert_null(util_header_field("Content-Typex: a", 16, "Content-Type", &n));
+    assert_null(util_header_field("Content-Type", 12, "Content-Type", &n));
+    v = util_header_field("ETag:\r\n", 7, "etag", &n);
+    assert_non_null(v);
+    assert_int_equal(n, 0);
+}
+
+static void
+test_lang_valid(void **state)
+{
+    static const char *const good[] = {"en", "pt-BR", "zh-Hant", "de-a"};
+    static const char *const bad[] = {
+        "", "e", "EN", "en-", "en_US", "en-Hanto", "en-B1", "eng", "e1"};
+    size_t i;
+
+    (void)state;
+    for (i = 0; i < sizeof(good) / sizeof(good[0]); i++)
+        assert_true(util_lang_valid(good[i]));
+    for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        assert_false(util_lang_valid(bad[i]));
+}
+
 int
 main(void)
 {
@@ -437,6 +473,8 @@ main(void)
         cmocka_unit_test(test_consttime_equal),
         cmocka_unit_test(test_redact_userinfo),
         cmocka_unit_test(test_hash64),
+        cmocka_unit_test(test_header_field),
+        cmocka_unit_test(test_lang_valid),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
