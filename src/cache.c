@@ -45,6 +45,7 @@
 #define PURGE_SYNC_MS 1000
 #define PURGE_LOG_TTL_S 86400
 #define PURGE_LOG_CATCHUP 1000    /* further behind: clear the tier */
+#define PURGE_LOG_TIP 8           /* newest items that may be on their way */
 #define SHARED_TTL_S (30 * 86400) /* memcached's longest relative expiry */
 #define GKEY_MAX (REQUEST_KEY_MAX + 24)
 /* How far another instance's clock may run ahead of ours. */
@@ -64,6 +65,7 @@ struct cache {
     long ttl_cap_s, stale_ttl_s;
     uint64_t max_body;
     uint64_t purge_seq; /* the last purge-log entry applied */
+    uint64_t purge_tip; /* the sync thread's: the tip it waited on once */
     int stop;           /* the sync thread's, under sync_lock */
     int syncing;        /* the sync thread runs */
     pthread_t sync_thread;
@@ -239,19 +241,23 @@ adopt_generation(struct cache *cache, uint64_t seq, uint64_t g, const char *why)
 }
 
 /*
- * Apply purge-log entries (from, to]; 0, or -1 to leave it for later.
- * An item that is missing (evicted) or does not verify (forged) is
- * skipped: only sealed items name keys to drop. Further behind than
- * PURGE_LOG_CATCHUP, the tier is cleared, but only when the newest items
- * prove that many purges were made: a sequence pushed ahead by anyone
- * else must not empty the caches.
+ * Apply purge-log entries (from, to]; *done is how far it got; 0, or -1
+ * to leave it for later. An item that is missing (evicted) or does not
+ * verify (forged) is skipped: only sealed items name keys to drop. A
+ * purge takes its number first and writes its item next, so an item
+ * missing among the newest may still be on its way: the first look at a
+ * tip stops before it and the next round reads or skips it. Further
+ * behind than PURGE_LOG_CATCHUP, the tier is cleared, but only when the
+ * newest items prove that many purges were made: a sequence pushed ahead
+ * by anyone else must not empty the caches.
  */
 static int
-apply_purge_log(struct cache *cache, uint64_t from, uint64_t to)
+apply_purge_log(struct cache *cache, uint64_t from, uint64_t to, uint64_t *done)
 {
-    uint64_t i, burst = to - from > PURGE_LOG_CATCHUP;
+    uint64_t i, burst = to - from > PURGE_LOG_CATCHUP, start = from;
     char key[REQUEST_KEY_MAX + 1];
 
+    *done = to;
     if (burst)
         from = to - PURGE_LOG_CATCHUP;
     for (i = from + 1; i <= to; i++) {
@@ -263,6 +269,11 @@ apply_purge_log(struct cache *cache, uint64_t from, uint64_t to)
             key, sizeof(key));
         if (n == -1)
             return -1;
+        if (n == 0 && to - i < PURGE_LOG_TIP && cache->purge_tip != to) {
+            cache->purge_tip = to;
+            *done = burst ? start : i - 1;
+            return 0;
+        }
         if (n <= 0)
             continue;
         if (burst) {
@@ -319,7 +330,7 @@ sync_shared(struct cache *cache, int first)
         }
     }
     last = __atomic_load_n(&cache->purge_seq, __ATOMIC_ACQUIRE);
-    if (!first && seq > last && apply_purge_log(cache, last, seq) != 0)
+    if (!first && seq > last && apply_purge_log(cache, last, seq, &seq) != 0)
         return;
     /* seq < last: the log restarted (memcached lost it): follow it on. */
     __atomic_store_n(&cache->purge_seq, seq, __ATOMIC_RELEASE);

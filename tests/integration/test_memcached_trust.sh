@@ -187,6 +187,8 @@ ENTRIES_BEFORE=$(prom_value hereproxy_cache_entries)
 R_PURGE=$(rejected purge_log)
 printf '5000' >"$RUN_DIR/seq"
 mc_raw "$MC" set hp1:purge-seq "$RUN_DIR/seq"
+# The sequence first, as a purge does: the items may come after a sync
+# round has seen it, and are still read (and refused) the round after.
 for i in 4999 5000; do
     printf 'base/mc/8/12/37/png?ppi=100&scale=1&size=256&style=explore.day' >"$RUN_DIR/p"
     mc_raw "$MC" set "hp1:purge:$i" "$RUN_DIR/p"
