@@ -640,7 +640,8 @@ worker_processes ${NGINX_WORKERS:-1};
 $userline
 pid $d/nginx.pid;
 error_log $d/error.log info;
-events { worker_connections 256; }
+# A client connection and its FastCGI one both count: wrk -c 256 needs more than 256.
+events { worker_connections 1024; }
 http {
     access_log $d/access.log;
     client_body_temp_path $d/tmp/client_body;
