@@ -1,24 +1,38 @@
 /*
  * ngx_http_hereproxy_module: what hereproxy's NGINX cache layer needs from
- * NGINX, done in C instead of an access log line and header maps.
+ * NGINX, done in C instead of an access log line, maps and add_header.
  *
  *   hereproxy_hits_file PATH [slots=N];   (http)
  *   hereproxy_hits on|off;                (http, server, location)
  *   hereproxy_hit_headers on|off;         (http, server, location)
+ *   hereproxy_cache_status_header on|off; (http, server, location)
+ *   hereproxy_indices NAME ...;           (http, server, location)
  *
  * hereproxy_hits counts each request the cache answered (status HIT,
  * STALE or UPDATING) per indice in PATH, a file mapped shared by every
  * worker and read by hereproxy (NGINX_HITS_FILE): a few atomic adds per
  * hit, no write, no syscall. The layout is src/nginx/nginxhits_format.h.
  *
- * hereproxy_hit_headers gives a cached answer the requester's X-Index (its
- * indice, "-" without one) and X-Request-ID (its own when hereproxy would
- * take it, else none) in place of those stored with the entry, which are
- * the request's that filled it.
+ * hereproxy_hit_headers gives a cached answer the requester's X-Index
+ * (its indice, "-" without one) and X-Request-ID (its own when hereproxy
+ * would take it, else none) in place of those stored with the entry,
+ * which are the request's that filled it. hereproxy_cache_status_header
+ * adds X-Cache-NGINX, NGINX's cache status, to every answer that went
+ * through the cache.
  *
  * $hereproxy_cache_key is the shipped conf's $hereproxy_cache_target map
  * without a regular expression: "i:" and the request target without its
  * first plain, valid indice= parameter, else "q:" and the whole target.
+ *
+ * $hereproxy_cache_bypass is "1" for a request NGINX's cache must leave
+ * to hereproxy (a client token; an indice that is invalid, repeated,
+ * encoded, or not in hereproxy_indices when that is set), else "0": the
+ * shipped conf's token variables and $hereproxy_indice_uncacheable map
+ * without a regular expression.
+ *
+ * A hit's costs beyond NGINX's plain fastcgi_cache are what this module
+ * adds, so each request's query and headers are read once, into a context
+ * the variables, the header filter and the counter share.
  */
 
 #include <ngx_config.h>
@@ -39,7 +53,16 @@ typedef struct {
 typedef struct {
     ngx_flag_t                    hits;
     ngx_flag_t                    hit_headers;
+    ngx_flag_t                    status_header;
+    ngx_array_t                  *indices;  /* hereproxy_indices, sorted */
 } ngx_http_hereproxy_loc_conf_t;
+
+/* What a request's query and headers say, read once (see above). */
+typedef struct {
+    ngx_str_t                     indice;   /* valid, else "-" */
+    ngx_table_elt_t              *request_id;   /* X-Request-ID, or NULL */
+    unsigned                      bypass:1;
+} ngx_http_hereproxy_ctx_t;
 
 static ngx_int_t ngx_http_hereproxy_add_variables(ngx_conf_t *cf);
 static ngx_int_t ngx_http_hereproxy_init(ngx_conf_t *cf);
@@ -49,7 +72,10 @@ static char *ngx_http_hereproxy_merge_loc_conf(ngx_conf_t *cf, void *parent,
     void *child);
 static char *ngx_http_hereproxy_hits_file(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+static char *ngx_http_hereproxy_indices(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
 static ngx_int_t ngx_http_hereproxy_init_process(ngx_cycle_t *cycle);
+static ngx_int_t ngx_http_hereproxy_listed(ngx_array_t *list, ngx_str_t *name);
 
 static ngx_command_t ngx_http_hereproxy_commands[] = {
 
@@ -72,6 +98,20 @@ static ngx_command_t ngx_http_hereproxy_commands[] = {
       ngx_conf_set_flag_slot,
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_http_hereproxy_loc_conf_t, hit_headers),
+      NULL },
+
+    { ngx_string("hereproxy_cache_status_header"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_hereproxy_loc_conf_t, status_header),
+      NULL },
+
+    { ngx_string("hereproxy_indices"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
+      ngx_http_hereproxy_indices,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
       NULL },
 
       ngx_null_command
@@ -124,6 +164,42 @@ static ngx_http_hereproxy_entry_t  *ngx_http_hereproxy_index;
 static ngx_uint_t                   ngx_http_hereproxy_index_size;
 static ngx_uint_t                   ngx_http_hereproxy_index_used;
 
+/*
+ * The headers this module looks for, and the hashes of their lower-case
+ * names: NGINX's parser gives every request header, and every header of
+ * an upstream or cached response, that hash, so most headers are passed
+ * over without a string comparison.
+ */
+static ngx_str_t   ngx_http_hereproxy_x_cache_nginx = ngx_string("X-Cache-NGINX");
+static ngx_str_t   ngx_http_hereproxy_x_index = ngx_string("X-Index");
+static ngx_str_t   ngx_http_hereproxy_x_request_id = ngx_string("X-Request-ID");
+static ngx_str_t   ngx_http_hereproxy_x_proxy_token = ngx_string("X-Proxy-Token");
+static ngx_uint_t  ngx_http_hereproxy_x_index_hash;
+static ngx_uint_t  ngx_http_hereproxy_x_request_id_hash;
+static ngx_uint_t  ngx_http_hereproxy_x_proxy_token_hash;
+
+
+/*
+ * Whether header h is named name (lc in lower case, whose hash is hash).
+ * A parsed header has its lower-case name beside it; one another module
+ * added (hash 1) may not, and is compared case-blind.
+ */
+static ngx_inline ngx_int_t
+ngx_http_hereproxy_is(ngx_table_elt_t *h, ngx_str_t *name, const char *lc,
+    ngx_uint_t hash)
+{
+    if (h->key.len != name->len) {
+        return 0;
+    }
+
+    if (h->hash == hash && h->lowcase_key != NULL) {
+        return ngx_memcmp(h->lowcase_key, lc, name->len) == 0;
+    }
+
+    return h->hash == 1
+           && ngx_strncasecmp(h->key.data, name->data, name->len) == 0;
+}
+
 
 /* An indice as hereproxy takes it: 1 to 64 of A-Z a-z 0-9 _ . - */
 static ngx_int_t
@@ -146,6 +222,153 @@ ngx_http_hereproxy_valid_indice(ngx_str_t *s)
     }
 
     return 1;
+}
+
+
+/* What hereproxy takes as an X-Request-ID: 1 to 128 of A-Z a-z 0-9 . _ : - */
+static ngx_int_t
+ngx_http_hereproxy_valid_request_id(ngx_str_t *s)
+{
+    size_t  i;
+    u_char  c;
+
+    if (s->len < 1 || s->len > 128) {
+        return 0;
+    }
+
+    for (i = 0; i < s->len; i++) {
+        c = s->data[i];
+        if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z')
+              || (c >= '0' && c <= '9') || c == '.' || c == '_' || c == ':'
+              || c == '-'))
+        {
+            return 0;
+        }
+    }
+
+    return 1;
+}
+
+
+/*
+ * The request's context, made on first use: one pass over the query
+ * ($args, what hereproxy gets as QUERY_STRING) and one over the request
+ * headers.
+ *
+ * bypass: a client token (token= or X-Proxy-Token, whatever the value:
+ * hereproxy alone checks tokens); an indice= that is invalid or empty, or
+ * given twice (hereproxy answers 400); a parameter name with "%" in it
+ * (hereproxy decodes names: "%69ndice" is an indice NGINX cannot see);
+ * with hereproxy_indices, an indice not listed ("-" for none).
+ */
+static ngx_http_hereproxy_ctx_t *
+ngx_http_hereproxy_get_ctx(ngx_http_request_t *r)
+{
+    u_char                         *p, *q, *end, *eq;
+    size_t                          nlen;
+    ngx_uint_t                      i, seen, pct, valid;
+    ngx_list_part_t                *part;
+    ngx_table_elt_t                *h;
+    ngx_http_hereproxy_ctx_t       *ctx;
+    ngx_http_hereproxy_loc_conf_t  *lcf;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_hereproxy_module);
+    if (ctx != NULL) {
+        return ctx;
+    }
+
+    ctx = ngx_pcalloc(r->pool, sizeof(ngx_http_hereproxy_ctx_t));
+    if (ctx == NULL) {
+        return NULL;
+    }
+
+    seen = 0;
+    valid = 0;
+    end = r->args.data + r->args.len;
+
+    /* Each parameter is [p, q): its name ends at eq, or q without "=". */
+    for (p = r->args.data; p < end; p = q + 1) {
+        eq = NULL;
+        pct = 0;
+
+        for (q = p; q < end && *q != '&'; q++) {
+            if (eq == NULL) {
+                if (*q == '=') {
+                    eq = q;
+                } else if (*q == '%') {
+                    pct = 1;
+                }
+            }
+        }
+
+        nlen = (eq ? eq : q) - p;
+
+        if (pct) {
+            ctx->bypass = 1;
+
+        } else if (nlen == 6 && ngx_strncmp(p, "indice", 6) == 0) {
+            if (seen++ == 0) {
+                ctx->indice.data = eq ? eq + 1 : q;
+                ctx->indice.len = q - ctx->indice.data;
+                valid = ngx_http_hereproxy_valid_indice(&ctx->indice);
+                if (!valid) {
+                    ctx->bypass = 1;
+                }
+
+            } else {
+                ctx->bypass = 1;
+            }
+
+        } else if (nlen == 5 && ngx_strncmp(p, "token", 5) == 0) {
+            ctx->bypass = 1;
+        }
+    }
+
+    if (!valid) {
+        ngx_str_set(&ctx->indice, "-");
+    }
+
+    part = &r->headers_in.headers.part;
+    h = part->elts;
+
+    for (i = 0; /* void */; i++) {
+
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                break;
+            }
+            part = part->next;
+            h = part->elts;
+            i = 0;
+        }
+
+        if (ngx_http_hereproxy_is(&h[i], &ngx_http_hereproxy_x_proxy_token,
+                                  "x-proxy-token",
+                                  ngx_http_hereproxy_x_proxy_token_hash))
+        {
+            ctx->bypass = 1;
+
+        } else if (ctx->request_id == NULL
+                   && ngx_http_hereproxy_is(&h[i],
+                                            &ngx_http_hereproxy_x_request_id,
+                                            "x-request-id",
+                                            ngx_http_hereproxy_x_request_id_hash))
+        {
+            ctx->request_id = &h[i];
+        }
+    }
+
+    lcf = ngx_http_get_module_loc_conf(r, ngx_http_hereproxy_module);
+
+    if (lcf->indices != NULL && !ctx->bypass
+        && !ngx_http_hereproxy_listed(lcf->indices, &ctx->indice))
+    {
+        ctx->bypass = 1;
+    }
+
+    ngx_http_set_ctx(r, ctx, ngx_http_hereproxy_module);
+
+    return ctx;
 }
 
 
@@ -236,11 +459,11 @@ static ngx_int_t
 ngx_http_hereproxy_count(ngx_http_request_t *r)
 {
     off_t                            sent;
-    ngx_str_t                        indice;
     ngx_uint_t                       kind, st, cl, status;
     ngx_msec_int_t                   ms;
     ngx_time_t                      *tp;
     struct nginxhits_slot           *s;
+    ngx_http_hereproxy_ctx_t        *ctx;
     ngx_http_hereproxy_loc_conf_t   *lcf;
     ngx_http_hereproxy_main_conf_t  *mcf;
 
@@ -263,17 +486,12 @@ ngx_http_hereproxy_count(ngx_http_request_t *r)
     }
 
     mcf = ngx_http_get_module_main_conf(r, ngx_http_hereproxy_module);
-    if (mcf->header == NULL) {
+    ctx = ngx_http_hereproxy_get_ctx(r);
+    if (mcf->header == NULL || ctx == NULL) {
         return NGX_OK;
     }
 
-    if (ngx_http_arg(r, (u_char *) "indice", 6, &indice) != NGX_OK
-        || !ngx_http_hereproxy_valid_indice(&indice))
-    {
-        ngx_str_set(&indice, "-");
-    }
-
-    s = ngx_http_hereproxy_find(mcf->header, &indice);
+    s = ngx_http_hereproxy_find(mcf->header, &ctx->indice);
 
     /* The status $status logs: 499 when the client went away. */
     status = r->err_status ? r->err_status : r->headers_out.status;
@@ -309,15 +527,79 @@ ngx_http_hereproxy_count(ngx_http_request_t *r)
 }
 
 
-/* Set header name to value, adding it when absent; value NULL removes it. */
-static ngx_int_t
-ngx_http_hereproxy_set_header(ngx_http_request_t *r, ngx_str_t *name,
+static ngx_table_elt_t *
+ngx_http_hereproxy_push_header(ngx_http_request_t *r, ngx_str_t *name,
     ngx_str_t *value)
 {
-    ngx_uint_t        i;
-    ngx_list_part_t  *part;
     ngx_table_elt_t  *h;
 
+    h = ngx_list_push(&r->headers_out.headers);
+    if (h == NULL) {
+        return NULL;
+    }
+
+    h->hash = 1;
+#if (nginx_version >= 1023000)
+    h->next = NULL;
+#endif
+    h->key = *name;
+    h->value = *value;
+
+    return h;
+}
+
+
+/*
+ * X-Cache-NGINX on every answer that went through the cache (as the
+ * shipped conf's "add_header X-Cache-NGINX $upstream_cache_status
+ * always"), and on an answer from the cache the requester's X-Index and
+ * X-Request-ID in place of the stored ones: one pass over the response
+ * headers for both.
+ */
+static ngx_int_t
+ngx_http_hereproxy_header_filter(ngx_http_request_t *r)
+{
+    ngx_str_t                      *id;
+    ngx_uint_t                      i, st, have_index;
+    ngx_list_part_t                *part;
+    ngx_table_elt_t                *h;
+    ngx_http_hereproxy_ctx_t       *ctx;
+    ngx_http_hereproxy_loc_conf_t  *lcf;
+
+    lcf = ngx_http_get_module_loc_conf(r, ngx_http_hereproxy_module);
+
+    /* Not for subrequests (a background update's), as add_header. */
+    if (r != r->main || r->upstream == NULL) {
+        return ngx_http_next_header_filter(r);
+    }
+
+    st = r->upstream->cache_status;
+    if (lcf->status_header && st != 0
+        && ngx_http_hereproxy_push_header(r, &ngx_http_hereproxy_x_cache_nginx,
+                                          &ngx_http_cache_status[st - 1])
+           == NULL)
+    {
+        return NGX_ERROR;
+    }
+
+    /* r->cached: this answer comes from the cache, not from hereproxy. */
+    if (!lcf->hit_headers || !r->cached) {
+        return ngx_http_next_header_filter(r);
+    }
+
+    ctx = ngx_http_hereproxy_get_ctx(r);
+    if (ctx == NULL) {
+        return NGX_ERROR;
+    }
+
+    id = NULL;
+    if (ctx->request_id != NULL
+        && ngx_http_hereproxy_valid_request_id(&ctx->request_id->value))
+    {
+        id = &ctx->request_id->value;
+    }
+
+    have_index = 0;
     part = &r->headers_out.headers.part;
     h = part->elts;
 
@@ -332,120 +614,43 @@ ngx_http_hereproxy_set_header(ngx_http_request_t *r, ngx_str_t *name,
             i = 0;
         }
 
-        if (h[i].hash == 0 || h[i].key.len != name->len
-            || ngx_strncasecmp(h[i].key.data, name->data, name->len) != 0)
-        {
+        if (h[i].hash == 0) {
             continue;
         }
 
-        if (value == NULL) {
-            h[i].hash = 0;
-        } else {
-            h[i].value = *value;
-            value = NULL;           /* any repeat goes */
-        }
-    }
-
-    if (value == NULL) {
-        return NGX_OK;
-    }
-
-    h = ngx_list_push(&r->headers_out.headers);
-    if (h == NULL) {
-        return NGX_ERROR;
-    }
-
-    h->hash = 1;
-#if (nginx_version >= 1023000)
-    h->next = NULL;
-#endif
-    h->key = *name;
-    h->value = *value;
-
-    return NGX_OK;
-}
-
-
-/* The requester's X-Request-ID if hereproxy would take it: 1 to 128 of
- * A-Z a-z 0-9 . _ : - */
-static ngx_int_t
-ngx_http_hereproxy_request_id(ngx_http_request_t *r, ngx_str_t *id)
-{
-    u_char            c;
-    size_t            j;
-    ngx_uint_t        i;
-    ngx_list_part_t  *part;
-    ngx_table_elt_t  *h;
-
-    part = &r->headers_in.headers.part;
-    h = part->elts;
-
-    for (i = 0; /* void */; i++) {
-
-        if (i >= part->nelts) {
-            if (part->next == NULL) {
-                return 0;
+        if (ngx_http_hereproxy_is(&h[i], &ngx_http_hereproxy_x_index,
+                                  "x-index", ngx_http_hereproxy_x_index_hash))
+        {
+            if (have_index) {
+                h[i].hash = 0;          /* any repeat goes */
+            } else {
+                h[i].value = ctx->indice;
+                have_index = 1;
             }
-            part = part->next;
-            h = part->elts;
-            i = 0;
-        }
 
-        if (h[i].key.len == sizeof("X-Request-ID") - 1
-            && ngx_strncasecmp(h[i].key.data, (u_char *) "X-Request-ID",
-                               sizeof("X-Request-ID") - 1) == 0)
+        } else if (ngx_http_hereproxy_is(&h[i],
+                                         &ngx_http_hereproxy_x_request_id,
+                                         "x-request-id",
+                                         ngx_http_hereproxy_x_request_id_hash))
         {
-            break;
+            if (id == NULL) {
+                h[i].hash = 0;
+            } else {
+                h[i].value = *id;
+                id = NULL;
+            }
         }
     }
 
-    if (h[i].value.len < 1 || h[i].value.len > 128) {
-        return 0;
-    }
-
-    for (j = 0; j < h[i].value.len; j++) {
-        c = h[i].value.data[j];
-        if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z')
-              || (c >= '0' && c <= '9') || c == '.' || c == '_' || c == ':'
-              || c == '-'))
-        {
-            return 0;
-        }
-    }
-
-    *id = h[i].value;
-    return 1;
-}
-
-
-static ngx_int_t
-ngx_http_hereproxy_header_filter(ngx_http_request_t *r)
-{
-    ngx_str_t                       indice, id;
-    ngx_http_hereproxy_loc_conf_t  *lcf;
-
-    static ngx_str_t  x_index = ngx_string("X-Index");
-    static ngx_str_t  x_request_id = ngx_string("X-Request-ID");
-
-    lcf = ngx_http_get_module_loc_conf(r, ngx_http_hereproxy_module);
-
-    /* r->cached: this answer comes from the cache, not from hereproxy. */
-    if (!lcf->hit_headers || !r->cached || r != r->main) {
-        return ngx_http_next_header_filter(r);
-    }
-
-    /* Only valid indices get here with the shipped bypass map; anything
-     * else (another configuration) is "-", never a raw value. */
-    if (ngx_http_arg(r, (u_char *) "indice", 6, &indice) != NGX_OK
-        || !ngx_http_hereproxy_valid_indice(&indice))
-    {
-        ngx_str_set(&indice, "-");
-    }
-
-    if (ngx_http_hereproxy_set_header(r, &x_index, &indice) != NGX_OK
-        || ngx_http_hereproxy_set_header(r, &x_request_id,
-               ngx_http_hereproxy_request_id(r, &id) ? &id : NULL)
-           != NGX_OK)
+    if ((!have_index
+         && ngx_http_hereproxy_push_header(r, &ngx_http_hereproxy_x_index,
+                                           &ctx->indice)
+            == NULL)
+        || (id != NULL
+            && ngx_http_hereproxy_push_header(r,
+                                              &ngx_http_hereproxy_x_request_id,
+                                              id)
+               == NULL))
     {
         return NGX_ERROR;
     }
@@ -468,12 +673,12 @@ ngx_http_hereproxy_key_variable(ngx_http_request_t *r,
 
     start = r->unparsed_uri.data;
     end = start + r->unparsed_uri.len;
-    p = start ? ngx_strlchr(start, end, '?') : NULL;
+    p = start ? memchr(start, '?', end - start) : NULL;
     next = NULL;
 
     if (p != NULL) {
         for (p++; p < end; p = next + 1) {
-            next = ngx_strlchr(p, end, '&');
+            next = memchr(p, '&', end - p);
             if (next == NULL) {
                 next = end;
             }
@@ -520,18 +725,45 @@ ngx_http_hereproxy_key_variable(ngx_http_request_t *r,
 
 
 static ngx_int_t
+ngx_http_hereproxy_bypass_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data)
+{
+    ngx_http_hereproxy_ctx_t  *ctx;
+
+    ctx = ngx_http_hereproxy_get_ctx(r);
+    if (ctx == NULL) {
+        return NGX_ERROR;
+    }
+
+    v->data = (u_char *) (ctx->bypass ? "1" : "0");
+    v->len = 1;
+    v->valid = 1;
+    v->no_cacheable = 0;
+    v->not_found = 0;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
 ngx_http_hereproxy_add_variables(ngx_conf_t *cf)
 {
     ngx_http_variable_t  *var;
 
-    static ngx_str_t  name = ngx_string("hereproxy_cache_key");
+    static ngx_str_t  key = ngx_string("hereproxy_cache_key");
+    static ngx_str_t  bypass = ngx_string("hereproxy_cache_bypass");
 
-    var = ngx_http_add_variable(cf, &name, 0);
+    var = ngx_http_add_variable(cf, &key, 0);
     if (var == NULL) {
         return NGX_ERROR;
     }
-
     var->get_handler = ngx_http_hereproxy_key_variable;
+
+    var = ngx_http_add_variable(cf, &bypass, 0);
+    if (var == NULL) {
+        return NGX_ERROR;
+    }
+    var->get_handler = ngx_http_hereproxy_bypass_variable;
 
     return NGX_OK;
 }
@@ -683,6 +915,100 @@ ngx_http_hereproxy_hits_file(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 }
 
 
+/* Names in the order of hereproxy_indices' binary search. */
+static int ngx_libc_cdecl
+ngx_http_hereproxy_cmp_names(const void *one, const void *two)
+{
+    const ngx_str_t  *a = one, *b = two;
+
+    if (a->len != b->len) {
+        return a->len < b->len ? -1 : 1;
+    }
+
+    return ngx_memcmp(a->data, b->data, a->len);
+}
+
+
+/* Whether hereproxy_indices lists name (exactly: indices keep their case). */
+static ngx_int_t
+ngx_http_hereproxy_listed(ngx_array_t *list, ngx_str_t *name)
+{
+    ngx_int_t   c;
+    ngx_str_t  *names;
+    ngx_uint_t  lo, hi, mid;
+
+    names = list->elts;
+    lo = 0;
+    hi = list->nelts;
+
+    while (lo < hi) {
+        mid = lo + (hi - lo) / 2;
+        c = ngx_http_hereproxy_cmp_names(name, &names[mid]);
+        if (c == 0) {
+            return 1;
+        }
+        if (c < 0) {
+            hi = mid;
+        } else {
+            lo = mid + 1;
+        }
+    }
+
+    return 0;
+}
+
+
+/*
+ * hereproxy_indices NAME ...: the indices NGINX's cache may answer for,
+ * "-" for requests without one; the others bypass it and reach
+ * hereproxy, which refuses those HEREPROXY_INDICES does not list. Not an
+ * NGINX hash: those fold case, and hereproxy's indices do not.
+ */
+static char *
+ngx_http_hereproxy_indices(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_hereproxy_loc_conf_t *lcf = conf;
+
+    ngx_str_t   *value, *name;
+    ngx_uint_t   i;
+
+    if (lcf->indices != NGX_CONF_UNSET_PTR) {
+        return "is duplicate";
+    }
+
+    lcf->indices = ngx_array_create(cf->pool, cf->args->nelts - 1,
+                                    sizeof(ngx_str_t));
+    if (lcf->indices == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    value = cf->args->elts;
+
+    for (i = 1; i < cf->args->nelts; i++) {
+        if (!ngx_http_hereproxy_valid_indice(&value[i])
+            && !(value[i].len == 1 && value[i].data[0] == '-'))
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid indice \"%V\": 1 to 64 of "
+                               "A-Z a-z 0-9 _ . -, or \"-\" for none",
+                               &value[i]);
+            return NGX_CONF_ERROR;
+        }
+
+        name = ngx_array_push(lcf->indices);
+        if (name == NULL) {
+            return NGX_CONF_ERROR;
+        }
+        *name = value[i];
+    }
+
+    ngx_qsort(lcf->indices->elts, lcf->indices->nelts, sizeof(ngx_str_t),
+              ngx_http_hereproxy_cmp_names);
+
+    return NGX_CONF_OK;
+}
+
+
 static ngx_int_t
 ngx_http_hereproxy_init_process(ngx_cycle_t *cycle)
 {
@@ -734,6 +1060,8 @@ ngx_http_hereproxy_create_loc_conf(ngx_conf_t *cf)
 
     conf->hits = NGX_CONF_UNSET;
     conf->hit_headers = NGX_CONF_UNSET;
+    conf->status_header = NGX_CONF_UNSET;
+    conf->indices = NGX_CONF_UNSET_PTR;
 
     return conf;
 }
@@ -749,6 +1077,8 @@ ngx_http_hereproxy_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
 
     ngx_conf_merge_value(conf->hits, prev->hits, 0);
     ngx_conf_merge_value(conf->hit_headers, prev->hit_headers, 0);
+    ngx_conf_merge_value(conf->status_header, prev->status_header, 0);
+    ngx_conf_merge_ptr_value(conf->indices, prev->indices, NULL);
 
     if (conf->hits) {
         mcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_hereproxy_module);
@@ -777,6 +1107,16 @@ ngx_http_hereproxy_init(ngx_conf_t *cf)
 
     ngx_http_next_header_filter = ngx_http_top_header_filter;
     ngx_http_top_header_filter = ngx_http_hereproxy_header_filter;
+
+    ngx_http_hereproxy_x_index_hash =
+        ngx_hash_key_lc(ngx_http_hereproxy_x_index.data,
+                        ngx_http_hereproxy_x_index.len);
+    ngx_http_hereproxy_x_request_id_hash =
+        ngx_hash_key_lc(ngx_http_hereproxy_x_request_id.data,
+                        ngx_http_hereproxy_x_request_id.len);
+    ngx_http_hereproxy_x_proxy_token_hash =
+        ngx_hash_key_lc(ngx_http_hereproxy_x_proxy_token.data,
+                        ngx_http_hereproxy_x_proxy_token.len);
 
     return NGX_OK;
 }

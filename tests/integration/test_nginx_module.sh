@@ -20,10 +20,12 @@ SO=$("$abs_top_srcdir/contrib/nginx-module/build" "$MOD" 2>"$RUN_DIR/module-buil
 HITS=$RUN_DIR/hereproxy-hits
 src=$abs_top_srcdir/conf/nginx/hereproxy-cache.conf
 
-# module_nginx NAME PROXY_ADDR: the switched hereproxy-cache.conf with the
-# module loaded, started; sets NGINX_PORT, N, D.
+# module_nginx NAME PROXY_ADDR [SED_ARGS...]: the switched
+# hereproxy-cache.conf with the module loaded (SED_ARGS edit it further),
+# started; sets NGINX_PORT, N, D.
 module_nginx() {
     local name=$1 addr=$2
+    shift 2
     D=$RUN_DIR/$name
     mkdir -p "$D/tmp" "$D/cache"
     cp /etc/nginx/fastcgi_params "$D/fastcgi_params" || die "no /etc/nginx/fastcgi_params"
@@ -35,7 +37,7 @@ module_nginx() {
         _nginx_main_conf "$D"
         sed -e "s|127\.0\.0\.1:9000|$addr|g" \
             -e "s|listen 127\.0\.0\.1:8080|listen 127.0.0.1:$NGINX_PORT|" \
-            -e "s|/var/cache/nginx/hereproxy|$D/cache|" "$D/server.conf" | sed 's/^/    /'
+            -e "s|/var/cache/nginx/hereproxy|$D/cache|" "$@" "$D/server.conf" | sed 's/^/    /'
         echo "}"
     } >"$D/nginx.conf"
     _run_nginx "$name" "$D" "$NGINX_PORT"
@@ -53,6 +55,7 @@ start_proxy a "NGINX_HITS_FILE=$HITS"
 LOG_A=$PROXY_LOG
 module_nginx nginx-module "$PROXY_ADDR"
 NGINX_MASTER=$NGINX_PID
+NGINX_MODULE_PORT=$NGINX_PORT
 grep -q "^ *access_log off;" "$D/nginx.conf" || die "the location still logs"
 [ -f "$HITS" ] && ok "NGINX created the counters file" || not_ok "NGINX created the counters file"
 assert_eq "$(stat -c '%a %s' "$HITS")" "644 $((64 + 4096 * 512))" "the file: mode 0644, 4096 slots of 512 bytes"
@@ -120,6 +123,67 @@ req GET "$N$TK?lang=en&scale=2&indice=K2"
 check_header X-Cache-NGINX MISS "key: another parameter order is another entry"
 req GET "$N$TK?lang=en&scale=2"
 check_header X-Cache-NGINX MISS "key: no indice is not the stripped key (q: against i:)"
+
+# ------------------------------------------------ left to hereproxy
+# $hereproxy_cache_bypass: what the stock conf's token variables and
+# indice map skip, and a parameter name hereproxy decodes ("%69ndice" is
+# its "indice", which NGINX cannot see: before, the second was a HIT
+# counted as "-" for a request hereproxy counted as E).
+TB=/here-proxy/base/mc/7/23/10/png
+req GET "$N$TB?indice=E"                                           # E: 1
+check_header X-Cache-NGINX MISS "bypass: E fills the entry"
+assert_eq "$(header_count X-Cache-NGINX)" 1 "one X-Cache-NGINX header on a miss (the module's)"
+req GET "$N$TB?indice=E"                                           # E: 2
+check_header X-Cache-NGINX HIT "bypass: E again is a HIT"
+assert_eq "$(header_count X-Cache-NGINX)" 1 "one X-Cache-NGINX header on a hit"
+for i in 1 2; do                                                   # E: 4
+    req GET "$N$TB?%69ndice=E"
+    check_status 200 "an encoded parameter name, request $i: 200"
+    check_header X-Cache-NGINX BYPASS "an encoded parameter name, request $i: NGINX's cache skipped"
+    check_header X-Index E "an encoded parameter name, request $i: hereproxy's X-Index"
+done
+req GET "$N$TB?indice=E" -H "X-Proxy-Token: sometoken0123456789"     # E: 5
+check_header X-Cache-NGINX BYPASS "a token in the header: NGINX's cache skipped"
+req GET "$N$TB?indice=E&token=sometoken0123456789"                 # E: 6
+check_header X-Cache-NGINX BYPASS "a token in the query: NGINX's cache skipped"
+req GET "$N$TB?indice=E&indice=F"                                  # refused
+check_status 400 "a repeated indice: hereproxy's 400"
+check_header X-Cache-NGINX BYPASS "a repeated indice: NGINX's cache skipped"
+req GET "$N$TB?indice=E"                                           # E: 7
+check_header X-Cache-NGINX HIT "after them, E still hits the entry its first request filled"
+wait_requests "[7]" E
+assert_eq "$got" "[7]" "bypass: E's requests counted once each (2 NGINX hits, 5 by hereproxy)"
+
+# hereproxy_indices: with HEREPROXY_INDICES, only the listed indices may
+# take a cached tile; the others reach hereproxy's 403.
+start_proxy lst "NGINX_HITS_FILE=$RUN_DIR/hits-lst" "HEREPROXY_INDICES=L1,L2"
+module_nginx nginx-module-lst "$PROXY_ADDR" -e "s|$HITS|$RUN_DIR/hits-lst|" \
+    -e 's|^\( *\)# hereproxy_indices name1 name2;|\1hereproxy_indices L1 L2;|'
+grep -q "^ *hereproxy_indices L1 L2;" "$D/nginx.conf" || die "no hereproxy_indices line to enable"
+TL=/here-proxy/base/mc/7/24/10/png
+req GET "$N$TL?indice=L1"
+check_header X-Cache-NGINX MISS "hereproxy_indices: L1 fills the entry"
+req GET "$N$TL?indice=L2"
+check_header X-Cache-NGINX HIT "hereproxy_indices: L2, listed, hits it"
+for i in 1 2; do
+    req GET "$N$TL?indice=L3"
+    check_status 403 "hereproxy_indices: L3, not listed, request $i: hereproxy's 403, not the cached tile"
+    check_header X-Cache-NGINX BYPASS "hereproxy_indices: L3, request $i: NGINX's cache skipped"
+done
+req GET "$N$TL?indice=l1"
+check_status 403 "hereproxy_indices: l1 is not L1 (hereproxy's indices keep their case): 403"
+check_header X-Cache-NGINX BYPASS "hereproxy_indices: l1: NGINX's cache skipped"
+req GET "$N$TL"
+check_status 403 "hereproxy_indices: no indice (\"-\" not listed): hereproxy's 403"
+check_header X-Cache-NGINX BYPASS "hereproxy_indices: no indice: NGINX's cache skipped"
+sed 's|hereproxy_indices L1 L2;|hereproxy_indices L1 bad!name;|' "$D/nginx.conf" >"$D/bad-indices.conf"
+if nginx -t -p "$D" -c "$D/bad-indices.conf" >"$RUN_DIR/bad-indices.out" 2>&1; then
+    not_ok "NGINX refuses an invalid name in hereproxy_indices"
+else
+    assert_contains "$(cat "$RUN_DIR/bad-indices.out")" 'invalid indice "bad!name"' \
+        "NGINX refuses an invalid name in hereproxy_indices, saying which"
+fi
+N=http://127.0.0.1:$NGINX_MODULE_PORT
 
 # ------------------------------------------------ reload: the same file
 kill -HUP "$NGINX_MASTER"
