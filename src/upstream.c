@@ -790,6 +790,8 @@ attempt_done(struct upstream *up, struct job *job, CURLcode code)
     job->not_before_ms = now + delay;
     job->fresh = outcome == UPSTREAM_STALLED;
     stat_add(&up->n_retries, 1);
+    /* Waiting again: start_waiting takes it off the count when it starts. */
+    stat_add(&up->n_queued, 1);
     queue_append(&up->waiting, &up->waiting_tail, job);
 }
 

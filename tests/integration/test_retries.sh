@@ -98,6 +98,12 @@ check_json_error 503 "429 every time: 503 JSON"
 assert_match "$(header Retry-After)" '^[1-9][0-9]*$' "429 every time: the 503 has a Retry-After"
 upstream_control reset
 
+# Every exchange above is over, retried or not: none is left counted as
+# waiting for a slot (retries once took one off the gauge each).
+req GET "${P%/here-proxy}/metrics/prometheus"
+assert_eq "$(prom_value hereproxy_upstream_queued)" 0 "after the retries: hereproxy_upstream_queued is 0"
+assert_eq "$(prom_value hereproxy_upstream_inflight)" 0 "after the retries: hereproxy_upstream_inflight is 0"
+
 # ------------------------------------------------ circuit breaker
 # A cooldown long enough that a loaded machine cannot outrun it between
 # the checks made while the breaker is open (2 s once did).
