@@ -20,6 +20,13 @@
 #define PROBE_TIMEOUT_MS 200
 /* A server that failed is skipped by the pool's handles for this long. */
 #define RETRY_TIMEOUT_S 2
+/*
+ * Back only after this long without a failed exchange: the pool's handles
+ * skip a server until their own retry timeout has run out, each from its
+ * own last failure, so "up" then means tiles are stored there again, and
+ * the handles still catching up do not make it flap.
+ */
+#define BACK_AFTER_MS ((RETRY_TIMEOUT_S + 1) * 1000L)
 /* A cache must answer fast or not at all: connect, send and receive. */
 #define IO_TIMEOUT_MS 250
 
@@ -30,10 +37,9 @@
 struct mc_probe {
     memcached_st *m;
     pthread_mutex_t lock;
-    int64_t back_since_ms; /* answered again after a failure; or 0 */
-    int failed;            /* the last probes failed */
-    int up;                /* atomic: the last exchange with it worked */
-    char name[300];        /* host:port */
+    int64_t last_fail_ms; /* atomic: the last failed exchange; 0: none */
+    int up;               /* atomic: what was last logged of it */
+    char name[300];       /* host:port */
 };
 
 struct mc {
@@ -294,16 +300,28 @@ server_of(struct mc *mc, const char *mkey, size_t mlen)
  * One exchange with server i went well or not: log its first failure and
  * its recovery, once per server and change, not every request (one server
  * of several down must not make the others' answers look like a recovery).
+ * A failure takes it down at once; an answer brings it back only
+ * BACK_AFTER_MS after the last failure, whoever saw it (mcget, a pool
+ * handle, a probe).
  */
 static void
 note_server(struct mc *mc, uint32_t i, int ok, const char *what)
 {
     struct mc_probe *p;
+    int64_t now, last;
     cJSON *f;
 
     if (i >= mc->nprobes)
         return;
     p = &mc->probes[i];
+    now = util_mono_ms();
+    if (!ok) {
+        __atomic_store_n(&p->last_fail_ms, now, __ATOMIC_RELAXED);
+    } else {
+        last = __atomic_load_n(&p->last_fail_ms, __ATOMIC_RELAXED);
+        if (last != 0 && now - last < BACK_AFTER_MS)
+            return;
+    }
     if (__atomic_exchange_n(&p->up, ok, __ATOMIC_ACQ_REL) == ok)
         return;
     if ((f = cJSON_CreateObject()) != NULL) {
@@ -591,28 +609,12 @@ probe_one(struct mc *mc, uint32_t i)
         p->m, PROBE_KEY, sizeof(PROBE_KEY) - 1, &vlen, &flags, &rc);
     free(v);
     ok = rc == MEMCACHED_SUCCESS || rc == MEMCACHED_NOTFOUND;
-    if (!ok) {
+    if (!ok)
         memcached_quit(p->m); /* reconnect next time, not half-read */
-        p->failed = 1;
-        p->back_since_ms = 0;
-    } else if (p->failed) {
-        /*
-         * Back, but the pool's handles skip it until their retry timeout
-         * (whole seconds) has run out: count it up only after that, so
-         * that "ready" means tiles are stored there again.
-         */
-        int64_t t = util_mono_ms();
-
-        if (p->back_since_ms == 0)
-            p->back_since_ms = t;
-        if (t - p->back_since_ms >= (RETRY_TIMEOUT_S + 1) * 1000L)
-            p->failed = 0;
-        else
-            ok = 0;
-    }
     pthread_mutex_unlock(&p->lock);
+    /* Up again only once it has answered for a while (note_server). */
     note_server(mc, i, ok, memcached_strerror(NULL, rc));
-    return ok ? 0 : -1;
+    return __atomic_load_n(&p->up, __ATOMIC_ACQUIRE) ? 0 : -1;
 }
 
 int

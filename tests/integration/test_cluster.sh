@@ -101,6 +101,24 @@ sets=$(memcached_stat "$P2" cmd_set)
 gets=$(memcached_stat "$P2" cmd_get)
 assert_match "$sets" '^[1-9][0-9]*$' "server back: it stores tiles again (cmd_set $sets)"
 assert_match "$gets" '^[1-9][0-9]*$' "server back: it is asked for tiles again (cmd_get $gets)"
+# One event per server and change: the pool's handles catching up one by
+# one after the restart, each still skipping the server for a while, once
+# made it flap (lost/back dozens of times per kill).
+server_events() {
+    python3 - "$LOG_A" "$1" "127.0.0.1:$P2" <<'PYEOF'
+import json, sys
+n = 0
+for line in open(sys.argv[1]):
+    try:
+        o = json.loads(line)
+    except ValueError:
+        continue
+    n += o.get("event") == sys.argv[2] and o.get("server") == sys.argv[3]
+print(n)
+PYEOF
+}
+assert_eq "$(server_events memcached_lost)" 1 "one memcached_lost for the killed server"
+assert_eq "$(server_events memcached_back)" 1 "one memcached_back for it once it stores tiles again"
 
 check_log_json "$LOG_A" "proxy log is JSON lines" 30
 check_no_key_leak "no key in responses or logs" "$LOG_A"
