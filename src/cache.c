@@ -57,7 +57,7 @@ struct cache {
     struct lru *memory;
     struct mc *mc;           /* NULL: in-process only */
     struct mac *mac;         /* keyed with CACHE_SECRET; with mc only */
-    struct metrics *metrics; /* NULL: nothing counted */
+    struct metrics *metrics; /* atomic; NULL: nothing counted */
     uint64_t generation;     /* atomic; part of every memcached key */
     uint64_t gen_seq;        /* atomic; the generation's sequence */
     uint64_t owner;          /* this instance, in the locks it takes */
@@ -105,7 +105,8 @@ static void
 reject(
     struct cache *cache, enum metrics_reject r, const char *key, size_t keylen)
 {
-    metrics_cache_rejected(cache->metrics, r, key, keylen);
+    metrics_cache_rejected(
+        __atomic_load_n(&cache->metrics, __ATOMIC_ACQUIRE), r, key, keylen);
 }
 
 /*
@@ -814,7 +815,8 @@ cache_shared_server(struct cache *cache, int i, int *up)
 void
 cache_set_metrics(struct cache *cache, struct metrics *m)
 {
-    cache->metrics = m;
+    /* Published: the sync thread may already be refusing values. */
+    __atomic_store_n(&cache->metrics, m, __ATOMIC_RELEASE);
     if (cache->mc != NULL)
         mc_set_metrics(cache->mc, m);
 }

@@ -54,7 +54,7 @@ struct mc {
     memcached_pool_st *pool;
     struct mc_probe *probes; /* one per server, in libmemcached's order */
     uint32_t nprobes;
-    struct metrics *metrics; /* set before the workers start */
+    struct metrics *metrics; /* atomic: set after the sync thread starts */
 };
 
 size_t
@@ -336,14 +336,16 @@ note_server(struct mc *mc, uint32_t i, int ok, const char *what)
 void
 mc_set_metrics(struct mc *mc, struct metrics *m)
 {
-    mc->metrics = m;
+    /* Published: the cache's sync thread is already running. */
+    __atomic_store_n(&mc->metrics, m, __ATOMIC_RELEASE);
 }
 
 /* One operation's latency since t0_us (util_mono_us) and result. */
 static void
 observe(struct mc *mc, int64_t t0_us, int ok)
 {
-    metrics_memcached(mc->metrics, (double)(util_mono_us() - t0_us) / 1e6, ok);
+    metrics_memcached(__atomic_load_n(&mc->metrics, __ATOMIC_ACQUIRE),
+        (double)(util_mono_us() - t0_us) / 1e6, ok);
 }
 
 static memcached_st *

@@ -182,7 +182,8 @@ fake_submit(void *ctx, struct flight *f, const char *path_and_query,
     snprintf(h->last_inm, sizeof(h->last_inm), "%s",
         if_none_match ? if_none_match : "");
     if (h->hold) {
-        h->held = flight_ref(flights, f);
+        /* Released: the test thread reads the flight this thread made. */
+        __atomic_store_n(&h->held, flight_ref(flights, f), __ATOMIC_RELEASE);
         return 0;
     }
     fill(f, h);
@@ -201,6 +202,13 @@ struct fixture {
 };
 
 static struct fixture fx;
+
+/* The flight the fake HERE holds, as the thread that took it published it. */
+static struct flight *
+held(void)
+{
+    return __atomic_load_n(&fx.here.held, __ATOMIC_ACQUIRE);
+}
 
 static void
 setup_with(const char *name, const char *value)
@@ -363,12 +371,12 @@ test_coalesced_follower(void **state)
         struct follower leader = {.req = req};
 
         assert_int_equal(pthread_create(&th, NULL, follow, &leader), 0);
-        for (i = 0; i < 2000 && fx.here.held == NULL; i++) {
+        for (i = 0; i < 2000 && held() == NULL; i++) {
             struct timespec ts = {0, 1000000L};
 
             nanosleep(&ts, NULL);
         }
-        assert_non_null(fx.here.held);
+        assert_non_null(held());
         {
             pthread_t th2;
 
@@ -540,12 +548,12 @@ lead_in_thread(pthread_t *th, struct follower *leader)
     int i;
 
     assert_int_equal(pthread_create(th, NULL, follow, leader), 0);
-    for (i = 0; i < 2000 && fx.here.held == NULL; i++) {
+    for (i = 0; i < 2000 && held() == NULL; i++) {
         struct timespec ts = {0, 1000000L};
 
         nanosleep(&ts, NULL);
     }
-    assert_non_null(fx.here.held);
+    assert_non_null(held());
 }
 
 /* Every attempt stalled: a clean 504 for the client, nothing stored. */
