@@ -134,7 +134,8 @@ name_list_has(const struct name_list *l, const char *name)
 {
     if (l->any)
         return 1;
-    return name != NULL &&
+    /* bsearch(.., NULL, 0, ..) is undefined behaviour, as qsort's above. */
+    return name != NULL && l->n > 0 &&
         bsearch(&name, l->names, l->n, sizeof(*l->names), cmp_names) != NULL;
 }
 
