@@ -1298,17 +1298,19 @@ print(json.dumps(v, sort_keys=True) if not isinstance(v, str) else v)
 PYEOF
 }
 
-# log_events LOGFILE EVENT: how many lines of a proxy log have "event": EVENT.
+# log_events LOGFILE EVENT [PYEXPR]: how many lines of a proxy log have
+# "event": EVENT (and, given PYEXPR, for which it holds on the line as o).
 log_events() {
-    python3 - "$1" "$2" <<'PYEOF'
+    python3 - "$1" "$2" "${3:-True}" <<'PYEOF'
 import json, sys
 n = 0
 for line in open(sys.argv[1], encoding="utf-8", errors="replace"):
     try:
-        if json.loads(line).get("event") == sys.argv[2]:
-            n += 1
+        o = json.loads(line)
     except ValueError:
-        pass
+        continue
+    if o.get("event") == sys.argv[2] and eval(sys.argv[3]):
+        n += 1
 print(n)
 PYEOF
 }

@@ -104,21 +104,8 @@ assert_match "$gets" '^[1-9][0-9]*$' "server back: it is asked for tiles again (
 # One event per server and change: the pool's handles catching up one by
 # one after the restart, each still skipping the server for a while, once
 # made it flap (lost/back dozens of times per kill).
-server_events() {
-    python3 - "$LOG_A" "$1" "127.0.0.1:$P2" <<'PYEOF'
-import json, sys
-n = 0
-for line in open(sys.argv[1]):
-    try:
-        o = json.loads(line)
-    except ValueError:
-        continue
-    n += o.get("event") == sys.argv[2] and o.get("server") == sys.argv[3]
-print(n)
-PYEOF
-}
-assert_eq "$(server_events memcached_lost)" 1 "one memcached_lost for the killed server"
-assert_eq "$(server_events memcached_back)" 1 "one memcached_back for it once it stores tiles again"
+assert_eq "$(log_events "$LOG_A" memcached_lost "o.get('server') == '127.0.0.1:$P2'")" 1 "one memcached_lost for the killed server"
+assert_eq "$(log_events "$LOG_A" memcached_back "o.get('server') == '127.0.0.1:$P2'")" 1 "one memcached_back for it once it stores tiles again"
 
 check_log_json "$LOG_A" "proxy log is JSON lines" 30
 check_no_key_leak "no key in responses or logs" "$LOG_A"

@@ -12,22 +12,6 @@ require_bin
 
 start_upstream
 
-# count_events LOG EVENT PYEXPR: lines of EVENT for which PYEXPR holds on o.
-count_events() {
-    python3 - "$1" "$2" "$3" <<'EOF'
-import json, sys
-n = 0
-for line in open(sys.argv[1]):
-    try:
-        o = json.loads(line)
-    except ValueError:
-        continue
-    if o.get("event") == sys.argv[2] and eval(sys.argv[3]):
-        n += 1
-print(n)
-EOF
-}
-
 # ------------------------------------------------ per-índice quota
 start_proxy quota QUOTA_UPSTREAM_INDEX=1000/day \
     QUOTA_UPSTREAM_INDEX_OVERRIDES=small:3/day,free:off
@@ -64,7 +48,7 @@ for i in 1 2 3 4 5; do
     [ "$HTTP_STATUS" = 200 ] || break
 done
 check_status 200 "override free:off: 5 fetches, all 200"
-assert_eq "$(count_events "$LOG_Q" cache_only_start 'o.get("scope") == "indice" and o.get("indice") == "small" and o.get("cause") == "quota" and o.get("retry_after_s", 0) > 0')" 1 \
+assert_eq "$(log_events "$LOG_Q" cache_only_start 'o.get("scope") == "indice" and o.get("indice") == "small" and o.get("cause") == "quota" and o.get("retry_after_s", 0) > 0')" 1 \
     "log: one cache_only_start event for índice small, cause quota"
 req GET "$NGINX_URL/metrics/prometheus"
 assert_contains "$HTTP_BODY" 'hereproxy_cache_only{scope="indice",indice="small"} 1' \
@@ -95,7 +79,7 @@ assert_match "$(header Retry-After)" '^[1-9][0-9]*$' "budget spent: Retry-After 
 assert_eq "$(upstream_requests)" "$before" "budget spent: HERE was not asked"
 req GET "$B/base/mc/10/3/9/png?indice=fresh"
 check_status 200 "budget spent: cached tiles are still served to every índice"
-assert_eq "$(count_events "$LOG_B" cache_only_start 'o.get("scope") == "all" and o.get("cause") == "budget"')" 1 \
+assert_eq "$(log_events "$LOG_B" cache_only_start 'o.get("scope") == "all" and o.get("cause") == "budget"')" 1 \
     "log: one cache_only_start event, scope all, cause budget"
 
 # ------------------------------------------------ HERE answers 401 again and again
@@ -129,7 +113,7 @@ check_status 200 "deny: a stale tile is still served"
 check_header X-Cache STALE "deny: ... as STALE"
 sleep 0.5
 assert_eq "$(upstream_requests)" "$before" "deny: HERE was not asked (no miss, no revalidation)"
-assert_eq "$(count_events "$LOG_D" cache_only_start 'o.get("scope") == "all" and o.get("cause") == "here_denied"')" 1 \
+assert_eq "$(log_events "$LOG_D" cache_only_start 'o.get("scope") == "all" and o.get("cause") == "here_denied"')" 1 \
     "log: cache_only_start, scope all, cause here_denied"
 req GET "$NGINX_URL/metrics/prometheus"
 assert_contains "$HTTP_BODY" 'hereproxy_cache_only{scope="all"} 1' "metrics: hereproxy_cache_only{scope=all} 1 while HERE refuses"
@@ -139,7 +123,7 @@ req GET "$D/base/mc/11/9/1/png"
 check_status 200 "deny: after HERE_CACHE_ONLY_S the proxy asks HERE again"
 req GET "$NGINX_URL/metrics/prometheus"
 assert_contains "$HTTP_BODY" 'hereproxy_cache_only{scope="all"} 0' "metrics: hereproxy_cache_only{scope=all} back to 0"
-assert_eq "$(count_events "$LOG_D" cache_only_end 'o.get("scope") == "all"')" 1 \
+assert_eq "$(log_events "$LOG_D" cache_only_end 'o.get("scope") == "all"')" 1 \
     "log: cache_only_end, scope all"
 
 # ------------------------------------------------ HERE refuses one índice's style
@@ -182,9 +166,9 @@ assert_contains "$HTTP_BODY" 'hereproxy_cache_only{scope="params",params="style=
     "metrics: hereproxy_cache_only 1 for the parameter set"
 assert_contains "$HTTP_BODY" 'hereproxy_cache_only{scope="all"} 0' \
     "metrics: the proxy as a whole is not cache-only"
-assert_eq "$(count_events "$LOG_S" cache_only_start 'o.get("scope") == "params" and o.get("params") == "style=satellite.day" and o.get("cause") == "here_denied" and o.get("status") == 403')" 1 \
+assert_eq "$(log_events "$LOG_S" cache_only_start 'o.get("scope") == "params" and o.get("params") == "style=satellite.day" and o.get("cause") == "here_denied" and o.get("status") == 403')" 1 \
     "log: one cache_only_start, scope params, for style=satellite.day"
-assert_eq "$(count_events "$LOG_S" cache_only_start 'o.get("scope") == "all"')" 0 \
+assert_eq "$(log_events "$LOG_S" cache_only_start 'o.get("scope") == "all"')" 0 \
     "log: no cache_only_start for scope all"
 
 # 403s for HERE's default parameters are about the plan itself: everything.
@@ -200,7 +184,7 @@ check_json_error 503 "scoped: after 3 default-style 403s every miss is 503"
 assert_eq "$(upstream_requests)" "$before" "scoped: ... and HERE is not asked"
 req GET "$S/base/mc/12/1/1/png?indice=third"
 check_status 200 "scoped: a cached tile is still served"
-assert_eq "$(count_events "$LOG_S" cache_only_start 'o.get("scope") == "all" and o.get("status") == 403')" 1 \
+assert_eq "$(log_events "$LOG_S" cache_only_start 'o.get("scope") == "all" and o.get("status") == 403')" 1 \
     "log: cache_only_start, scope all, for the default parameters' 403s"
 
 for f in "$LOG_Q" "$LOG_B" "$LOG_D" "$LOG_S"; do
