@@ -1315,6 +1315,31 @@ print(n)
 PYEOF
 }
 
+# access_line LOG FIELD VALUE PYEXPR: PYEXPR on l, the first access line
+# whose FIELD (request_id, indice) is VALUE, waiting up to 10 s for it
+# (access lines are flushed every LOG_FLUSH_MS); "<none>" when it never came.
+access_line() {
+    python3 - "$1" "$2" "$3" "$4" <<'PYEOF'
+import json, sys, time
+log, field, value, expr = sys.argv[1:5]
+deadline = time.time() + 10
+while True:
+    for line in open(log, encoding="utf-8", errors="replace"):
+        try:
+            l = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(l, dict) and l.get("event") == "access" and l.get(field) == value:
+            v = eval(expr)
+            print(json.dumps(v) if not isinstance(v, str) else v)
+            sys.exit(0)
+    if time.time() > deadline:
+        print("<none>")
+        sys.exit(0)
+    time.sleep(0.1)
+PYEOF
+}
+
 # wait_requests EXPECTED INDICE...: poll $N/metrics until the indices'
 # "requests" equal EXPECTED (a Python list), 10 s at most; sets got. For
 # counts that reach hereproxy late (NGINX's cache layer).

@@ -36,28 +36,8 @@ EOF
     ); then ok "$3"; else not_ok "$3" "$out"; fi
 }
 
-# access_field LOG REQUEST_ID PYEXPR: PYEXPR on the access line l of the
-# request, waiting up to 10 s for it; "<none>" when it never came.
-access_field() {
-    python3 - "$1" "$2" "$3" <<'EOF'
-import json, sys, time
-log, rid, expr = sys.argv[1:4]
-deadline = time.time() + 10
-while True:
-    for line in open(log, encoding="utf-8", errors="replace"):
-        try:
-            l = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(l, dict) and l.get("event") == "access" and l.get("request_id") == rid:
-            v = eval(expr)
-            print(json.dumps(v) if not isinstance(v, str) else v)
-            sys.exit(0)
-    if time.time() > deadline:
-        print("<none>"); sys.exit(0)
-    time.sleep(0.1)
-EOF
-}
+# access_field LOG REQUEST_ID PYEXPR: PYEXPR on the request's access line l.
+access_field() { access_line "$1" request_id "$2" "$3"; }
 
 # nosniff NAME: the last response says nosniff, once.
 nosniff() {

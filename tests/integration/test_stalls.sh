@@ -21,29 +21,8 @@ PLOG=$PROXY_LOG
 start_nginx main "$PROXY_ADDR"
 P=$NGINX_URL/here-proxy
 
-# access INDICE PYEXPR: PYEXPR on l, the access line of the request with
-# INDICE (waits for it: access lines are flushed every LOG_FLUSH_MS).
-access() {
-    python3 - "$PLOG" "$1" "$2" <<'EOF'
-import json, sys, time
-log, indice, expr = sys.argv[1:4]
-deadline = time.time() + 10
-while True:
-    for line in open(log, encoding="utf-8", errors="replace"):
-        try:
-            l = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(l, dict) and l.get("event") == "access" and l.get("indice") == indice:
-            v = eval(expr)
-            print(json.dumps(v) if not isinstance(v, str) else v)
-            sys.exit(0)
-    if time.time() > deadline:
-        print("no access line")
-        sys.exit(0)
-    time.sleep(0.1)
-EOF
-}
+# access INDICE PYEXPR: PYEXPR on l, the access line of the request with INDICE.
+access() { access_line "$PLOG" indice "$1" "$2"; }
 
 # direct_sha1 PATH: the digest of HERE's own bytes for PATH (/v3/...) with
 # the query the proxy sent, asked directly (one more request for PATH:
