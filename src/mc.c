@@ -297,18 +297,79 @@ server_of(struct mc *mc, const char *mkey, size_t mlen)
 }
 
 /*
- * One exchange with server i went well or not: log its first failure and
- * its recovery, once per server and change, not every request (one server
- * of several down must not make the others' answers look like a recovery).
- * A failure takes it down at once; an answer brings it back only
- * BACK_AFTER_MS after the last failure, whoever saw it (mcget, a pool
- * handle, a probe).
+ * A round trip to server i on its probe handle: a get answered "found" or
+ * "not found". Called with the probe's lock held. A kept connection the
+ * server closed while it was away (killed, restarted) fails at once: that
+ * one failure is retried on a new connection; a server that did not answer
+ * in time has had its chance.
+ */
+static int
+probe_answers(struct mc_probe *p, const char **what)
+{
+    memcached_return_t rc;
+    size_t vlen = 0;
+    uint32_t flags = 0;
+    int64_t t0 = util_mono_ms();
+    int tries = 0;
+    char *v;
+
+    for (;;) {
+        v = memcached_get(
+            p->m, PROBE_KEY, sizeof(PROBE_KEY) - 1, &vlen, &flags, &rc);
+        free(v);
+        if (rc == MEMCACHED_SUCCESS || rc == MEMCACHED_NOTFOUND)
+            return 1;
+        memcached_quit(p->m); /* reconnect next time, not half-read */
+        if (++tries == 2 || util_mono_ms() - t0 >= PROBE_TIMEOUT_MS / 2) {
+            *what = memcached_strerror(NULL, rc);
+            return 0;
+        }
+    }
+}
+
+/*
+ * Whether a pool handle's failure with server i means the server is gone:
+ * the handle may have held a connection the server closed while it was
+ * away and failed on it once back, which says nothing of the server now.
+ * A fresh probe decides; while another thread probes, its verdict will.
+ */
+static int
+confirmed_down(struct mc *mc, uint32_t i)
+{
+    struct mc_probe *p = &mc->probes[i];
+    const char *what = NULL;
+    int down;
+
+    if (pthread_mutex_trylock(&p->lock) != 0)
+        return 0;
+    down = !probe_answers(p, &what);
+    pthread_mutex_unlock(&p->lock);
+    return down;
+}
+
+/* What one exchange with a server says of its health. */
+enum verdict {
+    ANSWERED,    /* it answered: found or not, stored or not */
+    FAILED,      /* a fresh connection failed, or a run of them: it is gone */
+    FAILED_KEPT, /* a pool handle failed: maybe on a stale connection */
+    SKIPPED,     /* a pool handle still waits out its retry timeout */
+};
+
+/*
+ * One exchange with server i: log its first failure and its recovery, once
+ * per server and change, not every request (one server of several down
+ * must not make the others' answers look like a recovery). A failure takes
+ * it down at once when it is sure, or when a probe confirms a pool
+ * handle's; a handle still skipping it changes nothing. An answer brings it
+ * back only BACK_AFTER_MS after the last failure or skip, whoever saw it
+ * (mcget, a pool handle, a probe).
  */
 static void
-note_server(struct mc *mc, uint32_t i, int ok, const char *what)
+note_server(struct mc *mc, uint32_t i, enum verdict v, const char *what)
 {
     struct mc_probe *p;
     int64_t now, last;
+    int ok = v == ANSWERED;
     cJSON *f;
 
     if (i >= mc->nprobes)
@@ -317,6 +378,9 @@ note_server(struct mc *mc, uint32_t i, int ok, const char *what)
     now = util_mono_ms();
     if (!ok) {
         __atomic_store_n(&p->last_fail_ms, now, __ATOMIC_RELAXED);
+        if (v != FAILED && __atomic_load_n(&p->up, __ATOMIC_ACQUIRE) &&
+            (v == SKIPPED || !confirmed_down(mc, i)))
+            return;
     } else {
         last = __atomic_load_n(&p->last_fail_ms, __ATOMIC_RELAXED);
         if (last != 0 && now - last < BACK_AFTER_MS)
@@ -366,6 +430,7 @@ mc_get(struct mc *mc, const char *key, size_t keylen, const char **val,
     int64_t t0 = util_mono_us();
     const char *why = NULL;
     enum mcget_result r;
+    enum verdict health;
     const char *v = NULL;
 
     uint32_t server = server_of(mc, mkey, mlen);
@@ -374,8 +439,10 @@ mc_get(struct mc *mc, const char *key, size_t keylen, const char **val,
     r = mcget_get(mc->getter, server, mkey, mlen, &v, &vlen, &why);
     observe(mc, t0, r != MCGET_ERROR);
     /* One slow answer is an error, not yet a server lost (mcget.h). */
-    note_server(mc, server,
-        r != MCGET_ERROR || !mcget_server_down(mc->getter, server), why);
+    health = r != MCGET_ERROR || !mcget_server_down(mc->getter, server)
+        ? ANSWERED
+        : FAILED;
+    note_server(mc, server, health, why);
     switch (r) {
     case MCGET_HIT:
         *val = v;
@@ -416,6 +483,17 @@ answered(memcached_return_t rc)
         rc == MEMCACHED_END;
 }
 
+static enum verdict
+pool_verdict(memcached_return_t rc)
+{
+    if (answered(rc))
+        return ANSWERED;
+    return rc == MEMCACHED_SERVER_TEMPORARILY_DISABLED ||
+            rc == MEMCACHED_SERVER_MARKED_DEAD
+        ? SKIPPED
+        : FAILED_KEPT;
+}
+
 static memcached_return_t
 pool_do(struct mc *mc, const char *key, size_t keylen, pool_fn *fn,
     struct pool_op *op)
@@ -433,7 +511,7 @@ pool_do(struct mc *mc, const char *key, size_t keylen, pool_fn *fn,
     rc = fn(m, mkey, mlen, op);
     memcached_pool_push(mc->pool, m);
     observe(mc, t0, answered(rc));
-    note_server(mc, server_of(mc, mkey, mlen), answered(rc),
+    note_server(mc, server_of(mc, mkey, mlen), pool_verdict(rc),
         memcached_strerror(NULL, rc));
     return rc;
 }
@@ -592,30 +670,22 @@ mc_delete(struct mc *mc, const char *key, size_t keylen)
 }
 
 /*
- * One round trip to server i: a get answered "found" or "not found". Its
- * verdict is the server's health too, so that the gauges and events stay
+ * Server i's health as its probe finds it (probe_answers), for readiness
+ * and the gauges; its verdict is noted too, so that the events stay
  * current while no request touches memcached.
  */
 static int
 probe_one(struct mc *mc, uint32_t i)
 {
     struct mc_probe *p = &mc->probes[i];
-    memcached_return_t rc;
-    size_t vlen = 0;
-    uint32_t flags = 0;
-    char *v;
+    const char *what = NULL;
     int ok;
 
     pthread_mutex_lock(&p->lock);
-    v = memcached_get(
-        p->m, PROBE_KEY, sizeof(PROBE_KEY) - 1, &vlen, &flags, &rc);
-    free(v);
-    ok = rc == MEMCACHED_SUCCESS || rc == MEMCACHED_NOTFOUND;
-    if (!ok)
-        memcached_quit(p->m); /* reconnect next time, not half-read */
+    ok = probe_answers(p, &what);
     pthread_mutex_unlock(&p->lock);
     /* Up again only once it has answered for a while (note_server). */
-    note_server(mc, i, ok, memcached_strerror(NULL, rc));
+    note_server(mc, i, ok ? ANSWERED : FAILED, what);
     return __atomic_load_n(&p->up, __ATOMIC_ACQUIRE) ? 0 : -1;
 }
 
