@@ -352,6 +352,21 @@ follow(void *arg)
     return NULL;
 }
 
+/* Run tile_get in a thread and wait until the fake HERE holds the flight. */
+static void
+lead_in_thread(pthread_t *th, struct follower *leader)
+{
+    int i;
+
+    assert_int_equal(pthread_create(th, NULL, follow, leader), 0);
+    for (i = 0; i < 2000 && held() == NULL; i++) {
+        struct timespec ts = {0, 1000000L};
+
+        nanosleep(&ts, NULL);
+    }
+    assert_non_null(held());
+}
+
 /* A request that finds the tile being fetched follows: one fetch. */
 static void
 test_coalesced_follower(void **state)
@@ -370,13 +385,7 @@ test_coalesced_follower(void **state)
     {
         struct follower leader = {.req = req};
 
-        assert_int_equal(pthread_create(&th, NULL, follow, &leader), 0);
-        for (i = 0; i < 2000 && held() == NULL; i++) {
-            struct timespec ts = {0, 1000000L};
-
-            nanosleep(&ts, NULL);
-        }
-        assert_non_null(held());
+        lead_in_thread(&th, &leader);
         {
             pthread_t th2;
 
@@ -539,21 +548,6 @@ test_errors_not_stored(void **state)
     assert_int_equal(a.error, ERROR_UPSTREAM_3XX);
     assert_non_null(strstr(a.message, "redirects are not followed"));
     assert_int_equal(fx.store.puts, 0);
-}
-
-/* Run tile_get in a thread and wait until the fake HERE holds the flight. */
-static void
-lead_in_thread(pthread_t *th, struct follower *leader)
-{
-    int i;
-
-    assert_int_equal(pthread_create(th, NULL, follow, leader), 0);
-    for (i = 0; i < 2000 && held() == NULL; i++) {
-        struct timespec ts = {0, 1000000L};
-
-        nanosleep(&ts, NULL);
-    }
-    assert_non_null(held());
 }
 
 /* Every attempt stalled: a clean 504 for the client, nothing stored. */
